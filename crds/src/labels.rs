@@ -1,0 +1,62 @@
+//! Names shared through the Kubernetes API: labels, annotations, finalizers, field managers,
+//! condition types and Secret keys. Every one is prefixed with the API group.
+
+/// Label on MediaNodes, their Pods and the TURN objects: the MediaPool they belong to.
+pub const POOL: &str = "conclave.dev/pool";
+/// Label on a Conference: the MediaNode hosting it (watched by that media node).
+pub const MEDIA_NODE: &str = "conclave.dev/media-node";
+/// Label on Pods and Deployments: which Conclave component runs in them.
+pub const COMPONENT: &str = "conclave.dev/component";
+/// Value of [`COMPONENT`] for media-node pods.
+pub const COMPONENT_MEDIA_NODE: &str = "media-node";
+/// Value of [`COMPONENT`] for TURN relay pods.
+pub const COMPONENT_TURN: &str = "turn";
+
+/// Annotation on a Kubernetes Node: the public IP clients reach it at, when the Node's own
+/// ExternalIP is missing or wrong (for example behind a 1:1 NAT).
+pub const PUBLIC_IP: &str = "conclave.dev/public-ip";
+/// Annotation on a Conference: the node it was moved away from, so that node can tell its
+/// clients where to reconnect.
+pub const PREVIOUS_MEDIA_NODE: &str = "conclave.dev/previous-media-node";
+
+/// Finalizer on a Conference: the operator releases its reservation and closes its room.
+pub const CONFERENCE_FINALIZER: &str = "conclave.dev/conference";
+/// Finalizer on a MediaNode: its pod is stopped only after its rooms left or timed out.
+pub const NODE_FINALIZER: &str = "conclave.dev/media-node";
+
+/// Field manager of the operator for every object and status it writes.
+pub const OPERATOR_MANAGER: &str = "conclave.dev/operator";
+/// Field manager of the media node for `status.load`, `status.lastHeartbeat` and
+/// conference `status.participants`.
+pub const MEDIA_NODE_MANAGER: &str = "conclave-media-node";
+
+/// Key in the pool Secret holding the HS256 join-token signing key.
+pub const SECRET_JOIN_KEY: &str = "join-token-key";
+/// Key in the pool Secret holding coturn's `static-auth-secret`.
+pub const SECRET_TURN_SECRET: &str = "turn-shared-secret";
+
+/// Name of the Secret a pool's keys live in.
+pub fn pool_secret_name(pool: &str) -> String {
+    format!("{pool}-conclave-keys")
+}
+
+/// Name of a pool's TURN Deployment and Service.
+pub fn turn_name(pool: &str) -> String {
+    format!("{pool}-turn")
+}
+
+/// Condition types, shared so operator, media node and tests spell them alike.
+pub mod condition {
+    /// Pool: at least one node is Ready and can take conferences.
+    pub const READY: &str = "Ready";
+    /// Pool: the spec can be turned into running objects (image, Secret, TURN).
+    pub const RECONCILED: &str = "Reconciled";
+    /// Node: the published address answered a STUN binding request.
+    pub const ADDRESS_REACHABLE: &str = "AddressReachable";
+    /// Node: the pod runs and the heartbeat is fresh.
+    pub const HEALTHY: &str = "Healthy";
+    /// Node: draining, with progress of evacuation in the message.
+    pub const DRAINING: &str = "Draining";
+    /// Conference: it has a node.
+    pub const PLACED: &str = "Placed";
+}

@@ -1,0 +1,38 @@
+//! The Conclave API (`conclave.dev/v1alpha1`): the MediaPool, MediaNode and Conference
+//! custom resources, the names both binaries agree on, and the pure helpers both sides need
+//! (capacity arithmetic, phase rules, join tokens, TURN credentials). No client, no async.
+
+pub mod capacity;
+pub mod conference;
+pub mod examples;
+pub mod labels;
+pub mod node;
+pub mod pool;
+pub mod shared;
+pub mod token;
+pub mod turn;
+
+pub use conference::{Conference, ConferencePhase, ConferenceSpec, ConferenceStatus};
+pub use node::{MediaNode, MediaNodePhase, MediaNodeSpec, MediaNodeStatus};
+pub use pool::{MediaPool, MediaPoolSpec, MediaPoolStatus};
+pub use shared::{NodeCapacity, PortRange};
+
+/// The API group of every Conclave kind.
+pub const GROUP: &str = "conclave.dev";
+/// The API version of every Conclave kind.
+pub const VERSION: &str = "v1alpha1";
+
+/// Upper bound on participants one media node may be sized for, and so on a conference's
+/// `maxParticipants`. One webrtc peer connection per participant, each with its own UDP
+/// port and forwarding tasks, keeps a single SFU process well below this on real hardware.
+pub const PARTICIPANTS_CEILING: u32 = 1000;
+/// Upper bound on rooms one media node may be sized for.
+pub const ROOMS_CEILING: u32 = 500;
+
+/// Every custom resource definition, in the order they are written out.
+pub fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    use kube::CustomResourceExt;
+    vec![MediaPool::crd(), MediaNode::crd(), Conference::crd()]
+}

@@ -1,0 +1,386 @@
+//! MediaPool: a fleet of media nodes, its sizing, scaling policy, pod template and TURN relays.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::shared::{NodeCapacity, PortRange};
+
+/// A fleet of media nodes (SFU pods) and the policy that keeps it sized to room load.
+#[derive(CustomResource, Clone, Debug, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[kube(
+    group = "conclave.dev",
+    version = "v1alpha1",
+    kind = "MediaPool",
+    namespaced,
+    status = "MediaPoolStatus",
+    shortname = "mpool",
+    category = "conclave",
+    printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".status.desiredNodes","description":"Media nodes the autoscaler wants"}"#,
+    printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyNodes","description":"Media nodes that take conferences"}"#,
+    printcolumn = r#"{"name":"Draining","type":"integer","jsonPath":".status.drainingNodes","description":"Media nodes being drained"}"#,
+    printcolumn = r#"{"name":"Participants","type":"integer","jsonPath":".status.participants","description":"Participants connected across the pool"}"#,
+    printcolumn = r#"{"name":"Capacity","type":"integer","jsonPath":".status.capacity","description":"Participants the Ready nodes can carry"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.mediaNode.udpPortRange.max - self.mediaNode.udpPortRange.min + 1 >= self.nodeCapacity.participants").message("spec.mediaNode.udpPortRange must hold at least spec.nodeCapacity.participants ports (one UDP port per participant): widen the range or lower nodeCapacity.participants"))]
+#[x_kube(validation = Rule::new("!self.turn.enabled || self.turn.relayPortRange.max < self.mediaNode.udpPortRange.min || self.turn.relayPortRange.min > self.mediaNode.udpPortRange.max").message("spec.turn.relayPortRange must not overlap spec.mediaNode.udpPortRange: TURN relays and media nodes may share a host"))]
+#[x_kube(validation = Rule::new("(has(self.region) ? self.region : '') == (has(oldSelf.region) ? oldSelf.region : '')").message("spec.region is immutable: conferences were placed by it; create a new pool for another region"))]
+pub struct MediaPoolSpec {
+    /// Region of this pool (a DNS label such as `eu-west-1`). Conferences that ask for a
+    /// region are placed on pools of that region. Immutable.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// What one media node carries at most: participants, rooms and egress bandwidth.
+    #[serde(default = "default_node_capacity")]
+    pub node_capacity: NodeCapacity,
+    /// How many media nodes run and how the pool grows and shrinks.
+    #[serde(default)]
+    pub scaling: Scaling,
+    /// The pod each media node runs in: image, resources, ports and where it may run.
+    #[serde(default)]
+    pub media_node: MediaNodeTemplate,
+    /// TURN relays (coturn) for clients that cannot reach the media nodes over UDP.
+    #[serde(default)]
+    pub turn: TurnSpec,
+    /// TLS signaling through an Ingress. Without it the signaling URL is
+    /// `ws://<public address>:<signalingPort>/rtc` (local clusters and tests only:
+    /// browsers need TLS on any other origin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signaling: Option<SignalingIngress>,
+}
+
+fn default_node_capacity() -> NodeCapacity {
+    NodeCapacity {
+        participants: 200,
+        rooms: 50,
+        egress_mbps: 1000,
+    }
+}
+
+/// How a pool chooses among nodes that fit a conference.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+pub enum Strategy {
+    /// Fill the most-loaded node that still fits, so other nodes empty and can be removed.
+    #[default]
+    Packed,
+    /// Spread conferences onto the least-loaded node, to limit the blast radius of a node.
+    Distributed,
+}
+
+/// Scaling policy of a pool.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.minNodes <= self.maxNodes").message("spec.scaling.minNodes must be less than or equal to spec.scaling.maxNodes"))]
+pub struct Scaling {
+    /// Fewest media nodes kept running, even with no load. Between 0 and 1000.
+    #[schemars(range(max = 1000))]
+    #[serde(default = "default_min_nodes")]
+    pub min_nodes: u32,
+    /// Most media nodes the pool may run. Between 1 and 1000.
+    #[schemars(range(min = 1, max = 1000))]
+    #[serde(default = "default_max_nodes")]
+    pub max_nodes: u32,
+    /// Spare participant capacity kept warm on Ready nodes beyond reserved and actual load,
+    /// so that ad-hoc conferences never wait for a node to start.
+    #[schemars(range(max = 1000000))]
+    #[serde(default = "default_buffer")]
+    pub buffer_participants: u32,
+    /// How long before a scheduled conference's startTime its capacity is brought up.
+    #[schemars(range(max = 86400))]
+    #[serde(default = "default_warmup")]
+    pub warmup_seconds: u32,
+    /// How long the pool must have had surplus capacity before a node is drained (no flapping).
+    #[schemars(range(max = 86400))]
+    #[serde(default = "default_scale_down_delay")]
+    pub scale_down_delay_seconds: u32,
+    /// Longest a draining node keeps live conferences before its pod is deleted anyway.
+    #[schemars(range(max = 604800))]
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout_seconds: u32,
+    /// Conferences per minute moved off draining nodes onto other nodes (evacuation).
+    /// 0 disables evacuation: draining nodes keep their conferences until they end.
+    #[schemars(range(max = 6000))]
+    #[serde(default = "default_evacuation_rate")]
+    pub evacuation_rate: u32,
+    /// `Packed` (default) fills nodes so others can drain; `Distributed` spreads load.
+    #[serde(default)]
+    pub strategy: Strategy,
+}
+
+fn default_min_nodes() -> u32 {
+    1
+}
+fn default_max_nodes() -> u32 {
+    10
+}
+fn default_buffer() -> u32 {
+    50
+}
+fn default_warmup() -> u32 {
+    300
+}
+fn default_scale_down_delay() -> u32 {
+    300
+}
+fn default_drain_timeout() -> u32 {
+    3600
+}
+fn default_evacuation_rate() -> u32 {
+    5
+}
+
+impl Default for Scaling {
+    fn default() -> Self {
+        Self {
+            min_nodes: default_min_nodes(),
+            max_nodes: default_max_nodes(),
+            buffer_participants: default_buffer(),
+            warmup_seconds: default_warmup(),
+            scale_down_delay_seconds: default_scale_down_delay(),
+            drain_timeout_seconds: default_drain_timeout(),
+            evacuation_rate: default_evacuation_rate(),
+            strategy: Strategy::Packed,
+        }
+    }
+}
+
+/// The pod template of a pool's media nodes.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaNodeTemplate {
+    /// Container image of the media node.
+    #[schemars(length(min = 1))]
+    #[serde(default = "default_media_image")]
+    pub image: String,
+    /// CPU and memory requests and limits of the media-node container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// TCP port of the signaling WebSocket (`/rtc`), health and metrics endpoints.
+    #[schemars(range(min = 1024, max = 65535))]
+    #[serde(default = "default_signaling_port")]
+    pub signaling_port: u16,
+    /// UDP ports the media node binds for ICE, one per participant. Open them in firewalls.
+    #[serde(default = "default_udp_range")]
+    pub udp_port_range: PortRange,
+    /// Run on the host network so the UDP range is reachable at the Node's address without
+    /// NAT through kube-proxy. Default true; false only suits clusters with routable pod IPs.
+    #[serde(default = "default_true")]
+    pub host_network: bool,
+    /// Nodes the media-node pods may be scheduled on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// Tolerations of the media-node pods (for example of dedicated media Nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+    /// A media node whose heartbeat is older than this is Failed and its conferences move.
+    #[schemars(range(min = 3, max = 600))]
+    #[serde(default = "default_heartbeat_timeout")]
+    pub heartbeat_timeout_seconds: u32,
+}
+
+fn default_media_image() -> String {
+    "ghcr.io/conclave-dev/media-node:0.1.0".to_owned()
+}
+fn default_signaling_port() -> u16 {
+    7880
+}
+fn default_udp_range() -> PortRange {
+    PortRange {
+        min: 50000,
+        max: 59999,
+    }
+}
+fn default_true() -> bool {
+    true
+}
+fn default_heartbeat_timeout() -> u32 {
+    15
+}
+
+impl Default for MediaNodeTemplate {
+    fn default() -> Self {
+        Self {
+            image: default_media_image(),
+            resources: None,
+            signaling_port: default_signaling_port(),
+            udp_port_range: default_udp_range(),
+            host_network: true,
+            node_selector: None,
+            tolerations: None,
+            heartbeat_timeout_seconds: default_heartbeat_timeout(),
+        }
+    }
+}
+
+/// TURN relays (coturn) run for a pool.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("spec.turn.minReplicas must be less than or equal to spec.turn.maxReplicas"))]
+pub struct TurnSpec {
+    /// Run TURN relays for this pool. About 10–20 % of clients need one.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Container image of the TURN server (coturn).
+    #[schemars(length(min = 1))]
+    #[serde(default = "default_turn_image")]
+    pub image: String,
+    /// Fewest TURN replicas. Between 0 and 100.
+    #[schemars(range(max = 100))]
+    #[serde(default = "default_turn_min")]
+    pub min_replicas: u32,
+    /// Most TURN replicas. Between 1 and 100.
+    #[schemars(range(min = 1, max = 100))]
+    #[serde(default = "default_turn_max")]
+    pub max_replicas: u32,
+    /// Expected share of participants that relay through TURN, between 0 and 1.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    #[serde(default = "default_relay_fraction")]
+    pub relay_fraction: f64,
+    /// Relay allocations one TURN replica carries.
+    #[schemars(range(min = 1, max = 100000))]
+    #[serde(default = "default_allocations")]
+    pub allocations_per_replica: u32,
+    /// UDP and TCP port TURN listens on.
+    #[schemars(range(min = 1, max = 65535))]
+    #[serde(default = "default_turn_port")]
+    pub port: u16,
+    /// UDP ports TURN allocates relays from. Must not overlap the media nodes' range.
+    #[serde(default = "default_relay_range")]
+    pub relay_port_range: PortRange,
+    /// TURN realm.
+    #[schemars(length(min = 1, max = 253))]
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    /// Lifetime of the TURN credentials media nodes hand to clients, in seconds.
+    #[schemars(range(min = 60, max = 604800))]
+    #[serde(default = "default_credential_ttl")]
+    pub credential_ttl_seconds: u32,
+}
+
+fn default_turn_image() -> String {
+    "coturn/coturn:4.6".to_owned()
+}
+fn default_turn_min() -> u32 {
+    1
+}
+fn default_turn_max() -> u32 {
+    4
+}
+fn default_relay_fraction() -> f64 {
+    0.2
+}
+fn default_allocations() -> u32 {
+    500
+}
+fn default_turn_port() -> u16 {
+    3478
+}
+fn default_relay_range() -> PortRange {
+    PortRange {
+        min: 40000,
+        max: 49999,
+    }
+}
+fn default_realm() -> String {
+    "conclave".to_owned()
+}
+fn default_credential_ttl() -> u32 {
+    3600
+}
+
+impl Default for TurnSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            image: default_turn_image(),
+            min_replicas: default_turn_min(),
+            max_replicas: default_turn_max(),
+            relay_fraction: default_relay_fraction(),
+            allocations_per_replica: default_allocations(),
+            port: default_turn_port(),
+            relay_port_range: default_relay_range(),
+            realm: default_realm(),
+            credential_ttl_seconds: default_credential_ttl(),
+        }
+    }
+}
+
+/// TLS signaling through one Ingress routing `/<media node>/rtc` to each node's Service.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignalingIngress {
+    /// Public host name of the signaling endpoint, e.g. `rtc.example.com`.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub host: String,
+    /// IngressClass that serves the Ingress; the cluster default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_class_name: Option<String>,
+    /// Secret holding the TLS certificate for `host`; TLS is terminated by the ingress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret_name: Option<String>,
+}
+
+/// Observed state of a pool, written by the operator.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaPoolStatus {
+    /// Media nodes the autoscaler wants running (not counting draining ones).
+    #[serde(default)]
+    pub desired_nodes: u32,
+    /// MediaNode objects of this pool, in any phase.
+    #[serde(default)]
+    pub nodes: u32,
+    /// Media nodes that are Ready and not draining.
+    #[serde(default)]
+    pub ready_nodes: u32,
+    /// Media nodes that are draining.
+    #[serde(default)]
+    pub draining_nodes: u32,
+    /// Participants connected across the pool, as reported by the media nodes.
+    #[serde(default)]
+    pub participants: u32,
+    /// Participants reserved by placed conferences (their maxParticipants).
+    #[serde(default)]
+    pub reserved_participants: u32,
+    /// Participants the Ready, non-draining nodes can carry.
+    #[serde(default)]
+    pub capacity: u32,
+    /// Since when the pool has had more capacity than it needs; the autoscaler drains a node
+    /// once this is older than scaleDownDelaySeconds. Unset while capacity is needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub surplus_since: Option<Time>,
+    /// TURN relays serving this pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<TurnStatus>,
+    /// `Ready` (a node takes conferences) and `Reconciled` (the spec could be applied).
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// TURN relays of a pool.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TurnStatus {
+    /// Replicas the TURN Deployment runs.
+    #[serde(default)]
+    pub replicas: u32,
+    /// `stun:` and `turn:` URLs clients use, published into each conference's join info.
+    #[serde(default)]
+    pub urls: Vec<String>,
+}

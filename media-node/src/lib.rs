@@ -1,0 +1,1 @@
+//! The Conclave media node: an SFU on the webrtc crate with axum signaling.

@@ -1,0 +1,1 @@
+//! The Conclave operator: controllers for MediaPool, MediaNode and Conference.
