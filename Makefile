@@ -1,0 +1,63 @@
+# Conclave: build, test, demo and benchmark entry points. Every target installs what it
+# needs when missing and skips work that is already up to date.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+CONTROLPLANE := tests/controlplane/bin/controlplane
+CONTROLPLANE_SRC := $(wildcard tests/controlplane/*.go) tests/controlplane/go.mod tests/controlplane/go.sum
+CRD_DIRS := crds charts/conclave/crds
+export CONCLAVE_CONTROLPLANE := $(CURDIR)/$(CONTROLPLANE)
+
+.PHONY: all build crds check-crds fmt-check clippy lint test unit-test integration-test \
+        demo bench deps controlplane clean
+
+all: build
+
+## build: the Rust binaries (operator, media-node, harness kubelet, crdgen)
+build:
+	$(CARGO) build --workspace --bins
+
+## controlplane: the local Kubernetes control plane (Go), rebuilt only when its sources change
+controlplane: $(CONTROLPLANE)
+$(CONTROLPLANE): $(CONTROLPLANE_SRC)
+	bash scripts/ensure-go.sh
+	cd tests/controlplane && go build -trimpath -ldflags='-s -w' -o bin/controlplane .
+
+## deps: Debian packages the tests and the demo use (coturn, chromium, ...)
+deps:
+	bash scripts/ensure-packages.sh
+
+## crds: regenerate the CRD YAML in crds/ and the chart
+crds:
+	$(CARGO) run --quiet -p conclave-crds --bin crdgen -- $(CRD_DIRS)
+
+## check-crds: fail when the committed CRD YAML differs from the types
+check-crds: crds
+	@git diff --exit-code -- $(CRD_DIRS) || { echo "CRD YAML is stale: run 'make crds' and commit the result"; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard -- $(CRD_DIRS))" || { echo "new CRD YAML is not committed: run 'make crds' and commit the result"; exit 1; }
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## lint: formatting and clippy with warnings as errors
+lint: fmt-check clippy
+
+## test: everything CI runs
+test: lint check-crds deps controlplane
+	$(CARGO) build --workspace --bins --benches
+	$(CARGO) test --workspace
+
+## demo: a local cluster with Conclave running in it, until Ctrl-C
+demo: deps controlplane build
+	$(CARGO) run --quiet -p conclave-testenv --bin conclave-demo
+
+## bench: benchmarks, results under docs/benchmarks/
+bench: deps controlplane
+	bash scripts/bench.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf tests/controlplane/bin
