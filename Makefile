@@ -6,6 +6,7 @@ CARGO ?= cargo
 CONTROLPLANE := tests/controlplane/bin/controlplane
 CONTROLPLANE_SRC := $(wildcard tests/controlplane/*.go) tests/controlplane/go.mod tests/controlplane/go.sum
 CRD_DIRS := crds charts/conclave/crds
+API_DOC := docs/api.md
 export CONCLAVE_CONTROLPLANE := $(CURDIR)/$(CONTROLPLANE)
 
 .PHONY: all build crds check-crds fmt-check clippy lint test unit-test integration-test \
@@ -29,11 +30,11 @@ deps:
 
 ## crds: regenerate the CRD YAML in crds/ and the chart
 crds:
-	$(CARGO) run --quiet -p conclave-crds --bin crdgen -- $(CRD_DIRS)
+	$(CARGO) run --quiet -p conclave-crds --bin crdgen -- --docs $(API_DOC) $(CRD_DIRS)
 
 ## check-crds: fail when the committed CRD YAML differs from the types
 check-crds: crds
-	@git diff --exit-code -- $(CRD_DIRS) || { echo "CRD YAML is stale: run 'make crds' and commit the result"; exit 1; }
+	@git diff --exit-code -- $(CRD_DIRS) $(API_DOC) || { echo "CRD YAML is stale: run 'make crds' and commit the result"; exit 1; }
 	@test -z "$$(git ls-files --others --exclude-standard -- $(CRD_DIRS))" || { echo "new CRD YAML is not committed: run 'make crds' and commit the result"; exit 1; }
 
 fmt-check:
