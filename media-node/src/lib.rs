@@ -1,1 +1,3 @@
 //! The Conclave media node: an SFU on the webrtc crate with axum signaling.
+
+pub mod forward;

@@ -1,0 +1,380 @@
+//! Simulcast layer selection for one subscription: which layer the subscriber should get,
+//! from its bandwidth estimate, the quality it asked for and the layers the publisher sends.
+//! A switch happens only on a keyframe of the new layer; until then the old one keeps flowing.
+
+use std::time::{Duration, Instant};
+
+/// A simulcast layer, 0 the lowest. Non-simulcast tracks have the single layer 0.
+pub type Layer = u8;
+
+/// Most layers a publisher may send.
+pub const MAX_LAYERS: usize = 3;
+
+/// The quality a subscriber asks for: an upper bound on the layer it receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quality {
+    /// The lowest layer.
+    Low,
+    /// Up to the middle layer.
+    Medium,
+    /// Up to the highest layer (limited by bandwidth).
+    #[default]
+    High,
+}
+
+impl Quality {
+    /// The highest layer this quality allows.
+    pub fn max_layer(self) -> Layer {
+        match self {
+            Quality::Low => 0,
+            Quality::Medium => 1,
+            Quality::High => 2,
+        }
+    }
+}
+
+/// The layer a simulcast `rid` names: `q`/`h`/`f`, `low`/`mid`/`high` and `0`/`1`/`2` map to
+/// fixed layers; others are numbered in the order they were first seen (`seen` is that count
+/// so far).
+pub fn layer_for_rid(rid: &str, seen: usize) -> Layer {
+    match rid.to_ascii_lowercase().as_str() {
+        "q" | "low" | "0" => 0,
+        "h" | "mid" | "medium" => 1,
+        "f" | "high" | "full" | "2" => 2,
+        "1" => 1,
+        _ => seen.min(MAX_LAYERS - 1) as Layer,
+    }
+}
+
+/// What the publisher currently sends, as measured by the track's reader.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LayerStats {
+    /// Measured bitrate of each layer, bits per second (0 when unknown).
+    pub bitrate_bps: [u64; MAX_LAYERS],
+    /// Layers that received packets recently.
+    pub active: [bool; MAX_LAYERS],
+}
+
+/// What the selector tells the forwarder about one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerVerdict {
+    /// Forward it on the current layer.
+    Forward,
+    /// Forward it: it is the keyframe that completes a switch to its layer.
+    SwitchedTo(Layer),
+    /// Not for this subscriber (another layer).
+    OtherLayer,
+    /// The target layer's keyframe has not arrived and nothing else flows yet.
+    AwaitingKeyframe,
+}
+
+/// Tuning of layer selection.
+#[derive(Clone, Copy, Debug)]
+pub struct SelectorConfig {
+    /// Fraction of the estimate a layer may use when moving up (headroom against oscillation).
+    pub upgrade_headroom: f64,
+    /// Fraction of the estimate a layer may use before it is left for a lower one.
+    pub downgrade_headroom: f64,
+    /// No upgrade for this long after a downgrade.
+    pub upgrade_hold: Duration,
+    /// Keyframe requests for a pending switch are at least this far apart.
+    pub keyframe_request_interval: Duration,
+}
+
+impl Default for SelectorConfig {
+    fn default() -> Self {
+        Self {
+            upgrade_headroom: 0.8,
+            downgrade_headroom: 1.0,
+            upgrade_hold: Duration::from_secs(3),
+            keyframe_request_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Layer selection state of one subscription.
+#[derive(Clone, Debug)]
+pub struct LayerSelector {
+    config: SelectorConfig,
+    current: Option<Layer>,
+    target: Option<Layer>,
+    requested: Quality,
+    estimate_bps: Option<u64>,
+    stats: LayerStats,
+    last_downgrade: Option<Instant>,
+    last_keyframe_request: Option<Instant>,
+}
+
+impl LayerSelector {
+    /// A selector that has forwarded nothing yet.
+    pub fn new(config: SelectorConfig) -> Self {
+        Self {
+            config,
+            current: None,
+            target: None,
+            requested: Quality::High,
+            estimate_bps: None,
+            stats: LayerStats::default(),
+            last_downgrade: None,
+            last_keyframe_request: None,
+        }
+    }
+
+    /// The layer being forwarded now.
+    pub fn current(&self) -> Option<Layer> {
+        self.current
+    }
+
+    /// The layer the selector is moving to (equal to `current` when settled).
+    pub fn target(&self) -> Option<Layer> {
+        self.target
+    }
+
+    /// The layers whose packets this subscription needs to see: the current and the target.
+    pub fn wanted_mask(&self) -> u8 {
+        let bit = |l: Option<Layer>| l.map_or(0, |l| 1u8 << l);
+        bit(self.current) | bit(self.target)
+    }
+
+    /// Sets the quality the subscriber asked for.
+    pub fn set_requested(&mut self, quality: Quality, now: Instant) {
+        self.requested = quality;
+        self.retarget(now);
+    }
+
+    /// Sets the subscriber's bandwidth estimate for this track, bits per second.
+    pub fn set_estimate(&mut self, bps: u64, now: Instant) {
+        self.estimate_bps = Some(bps);
+        self.retarget(now);
+    }
+
+    /// Updates what the publisher sends.
+    pub fn set_stats(&mut self, stats: LayerStats, now: Instant) {
+        self.stats = stats;
+        self.retarget(now);
+    }
+
+    /// A keyframe request for the target layer when a switch is pending and the last request
+    /// is old enough; the caller forwards it to the publisher.
+    pub fn keyframe_request(&mut self, now: Instant) -> Option<Layer> {
+        let target = self.target?;
+        if self.current == Some(target) {
+            return None;
+        }
+        let due = self
+            .last_keyframe_request
+            .is_none_or(|t| now.duration_since(t) >= self.config.keyframe_request_interval);
+        if due {
+            self.last_keyframe_request = Some(now);
+            Some(target)
+        } else {
+            None
+        }
+    }
+
+    /// Judges one packet of `layer`, `keyframe` when it starts a decodable picture.
+    pub fn on_packet(&mut self, layer: Layer, keyframe: bool, now: Instant) -> LayerVerdict {
+        if self.target.is_none() {
+            self.retarget(now);
+        }
+        match (self.current, self.target) {
+            (_, Some(t)) if layer == t && self.current != Some(t) => {
+                if keyframe {
+                    if self.current.is_some_and(|c| t < c) {
+                        self.last_downgrade = Some(now);
+                    }
+                    self.current = Some(t);
+                    self.last_keyframe_request = None;
+                    LayerVerdict::SwitchedTo(t)
+                } else if self.current.is_none() {
+                    LayerVerdict::AwaitingKeyframe
+                } else {
+                    LayerVerdict::OtherLayer
+                }
+            }
+            (Some(c), _) if layer == c => LayerVerdict::Forward,
+            (None, None) => LayerVerdict::AwaitingKeyframe,
+            _ => LayerVerdict::OtherLayer,
+        }
+    }
+
+    fn retarget(&mut self, now: Instant) {
+        let Some(best) = self.choose(now) else {
+            return;
+        };
+        self.target = Some(best);
+    }
+
+    fn choose(&self, now: Instant) -> Option<Layer> {
+        let active: Vec<Layer> = (0..MAX_LAYERS as Layer)
+            .filter(|l| self.stats.active[usize::from(*l)])
+            .collect();
+        if active.is_empty() {
+            // Nothing measured yet: aim at the requested layer or the one already flowing.
+            return Some(self.current.unwrap_or(0).min(self.requested.max_layer()));
+        }
+        let cap = self.requested.max_layer();
+        let allowed: Vec<Layer> = active.iter().copied().filter(|l| *l <= cap).collect();
+        let lowest = active[0];
+        let Some(estimate) = self.estimate_bps else {
+            return Some(allowed.last().copied().unwrap_or(lowest));
+        };
+        let holding = self
+            .last_downgrade
+            .is_some_and(|t| now.duration_since(t) < self.config.upgrade_hold);
+        let current = self.current.unwrap_or(0);
+        let fits = |l: Layer| {
+            let rate = self.stats.bitrate_bps[usize::from(l)] as f64;
+            let headroom = if self.current.is_some() && l > current {
+                self.config.upgrade_headroom
+            } else {
+                self.config.downgrade_headroom
+            };
+            rate <= estimate as f64 * headroom
+        };
+        let mut best = None;
+        for l in allowed.iter().copied() {
+            if self.current.is_some() && l > current && holding {
+                continue;
+            }
+            if fits(l) {
+                best = Some(l);
+            }
+        }
+        Some(best.unwrap_or_else(|| allowed.first().copied().unwrap_or(lowest)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn three_layers() -> LayerStats {
+        LayerStats {
+            bitrate_bps: [150_000, 500_000, 1_500_000],
+            active: [true; 3],
+        }
+    }
+
+    fn settled(sel: &mut LayerSelector, now: Instant) {
+        let t = sel.target().expect("a target");
+        assert_eq!(sel.on_packet(t, true, now), LayerVerdict::SwitchedTo(t));
+    }
+
+    #[test]
+    fn starts_on_highest_layer_the_estimate_carries() {
+        let t0 = Instant::now();
+        let mut sel = LayerSelector::new(SelectorConfig::default());
+        sel.set_stats(three_layers(), t0);
+        sel.set_estimate(800_000, t0);
+        assert_eq!(sel.target(), Some(1));
+        // Nothing flows before the keyframe.
+        assert_eq!(sel.on_packet(1, false, t0), LayerVerdict::AwaitingKeyframe);
+        assert_eq!(sel.on_packet(2, true, t0), LayerVerdict::OtherLayer);
+        assert_eq!(sel.on_packet(1, true, t0), LayerVerdict::SwitchedTo(1));
+        assert_eq!(sel.on_packet(1, false, t0), LayerVerdict::Forward);
+        assert_eq!(sel.on_packet(0, true, t0), LayerVerdict::OtherLayer);
+    }
+
+    #[test]
+    fn downgrade_waits_for_keyframe_and_keeps_old_layer_flowing() {
+        let t0 = Instant::now();
+        let mut sel = LayerSelector::new(SelectorConfig::default());
+        sel.set_stats(three_layers(), t0);
+        sel.set_estimate(5_000_000, t0);
+        settled(&mut sel, t0);
+        assert_eq!(sel.current(), Some(2));
+
+        let t1 = t0 + Duration::from_secs(1);
+        sel.set_estimate(300_000, t1);
+        assert_eq!(sel.target(), Some(0));
+        assert_eq!(sel.wanted_mask(), 0b101);
+        assert_eq!(sel.keyframe_request(t1), Some(0));
+        // Rate limited.
+        assert_eq!(sel.keyframe_request(t1 + Duration::from_millis(100)), None);
+        assert_eq!(sel.on_packet(2, false, t1), LayerVerdict::Forward);
+        assert_eq!(sel.on_packet(0, false, t1), LayerVerdict::OtherLayer);
+        assert_eq!(sel.on_packet(0, true, t1), LayerVerdict::SwitchedTo(0));
+        assert_eq!(sel.on_packet(2, false, t1), LayerVerdict::OtherLayer);
+        assert_eq!(sel.keyframe_request(t1), None);
+    }
+
+    #[test]
+    fn upgrade_is_held_after_a_downgrade_and_needs_headroom() {
+        let t0 = Instant::now();
+        let mut sel = LayerSelector::new(SelectorConfig::default());
+        sel.set_stats(three_layers(), t0);
+        sel.set_estimate(5_000_000, t0);
+        settled(&mut sel, t0);
+        sel.set_estimate(300_000, t0);
+        settled(&mut sel, t0);
+        assert_eq!(sel.current(), Some(0));
+
+        // Plenty of bandwidth again, but within the hold time.
+        sel.set_estimate(5_000_000, t0 + Duration::from_secs(1));
+        assert_eq!(sel.target(), Some(0));
+        // After the hold, upgrade to the highest layer that fits with headroom:
+        // 1.5 Mbit/s needs 1.875 Mbit/s of estimate at 0.8 headroom.
+        sel.set_estimate(1_800_000, t0 + Duration::from_secs(4));
+        assert_eq!(sel.target(), Some(1));
+        sel.set_estimate(2_000_000, t0 + Duration::from_secs(5));
+        assert_eq!(sel.target(), Some(2));
+    }
+
+    #[test]
+    fn requested_quality_caps_the_layer() {
+        let t0 = Instant::now();
+        let mut sel = LayerSelector::new(SelectorConfig::default());
+        sel.set_stats(three_layers(), t0);
+        sel.set_estimate(10_000_000, t0);
+        assert_eq!(sel.target(), Some(2));
+        sel.set_requested(Quality::Low, t0);
+        assert_eq!(sel.target(), Some(0));
+        sel.set_requested(Quality::Medium, t0);
+        assert_eq!(sel.target(), Some(1));
+    }
+
+    #[test]
+    fn a_vanished_layer_is_left_for_one_that_flows() {
+        let t0 = Instant::now();
+        let mut sel = LayerSelector::new(SelectorConfig::default());
+        sel.set_stats(three_layers(), t0);
+        settled(&mut sel, t0);
+        assert_eq!(sel.current(), Some(2));
+        let mut stats = three_layers();
+        stats.active[2] = false;
+        sel.set_stats(stats, t0);
+        assert_eq!(sel.target(), Some(1));
+    }
+
+    #[test]
+    fn too_little_bandwidth_still_gets_the_lowest_layer() {
+        let t0 = Instant::now();
+        let mut sel = LayerSelector::new(SelectorConfig::default());
+        sel.set_stats(three_layers(), t0);
+        sel.set_estimate(10_000, t0);
+        assert_eq!(sel.target(), Some(0));
+    }
+
+    #[test]
+    fn single_layer_tracks_forward_from_the_first_keyframe() {
+        let t0 = Instant::now();
+        let mut sel = LayerSelector::new(SelectorConfig::default());
+        assert_eq!(sel.on_packet(0, false, t0), LayerVerdict::AwaitingKeyframe);
+        assert_eq!(sel.on_packet(0, true, t0), LayerVerdict::SwitchedTo(0));
+        assert_eq!(sel.on_packet(0, false, t0), LayerVerdict::Forward);
+    }
+
+    #[test]
+    fn rid_names() {
+        assert_eq!(layer_for_rid("q", 0), 0);
+        assert_eq!(layer_for_rid("h", 0), 1);
+        assert_eq!(layer_for_rid("f", 0), 2);
+        assert_eq!(layer_for_rid("low", 2), 0);
+        assert_eq!(layer_for_rid("mid", 0), 1);
+        assert_eq!(layer_for_rid("high", 0), 2);
+        assert_eq!(layer_for_rid("x", 1), 1);
+        assert_eq!(layer_for_rid("y", 7), 2);
+    }
+}

@@ -1,0 +1,15 @@
+//! The forwarding core: per-subscription decisions on which RTP packets go out and how they
+//! are rewritten. Plain state machines fed packets and an explicit `Instant`; no tokio, no
+//! webrtc types, so every rule is tested with simulated time.
+
+pub mod counters;
+pub mod forwarder;
+pub mod keyframe;
+pub mod layers;
+pub mod rewrite;
+
+pub use counters::{DropReason, ForwardCounters};
+pub use forwarder::{Decision, Forwarder, ForwarderConfig, InboundPacket, Outbound};
+pub use keyframe::{Codec, is_keyframe};
+pub use layers::{Layer, LayerSelector, Quality};
+pub use rewrite::Rewriter;
