@@ -1,1 +1,22 @@
-//! The Conclave operator: controllers for MediaPool, MediaNode and Conference.
+//! The Conclave operator: turns MediaPools into running media nodes and TURN relays, keeps
+//! them sized to room load, places Conferences on nodes and publishes how to join them.
+//!
+//! Layout: `decide` holds the pure decisions (placement, autoscaling, evacuation pacing);
+//! `resources` builds child objects; `controllers` gather inputs, decide and apply;
+//! `state` holds the shared watch caches and the reservation ledger.
+
+pub mod config;
+pub mod controllers;
+pub mod decide;
+pub mod error;
+pub mod http;
+pub mod leader;
+pub mod ledger;
+pub mod metrics;
+pub mod resources;
+pub mod start;
+pub mod state;
+pub mod time;
+pub mod token_cmd;
+
+pub use error::{Error, Result};

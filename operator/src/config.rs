@@ -1,0 +1,82 @@
+//! Command-line and environment configuration of the operator binary.
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The Conclave operator.
+#[derive(Debug, Parser)]
+#[command(name = "conclave-operator", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controllers.
+    Run(RunConfig),
+    /// Mint a join token for a conference, signed with its pool's key.
+    Token(TokenConfig),
+}
+
+/// Settings of `conclave-operator run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunConfig {
+    /// Namespace to watch; all namespaces when unset.
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Elect a leader with a Lease so that several replicas can run; only the leader acts.
+    #[arg(long, env = "LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "conclave-operator")]
+    pub lease_name: String,
+    /// Namespace of the leader-election Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Identity in the Lease (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Seconds a leader holds the Lease without renewing it.
+    #[arg(long, default_value_t = 15)]
+    pub lease_seconds: u32,
+    /// Service account the media-node pods run as.
+    #[arg(
+        long,
+        env = "MEDIA_NODE_SERVICE_ACCOUNT",
+        default_value = "conclave-media-node"
+    )]
+    pub media_node_service_account: String,
+    /// RUST_LOG value passed to media-node pods.
+    #[arg(long, env = "MEDIA_NODE_LOG", default_value = "info")]
+    pub media_node_log: String,
+}
+
+/// Settings of `conclave-operator token`.
+#[derive(Debug, Clone, Args)]
+pub struct TokenConfig {
+    /// MediaPool whose key signs the token.
+    #[arg(long, default_value = "default")]
+    pub pool: String,
+    /// Namespace of the pool and conference.
+    #[arg(long, short = 'n', env = "NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// Conference the token admits to.
+    #[arg(long)]
+    pub conference: String,
+    /// Identity of the participant.
+    #[arg(long)]
+    pub identity: String,
+    /// Lifetime, e.g. `90s`, `30m`, `1h`, `2d`.
+    #[arg(long, default_value = "1h")]
+    pub ttl: String,
+    /// Admit as a viewer who may not publish media.
+    #[arg(long)]
+    pub no_publish: bool,
+}

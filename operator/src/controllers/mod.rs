@@ -1,0 +1,95 @@
+//! The three controllers (pool, node, conference) and what they share: applying status
+//! under the operator's field manager, publishing Events, and the error policy.
+
+pub mod conference;
+pub mod node;
+pub mod pool;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conclave_crds::labels;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::warn;
+
+use crate::error::{Error, KubeContext, Result};
+use crate::state::Context;
+
+/// Server-side apply parameters of the operator (forcing: it owns what it applies).
+pub fn apply_params() -> PatchParams {
+    PatchParams::apply(labels::OPERATOR_MANAGER).force()
+}
+
+/// Applies `status` (only the fields the operator owns) to the status of `obj`.
+pub async fn apply_status<K, S>(ctx: &Context, obj: &K, status: &S) -> Result<()>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+    S: Serialize,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&obj.name_any(), &apply_params(), &Patch::Apply(&patch))
+        .await
+        .action(|| format!("applying status of {} {}", K::kind(&()), obj.name_any()))?;
+    Ok(())
+}
+
+/// Publishes an Event about `obj`; failures are logged, never fatal.
+pub async fn event<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    warning: bool,
+    reason: &str,
+    note: String,
+) {
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    let ev = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: reason.to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
+        warn!(error = %e, reason, "publishing event failed");
+    }
+}
+
+/// Retry policy shared by the controllers: count the error, back off a little.
+pub fn error_policy<K>(
+    controller: &'static str,
+) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
+    move |_obj, error, ctx| {
+        ctx.metrics.error(controller, error.kind());
+        warn!(controller, %error, "reconcile failed");
+        Action::requeue(Duration::from_secs(if error.kind() == "conflict" {
+            1
+        } else {
+            5
+        }))
+    }
+}
+
+/// Deserialises a typed object from a JSON value (the status of another writer included).
+pub fn to_json<T: Serialize>(what: &str, value: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(|source| Error::Serialize {
+        what: what.to_owned(),
+        source,
+    })
+}

@@ -1,0 +1,420 @@
+//! The pool controller: for each MediaPool, keeps its Secret, sizes its fleet of MediaNodes
+//! with the autoscaler (create, drain, delete), runs its TURN relays, and publishes the pool
+//! status. Triggered by changes of the pool, its nodes (load included) and its conferences.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use conclave_crds::capacity::turn_replicas;
+use conclave_crds::pool::TurnStatus;
+use conclave_crds::shared::set_condition;
+use conclave_crds::{
+    Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool, MediaPoolStatus, labels,
+};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use tracing::info;
+
+use super::node::public_address;
+use super::{apply_params, apply_status, event};
+use crate::decide::NodeView;
+use crate::decide::autoscale::{ScalingInput, ScalingPlan, ScalingPolicy, WaitingConference, plan};
+use crate::error::{KubeContext, Result, is_conflict, is_not_found};
+use crate::resources::media_node::new_media_node;
+use crate::resources::secret::{missing_keys, pool_secret};
+use crate::resources::turn::{turn_deployment, turn_service, turn_urls};
+use crate::state::{Context, key, lock};
+use crate::time::{at, now, secs};
+
+/// Reconciles one MediaPool.
+pub async fn reconcile(pool: Arc<MediaPool>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile("pool");
+    if pool.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let t = now();
+    let old = pool.status.clone().unwrap_or_default();
+    let secret_problem = ensure_secret(&ctx, &pool).await?;
+
+    let (views, waiting) = {
+        let ledger = lock(&ctx.ledger);
+        (
+            ctx.pool_views(&pool, &ledger),
+            waiting_conferences(&ctx, &pool),
+        )
+    };
+    record_phases(&ctx, &pool, &views);
+    let policy = scaling_policy(&pool);
+    let mut decision = plan(&ScalingInput {
+        policy: &policy,
+        nodes: &views,
+        waiting: &waiting,
+        surplus_since: old.surplus_since.as_ref().map(secs),
+        now: secs(&t),
+    });
+    let in_flight = nodes_in_flight(&ctx, &pool, &views);
+    decision.add = decision.add.saturating_sub(in_flight);
+    apply_plan(&ctx, &pool, &decision).await?;
+
+    let turn = reconcile_turn(&ctx, &pool, &views).await?;
+    let mut status = pool_status(&pool, &views, &decision, turn, &old);
+    let ready = status.ready_nodes > 0;
+    set_condition(
+        &mut status.conditions,
+        labels::condition::READY,
+        ready,
+        if ready {
+            "CapacityAvailable"
+        } else {
+            "NoReadyNodes"
+        },
+        &format!(
+            "{} of {} media nodes Ready, {} participants of capacity free",
+            status.ready_nodes,
+            status.nodes,
+            status
+                .capacity
+                .saturating_sub(status.reserved_participants.max(status.participants))
+        ),
+        pool.metadata.generation,
+        &t,
+    );
+    let (ok, reason, message) = match &secret_problem {
+        None => (
+            true,
+            "Applied",
+            "the pool's Secret, media nodes and TURN relays are in place".to_owned(),
+        ),
+        Some(problem) => (false, "SecretMissing", problem.clone()),
+    };
+    set_condition(
+        &mut status.conditions,
+        labels::condition::RECONCILED,
+        ok,
+        reason,
+        &message,
+        pool.metadata.generation,
+        &t,
+    );
+    if status != old {
+        apply_status(&ctx, pool.as_ref(), &status).await?;
+    }
+    let recheck = decision.recheck_after.unwrap_or(60).clamp(1, 300);
+    Ok(Action::requeue(Duration::from_secs(recheck as u64)))
+}
+
+fn scaling_policy(pool: &MediaPool) -> ScalingPolicy {
+    let s = &pool.spec.scaling;
+    ScalingPolicy {
+        min_nodes: s.min_nodes,
+        max_nodes: s.max_nodes,
+        buffer_participants: s.buffer_participants,
+        warmup_seconds: i64::from(s.warmup_seconds),
+        scale_down_delay_seconds: i64::from(s.scale_down_delay_seconds),
+        drain_timeout_seconds: i64::from(s.drain_timeout_seconds),
+        node_capacity: pool.spec.node_capacity,
+    }
+}
+
+/// Conferences of this pool not yet placed (and not ended): demand the autoscaler must meet.
+/// A conference naming a region counts only for the first pool of that region.
+fn waiting_conferences(ctx: &Context, pool: &MediaPool) -> Vec<WaitingConference> {
+    let ns = pool.namespace().unwrap_or_default();
+    ctx.caches
+        .conferences
+        .state()
+        .into_iter()
+        .filter(|c| {
+            c.namespace().as_deref() == Some(ns.as_str()) && c.metadata.deletion_timestamp.is_none()
+        })
+        .filter(|c| is_waiting(c))
+        .filter(|c| match &c.spec.pool {
+            Some(p) => *p == pool.name_any(),
+            None => ctx
+                .pools_for(c)
+                .first()
+                .is_some_and(|p| p.name_any() == pool.name_any()),
+        })
+        .map(|c| WaitingConference {
+            max_participants: c.spec.max_participants,
+            start_time: c.spec.start_time.as_ref().map(secs),
+        })
+        .collect()
+}
+
+fn is_waiting(c: &Conference) -> bool {
+    let status = c.status.clone().unwrap_or_default();
+    let phase = status.phase.unwrap_or(ConferencePhase::Pending);
+    status.media_node.is_none()
+        && !matches!(phase, ConferencePhase::Ended | ConferencePhase::Failed)
+}
+
+/// Nodes created earlier that the cache does not show yet; forgets them once seen or after
+/// 30 seconds.
+fn nodes_in_flight(ctx: &Context, pool: &MediaPool, views: &[NodeView]) -> u32 {
+    let mut creating = lock(&ctx.creating);
+    let Some(names) = creating.get_mut(&key(pool)) else {
+        return 0;
+    };
+    names.retain(|name, at| {
+        !views.iter().any(|v| &v.name == name) && at.elapsed() < Duration::from_secs(30)
+    });
+    u32::try_from(names.len()).unwrap_or(u32::MAX)
+}
+
+async fn apply_plan(ctx: &Context, pool: &MediaPool, plan: &ScalingPlan) -> Result<()> {
+    let ns = pool.namespace().unwrap_or_default();
+    let api: Api<MediaNode> = Api::namespaced(ctx.client.clone(), &ns);
+    for _ in 0..plan.add {
+        let node = new_media_node(pool);
+        api.create(
+            &PostParams {
+                field_manager: Some(labels::OPERATOR_MANAGER.to_owned()),
+                ..Default::default()
+            },
+            &node,
+        )
+        .await
+        .action(|| format!("creating media node for pool {}", pool.name_any()))?;
+        lock(&ctx.creating)
+            .entry(key(pool))
+            .or_default()
+            .insert(node.name_any(), Instant::now());
+    }
+    if plan.add > 0 {
+        info!(pool = %pool.name_any(), add = plan.add, desired = plan.desired_nodes, "scaling up");
+        event(
+            ctx,
+            pool,
+            false,
+            "ScalingUp",
+            format!(
+                "adding {} media nodes (desired {})",
+                plan.add, plan.desired_nodes
+            ),
+        )
+        .await;
+    }
+    for name in &plan.drain {
+        let patch = serde_json::json!({"spec": {"draining": true}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .action(|| format!("draining media node {name}"))?;
+        info!(pool = %pool.name_any(), node = %name, "draining surplus node");
+        event(
+            ctx,
+            pool,
+            false,
+            "ScalingDown",
+            format!("draining media node {name}: capacity is surplus"),
+        )
+        .await;
+    }
+    for name in &plan.delete {
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => info!(pool = %pool.name_any(), node = %name, "deleted media node"),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e).action(|| format!("deleting media node {name}")),
+        }
+    }
+    ctx.metrics.scale("add", u64::from(plan.add));
+    ctx.metrics.scale("drain", plan.drain.len() as u64);
+    ctx.metrics.scale("delete", plan.delete.len() as u64);
+    Ok(())
+}
+
+/// Creates the pool Secret the first time. If it was deleted later, it is not silently
+/// recreated (that would rotate the keys under live tokens): the problem is reported, and
+/// annotating the pool with `conclave.dev/regenerate-keys` recreates it.
+async fn ensure_secret(ctx: &Context, pool: &MediaPool) -> Result<Option<String>> {
+    let ns = pool.namespace().unwrap_or_default();
+    let name = labels::pool_secret_name(&pool.name_any());
+    if let Some(secret) = ctx.caches.secrets.get(&ObjectRef::new(&name).within(&ns)) {
+        let missing = missing_keys(&secret);
+        return Ok((!missing.is_empty()).then(|| format!("Secret {name} lacks keys {missing:?}; delete it and annotate the pool with conclave.dev/regenerate-keys=true to generate new keys")));
+    }
+    let first_time = pool
+        .status
+        .as_ref()
+        .and_then(|s| s.observed_generation)
+        .is_none();
+    let regenerate = pool
+        .annotations()
+        .contains_key("conclave.dev/regenerate-keys");
+    if !first_time && !regenerate {
+        return Ok(Some(format!(
+            "Secret {name} with the pool's join-token key and TURN secret is missing; restore it, or annotate the pool with conclave.dev/regenerate-keys=true to generate new keys (tokens already issued stop working)"
+        )));
+    }
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    match api.create(&PostParams::default(), &pool_secret(pool)).await {
+        Ok(_) => {
+            event(
+                ctx,
+                pool,
+                false,
+                "KeysCreated",
+                format!("created Secret {name}"),
+            )
+            .await;
+            Ok(None)
+        }
+        Err(e) if is_conflict(&e) => Ok(None),
+        Err(e) => Err(e).action(|| format!("creating Secret {name}")),
+    }
+}
+
+async fn reconcile_turn(
+    ctx: &Context,
+    pool: &MediaPool,
+    views: &[NodeView],
+) -> Result<Option<TurnStatus>> {
+    let ns = pool.namespace().unwrap_or_default();
+    let name = labels::turn_name(&pool.name_any());
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    let t = &pool.spec.turn;
+    if !t.enabled {
+        if pool.status.as_ref().is_some_and(|s| s.turn.is_some()) {
+            for result in [
+                deployments
+                    .delete(&name, &DeleteParams::background())
+                    .await
+                    .map(|_| ()),
+                services
+                    .delete(&name, &DeleteParams::background())
+                    .await
+                    .map(|_| ()),
+            ] {
+                if let Err(e) = result.or_else(|e| if is_not_found(&e) { Ok(()) } else { Err(e) }) {
+                    return Err(e).action(|| format!("removing TURN of pool {}", pool.name_any()));
+                }
+            }
+        }
+        return Ok(None);
+    }
+    let participants: u32 = views.iter().map(|v| v.committed().participants).sum();
+    let replicas = turn_replicas(
+        participants,
+        t.relay_fraction,
+        t.allocations_per_replica,
+        t.min_replicas,
+        t.max_replicas,
+    );
+    let generation = pool.metadata.generation.unwrap_or(0);
+    let present = ctx
+        .caches
+        .deployments
+        .get(&ObjectRef::new(&name).within(&ns))
+        .is_some();
+    let applied = lock(&ctx.turn_applied).get(&key(pool)).copied();
+    if !present || applied != Some((generation, replicas)) {
+        deployments
+            .patch(
+                &name,
+                &apply_params(),
+                &Patch::Apply(&turn_deployment(pool, replicas)),
+            )
+            .await
+            .action(|| format!("applying TURN Deployment {name}"))?;
+        services
+            .patch(&name, &apply_params(), &Patch::Apply(&turn_service(pool)))
+            .await
+            .action(|| format!("applying TURN Service {name}"))?;
+        lock(&ctx.turn_applied).insert(key(pool), (generation, replicas));
+    }
+    Ok(Some(TurnStatus {
+        replicas,
+        urls: turn_urls(&turn_addresses(ctx, pool), t.port),
+    }))
+}
+
+/// Public addresses of the Nodes running Ready TURN pods of `pool` (they use the host
+/// network, as media nodes do).
+fn turn_addresses(ctx: &Context, pool: &MediaPool) -> Vec<String> {
+    let ns = pool.namespace();
+    let mut addrs: Vec<String> = ctx
+        .caches
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| p.namespace() == ns)
+        .filter(|p| {
+            let l = p.labels();
+            l.get(labels::POOL) == Some(&pool.name_any())
+                && l.get(labels::COMPONENT).map(String::as_str) == Some(labels::COMPONENT_TURN)
+        })
+        .filter(|p| {
+            let conditions = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.clone())
+                .unwrap_or_default();
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+        .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+        .filter_map(|n| ctx.caches.kube_nodes.get(&ObjectRef::new(&n)))
+        .filter_map(|n| public_address(&n))
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    addrs
+}
+
+fn pool_status(
+    pool: &MediaPool,
+    views: &[NodeView],
+    plan: &ScalingPlan,
+    turn: Option<TurnStatus>,
+    old: &MediaPoolStatus,
+) -> MediaPoolStatus {
+    let ready: Vec<&NodeView> = views
+        .iter()
+        .filter(|v| v.phase == MediaNodePhase::Ready && !v.draining)
+        .collect();
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    MediaPoolStatus {
+        desired_nodes: plan.desired_nodes,
+        nodes: count(views.len()),
+        ready_nodes: count(ready.len()),
+        draining_nodes: count(views.iter().filter(|v| v.draining).count()),
+        participants: views.iter().map(|v| v.reported.participants).sum(),
+        reserved_participants: views.iter().map(|v| v.reserved.participants).sum(),
+        capacity: ready.iter().map(|v| v.capacity.participants).sum(),
+        surplus_since: plan.surplus_since.map(at),
+        turn,
+        conditions: old.conditions.clone(),
+        observed_generation: pool.metadata.generation,
+    }
+}
+
+/// Which pools a conference change concerns.
+pub fn pools_of_conference(ctx: &Context, c: &Conference) -> Vec<ObjectRef<MediaPool>> {
+    ctx.pools_for(c)
+        .iter()
+        .map(|p| ObjectRef::from(p.as_ref()))
+        .collect()
+}
+
+/// Counts nodes by phase for the metrics of `pool`.
+fn record_phases(ctx: &Context, pool: &MediaPool, views: &[NodeView]) {
+    for phase in [
+        "Pending", "Starting", "Ready", "Draining", "Drained", "Failed",
+    ] {
+        let n = views
+            .iter()
+            .filter(|v| format!("{:?}", v.phase) == phase)
+            .count();
+        ctx.metrics.nodes(
+            &pool.name_any(),
+            phase,
+            i64::try_from(n).unwrap_or(i64::MAX),
+        );
+    }
+}

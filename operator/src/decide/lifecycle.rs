@@ -1,0 +1,214 @@
+//! A media node's phase from what is observed of its pod, its heartbeat and its load:
+//! Pending → Starting → Ready → Draining → Drained, or Failed when the pod fails or goes
+//! away after starting, or the heartbeat of a running node goes stale.
+
+use conclave_crds::MediaNodePhase::{self, *};
+
+/// What the node controller observed of one media node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeObservation {
+    /// Phase currently in status (None before the first reconcile).
+    pub current: Option<MediaNodePhase>,
+    /// `spec.draining`.
+    pub draining: bool,
+    /// The pod, if it exists.
+    pub pod: Option<PodObservation>,
+    /// Whether a public address could be determined.
+    pub has_address: bool,
+    /// Seconds since the last heartbeat, if there was one.
+    pub heartbeat_age: Option<i64>,
+    /// The pool's heartbeat timeout, seconds.
+    pub heartbeat_timeout: i64,
+    /// Whether conferences are reserved on the node or it reports participants or rooms.
+    pub hosting: bool,
+}
+
+/// What the node controller observed of a media node's pod.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PodObservation {
+    /// Bound to a Kubernetes Node.
+    pub scheduled: bool,
+    /// Its Ready condition is True.
+    pub ready: bool,
+    /// Phase Failed or Succeeded: its process will not come back.
+    pub ended: bool,
+}
+
+/// The phase and a machine-readable reason for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeVerdict {
+    /// The phase to publish.
+    pub phase: MediaNodePhase,
+    /// Why (for the Healthy condition and the Event).
+    pub reason: &'static str,
+}
+
+/// Decides the phase of a media node.
+pub fn node_phase(o: &NodeObservation) -> NodeVerdict {
+    let current = o.current.unwrap_or(Pending);
+    let verdict = |phase, reason| NodeVerdict { phase, reason };
+    let wanted = if matches!(current, Failed | Drained) {
+        verdict(
+            current,
+            if current == Failed {
+                "Failed"
+            } else {
+                "Drained"
+            },
+        )
+    } else {
+        observe(o, current)
+    };
+    match (current, wanted.phase) {
+        // Ready is reached through Starting; the status change triggers the next step.
+        (Pending, Ready) => verdict(Starting, "PodNotReady"),
+        (c, w) if c.may_become(w) => wanted,
+        _ => verdict(current, "TransitionRefused"),
+    }
+}
+
+fn observe(o: &NodeObservation, current: MediaNodePhase) -> NodeVerdict {
+    let verdict = |phase, reason| NodeVerdict { phase, reason };
+    let stale = o.heartbeat_age.is_some_and(|age| age > o.heartbeat_timeout);
+    let fresh = o
+        .heartbeat_age
+        .is_some_and(|age| age <= o.heartbeat_timeout);
+    let started = matches!(current, Starting | Ready | Draining);
+    let Some(pod) = o.pod else {
+        return match (o.draining && !o.hosting, started) {
+            (true, _) => verdict(Drained, "Drained"),
+            (false, true) => verdict(Failed, "PodGone"),
+            (false, false) => verdict(Pending, "PodNotCreated"),
+        };
+    };
+    if pod.ended {
+        return verdict(Failed, "PodFailed");
+    }
+    if stale && matches!(current, Ready | Draining) {
+        return verdict(Failed, "HeartbeatStale");
+    }
+    if o.draining {
+        return if o.hosting {
+            verdict(Draining, "Draining")
+        } else {
+            verdict(Drained, "Drained")
+        };
+    }
+    match (pod.scheduled, pod.ready && o.has_address && fresh) {
+        (false, _) => verdict(Pending, "PodNotScheduled"),
+        (true, true) => verdict(Ready, "Ready"),
+        (true, false) if !o.has_address => verdict(Starting, "AddressUnknown"),
+        (true, false) if !pod.ready => verdict(Starting, "PodNotReady"),
+        (true, false) => verdict(Starting, "NoHeartbeat"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running() -> PodObservation {
+        PodObservation {
+            scheduled: true,
+            ready: true,
+            ended: false,
+        }
+    }
+
+    fn obs(current: Option<MediaNodePhase>, pod: Option<PodObservation>) -> NodeObservation {
+        NodeObservation {
+            current,
+            draining: false,
+            pod,
+            has_address: true,
+            heartbeat_age: Some(1),
+            heartbeat_timeout: 15,
+            hosting: false,
+        }
+    }
+
+    fn phase(o: &NodeObservation) -> (MediaNodePhase, &'static str) {
+        let v = node_phase(o);
+        (v.phase, v.reason)
+    }
+
+    #[test]
+    fn walks_pending_starting_ready() {
+        assert_eq!(phase(&obs(None, None)), (Pending, "PodNotCreated"));
+        let unscheduled = PodObservation::default();
+        assert_eq!(
+            phase(&obs(None, Some(unscheduled))),
+            (Pending, "PodNotScheduled")
+        );
+        let not_ready = PodObservation {
+            scheduled: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            phase(&obs(Some(Pending), Some(not_ready))),
+            (Starting, "PodNotReady")
+        );
+        let mut no_beat = obs(Some(Starting), Some(running()));
+        no_beat.heartbeat_age = None;
+        assert_eq!(phase(&no_beat), (Starting, "NoHeartbeat"));
+        let mut no_addr = obs(Some(Starting), Some(running()));
+        no_addr.has_address = false;
+        assert_eq!(phase(&no_addr), (Starting, "AddressUnknown"));
+        assert_eq!(
+            phase(&obs(Some(Starting), Some(running()))),
+            (Ready, "Ready")
+        );
+    }
+
+    #[test]
+    fn fails_when_the_pod_goes_or_fails_or_the_heartbeat_stops() {
+        assert_eq!(phase(&obs(Some(Ready), None)), (Failed, "PodGone"));
+        assert_eq!(phase(&obs(Some(Starting), None)), (Failed, "PodGone"));
+        let ended = PodObservation {
+            ended: true,
+            ..running()
+        };
+        assert_eq!(phase(&obs(Some(Ready), Some(ended))), (Failed, "PodFailed"));
+        let mut stale = obs(Some(Ready), Some(running()));
+        stale.heartbeat_age = Some(16);
+        assert_eq!(phase(&stale), (Failed, "HeartbeatStale"));
+        // A heartbeat exactly at the timeout is still fresh.
+        stale.heartbeat_age = Some(15);
+        assert_eq!(phase(&stale), (Ready, "Ready"));
+    }
+
+    #[test]
+    fn a_starting_node_with_an_old_heartbeat_is_not_failed() {
+        let mut o = obs(Some(Starting), Some(running()));
+        o.heartbeat_age = Some(100);
+        assert_eq!(phase(&o), (Starting, "NoHeartbeat"));
+    }
+
+    #[test]
+    fn drains_then_drained_when_empty() {
+        let mut o = obs(Some(Ready), Some(running()));
+        o.draining = true;
+        o.hosting = true;
+        assert_eq!(phase(&o), (Draining, "Draining"));
+        o.current = Some(Draining);
+        o.hosting = false;
+        assert_eq!(phase(&o), (Drained, "Drained"));
+        // A draining node whose pod went away with nothing left on it is drained, not failed.
+        let mut gone = obs(Some(Draining), None);
+        gone.draining = true;
+        assert_eq!(phase(&gone), (Drained, "Drained"));
+        gone.hosting = true;
+        assert_eq!(phase(&gone), (Failed, "PodGone"));
+    }
+
+    #[test]
+    fn terminal_phases_stay() {
+        assert_eq!(phase(&obs(Some(Failed), Some(running()))).0, Failed);
+        assert_eq!(phase(&obs(Some(Drained), Some(running()))).0, Drained);
+    }
+
+    #[test]
+    fn a_pending_node_passes_through_starting() {
+        assert_eq!(phase(&obs(Some(Pending), Some(running()))).0, Starting);
+    }
+}

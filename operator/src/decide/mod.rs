@@ -1,0 +1,48 @@
+//! The operator's decisions as pure functions over plain data: where a conference goes
+//! (`placement`), how big a pool should be (`autoscale`), and when the next conference may be
+//! moved off a draining node (`evacuation`). No Kubernetes types, no I/O, no clock: the
+//! reconcilers gather these inputs from the API, call the functions, and apply the result.
+
+pub mod autoscale;
+pub mod evacuation;
+pub mod lifecycle;
+pub mod placement;
+
+use conclave_crds::capacity::Usage;
+use conclave_crds::{MediaNodePhase, NodeCapacity};
+
+/// Seconds since the Unix epoch; every time input is one of these.
+pub type UnixSeconds = i64;
+
+/// What the decisions need to know about one media node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeView {
+    /// MediaNode name; also the deterministic tie-breaker (lexicographic).
+    pub name: String,
+    /// Lifecycle phase (None until the node controller set one: treat as Pending).
+    pub phase: MediaNodePhase,
+    /// `spec.draining`.
+    pub draining: bool,
+    /// When draining started, if it has.
+    pub draining_since: Option<UnixSeconds>,
+    /// When the MediaNode was created.
+    pub created_at: UnixSeconds,
+    /// Last heartbeat written by the media node, if any.
+    pub last_heartbeat: Option<UnixSeconds>,
+    /// `spec.capacity`.
+    pub capacity: NodeCapacity,
+    /// Sum over the conferences placed here (holding a reservation) of their maxParticipants,
+    /// and their count as rooms.
+    pub reserved: Usage,
+    /// Participants and rooms the media node reports (status.load).
+    pub reported: Usage,
+    /// Region of the node's pool, if any.
+    pub region: Option<String>,
+}
+
+impl NodeView {
+    /// What the node has committed: the larger of reserved and reported.
+    pub fn committed(&self) -> Usage {
+        Usage::committed(self.reserved, self.reported)
+    }
+}

@@ -1,0 +1,78 @@
+//! The operator's error type: every variant says what failed and on which object.
+
+/// Errors of the operator's reconcilers and commands.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A call to the Kubernetes API failed.
+    #[error("{action}: {source}")]
+    Kube {
+        /// What was being done, naming the object.
+        action: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// An object lacks something the operator needs (a namespace, a spec field).
+    #[error("{0}")]
+    Invalid(String),
+    /// A Secret the pool needs is missing or incomplete.
+    #[error("{0}")]
+    Secret(String),
+    /// Serialising an object failed.
+    #[error("serialising {what}: {source}")]
+    Serialize {
+        /// The object.
+        what: String,
+        /// The error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Error {
+    /// A short label of the error's kind, for the errors-by-kind metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube {
+                source: kube::Error::Api(s),
+                ..
+            } if s.code == 409 => "conflict",
+            Error::Kube {
+                source: kube::Error::Api(s),
+                ..
+            } if s.code == 404 => "not_found",
+            Error::Kube { .. } => "api",
+            Error::Invalid(_) => "invalid",
+            Error::Secret(_) => "secret",
+            Error::Serialize { .. } => "serialize",
+        }
+    }
+}
+
+/// Adds context naming the action to a kube result.
+pub trait KubeContext<T> {
+    /// Wraps the error with `action`.
+    fn action(self, action: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> KubeContext<T> for std::result::Result<T, kube::Error> {
+    fn action(self, action: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Kube {
+            action: action(),
+            source,
+        })
+    }
+}
+
+/// The operator's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// True when `e` is the API's 404.
+pub fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// True when `e` is the API's 409 AlreadyExists or Conflict.
+pub fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}

@@ -1,0 +1,172 @@
+//! Prometheus metrics of the operator: reconciles, errors by kind, durations, placements,
+//! scale decisions and media nodes by phase.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ControllerLabel {
+    controller: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabel {
+    controller: &'static str,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabel {
+    pool: String,
+    phase: String,
+}
+
+/// All operator metrics and their registry.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    reconciles: Family<ControllerLabel, Counter>,
+    errors: Family<ErrorLabel, Counter>,
+    durations: Family<ControllerLabel, Histogram>,
+    placements: Family<OutcomeLabel, Counter>,
+    scale: Family<OutcomeLabel, Counter>,
+    nodes: Family<PhaseLabel, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("conclave_operator");
+        let reconciles = Family::<ControllerLabel, Counter>::default();
+        let errors = Family::<ErrorLabel, Counter>::default();
+        let durations = Family::<ControllerLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        let placements = Family::<OutcomeLabel, Counter>::default();
+        let scale = Family::<OutcomeLabel, Counter>::default();
+        let nodes = Family::<PhaseLabel, Gauge>::default();
+        registry.register(
+            "reconciles",
+            "Reconciles run, by controller",
+            reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Reconcile errors, by controller and kind",
+            errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Reconcile duration",
+            durations.clone(),
+        );
+        registry.register(
+            "placements",
+            "Placement decisions, by outcome",
+            placements.clone(),
+        );
+        registry.register(
+            "scale_decisions",
+            "Autoscaler actions (add, drain, delete)",
+            scale.clone(),
+        );
+        registry.register(
+            "media_nodes",
+            "Media nodes by pool and phase",
+            nodes.clone(),
+        );
+        Self {
+            registry: Mutex::new(registry),
+            reconciles,
+            errors,
+            durations,
+            placements,
+            scale,
+            nodes,
+        }
+    }
+}
+
+impl Metrics {
+    /// Starts timing a reconcile of `controller`; the returned guard records on drop.
+    pub fn reconcile(&self, controller: &'static str) -> ReconcileTimer<'_> {
+        self.reconciles
+            .get_or_create(&ControllerLabel { controller })
+            .inc();
+        ReconcileTimer {
+            metrics: self,
+            controller,
+            start: Instant::now(),
+        }
+    }
+
+    /// Counts a reconcile error of `kind`.
+    pub fn error(&self, controller: &'static str, kind: &'static str) {
+        self.errors
+            .get_or_create(&ErrorLabel { controller, kind })
+            .inc();
+    }
+
+    /// Counts a placement outcome (`placed`, `moved`, `no_fit`, ...).
+    pub fn placement(&self, outcome: &'static str) {
+        self.placements
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// Counts `n` autoscaler actions of kind `action`.
+    pub fn scale(&self, action: &'static str, n: u64) {
+        if n > 0 {
+            self.scale
+                .get_or_create(&OutcomeLabel { outcome: action })
+                .inc_by(n);
+        }
+    }
+
+    /// Sets the count of `pool`'s nodes in `phase`.
+    pub fn nodes(&self, pool: &str, phase: &str, n: i64) {
+        self.nodes
+            .get_or_create(&PhaseLabel {
+                pool: pool.to_owned(),
+                phase: phase.to_owned(),
+            })
+            .set(n);
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}
+
+/// Records a reconcile's duration when dropped.
+pub struct ReconcileTimer<'a> {
+    metrics: &'a Metrics,
+    controller: &'static str,
+    start: Instant,
+}
+
+impl Drop for ReconcileTimer<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .durations
+            .get_or_create(&ControllerLabel {
+                controller: self.controller,
+            })
+            .observe(self.start.elapsed().as_secs_f64());
+    }
+}

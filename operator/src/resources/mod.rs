@@ -1,0 +1,41 @@
+//! Child objects of a pool, built by pure functions: the pool Secret, MediaNodes and their
+//! Pods, and the TURN Deployment and Service. Unit-tested on their output; the controllers
+//! apply them with server-side apply.
+
+pub mod media_node;
+pub mod secret;
+pub mod turn;
+
+use std::collections::BTreeMap;
+
+use conclave_crds::{MediaPool, labels};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::{Resource, ResourceExt};
+
+/// Owner reference making `owner` the controller of a child (deletion cascades).
+pub fn owner_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
+    OwnerReference {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        name: owner.name_any(),
+        uid: owner.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// Labels every child of `pool` carries, plus the component.
+pub fn pool_labels(pool: &MediaPool, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::POOL.to_owned(), pool.name_any()),
+        (labels::COMPONENT.to_owned(), component.to_owned()),
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            "conclave".to_owned(),
+        ),
+        (
+            "app.kubernetes.io/part-of".to_owned(),
+            "conclave".to_owned(),
+        ),
+    ])
+}

@@ -1,0 +1,214 @@
+//! The TURN relays of a pool: a coturn Deployment using the TURN REST shared secret, and a
+//! Service for it on UDP and TCP. Replicas follow room load.
+
+use conclave_crds::{MediaPool, labels};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+use kube::api::ObjectMeta;
+
+use super::media_node::{field, secret_key};
+use super::{owner_ref, pool_labels};
+
+fn meta(pool: &MediaPool) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(labels::turn_name(&pool.name_any())),
+        namespace: pool.namespace(),
+        labels: Some(pool_labels(pool, labels::COMPONENT_TURN)),
+        owner_references: Some(vec![owner_ref(pool)]),
+        ..Default::default()
+    }
+}
+
+/// coturn's flags for `pool`: shared-secret auth, realm, ports, relay range, no TLS/CLI.
+pub fn coturn_args(pool: &MediaPool) -> Vec<String> {
+    let t = &pool.spec.turn;
+    vec![
+        "--log-file=stdout".to_owned(),
+        "--no-cli".to_owned(),
+        "--no-tls".to_owned(),
+        "--no-dtls".to_owned(),
+        "--fingerprint".to_owned(),
+        "--use-auth-secret".to_owned(),
+        "--static-auth-secret=$(TURN_SECRET)".to_owned(),
+        format!("--realm={}", t.realm),
+        format!("--listening-port={}", t.port),
+        "--listening-ip=$(POD_IP)".to_owned(),
+        "--relay-ip=$(POD_IP)".to_owned(),
+        format!("--min-port={}", t.relay_port_range.min),
+        format!("--max-port={}", t.relay_port_range.max),
+        "--no-multicast-peers".to_owned(),
+        // Media nodes may share the relay's network; allow relaying to them.
+        "--allow-loopback-peers".to_owned(),
+    ]
+}
+
+/// The coturn Deployment with `replicas`.
+pub fn turn_deployment(pool: &MediaPool, replicas: u32) -> Deployment {
+    let t = &pool.spec.turn;
+    let labels = pool_labels(pool, labels::COMPONENT_TURN);
+    let port = i32::from(t.port);
+    let container = Container {
+        name: "turn".to_owned(),
+        image: Some(t.image.clone()),
+        args: Some(coturn_args(pool)),
+        env: Some(vec![
+            secret_key(
+                "TURN_SECRET",
+                &labels::pool_secret_name(&pool.name_any()),
+                labels::SECRET_TURN_SECRET,
+            ),
+            field("POD_IP", "status.podIP"),
+        ]),
+        ports: Some(
+            ["UDP", "TCP"]
+                .into_iter()
+                .map(|proto| ContainerPort {
+                    name: Some(format!("turn-{}", proto.to_lowercase())),
+                    container_port: port,
+                    host_port: Some(port),
+                    protocol: Some(proto.to_owned()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    Deployment {
+        metadata: meta(pool),
+        spec: Some(DeploymentSpec {
+            replicas: Some(i32::try_from(replicas).unwrap_or(i32::MAX)),
+            selector: LabelSelector {
+                match_labels: Some(labels.clone()),
+                ..Default::default()
+            },
+            // Relays hold allocations: replace them one at a time.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                ..Default::default()
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    host_network: Some(true),
+                    dns_policy: Some("ClusterFirstWithHostNet".to_owned()),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The TURN Service: UDP and TCP on the TURN port.
+pub fn turn_service(pool: &MediaPool) -> Service {
+    let port = i32::from(pool.spec.turn.port);
+    Service {
+        metadata: meta(pool),
+        spec: Some(ServiceSpec {
+            selector: Some(pool_labels(pool, labels::COMPONENT_TURN)),
+            ports: Some(
+                ["UDP", "TCP"]
+                    .into_iter()
+                    .map(|proto| ServicePort {
+                        name: Some(format!("turn-{}", proto.to_lowercase())),
+                        port,
+                        target_port: Some(IntOrString::Int(port)),
+                        protocol: Some(proto.to_owned()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The ICE URLs clients use for relays reachable at `addresses` on `port`.
+pub fn turn_urls(addresses: &[String], port: u16) -> Vec<String> {
+    let mut urls = Vec::new();
+    for a in addresses {
+        urls.push(format!("stun:{a}:{port}"));
+        urls.push(format!("turn:{a}:{port}?transport=udp"));
+        urls.push(format!("turn:{a}:{port}?transport=tcp"));
+    }
+    urls
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conclave_crds::MediaPoolSpec;
+
+    fn pool() -> MediaPool {
+        let mut p = MediaPool::new("eu", serde_json::from_str::<MediaPoolSpec>("{}").unwrap());
+        p.metadata.namespace = Some("rtc".into());
+        p
+    }
+
+    #[test]
+    fn coturn_uses_the_shared_secret_and_relay_range() {
+        let args = coturn_args(&pool());
+        for want in [
+            "--use-auth-secret",
+            "--static-auth-secret=$(TURN_SECRET)",
+            "--realm=conclave",
+            "--listening-port=3478",
+            "--min-port=40000",
+            "--max-port=49999",
+        ] {
+            assert!(
+                args.iter().any(|a| a == want),
+                "{want} missing from {args:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn deployment_and_service_serve_udp_and_tcp() {
+        let d = turn_deployment(&pool(), 3);
+        assert_eq!(d.metadata.name.as_deref(), Some("eu-turn"));
+        let spec = d.spec.unwrap();
+        assert_eq!(spec.replicas, Some(3));
+        let env = spec.template.spec.unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap();
+        let secret = env[0].value_from.clone().unwrap().secret_key_ref.unwrap();
+        assert_eq!(
+            (secret.name.as_str(), secret.key.as_str()),
+            ("eu-conclave-keys", "turn-shared-secret")
+        );
+        let ports = turn_service(&pool()).spec.unwrap().ports.unwrap();
+        let protos: Vec<_> = ports
+            .iter()
+            .map(|p| (p.protocol.clone().unwrap(), p.port))
+            .collect();
+        assert_eq!(
+            protos,
+            vec![("UDP".to_owned(), 3478), ("TCP".to_owned(), 3478)]
+        );
+    }
+
+    #[test]
+    fn urls_cover_stun_and_both_turn_transports() {
+        assert_eq!(
+            turn_urls(&["203.0.113.7".into()], 3478),
+            vec![
+                "stun:203.0.113.7:3478",
+                "turn:203.0.113.7:3478?transport=udp",
+                "turn:203.0.113.7:3478?transport=tcp"
+            ]
+        );
+    }
+}

@@ -1,0 +1,353 @@
+//! Wiring of `conclave-operator run`: the watch caches, leader election, the reservation
+//! ledger rebuilt from the API, the three controllers and the HTTP endpoints.
+
+use std::fmt::Debug;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use conclave_crds::capacity::Usage;
+use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaPool, labels};
+use futures::{StreamExt, future};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tracing::{error, info};
+
+use crate::config::RunConfig;
+use crate::controllers::{conference, error_policy, node, pool};
+use crate::http::{Health, serve};
+use crate::leader::LeaderLease;
+use crate::metrics::Metrics;
+use crate::state::{Caches, Context, key, lock};
+
+/// Runs the operator until a shutdown signal, or until leadership is lost.
+pub async fn run(client: Client, config: RunConfig) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health {
+        ready: false.into(),
+        metrics: metrics.clone(),
+    });
+    let http = tokio::spawn(serve(config.metrics_addr, health.clone()));
+    let identity = config
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("conclave-operator-{}", std::process::id()));
+
+    let lease = config.leader_elect.then(|| {
+        LeaderLease::new(
+            client.clone(),
+            &config.lease_namespace,
+            &config.lease_name,
+            &identity,
+            config.lease_seconds,
+        )
+    });
+    if let Some(lease) = &lease {
+        // A standby replica is healthy and ready: it serves metrics and waits.
+        health.ready.store(true, Ordering::Relaxed);
+        info!(identity, "waiting for leadership");
+        lease.acquire().await?;
+        health.ready.store(false, Ordering::Relaxed);
+    }
+
+    let caches = start_caches(&client, config.watch_namespace.as_deref());
+    caches.pools.wait_until_ready().await?;
+    caches.nodes.wait_until_ready().await?;
+    caches.conferences.wait_until_ready().await?;
+    caches.pods.wait_until_ready().await?;
+    caches.kube_nodes.wait_until_ready().await?;
+    caches.secrets.wait_until_ready().await?;
+    caches.deployments.wait_until_ready().await?;
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        config: config.clone(),
+        caches,
+        ledger: Mutex::default(),
+        evacuation: Mutex::default(),
+        creating: Mutex::default(),
+        turn_applied: Mutex::default(),
+        seen: Mutex::default(),
+        metrics,
+        reporter: Reporter {
+            controller: "conclave-operator".into(),
+            instance: Some(identity.clone()),
+        },
+    });
+    let adopted = seed_ledger(&ctx);
+    info!(adopted, "reservation ledger rebuilt from conference status");
+    health.ready.store(true, Ordering::Relaxed);
+
+    let ns = config.watch_namespace.as_deref();
+    let controllers = future::join3(pools(&ctx, ns), nodes(&ctx, ns), conferences(&ctx, ns));
+    tokio::select! {
+        _ = controllers => info!("controllers stopped"),
+        _ = async { match &lease { Some(l) => l.hold().await, None => future::pending().await } } => {
+            error!("leadership lost; exiting so that a restart rejoins as a follower");
+            std::process::exit(1);
+        }
+        r = http => error!(?r, "HTTP endpoint stopped"),
+    }
+    Ok(())
+}
+
+/// Takes every reservation recorded in conference status, before anything is placed.
+fn seed_ledger(ctx: &Context) -> usize {
+    let mut ledger = lock(&ctx.ledger);
+    let mut n = 0;
+    for c in ctx.caches.conferences.state() {
+        let status = c.status.clone().unwrap_or_default();
+        let holds = status
+            .phase
+            .unwrap_or(ConferencePhase::Pending)
+            .holds_reservation();
+        if let (true, Some(node), None) = (
+            holds,
+            status.media_node,
+            c.metadata.deletion_timestamp.as_ref(),
+        ) {
+            let ckey = key(c.as_ref());
+            ledger.reserve(
+                ckey.clone(),
+                (ckey.0, node),
+                Usage::conference(c.spec.max_participants),
+            );
+            n += 1;
+        }
+    }
+    n
+}
+
+fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn cache<K>(api: Api<K>, cfg: watcher::Config) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream =
+        reflector::reflector(writer, watcher(api, cfg).default_backoff()).applied_objects();
+    tokio::spawn(stream.for_each(|_| future::ready(())));
+    reader
+}
+
+fn component(c: &str) -> watcher::Config {
+    watcher::Config::default().labels(&format!("{}={c}", labels::COMPONENT))
+}
+
+fn start_caches(client: &Client, ns: Option<&str>) -> Caches {
+    let any = watcher::Config::default;
+    Caches {
+        pools: cache(api::<MediaPool>(client, ns), any()),
+        nodes: cache(api::<MediaNode>(client, ns), any()),
+        conferences: cache(api::<Conference>(client, ns), any()),
+        pods: cache(
+            api::<Pod>(client, ns),
+            watcher::Config::default().labels(labels::COMPONENT),
+        ),
+        kube_nodes: cache(Api::<Node>::all(client.clone()), any()),
+        secrets: cache(api::<Secret>(client, ns), component("keys")),
+        deployments: cache(
+            api::<Deployment>(client, ns),
+            component(labels::COMPONENT_TURN),
+        ),
+    }
+}
+
+impl Context {
+    /// True when `fingerprint` of `what` differs from the last one seen (and records it), so
+    /// that watch mappers fan out only on changes that matter, not on every heartbeat.
+    pub fn changed<T: Hash>(&self, what: String, fingerprint: T) -> bool {
+        let mut h = DefaultHasher::new();
+        fingerprint.hash(&mut h);
+        let fp = h.finish();
+        lock(&self.seen).insert(what, fp) != Some(fp)
+    }
+}
+
+/// The pool a labelled child belongs to.
+fn pool_of_label<K: ResourceExt>(o: &K) -> Option<ObjectRef<MediaPool>> {
+    let pool = o.labels().get(labels::POOL)?;
+    Some(ObjectRef::new(pool).within(&o.namespace()?))
+}
+
+async fn pools(ctx: &Arc<Context>, ns: Option<&str>) {
+    let c = &ctx.client;
+    let for_conf = ctx.clone();
+    Controller::new(api::<MediaPool>(c, ns), watcher::Config::default())
+        .owns(api::<MediaNode>(c, ns), watcher::Config::default())
+        .owns(api::<Deployment>(c, ns), component(labels::COMPONENT_TURN))
+        .watches(
+            api::<Conference>(c, ns),
+            watcher::Config::default(),
+            move |conf| pool::pools_of_conference(&for_conf, &conf),
+        )
+        .watches(api::<Pod>(c, ns), component(labels::COMPONENT_TURN), |p| {
+            pool_of_label(&p)
+        })
+        .watches(api::<Secret>(c, ns), component("keys"), |s| {
+            pool_of_label(&s)
+        })
+        .with_config(controller::Config::default().debounce(Duration::from_millis(200)))
+        .shutdown_on_signal()
+        .run(pool::reconcile, error_policy("pool"), ctx.clone())
+        .for_each(|_| future::ready(()))
+        .await;
+}
+
+async fn nodes(ctx: &Arc<Context>, ns: Option<&str>) {
+    let c = &ctx.client;
+    let for_kube_node = ctx.clone();
+    let for_pool = ctx.clone();
+    Controller::new(api::<MediaNode>(c, ns), watcher::Config::default())
+        .owns(api::<Pod>(c, ns), component(labels::COMPONENT_MEDIA_NODE))
+        .watches(
+            Api::<Node>::all(c.clone()),
+            watcher::Config::default(),
+            move |n| {
+                let name = n.name_any();
+                let addresses = n
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.addresses.clone())
+                    .unwrap_or_default();
+                let fp: Vec<_> = addresses
+                    .iter()
+                    .map(|a| (a.type_.clone(), a.address.clone()))
+                    .collect();
+                if !for_kube_node.changed(
+                    format!("node/{name}"),
+                    (fp, n.annotations().get(labels::PUBLIC_IP).cloned()),
+                ) {
+                    return Vec::new();
+                }
+                for_kube_node
+                    .caches
+                    .nodes
+                    .state()
+                    .iter()
+                    .filter(|m| {
+                        m.status.as_ref().and_then(|s| s.node_name.as_deref())
+                            == Some(name.as_str())
+                    })
+                    .map(|m| ObjectRef::from(m.as_ref()))
+                    .collect()
+            },
+        )
+        .watches(
+            api::<MediaPool>(c, ns),
+            watcher::Config::default(),
+            move |p| {
+                if !for_pool.changed(format!("pool-spec/{:?}", key(&p)), p.metadata.generation) {
+                    return Vec::new();
+                }
+                let ns = p.namespace().unwrap_or_default();
+                for_pool
+                    .nodes_of_pool(&ns, &p.name_any())
+                    .iter()
+                    .map(|n| ObjectRef::from(n.as_ref()))
+                    .collect()
+            },
+        )
+        .shutdown_on_signal()
+        .run(node::reconcile, error_policy("node"), ctx.clone())
+        .for_each(|_| future::ready(()))
+        .await;
+}
+
+async fn conferences(ctx: &Arc<Context>, ns: Option<&str>) {
+    let c = &ctx.client;
+    let for_node = ctx.clone();
+    let for_pool = ctx.clone();
+    Controller::new(api::<Conference>(c, ns), watcher::Config::default())
+        .watches(
+            api::<MediaNode>(c, ns),
+            watcher::Config::default(),
+            move |n| {
+                let status = n.status.clone().unwrap_or_default();
+                let url = status
+                    .addresses
+                    .as_ref()
+                    .and_then(|a| a.signaling_url.clone());
+                let phase = status.phase.map(|p| format!("{p:?}"));
+                if !for_node.changed(
+                    format!("medianode/{:?}", key(&n)),
+                    (phase.clone(), n.spec.draining, url),
+                ) {
+                    return Vec::new();
+                }
+                let ns = n.namespace().unwrap_or_default();
+                let mut refs: Vec<ObjectRef<Conference>> = for_node
+                    .conferences_on(&ns, &n.name_any())
+                    .iter()
+                    .map(|c| ObjectRef::from(c.as_ref()))
+                    .collect();
+                if phase.as_deref() == Some("Ready") && !n.spec.draining {
+                    refs.extend(waiting_in_namespace(&for_node, &ns));
+                }
+                refs
+            },
+        )
+        .watches(
+            api::<MediaPool>(c, ns),
+            watcher::Config::default(),
+            move |p| {
+                let urls = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.turn.as_ref())
+                    .map(|t| t.urls.clone());
+                if !for_pool.changed(format!("pool-turn/{:?}", key(&p)), urls) {
+                    return Vec::new();
+                }
+                let ns = p.namespace().unwrap_or_default();
+                for_pool
+                    .caches
+                    .conferences
+                    .state()
+                    .iter()
+                    .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
+                    .filter(|c| {
+                        c.status.as_ref().and_then(|s| s.pool.as_deref())
+                            == Some(p.name_any().as_str())
+                            || c.spec.pool.as_deref() == Some(p.name_any().as_str())
+                    })
+                    .map(|c| ObjectRef::from(c.as_ref()))
+                    .collect()
+            },
+        )
+        .shutdown_on_signal()
+        .run(
+            conference::reconcile,
+            error_policy("conference"),
+            ctx.clone(),
+        )
+        .for_each(|_| future::ready(()))
+        .await;
+}
+
+/// Conferences of `ns` waiting for a node.
+fn waiting_in_namespace(ctx: &Context, ns: &str) -> Vec<ObjectRef<Conference>> {
+    ctx.caches
+        .conferences
+        .state()
+        .iter()
+        .filter(|c| c.namespace().as_deref() == Some(ns))
+        .filter(|c| c.status.as_ref().is_none_or(|s| s.media_node.is_none()))
+        .map(|c| ObjectRef::from(c.as_ref()))
+        .collect()
+}

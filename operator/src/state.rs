@@ -1,0 +1,172 @@
+//! Shared state of the controllers: watch caches of every kind they read, the reservation
+//! ledger, evacuation budgets, MediaNodes created but not yet seen in the cache, and the
+//! gathering of plain decision inputs (`NodeView`s) from those caches.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use conclave_crds::capacity::Usage;
+use conclave_crds::{Conference, MediaNode, MediaNodePhase, MediaPool, labels};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, ResourceExt};
+
+use crate::config::RunConfig;
+use crate::decide::NodeView;
+use crate::decide::evacuation::EvacuationBudget;
+use crate::ledger::{Key, Ledger};
+use crate::metrics::Metrics;
+use crate::time::secs;
+
+/// Watch caches of every kind the controllers read.
+#[derive(Clone)]
+pub struct Caches {
+    /// MediaPools.
+    pub pools: Store<MediaPool>,
+    /// MediaNodes.
+    pub nodes: Store<MediaNode>,
+    /// Conferences.
+    pub conferences: Store<Conference>,
+    /// Pods labelled as Conclave components.
+    pub pods: Store<Pod>,
+    /// Kubernetes Nodes.
+    pub kube_nodes: Store<Node>,
+    /// Secrets labelled as Conclave pool keys.
+    pub secrets: Store<Secret>,
+    /// TURN Deployments.
+    pub deployments: Store<Deployment>,
+}
+
+/// Everything a reconcile needs.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Settings.
+    pub config: RunConfig,
+    /// Watch caches.
+    pub caches: Caches,
+    /// Reservations.
+    pub ledger: Mutex<Ledger>,
+    /// Evacuation pacing per pool.
+    pub evacuation: Mutex<HashMap<Key, EvacuationBudget>>,
+    /// MediaNodes created by the pool controller and not yet in the cache, per pool, with
+    /// when they were created (forgotten after a while, in case one never shows up).
+    pub creating: Mutex<HashMap<Key, HashMap<String, std::time::Instant>>>,
+    /// The TURN Deployment last applied per pool (pool generation, replicas), to skip
+    /// applying an unchanged one on every load change.
+    pub turn_applied: Mutex<HashMap<Key, (i64, u32)>>,
+    /// Fingerprints of objects last seen by watch mappers (see `Context::changed`).
+    pub seen: Mutex<HashMap<String, u64>>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Who writes Events.
+    pub reporter: Reporter,
+}
+
+/// Locks `m`, recovering the data if a panicking thread poisoned it (every holder leaves
+/// the data consistent between statements).
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Namespace and name of an object.
+pub fn key<K: ResourceExt>(o: &K) -> Key {
+    (o.namespace().unwrap_or_default(), o.name_any())
+}
+
+impl Context {
+    /// The pool named `name` in `ns`.
+    pub fn pool(&self, ns: &str, name: &str) -> Option<Arc<MediaPool>> {
+        self.caches.pools.get(&ObjectRef::new(name).within(ns))
+    }
+
+    /// The MediaNode named `name` in `ns`.
+    pub fn node(&self, ns: &str, name: &str) -> Option<Arc<MediaNode>> {
+        self.caches.nodes.get(&ObjectRef::new(name).within(ns))
+    }
+
+    /// MediaNodes of pool `pool` in `ns`.
+    pub fn nodes_of_pool(&self, ns: &str, pool: &str) -> Vec<Arc<MediaNode>> {
+        let mut v: Vec<_> = self
+            .caches
+            .nodes
+            .state()
+            .into_iter()
+            .filter(|n| n.namespace().as_deref() == Some(ns) && n.spec.pool == pool)
+            .collect();
+        v.sort_by_key(|n| n.name_any());
+        v
+    }
+
+    /// Pools a conference may be placed in: the one it names, or every pool of its region.
+    pub fn pools_for(&self, conference: &Conference) -> Vec<Arc<MediaPool>> {
+        let ns = conference.namespace().unwrap_or_default();
+        match (&conference.spec.pool, &conference.spec.region) {
+            (Some(pool), _) => self.pool(&ns, pool).into_iter().collect(),
+            (None, Some(region)) => {
+                let mut v: Vec<_> = self
+                    .caches
+                    .pools
+                    .state()
+                    .into_iter()
+                    .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+                    .filter(|p| p.spec.region.as_deref() == Some(region.as_str()))
+                    .collect();
+                v.sort_by_key(|p| p.name_any());
+                v
+            }
+            (None, None) => Vec::new(),
+        }
+    }
+
+    /// The decision view of `node`, with reservations from the ledger.
+    pub fn node_view(&self, node: &MediaNode, pool: &MediaPool, ledger: &Ledger) -> NodeView {
+        let status = node.status.clone().unwrap_or_default();
+        let load = status.load.unwrap_or_default();
+        NodeView {
+            name: node.name_any(),
+            phase: status.phase.unwrap_or(MediaNodePhase::Pending),
+            draining: node.spec.draining,
+            draining_since: status.draining_since.as_ref().map(secs),
+            created_at: node
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(secs)
+                .unwrap_or(0),
+            last_heartbeat: status.last_heartbeat.as_ref().map(secs),
+            capacity: node.spec.capacity,
+            reserved: ledger.reserved_on(&key(node)),
+            reported: Usage {
+                participants: load.participants,
+                rooms: load.rooms,
+            },
+            region: pool.spec.region.clone(),
+        }
+    }
+
+    /// Views of every node of `pool`.
+    pub fn pool_views(&self, pool: &MediaPool, ledger: &Ledger) -> Vec<NodeView> {
+        let ns = pool.namespace().unwrap_or_default();
+        self.nodes_of_pool(&ns, &pool.name_any())
+            .iter()
+            .map(|n| self.node_view(n, pool, ledger))
+            .collect()
+    }
+
+    /// Conferences whose status names `node` as their media node.
+    pub fn conferences_on(&self, ns: &str, node: &str) -> Vec<Arc<Conference>> {
+        self.caches
+            .conferences
+            .state()
+            .into_iter()
+            .filter(|c| c.namespace().as_deref() == Some(ns))
+            .filter(|c| {
+                c.status.as_ref().and_then(|s| s.media_node.as_deref()) == Some(node)
+                    || c.labels().get(labels::MEDIA_NODE).map(String::as_str) == Some(node)
+            })
+            .collect()
+    }
+}
