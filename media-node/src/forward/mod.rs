@@ -3,12 +3,14 @@
 //! webrtc types, so every rule is tested with simulated time.
 
 pub mod counters;
+pub mod delay;
 pub mod forwarder;
 pub mod keyframe;
 pub mod layers;
 pub mod rewrite;
 
 pub use counters::{DropReason, ForwardCounters};
+pub use delay::DelayHistogram;
 pub use forwarder::{Decision, Forwarder, ForwarderConfig, InboundPacket, Outbound};
 pub use keyframe::{Codec, is_keyframe};
 pub use layers::{Layer, LayerSelector, Quality};

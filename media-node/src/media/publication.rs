@@ -1,0 +1,275 @@
+//! A published track: the reader task that takes RTP from the publisher's remote track and
+//! fans it out to each subscription's own queue (never waiting on one), the per-layer bitrate
+//! meter, audio levels for speaker detection, and rate-limited keyframe requests upstream.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+
+use crate::forward::layers::{Layer, LayerStats, MAX_LAYERS, layer_for_rid};
+use crate::forward::DropReason;
+use crate::node::NodeStats;
+use crate::room::model::{ParticipantId, TrackInfo};
+use crate::room::speaker::IntervalLevels;
+
+/// RFC 6464 client-to-mixer audio level extension.
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+/// Keyframe requests to the publisher are at least this far apart per layer.
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
+/// A layer without packets for this long counts as stopped.
+const LAYER_IDLE: Duration = Duration::from_millis(1500);
+/// How often layer bitrates are recomputed.
+const RATE_WINDOW: Duration = Duration::from_millis(500);
+
+/// One packet on its way to a subscriber.
+#[derive(Debug)]
+pub struct ForwardItem {
+    /// The packet as received.
+    pub packet: rtc::rtp::Packet,
+    /// Its simulcast layer.
+    pub layer: Layer,
+    /// When the node received it (start of the forwarding delay).
+    pub received_at: Instant,
+}
+
+/// A subscription's inbox at the publication.
+#[derive(Debug)]
+pub struct Sink {
+    /// Who subscribes.
+    pub subscriber: ParticipantId,
+    /// Bounded queue to the subscription's task.
+    pub queue: mpsc::Sender<Arc<ForwardItem>>,
+    /// Bit mask of layers the subscription wants now.
+    pub wanted: AtomicU8,
+}
+
+/// The codec and extensions of a publisher's stream.
+#[derive(Clone, Debug, Default)]
+pub struct StreamFormat {
+    /// Mime type, such as `video/VP8`.
+    pub mime_type: String,
+    /// Clock rate.
+    pub clock_rate: u32,
+    /// Channels (audio).
+    pub channels: u16,
+    /// fmtp line.
+    pub fmtp: String,
+    /// Header extensions negotiated with the publisher: (id, uri).
+    pub extensions: Vec<(u8, String)>,
+}
+
+#[derive(Debug, Default)]
+struct LayerMeter {
+    bytes: [u64; MAX_LAYERS],
+    last_packet: [Option<Instant>; MAX_LAYERS],
+    window_start: Option<Instant>,
+    stats: LayerStats,
+}
+
+/// A published track shared by the reader and its subscriptions.
+pub struct Publication {
+    /// What subscribers see of it.
+    pub info: TrackInfo,
+    /// Its codec and extensions.
+    pub format: StreamFormat,
+    track: Arc<dyn TrackRemote>,
+    sinks: Mutex<Arc<[Arc<Sink>]>>,
+    meter: Mutex<LayerMeter>,
+    levels: Mutex<IntervalLevels>,
+    layer_ssrc: [AtomicU32; MAX_LAYERS],
+    last_keyframe_request_ms: [AtomicU64; MAX_LAYERS],
+    muted: AtomicBool,
+    epoch: Instant,
+}
+
+impl std::fmt::Debug for Publication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publication").field("info", &self.info).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Critical sections here do not panic; a poisoned lock still guards consistent data.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Publication {
+    /// A publication of `track`, not yet read.
+    pub fn new(info: TrackInfo, format: StreamFormat, track: Arc<dyn TrackRemote>) -> Arc<Self> {
+        Arc::new(Self {
+            info,
+            format,
+            track,
+            sinks: Mutex::new(Arc::from(Vec::new())),
+            meter: Mutex::new(LayerMeter::default()),
+            levels: Mutex::new(IntervalLevels::default()),
+            layer_ssrc: Default::default(),
+            last_keyframe_request_ms: Default::default(),
+            muted: AtomicBool::new(false),
+            epoch: Instant::now(),
+        })
+    }
+
+    /// Adds a subscription's inbox.
+    pub fn add_sink(&self, sink: Arc<Sink>) {
+        let mut sinks = lock(&self.sinks);
+        let mut list: Vec<Arc<Sink>> = sinks.iter().cloned().collect();
+        list.retain(|s| s.subscriber != sink.subscriber);
+        list.push(sink);
+        *sinks = Arc::from(list);
+    }
+
+    /// Removes the inbox of `subscriber`.
+    pub fn remove_sink(&self, subscriber: ParticipantId) {
+        let mut sinks = lock(&self.sinks);
+        let list: Vec<Arc<Sink>> = sinks
+            .iter()
+            .filter(|s| s.subscriber != subscriber)
+            .cloned()
+            .collect();
+        *sinks = Arc::from(list);
+    }
+
+    /// Subscriptions attached.
+    pub fn sink_count(&self) -> usize {
+        lock(&self.sinks).len()
+    }
+
+    /// Mutes or unmutes (publisher's mute state): muted packets are not forwarded.
+    pub fn set_muted(&self, muted: bool) {
+        self.muted.store(muted, Ordering::Relaxed);
+    }
+
+    /// Current per-layer bitrates and activity.
+    pub fn layer_stats(&self) -> LayerStats {
+        lock(&self.meter).stats
+    }
+
+    /// Takes the audio levels gathered since the last call.
+    pub fn take_levels(&self) -> IntervalLevels {
+        std::mem::take(&mut *lock(&self.levels))
+    }
+
+    /// Asks the publisher for a keyframe of `layer`, at most once per interval.
+    pub async fn request_keyframe(&self, layer: Layer) {
+        let i = usize::from(layer).min(MAX_LAYERS - 1);
+        let now_ms = self.epoch.elapsed().as_millis() as u64 + 1;
+        let last = self.last_keyframe_request_ms[i].load(Ordering::Relaxed);
+        if last != 0 && now_ms.saturating_sub(last) < KEYFRAME_REQUEST_INTERVAL.as_millis() as u64 {
+            return;
+        }
+        self.last_keyframe_request_ms[i].store(now_ms, Ordering::Relaxed);
+        let mut media_ssrc = self.layer_ssrc[i].load(Ordering::Relaxed);
+        if media_ssrc == 0 {
+            media_ssrc = self.layer_ssrc[0].load(Ordering::Relaxed);
+        }
+        if media_ssrc == 0 {
+            return;
+        }
+        let pli = PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc,
+        };
+        if let Err(e) = self.track.write_rtcp(vec![Box::new(pli)]).await {
+            tracing::debug!(track = %self.info.id, error = %e, "keyframe request not sent");
+        }
+    }
+
+    fn meter_packet(&self, layer: Layer, bytes: usize, now: Instant) {
+        let mut m = lock(&self.meter);
+        let i = usize::from(layer);
+        m.bytes[i] += bytes as u64;
+        m.last_packet[i] = Some(now);
+        let start = *m.window_start.get_or_insert(now);
+        let elapsed = now.duration_since(start);
+        if elapsed >= RATE_WINDOW {
+            let secs = elapsed.as_secs_f64();
+            for l in 0..MAX_LAYERS {
+                m.stats.bitrate_bps[l] = (m.bytes[l] as f64 * 8.0 / secs) as u64;
+                m.stats.active[l] = m.last_packet[l].is_some_and(|t| now.duration_since(t) < LAYER_IDLE);
+                m.bytes[l] = 0;
+            }
+            m.window_start = Some(now);
+        } else if !m.stats.active[i] {
+            m.stats.active[i] = true;
+        }
+    }
+}
+
+/// Reads the publisher's track until it ends, fanning packets out to the subscriptions.
+/// `discard` reads and counts without forwarding (media refused by the conference).
+pub async fn run_reader(publication: Arc<Publication>, stats: Arc<NodeStats>, discard: bool) {
+    let track = Arc::clone(&publication.track);
+    let mut layers: HashMap<u32, Layer> = HashMap::new();
+    let audio_level_id = publication
+        .format
+        .extensions
+        .iter()
+        .find(|(_, uri)| uri == AUDIO_LEVEL_URI)
+        .map(|(id, _)| *id);
+    while let Some(event) = track.poll().await {
+        match event {
+            TrackRemoteEvent::OnOpen(init) => {
+                let layer = match init.rid.as_deref() {
+                    Some(rid) if !rid.is_empty() => layer_for_rid(rid, layers.len()),
+                    _ => 0,
+                };
+                layers.insert(init.ssrc, layer);
+                publication.layer_ssrc[usize::from(layer)].store(init.ssrc, Ordering::Relaxed);
+            }
+            TrackRemoteEvent::OnRtpPacket(packet) => {
+                let now = Instant::now();
+                let size = packet.payload.len() + 12;
+                stats.forward.received(size);
+                if discard || publication.muted.load(Ordering::Relaxed) {
+                    stats.forward.dropped(DropReason::Muted);
+                    continue;
+                }
+                let ssrc = packet.header.ssrc;
+                let layer = match layers.get(&ssrc) {
+                    Some(l) => *l,
+                    None => {
+                        // A stream without OnOpen/rid (single layer): it is layer 0.
+                        let l = 0;
+                        layers.insert(ssrc, l);
+                        publication.layer_ssrc[0].store(ssrc, Ordering::Relaxed);
+                        l
+                    }
+                };
+                publication.meter_packet(layer, size, now);
+                if let Some(id) = audio_level_id
+                    && let Some(level) = packet.header.get_extension(id).and_then(|b| b.first().copied())
+                {
+                    lock(&publication.levels).add(level);
+                }
+                let sinks = Arc::clone(&lock(&publication.sinks));
+                if sinks.is_empty() {
+                    continue;
+                }
+                let item = Arc::new(ForwardItem {
+                    packet,
+                    layer,
+                    received_at: now,
+                });
+                let bit = 1u8 << layer;
+                for sink in sinks.iter() {
+                    if sink.wanted.load(Ordering::Relaxed) & bit == 0 {
+                        stats.forward.dropped(DropReason::OtherLayer);
+                        continue;
+                    }
+                    if sink.queue.try_send(Arc::clone(&item)).is_err() {
+                        stats.forward.dropped(DropReason::QueueFull);
+                    }
+                }
+            }
+            TrackRemoteEvent::OnEnded => break,
+            _ => {}
+        }
+    }
+    tracing::debug!(track = %publication.info.id, "publication ended");
+}

@@ -1,0 +1,207 @@
+//! One subscription: a subscriber's own local track and the task that drains its own queue,
+//! decides per packet with the plain [`Forwarder`], rewrites SSRC, payload type, sequence,
+//! timestamp and header extensions to the subscriber's negotiation, checks the result against
+//! that negotiation (the webrtc crate drops mismatches silently) and writes it.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rtc::rtp::header::Header;
+use rtc::rtp::Packet;
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+
+use super::publication::{ForwardItem, Publication, Sink};
+use crate::forward::forwarder::Negotiation;
+use crate::forward::layers::Quality;
+use crate::forward::{Decision, DropReason, Forwarder, InboundPacket};
+use crate::node::NodeStats;
+
+/// Packets a subscription may have queued before new ones are dropped (slow subscriber).
+pub const QUEUE_DEPTH: usize = 512;
+/// How often the subscription refreshes the publisher's layer statistics.
+const LAYER_REFRESH: Duration = Duration::from_millis(250);
+
+/// Header extensions never copied from the publisher: they name the publisher's media section
+/// and simulcast stream, not the subscriber's.
+const PUBLISHER_ONLY_EXTENSIONS: [&str; 3] = [
+    "urn:ietf:params:rtp-hdrext:sdes:mid",
+    "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+    "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
+];
+
+/// What the subscription's task is told.
+#[derive(Debug)]
+pub enum SubscriptionControl {
+    /// The subscriber's negotiation of this track's sender, and its `mid` extension (id, value).
+    Negotiated(Negotiation, Option<(u8, Bytes)>),
+    /// Quality the subscriber asked for.
+    Quality(Quality),
+    /// This subscription's share of the subscriber's bandwidth estimate.
+    Estimate(u64),
+    /// The subscriber asked for a keyframe.
+    KeyframeRequest,
+}
+
+/// Extensions the forwarder may pass on: the publisher's minus those naming its own streams.
+pub fn forwardable_extensions(publisher: &[(u8, String)]) -> Vec<(u8, String)> {
+    publisher
+        .iter()
+        .filter(|(_, uri)| !PUBLISHER_ONLY_EXTENSIONS.contains(&uri.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// Builds the outgoing packet for a forwarding decision.
+pub fn outgoing_packet(
+    item: &ForwardItem,
+    out: &crate::forward::Outbound,
+    forwarder: &Forwarder,
+    mid: Option<&(u8, Bytes)>,
+) -> Packet {
+    let source = &item.packet.header;
+    let mut header = Header {
+        version: 2,
+        padding: false,
+        marker: source.marker,
+        payload_type: out.payload_type,
+        sequence_number: out.seq,
+        timestamp: out.timestamp,
+        ssrc: out.ssrc,
+        ..Default::default()
+    };
+    for ext in &source.extensions {
+        if let Some(id) = forwarder.map_extension(ext.id) {
+            // An id that does not fit the profile chosen by the first extension is dropped.
+            let _ = header.set_extension(id, ext.payload.clone());
+        }
+    }
+    if let Some((id, value)) = mid {
+        let _ = header.set_extension(*id, value.clone());
+    }
+    Packet {
+        header,
+        payload: item.packet.payload.clone(),
+    }
+}
+
+/// Runs one subscription until its queue closes (unsubscribed or publisher gone).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_subscription(
+    publication: Arc<Publication>,
+    sink: Arc<Sink>,
+    local: Arc<TrackLocalStaticRTP>,
+    mut forwarder: Forwarder,
+    mut queue: mpsc::Receiver<Arc<ForwardItem>>,
+    mut control: mpsc::Receiver<SubscriptionControl>,
+    stats: Arc<NodeStats>,
+) {
+    let mut negotiation: Option<Negotiation> = None;
+    let mut mid: Option<(u8, Bytes)> = None;
+    let mut refresh = tokio::time::interval(LAYER_REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            command = control.recv() => {
+                let now = Instant::now();
+                match command {
+                    Some(SubscriptionControl::Negotiated(n, m)) => {
+                        forwarder.negotiated(&n);
+                        negotiation = Some(n);
+                        mid = m;
+                    }
+                    Some(SubscriptionControl::Quality(q)) => forwarder.set_requested(q, now),
+                    Some(SubscriptionControl::Estimate(bps)) => forwarder.set_estimate(bps, now),
+                    Some(SubscriptionControl::KeyframeRequest) => {
+                        if let Some(layer) = forwarder.current_layer() {
+                            publication.request_keyframe(layer).await;
+                        }
+                    }
+                    None => break,
+                }
+                sink.wanted.store(wanted(&forwarder), Ordering::Relaxed);
+            }
+            item = queue.recv() => {
+                let Some(item) = item else { break };
+                let now = Instant::now();
+                let decision = forwarder.on_packet(
+                    InboundPacket {
+                        layer: item.layer,
+                        seq: item.packet.header.sequence_number,
+                        timestamp: item.packet.header.timestamp,
+                        payload: &item.packet.payload,
+                    },
+                    now,
+                );
+                match decision {
+                    Decision::Drop(reason) => stats.forward.dropped(reason),
+                    Decision::Forward(out) => {
+                        let packet = outgoing_packet(&item, &out, &forwarder, mid.as_ref());
+                        let admitted = negotiation.as_ref().is_some_and(|n| {
+                            n.admits(
+                                packet.header.ssrc,
+                                packet.header.payload_type,
+                                packet.header.extensions.iter().map(|e| e.id),
+                            )
+                        });
+                        if !admitted {
+                            stats.forward.dropped(DropReason::NegotiationMismatch);
+                            continue;
+                        }
+                        let size = packet.payload.len() + 12;
+                        match local.write_rtp(packet).await {
+                            Ok(()) => {
+                                stats.forward.forwarded(size);
+                                stats.delay.record(item.received_at.elapsed());
+                            }
+                            Err(_) => stats.forward.dropped(DropReason::WriteFailed),
+                        }
+                        if out.switched_to.is_some() {
+                            sink.wanted.store(wanted(&forwarder), Ordering::Relaxed);
+                        }
+                    }
+                }
+                if let Some(layer) = forwarder.keyframe_request(now) {
+                    publication.request_keyframe(layer).await;
+                }
+            }
+            _ = refresh.tick() => {
+                let now = Instant::now();
+                forwarder.set_layer_stats(publication.layer_stats(), now);
+                sink.wanted.store(wanted(&forwarder), Ordering::Relaxed);
+                if let Some(layer) = forwarder.keyframe_request(now) {
+                    publication.request_keyframe(layer).await;
+                }
+            }
+        }
+    }
+}
+
+/// The mask of layers to queue: what the forwarder wants, or every layer before it chose.
+fn wanted(forwarder: &Forwarder) -> u8 {
+    match forwarder.wanted_layers() {
+        0 => 0b111,
+        m => m,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publisher_stream_names_are_not_forwarded() {
+        let publisher = vec![
+            (1, "urn:ietf:params:rtp-hdrext:ssrc-audio-level".to_owned()),
+            (3, "urn:ietf:params:rtp-hdrext:sdes:mid".to_owned()),
+            (10, "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id".to_owned()),
+        ];
+        let kept = forwardable_extensions(&publisher);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].0, 1);
+    }
+}

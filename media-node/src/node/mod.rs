@@ -1,0 +1,290 @@
+//! The node's shared state: its settings, the open rooms, what it learned from Kubernetes
+//! (public address, the pool's ICE servers, capacity, draining) and its readiness. Rooms are
+//! opened through [`NodeState::open_room`] by the Conference watch or directly (tests).
+
+pub mod stats;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use conclave_crds::NodeCapacity;
+use tokio::sync::Notify;
+
+pub use stats::{LoadSnapshot, NodeStats, RateSampler};
+
+use crate::error::{Error, Result};
+use crate::media::MediaSettings;
+use crate::room::model::ParticipantId;
+use crate::room::task::{CloseReason, RoomHandle, RoomSettings};
+use crate::signaling::protocol::IceServerEntry;
+
+/// Fixed settings of the node.
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    /// MediaNode name.
+    pub name: String,
+    /// Join-token key of the pool.
+    pub join_key: Vec<u8>,
+    /// TURN shared secret of the pool.
+    pub turn_secret: Vec<u8>,
+    /// Sockets and ports for peer connections.
+    pub media: MediaSettings,
+    /// How long a disconnected peer may take to come back.
+    pub peer_disconnect: Duration,
+    /// Largest chat message relayed.
+    pub chat_max_bytes: usize,
+}
+
+/// The pool's ICE servers and TURN credential lifetime.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IceConfig {
+    /// `stun:`/`turn:`/`turns:` URLs (MediaPool status.turn.urls).
+    pub urls: Vec<String>,
+    /// TURN credential lifetime, seconds (spec.turn.credentialTtlSeconds).
+    pub credential_ttl_seconds: u64,
+}
+
+/// Why a participant cannot be admitted to the node.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AdmissionRefused {
+    /// spec.capacity.participants reached.
+    #[error("media node {node} is at capacity ({max} participants); try again later")]
+    NodeFull {
+        /// Node name.
+        node: String,
+        /// Its capacity.
+        max: u32,
+    },
+}
+
+/// Shared state of one media node process.
+#[derive(Debug)]
+pub struct NodeState {
+    /// Fixed settings.
+    pub settings: NodeSettings,
+    /// Counters.
+    pub stats: Arc<NodeStats>,
+    rooms: Mutex<HashMap<String, RoomHandle>>,
+    public_ip: RwLock<Option<IpAddr>>,
+    ice: RwLock<IceConfig>,
+    capacity: RwLock<Option<NodeCapacity>>,
+    synced: AtomicBool,
+    draining: AtomicBool,
+    next_participant: AtomicU64,
+    /// Woken on every join and leave, so the load reporter can report a burst at once.
+    pub load_changed: Notify,
+    /// Woken when a room closes (drain waits on it).
+    pub room_closed: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // No critical section here panics; a poisoned map is still consistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T: Clone>(l: &RwLock<T>) -> T {
+    l.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+fn write<T>(l: &RwLock<T>, value: T) {
+    *l.write().unwrap_or_else(|e| e.into_inner()) = value;
+}
+
+impl NodeState {
+    /// A node with no rooms, not ready until its address is known and its watch synced.
+    pub fn new(settings: NodeSettings) -> Arc<Self> {
+        Arc::new(Self {
+            settings,
+            stats: Arc::new(NodeStats::default()),
+            rooms: Mutex::new(HashMap::new()),
+            public_ip: RwLock::new(None),
+            ice: RwLock::new(IceConfig::default()),
+            capacity: RwLock::new(None),
+            synced: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            next_participant: AtomicU64::new(1),
+            load_changed: Notify::new(),
+            room_closed: Notify::new(),
+        })
+    }
+
+    /// Records the public address clients send media to (NAT 1:1 for new peers).
+    pub fn set_public_ip(&self, ip: IpAddr) {
+        write(&self.public_ip, Some(ip));
+    }
+
+    /// The public address, once known.
+    pub fn public_ip(&self) -> Option<IpAddr> {
+        read(&self.public_ip)
+    }
+
+    /// Records the pool's ICE servers.
+    pub fn set_ice(&self, ice: IceConfig) {
+        write(&self.ice, ice);
+    }
+
+    /// Records this node's capacity (MediaNode spec.capacity).
+    pub fn set_capacity(&self, capacity: NodeCapacity) {
+        write(&self.capacity, Some(capacity));
+    }
+
+    /// Marks the Conference watch as synced (the node knows its rooms).
+    pub fn mark_synced(&self) {
+        self.synced.store(true, Ordering::Relaxed);
+    }
+
+    /// Starts draining: no new rooms from now on.
+    pub fn start_drain(&self) {
+        if !self.draining.swap(true, Ordering::Relaxed) {
+            tracing::info!(node = %self.settings.name, rooms = self.room_count(), "draining");
+        }
+    }
+
+    /// True once draining.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Ready to take rooms: address known, watch synced, not draining.
+    pub fn is_ready(&self) -> bool {
+        self.public_ip().is_some() && self.synced.load(Ordering::Relaxed) && !self.is_draining()
+    }
+
+    /// Why the node is not ready, for `/readyz`.
+    pub fn readiness(&self) -> std::result::Result<(), &'static str> {
+        if self.public_ip().is_none() {
+            Err("waiting for the operator to publish status.addresses.public")
+        } else if !self.synced.load(Ordering::Relaxed) {
+            Err("conference watch not synced yet")
+        } else if self.is_draining() {
+            Err("draining")
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A fresh participant id.
+    pub fn next_participant_id(&self) -> ParticipantId {
+        ParticipantId(self.next_participant.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Checks node capacity for one more participant (the room counts it once admitted).
+    pub fn admit(&self) -> std::result::Result<(), AdmissionRefused> {
+        if let Some(cap) = read(&self.capacity)
+            && self.stats.participants() >= cap.participants
+        {
+            return Err(AdmissionRefused::NodeFull {
+                node: self.settings.name.clone(),
+                max: cap.participants,
+            });
+        }
+        Ok(())
+    }
+
+    /// ICE servers for `identity`: STUN URLs as they are, TURN URLs with time-limited TURN
+    /// REST credentials.
+    pub fn ice_servers_for(&self, identity: &str) -> Vec<IceServerEntry> {
+        let ice = read(&self.ice);
+        let (turn, stun): (Vec<String>, Vec<String>) = ice
+            .urls
+            .into_iter()
+            .partition(|u| u.starts_with("turn:") || u.starts_with("turns:"));
+        let mut servers = Vec::new();
+        if !stun.is_empty() {
+            servers.push(IceServerEntry {
+                urls: stun,
+                username: None,
+                credential: None,
+            });
+        }
+        if !turn.is_empty() {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let c = conclave_crds::turn::mint(
+                &self.settings.turn_secret,
+                identity,
+                now,
+                ice.credential_ttl_seconds.max(60),
+            );
+            servers.push(IceServerEntry {
+                urls: turn,
+                username: Some(c.username),
+                credential: Some(c.credential),
+            });
+        }
+        servers
+    }
+
+    /// Opens the room of a conference, or updates it when already open. New rooms are refused
+    /// while draining or beyond the node's room capacity.
+    pub fn open_room(self: &Arc<Self>, settings: RoomSettings) -> Result<RoomHandle> {
+        let mut rooms = lock(&self.rooms);
+        if let Some(room) = rooms.get(&settings.conference) {
+            if room.is_open() {
+                room.update(settings);
+                return Ok(room.clone());
+            }
+        }
+        if self.is_draining() {
+            return Err(Error::Node {
+                name: self.settings.name.clone(),
+                message: format!("draining: not opening room {}", settings.conference),
+            });
+        }
+        if let Some(cap) = read(&self.capacity)
+            && rooms.len() >= cap.rooms as usize
+        {
+            return Err(Error::Node {
+                name: self.settings.name.clone(),
+                message: format!(
+                    "at room capacity ({}): not opening room {}",
+                    cap.rooms, settings.conference
+                ),
+            });
+        }
+        let conference = settings.conference.clone();
+        let handle = RoomHandle::spawn(Arc::clone(self), settings);
+        rooms.insert(conference, handle.clone());
+        Ok(handle)
+    }
+
+    /// Closes a room: its clients are told why (and where to reconnect when it moved).
+    pub fn close_room(&self, conference: &str, reason: CloseReason) {
+        if let Some(room) = lock(&self.rooms).get(conference) {
+            room.close(reason);
+        }
+    }
+
+    /// The open room of `conference`.
+    pub fn room(&self, conference: &str) -> Option<RoomHandle> {
+        lock(&self.rooms)
+            .get(conference)
+            .filter(|r| r.is_open())
+            .cloned()
+    }
+
+    /// Conference names of all rooms.
+    pub fn room_names(&self) -> Vec<String> {
+        lock(&self.rooms).keys().cloned().collect()
+    }
+
+    /// Rooms open now.
+    pub fn room_count(&self) -> usize {
+        lock(&self.rooms).len()
+    }
+
+    /// Called by a room task when it ends.
+    pub(crate) fn room_ended(&self, conference: &str, generation: u64) {
+        let mut rooms = lock(&self.rooms);
+        if rooms.get(conference).is_some_and(|r| r.generation() == generation) {
+            rooms.remove(conference);
+        }
+        drop(rooms);
+        self.room_closed.notify_waiters();
+        self.load_changed.notify_one();
+    }
+}

@@ -1,0 +1,12 @@
+//! Rooms: the membership state machine of a conference (`model`), active-speaker detection
+//! (`speaker`), and the task that owns one room and drives its peers (`task`).
+
+pub mod model;
+pub mod speaker;
+pub mod task;
+
+pub use model::{
+    JoinRefused, MediaPolicy, ParticipantId, PublishRefused, Room, TrackId, TrackInfo, TrackKind,
+    TrackSource,
+};
+pub use task::{RoomHandle, RoomSettings};
