@@ -1,2 +1,16 @@
 //! Test environment: the local Kubernetes control plane, the harness kubelet, and helpers
-//! for integration and end-to-end tests.
+//! for integration and end-to-end tests. Start with [`TestEnv::shared`].
+
+pub mod client;
+pub mod controlplane;
+pub mod crds;
+pub mod error;
+pub mod http;
+pub mod kubelet;
+pub mod logs;
+pub mod testenv;
+pub mod wait;
+
+pub use error::Error;
+pub use kubelet::LocalNode;
+pub use testenv::{TestEnv, TestNamespace};

@@ -1,0 +1,129 @@
+//! A namespace per test: created with a random suffix so tests run in parallel, deleted
+//! when the test ends (best effort); when the test panics, the logs of its pods are printed.
+
+use std::path::PathBuf;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Client, Resource};
+use rand::Rng;
+use serde_json::json;
+
+use crate::error::{Context, Error};
+use crate::logs;
+
+/// Label on every namespace a test creates.
+pub const TEST_LABEL: &str = "testenv.conclave.dev/test";
+
+/// A namespace owned by one test.
+pub struct TestNamespace {
+    name: String,
+    client: Client,
+    kubeconfig: PathBuf,
+    log_dir: Option<PathBuf>,
+}
+
+impl TestNamespace {
+    /// Creates `<prefix>-<random>`.
+    pub(crate) async fn create(
+        client: Client,
+        kubeconfig: PathBuf,
+        log_dir: Option<PathBuf>,
+        prefix: &str,
+    ) -> Result<Self, Error> {
+        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        let mut rng = rand::rng();
+        let suffix: String = (0..6)
+            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+            .collect();
+        let name = format!("{prefix}-{suffix}");
+        let namespace: Namespace = serde_json::from_value(json!({
+            "metadata": { "name": name, "labels": { TEST_LABEL: prefix } }
+        }))
+        .context("build Namespace")?;
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .context(format!("create namespace {name}"))?;
+        Ok(TestNamespace {
+            name,
+            client,
+            kubeconfig,
+            log_dir,
+        })
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A client (of this test's runtime).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// An API for namespaced objects of kind `K` in this namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// The last lines of every container log of this namespace's pods.
+    pub fn container_logs(&self) -> String {
+        let Some(dir) = &self.log_dir else {
+            return "(no harness kubelet log directory known)".into();
+        };
+        let prefix = format!("{}_", self.name);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+            })
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|f| format!("--- {}\n{}\n", f.display(), logs::tail(f, 40)))
+            .collect()
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "test failed; container logs of namespace {}:\n{}",
+                self.name,
+                self.container_logs()
+            );
+        }
+        // The test's runtime is ending: delete from a thread with a runtime of its own.
+        let (name, kubeconfig) = (self.name.clone(), self.kubeconfig.clone());
+        let deletion = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let client = crate::client::from_kubeconfig(&kubeconfig).await.ok()?;
+                let result = Api::<Namespace>::all(client)
+                    .delete(&name, &DeleteParams::background())
+                    .await;
+                if let Err(e) = result {
+                    eprintln!("could not delete test namespace {name}: {e}");
+                }
+                Some(())
+            })
+        });
+        let _ = deletion.join();
+    }
+}
