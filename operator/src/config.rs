@@ -46,13 +46,13 @@ pub struct RunConfig {
     /// Seconds a leader holds the Lease without renewing it.
     #[arg(long, default_value_t = 15)]
     pub lease_seconds: u32,
-    /// Service account the media-node pods run as.
+    /// ClusterRole bound (per pool namespace) to the media nodes' ServiceAccount.
     #[arg(
         long,
-        env = "MEDIA_NODE_SERVICE_ACCOUNT",
+        env = "MEDIA_NODE_CLUSTER_ROLE",
         default_value = "conclave-media-node"
     )]
-    pub media_node_service_account: String,
+    pub media_node_cluster_role: String,
     /// RUST_LOG value passed to media-node pods.
     #[arg(long, env = "MEDIA_NODE_LOG", default_value = "info")]
     pub media_node_log: String,

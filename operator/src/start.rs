@@ -73,6 +73,7 @@ pub async fn run(client: Client, config: RunConfig) -> anyhow::Result<()> {
         evacuation: Mutex::default(),
         creating: Mutex::default(),
         turn_applied: Mutex::default(),
+        identity_applied: Mutex::default(),
         seen: Mutex::default(),
         metrics,
         reporter: Reporter {

@@ -57,6 +57,9 @@ pub struct Context {
     /// The TURN Deployment last applied per pool (pool generation, replicas), to skip
     /// applying an unchanged one on every load change.
     pub turn_applied: Mutex<HashMap<Key, (i64, u32)>>,
+    /// The pool generation whose media-node identity (ServiceAccount, RoleBinding) was last
+    /// applied.
+    pub identity_applied: Mutex<HashMap<Key, i64>>,
     /// Fingerprints of objects last seen by watch mappers (see `Context::changed`).
     pub seen: Mutex<HashMap<String, u64>>,
     /// Metrics.

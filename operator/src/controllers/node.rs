@@ -182,7 +182,6 @@ fn observe_pod(pod: &Pod) -> PodObservation {
 
 async fn create_pod(ctx: &Context, node: &MediaNode, pool: &MediaPool) -> Result<Pod> {
     let settings = PodSettings {
-        service_account: &ctx.config.media_node_service_account,
         log: &ctx.config.media_node_log,
     };
     let pod = media_node_pod(node, pool, &settings);

@@ -12,7 +12,8 @@ use conclave_crds::{
     Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool, MediaPoolStatus, labels,
 };
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -24,6 +25,7 @@ use super::{apply_params, apply_status, event};
 use crate::decide::NodeView;
 use crate::decide::autoscale::{ScalingInput, ScalingPlan, ScalingPolicy, WaitingConference, plan};
 use crate::error::{KubeContext, Result, is_conflict, is_not_found};
+use crate::resources::identity;
 use crate::resources::media_node::new_media_node;
 use crate::resources::secret::{missing_keys, pool_secret};
 use crate::resources::turn::{turn_deployment, turn_service, turn_urls};
@@ -39,6 +41,7 @@ pub async fn reconcile(pool: Arc<MediaPool>, ctx: Arc<Context>) -> Result<Action
     let t = now();
     let old = pool.status.clone().unwrap_or_default();
     let secret_problem = ensure_secret(&ctx, &pool).await?;
+    ensure_identity(&ctx, &pool).await?;
 
     let (views, waiting) = {
         let ledger = lock(&ctx.ledger);
@@ -266,6 +269,31 @@ async fn ensure_secret(ctx: &Context, pool: &MediaPool) -> Result<Option<String>
         Err(e) if is_conflict(&e) => Ok(None),
         Err(e) => Err(e).action(|| format!("creating Secret {name}")),
     }
+}
+
+/// Applies the media nodes' ServiceAccount and RoleBinding once per pool generation.
+async fn ensure_identity(ctx: &Context, pool: &MediaPool) -> Result<()> {
+    let generation = pool.metadata.generation.unwrap_or(0);
+    if lock(&ctx.identity_applied).get(&key(pool)) == Some(&generation) {
+        return Ok(());
+    }
+    let ns = pool.namespace().unwrap_or_default();
+    let name = identity::media_node_account(&pool.name_any());
+    Api::<ServiceAccount>::namespaced(ctx.client.clone(), &ns)
+        .patch(
+            &name,
+            &apply_params(),
+            &Patch::Apply(&identity::service_account(pool)),
+        )
+        .await
+        .action(|| format!("applying ServiceAccount {name}"))?;
+    let binding = identity::role_binding(pool, &ctx.config.media_node_cluster_role);
+    Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns)
+        .patch(&name, &apply_params(), &Patch::Apply(&binding))
+        .await
+        .action(|| format!("applying RoleBinding {name}"))?;
+    lock(&ctx.identity_applied).insert(key(pool), generation);
+    Ok(())
 }
 
 async fn reconcile_turn(

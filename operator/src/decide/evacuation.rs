@@ -35,7 +35,9 @@ impl EvacuationBudget {
             Ok(())
         } else {
             // Round away float noise (0.05 tokens at 3/min is 1 s, not 1.0000001 s).
-            Err(Some(((1.0 - self.tokens) * 60.0 / rate - 1e-9).ceil().max(1.0) as i64))
+            Err(Some(
+                ((1.0 - self.tokens) * 60.0 / rate - 1e-9).ceil().max(1.0) as i64,
+            ))
         }
     }
 }

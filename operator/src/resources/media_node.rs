@@ -39,8 +39,6 @@ fn suffix() -> String {
 
 /// Settings of media-node pods that come from the operator, not the pool.
 pub struct PodSettings<'a> {
-    /// Service account the pod runs as.
-    pub service_account: &'a str,
     /// RUST_LOG of the media node.
     pub log: &'a str,
 }
@@ -114,7 +112,7 @@ pub fn media_node_pod(node: &MediaNode, pool: &MediaPool, settings: &PodSettings
             ),
             node_selector: tpl.node_selector.clone(),
             tolerations: tpl.tolerations.clone(),
-            service_account_name: Some(settings.service_account.to_owned()),
+            service_account_name: Some(super::identity::media_node_account(&pool.name_any())),
             restart_policy: Some("Always".to_owned()),
             // Rooms are drained by the operator before the pod is deleted; this only bounds
             // the media node's own goodbye to its clients.
@@ -185,7 +183,10 @@ mod tests {
         let n = new_media_node(&pool());
         assert!(n.name_any().starts_with("eu-") && n.name_any().len() == 8);
         assert_eq!(n.spec.capacity, pool().spec.node_capacity);
-        assert_eq!(n.metadata.owner_references.clone().unwrap()[0].kind, "MediaPool");
+        assert_eq!(
+            n.metadata.owner_references.clone().unwrap()[0].kind,
+            "MediaPool"
+        );
         assert_eq!(n.labels()[labels::POOL], "eu");
         assert_ne!(
             new_media_node(&pool()).name_any(),

@@ -2,6 +2,7 @@
 //! Pods, and the TURN Deployment and Service. Unit-tested on their output; the controllers
 //! apply them with server-side apply.
 
+pub mod identity;
 pub mod media_node;
 pub mod secret;
 pub mod turn;
