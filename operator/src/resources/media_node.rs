@@ -201,10 +201,7 @@ mod tests {
             n.metadata.uid = Some("node-uid".into());
             n
         };
-        let settings = PodSettings {
-            service_account: "conclave-media-node",
-            log: "debug",
-        };
+        let settings = PodSettings { log: "debug" };
         let pod = media_node_pod(&node, &pool(), &settings);
         let spec = pod.spec.unwrap();
         let c = &spec.containers[0];
@@ -247,9 +244,6 @@ mod tests {
             (readiness.path.as_deref(), readiness.port),
             (Some("/readyz"), IntOrString::Int(7990))
         );
-        assert_eq!(
-            spec.service_account_name.as_deref(),
-            Some("conclave-media-node")
-        );
+        assert_eq!(spec.service_account_name.as_deref(), Some("eu-media-node"));
     }
 }
