@@ -34,5 +34,36 @@ pub fn crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     use kube::CustomResourceExt;
-    vec![MediaPool::crd(), MediaNode::crd(), Conference::crd()]
+    [MediaPool::crd(), MediaNode::crd(), Conference::crd()]
+        .into_iter()
+        .map(without_unknown_formats)
+        .collect()
+}
+
+/// Removes the integer formats schemars emits for Rust's unsigned types (`uint16`,
+/// `uint32`, ...), which the API server does not know and warns about on every apply; the
+/// bounds (`minimum`, `maximum`) already say what the field accepts.
+fn without_unknown_formats(
+    crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if map
+                    .get("format")
+                    .and_then(|f| f.as_str())
+                    .is_some_and(|f| f.starts_with("uint") || f == "int8" || f == "int16")
+                {
+                    map.remove("format");
+                }
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    // A CRD always serialises, and removing a format keeps it a valid CRD.
+    let mut value = serde_json::to_value(&crd).expect("CRD serialises");
+    strip(&mut value);
+    serde_json::from_value(value).expect("CRD without formats deserialises")
 }
