@@ -6,6 +6,9 @@
 //! load reports and drain). The forwarding and room logic lives in plain state machines in
 //! [`forward`] and [`room::model`].
 
+pub mod app;
+pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod forward;

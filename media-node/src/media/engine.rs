@@ -38,7 +38,8 @@ const BIND_ATTEMPTS: usize = 32;
 /// The application end of the chain, above every built-in interceptor.
 const FEEDBACK_SLOT: usize = 14_000;
 
-fn media_engine() -> Result<MediaEngine> {
+/// The codecs and feedback the node (and its test clients) negotiate.
+pub fn media_engine() -> Result<MediaEngine> {
     let mut engine = MediaEngine::default();
     engine
         .register_default_codecs()

@@ -69,6 +69,7 @@ pub struct NodeState {
     pub stats: Arc<NodeStats>,
     rooms: Mutex<HashMap<String, RoomHandle>>,
     public_ip: RwLock<Option<IpAddr>>,
+    signaling_url: RwLock<Option<String>>,
     ice: RwLock<IceConfig>,
     capacity: RwLock<Option<NodeCapacity>>,
     synced: AtomicBool,
@@ -101,6 +102,7 @@ impl NodeState {
             stats: Arc::new(NodeStats::default()),
             rooms: Mutex::new(HashMap::new()),
             public_ip: RwLock::new(None),
+            signaling_url: RwLock::new(None),
             ice: RwLock::new(IceConfig::default()),
             capacity: RwLock::new(None),
             synced: AtomicBool::new(false),
@@ -119,6 +121,16 @@ impl NodeState {
     /// The public address, once known.
     pub fn public_ip(&self) -> Option<IpAddr> {
         read(&self.public_ip)
+    }
+
+    /// Records this node's signaling URL (MediaNode status.addresses.signalingUrl).
+    pub fn set_signaling_url(&self, url: Option<String>) {
+        write(&self.signaling_url, url);
+    }
+
+    /// This node's signaling URL, once published.
+    pub fn signaling_url(&self) -> Option<String> {
+        read(&self.signaling_url)
     }
 
     /// Records the pool's ICE servers.

@@ -1,0 +1,123 @@
+//! The media node process: binds signaling on the pod IP, reads its MediaNode and waits for
+//! the public address, then watches its pool and conferences, reports load, and drains on
+//! SIGTERM or `spec.draining`: no new rooms, existing ones kept until they end, move or the
+//! grace period passes, then a clean exit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::cluster;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::media::{MediaSettings, PortPool};
+use crate::node::{NodeSettings, NodeState};
+use crate::room::task::CloseReason;
+
+/// Settings of the node from its configuration.
+pub fn node_settings(config: &Config) -> NodeSettings {
+    NodeSettings {
+        name: config.node_name.clone(),
+        join_key: config.join_key.clone().into_bytes(),
+        turn_secret: config.turn_secret.clone().into_bytes(),
+        media: MediaSettings {
+            bind_ip: config.pod_ip,
+            ports: PortPool::new(config.udp_port_min, config.udp_port_max),
+            ice_disconnected: Duration::from_secs(5),
+            ice_failed: Duration::from_secs(15),
+        },
+        peer_disconnect: Duration::from_secs(config.peer_disconnect_seconds),
+        chat_max_bytes: config.chat_max_bytes,
+    }
+}
+
+/// Runs the node until it drained or was told to stop.
+pub async fn run(config: Config) -> Result<()> {
+    let state = NodeState::new(node_settings(&config));
+    let addr = (config.pod_ip, config.signaling_port).into();
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Serve { addr, source })?;
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let server = tokio::spawn(crate::server::run(listener, Arc::clone(&state), async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    }));
+
+    let client = kube::Client::try_default().await.map_err(|source| Error::Kube {
+        context: "connecting to the API server".into(),
+        source,
+    })?;
+    let ns = config.namespace.clone();
+    let (facts_tx, mut facts) = watch::channel(cluster::medianode::NodeFacts::default());
+    tokio::spawn(cluster::medianode::run(client.clone(), ns.clone(), Arc::clone(&state), facts_tx));
+
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|source| Error::Serve { addr, source })?;
+    // Wait for the operator to publish the public address before taking rooms.
+    let pool = loop {
+        let f = facts.borrow().clone();
+        if let (Some(_), Some(pool)) = (f.public_ip, f.pool) {
+            break pool;
+        }
+        tokio::select! {
+            changed = facts.changed() => if changed.is_err() {
+                return Err(Error::Node { name: config.node_name.clone(), message: "MediaNode watch ended".into() });
+            },
+            _ = sigterm.recv() => {
+                let _ = stop_tx.send(true);
+                let _ = server.await;
+                return Ok(());
+            }
+        }
+    };
+    tracing::info!(node = %config.node_name, %pool, "address published; taking rooms");
+    tokio::spawn(cluster::pool::run(client.clone(), ns.clone(), pool, Arc::clone(&state)));
+    tokio::spawn(cluster::conferences::run(client.clone(), ns.clone(), Arc::clone(&state)));
+    tokio::spawn(cluster::report::run(client, ns, Arc::clone(&state), config.heartbeat()));
+
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => break,
+            changed = facts.changed() => {
+                if changed.is_err() || facts.borrow().draining {
+                    break;
+                }
+            }
+        }
+    }
+    drain(&state, config.drain_grace()).await;
+    let _ = stop_tx.send(true);
+    match server.await {
+        Ok(served) => served,
+        Err(e) => {
+            tracing::error!(error = %e, "signaling server task failed");
+            Ok(())
+        }
+    }
+}
+
+/// Refuses new rooms, waits until the existing ones closed or `grace` passed, then closes what
+/// is left.
+pub async fn drain(state: &Arc<NodeState>, grace: Duration) {
+    state.start_drain();
+    let deadline = tokio::time::Instant::now() + grace;
+    while state.room_count() > 0 {
+        let closed = state.room_closed.notified();
+        tokio::select! {
+            _ = closed => {}
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    for name in state.room_names() {
+        state.close_room(&name, CloseReason::Drained);
+    }
+    // Give rooms a moment to say goodbye to their clients.
+    let settle = tokio::time::Instant::now() + Duration::from_secs(2);
+    while state.room_count() > 0 && tokio::time::Instant::now() < settle {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::info!(node = %state.settings.name, "drained");
+}

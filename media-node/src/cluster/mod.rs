@@ -1,0 +1,13 @@
+//! The Kubernetes side of the node: its own MediaNode (address, capacity, draining), its
+//! pool's MediaPool (ICE servers, TURN credential lifetime), the Conferences labelled with its
+//! name (rooms), and load reports by server-side apply under its own field manager.
+
+pub mod conferences;
+pub mod medianode;
+pub mod pool;
+pub mod report;
+
+use std::time::Duration;
+
+/// Delay before a watch is retried after an error.
+pub const RETRY: Duration = Duration::from_secs(2);

@@ -1,0 +1,123 @@
+//! Load reports: every heartbeat interval, and at once after a burst of joins or leaves,
+//! server-side apply of `status.load` and `status.lastHeartbeat` on this node's MediaNode and
+//! `status.participants` on each of its conferences, under the media node's own field manager.
+//! The patches carry only those fields, so fields the operator owns are never touched.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use conclave_crds::node::NodeLoad;
+use conclave_crds::{Conference, MediaNode, labels};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+use crate::node::{LoadSnapshot, NodeState};
+
+/// Reports at most this often, however many joins and leaves happen.
+const MIN_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The MediaNode status patch: only `load` and `lastHeartbeat`.
+pub fn node_patch(load: &LoadSnapshot, now: Time) -> Value {
+    let load = NodeLoad {
+        rooms: load.rooms,
+        participants: load.participants,
+        tracks_in: load.tracks_in,
+        tracks_out: load.tracks_out,
+        ingress_mbps: round(load.ingress_mbps),
+        egress_mbps: round(load.egress_mbps),
+        cpu: round(load.cpu),
+    };
+    json!({
+        "apiVersion": "conclave.dev/v1alpha1",
+        "kind": "MediaNode",
+        "status": {"load": load, "lastHeartbeat": now},
+    })
+}
+
+/// The Conference status patch: only `participants`.
+pub fn conference_patch(participants: u32) -> Value {
+    json!({
+        "apiVersion": "conclave.dev/v1alpha1",
+        "kind": "Conference",
+        "status": {"participants": participants},
+    })
+}
+
+fn round(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// Reports load forever.
+pub async fn run(client: Client, namespace: String, state: Arc<NodeState>, interval: Duration) {
+    let nodes: Api<MediaNode> = Api::namespaced(client.clone(), &namespace);
+    let conferences: Api<Conference> = Api::namespaced(client, &namespace);
+    let params = PatchParams::apply(labels::MEDIA_NODE_MANAGER).force();
+    let mut reported: HashMap<String, u32> = HashMap::new();
+    loop {
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let patch = node_patch(&state.stats.load(), now);
+        if let Err(e) = nodes
+            .patch_status(&state.settings.name, &params, &Patch::Apply(&patch))
+            .await
+        {
+            tracing::warn!(node = %state.settings.name, error = %e, "load report failed");
+        }
+        let rooms = state.room_names();
+        reported.retain(|name, _| rooms.contains(name));
+        for name in rooms {
+            let Some(room) = state.room(&name) else { continue };
+            let n = room.participants();
+            if reported.get(&name) == Some(&n) {
+                continue;
+            }
+            match conferences
+                .patch_status(&name, &params, &Patch::Apply(&conference_patch(n)))
+                .await
+            {
+                Ok(_) => {
+                    reported.insert(name, n);
+                }
+                Err(e) => tracing::warn!(conference = %name, error = %e, "participants report failed"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = state.load_changed.notified() => {
+                // Let the burst settle, then report it.
+                tokio::time::sleep(MIN_INTERVAL).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patches_carry_only_media_node_fields() {
+        let now = Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).expect("time"));
+        let p = node_patch(
+            &LoadSnapshot {
+                rooms: 2,
+                participants: 9,
+                egress_mbps: 1.234_567,
+                ..Default::default()
+            },
+            now,
+        );
+        let status = p["status"].as_object().expect("status");
+        let mut keys: Vec<_> = status.keys().cloned().collect();
+        keys.sort();
+        assert_eq!(keys, ["lastHeartbeat", "load"]);
+        assert_eq!(p["status"]["load"]["participants"], 9);
+        assert_eq!(p["status"]["load"]["egressMbps"], 1.23);
+        assert_eq!(p["status"]["lastHeartbeat"], "2023-11-14T22:13:20Z");
+        let c = conference_patch(4);
+        assert_eq!(c["status"].as_object().map(|o| o.len()), Some(1));
+        assert_eq!(c["status"]["participants"], 4);
+    }
+}

@@ -1,0 +1,130 @@
+//! Shared set-up of the integration tests: a media node serving on 127.0.0.1 port 0 with a
+//! room opened directly through the library API, and join tokens for it.
+
+#![allow(dead_code)]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use conclave_crds::token::{JoinClaims, mint};
+use conclave_media_node::client::{Client, ClientConfig, Publish};
+use conclave_media_node::media::{MediaSettings, PortPool};
+use conclave_media_node::room::MediaPolicy;
+use conclave_media_node::{NodeSettings, NodeState, RoomSettings};
+use tokio::sync::oneshot;
+
+pub const KEY: &[u8] = b"test-pool-key";
+pub const CONFERENCE: &str = "standup";
+pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+static NEXT_RANGE: AtomicU16 = AtomicU16::new(0);
+
+pub struct TestNode {
+    pub node: Arc<NodeState>,
+    pub url: String,
+    _stop: oneshot::Sender<()>,
+}
+
+pub fn settings() -> NodeSettings {
+    // Each node of a test binary gets its own slice of ports.
+    let base = 52_000 + NEXT_RANGE.fetch_add(1, Ordering::Relaxed) * 100;
+    NodeSettings {
+        name: "test-node".into(),
+        join_key: KEY.to_vec(),
+        turn_secret: b"turn-secret".to_vec(),
+        media: MediaSettings {
+            bind_ip: LOOPBACK,
+            ports: PortPool::new(base, base + 99),
+            ice_disconnected: Duration::from_secs(2),
+            ice_failed: Duration::from_secs(4),
+        },
+        peer_disconnect: Duration::from_secs(2),
+        chat_max_bytes: 256,
+    }
+}
+
+pub async fn start(max_participants: u32, media: MediaPolicy) -> TestNode {
+    start_with(settings(), max_participants, media).await
+}
+
+pub async fn start_with(settings: NodeSettings, max_participants: u32, media: MediaPolicy) -> TestNode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let node = NodeState::new(settings);
+    node.set_public_ip(LOOPBACK);
+    node.mark_synced();
+    node.open_room(RoomSettings {
+        conference: CONFERENCE.into(),
+        max_participants,
+        media,
+    })
+    .expect("room opens");
+    let listener = tokio::net::TcpListener::bind((LOOPBACK, 0)).await.expect("bind");
+    let url = format!("ws://{}/rtc", listener.local_addr().expect("addr"));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = Arc::clone(&node);
+    tokio::spawn(async move {
+        let _ = conclave_media_node::server::run(listener, served, async {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    TestNode { node, url, _stop: stop }
+}
+
+pub fn token(identity: &str) -> String {
+    let exp = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs() + 3600;
+    mint(
+        KEY,
+        &JoinClaims {
+            conference: CONFERENCE.into(),
+            identity: identity.into(),
+            exp,
+            publish: true,
+        },
+    )
+}
+
+pub async fn client(node: &TestNode, identity: &str, publish: Publish) -> Client {
+    Client::connect(ClientConfig {
+        url: node.url.clone(),
+        conference: CONFERENCE.into(),
+        token: token(identity),
+        bind_ip: LOOPBACK,
+        publish,
+    })
+    .await
+    .expect("client joins")
+}
+
+pub fn publisher() -> Publish {
+    Publish {
+        audio: true,
+        video_layers: 3,
+        chat: true,
+    }
+}
+
+pub fn viewer() -> Publish {
+    Publish {
+        audio: false,
+        video_layers: 0,
+        chat: true,
+    }
+}
+
+/// Polls `check` every 100 ms until it holds or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    check()
+}
