@@ -2,6 +2,11 @@
 //! descriptions, the valid examples are accepted, and every invalid example is refused
 //! with the message its `# expect:` line names (CEL and schema validation by upstream code).
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers may unwrap: a panic fails the test"
+)]
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -2,6 +2,11 @@
 //! Node's address via the controller-manager and the scheduler, and deleting it ends the
 //! process; unknown images fail; exits follow the restart policy; grace periods hold.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers may unwrap: a panic fails the test"
+)]
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -43,7 +43,7 @@ impl Program {
     }
 
     /// True when the program comes from the system PATH rather than the build directory.
-    fn from_system_path(self) -> bool {
+    fn is_system_package(self) -> bool {
         self == Program::Turnserver
     }
 }
@@ -63,7 +63,7 @@ pub fn repository(image: &str) -> &str {
 /// (a PATH value) for system packages. The error says how to get the program.
 pub fn locate(program: Program, bin_dir: &Path, path: Option<&OsStr>) -> Result<PathBuf, String> {
     let name = program.executable();
-    if program.from_system_path() {
+    if program.is_system_package() {
         let dirs = path.map(std::env::split_paths).into_iter().flatten();
         return dirs
             .map(|dir| dir.join(name))

@@ -121,7 +121,7 @@ pub async fn heartbeat(client: Client, config: KubeletConfig) {
                     tracing::warn!(node = %node.name, "Node is gone: registering it again");
                     register(&client, &config, node).await
                 }
-                Ok(()) if beat % 3 == 0 => report_ready(&client, &config, node).await,
+                Ok(()) if beat.is_multiple_of(3) => report_ready(&client, &config, node).await,
                 other => other,
             };
             if let Err(e) = result {

@@ -111,7 +111,7 @@ pub async fn live_harness_nodes(
             });
         }
     }
-    live.sort_by(|a, b| a.address.cmp(&b.address));
+    live.sort_by_key(|n| n.address);
     Ok((live, log_dir))
 }
 

@@ -30,7 +30,7 @@ impl Settings {
             kubeconfig: path("KUBECONFIG"),
             controlplane: path("CONCLAVE_CONTROLPLANE")
                 .unwrap_or_else(|| workspace_dir().join("tests/controlplane/bin/controlplane")),
-            bin_dir: path("CONCLAVE_BIN_DIR").unwrap_or_else(profile_dir),
+            bin_dir: path("CONCLAVE_BIN_DIR").unwrap_or_else(default_bin_dir),
             artifacts: path("CONCLAVE_ARTIFACTS")
                 .unwrap_or_else(|| workspace_dir().join("tests/artifacts")),
         }
@@ -43,9 +43,9 @@ pub fn workspace_dir() -> PathBuf {
     manifest.parent().unwrap_or(manifest).to_owned()
 }
 
-/// The cargo profile directory of this executable: its directory, or the parent of
-/// `deps/` for test binaries.
-fn profile_dir() -> PathBuf {
+/// The cargo profile directory of this executable, where the built binaries are: its
+/// directory, or the parent of `deps/` for test binaries.
+pub fn default_bin_dir() -> PathBuf {
     let fallback = workspace_dir().join("target/debug");
     let Some(dir) = std::env::current_exe()
         .ok()

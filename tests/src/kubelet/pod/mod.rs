@@ -1,22 +1,24 @@
 //! One pod on one local Node, from first sight to removal: admission (can its images run
 //! here?), container starts with env and credentials, probes, restarts, status reports,
-//! and graceful termination followed by removal of the pod object.
+//! and graceful termination followed by removal of the pod object. This file owns the
+//! worker's loop, admission and container starts; `probing` and `stopping` the rest.
 
-use std::net::IpAddr;
+mod probing;
+mod stopping;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::{mpsc, watch};
 
 use super::container::{ContainerRecord, restarts};
 use super::credentials::{self, ApiEndpoint, PodCredentials};
 use super::image::{self, Program};
-use super::probe::{self, Outcome};
 use super::process::{self, Exit, Launch, StartId};
 use super::status::PodRecord;
 use super::{KubeletConfig, LocalNode, container_log};
@@ -344,60 +346,6 @@ impl PodWorker {
         record.exited(exit, restart, Timestamp::now(), Instant::now());
     }
 
-    /// Runs readiness and liveness probes of running containers that are due.
-    async fn probe(&mut self) {
-        let ip = IpAddr::V4(self.node.address);
-        let now = Instant::now();
-        for i in 0..self.record.containers.len() {
-            let spec = containers(&self.pod)[i].clone();
-            let Some(since) = self.record.containers[i].running_since() else {
-                continue;
-            };
-            let due = |p: &k8s_openapi::api::core::v1::Probe| {
-                now.duration_since(since)
-                    >= Duration::from_secs(p.initial_delay_seconds.unwrap_or(0).max(0) as u64)
-            };
-            if let Some(p) = spec.readiness_probe.as_ref().filter(|p| due(p)) {
-                let outcome = probe::run(p, &spec, ip).await;
-                self.warn_unsupported(i, &outcome);
-                if let Some(v) = self.record.containers[i].readiness.as_mut() {
-                    v.record(p, outcome == Outcome::Success);
-                }
-            }
-            let alive = self.record.containers[i].kill_at.is_none();
-            let grace = self.spec_grace();
-            if let Some(p) = spec.liveness_probe.as_ref().filter(|p| due(p) && alive) {
-                let outcome = probe::run(p, &spec, ip).await;
-                self.warn_unsupported(i, &outcome);
-                let record = &mut self.record.containers[i];
-                record
-                    .liveness
-                    .record(p, !matches!(outcome, Outcome::Failure(_)));
-                if !record.liveness.passing
-                    && let Some(pid) = record.pid()
-                {
-                    tracing::info!(pod = %self.pod.name_any(), container = %record.name, ?outcome, "liveness probe failed: restarting");
-                    process::signal_group(pid, nix::sys::signal::Signal::SIGTERM);
-                    record.kill_at = Some(now + grace);
-                }
-            }
-            let record = &mut self.record.containers[i];
-            if let (Some(at), Some(pid)) = (record.kill_at, record.pid())
-                && at <= now
-            {
-                process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
-            }
-        }
-    }
-
-    fn warn_unsupported(&mut self, i: usize, outcome: &Outcome) {
-        if let Outcome::Unsupported(why) = outcome
-            && !std::mem::replace(&mut self.warned_unsupported[i], true)
-        {
-            tracing::warn!(pod = %self.pod.name_any(), container = %self.record.containers[i].name, why, "probe not run");
-        }
-    }
-
     async fn refresh_credentials(&mut self) {
         let Some(c) = self.credentials.as_mut() else {
             return;
@@ -437,85 +385,6 @@ impl PodWorker {
                 tracing::warn!(pod = %self.pod.name_any(), error = %e, "status report failed; retrying")
             }
         }
-    }
-
-    /// Stops every container: SIGTERM to its process group, SIGKILL after `grace`.
-    async fn terminate(&mut self, grace: Duration) {
-        self.stopping = true;
-        self.record
-            .containers
-            .iter_mut()
-            .for_each(ContainerRecord::cancel_starts);
-        let pids = |w: &Self| {
-            w.record
-                .containers
-                .iter()
-                .filter_map(ContainerRecord::pid)
-                .collect::<Vec<_>>()
-        };
-        if pids(self).is_empty() {
-            return;
-        }
-        tracing::info!(pod = %self.pod.name_any(), ?grace, "stopping containers");
-        for (signal, wait) in [
-            (nix::sys::signal::Signal::SIGTERM, grace),
-            (nix::sys::signal::Signal::SIGKILL, Duration::from_secs(5)),
-        ] {
-            pids(self)
-                .into_iter()
-                .for_each(|pid| process::signal_group(pid, signal));
-            let deadline = tokio::time::Instant::now() + wait;
-            while !pids(self).is_empty() {
-                match tokio::time::timeout_at(deadline, self.exits_rx.recv()).await {
-                    Ok(Some((id, exit))) => self.exited(id, exit),
-                    Ok(None) | Err(_) => break,
-                }
-            }
-        }
-    }
-
-    /// Removes the pod object now that its containers ended (grace period 0, as a kubelet
-    /// does), and the pod's files.
-    async fn remove(&mut self) {
-        let params = DeleteParams {
-            grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions {
-                uid: self.pod.uid(),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        match self.pods.delete(&self.pod.name_any(), &params).await {
-            Ok(_) => tracing::info!(pod = %self.pod.name_any(), "pod removed"),
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-            Err(e) => {
-                tracing::warn!(pod = %self.pod.name_any(), error = %e, "could not remove pod")
-            }
-        }
-        self.forget();
-    }
-
-    fn forget(&self) {
-        let _ = std::fs::remove_dir_all(&self.dir); // holds the token; may not exist
-    }
-
-    /// The grace period of a pod being deleted.
-    fn deletion_grace(&self) -> Duration {
-        match self.pod.metadata.deletion_grace_period_seconds {
-            Some(seconds) => Duration::from_secs(seconds.max(0) as u64),
-            None => self.spec_grace(),
-        }
-    }
-
-    /// `terminationGracePeriodSeconds` of the pod (default 30 s).
-    fn spec_grace(&self) -> Duration {
-        let seconds = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.termination_grace_period_seconds)
-            .unwrap_or(30);
-        Duration::from_secs(seconds.max(0) as u64)
     }
 }
 
