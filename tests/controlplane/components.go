@@ -105,6 +105,10 @@ func runEtcd(args []string) int {
 // runKwok mirrors sigs.k8s.io/kwok/cmd/kwok's main(); kwok's flag helpers parse os.Args,
 // which main() has already rewritten to ["kwok", args...].
 func runKwok(args []string) int {
+	// component-base's verflag registers a non-bool --version on pflag.CommandLine at init,
+	// and cobra adds that set to every root command; kwok wants its own --version.
+	pflag.CommandLine = pflag.NewFlagSet("kwok", pflag.ExitOnError)
+
 	flags := pflag.NewFlagSet("global", pflag.ContinueOnError)
 	flags.ParseErrorsAllowlist.UnknownFlags = true
 	flags.Usage = func() {}

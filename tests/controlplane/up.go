@@ -161,6 +161,14 @@ func writePKI(l layout) error {
 	// D/kubeconfig really acts as T (a client certificate would win over the token).
 	pki["tokens.csv"] = []byte(newToken() + `,conclave-admin,conclave-admin,"system:masters"` + "\n")
 
+	// The apiserver's front-proxy identity, for the aggregation layer and the request-header
+	// CA that controller-manager and scheduler expect when delegating authentication.
+	proxy, err := authority.issue("front-proxy-client", nil, nil)
+	if err != nil {
+		return err
+	}
+	pki["front-proxy-client.crt"], pki["front-proxy-client.key"] = proxy.certPEM, proxy.keyPEM
+
 	// The components use client certificates under their bootstrap-RBAC identities.
 	for _, c := range []struct{ name, user string }{
 		{"kube-controller-manager", "system:kube-controller-manager"},
@@ -244,6 +252,13 @@ func apiserverArgs(o upOptions, l layout, etcdURL string) []string {
 		"--tls-private-key-file=" + filepath.Join(l.pki, "apiserver.key"),
 		"--client-ca-file=" + l.path("ca.crt"),
 		"--token-auth-file=" + filepath.Join(l.pki, "tokens.csv"),
+		"--requestheader-client-ca-file=" + l.path("ca.crt"),
+		"--requestheader-allowed-names=front-proxy-client",
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file=" + filepath.Join(l.pki, "front-proxy-client.crt"),
+		"--proxy-client-key-file=" + filepath.Join(l.pki, "front-proxy-client.key"),
 		"--service-account-issuer=" + serviceAccountIssuer,
 		"--service-account-key-file=" + l.path("sa.pub"),
 		"--service-account-signing-key-file=" + l.path("sa.key"),
@@ -277,6 +292,10 @@ func controllerManagerArgs(o upOptions, l layout) []string {
 	}
 	if o.scale {
 		args = append(args, "--kube-api-qps=1000", "--kube-api-burst=2000")
+	} else {
+		// The default 20 QPS / burst 30 throttles the token requests of ~40 controllers
+		// at start (about 5 s) and slows every test that creates many objects.
+		args = append(args, "--kube-api-qps=100", "--kube-api-burst=200")
 	}
 	return args
 }

@@ -14,6 +14,9 @@ import (
 //go:linkname gitVersion k8s.io/component-base/version.gitVersion
 var gitVersion string
 
+//go:linkname gitCommit k8s.io/component-base/version.gitCommit
+var gitCommit string
+
 //go:linkname gitTreeState k8s.io/component-base/version.gitTreeState
 var gitTreeState string
 
@@ -24,7 +27,7 @@ func stampKubernetesVersion() {
 	}
 	for _, m := range info.Deps {
 		if m.Path == "k8s.io/kubernetes" {
-			gitVersion, gitTreeState = m.Version, "clean"
+			gitVersion, gitCommit, gitTreeState = m.Version, "", "clean"
 			_ = version.SetDynamicVersion(m.Version) // equals gitVersion now, so accepted
 		}
 	}
