@@ -1,0 +1,237 @@
+//! The operator on the real control plane, with media-node pods run by the harness kubelet:
+//! a pool of two nodes comes up Ready with the local Nodes' addresses, a conference is placed
+//! on one of them with join info, and deleting a media-node pod by hand fails that node and
+//! brings a replacement.
+
+#![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool};
+use conclave_testenv::testenv::settings::{default_bin_dir, workspace_dir};
+use conclave_testenv::{TestEnv, TestNamespace, wait};
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use rand::Rng;
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The operator binary, watching one namespace, killed when dropped.
+struct Operator(Child);
+
+impl Operator {
+    fn start(env: &TestEnv, ns: &TestNamespace) -> Operator {
+        let log =
+            std::fs::File::create(env.artifacts().join(format!("operator-{}.log", ns.name())))
+                .unwrap();
+        let child = Command::new(default_bin_dir().join("conclave-operator"))
+            .args(["run", "--leader-elect=false", "--metrics-addr=127.0.0.1:0"])
+            .arg(format!("--watch-namespace={}", ns.name()))
+            .env("KUBECONFIG", env.kubeconfig())
+            .env("RUST_LOG", "info,kube=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("conclave-operator is built (make build)");
+        Operator(child)
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn install_media_node_role(ns: &TestNamespace) {
+    let text = std::fs::read_to_string(
+        workspace_dir().join("charts/conclave/templates/media-node-clusterrole.yaml"),
+    )
+    .unwrap();
+    let role: k8s_openapi::api::rbac::v1::ClusterRole = serde_yaml::from_str(&text).unwrap();
+    let api: kube::Api<k8s_openapi::api::rbac::v1::ClusterRole> = kube::Api::all(ns.client());
+    api.patch(
+        "conclave-media-node",
+        &PatchParams::apply("conclave-tests").force(),
+        &Patch::Apply(&role),
+    )
+    .await
+    .unwrap();
+}
+
+fn pool(port: u16) -> MediaPool {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "conclave.dev/v1alpha1",
+        "kind": "MediaPool",
+        "metadata": {"name": "default"},
+        "spec": {
+            "nodeCapacity": {"participants": 50, "rooms": 10},
+            "scaling": {"minNodes": 2, "maxNodes": 3, "bufferParticipants": 10},
+            "mediaNode": {
+                "image": "ghcr.io/conclave-dev/media-node:test",
+                "signalingPort": port,
+                "udpPortRange": {"min": 51000 + (port % 50) * 200, "max": 51199 + (port % 50) * 200},
+                "heartbeatTimeoutSeconds": 6
+            },
+            "turn": {"enabled": false}
+        }
+    }))
+    .unwrap()
+}
+
+async fn ready_nodes(ns: &TestNamespace) -> Vec<MediaNode> {
+    let nodes = ns
+        .api::<MediaNode>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    nodes
+        .into_iter()
+        .filter(|n| {
+            n.status.as_ref().and_then(|s| s.phase) == Some(MediaNodePhase::Ready)
+                && !n.spec.draining
+        })
+        .collect()
+}
+
+fn report(env: &TestEnv, ns: &TestNamespace) -> String {
+    let op = std::fs::read_to_string(env.artifacts().join(format!("operator-{}.log", ns.name())))
+        .unwrap_or_default();
+    let tail: Vec<&str> = op.lines().rev().take(40).collect();
+    format!(
+        "operator log (last lines, newest first):\n{}\n{}",
+        tail.join("\n"),
+        ns.container_logs()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_comes_up_places_a_conference_and_replaces_a_lost_node() {
+    let env = TestEnv::shared().await.unwrap();
+    let ns = env.namespace("pool").await.unwrap();
+    install_media_node_role(&ns).await;
+    let _operator = Operator::start(env, &ns);
+    let port = rand::rng().random_range(31000..32000);
+    ns.api::<MediaPool>()
+        .create(&PostParams::default(), &pool(port))
+        .await
+        .unwrap();
+
+    let local: Vec<String> = env.nodes().iter().map(|n| n.address.to_string()).collect();
+    let nodes = wait::until("two Ready media nodes", TIMEOUT, || async {
+        let ready = ready_nodes(&ns).await;
+        (ready.len() == 2).then_some(ready)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    for n in &nodes {
+        let addresses = n.status.clone().unwrap().addresses.unwrap();
+        let public = addresses.public.unwrap();
+        assert!(
+            local.contains(&public),
+            "{public} is not a local Node address {local:?}"
+        );
+        assert_eq!(
+            addresses.signaling_url.unwrap(),
+            format!("ws://{public}:{port}/rtc")
+        );
+    }
+    let mut publics: Vec<_> = nodes
+        .iter()
+        .map(|n| n.status.clone().unwrap().addresses.unwrap().public)
+        .collect();
+    publics.dedup();
+    assert_eq!(publics.len(), 2, "one media node per local Node (hostPort)");
+
+    let conf: Conference = serde_json::from_value(serde_json::json!({
+        "apiVersion": "conclave.dev/v1alpha1", "kind": "Conference",
+        "metadata": {"name": "standup"}, "spec": {"pool": "default", "maxParticipants": 8}
+    }))
+    .unwrap();
+    ns.api::<Conference>()
+        .create(&PostParams::default(), &conf)
+        .await
+        .unwrap();
+    let placed = wait::until("conference Active with join info", TIMEOUT, || async {
+        let c = ns.api::<Conference>().get("standup").await.ok()?;
+        let s = c.status.clone()?;
+        (s.phase == Some(ConferencePhase::Active) && s.join.is_some()).then_some(c)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    let status = placed.status.clone().unwrap();
+    let host = status.media_node.clone().unwrap();
+    assert_eq!(placed.labels()["conclave.dev/media-node"], host);
+    let hosting = nodes
+        .iter()
+        .find(|n| n.name_any() == host)
+        .expect("placed on a Ready node");
+    let join = status.join.unwrap();
+    assert_eq!(
+        Some(join.signaling_url),
+        hosting
+            .status
+            .clone()
+            .unwrap()
+            .addresses
+            .unwrap()
+            .signaling_url
+    );
+
+    // Deleting the hosting node's pod by hand: it goes Failed, the conference moves to the
+    // other node with new join info, and a replacement node is created.
+    ns.api::<Pod>()
+        .delete(&host, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait::until(
+        "the node whose pod was deleted goes Failed or is replaced",
+        TIMEOUT,
+        || async {
+            let n = ns.api::<MediaNode>().get(&host).await;
+            match n {
+                Ok(n) => {
+                    (n.status.and_then(|s| s.phase) == Some(MediaNodePhase::Failed)).then_some(())
+                }
+                Err(_) => Some(()),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    let moved = wait::until("conference moved off the lost node", TIMEOUT, || async {
+        let c = ns.api::<Conference>().get("standup").await.ok()?;
+        let s = c.status?;
+        (s.media_node.as_deref() != Some(host.as_str()) && s.phase == Some(ConferencePhase::Active))
+            .then_some(s)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    assert_eq!(moved.moves, 1);
+    assert_ne!(
+        moved.join.unwrap().signaling_url,
+        join_url_of(&nodes, &host)
+    );
+    wait::until("two Ready media nodes again", TIMEOUT, || async {
+        let ready = ready_nodes(&ns).await;
+        (ready.len() == 2 && ready.iter().all(|n| n.name_any() != host)).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+}
+
+fn join_url_of(nodes: &[MediaNode], name: &str) -> String {
+    let node = nodes.iter().find(|n| n.name_any() == name).unwrap();
+    node.status
+        .clone()
+        .unwrap()
+        .addresses
+        .unwrap()
+        .signaling_url
+        .unwrap()
+}
