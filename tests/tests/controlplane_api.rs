@@ -114,10 +114,13 @@ async fn invalid_examples_are_refused_with_their_message() {
         match result {
             Err(kube::Error::Api(status))
                 if status.code == 422 && status.message.contains(&expect) => {}
-            Err(e) => wrong.push(format!(
-                "{}: refused, but not with {expect:?}: {e}",
-                file.display()
+            Err(kube::Error::Api(status)) => wrong.push(format!(
+                "{}: refused with {} {:?}, which does not contain {expect:?}",
+                file.display(),
+                status.code,
+                status.message
             )),
+            Err(e) => wrong.push(format!("{}: request failed: {e}", file.display())),
             Ok(_) => wrong.push(format!(
                 "{}: accepted, expected refusal with {expect:?}",
                 file.display()

@@ -375,3 +375,33 @@ async fn readiness_probe_holds_ready_back() {
     assert!(!condition(&pod, "Ready") && !condition(&pod, "ContainersReady"));
     assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Running"));
 }
+
+#[tokio::test]
+async fn failing_liveness_probe_restarts_the_container() {
+    let env = TestEnv::shared().await.unwrap();
+    let ns = env.namespace("kubelet-liveness").await.unwrap();
+    let port = port();
+    let probe = json!({"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 1, "failureThreshold": 2});
+    let name = create_pod(
+        &ns,
+        json!({
+            "metadata": {"name": "sick"},
+            "spec": {"containers": [{"name": "c", "image": IMAGE, "args": [format!("--port={port}"), "--unhealthy"],
+                     "livenessProbe": probe}]},
+        }),
+    )
+    .await;
+    let restarted = |p: &Pod| {
+        let statuses = p
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref());
+        statuses.is_some_and(|cs| cs[0].restart_count >= 1)
+    };
+    pod_until(&ns, &name, "restarted by its liveness probe", restarted).await;
+    let log = std::fs::read_to_string(env.container_log(ns.name(), &name, "c").unwrap()).unwrap();
+    assert!(
+        log.contains("SIGTERM: exiting"),
+        "stopped with SIGTERM first:\n{log}"
+    );
+}

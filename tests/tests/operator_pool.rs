@@ -5,63 +5,19 @@
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool};
-use conclave_testenv::testenv::settings::{default_bin_dir, workspace_dir};
 use conclave_testenv::{TestEnv, TestNamespace, wait};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use rand::Rng;
 
+mod common;
+use common::{Operator, install_media_node_role, report};
+
 const TIMEOUT: Duration = Duration::from_secs(90);
-
-/// The operator binary, watching one namespace, killed when dropped.
-struct Operator(Child);
-
-impl Operator {
-    fn start(env: &TestEnv, ns: &TestNamespace) -> Operator {
-        let log =
-            std::fs::File::create(env.artifacts().join(format!("operator-{}.log", ns.name())))
-                .unwrap();
-        let child = Command::new(default_bin_dir().join("conclave-operator"))
-            .args(["run", "--leader-elect=false", "--metrics-addr=127.0.0.1:0"])
-            .arg(format!("--watch-namespace={}", ns.name()))
-            .env("KUBECONFIG", env.kubeconfig())
-            .env("RUST_LOG", "info,kube=warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("conclave-operator is built (make build)");
-        Operator(child)
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn install_media_node_role(ns: &TestNamespace) {
-    let text = std::fs::read_to_string(
-        workspace_dir().join("charts/conclave/templates/media-node-clusterrole.yaml"),
-    )
-    .unwrap();
-    let role: k8s_openapi::api::rbac::v1::ClusterRole = serde_yaml::from_str(&text).unwrap();
-    let api: kube::Api<k8s_openapi::api::rbac::v1::ClusterRole> = kube::Api::all(ns.client());
-    api.patch(
-        "conclave-media-node",
-        &PatchParams::apply("conclave-tests").force(),
-        &Patch::Apply(&role),
-    )
-    .await
-    .unwrap();
-}
 
 fn pool(port: u16) -> MediaPool {
     serde_json::from_value(serde_json::json!({
@@ -97,17 +53,6 @@ async fn ready_nodes(ns: &TestNamespace) -> Vec<MediaNode> {
                 && !n.spec.draining
         })
         .collect()
-}
-
-fn report(env: &TestEnv, ns: &TestNamespace) -> String {
-    let op = std::fs::read_to_string(env.artifacts().join(format!("operator-{}.log", ns.name())))
-        .unwrap_or_default();
-    let tail: Vec<&str> = op.lines().rev().take(40).collect();
-    format!(
-        "operator log (last lines, newest first):\n{}\n{}",
-        tail.join("\n"),
-        ns.container_logs()
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

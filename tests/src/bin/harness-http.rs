@@ -2,7 +2,7 @@
 //! tests. It listens on POD_IP:<port> and answers `/readyz`, `/healthz`, `/env/NAME` (the
 //! value of an environment variable, to check what the kubelet passed) and `/whoami` (the
 //! identity its KUBECONFIG gives it, by a SelfSubjectReview). Flags make it misbehave on
-//! purpose: exit after a while, ignore SIGTERM, never become ready.
+//! purpose: exit after a while, ignore SIGTERM, never become ready, fail liveness.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -34,6 +34,9 @@ struct Args {
     /// Answer /readyz with 503 forever.
     #[arg(long)]
     never_ready: bool,
+    /// Answer /healthz with 500 forever.
+    #[arg(long)]
+    unhealthy: bool,
 }
 
 #[tokio::main]
@@ -44,12 +47,15 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("bind {addr}"))?;
     println!("harness-http listening on {addr}");
-    let never_ready = args.never_ready;
+    let faults = Faults {
+        never_ready: args.never_ready,
+        unhealthy: args.unhealthy,
+    };
     let server = async move {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
-                    tokio::spawn(answer(stream, never_ready));
+                    tokio::spawn(answer(stream, faults));
                 }
                 Err(e) => eprintln!("accept: {e}"),
             }
@@ -84,7 +90,14 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn answer(mut stream: TcpStream, never_ready: bool) {
+/// Probe endpoints that fail on purpose.
+#[derive(Debug, Clone, Copy)]
+struct Faults {
+    never_ready: bool,
+    unhealthy: bool,
+}
+
+async fn answer(mut stream: TcpStream, faults: Faults) {
     let mut request = Vec::new();
     let mut buf = [0u8; 1024];
     while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
@@ -96,7 +109,8 @@ async fn answer(mut stream: TcpStream, never_ready: bool) {
     let text = String::from_utf8_lossy(&request);
     let path = text.split_whitespace().nth(1).unwrap_or("/");
     let (status, body) = match path {
-        "/readyz" if never_ready => (503, "not ready, as asked".to_owned()),
+        "/readyz" if faults.never_ready => (503, "not ready, as asked".to_owned()),
+        "/healthz" if faults.unhealthy => (500, "unhealthy, as asked".to_owned()),
         "/readyz" | "/healthz" => (200, "ok".to_owned()),
         "/whoami" => whoami().await,
         _ => match path.strip_prefix("/env/") {
