@@ -42,19 +42,31 @@ pub async fn run(config: Config) -> Result<()> {
         .await
         .map_err(|source| Error::Serve { addr, source })?;
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let server = tokio::spawn(crate::server::run(listener, Arc::clone(&state), async move {
-        let _ = stop_rx.wait_for(|stop| *stop).await;
-    }));
+    let server = tokio::spawn(crate::server::run(
+        listener,
+        Arc::clone(&state),
+        async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        },
+    ));
 
-    let client = kube::Client::try_default().await.map_err(|source| Error::Kube {
-        context: "connecting to the API server".into(),
-        source,
-    })?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|source| Error::Kube {
+            context: "connecting to the API server".into(),
+            source,
+        })?;
     let ns = config.namespace.clone();
     let (facts_tx, mut facts) = watch::channel(cluster::medianode::NodeFacts::default());
-    tokio::spawn(cluster::medianode::run(client.clone(), ns.clone(), Arc::clone(&state), facts_tx));
+    tokio::spawn(cluster::medianode::run(
+        client.clone(),
+        ns.clone(),
+        Arc::clone(&state),
+        facts_tx,
+    ));
 
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|source| Error::Serve { addr, source })?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(|source| Error::Serve { addr, source })?;
     // Wait for the operator to publish the public address before taking rooms.
     let pool = loop {
         let f = facts.borrow().clone();
@@ -73,9 +85,23 @@ pub async fn run(config: Config) -> Result<()> {
         }
     };
     tracing::info!(node = %config.node_name, %pool, "address published; taking rooms");
-    tokio::spawn(cluster::pool::run(client.clone(), ns.clone(), pool, Arc::clone(&state)));
-    tokio::spawn(cluster::conferences::run(client.clone(), ns.clone(), Arc::clone(&state)));
-    tokio::spawn(cluster::report::run(client, ns, Arc::clone(&state), config.heartbeat()));
+    tokio::spawn(cluster::pool::run(
+        client.clone(),
+        ns.clone(),
+        pool,
+        Arc::clone(&state),
+    ));
+    tokio::spawn(cluster::conferences::run(
+        client.clone(),
+        ns.clone(),
+        Arc::clone(&state),
+    ));
+    tokio::spawn(cluster::report::run(
+        client,
+        ns,
+        Arc::clone(&state),
+        config.heartbeat(),
+    ));
 
     loop {
         tokio::select! {

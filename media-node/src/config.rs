@@ -8,7 +8,11 @@ use clap::Parser;
 
 /// Configuration of one media node process.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "media-node", version, about = "Conclave media node: SFU with WebSocket signaling")]
+#[command(
+    name = "media-node",
+    version,
+    about = "Conclave media node: SFU with WebSocket signaling"
+)]
 pub struct Config {
     /// Name of this node's MediaNode object.
     #[arg(long, env = "MEDIA_NODE_NAME")]
@@ -24,7 +28,12 @@ pub struct Config {
     #[arg(long, env = "CONCLAVE_JOIN_KEY", hide_env_values = true)]
     pub join_key: String,
     /// Shared secret of the pool's TURN servers (TURN REST credentials).
-    #[arg(long, env = "CONCLAVE_TURN_SECRET", hide_env_values = true, default_value = "")]
+    #[arg(
+        long,
+        env = "CONCLAVE_TURN_SECRET",
+        hide_env_values = true,
+        default_value = ""
+    )]
     pub turn_secret: String,
     /// TCP port of the signaling WebSocket and HTTP probes.
     #[arg(long, default_value_t = 7880)]

@@ -14,7 +14,9 @@ pub enum Error {
         source: webrtc::error::Error,
     },
     /// No UDP port of the configured range could be bound.
-    #[error("no free UDP port in {min}..={max} on {ip}: widen --udp-port-min/--udp-port-max or take fewer participants")]
+    #[error(
+        "no free UDP port in {min}..={max} on {ip}: widen --udp-port-min/--udp-port-max or take fewer participants"
+    )]
     NoUdpPort {
         /// Bind address.
         ip: std::net::IpAddr,

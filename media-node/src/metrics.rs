@@ -29,19 +29,84 @@ impl prometheus_client::collector::Collector for NodeCollector {
         let s = &node.stats;
         let load = s.load();
         gauge(&mut enc, "rooms", "Open rooms.", f64::from(load.rooms))?;
-        gauge(&mut enc, "participants", "Connected participants.", f64::from(load.participants))?;
-        gauge(&mut enc, "tracks_in", "Published tracks.", f64::from(load.tracks_in))?;
-        gauge(&mut enc, "tracks_out", "Subscriptions (forwarded tracks).", f64::from(load.tracks_out))?;
-        gauge(&mut enc, "ingress_bitrate_bps", "Media received, bits per second.", load.ingress_mbps * 1e6)?;
-        gauge(&mut enc, "egress_bitrate_bps", "Media forwarded, bits per second.", load.egress_mbps * 1e6)?;
-        gauge(&mut enc, "cpu_cores", "CPU used by the process, cores.", load.cpu)?;
-        gauge(&mut enc, "ready", "1 when the node takes rooms.", if node.is_ready() { 1.0 } else { 0.0 })?;
-        gauge(&mut enc, "draining", "1 while draining.", if node.is_draining() { 1.0 } else { 0.0 })?;
-        counter(&mut enc, "packets_received", "RTP packets received from publishers.", s.forward.received_total())?;
-        counter(&mut enc, "packets_forwarded", "RTP packets forwarded to subscribers.", s.forward.forwarded_total())?;
-        counter(&mut enc, "bytes_forwarded", "RTP bytes forwarded to subscribers.", s.forward.forwarded_bytes_total())?;
-        counter(&mut enc, "signaling_errors", "Client messages refused.", s.signaling_errors())?;
-        counter(&mut enc, "joins_refused", "Joins refused (token, capacity, room full).", s.joins_refused())?;
+        gauge(
+            &mut enc,
+            "participants",
+            "Connected participants.",
+            f64::from(load.participants),
+        )?;
+        gauge(
+            &mut enc,
+            "tracks_in",
+            "Published tracks.",
+            f64::from(load.tracks_in),
+        )?;
+        gauge(
+            &mut enc,
+            "tracks_out",
+            "Subscriptions (forwarded tracks).",
+            f64::from(load.tracks_out),
+        )?;
+        gauge(
+            &mut enc,
+            "ingress_bitrate_bps",
+            "Media received, bits per second.",
+            load.ingress_mbps * 1e6,
+        )?;
+        gauge(
+            &mut enc,
+            "egress_bitrate_bps",
+            "Media forwarded, bits per second.",
+            load.egress_mbps * 1e6,
+        )?;
+        gauge(
+            &mut enc,
+            "cpu_cores",
+            "CPU used by the process, cores.",
+            load.cpu,
+        )?;
+        gauge(
+            &mut enc,
+            "ready",
+            "1 when the node takes rooms.",
+            if node.is_ready() { 1.0 } else { 0.0 },
+        )?;
+        gauge(
+            &mut enc,
+            "draining",
+            "1 while draining.",
+            if node.is_draining() { 1.0 } else { 0.0 },
+        )?;
+        counter(
+            &mut enc,
+            "packets_received",
+            "RTP packets received from publishers.",
+            s.forward.received_total(),
+        )?;
+        counter(
+            &mut enc,
+            "packets_forwarded",
+            "RTP packets forwarded to subscribers.",
+            s.forward.forwarded_total(),
+        )?;
+        counter(
+            &mut enc,
+            "bytes_forwarded",
+            "RTP bytes forwarded to subscribers.",
+            s.forward.forwarded_bytes_total(),
+        )?;
+        counter(
+            &mut enc,
+            "signaling_errors",
+            "Client messages refused.",
+            s.signaling_errors(),
+        )?;
+        counter(
+            &mut enc,
+            "joins_refused",
+            "Joins refused (token, capacity, room full).",
+            s.joins_refused(),
+        )?;
         {
             let mut family = enc.encode_descriptor(
                 "packets_dropped",
@@ -51,7 +116,8 @@ impl prometheus_client::collector::Collector for NodeCollector {
             )?;
             for reason in DropReason::ALL {
                 let labels = [("reason", reason.as_str())];
-                ConstCounter::new(s.forward.dropped_total(reason)).encode(family.encode_family(&labels)?)?;
+                ConstCounter::new(s.forward.dropped_total(reason))
+                    .encode(family.encode_family(&labels)?)?;
             }
         }
         let mut family = enc.encode_descriptor(
@@ -62,7 +128,8 @@ impl prometheus_client::collector::Collector for NodeCollector {
         )?;
         for (q, label) in [(0.5, "0.5"), (0.99, "0.99")] {
             let labels = [("quantile", label)];
-            ConstGauge::new(s.delay.quantile(q).as_secs_f64()).encode(family.encode_family(&labels)?)?;
+            ConstGauge::new(s.delay.quantile(q).as_secs_f64())
+                .encode(family.encode_family(&labels)?)?;
         }
         Ok(())
     }

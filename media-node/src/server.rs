@@ -62,12 +62,10 @@ pub async fn run(
     node: Arc<NodeState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let addr = listener
-        .local_addr()
-        .map_err(|source| Error::Serve {
-            addr: ([0, 0, 0, 0], 0).into(),
-            source,
-        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Serve {
+        addr: ([0, 0, 0, 0], 0).into(),
+        source,
+    })?;
     let sampler_node = Arc::clone(&node);
     let sampler = tokio::spawn(async move {
         let mut sampler = RateSampler::new(&sampler_node.stats);

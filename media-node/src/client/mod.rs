@@ -136,13 +136,17 @@ impl PeerConnectionEventHandler for Events {
                     username_fragment: init.username_fragment,
                 },
             };
-            let _ = self.outbound.send(Message::Text(client_text(&message).into()));
+            let _ = self
+                .outbound
+                .send(Message::Text(client_text(&message).into()));
         }
     }
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        self.connected
-            .store(state == RTCPeerConnectionState::Connected, Ordering::Relaxed);
+        self.connected.store(
+            state == RTCPeerConnectionState::Connected,
+            Ordering::Relaxed,
+        );
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
@@ -186,7 +190,12 @@ pub struct Client {
     connected: Arc<AtomicBool>,
 }
 
-fn local_track(id: &str, kind: RtpCodecKind, codec: RTCRtpCodec, rids: &[&str]) -> (Arc<TrackLocalStaticRTP>, Vec<u32>) {
+fn local_track(
+    id: &str,
+    kind: RtpCodecKind,
+    codec: RTCRtpCodec,
+    rids: &[&str],
+) -> (Arc<TrackLocalStaticRTP>, Vec<u32>) {
     let ssrcs: Vec<u32> = rids.iter().map(|_| rand::random::<u32>() | 1).collect();
     let codings = rids
         .iter()
@@ -201,7 +210,13 @@ fn local_track(id: &str, kind: RtpCodecKind, codec: RTCRtpCodec, rids: &[&str]) 
             ..Default::default()
         })
         .collect();
-    let track = MediaStreamTrack::new(format!("stream-{id}"), id.to_owned(), id.to_owned(), kind, codings);
+    let track = MediaStreamTrack::new(
+        format!("stream-{id}"),
+        id.to_owned(),
+        id.to_owned(),
+        kind,
+        codings,
+    );
     (Arc::new(TrackLocalStaticRTP::new(track)), ssrcs)
 }
 
@@ -286,8 +301,13 @@ impl Client {
                     ..Default::default()
                 };
                 let (t, ssrcs) = local_track("cam", RtpCodecKind::Video, codec, &rids);
-                pc.add_track(Arc::clone(&t) as Arc<dyn TrackLocal>).await.map_err(rtc_err)?;
-                tracks.push(TrackDescription { track_id: "cam".into(), source: TrackSource::Camera });
+                pc.add_track(Arc::clone(&t) as Arc<dyn TrackLocal>)
+                    .await
+                    .map_err(rtc_err)?;
+                tracks.push(TrackDescription {
+                    track_id: "cam".into(),
+                    source: TrackSource::Camera,
+                });
                 Some((t, ssrcs))
             }
         };
@@ -299,15 +319,23 @@ impl Client {
                 ..Default::default()
             };
             let (t, ssrcs) = local_track("mic", RtpCodecKind::Audio, codec, &[""]);
-            pc.add_track(Arc::clone(&t) as Arc<dyn TrackLocal>).await.map_err(rtc_err)?;
-            tracks.push(TrackDescription { track_id: "mic".into(), source: TrackSource::Microphone });
+            pc.add_track(Arc::clone(&t) as Arc<dyn TrackLocal>)
+                .await
+                .map_err(rtc_err)?;
+            tracks.push(TrackDescription {
+                track_id: "mic".into(),
+                source: TrackSource::Microphone,
+            });
             Some((t, ssrcs[0]))
         } else {
             None
         };
         let (chat_tx, chat_in) = mpsc::unbounded_channel();
         let chat = if config.publish.chat {
-            let dc = pc.create_data_channel("chat", None).await.map_err(rtc_err)?;
+            let dc = pc
+                .create_data_channel("chat", None)
+                .await
+                .map_err(rtc_err)?;
             let reader = Arc::clone(&dc);
             tokio::spawn(async move {
                 while let Some(e) = reader.poll().await {
@@ -331,7 +359,9 @@ impl Client {
         tokio::spawn(async move {
             while let Some(Ok(frame)) = stream.next().await {
                 let Message::Text(text) = frame else { continue };
-                let Ok(message) = parse_server(text.as_str()) else { continue };
+                let Ok(message) = parse_server(text.as_str()) else {
+                    continue;
+                };
                 negotiate(&negotiator_pc, &negotiator_out, &message).await;
                 if events_tx.send(message).is_err() {
                     break;
@@ -368,15 +398,24 @@ impl Client {
         };
         if !tracks.is_empty() || client.chat.is_some() {
             let offer = client.pc.create_offer(None).await.map_err(rtc_err)?;
-            client.pc.set_local_description(offer.clone()).await.map_err(rtc_err)?;
-            client.send(&ClientMessage::Offer { sdp: offer.sdp, tracks });
+            client
+                .pc
+                .set_local_description(offer.clone())
+                .await
+                .map_err(rtc_err)?;
+            client.send(&ClientMessage::Offer {
+                sdp: offer.sdp,
+                tracks,
+            });
         }
         Ok(client)
     }
 
     /// Sends a protocol message.
     pub fn send(&self, message: &ClientMessage) {
-        let _ = self.outbound.send(Message::Text(client_text(message).into()));
+        let _ = self
+            .outbound
+            .send(Message::Text(client_text(message).into()));
     }
 
     /// Sends any text frame (for malformed-input tests).
@@ -386,7 +425,10 @@ impl Client {
 
     /// The next server message, or `None` after `timeout` or when the socket closed.
     pub async fn next_event(&mut self, timeout: Duration) -> Option<ServerMessage> {
-        tokio::time::timeout(timeout, self.events.recv()).await.ok().flatten()
+        tokio::time::timeout(timeout, self.events.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Waits for a server message matching `want`, skipping others.
@@ -431,6 +473,27 @@ impl Client {
         }
     }
 
+    /// Writes one video packet whose payload type was never negotiated, straight to the local
+    /// track, and returns what `write_rtp` said. (The webrtc crate drops such packets without
+    /// an error: the node's forwarding guard exists because of this.)
+    pub async fn write_unnegotiated_packet(&self) -> Result<(), ClientError> {
+        let Some((track, ssrcs)) = &self.video else {
+            return Err(ClientError::Signaling("not publishing video".into()));
+        };
+        let header = Header {
+            version: 2,
+            payload_type: 1,
+            sequence_number: 1,
+            ssrc: ssrcs[0],
+            ..Default::default()
+        };
+        let packet = Packet {
+            header,
+            payload: video_payload(0, 0, true, true, 100),
+        };
+        track.write_rtp(packet).await.map_err(rtc_err)
+    }
+
     /// Publishes synthetic media of `shape` until the returned handle is aborted.
     pub fn start_media(&self, shape: MediaShape) -> tokio::task::JoinHandle<()> {
         let pc = Arc::clone(&self.pc);
@@ -441,24 +504,41 @@ impl Client {
         tokio::spawn(async move { publish_loop(pc, video, audio, wanted, connected, shape).await })
     }
 
+    /// Splits the client for failure tests: the first part keeps the signaling socket open, the
+    /// future closes only the peer connection (as when a browser's media stack goes away).
+    pub fn split_for_test(self) -> (impl Send, impl std::future::Future<Output = ()>) {
+        let pc = Arc::clone(&self.pc);
+        (self, async move {
+            let _ = pc.close().await;
+        })
+    }
+
     /// Closes the peer connection (the socket closes when the client is dropped).
     pub async fn close(self) {
         let _ = self.pc.close().await;
     }
 }
 
-async fn negotiate(pc: &Arc<dyn PeerConnection>, out: &mpsc::UnboundedSender<Message>, message: &ServerMessage) {
+async fn negotiate(
+    pc: &Arc<dyn PeerConnection>,
+    out: &mpsc::UnboundedSender<Message>,
+    message: &ServerMessage,
+) {
     match message {
         ServerMessage::Offer { sdp } => {
             // Impolite: a server offer that collides with ours is ignored; the node rolls back.
             if pc.pending_local_description().await.is_some() {
                 return;
             }
-            let Ok(offer) = RTCSessionDescription::offer(sdp.clone()) else { return };
+            let Ok(offer) = RTCSessionDescription::offer(sdp.clone()) else {
+                return;
+            };
             if pc.set_remote_description(offer).await.is_err() {
                 return;
             }
-            let Ok(answer) = pc.create_answer(None).await else { return };
+            let Ok(answer) = pc.create_answer(None).await else {
+                return;
+            };
             if pc.set_local_description(answer.clone()).await.is_ok() {
                 let m = ClientMessage::Answer { sdp: answer.sdp };
                 let _ = out.send(Message::Text(client_text(&m).into()));
@@ -490,10 +570,15 @@ struct SendLeg {
     level_id: Option<u8>,
 }
 
-async fn send_leg(pc: &Arc<dyn PeerConnection>, track: &Arc<TrackLocalStaticRTP>) -> Option<SendLeg> {
+async fn send_leg(
+    pc: &Arc<dyn PeerConnection>,
+    track: &Arc<TrackLocalStaticRTP>,
+) -> Option<SendLeg> {
     let track_id = track.track().await.track_id().to_owned();
     for t in pc.get_transceivers().await {
-        let Ok(Some(sender)) = t.sender().await else { continue };
+        let Ok(Some(sender)) = t.sender().await else {
+            continue;
+        };
         if *sender.track().track().await.track_id() != track_id {
             continue;
         }
@@ -518,7 +603,15 @@ async fn send_leg(pc: &Arc<dyn PeerConnection>, track: &Arc<TrackLocalStaticRTP>
     None
 }
 
-fn header(leg: &SendLeg, ssrc: u32, seq: u16, ts: u32, marker: bool, rid: Option<&str>, level: Option<u8>) -> Header {
+fn header(
+    leg: &SendLeg,
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    marker: bool,
+    rid: Option<&str>,
+    level: Option<u8>,
+) -> Header {
     let mut h = Header {
         version: 2,
         marker,
@@ -558,7 +651,8 @@ async fn publish_loop(
         if let Some((t, _)) = &audio {
             audio_leg = send_leg(&pc, t).await;
         }
-        let ready = (video.is_none() || video_leg.is_some()) && (audio.is_none() || audio_leg.is_some());
+        let ready =
+            (video.is_none() || video_leg.is_some()) && (audio.is_none() || audio_leg.is_some());
         if ready && connected.load(Ordering::Relaxed) {
             break;
         }
@@ -580,14 +674,19 @@ async fn publish_loop(
             let ts = (now.duration_since(start).as_secs_f64() * 90_000.0) as u32;
             for (layer, ssrc) in ssrcs.iter().enumerate() {
                 let l = if ssrcs.len() == 1 { 2 } else { layer };
-                let key = frame % shape.keyframe_interval.max(1) == 0 || wanted[layer].swap(false, Ordering::Relaxed);
+                let key = frame.is_multiple_of(shape.keyframe_interval.max(1))
+                    || wanted[layer].swap(false, Ordering::Relaxed);
                 let n = shape.packets_per_frame[l].max(1);
                 let rid = (ssrcs.len() > 1).then(|| RIDS[layer]);
                 for i in 0..n {
                     let h = header(leg, *ssrc, seqs[layer], ts, i + 1 == n, rid, None);
                     seqs[layer] = seqs[layer].wrapping_add(1);
                     let payload = video_payload(l as u8, frame, i == 0, key, shape.packet_bytes[l]);
-                    if track.write_rtp(Packet { header: h, payload }).await.is_err() {
+                    if track
+                        .write_rtp(Packet { header: h, payload })
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -601,7 +700,14 @@ async fn publish_loop(
             let ts = audio_frame.wrapping_mul(960);
             let h = header(leg, *ssrc, seqs[3], ts, false, None, Some(0x80 | 30));
             seqs[3] = seqs[3].wrapping_add(1);
-            if track.write_rtp(Packet { header: h, payload: audio_payload(audio_frame, 80) }).await.is_err() {
+            if track
+                .write_rtp(Packet {
+                    header: h,
+                    payload: audio_payload(audio_frame, 80),
+                })
+                .await
+                .is_err()
+            {
                 return;
             }
             audio_frame += 1;

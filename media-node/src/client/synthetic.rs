@@ -75,7 +75,8 @@ impl TrackCounters {
     /// Counts one packet.
     pub fn record(&self, ssrc: u32, seq: u16, marker: bool, payload: &[u8]) {
         self.packets.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
+        self.bytes
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
         if marker {
             self.frames.fetch_add(1, Ordering::Relaxed);
         }
@@ -100,7 +101,9 @@ impl TrackCounters {
 
     /// Packets of `layer` so far.
     pub fn layer(&self, layer: usize) -> u64 {
-        self.layers.get(layer).map_or(0, |c| c.load(Ordering::Relaxed))
+        self.layers
+            .get(layer)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     /// Packets so far.
@@ -163,8 +166,14 @@ mod tests {
         let (layer, frame, _) = read_payload(&p).expect("synthetic");
         assert_eq!((layer, frame), (2, 77));
         assert!(is_keyframe(Codec::Vp8, &p));
-        assert!(!is_keyframe(Codec::Vp8, &video_payload(2, 78, true, false, 100)));
-        assert!(!is_keyframe(Codec::Vp8, &video_payload(2, 78, false, true, 100)));
+        assert!(!is_keyframe(
+            Codec::Vp8,
+            &video_payload(2, 78, true, false, 100)
+        ));
+        assert!(!is_keyframe(
+            Codec::Vp8,
+            &video_payload(2, 78, false, true, 100)
+        ));
         assert_eq!(read_payload(b"short"), None);
     }
 

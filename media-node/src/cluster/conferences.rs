@@ -33,7 +33,10 @@ pub enum RoomAction {
 pub fn on_applied(conference: &Conference) -> RoomAction {
     let phase = conference.status.as_ref().and_then(|s| s.phase);
     let ended = conference.metadata.deletion_timestamp.is_some()
-        || matches!(phase, Some(ConferencePhase::Ended | ConferencePhase::Failed));
+        || matches!(
+            phase,
+            Some(ConferencePhase::Ended | ConferencePhase::Failed)
+        );
     if ended {
         return RoomAction::Close(CloseReason::Ended);
     }
@@ -46,7 +49,11 @@ pub fn on_applied(conference: &Conference) -> RoomAction {
 
 /// The room action for a conference that is no longer labelled with this node: `current` is
 /// the conference as it now stands (`None` when deleted).
-pub fn on_gone(current: Option<&Conference>, node: &str, own_url: Option<&str>) -> Option<RoomAction> {
+pub fn on_gone(
+    current: Option<&Conference>,
+    node: &str,
+    own_url: Option<&str>,
+) -> Option<RoomAction> {
     let Some(c) = current else {
         return Some(RoomAction::Close(CloseReason::Ended));
     };
@@ -62,9 +69,11 @@ pub fn on_gone(current: Option<&Conference>, node: &str, own_url: Option<&str>) 
         .map(|j| j.signaling_url.as_str())
         .filter(|u| !u.is_empty() && Some(*u) != own_url);
     match url {
-        Some(url) if elsewhere || own_url.is_some() => Some(RoomAction::Close(CloseReason::Moved {
-            signaling_url: url.to_owned(),
-        })),
+        Some(url) if elsewhere || own_url.is_some() => {
+            Some(RoomAction::Close(CloseReason::Moved {
+                signaling_url: url.to_owned(),
+            }))
+        }
         // The operator has not published the new node yet.
         _ => None,
     }
@@ -141,12 +150,13 @@ pub async fn run(client: Client, namespace: String, state: Arc<NodeState>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use conclave_crds::conference::{ConferenceStatus, JoinInfo};
     use conclave_crds::ConferenceSpec;
+    use conclave_crds::conference::{ConferenceStatus, JoinInfo};
 
     fn conference() -> Conference {
-        let spec: ConferenceSpec = serde_json::from_value(serde_json::json!({"pool": "default", "maxParticipants": 12}))
-            .expect("spec");
+        let spec: ConferenceSpec =
+            serde_json::from_value(serde_json::json!({"pool": "default", "maxParticipants": 12}))
+                .expect("spec");
         Conference::new("standup", spec)
     }
 
@@ -184,7 +194,10 @@ mod tests {
 
     #[test]
     fn deleted_conference_ends_the_room() {
-        assert_eq!(on_gone(None, "n1", None), Some(RoomAction::Close(CloseReason::Ended)));
+        assert_eq!(
+            on_gone(None, "n1", None),
+            Some(RoomAction::Close(CloseReason::Ended))
+        );
     }
 
     #[test]
@@ -201,6 +214,9 @@ mod tests {
     #[test]
     fn waits_while_join_info_still_names_this_node() {
         let c = placed("n1", "ws://10.0.0.1:7880/rtc");
-        assert_eq!(on_gone(Some(&c), "n1", Some("ws://10.0.0.1:7880/rtc")), None);
+        assert_eq!(
+            on_gone(Some(&c), "n1", Some("ws://10.0.0.1:7880/rtc")),
+            None
+        );
     }
 }

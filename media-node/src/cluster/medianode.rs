@@ -38,10 +38,19 @@ pub fn facts(node: &MediaNode) -> NodeFacts {
 
 /// Watches the MediaNode `name` forever, applying what it says to `state` and sending its
 /// facts on `facts`.
-pub async fn run(client: Client, namespace: String, state: Arc<NodeState>, facts_tx: watch::Sender<NodeFacts>) {
+pub async fn run(
+    client: Client,
+    namespace: String,
+    state: Arc<NodeState>,
+    facts_tx: watch::Sender<NodeFacts>,
+) {
     let api: Api<MediaNode> = Api::namespaced(client, &namespace);
-    let config = watcher::Config::default().fields(&format!("metadata.name={}", state.settings.name));
-    let mut stream = watcher(api, config).default_backoff().applied_objects().boxed();
+    let config =
+        watcher::Config::default().fields(&format!("metadata.name={}", state.settings.name));
+    let mut stream = watcher(api, config)
+        .default_backoff()
+        .applied_objects()
+        .boxed();
     while let Some(item) = stream.next().await {
         match item {
             Ok(node) => {

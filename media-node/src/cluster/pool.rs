@@ -18,7 +18,11 @@ pub fn ice_config(pool: &MediaPool) -> IceConfig {
         .and_then(|s| s.turn.as_ref())
         .map(|t| t.urls.clone())
         .unwrap_or_default();
-    let urls = if pool.spec.turn.enabled { urls } else { Vec::new() };
+    let urls = if pool.spec.turn.enabled {
+        urls
+    } else {
+        Vec::new()
+    };
     IceConfig {
         urls,
         credential_ttl_seconds: u64::from(pool.spec.turn.credential_ttl_seconds),
@@ -29,7 +33,10 @@ pub fn ice_config(pool: &MediaPool) -> IceConfig {
 pub async fn run(client: Client, namespace: String, name: String, state: Arc<NodeState>) {
     let api: Api<MediaPool> = Api::namespaced(client, &namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut stream = watcher(api, config).default_backoff().applied_objects().boxed();
+    let mut stream = watcher(api, config)
+        .default_backoff()
+        .applied_objects()
+        .boxed();
     while let Some(item) = stream.next().await {
         match item {
             Ok(pool) => state.set_ice(ice_config(&pool)),

@@ -68,7 +68,9 @@ pub async fn run(client: Client, namespace: String, state: Arc<NodeState>, inter
         let rooms = state.room_names();
         reported.retain(|name, _| rooms.contains(name));
         for name in rooms {
-            let Some(room) = state.room(&name) else { continue };
+            let Some(room) = state.room(&name) else {
+                continue;
+            };
             let n = room.participants();
             if reported.get(&name) == Some(&n) {
                 continue;
@@ -80,7 +82,9 @@ pub async fn run(client: Client, namespace: String, state: Arc<NodeState>, inter
                 Ok(_) => {
                     reported.insert(name, n);
                 }
-                Err(e) => tracing::warn!(conference = %name, error = %e, "participants report failed"),
+                Err(e) => {
+                    tracing::warn!(conference = %name, error = %e, "participants report failed")
+                }
             }
         }
         tokio::select! {

@@ -117,7 +117,10 @@ mod tests {
         h.record(Duration::from_millis(15));
         assert_eq!(h.quantile(0.5), Duration::from_millis(20));
         h.record(Duration::from_secs(3600));
-        assert_eq!(h.quantile(1.0), Duration::from_micros(upper_bound_us(FINE_BUCKETS + COARSE_BUCKETS - 1)));
+        assert_eq!(
+            h.quantile(1.0),
+            Duration::from_micros(upper_bound_us(FINE_BUCKETS + COARSE_BUCKETS - 1))
+        );
         h.reset();
         assert_eq!(h.quantile(0.5), Duration::ZERO);
     }

@@ -23,7 +23,12 @@ pub struct Negotiation {
 impl Negotiation {
     /// True when a packet with `ssrc`, `payload_type` and header extension `ext_ids` would be
     /// sent by the webrtc crate rather than silently dropped.
-    pub fn admits(&self, ssrc: u32, payload_type: u8, ext_ids: impl IntoIterator<Item = u8>) -> bool {
+    pub fn admits(
+        &self,
+        ssrc: u32,
+        payload_type: u8,
+        ext_ids: impl IntoIterator<Item = u8>,
+    ) -> bool {
         self.ssrcs.contains(&ssrc)
             && self.codecs.iter().any(|(pt, _)| *pt == payload_type)
             && ext_ids
@@ -193,8 +198,8 @@ impl Forwarder {
         let Some(payload_type) = self.payload_type else {
             return Decision::Drop(DropReason::CodecUnsupported);
         };
-        let pending = self.selector.target() != self.selector.current()
-            || self.selector.current().is_none();
+        let pending =
+            self.selector.target() != self.selector.current() || self.selector.current().is_none();
         let keyframe = pending && is_keyframe(self.codec, packet.payload);
         let switched_to = match self.selector.on_packet(packet.layer, keyframe, now) {
             LayerVerdict::Forward => None,
@@ -244,7 +249,11 @@ mod tests {
             mime_type: "video/VP8".into(),
             clock_rate: 90_000,
             out_ssrc: 42,
-            publisher_extensions: vec![(1, AUDIO_LEVEL.into()), (3, MID.into()), (9, "urn:x".into())],
+            publisher_extensions: vec![
+                (1, AUDIO_LEVEL.into()),
+                (3, MID.into()),
+                (9, "urn:x".into()),
+            ],
             selector: SelectorConfig::default(),
         })
     }
@@ -328,7 +337,10 @@ mod tests {
         );
         f.set_estimate(5_000_000, t0);
         // Layer 2 starts on its keyframe.
-        assert!(matches!(f.on_packet(packet(0, 100, VP8_KEY), t0), Decision::Drop(DropReason::OtherLayer)));
+        assert!(matches!(
+            f.on_packet(packet(0, 100, VP8_KEY), t0),
+            Decision::Drop(DropReason::OtherLayer)
+        ));
         let Decision::Forward(first) = f.on_packet(packet(2, 9000, VP8_KEY), t0) else {
             panic!("keyframe of the target layer starts forwarding");
         };
@@ -343,15 +355,24 @@ mod tests {
         f.set_estimate(200_000, t1);
         assert_eq!(f.keyframe_request(t1), Some(0));
         assert_eq!(f.wanted_layers(), 0b101);
-        assert_eq!(f.on_packet(packet(0, 101, VP8_DELTA), t1), Decision::Drop(DropReason::OtherLayer));
-        assert!(matches!(f.on_packet(packet(2, 9002, VP8_DELTA), t1), Decision::Forward(_)));
+        assert_eq!(
+            f.on_packet(packet(0, 101, VP8_DELTA), t1),
+            Decision::Drop(DropReason::OtherLayer)
+        );
+        assert!(matches!(
+            f.on_packet(packet(2, 9002, VP8_DELTA), t1),
+            Decision::Forward(_)
+        ));
         let Decision::Forward(switched) = f.on_packet(packet(0, 102, VP8_KEY), t1) else {
             panic!("keyframe completes the switch");
         };
         assert_eq!(switched.switched_to, Some(0));
         assert_eq!(switched.seq, first.seq.wrapping_add(3));
         assert_eq!(f.current_layer(), Some(0));
-        assert_eq!(f.on_packet(packet(2, 9003, VP8_KEY), t1), Decision::Drop(DropReason::OtherLayer));
+        assert_eq!(
+            f.on_packet(packet(2, 9003, VP8_KEY), t1),
+            Decision::Drop(DropReason::OtherLayer)
+        );
     }
 
     #[test]

@@ -103,8 +103,7 @@ fn h264_keyframe(p: &[u8]) -> bool {
         24 => stap_a_has_keyframe(&p[1..]),
         28 => {
             // FU-A: the start of a fragmented IDR.
-            p.get(1)
-                .is_some_and(|fu| fu & 0x80 != 0 && fu & 0x1f == 5)
+            p.get(1).is_some_and(|fu| fu & 0x80 != 0 && fu & 0x1f == 5)
         }
         _ => false,
     }
@@ -142,8 +141,14 @@ mod tests {
     #[test]
     fn vp8_extended_descriptor_with_two_byte_picture_id() {
         // X=1,S=1 | I=1,L=1 | picture id 0x8123 | tl0picidx | payload header P=0
-        assert!(is_keyframe(Codec::Vp8, &[0x90, 0xc0, 0x81, 0x23, 0x05, 0x50]));
-        assert!(!is_keyframe(Codec::Vp8, &[0x90, 0xc0, 0x81, 0x23, 0x05, 0x51]));
+        assert!(is_keyframe(
+            Codec::Vp8,
+            &[0x90, 0xc0, 0x81, 0x23, 0x05, 0x50]
+        ));
+        assert!(!is_keyframe(
+            Codec::Vp8,
+            &[0x90, 0xc0, 0x81, 0x23, 0x05, 0x51]
+        ));
         // Truncated.
         assert!(!is_keyframe(Codec::Vp8, &[0x90, 0xc0, 0x81]));
     }

@@ -67,9 +67,7 @@ impl Rewriter {
         }
         let out_seq = seq.wrapping_add(self.seq_offset);
         let out_ts = ts.wrapping_add(self.ts_offset);
-        let newer = self
-            .highest_out_seq
-            .is_none_or(|h| seq_before(h, out_seq));
+        let newer = self.highest_out_seq.is_none_or(|h| seq_before(h, out_seq));
         if newer {
             self.highest_out_seq = Some(out_seq);
             self.highest_out_ts = out_ts;
@@ -117,8 +115,14 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Rewriter::new(48_000);
         r.switch_source(65_534, u32::MAX - 10, t0);
-        assert_eq!(r.rewrite(65_534, u32::MAX - 10, t0), Some((65_534, u32::MAX - 10)));
-        assert_eq!(r.rewrite(65_535, u32::MAX - 5, t0), Some((65_535, u32::MAX - 5)));
+        assert_eq!(
+            r.rewrite(65_534, u32::MAX - 10, t0),
+            Some((65_534, u32::MAX - 10))
+        );
+        assert_eq!(
+            r.rewrite(65_535, u32::MAX - 5, t0),
+            Some((65_535, u32::MAX - 5))
+        );
         assert_eq!(r.rewrite(0, 5, t0), Some((0, 5)));
         r.switch_source(10, 10, t0);
         // Same instant: timestamps still move forward by one tick.

@@ -79,8 +79,14 @@ mod tests {
     #[test]
     fn size_limit_and_text_only() {
         assert_eq!(judge(true, b"hi", 10), ChatInput::Text("hi".into()));
-        assert!(matches!(judge(true, &[b'a'; 11], 10), ChatInput::Refused(_)));
+        assert!(matches!(
+            judge(true, &[b'a'; 11], 10),
+            ChatInput::Refused(_)
+        ));
         assert!(matches!(judge(false, b"hi", 10), ChatInput::Refused(_)));
-        assert!(matches!(judge(true, &[0xff, 0xfe], 10), ChatInput::Refused(_)));
+        assert!(matches!(
+            judge(true, &[0xff, 0xfe], 10),
+            ChatInput::Refused(_)
+        ));
     }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use rtc::interceptor::{Registry, Slot};
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
 use tokio::sync::mpsc;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
@@ -17,6 +19,7 @@ use webrtc::peer_connection::{
 
 use super::feedback::{FeedbackTap, PeerFeedback};
 use super::ports::{PortLease, PortPool};
+use super::publication::AUDIO_LEVEL_URI;
 use crate::error::{Error, Result};
 
 /// Where and how the node's peer connections bind.
@@ -52,6 +55,16 @@ pub fn media_engine() -> Result<MediaEngine> {
         },
         RtpCodecKind::Video,
     );
+    // Audio levels (RFC 6464) drive active-speaker detection.
+    engine
+        .register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: AUDIO_LEVEL_URI.to_owned(),
+            },
+            RtpCodecKind::Audio,
+            None,
+        )
+        .map_err(Error::webrtc("registering the audio level extension"))?;
     Ok(engine)
 }
 
@@ -61,7 +74,11 @@ pub async fn build_peer(
     settings: &MediaSettings,
     public_ip: Option<IpAddr>,
     handler: Arc<dyn PeerConnectionEventHandler>,
-) -> Result<(Arc<dyn PeerConnection>, PortLease, mpsc::Receiver<PeerFeedback>)> {
+) -> Result<(
+    Arc<dyn PeerConnection>,
+    PortLease,
+    mpsc::Receiver<PeerFeedback>,
+)> {
     let (min, max) = settings.ports.range();
     for _ in 0..BIND_ATTEMPTS {
         let Some(lease) = settings.ports.lease() else {
@@ -86,7 +103,8 @@ pub async fn build_peer(
             )
             .with_include_loopback_candidate(settings.bind_ip.is_loopback());
         if let Some(public) = public_ip.filter(|p| *p != settings.bind_ip) {
-            setting = setting.with_nat_1to1_ips(vec![public.to_string()], RTCIceCandidateType::Host);
+            setting =
+                setting.with_nat_1to1_ips(vec![public.to_string()], RTCIceCandidateType::Host);
         }
         let built = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())

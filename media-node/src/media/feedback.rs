@@ -64,12 +64,13 @@ impl FeedbackTap {
                     media_ssrc: entry.ssrc,
                 });
             }
-        } else if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
-            if remb.bitrate.is_finite() && remb.bitrate >= 0.0 {
-                self.emit(PeerFeedback::Estimate {
-                    bps: remb.bitrate as u64,
-                });
-            }
+        } else if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>()
+            && remb.bitrate.is_finite()
+            && remb.bitrate >= 0.0
+        {
+            self.emit(PeerFeedback::Estimate {
+                bps: remb.bitrate as u64,
+            });
         }
     }
 }
@@ -148,7 +149,10 @@ mod tests {
             rx.try_recv().ok(),
             Some(PeerFeedback::KeyframeRequest { media_ssrc: 42 })
         );
-        assert_eq!(rx.try_recv().ok(), Some(PeerFeedback::Estimate { bps: 250_000 }));
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(PeerFeedback::Estimate { bps: 250_000 })
+        );
         assert!(rx.try_recv().is_err());
     }
 }

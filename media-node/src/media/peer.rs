@@ -21,10 +21,12 @@ use webrtc::rtp_transceiver::RtpSender;
 use super::feedback::PeerFeedback;
 use super::ports::PortLease;
 use super::publication::{Publication, Sink, StreamFormat};
-use super::subscription::{QUEUE_DEPTH, SubscriptionControl, forwardable_extensions, run_subscription};
+use super::subscription::{
+    QUEUE_DEPTH, SubscriptionControl, forwardable_extensions, run_subscription,
+};
+use crate::forward::Forwarder;
 use crate::forward::forwarder::{ForwarderConfig, Negotiation};
 use crate::forward::layers::{Quality, SelectorConfig};
-use crate::forward::Forwarder;
 use crate::node::NodeStats;
 use crate::room::model::{ParticipantId, TrackId, TrackKind};
 use crate::room::task::RoomEvent;
@@ -139,7 +141,10 @@ impl PeerTask {
 
     fn negotiation_error(&self, what: &str, e: impl std::fmt::Display) {
         tracing::info!(participant = %self.id, error = %e, "{what} failed");
-        self.send(ServerMessage::error(ErrorCode::Negotiation, format!("{what}: {e}")));
+        self.send(ServerMessage::error(
+            ErrorCode::Negotiation,
+            format!("{what}: {e}"),
+        ));
     }
 
     async fn handle(&mut self, command: PeerCommand) {
@@ -179,7 +184,9 @@ impl PeerTask {
                 }
                 for (id, entry) in &self.subscriptions {
                     if track.as_ref().is_none_or(|t| t == id) {
-                        let _ = entry.control.try_send(SubscriptionControl::Quality(quality));
+                        let _ = entry
+                            .control
+                            .try_send(SubscriptionControl::Quality(quality));
                     }
                 }
             }
@@ -452,7 +459,11 @@ impl PeerTask {
     async fn on_feedback(&mut self, feedback: PeerFeedback) {
         match feedback {
             PeerFeedback::KeyframeRequest { media_ssrc } => {
-                if let Some(entry) = self.subscriptions.values().find(|e| e.out_ssrc == media_ssrc) {
+                if let Some(entry) = self
+                    .subscriptions
+                    .values()
+                    .find(|e| e.out_ssrc == media_ssrc)
+                {
                     let _ = entry.control.try_send(SubscriptionControl::KeyframeRequest);
                 }
             }

@@ -103,10 +103,7 @@ mod tests {
         let b = pool.lease().expect("second");
         let c = pool.lease().expect("third");
         assert!(pool.lease().is_none());
-        assert_eq!(
-            [a.port(), b.port(), c.port()],
-            [50000, 50001, 50002]
-        );
+        assert_eq!([a.port(), b.port(), c.port()], [50000, 50001, 50002]);
         drop(b);
         assert_eq!(pool.available(), 1);
         assert_eq!(pool.lease().expect("returned").port(), 50001);

@@ -11,8 +11,8 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
-use crate::forward::layers::{Layer, LayerStats, MAX_LAYERS, layer_for_rid};
 use crate::forward::DropReason;
+use crate::forward::layers::{Layer, LayerStats, MAX_LAYERS, layer_for_rid};
 use crate::node::NodeStats;
 use crate::room::model::{ParticipantId, TrackInfo};
 use crate::room::speaker::IntervalLevels;
@@ -89,7 +89,9 @@ pub struct Publication {
 
 impl std::fmt::Debug for Publication {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Publication").field("info", &self.info).finish_non_exhaustive()
+        f.debug_struct("Publication")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
     }
 }
 
@@ -191,7 +193,8 @@ impl Publication {
             let secs = elapsed.as_secs_f64();
             for l in 0..MAX_LAYERS {
                 m.stats.bitrate_bps[l] = (m.bytes[l] as f64 * 8.0 / secs) as u64;
-                m.stats.active[l] = m.last_packet[l].is_some_and(|t| now.duration_since(t) < LAYER_IDLE);
+                m.stats.active[l] =
+                    m.last_packet[l].is_some_and(|t| now.duration_since(t) < LAYER_IDLE);
                 m.bytes[l] = 0;
             }
             m.window_start = Some(now);
@@ -243,7 +246,10 @@ pub async fn run_reader(publication: Arc<Publication>, stats: Arc<NodeStats>, di
                 };
                 publication.meter_packet(layer, size, now);
                 if let Some(id) = audio_level_id
-                    && let Some(level) = packet.header.get_extension(id).and_then(|b| b.first().copied())
+                    && let Some(level) = packet
+                        .header
+                        .get_extension(id)
+                        .and_then(|b| b.first().copied())
                 {
                     lock(&publication.levels).add(level);
                 }

@@ -3,13 +3,13 @@
 //! timestamp and header extensions to the subscriber's negotiation, checks the result against
 //! that negotiation (the webrtc crate drops mismatches silently) and writes it.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rtc::rtp::header::Header;
 use rtc::rtp::Packet;
+use rtc::rtp::header::Header;
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
@@ -198,7 +198,10 @@ mod tests {
         let publisher = vec![
             (1, "urn:ietf:params:rtp-hdrext:ssrc-audio-level".to_owned()),
             (3, "urn:ietf:params:rtp-hdrext:sdes:mid".to_owned()),
-            (10, "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id".to_owned()),
+            (
+                10,
+                "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id".to_owned(),
+            ),
         ];
         let kept = forwardable_extensions(&publisher);
         assert_eq!(kept.len(), 1);

@@ -235,11 +235,11 @@ impl NodeState {
     /// while draining or beyond the node's room capacity.
     pub fn open_room(self: &Arc<Self>, settings: RoomSettings) -> Result<RoomHandle> {
         let mut rooms = lock(&self.rooms);
-        if let Some(room) = rooms.get(&settings.conference) {
-            if room.is_open() {
-                room.update(settings);
-                return Ok(room.clone());
-            }
+        if let Some(room) = rooms.get(&settings.conference)
+            && room.is_open()
+        {
+            room.update(settings);
+            return Ok(room.clone());
         }
         if self.is_draining() {
             return Err(Error::Node {
@@ -292,7 +292,10 @@ impl NodeState {
     /// Called by a room task when it ends.
     pub(crate) fn room_ended(&self, conference: &str, generation: u64) {
         let mut rooms = lock(&self.rooms);
-        if rooms.get(conference).is_some_and(|r| r.generation() == generation) {
+        if rooms
+            .get(conference)
+            .is_some_and(|r| r.generation() == generation)
+        {
             rooms.remove(conference);
         }
         drop(rooms);

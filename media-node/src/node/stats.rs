@@ -150,12 +150,14 @@ impl RateSampler {
         let received = stats.forward.received_bytes_total();
         let forwarded = stats.forward.forwarded_bytes_total();
         let rate = |bytes: u64| (bytes as f64 * 8.0 / secs) as u64;
-        stats
-            .ingress_bps
-            .store(rate(received.saturating_sub(self.received)), Ordering::Relaxed);
-        stats
-            .egress_bps
-            .store(rate(forwarded.saturating_sub(self.forwarded)), Ordering::Relaxed);
+        stats.ingress_bps.store(
+            rate(received.saturating_sub(self.received)),
+            Ordering::Relaxed,
+        );
+        stats.egress_bps.store(
+            rate(forwarded.saturating_sub(self.forwarded)),
+            Ordering::Relaxed,
+        );
         let cpu = process_cpu_time();
         if let (Some(before), Some(after)) = (self.cpu, cpu) {
             let cores = after.saturating_sub(before).as_secs_f64() / secs;
@@ -194,8 +196,12 @@ mod tests {
 
     #[test]
     fn parses_proc_stat() {
-        let line = "1234 (media node) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 8 0 100 0 0";
-        assert_eq!(cpu_time_from_stat(line, 100), Some(Duration::from_millis(3000)));
+        let line =
+            "1234 (media node) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 8 0 100 0 0";
+        assert_eq!(
+            cpu_time_from_stat(line, 100),
+            Some(Duration::from_millis(3000))
+        );
         assert_eq!(cpu_time_from_stat("garbage", 100), None);
     }
 

@@ -425,7 +425,10 @@ mod tests {
             r.publish(A, TrackKind::Video, TrackSource::Screen, false),
             Err(PublishRefused::MediaOff("screen sharing"))
         );
-        assert!(r.publish(A, TrackKind::Audio, TrackSource::Microphone, false).is_ok());
+        assert!(
+            r.publish(A, TrackKind::Audio, TrackSource::Microphone, false)
+                .is_ok()
+        );
         assert_eq!(
             r.publish(B, TrackKind::Audio, TrackSource::Microphone, false),
             Err(PublishRefused::NotAllowed)

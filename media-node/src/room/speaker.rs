@@ -98,7 +98,12 @@ impl SpeakerDetector {
         let loudest = levels
             .iter()
             .filter(|(_, l)| speaking(l))
-            .max_by_key(|(id, l)| (l.loudness / u64::from(l.voiced.max(1)), std::cmp::Reverse(**id)))
+            .max_by_key(|(id, l)| {
+                (
+                    l.loudness / u64::from(l.voiced.max(1)),
+                    std::cmp::Reverse(**id),
+                )
+            })
             .map(|(id, _)| *id)?;
         if self.current == Some(loudest) {
             return None;
@@ -162,7 +167,10 @@ mod tests {
         let mut d = SpeakerDetector::default();
         d.interval(&HashMap::from([(A, talking(40, 10))]), t0);
         let b_only = HashMap::from([(A, talking(127, 10)), (B, talking(50, 10))]);
-        assert_eq!(d.interval(&b_only, t0 + Duration::from_millis(300)), Some(B));
+        assert_eq!(
+            d.interval(&b_only, t0 + Duration::from_millis(300)),
+            Some(B)
+        );
         assert!(d.remove(B));
         assert_eq!(d.current(), None);
     }

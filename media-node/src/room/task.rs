@@ -221,7 +221,12 @@ impl RoomHandle {
     /// Asks the room to admit a participant.
     pub async fn join(&self, request: JoinRequest) -> Result<(), (ErrorCode, String)> {
         let (reply, verdict) = oneshot::channel();
-        let closed = || (ErrorCode::NotHere, format!("conference {} is closed on this node", self.conference));
+        let closed = || {
+            (
+                ErrorCode::NotHere,
+                format!("conference {} is closed on this node", self.conference),
+            )
+        };
         self.events
             .send(RoomEvent::Join { request, reply })
             .map_err(|_| closed())?;
@@ -417,9 +422,16 @@ impl RoomTask {
                 max_message_bytes: self.node.settings.chat_max_bytes,
             }),
         });
+        if let Some(speaker) = self.speaker.current() {
+            member.send(ServerMessage::ActiveSpeaker {
+                participant_id: Some(speaker),
+            });
+        }
         for track in &joined.existing_tracks {
             if let Some(publication) = self.publications.get(&track.id) {
-                let _ = member.peer.send(PeerCommand::Subscribe(Arc::clone(publication)));
+                let _ = member
+                    .peer
+                    .send(PeerCommand::Subscribe(Arc::clone(publication)));
             }
         }
         self.members.insert(id, member);
@@ -429,7 +441,10 @@ impl RoomTask {
             .store(self.room.len() as u32, Ordering::Relaxed);
         self.node.load_changed.notify_one();
         if let Some(info) = self.info_of(id) {
-            self.broadcast(&ServerMessage::ParticipantJoined { participant: info }, Some(id));
+            self.broadcast(
+                &ServerMessage::ParticipantJoined { participant: info },
+                Some(id),
+            );
         }
         tracing::info!(conference = %self.room.conference(), participant = %id, identity = %request.identity, "joined");
         let _ = reply.send(Ok(()));
@@ -480,7 +495,10 @@ impl RoomTask {
         if !owned {
             self.send_to(
                 id,
-                ServerMessage::error(ErrorCode::Unexpected, format!("you publish no track {track:?}")),
+                ServerMessage::error(
+                    ErrorCode::Unexpected,
+                    format!("you publish no track {track:?}"),
+                ),
             );
             return;
         }
@@ -557,12 +575,15 @@ impl RoomTask {
                 if let Some(m) = self.members.get_mut(&id) {
                     m.client_tracks.insert(client_track_id, info.id.clone());
                 }
-                self.publications.insert(info.id.clone(), Arc::clone(&publication));
+                self.publications
+                    .insert(info.id.clone(), Arc::clone(&publication));
                 tracing::info!(conference = %self.room.conference(), participant = %id, track = %info.id, ?kind, ?source, simulcast = info.simulcast, mime = %publication.format.mime_type, "track published");
                 self.broadcast(&ServerMessage::TrackPublished { track: info }, None);
                 for s in subscribers {
                     if let Some(m) = self.members.get(&s) {
-                        let _ = m.peer.send(PeerCommand::Subscribe(Arc::clone(&publication)));
+                        let _ = m
+                            .peer
+                            .send(PeerCommand::Subscribe(Arc::clone(&publication)));
                     }
                 }
             }
@@ -661,7 +682,10 @@ impl RoomTask {
         let stale: Vec<ParticipantId> = self
             .members
             .iter()
-            .filter(|(_, m)| m.disconnected_since.is_some_and(|t| now.duration_since(t) >= grace))
+            .filter(|(_, m)| {
+                m.disconnected_since
+                    .is_some_and(|t| now.duration_since(t) >= grace)
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in stale {
@@ -723,7 +747,12 @@ impl RoomTask {
             }
         }
         if self.speaker.remove(id) {
-            self.broadcast(&ServerMessage::ActiveSpeaker { participant_id: None }, None);
+            self.broadcast(
+                &ServerMessage::ActiveSpeaker {
+                    participant_id: None,
+                },
+                None,
+            );
         }
         self.broadcast(&ServerMessage::ParticipantLeft { participant_id: id }, None);
         self.handle

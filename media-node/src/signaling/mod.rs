@@ -4,4 +4,4 @@
 pub mod protocol;
 pub mod session;
 
-pub use protocol::{ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
+pub use protocol::{ClientMessage, ErrorCode, PROTOCOL_VERSION, ServerMessage};

@@ -41,7 +41,11 @@ pub struct Candidate {
 
 /// Messages a client sends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum ClientMessage {
     /// First message: join `conference` with a join token.
     Join {
@@ -181,7 +185,11 @@ pub enum ErrorCode {
 
 /// Messages the node sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum ServerMessage {
     /// Reply to a successful join.
     Joined {
@@ -281,9 +289,9 @@ impl ServerMessage {
 
     /// The JSON text frame, with the version field.
     pub fn to_text(&self) -> String {
-        let mut value = serde_json::to_value(self).unwrap_or_else(|e| {
-            serde_json::json!({"type": "error", "code": "internal", "message": e.to_string()})
-        });
+        let mut value = serde_json::to_value(self).unwrap_or_else(
+            |e| serde_json::json!({"type": "error", "code": "internal", "message": e.to_string()}),
+        );
         if let Some(object) = value.as_object_mut() {
             object.insert("v".into(), PROTOCOL_VERSION.into());
         }
@@ -301,7 +309,9 @@ pub enum ProtocolError {
     #[error("malformed message: {0}")]
     Malformed(String),
     /// Missing or unknown version.
-    #[error("unsupported protocol version {0}: this node speaks version {PROTOCOL_VERSION}; set \"v\": {PROTOCOL_VERSION}")]
+    #[error(
+        "unsupported protocol version {0}: this node speaks version {PROTOCOL_VERSION}; set \"v\": {PROTOCOL_VERSION}"
+    )]
     Version(String),
     /// Unknown type.
     #[error("unknown message type {0:?}")]
@@ -349,7 +359,11 @@ pub fn parse_client(text: &str) -> Result<ClientMessage, ProtocolError> {
     }
     let kind = match object.get("type") {
         Some(serde_json::Value::String(k)) => k.clone(),
-        _ => return Err(ProtocolError::Malformed("missing string field \"type\"".into())),
+        _ => {
+            return Err(ProtocolError::Malformed(
+                "missing string field \"type\"".into(),
+            ));
+        }
     };
     if !KNOWN_TYPES.contains(&kind.as_str()) {
         return Err(ProtocolError::UnknownType(kind));
@@ -437,14 +451,25 @@ mod tests {
             ClientMessage::Leave {},
         ];
         for m in messages {
-            assert_eq!(parse_client(&client_text(&m)), Ok(m.clone()), "{}", m.kind());
+            assert_eq!(
+                parse_client(&client_text(&m)),
+                Ok(m.clone()),
+                "{}",
+                m.kind()
+            );
         }
     }
 
     #[test]
     fn refuses_with_distinct_errors() {
-        assert!(matches!(parse_client("nope"), Err(ProtocolError::Malformed(_))));
-        assert!(matches!(parse_client("[1]"), Err(ProtocolError::Malformed(_))));
+        assert!(matches!(
+            parse_client("nope"),
+            Err(ProtocolError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_client("[1]"),
+            Err(ProtocolError::Malformed(_))
+        ));
         assert!(matches!(
             parse_client(r#"{"type":"join"}"#),
             Err(ProtocolError::Version(_))
@@ -461,8 +486,14 @@ mod tests {
             parse_client(r#"{"v":1,"type":"join","conference":5}"#),
             Err(ProtocolError::Malformed(_))
         ));
-        let big = format!(r#"{{"v":1,"type":"offer","sdp":"{}"}}"#, "a".repeat(MAX_MESSAGE_BYTES));
-        assert!(matches!(parse_client(&big), Err(ProtocolError::TooLarge(_))));
+        let big = format!(
+            r#"{{"v":1,"type":"offer","sdp":"{}"}}"#,
+            "a".repeat(MAX_MESSAGE_BYTES)
+        );
+        assert!(matches!(
+            parse_client(&big),
+            Err(ProtocolError::TooLarge(_))
+        ));
     }
 
     #[test]
@@ -472,7 +503,10 @@ mod tests {
         assert_eq!(value["v"], 1);
         assert_eq!(value["type"], "error");
         assert_eq!(value["code"], "unexpected");
-        assert!(matches!(parse_server(&text), Ok(ServerMessage::Error { .. })));
+        assert!(matches!(
+            parse_server(&text),
+            Ok(ServerMessage::Error { .. })
+        ));
     }
 
     fn json_value() -> impl Strategy<Value = serde_json::Value> {

@@ -71,7 +71,10 @@ impl Session {
 
     /// The next parsed client message, `None` when the socket closed or the client was
     /// disconnected for misbehaving.
-    async fn next_message(&mut self, frame: Option<Result<Message, axum::Error>>) -> Option<Option<ClientMessage>> {
+    async fn next_message(
+        &mut self,
+        frame: Option<Result<Message, axum::Error>>,
+    ) -> Option<Option<ClientMessage>> {
         let frame = match frame {
             None | Some(Err(_)) => return None,
             Some(Ok(f)) => f,
@@ -82,8 +85,11 @@ impl Session {
                 Err(e) => self.refuse(e.code(), e.to_string()).await,
             },
             Message::Binary(_) => {
-                self.refuse(ErrorCode::Malformed, "binary frames are not part of the protocol; send JSON text".into())
-                    .await
+                self.refuse(
+                    ErrorCode::Malformed,
+                    "binary frames are not part of the protocol; send JSON text".into(),
+                )
+                .await
             }
             Message::Close(_) => return None,
             Message::Ping(_) | Message::Pong(_) => return Some(None),
@@ -111,7 +117,14 @@ pub async fn serve(socket: WebSocket, node: Arc<NodeState>) {
                 conference,
                 token,
                 quality,
-            })) => match join(&mut session, &conference, &token, quality.unwrap_or_default()).await {
+            })) => match join(
+                &mut session,
+                &conference,
+                &token,
+                quality.unwrap_or_default(),
+            )
+            .await
+            {
                 Some(j) => break j,
                 None => return,
             },
@@ -176,11 +189,14 @@ async fn join(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let claims = match conclave_crds::token::verify(&node.settings.join_key, token, conference, now) {
+    let claims = match conclave_crds::token::verify(&node.settings.join_key, token, conference, now)
+    {
         Ok(c) => c,
         Err(e) => {
             node.stats.join_refused();
-            session.close_with(ErrorCode::Unauthorized, e.to_string()).await;
+            session
+                .close_with(ErrorCode::Unauthorized, e.to_string())
+                .await;
             return None;
         }
     };
@@ -191,14 +207,15 @@ async fn join(
     }
     let participant = node.next_participant_id();
     let handler = Arc::new(PeerEvents::new(participant, room.events()));
-    let (pc, port, feedback) = match build_peer(&node.settings.media, node.public_ip(), handler).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(conference, error = %e, "cannot build a peer connection");
-            session.close_with(ErrorCode::Internal, e.to_string()).await;
-            return None;
-        }
-    };
+    let (pc, port, feedback) =
+        match build_peer(&node.settings.media, node.public_ip(), handler).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(conference, error = %e, "cannot build a peer connection");
+                session.close_with(ErrorCode::Internal, e.to_string()).await;
+                return None;
+            }
+        };
     let (outbound_tx, outbound_rx) = mpsc::channel(OUTBOUND_DEPTH);
     let (peer_tx, peer_rx) = mpsc::unbounded_channel();
     let peer = PeerTask::new(

@@ -49,7 +49,11 @@ pub async fn start(max_participants: u32, media: MediaPolicy) -> TestNode {
     start_with(settings(), max_participants, media).await
 }
 
-pub async fn start_with(settings: NodeSettings, max_participants: u32, media: MediaPolicy) -> TestNode {
+pub async fn start_with(
+    settings: NodeSettings,
+    max_participants: u32,
+    media: MediaPolicy,
+) -> TestNode {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -63,7 +67,9 @@ pub async fn start_with(settings: NodeSettings, max_participants: u32, media: Me
         media,
     })
     .expect("room opens");
-    let listener = tokio::net::TcpListener::bind((LOOPBACK, 0)).await.expect("bind");
+    let listener = tokio::net::TcpListener::bind((LOOPBACK, 0))
+        .await
+        .expect("bind");
     let url = format!("ws://{}/rtc", listener.local_addr().expect("addr"));
     let (stop, stopped) = oneshot::channel::<()>();
     let served = Arc::clone(&node);
@@ -73,11 +79,19 @@ pub async fn start_with(settings: NodeSettings, max_participants: u32, media: Me
         })
         .await;
     });
-    TestNode { node, url, _stop: stop }
+    TestNode {
+        node,
+        url,
+        _stop: stop,
+    }
 }
 
 pub fn token(identity: &str) -> String {
-    let exp = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs() + 3600;
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 3600;
     mint(
         KEY,
         &JoinClaims {

@@ -1,0 +1,271 @@
+//! Room behaviour end to end: chat relayed by the node with a size limit, mute state and the
+//! active speaker announced, media switched off by the conference refused, ICE restart, peers
+//! that go away removed, and a moved room sending its clients to the new node.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use conclave_media_node::CloseReason;
+use conclave_media_node::client::{MediaShape, Publish};
+use conclave_media_node::forward::DropReason;
+use conclave_media_node::media::chat::ChatRelay;
+use conclave_media_node::room::MediaPolicy;
+use conclave_media_node::room::model::TrackKind;
+use conclave_media_node::signaling::protocol::{ClientMessage, ErrorCode, ServerMessage};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_is_relayed_by_the_node_with_a_size_limit() {
+    let node = start(10, MediaPolicy::default()).await;
+    let mut alice = client(&node, "alice", viewer()).await;
+    let mut bob = client(&node, "bob", viewer()).await;
+    // Wait for both channels to open: retry until bob hears alice.
+    let mut relayed = None;
+    for _ in 0..50 {
+        let _ = alice.chat("hello bob").await;
+        if let Ok(Some(m)) =
+            tokio::time::timeout(Duration::from_millis(200), bob.chat_in.recv()).await
+        {
+            relayed = Some(m);
+            break;
+        }
+    }
+    let relay: ChatRelay =
+        serde_json::from_str(&relayed.expect("bob got the chat")).expect("relay json");
+    assert_eq!(relay.identity, "alice");
+    assert_eq!(relay.message, "hello bob");
+    assert_eq!(relay.participant_id, alice.participant);
+    // The sender does not get its own message back.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), alice.chat_in.recv())
+            .await
+            .is_err()
+    );
+
+    alice.chat(&"x".repeat(300)).await.expect("sent");
+    let refused = alice
+        .wait_for(WAIT, |m| {
+            matches!(
+                m,
+                ServerMessage::Error {
+                    code: ErrorCode::MediaRefused,
+                    ..
+                }
+            )
+        })
+        .await;
+    let Some(ServerMessage::Error { message, .. }) = refused else {
+        panic!("oversized chat refused");
+    };
+    assert!(message.contains("limit of 256 bytes"), "{message}");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), bob.chat_in.recv())
+            .await
+            .is_err()
+    );
+    let _ = bob.next_event(Duration::ZERO).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mute_and_active_speaker_are_announced() {
+    let node = start(10, MediaPolicy::default()).await;
+    let mut alice = client(&node, "alice", publisher()).await;
+    let media = alice.start_media(MediaShape::default());
+    let mut bob = client(&node, "bob", viewer()).await;
+    let speaker = bob
+        .wait_for(WAIT, |m| {
+            matches!(
+                m,
+                ServerMessage::ActiveSpeaker {
+                    participant_id: Some(_)
+                }
+            )
+        })
+        .await;
+    assert_eq!(
+        speaker,
+        Some(ServerMessage::ActiveSpeaker {
+            participant_id: Some(alice.participant)
+        })
+    );
+    let Some(ServerMessage::TrackPublished { track }) = alice
+        .wait_for(WAIT, |m| matches!(m, ServerMessage::TrackPublished { track } if track.kind == TrackKind::Audio))
+        .await
+    else {
+        panic!("alice learns her audio track id");
+    };
+    alice.send(&ClientMessage::Mute {
+        track_id: "mic".into(),
+        muted: true,
+    });
+    let muted = bob
+        .wait_for(WAIT, |m| matches!(m, ServerMessage::Muted { .. }))
+        .await;
+    assert_eq!(
+        muted,
+        Some(ServerMessage::Muted {
+            participant_id: alice.participant,
+            track_id: track.id.clone(),
+            muted: true
+        })
+    );
+    let counter = bob.stats.track(&track.id);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let frozen = counter.packets();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(counter.packets(), frozen, "muted audio is not forwarded");
+    assert!(node.node.stats.forward.dropped_total(DropReason::Muted) > 0);
+    media.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_switched_off_by_the_conference_is_refused() {
+    let policy = MediaPolicy {
+        video: false,
+        simulcast: false,
+        ..MediaPolicy::default()
+    };
+    let node = start(10, policy).await;
+    let mut alice = client(&node, "alice", publisher()).await;
+    let media = alice.start_media(MediaShape::default());
+    let refused = alice
+        .wait_for(WAIT, |m| {
+            matches!(
+                m,
+                ServerMessage::Error {
+                    code: ErrorCode::MediaRefused,
+                    ..
+                }
+            )
+        })
+        .await;
+    let Some(ServerMessage::Error { message, .. }) = refused else {
+        panic!("video refused");
+    };
+    assert_eq!(message, "video is switched off for this conference");
+    let bob = client(&node, "bob", viewer()).await;
+    let stats = bob.stats.clone();
+    assert!(
+        eventually(WAIT, || stats.total_packets() > 50).await,
+        "audio still flows"
+    );
+    assert_eq!(
+        stats.track_ids().len(),
+        1,
+        "only the audio track is forwarded"
+    );
+    media.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ice_restart_keeps_media_flowing() {
+    let node = start(10, MediaPolicy::default()).await;
+    let alice = client(&node, "alice", publisher()).await;
+    let media = alice.start_media(MediaShape::default());
+    let mut bob = client(&node, "bob", viewer()).await;
+    let stats = bob.stats.clone();
+    assert!(eventually(WAIT, || stats.total_packets() > 100).await);
+    bob.send(&ClientMessage::IceRestart {});
+    let offer = bob
+        .wait_for(WAIT, |m| matches!(m, ServerMessage::Offer { .. }))
+        .await;
+    let Some(ServerMessage::Offer { sdp }) = offer else {
+        panic!("ICE restart offer");
+    };
+    assert!(sdp.contains("a=ice-ufrag"), "offer carries ICE credentials");
+    let before = stats.total_packets();
+    assert!(
+        eventually(WAIT, || stats.total_packets() > before + 100).await,
+        "media after restart"
+    );
+    media.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_goes_away_is_removed() {
+    let node = start(10, MediaPolicy::default()).await;
+    let alice = client(&node, "alice", publisher()).await;
+    let mut bob = client(&node, "bob", viewer()).await;
+    let alice_id = alice.participant;
+    assert!(eventually(WAIT, || alice.is_connected()).await);
+    // Alice's media stack goes away; her signaling socket stays open.
+    let (_socket_kept, pc_gone) = alice.split_for_test();
+    pc_gone.await;
+    let left = bob
+        .wait_for(Duration::from_secs(20), |m| {
+            matches!(m, ServerMessage::ParticipantLeft { .. })
+        })
+        .await;
+    assert_eq!(
+        left,
+        Some(ServerMessage::ParticipantLeft {
+            participant_id: alice_id
+        })
+    );
+    assert!(
+        node.node
+            .room(CONFERENCE)
+            .is_some_and(|r| r.participants() == 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_room_tells_clients_where_to_reconnect() {
+    let node = start(10, MediaPolicy::default()).await;
+    let mut alice = client(&node, "alice", viewer()).await;
+    node.node.close_room(
+        CONFERENCE,
+        CloseReason::Moved {
+            signaling_url: "ws://127.0.0.9:7880/rtc".into(),
+        },
+    );
+    let reconnect = alice
+        .wait_for(WAIT, |m| matches!(m, ServerMessage::Reconnect { .. }))
+        .await;
+    assert!(matches!(
+        reconnect,
+        Some(ServerMessage::Reconnect { signaling_url, .. }) if signaling_url == "ws://127.0.0.9:7880/rtc"
+    ));
+    assert!(
+        alice
+            .wait_for(WAIT, |m| matches!(m, ServerMessage::Left { .. }))
+            .await
+            .is_some()
+    );
+    assert!(
+        eventually(WAIT, || node.node.room_count() == 0).await,
+        "room closed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crate_drops_unnegotiated_packets_silently() {
+    let node = start(10, MediaPolicy::default()).await;
+    let alice = client(
+        &node,
+        "alice",
+        Publish {
+            audio: false,
+            video_layers: 1,
+            chat: false,
+        },
+    )
+    .await;
+    assert!(eventually(WAIT, || alice.is_connected()).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..20 {
+        assert!(
+            alice.write_unnegotiated_packet().await.is_ok(),
+            "write_rtp reports success"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        node.node.stats.forward.received_total(),
+        0,
+        "yet nothing arrived"
+    );
+}

@@ -1,0 +1,244 @@
+//! The signaling endpoint against misbehaving and refused clients: garbage is answered with
+//! errors and its sender disconnected alone, out-of-order messages are refused, tokens and
+//! capacity limits are enforced with clear messages, and probes answer.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use conclave_media_node::client::{Client, ClientConfig, MediaShape};
+use conclave_media_node::room::MediaPolicy;
+use conclave_media_node::signaling::protocol::{ErrorCode, ServerMessage, parse_server};
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+async fn raw(
+    url: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect")
+        .0
+}
+
+async fn next_server(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Option<ServerMessage> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .ok()??
+        {
+            Ok(Message::Text(t)) => return parse_server(t.as_str()).ok(),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_is_refused_and_its_sender_disconnected_alone() {
+    let node = start(10, MediaPolicy::default()).await;
+    let alice = client(&node, "alice", publisher()).await;
+    let media = alice.start_media(MediaShape::default());
+    let bob = client(&node, "bob", viewer()).await;
+    let stats = bob.stats.clone();
+    assert!(eventually(Duration::from_secs(15), || stats.total_packets() > 100).await);
+
+    let mut mallory = raw(&node.url).await;
+    let inputs = [
+        "not json".to_owned(),
+        "[1,2,3]".to_owned(),
+        r#"{"type":"join"}"#.to_owned(),
+        r#"{"v":1,"type":"offer","sdp":"v=0"}"#.to_owned(),
+        "\u{0}\u{1}\u{ffff}".to_owned(),
+    ];
+    let mut codes = Vec::new();
+    for input in inputs {
+        mallory
+            .send(Message::Text(input.into()))
+            .await
+            .expect("send");
+        if let Some(ServerMessage::Error { code, .. }) = next_server(&mut mallory).await {
+            codes.push(code);
+        }
+    }
+    assert_eq!(
+        codes,
+        [
+            ErrorCode::Malformed,
+            ErrorCode::Malformed,
+            ErrorCode::UnsupportedVersion,
+            ErrorCode::Unexpected,
+            ErrorCode::Malformed
+        ]
+    );
+    // Fifth refusal: the node closes mallory's socket.
+    assert!(
+        next_server(&mut mallory).await.is_none(),
+        "garbage sender is disconnected"
+    );
+
+    // A joined client sending garbage gets errors and keeps its session until the limit.
+    bob.send_raw("{oops");
+    let before = stats.total_packets();
+    assert!(
+        eventually(Duration::from_secs(3), || stats.total_packets()
+            > before + 50)
+        .await,
+        "others keep receiving media"
+    );
+    assert!(
+        node.node
+            .room(CONFERENCE)
+            .is_some_and(|r| r.participants() == 2)
+    );
+    media.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_and_oversized_frames_are_refused() {
+    let node = start(10, MediaPolicy::default()).await;
+    let mut ws = raw(&node.url).await;
+    ws.send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .expect("send");
+    assert!(matches!(
+        next_server(&mut ws).await,
+        Some(ServerMessage::Error {
+            code: ErrorCode::Malformed,
+            ..
+        })
+    ));
+    let big = format!(
+        r#"{{"v":1,"type":"ping","pad":"{}"}}"#,
+        "x".repeat(70 * 1024)
+    );
+    ws.send(Message::Text(big.into())).await.expect("send");
+    assert!(matches!(
+        next_server(&mut ws).await,
+        Some(ServerMessage::Error {
+            code: ErrorCode::TooLarge,
+            ..
+        })
+    ));
+    assert!(
+        next_server(&mut ws).await.is_none(),
+        "oversized sender is disconnected"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_need_a_valid_token_for_a_hosted_conference_and_room() {
+    let node = start(2, MediaPolicy::default()).await;
+    let config = |token: String, conference: &str| ClientConfig {
+        url: node.url.clone(),
+        conference: conference.into(),
+        token,
+        bind_ip: LOOPBACK,
+        publish: viewer(),
+    };
+    let err = Client::connect(config("abc".into(), CONFERENCE))
+        .await
+        .err()
+        .expect("bad token refused");
+    assert!(err.to_string().contains("Unauthorized"), "{err}");
+    let forged = conclave_crds::token::mint(
+        b"another-key",
+        &conclave_crds::token::JoinClaims {
+            conference: CONFERENCE.into(),
+            identity: "eve".into(),
+            exp: u64::MAX,
+            publish: true,
+        },
+    );
+    let err = Client::connect(config(forged, CONFERENCE))
+        .await
+        .err()
+        .expect("forged token refused");
+    assert!(err.to_string().contains("signature"), "{err}");
+    let err = Client::connect(config(token("carol"), "retro"))
+        .await
+        .err()
+        .expect("other conference refused");
+    assert!(err.to_string().contains("NotHere"), "{err}");
+
+    let _a = client(&node, "alice", viewer()).await;
+    let _b = client(&node, "bob", viewer()).await;
+    let err = Client::connect(config(token("carol"), CONFERENCE))
+        .await
+        .err()
+        .expect("room full");
+    assert!(
+        err.to_string()
+            .contains("is full: it allows 2 participants"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_capacity_is_enforced() {
+    let node = start(10, MediaPolicy::default()).await;
+    node.node.set_capacity(conclave_crds::NodeCapacity {
+        participants: 1,
+        rooms: 5,
+        egress_mbps: 100,
+    });
+    let _a = client(&node, "alice", viewer()).await;
+    let err = Client::connect(ClientConfig {
+        url: node.url.clone(),
+        conference: CONFERENCE.into(),
+        token: token("bob"),
+        bind_ip: LOOPBACK,
+        publish: viewer(),
+    })
+    .await
+    .err()
+    .expect("node full");
+    assert!(
+        err.to_string().contains("at capacity (1 participants)"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_and_metrics() {
+    let node = start(10, MediaPolicy::default()).await;
+    let host = node
+        .url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/rtc")
+        .to_owned();
+    let get = |path: &'static str| {
+        let host = host.clone();
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(host).await.expect("connect");
+            s.write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .expect("write");
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.expect("read");
+            out
+        }
+    };
+    assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+    assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
+    let metrics = get("/metrics").await;
+    assert!(metrics.contains("conclave_media_node_rooms 1"), "{metrics}");
+    assert!(
+        metrics.contains(r#"conclave_media_node_packets_dropped_total{reason="queue_full"} 0"#),
+        "{metrics}"
+    );
+    node.node.start_drain();
+    let r = get("/readyz").await;
+    assert!(
+        r.starts_with("HTTP/1.1 503") && r.contains("draining"),
+        "{r}"
+    );
+}
