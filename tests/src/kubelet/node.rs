@@ -47,7 +47,7 @@ pub async fn register(
             "annotations": { LOG_DIR_ANNOTATION: config.log_dir.display().to_string() },
         },
     });
-    nodes
+    let registered = nodes
         .patch(
             &node.name,
             &PatchParams::apply(MANAGER).force(),
@@ -55,17 +55,19 @@ pub async fn register(
         )
         .await
         .context(format!("register Node {}", node.name))?;
-    report_ready(client, config, node).await
+    report_ready(client, config, node, &registered).await
 }
 
-/// Rewrites the Node's status: addresses, capacity, Ready and the pressure conditions.
+/// Rewrites the Node's status (addresses, capacity, Ready and the pressure conditions);
+/// `current` is the Node as last read, whose condition transition times are kept.
 pub async fn report_ready(
     client: &Client,
     config: &KubeletConfig,
     node: &LocalNode,
+    current: &Node,
 ) -> Result<(), Error> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let status = json!({ "status": node_status(config, node, Timestamp::now()) });
+    let status = json!({ "status": node_status(config, node, Timestamp::now(), Some(current)) });
     nodes
         .patch_status(
             &node.name,
@@ -77,8 +79,8 @@ pub async fn report_ready(
     Ok(())
 }
 
-/// Renews the Node's Lease (creating it, owned by the Node, if missing).
-pub async fn renew_lease(client: &Client, node: &LocalNode) -> Result<(), Error> {
+/// Renews the Node's Lease (creating it, owned by the Node, if missing); returns the Node.
+pub async fn renew_lease(client: &Client, node: &LocalNode) -> Result<Node, Error> {
     let owner = Api::<Node>::all(client.clone())
         .get(&node.name)
         .await
@@ -105,11 +107,12 @@ pub async fn renew_lease(client: &Client, node: &LocalNode) -> Result<(), Error>
         )
         .await
         .context(format!("renew Lease of Node {}", node.name))?;
-    Ok(())
+    Ok(owner)
 }
 
 /// Keeps every Node alive until the task is dropped: Lease renewals every [`HEARTBEAT`],
-/// status every third beat, re-registration if a Node was deleted.
+/// status every third beat or as soon as the Node is not shown Ready (the node-lifecycle
+/// controller marks it Unknown after a missed Lease), re-registration if it was deleted.
 pub async fn heartbeat(client: Client, config: KubeletConfig) {
     let mut beat = 0u64;
     let mut ticker = tokio::time::interval(HEARTBEAT);
@@ -121,8 +124,12 @@ pub async fn heartbeat(client: Client, config: KubeletConfig) {
                     tracing::warn!(node = %node.name, "Node is gone: registering it again");
                     register(&client, &config, node).await
                 }
-                Ok(()) if beat.is_multiple_of(3) => report_ready(&client, &config, node).await,
-                other => other,
+                Ok(current)
+                    if beat.is_multiple_of(3) || !condition_is(&current, "Ready", "True") =>
+                {
+                    report_ready(&client, &config, node, &current).await
+                }
+                other => other.map(|_| ()),
             };
             if let Err(e) = result {
                 tracing::warn!(node = %node.name, error = %e, "heartbeat failed");
@@ -132,12 +139,38 @@ pub async fn heartbeat(client: Client, config: KubeletConfig) {
     }
 }
 
-/// The status of a Ready local Node (pure).
-pub fn node_status(config: &KubeletConfig, node: &LocalNode, now: Timestamp) -> Value {
+/// True when `node` shows condition `kind` with `status`.
+fn condition_is(node: &Node, kind: &str, status: &str) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == kind && c.status == status))
+}
+
+/// The status of a Ready local Node (pure). Conditions that `current` already shows with
+/// the same status keep their transition time.
+pub fn node_status(
+    config: &KubeletConfig,
+    node: &LocalNode,
+    now: Timestamp,
+    current: Option<&Node>,
+) -> Value {
     let time = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let since = |kind: &str, status: &str| {
+        let conditions = current.and_then(|n| n.status.as_ref()?.conditions.as_ref());
+        conditions
+            .into_iter()
+            .flatten()
+            .find(|c| c.type_ == kind && c.status == status)
+            .and_then(|c| c.last_transition_time.as_ref())
+            .map_or_else(
+                || time.clone(),
+                |t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            )
+    };
     let condition = |kind: &str, status: &str, reason: &str, message: &str| {
         json!({ "type": kind, "status": status, "reason": reason, "message": message,
-                "lastHeartbeatTime": time, "lastTransitionTime": time })
+                "lastHeartbeatTime": time, "lastTransitionTime": since(kind, status) })
     };
     let resources = json!({
         "cpu": config.capacity.cpu, "memory": config.capacity.memory, "pods": config.capacity.pods.to_string(),
@@ -189,7 +222,7 @@ mod tests {
         let config = KubeletConfig::for_tests(2);
         let node = &config.nodes[1];
         assert_eq!(node.name, "local-2");
-        let status = node_status(&config, node, Timestamp::UNIX_EPOCH);
+        let status = node_status(&config, node, Timestamp::UNIX_EPOCH, None);
         let addresses = status["addresses"].as_array().unwrap();
         assert!(addresses.contains(&json!({ "type": "ExternalIP", "address": "127.0.0.3" })));
         assert!(addresses.contains(&json!({ "type": "InternalIP", "address": "127.0.0.3" })));
@@ -198,6 +231,42 @@ mod tests {
             json!(NodeCapacity::default().pods.to_string())
         );
         assert_eq!(status["conditions"][0]["status"], "True");
+    }
+
+    #[test]
+    fn unchanged_conditions_keep_their_transition_time() {
+        let config = KubeletConfig::for_tests(1);
+        let node = &config.nodes[0];
+        let then: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let now: Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
+        let current: Node = serde_json::from_value(json!({
+            "metadata": {"name": "local-1"},
+            "status": {"conditions": [node_status(&config, node, then, None)["conditions"][0].clone()]},
+        }))
+        .unwrap();
+        let status = node_status(&config, node, now, Some(&current));
+        assert_eq!(
+            status["conditions"][0]["lastTransitionTime"],
+            "2026-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            status["conditions"][0]["lastHeartbeatTime"],
+            "2026-01-01T01:00:00Z"
+        );
+        let mut unknown = current.clone();
+        unknown
+            .status
+            .as_mut()
+            .unwrap()
+            .conditions
+            .as_mut()
+            .unwrap()[0]
+            .status = "Unknown".into();
+        let status = node_status(&config, node, now, Some(&unknown));
+        assert_eq!(
+            status["conditions"][0]["lastTransitionTime"],
+            "2026-01-01T01:00:00Z"
+        );
     }
 
     #[test]

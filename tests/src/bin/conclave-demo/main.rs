@@ -123,7 +123,7 @@ async fn run(args: &Args, dir: &std::path::Path, running: &mut Running) -> anyho
         kubeconfig: kubeconfig.clone(),
         nodes: local_nodes,
     };
-    steps::run(&demo).await.context("demo steps")?;
+    let _started = steps::run(&demo).await.context("demo steps")?;
     print_usage(&kubeconfig, dir, args);
     wait_for_stop(running).await
 }
