@@ -3,6 +3,8 @@
 //! schema's OpenAPI bounds or CEL rules with the message it names. The same invalid examples
 //! go to a real API server in the control-plane integration tests.
 
+#![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
+
 use std::path::{Path, PathBuf};
 
 use conclave_crds::examples::{Example, kind, parse_example};
