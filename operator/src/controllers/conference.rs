@@ -128,6 +128,12 @@ async fn hosted(
     node_key: Key,
     now: i64,
 ) -> Result<Action> {
+    if status.media_node.as_deref() != Some(node_key.1.as_str()) {
+        // The ledger holds a placement (or move) the watch cache does not show yet. Acting on
+        // the older status would undo it: a server-side apply of that status would drop the
+        // new node and join info. Look again once the cache caught up.
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
     let node = ctx.node(&node_key.0, &node_key.1);
     let timeout = i64::from(pool.spec.media_node.heartbeat_timeout_seconds);
     let failed = match &node {
