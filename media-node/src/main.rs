@@ -1,11 +1,15 @@
-//! `media-node`: parses the configuration and runs the node (see the library's `app`).
+//! `media-node`: parses the configuration, sets up logging and runs the node (see the
+//! library's `app` module).
 
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
     let config = conclave_media_node::config::Config::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
         .init();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(conclave_media_node::app::run(config))?;
