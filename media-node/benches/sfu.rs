@@ -24,7 +24,10 @@ fn main() {
     if std::env::var_os("SFU_BENCH_NODE").is_some() {
         return node_process();
     }
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let arg = |i: usize, d: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
     let (publishers, subscribers, pps, seconds) = (arg(0, 2), arg(1, 8), arg(2, 300), arg(3, 10));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -32,12 +35,22 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(drive(publishers as usize, subscribers as usize, pps as u32, seconds));
+    runtime.block_on(drive(
+        publishers as usize,
+        subscribers as usize,
+        pps as u32,
+        seconds,
+    ));
 }
 
 fn node_process() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(std::env::var("SFU_BENCH_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1))
+        .worker_threads(
+            std::env::var("SFU_BENCH_THREADS")
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(1),
+        )
         .enable_all()
         .build()
         .expect("runtime");
@@ -66,12 +79,18 @@ fn node_process() {
         .expect("room");
         let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
         println!("ws://{}/rtc", listener.local_addr().expect("addr"));
-        let _ = conclave_media_node::server::run(listener, Arc::clone(&node), std::future::pending()).await;
+        let _ =
+            conclave_media_node::server::run(listener, Arc::clone(&node), std::future::pending())
+                .await;
     });
 }
 
 fn token(identity: &str) -> String {
-    let exp = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs() + 3600;
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 3600;
     conclave_crds::token::mint(
         KEY,
         &conclave_crds::token::JoinClaims {
@@ -160,16 +179,30 @@ async fn drive(publishers: usize, subscribers: usize, pps: u32, seconds: u64) {
     };
     let mut pubs = Vec::new();
     for i in 0..publishers {
-        let c = Client::connect(config(format!("pub{i}"), Publish { audio: false, video_layers: 1, chat: false }))
-            .await
-            .expect("publisher");
+        let c = Client::connect(config(
+            format!("pub{i}"),
+            Publish {
+                audio: false,
+                video_layers: 1,
+                chat: false,
+            },
+        ))
+        .await
+        .expect("publisher");
         pubs.push(c);
     }
     let mut subs = Vec::new();
     for i in 0..subscribers {
-        let c = Client::connect(config(format!("sub{i}"), Publish { audio: false, video_layers: 0, chat: false }))
-            .await
-            .expect("subscriber");
+        let c = Client::connect(config(
+            format!("sub{i}"),
+            Publish {
+                audio: false,
+                video_layers: 0,
+                chat: false,
+            },
+        ))
+        .await
+        .expect("subscriber");
         subs.push(c);
     }
     // One packet per frame at `pps` frames per second: pps packets per second per publisher.
@@ -184,7 +217,9 @@ async fn drive(publishers: usize, subscribers: usize, pps: u32, seconds: u64) {
     // Warm up until every subscriber receives every publisher.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while tokio::time::Instant::now() < deadline
-        && subs.iter().any(|s| s.stats.track_ids().len() < publishers || s.stats.total_packets() < 10)
+        && subs
+            .iter()
+            .any(|s| s.stats.track_ids().len() < publishers || s.stats.total_packets() < 10)
     {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -219,16 +254,33 @@ async fn drive(publishers: usize, subscribers: usize, pps: u32, seconds: u64) {
     let participants = (publishers + subscribers) as f64;
     // Every participant receives every publisher but itself.
     let offered = (publishers * (subscribers + publishers - 1)) as f64 * f64::from(pps);
-    println!("sfu-bench publishers={publishers} subscribers={subscribers} pps_per_publisher={pps} seconds={elapsed:.1}");
+    println!(
+        "sfu-bench publishers={publishers} subscribers={subscribers} pps_per_publisher={pps} seconds={elapsed:.1}"
+    );
     println!("  offered egress          {:>10.0} packets/s", offered);
-    println!("  forwarded egress        {:>10.0} packets/s", forwarded / elapsed);
-    println!("  received by subscribers {:>10.0} packets/s", (received1 - received0) as f64 / elapsed);
+    println!(
+        "  forwarded egress        {:>10.0} packets/s",
+        forwarded / elapsed
+    );
+    println!(
+        "  received by subscribers {:>10.0} packets/s",
+        (received1 - received0) as f64 / elapsed
+    );
     println!("  node cpu                {:>10.2} cores", cpu / elapsed);
-    println!("  per cpu-second          {:>10.0} packets", if cpu > 0.0 { forwarded / cpu } else { 0.0 });
+    println!(
+        "  per cpu-second          {:>10.0} packets",
+        if cpu > 0.0 { forwarded / cpu } else { 0.0 }
+    );
     println!(
         "  node delay p50/p99      {:>7.3} / {:.3} ms (ingress to egress queue)",
-        metric(&m1, "conclave_media_node_forward_delay_seconds{quantile=\"0.5\"}") * 1e3,
-        metric(&m1, "conclave_media_node_forward_delay_seconds{quantile=\"0.99\"}") * 1e3
+        metric(
+            &m1,
+            "conclave_media_node_forward_delay_seconds{quantile=\"0.5\"}"
+        ) * 1e3,
+        metric(
+            &m1,
+            "conclave_media_node_forward_delay_seconds{quantile=\"0.99\"}"
+        ) * 1e3
     );
     println!(
         "  one-way delay p50/p99   {:>7.3} / {:.3} ms (publisher send to subscriber receive, worst track)",
@@ -242,8 +294,14 @@ async fn drive(publishers: usize, subscribers: usize, pps: u32, seconds: u64) {
     );
     println!(
         "  drops queue_full={} negotiation_mismatch={}",
-        metric(&m1, "conclave_media_node_packets_dropped_total{reason=\"queue_full\"}"),
-        metric(&m1, "conclave_media_node_packets_dropped_total{reason=\"negotiation_mismatch\"}")
+        metric(
+            &m1,
+            "conclave_media_node_packets_dropped_total{reason=\"queue_full\"}"
+        ),
+        metric(
+            &m1,
+            "conclave_media_node_packets_dropped_total{reason=\"negotiation_mismatch\"}"
+        )
     );
     for m in media {
         m.abort();
