@@ -3,6 +3,7 @@
 //! SIGTERM or `spec.draining`: no new rooms, existing ones kept until they end, move or the
 //! grace period passes, then a clean exit.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,13 +35,35 @@ pub fn node_settings(config: &Config) -> NodeSettings {
     }
 }
 
-/// Runs the node until it drained or was told to stop.
+/// Runs the node until it drained or SIGTERM asked it to stop.
 pub async fn run(config: Config) -> Result<()> {
-    let state = NodeState::new(node_settings(&config));
     let addr = (config.pod_ip, config.signaling_port).into();
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| Error::Serve { addr, source })?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|source| Error::Kube {
+            context: "connecting to the API server".into(),
+            source,
+        })?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(|source| Error::Serve { addr, source })?;
+    run_node(&config, client, listener, async move {
+        sigterm.recv().await;
+    })
+    .await
+}
+
+/// Runs the node on an already-bound signaling listener with a Kubernetes client until it
+/// drained: after `stop` resolves (SIGTERM) or its MediaNode is set to draining.
+pub async fn run_node(
+    config: &Config,
+    client: kube::Client,
+    listener: TcpListener,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let state = NodeState::new(node_settings(config));
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let server = tokio::spawn(crate::server::run(
         listener,
@@ -49,13 +72,6 @@ pub async fn run(config: Config) -> Result<()> {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         },
     ));
-
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|source| Error::Kube {
-            context: "connecting to the API server".into(),
-            source,
-        })?;
     let ns = config.namespace.clone();
     let (facts_tx, mut facts) = watch::channel(cluster::medianode::NodeFacts::default());
     tokio::spawn(cluster::medianode::run(
@@ -64,56 +80,52 @@ pub async fn run(config: Config) -> Result<()> {
         Arc::clone(&state),
         facts_tx,
     ));
+    let mut stop = Box::pin(stop);
 
-    let mut sigterm =
-        signal(SignalKind::terminate()).map_err(|source| Error::Serve { addr, source })?;
     // Wait for the operator to publish the public address before taking rooms.
     let pool = loop {
         let f = facts.borrow().clone();
         if let (Some(_), Some(pool)) = (f.public_ip, f.pool) {
-            break pool;
+            break Some(pool);
         }
         tokio::select! {
             changed = facts.changed() => if changed.is_err() {
                 return Err(Error::Node { name: config.node_name.clone(), message: "MediaNode watch ended".into() });
             },
-            _ = sigterm.recv() => {
-                let _ = stop_tx.send(true);
-                let _ = server.await;
-                return Ok(());
-            }
+            _ = &mut stop => break None,
         }
     };
-    tracing::info!(node = %config.node_name, %pool, "address published; taking rooms");
-    tokio::spawn(cluster::pool::run(
-        client.clone(),
-        ns.clone(),
-        pool,
-        Arc::clone(&state),
-    ));
-    tokio::spawn(cluster::conferences::run(
-        client.clone(),
-        ns.clone(),
-        Arc::clone(&state),
-    ));
-    tokio::spawn(cluster::report::run(
-        client,
-        ns,
-        Arc::clone(&state),
-        config.heartbeat(),
-    ));
-
-    loop {
-        tokio::select! {
-            _ = sigterm.recv() => break,
-            changed = facts.changed() => {
-                if changed.is_err() || facts.borrow().draining {
-                    break;
+    if let Some(pool) = pool {
+        tracing::info!(node = %config.node_name, %pool, "address published; taking rooms");
+        tokio::spawn(cluster::pool::run(
+            client.clone(),
+            ns.clone(),
+            pool,
+            Arc::clone(&state),
+        ));
+        tokio::spawn(cluster::conferences::run(
+            client.clone(),
+            ns.clone(),
+            Arc::clone(&state),
+        ));
+        tokio::spawn(cluster::report::run(
+            client,
+            ns,
+            Arc::clone(&state),
+            config.heartbeat(),
+        ));
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                changed = facts.changed() => {
+                    if changed.is_err() || facts.borrow().draining {
+                        break;
+                    }
                 }
             }
         }
+        drain(&state, config.drain_grace()).await;
     }
-    drain(&state, config.drain_grace()).await;
     let _ = stop_tx.send(true);
     match server.await {
         Ok(served) => served,
