@@ -269,3 +269,84 @@ async fn the_crate_drops_unnegotiated_packets_silently() {
         "yet nothing arrived"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyframe_requests_reach_the_publisher_and_departures_renegotiate() {
+    let node = start(10, MediaPolicy::default()).await;
+    let alice = client(
+        &node,
+        "alice",
+        Publish {
+            audio: true,
+            video_layers: 1,
+            chat: false,
+        },
+    )
+    .await;
+    let media = alice.start_media(MediaShape {
+        keyframe_interval: 100_000,
+        ..MediaShape::default()
+    });
+    let mut bob = client(&node, "bob", viewer()).await;
+    let stats = bob.stats.clone();
+    assert!(
+        eventually(WAIT, || stats.track_ids().len() == 2
+            && stats.total_packets() > 100)
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = alice.keyframe_requests();
+    for _ in 0..3 {
+        bob.request_keyframes().await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert!(
+        eventually(WAIT, || alice.keyframe_requests() >= before + 2).await,
+        "bob's PLIs reach alice (before {before}, now {})",
+        alice.keyframe_requests()
+    );
+
+    // Alice leaves: bob hears it and the node renegotiates her tracks away.
+    let alice_id = alice.participant;
+    alice.send(&ClientMessage::Leave {});
+    let mut unpublished = 0;
+    let mut offered = false;
+    let mut left = false;
+    while let Some(m) = bob.next_event(WAIT).await {
+        match m {
+            ServerMessage::TrackUnpublished { participant_id, .. }
+                if participant_id == alice_id =>
+            {
+                unpublished += 1
+            }
+            ServerMessage::ParticipantLeft { participant_id } if participant_id == alice_id => {
+                left = true
+            }
+            ServerMessage::Offer { .. } => offered = true,
+            _ => {}
+        }
+        if unpublished == 2 && left && offered {
+            break;
+        }
+    }
+    assert_eq!((unpublished, left, offered), (2, true, true));
+    media.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candidates_carry_the_public_address() {
+    let node = start(10, MediaPolicy::default()).await;
+    node.node.set_public_ip("127.0.0.3".parse().expect("ip"));
+    let alice = client(&node, "alice", viewer()).await;
+    assert!(
+        eventually(WAIT, || !alice.node_candidates().is_empty()).await,
+        "node trickles candidates"
+    );
+    let candidates = alice.node_candidates();
+    assert!(
+        candidates
+            .iter()
+            .all(|c| c.contains("127.0.0.3") && !c.contains("127.0.0.1 ")),
+        "{candidates:?}"
+    );
+}

@@ -188,6 +188,8 @@ pub struct Client {
     remote: Arc<Mutex<Vec<Arc<dyn TrackRemote>>>>,
     keyframe_wanted: Arc<[AtomicBool; 3]>,
     connected: Arc<AtomicBool>,
+    keyframe_requests: Arc<std::sync::atomic::AtomicU64>,
+    candidates_seen: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 fn local_track(
@@ -354,6 +356,8 @@ impl Client {
         };
 
         let (events_tx, events) = mpsc::unbounded_channel();
+        let candidates_seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&candidates_seen);
         let negotiator_pc = Arc::clone(&pc);
         let negotiator_out = out_tx.clone();
         tokio::spawn(async move {
@@ -362,6 +366,21 @@ impl Client {
                 let Ok(message) = parse_server(text.as_str()) else {
                     continue;
                 };
+                if let Ok(mut seen) = seen.lock() {
+                    match &message {
+                        ServerMessage::Candidate { candidate } => {
+                            seen.push(candidate.candidate.clone())
+                        }
+                        ServerMessage::Offer { sdp } | ServerMessage::Answer { sdp } => seen
+                            .extend(
+                                sdp.lines()
+                                    .filter_map(|l| l.strip_prefix("a="))
+                                    .filter(|l| l.starts_with("candidate:"))
+                                    .map(str::to_owned),
+                            ),
+                        _ => {}
+                    }
+                }
                 negotiate(&negotiator_pc, &negotiator_out, &message).await;
                 if events_tx.send(message).is_err() {
                     break;
@@ -369,6 +388,8 @@ impl Client {
             }
         });
         let keyframe_wanted: Arc<[AtomicBool; 3]> = Arc::new(Default::default());
+        let keyframe_requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let requests = Arc::clone(&keyframe_requests);
         let wanted = Arc::clone(&keyframe_wanted);
         let layer_ssrcs = video.as_ref().map(|(_, s)| s.clone()).unwrap_or_default();
         tokio::spawn(async move {
@@ -376,6 +397,7 @@ impl Client {
                 if let PeerFeedback::KeyframeRequest { media_ssrc } = fb
                     && let Some(i) = layer_ssrcs.iter().position(|s| *s == media_ssrc)
                 {
+                    requests.fetch_add(1, Ordering::Relaxed);
                     wanted[i].store(true, Ordering::Relaxed);
                 }
             }
@@ -395,6 +417,8 @@ impl Client {
             remote,
             keyframe_wanted,
             connected,
+            keyframe_requests,
+            candidates_seen,
         };
         if !tracks.is_empty() || client.chat.is_some() {
             let offer = client.pc.create_offer(None).await.map_err(rtc_err)?;
@@ -458,6 +482,36 @@ impl Client {
             return Err(ClientError::Signaling("no chat channel".into()));
         };
         dc.send_text(text).await.map_err(rtc_err)
+    }
+
+    /// Keyframe requests (PLI/FIR) the node sent this publisher so far.
+    pub fn keyframe_requests(&self) -> u64 {
+        self.keyframe_requests.load(Ordering::Relaxed)
+    }
+
+    /// ICE candidates the node gave this client so far (trickled or in its SDP).
+    pub fn node_candidates(&self) -> Vec<String> {
+        self.candidates_seen
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
+    }
+
+    /// Asks for a keyframe of every received video track (PLI to the node).
+    pub async fn request_keyframes(&self) {
+        for track in self.remote.lock().await.iter() {
+            if track.kind().await != RtpCodecKind::Video {
+                continue;
+            }
+            for media_ssrc in track.ssrcs().await {
+                let pli =
+                    rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+                        sender_ssrc: 1,
+                        media_ssrc,
+                    };
+                let _ = track.write_rtcp(vec![Box::new(pli)]).await;
+            }
+        }
     }
 
     /// Reports a downlink estimate to the node (REMB on every received track).

@@ -1,6 +1,7 @@
 //! How the node builds one participant's peer connection: codecs and feedback, the interceptor
 //! chain (NACK/RTX, reports, TWCC receive, the feedback tap), SRTP preferring AES-GCM, ICE on
-//! one UDP port of the node's range at the pod IP with the public address as NAT 1:1.
+//! one UDP port of the node's range at the pod IP (NAT 1:1 is applied to the candidates the node
+//! hands out, see `nat`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 use tokio::sync::mpsc;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, RTCIceCandidateType, SettingEngineBuilder, SrtpProtectionProfile,
+    RTCConfigurationBuilder, SettingEngineBuilder, SrtpProtectionProfile,
 };
 
 use super::feedback::{FeedbackTap, PeerFeedback};
@@ -72,7 +73,6 @@ pub fn media_engine() -> Result<MediaEngine> {
 /// (dropping the lease returns the port) and the feedback receiver of its tap.
 pub async fn build_peer(
     settings: &MediaSettings,
-    public_ip: Option<IpAddr>,
     handler: Arc<dyn PeerConnectionEventHandler>,
 ) -> Result<(
     Arc<dyn PeerConnection>,
@@ -90,7 +90,7 @@ pub async fn build_peer(
         let registry = register_default_interceptors(Registry::new(), &mut engine)
             .map_err(Error::webrtc("registering interceptors"))?
             .with(Slot::Custom(FEEDBACK_SLOT), FeedbackTap::new(feedback_tx));
-        let mut setting = SettingEngineBuilder::new()
+        let setting = SettingEngineBuilder::new()
             .with_srtp_protection_profiles(vec![
                 SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
                 SrtpProtectionProfile::Srtp_Aead_Aes_256_Gcm,
@@ -102,10 +102,6 @@ pub async fn build_peer(
                 Some(Duration::from_secs(2)),
             )
             .with_include_loopback_candidate(settings.bind_ip.is_loopback());
-        if let Some(public) = public_ip.filter(|p| *p != settings.bind_ip) {
-            setting =
-                setting.with_nat_1to1_ips(vec![public.to_string()], RTCIceCandidateType::Host);
-        }
         let built = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_media_engine(engine)

@@ -10,6 +10,7 @@ use webrtc::peer_connection::{
     PeerConnectionEventHandler, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
 };
 
+use super::nat::{NatMapping, map_candidate};
 use crate::room::model::ParticipantId;
 use crate::room::task::RoomEvent;
 use crate::signaling::protocol::Candidate;
@@ -18,12 +19,21 @@ use crate::signaling::protocol::Candidate;
 pub struct PeerEvents {
     participant: ParticipantId,
     room: mpsc::WeakUnboundedSender<RoomEvent>,
+    nat: Option<NatMapping>,
 }
 
 impl PeerEvents {
     /// A handler for `participant` reporting to `room`.
-    pub fn new(participant: ParticipantId, room: mpsc::WeakUnboundedSender<RoomEvent>) -> Self {
-        Self { participant, room }
+    pub fn new(
+        participant: ParticipantId,
+        room: mpsc::WeakUnboundedSender<RoomEvent>,
+        nat: Option<NatMapping>,
+    ) -> Self {
+        Self {
+            participant,
+            room,
+            nat,
+        }
     }
 
     fn send(&self, event: RoomEvent) {
@@ -43,7 +53,7 @@ impl PeerConnectionEventHandler for PeerEvents {
         self.send(RoomEvent::LocalCandidate {
             participant: self.participant,
             candidate: Candidate {
-                candidate: init.candidate,
+                candidate: map_candidate(self.nat, init.candidate),
                 sdp_mid: init.sdp_mid,
                 sdp_m_line_index: init.sdp_mline_index,
                 username_fragment: init.username_fragment,

@@ -6,6 +6,7 @@ pub mod chat;
 pub mod engine;
 pub mod feedback;
 pub mod handler;
+pub mod nat;
 pub mod peer;
 pub mod ports;
 pub mod publication;

@@ -19,6 +19,7 @@ use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDes
 use webrtc::rtp_transceiver::RtpSender;
 
 use super::feedback::PeerFeedback;
+use super::nat::{NatMapping, map_sdp};
 use super::ports::PortLease;
 use super::publication::{Publication, Sink, StreamFormat};
 use super::subscription::{
@@ -79,6 +80,7 @@ pub struct PeerTask {
     needs_offer: bool,
     remote_set: bool,
     pending_candidates: Vec<RTCIceCandidateInit>,
+    nat: Option<NatMapping>,
 }
 
 impl PeerTask {
@@ -92,6 +94,7 @@ impl PeerTask {
         room: mpsc::WeakUnboundedSender<RoomEvent>,
         stats: Arc<NodeStats>,
         quality: Quality,
+        nat: Option<NatMapping>,
     ) -> Self {
         Self {
             id,
@@ -106,6 +109,7 @@ impl PeerTask {
             needs_offer: false,
             remote_set: false,
             pending_candidates: Vec::new(),
+            nat,
         }
     }
 
@@ -223,7 +227,9 @@ impl PeerTask {
         if let Err(e) = self.pc.set_local_description(answer.clone()).await {
             return self.negotiation_error("answer", e);
         }
-        self.send(ServerMessage::Answer { sdp: answer.sdp });
+        self.send(ServerMessage::Answer {
+            sdp: map_sdp(self.nat, answer.sdp),
+        });
         self.flush_candidates().await;
         self.refresh_negotiations().await;
         self.maybe_offer().await;
@@ -294,7 +300,9 @@ impl PeerTask {
         }
         self.needs_offer = false;
         self.awaiting_answer = true;
-        self.send(ServerMessage::Offer { sdp: offer.sdp });
+        self.send(ServerMessage::Offer {
+            sdp: map_sdp(self.nat, offer.sdp),
+        });
     }
 
     /// Tells every subscription what its sender negotiated (payload types, extension ids, mid).

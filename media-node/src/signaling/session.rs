@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::protocol::{ClientMessage, ErrorCode, ServerMessage, parse_client};
 use crate::media::engine::build_peer;
 use crate::media::handler::PeerEvents;
+use crate::media::nat::NatMapping;
 use crate::media::peer::{PeerCommand, PeerTask};
 use crate::node::NodeState;
 use crate::room::model::ParticipantId;
@@ -206,16 +207,16 @@ async fn join(
         return None;
     }
     let participant = node.next_participant_id();
-    let handler = Arc::new(PeerEvents::new(participant, room.events()));
-    let (pc, port, feedback) =
-        match build_peer(&node.settings.media, node.public_ip(), handler).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(conference, error = %e, "cannot build a peer connection");
-                session.close_with(ErrorCode::Internal, e.to_string()).await;
-                return None;
-            }
-        };
+    let nat = NatMapping::between(node.settings.media.bind_ip, node.public_ip());
+    let handler = Arc::new(PeerEvents::new(participant, room.events(), nat));
+    let (pc, port, feedback) = match build_peer(&node.settings.media, handler).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(conference, error = %e, "cannot build a peer connection");
+            session.close_with(ErrorCode::Internal, e.to_string()).await;
+            return None;
+        }
+    };
     let (outbound_tx, outbound_rx) = mpsc::channel(OUTBOUND_DEPTH);
     let (peer_tx, peer_rx) = mpsc::unbounded_channel();
     let peer = PeerTask::new(
@@ -226,6 +227,7 @@ async fn join(
         room.events(),
         Arc::clone(&node.stats),
         quality,
+        nat,
     );
     tokio::spawn(peer.run(peer_rx, feedback));
     let request = JoinRequest {
