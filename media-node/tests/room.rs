@@ -222,18 +222,23 @@ async fn a_moved_room_tells_clients_where_to_reconnect() {
             signaling_url: "ws://127.0.0.9:7880/rtc".into(),
         },
     );
-    let reconnect = alice
-        .wait_for(WAIT, |m| matches!(m, ServerMessage::Reconnect { .. }))
-        .await;
-    assert!(matches!(
-        reconnect,
-        Some(ServerMessage::Reconnect { signaling_url, .. }) if signaling_url == "ws://127.0.0.9:7880/rtc"
-    ));
+    let mut seen = Vec::new();
+    while let Some(m) = alice.next_event(WAIT).await {
+        let left = matches!(m, ServerMessage::Left { .. });
+        seen.push(m);
+        if left {
+            break;
+        }
+    }
+    let reconnect = seen.iter().position(|m| {
+        matches!(m, ServerMessage::Reconnect { signaling_url, .. } if signaling_url == "ws://127.0.0.9:7880/rtc")
+    });
+    let left = seen
+        .iter()
+        .position(|m| matches!(m, ServerMessage::Left { .. }));
     assert!(
-        alice
-            .wait_for(WAIT, |m| matches!(m, ServerMessage::Left { .. }))
-            .await
-            .is_some()
+        matches!((reconnect, left), (Some(r), Some(l)) if r < l),
+        "reconnect, then left: {seen:?}"
     );
     assert!(
         eventually(WAIT, || node.node.room_count() == 0).await,

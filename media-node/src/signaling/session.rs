@@ -22,6 +22,8 @@ use crate::room::task::{JoinRequest, RoomHandle};
 pub const MAX_STRIKES: u32 = 5;
 /// Messages queued to a client before it counts as not reading (and is disconnected).
 const OUTBOUND_DEPTH: usize = 1024;
+/// How long a closing session waits for the client's close frame.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// WebSocket close code for policy violations.
 const POLICY_VIOLATION: u16 = 1008;
 
@@ -51,13 +53,11 @@ impl Session {
         self.strikes += 1;
         let _ = self.send(&ServerMessage::error(code, message)).await;
         if self.strikes >= MAX_STRIKES || code == ErrorCode::TooLarge {
-            let _ = self
-                .socket
-                .send(Message::Close(Some(CloseFrame {
-                    code: POLICY_VIOLATION,
-                    reason: "too many invalid messages".into(),
-                })))
-                .await;
+            self.close(Some(CloseFrame {
+                code: POLICY_VIOLATION,
+                reason: "too many invalid messages".into(),
+            }))
+            .await;
             Refusal::Close
         } else {
             Refusal::Continue
@@ -67,7 +67,22 @@ impl Session {
     async fn close_with(&mut self, code: ErrorCode, message: String) {
         self.node.stats.signaling_error();
         let _ = self.send(&ServerMessage::error(code, message)).await;
-        let _ = self.socket.send(Message::Close(None)).await;
+        self.close(None).await;
+    }
+
+    /// Closes the WebSocket and reads until the client's close frame (bounded in time), so the
+    /// TCP connection is not reset while the client still has data in flight: a reset could
+    /// discard the last messages (`left`, an error) before the client reads them.
+    async fn close(&mut self, frame: Option<CloseFrame>) {
+        let _ = self.socket.send(Message::Close(frame)).await;
+        let drain = async {
+            while let Some(Ok(m)) = self.socket.recv().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_WAIT, drain).await;
     }
 
     /// The next parsed client message, `None` when the socket closed or the client was
@@ -169,7 +184,7 @@ pub async fn serve(socket: WebSocket, node: Arc<NodeState>) {
         }
     }
     room.disconnected(participant);
-    let _ = session.socket.send(Message::Close(None)).await;
+    session.close(None).await;
 }
 
 async fn join(
