@@ -114,14 +114,11 @@ pub async fn run_node(
             Arc::clone(&state),
             config.heartbeat(),
         ));
-        loop {
+        // A node restarted while its MediaNode is already draining drains at once.
+        while !facts.borrow_and_update().draining {
             tokio::select! {
                 _ = &mut stop => break,
-                changed = facts.changed() => {
-                    if changed.is_err() || facts.borrow().draining {
-                        break;
-                    }
-                }
+                changed = facts.changed() => if changed.is_err() { break },
             }
         }
         drain(&state, config.drain_grace()).await;
