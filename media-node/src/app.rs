@@ -74,12 +74,12 @@ pub async fn run_node(
     ));
     let ns = config.namespace.clone();
     let (facts_tx, mut facts) = watch::channel(cluster::medianode::NodeFacts::default());
-    tokio::spawn(cluster::medianode::run(
+    let mut watches = vec![tokio::spawn(cluster::medianode::run(
         client.clone(),
         ns.clone(),
         Arc::clone(&state),
         facts_tx,
-    ));
+    ))];
     let mut stop = Box::pin(stop);
 
     // Wait for the operator to publish the public address before taking rooms.
@@ -97,23 +97,23 @@ pub async fn run_node(
     };
     if let Some(pool) = pool {
         tracing::info!(node = %config.node_name, %pool, "address published; taking rooms");
-        tokio::spawn(cluster::pool::run(
+        watches.push(tokio::spawn(cluster::pool::run(
             client.clone(),
             ns.clone(),
             pool,
             Arc::clone(&state),
-        ));
-        tokio::spawn(cluster::conferences::run(
+        )));
+        watches.push(tokio::spawn(cluster::conferences::run(
             client.clone(),
             ns.clone(),
             Arc::clone(&state),
-        ));
-        tokio::spawn(cluster::report::run(
+        )));
+        watches.push(tokio::spawn(cluster::report::run(
             client,
             ns,
             Arc::clone(&state),
             config.heartbeat(),
-        ));
+        )));
         // A node restarted while its MediaNode is already draining drains at once.
         while !facts.borrow_and_update().draining {
             tokio::select! {
@@ -122,6 +122,9 @@ pub async fn run_node(
             }
         }
         drain(&state, config.drain_grace()).await;
+    }
+    for watch in watches {
+        watch.abort();
     }
     let _ = stop_tx.send(true);
     match server.await {
