@@ -3,6 +3,8 @@
 //! synthetic VP8 (one or three simulcast layers) and Opus, opens the chat channel, and counts
 //! what it receives per track.
 
+mod negotiate;
+mod publish;
 pub mod synthetic;
 
 use std::net::IpAddr;
@@ -25,26 +27,26 @@ use tokio_tungstenite::tungstenite::Message;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription,
-    SettingEngineBuilder,
+    PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder, SettingEngineBuilder,
 };
 
 use crate::media::engine::media_engine;
 use crate::media::feedback::{FeedbackTap, PeerFeedback};
 use crate::room::model::{ParticipantId, TrackSource};
 use crate::signaling::protocol::{
-    Candidate, ClientMessage, ServerMessage, TrackDescription, client_text, parse_server,
+    ClientMessage, ServerMessage, TrackDescription, client_text, parse_server,
 };
-use synthetic::{ReceiveStats, audio_payload, video_payload};
+use negotiate::{Events, negotiate};
+use publish::publish_loop;
+use synthetic::{ReceiveStats, video_payload};
 
 /// Simulcast rids the client publishes, lowest first.
 pub const RIDS: [&str; 3] = ["q", "h", "f"];
-const MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
-const RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
-const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+pub(crate) const MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+pub(crate) const RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+pub(crate) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
 /// Why a client failed.
 #[derive(Debug, thiserror::Error)]
@@ -114,58 +116,6 @@ impl Default for MediaShape {
             keyframe_interval: 90,
             audio_pps: 50,
         }
-    }
-}
-
-struct Events {
-    outbound: mpsc::UnboundedSender<Message>,
-    stats: Arc<ReceiveStats>,
-    remote: Arc<Mutex<Vec<Arc<dyn TrackRemote>>>>,
-    connected: Arc<AtomicBool>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Events {
-    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
-        if let Ok(init) = event.candidate.to_json() {
-            let message = ClientMessage::Candidate {
-                candidate: Candidate {
-                    candidate: init.candidate,
-                    sdp_mid: init.sdp_mid,
-                    sdp_m_line_index: init.sdp_mline_index,
-                    username_fragment: init.username_fragment,
-                },
-            };
-            let _ = self
-                .outbound
-                .send(Message::Text(client_text(&message).into()));
-        }
-    }
-
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        self.connected.store(
-            state == RTCPeerConnectionState::Connected,
-            Ordering::Relaxed,
-        );
-    }
-
-    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        self.remote.lock().await.push(Arc::clone(&track));
-        let counters = self.stats.track(&track.track_id().await);
-        tokio::spawn(async move {
-            while let Some(event) = track.poll().await {
-                match event {
-                    TrackRemoteEvent::OnRtpPacket(p) => counters.record(
-                        p.header.ssrc,
-                        p.header.sequence_number,
-                        p.header.marker,
-                        &p.payload,
-                    ),
-                    TrackRemoteEvent::OnEnded => break,
-                    _ => {}
-                }
-            }
-        });
     }
 }
 
@@ -570,209 +520,5 @@ impl Client {
     /// Closes the peer connection (the socket closes when the client is dropped).
     pub async fn close(self) {
         let _ = self.pc.close().await;
-    }
-}
-
-async fn negotiate(
-    pc: &Arc<dyn PeerConnection>,
-    out: &mpsc::UnboundedSender<Message>,
-    message: &ServerMessage,
-) {
-    match message {
-        ServerMessage::Offer { sdp } => {
-            // Impolite: a server offer that collides with ours is ignored; the node rolls back.
-            if pc.pending_local_description().await.is_some() {
-                return;
-            }
-            let Ok(offer) = RTCSessionDescription::offer(sdp.clone()) else {
-                return;
-            };
-            if pc.set_remote_description(offer).await.is_err() {
-                return;
-            }
-            let Ok(answer) = pc.create_answer(None).await else {
-                return;
-            };
-            if pc.set_local_description(answer.clone()).await.is_ok() {
-                let m = ClientMessage::Answer { sdp: answer.sdp };
-                let _ = out.send(Message::Text(client_text(&m).into()));
-            }
-        }
-        ServerMessage::Answer { sdp } => {
-            if let Ok(answer) = RTCSessionDescription::answer(sdp.clone()) {
-                let _ = pc.set_remote_description(answer).await;
-            }
-        }
-        ServerMessage::Candidate { candidate } => {
-            let init = RTCIceCandidateInit {
-                candidate: candidate.candidate.clone(),
-                sdp_mid: candidate.sdp_mid.clone(),
-                sdp_mline_index: candidate.sdp_m_line_index,
-                username_fragment: candidate.username_fragment.clone(),
-                ..Default::default()
-            };
-            let _ = pc.add_ice_candidate(init).await;
-        }
-        _ => {}
-    }
-}
-
-struct SendLeg {
-    payload_type: u8,
-    mid: Option<(u8, bytes::Bytes)>,
-    rid_id: Option<u8>,
-    level_id: Option<u8>,
-}
-
-async fn send_leg(
-    pc: &Arc<dyn PeerConnection>,
-    track: &Arc<TrackLocalStaticRTP>,
-) -> Option<SendLeg> {
-    let track_id = track.track().await.track_id().to_owned();
-    for t in pc.get_transceivers().await {
-        let Ok(Some(sender)) = t.sender().await else {
-            continue;
-        };
-        if *sender.track().track().await.track_id() != track_id {
-            continue;
-        }
-        let params = sender.get_parameters().await.ok()?;
-        let payload_type = params.rtp_parameters.codecs.first()?.payload_type;
-        let ext = |uri: &str| {
-            params
-                .rtp_parameters
-                .header_extensions
-                .iter()
-                .find(|h| h.uri == uri)
-                .and_then(|h| u8::try_from(h.id).ok())
-        };
-        let mid = t.mid().await.ok().flatten();
-        return Some(SendLeg {
-            payload_type,
-            mid: ext(MID_URI).zip(mid.map(|m| bytes::Bytes::from(m.into_bytes()))),
-            rid_id: ext(RID_URI),
-            level_id: ext(AUDIO_LEVEL_URI),
-        });
-    }
-    None
-}
-
-fn header(
-    leg: &SendLeg,
-    ssrc: u32,
-    seq: u16,
-    ts: u32,
-    marker: bool,
-    rid: Option<&str>,
-    level: Option<u8>,
-) -> Header {
-    let mut h = Header {
-        version: 2,
-        marker,
-        payload_type: leg.payload_type,
-        sequence_number: seq,
-        timestamp: ts,
-        ssrc,
-        ..Default::default()
-    };
-    if let Some((id, mid)) = &leg.mid {
-        let _ = h.set_extension(*id, mid.clone());
-    }
-    if let (Some(id), Some(rid)) = (leg.rid_id, rid.filter(|r| !r.is_empty())) {
-        let _ = h.set_extension(id, bytes::Bytes::copy_from_slice(rid.as_bytes()));
-    }
-    if let (Some(id), Some(level)) = (leg.level_id, level) {
-        let _ = h.set_extension(id, bytes::Bytes::copy_from_slice(&[level]));
-    }
-    h
-}
-
-async fn publish_loop(
-    pc: Arc<dyn PeerConnection>,
-    video: Option<(Arc<TrackLocalStaticRTP>, Vec<u32>)>,
-    audio: Option<(Arc<TrackLocalStaticRTP>, u32)>,
-    wanted: Arc<[AtomicBool; 3]>,
-    connected: Arc<AtomicBool>,
-    shape: MediaShape,
-) {
-    // Wait for negotiation to bind the senders.
-    let mut video_leg = None;
-    let mut audio_leg = None;
-    for _ in 0..200 {
-        if let Some((t, _)) = &video {
-            video_leg = send_leg(&pc, t).await;
-        }
-        if let Some((t, _)) = &audio {
-            audio_leg = send_leg(&pc, t).await;
-        }
-        let ready =
-            (video.is_none() || video_leg.is_some()) && (audio.is_none() || audio_leg.is_some());
-        if ready && connected.load(Ordering::Relaxed) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let start = tokio::time::Instant::now();
-    let frame_period = Duration::from_secs(1) / shape.fps.max(1);
-    let audio_period = Duration::from_secs(1) / shape.audio_pps.max(1);
-    let mut next_frame = start;
-    let mut next_audio = start;
-    let mut frame: u32 = 0;
-    let mut audio_frame: u32 = 0;
-    let mut seqs = [0u16; 4];
-    loop {
-        let now = tokio::time::Instant::now();
-        if let (Some((track, ssrcs)), Some(leg)) = (&video, &video_leg)
-            && now >= next_frame
-        {
-            let ts = (now.duration_since(start).as_secs_f64() * 90_000.0) as u32;
-            for (layer, ssrc) in ssrcs.iter().enumerate() {
-                let l = if ssrcs.len() == 1 { 2 } else { layer };
-                let key = frame.is_multiple_of(shape.keyframe_interval.max(1))
-                    || wanted[layer].swap(false, Ordering::Relaxed);
-                let n = shape.packets_per_frame[l].max(1);
-                let rid = (ssrcs.len() > 1).then(|| RIDS[layer]);
-                for i in 0..n {
-                    let h = header(leg, *ssrc, seqs[layer], ts, i + 1 == n, rid, None);
-                    seqs[layer] = seqs[layer].wrapping_add(1);
-                    let payload = video_payload(l as u8, frame, i == 0, key, shape.packet_bytes[l]);
-                    if track
-                        .write_rtp(Packet { header: h, payload })
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            }
-            frame += 1;
-            next_frame += frame_period;
-        }
-        if let (Some((track, ssrc)), Some(leg)) = (&audio, &audio_leg)
-            && now >= next_audio
-        {
-            let ts = audio_frame.wrapping_mul(960);
-            let h = header(leg, *ssrc, seqs[3], ts, false, None, Some(0x80 | 30));
-            seqs[3] = seqs[3].wrapping_add(1);
-            if track
-                .write_rtp(Packet {
-                    header: h,
-                    payload: audio_payload(audio_frame, 80),
-                })
-                .await
-                .is_err()
-            {
-                return;
-            }
-            audio_frame += 1;
-            next_audio += audio_period;
-        }
-        let wake = match (&video_leg, &audio_leg) {
-            (Some(_), Some(_)) => next_frame.min(next_audio),
-            (Some(_), None) => next_frame,
-            (None, Some(_)) => next_audio,
-            (None, None) => return,
-        };
-        tokio::time::sleep_until(wake).await;
     }
 }

@@ -1,7 +1,10 @@
 //! Rooms: the membership state machine of a conference (`model`), active-speaker detection
 //! (`speaker`), and the task that owns one room and drives its peers (`task`).
 
+pub mod events;
+pub mod handle;
 pub mod model;
+mod publishing;
 pub mod speaker;
 pub mod task;
 
