@@ -205,12 +205,13 @@ async fn drive(publishers: usize, subscribers: usize, pps: u32, seconds: u64) {
         .expect("subscriber");
         subs.push(c);
     }
-    // One packet per frame at `pps` frames per second: pps packets per second per publisher.
+    // 30 frames per second of pps/30 packets each (bursts, as real video sends them).
+    let per_frame = (pps as usize / 30).max(1);
     let shape = MediaShape {
-        fps: pps,
-        packets_per_frame: [1, 1, 1],
+        fps: 30,
+        packets_per_frame: [per_frame; 3],
         packet_bytes: [1000, 1000, 1000],
-        keyframe_interval: pps * 2,
+        keyframe_interval: 60,
         audio_pps: 50,
     };
     let media: Vec<_> = pubs.iter().map(|p| p.start_media(shape.clone())).collect();

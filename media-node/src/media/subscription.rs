@@ -88,95 +88,134 @@ pub fn outgoing_packet(
     }
 }
 
-/// Runs one subscription until its queue closes (unsubscribed or publisher gone).
-#[allow(clippy::too_many_arguments)]
+/// The state of one running subscription.
+struct Subscription {
+    publication: Arc<Publication>,
+    sink: Arc<Sink>,
+    local: Arc<TrackLocalStaticRTP>,
+    forwarder: Forwarder,
+    negotiation: Option<Negotiation>,
+    mid: Option<(u8, Bytes)>,
+    stats: Arc<NodeStats>,
+}
+
+impl Subscription {
+    fn publish_wanted(&self) {
+        self.sink
+            .wanted
+            .store(wanted(&self.forwarder), Ordering::Relaxed);
+    }
+
+    async fn control(&mut self, command: SubscriptionControl) {
+        let now = Instant::now();
+        match command {
+            SubscriptionControl::Negotiated(n, m) => {
+                self.forwarder.negotiated(&n);
+                self.negotiation = Some(n);
+                self.mid = m;
+            }
+            SubscriptionControl::Quality(q) => self.forwarder.set_requested(q, now),
+            SubscriptionControl::Estimate(bps) => self.forwarder.set_estimate(bps, now),
+            SubscriptionControl::KeyframeRequest => {
+                if let Some(layer) = self.forwarder.current_layer() {
+                    self.publication.request_keyframe(layer).await;
+                }
+            }
+        }
+        self.publish_wanted();
+    }
+
+    async fn forward(&mut self, item: &ForwardItem) {
+        let now = Instant::now();
+        let decision = self.forwarder.on_packet(
+            InboundPacket {
+                layer: item.layer,
+                seq: item.packet.header.sequence_number,
+                timestamp: item.packet.header.timestamp,
+                payload: &item.packet.payload,
+            },
+            now,
+        );
+        match decision {
+            Decision::Drop(reason) => self.stats.forward.dropped(reason),
+            Decision::Forward(out) => {
+                let packet = outgoing_packet(item, &out, &self.forwarder, self.mid.as_ref());
+                let admitted = self.negotiation.as_ref().is_some_and(|n| {
+                    n.admits(
+                        packet.header.ssrc,
+                        packet.header.payload_type,
+                        packet.header.extensions.iter().map(|e| e.id),
+                    )
+                });
+                if !admitted {
+                    self.stats.forward.dropped(DropReason::NegotiationMismatch);
+                    return;
+                }
+                let size = packet.payload.len() + 12;
+                match self.local.write_rtp(packet).await {
+                    Ok(()) => {
+                        self.stats.forward.forwarded(size);
+                        self.stats.delay.record(item.received_at.elapsed());
+                    }
+                    Err(_) => self.stats.forward.dropped(DropReason::WriteFailed),
+                }
+                if out.switched_to.is_some() {
+                    self.publish_wanted();
+                }
+            }
+        }
+        if let Some(layer) = self.forwarder.keyframe_request(now) {
+            self.publication.request_keyframe(layer).await;
+        }
+    }
+
+    async fn refresh(&mut self) {
+        let now = Instant::now();
+        self.forwarder
+            .set_layer_stats(self.publication.layer_stats(), now);
+        self.publish_wanted();
+        if let Some(layer) = self.forwarder.keyframe_request(now) {
+            self.publication.request_keyframe(layer).await;
+        }
+    }
+}
+
+/// Runs one subscription until its control channel closes (unsubscribed, or the subscriber's
+/// peer task ended).
 pub async fn run_subscription(
     publication: Arc<Publication>,
     sink: Arc<Sink>,
     local: Arc<TrackLocalStaticRTP>,
-    mut forwarder: Forwarder,
+    forwarder: Forwarder,
     mut queue: mpsc::Receiver<Arc<ForwardItem>>,
     mut control: mpsc::Receiver<SubscriptionControl>,
     stats: Arc<NodeStats>,
 ) {
-    let mut negotiation: Option<Negotiation> = None;
-    let mut mid: Option<(u8, Bytes)> = None;
+    let mut sub = Subscription {
+        publication,
+        sink,
+        local,
+        forwarder,
+        negotiation: None,
+        mid: None,
+        stats,
+    };
     let mut refresh = tokio::time::interval(LAYER_REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
-            command = control.recv() => {
-                let now = Instant::now();
-                match command {
-                    Some(SubscriptionControl::Negotiated(n, m)) => {
-                        forwarder.negotiated(&n);
-                        negotiation = Some(n);
-                        mid = m;
-                    }
-                    Some(SubscriptionControl::Quality(q)) => forwarder.set_requested(q, now),
-                    Some(SubscriptionControl::Estimate(bps)) => forwarder.set_estimate(bps, now),
-                    Some(SubscriptionControl::KeyframeRequest) => {
-                        if let Some(layer) = forwarder.current_layer() {
-                            publication.request_keyframe(layer).await;
-                        }
-                    }
-                    None => break,
-                }
-                sink.wanted.store(wanted(&forwarder), Ordering::Relaxed);
-            }
+            command = control.recv() => match command {
+                Some(command) => sub.control(command).await,
+                None => break,
+            },
             item = queue.recv() => {
                 let Some(item) = item else { break };
-                let now = Instant::now();
-                let decision = forwarder.on_packet(
-                    InboundPacket {
-                        layer: item.layer,
-                        seq: item.packet.header.sequence_number,
-                        timestamp: item.packet.header.timestamp,
-                        payload: &item.packet.payload,
-                    },
-                    now,
-                );
-                match decision {
-                    Decision::Drop(reason) => stats.forward.dropped(reason),
-                    Decision::Forward(out) => {
-                        let packet = outgoing_packet(&item, &out, &forwarder, mid.as_ref());
-                        let admitted = negotiation.as_ref().is_some_and(|n| {
-                            n.admits(
-                                packet.header.ssrc,
-                                packet.header.payload_type,
-                                packet.header.extensions.iter().map(|e| e.id),
-                            )
-                        });
-                        if !admitted {
-                            stats.forward.dropped(DropReason::NegotiationMismatch);
-                            continue;
-                        }
-                        let size = packet.payload.len() + 12;
-                        match local.write_rtp(packet).await {
-                            Ok(()) => {
-                                stats.forward.forwarded(size);
-                                stats.delay.record(item.received_at.elapsed());
-                            }
-                            Err(_) => stats.forward.dropped(DropReason::WriteFailed),
-                        }
-                        if out.switched_to.is_some() {
-                            sink.wanted.store(wanted(&forwarder), Ordering::Relaxed);
-                        }
-                    }
-                }
-                if let Some(layer) = forwarder.keyframe_request(now) {
-                    publication.request_keyframe(layer).await;
-                }
+                // One packet at a time: draining a burst back to back was measured to delay
+                // the other subscriptions without saving CPU (benches/README.md).
+                sub.forward(&item).await;
             }
-            _ = refresh.tick() => {
-                let now = Instant::now();
-                forwarder.set_layer_stats(publication.layer_stats(), now);
-                sink.wanted.store(wanted(&forwarder), Ordering::Relaxed);
-                if let Some(layer) = forwarder.keyframe_request(now) {
-                    publication.request_keyframe(layer).await;
-                }
-            }
+            _ = refresh.tick() => sub.refresh().await,
         }
     }
 }
