@@ -355,3 +355,14 @@ async fn candidates_carry_the_public_address() {
         "{candidates:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srtp_uses_aes_gcm_although_the_client_lists_aes_cm_first() {
+    let node = start(10, MediaPolicy::default()).await;
+    let alice = client(&node, "alice", viewer()).await;
+    assert!(eventually(WAIT, || alice.is_connected()).await);
+    assert_eq!(
+        alice.srtp_cipher().await.as_deref(),
+        Some("SRTP_AEAD_AES_128_GCM")
+    );
+}

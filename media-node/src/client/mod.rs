@@ -30,6 +30,7 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder, SettingEngineBuilder,
+    SrtpProtectionProfile,
 };
 
 use crate::media::engine::media_engine;
@@ -227,6 +228,12 @@ impl Client {
             .with_interceptor_registry(registry)
             .with_setting_engine(
                 SettingEngineBuilder::new()
+                    // Chromium's order: AES-CM before AES-GCM. The node should still end up
+                    // with GCM (tests/room.rs checks).
+                    .with_srtp_protection_profiles(vec![
+                        SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+                        SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+                    ])
                     .with_include_loopback_candidate(config.bind_ip.is_loopback())
                     .build(),
             )
@@ -432,6 +439,28 @@ impl Client {
             return Err(ClientError::Signaling("no chat channel".into()));
         };
         dc.send_text(text).await.map_err(rtc_err)
+    }
+
+    /// The SRTP protection profile negotiated with the node, as the stats name it
+    /// (for example `SRTP_AEAD_AES_128_GCM`), once DTLS completed.
+    pub async fn srtp_cipher(&self) -> Option<String> {
+        let report = self
+            .pc
+            .get_stats(
+                std::time::Instant::now(),
+                webrtc::peer_connection::StatsSelector::None,
+            )
+            .await;
+        report
+            .iter_by_type(rtc::statistics::stats::RTCStatsType::Transport)
+            .find_map(|e| match e {
+                webrtc::peer_connection::RTCStatsReportEntry::Transport(t)
+                    if !t.srtp_cipher.is_empty() =>
+                {
+                    Some(t.srtp_cipher.clone())
+                }
+                _ => None,
+            })
     }
 
     /// Keyframe requests (PLI/FIR) the node sent this publisher so far.

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rtc::interceptor::{Registry, Slot};
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
@@ -90,7 +91,11 @@ pub async fn build_peer(
         let registry = register_default_interceptors(Registry::new(), &mut engine)
             .map_err(Error::webrtc("registering interceptors"))?
             .with(Slot::Custom(FEEDBACK_SLOT), FeedbackTap::new(feedback_tx));
+        // Answering as DTLS client puts the node's SRTP profile list, AES-GCM first, in the
+        // ClientHello, and the browser (DTLS server) chooses from it; as DTLS server, rtc-dtls
+        // would take the first profile of the client's list (Chromium lists AES-CM first).
         let setting = SettingEngineBuilder::new()
+            .with_answering_dtls_role(RTCDtlsRole::Client)
             .with_srtp_protection_profiles(vec![
                 SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
                 SrtpProtectionProfile::Srtp_Aead_Aes_256_Gcm,
