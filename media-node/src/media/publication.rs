@@ -204,6 +204,21 @@ impl Publication {
     }
 }
 
+/// Hands one packet to every subscription that wants its layer, never waiting: a full queue
+/// (a slow subscriber) loses the packet, counted, and the others still get it.
+pub fn fan_out(sinks: &[Arc<Sink>], item: &Arc<ForwardItem>, stats: &NodeStats) {
+    let bit = 1u8 << item.layer;
+    for sink in sinks {
+        if sink.wanted.load(Ordering::Relaxed) & bit == 0 {
+            stats.forward.dropped(DropReason::OtherLayer);
+            continue;
+        }
+        if sink.queue.try_send(Arc::clone(item)).is_err() {
+            stats.forward.dropped(DropReason::QueueFull);
+        }
+    }
+}
+
 /// Reads the publisher's track until it ends, fanning packets out to the subscriptions.
 /// `discard` reads and counts without forwarding (media refused by the conference).
 pub async fn run_reader(publication: Arc<Publication>, stats: Arc<NodeStats>, discard: bool) {
@@ -262,20 +277,62 @@ pub async fn run_reader(publication: Arc<Publication>, stats: Arc<NodeStats>, di
                     layer,
                     received_at: now,
                 });
-                let bit = 1u8 << layer;
-                for sink in sinks.iter() {
-                    if sink.wanted.load(Ordering::Relaxed) & bit == 0 {
-                        stats.forward.dropped(DropReason::OtherLayer);
-                        continue;
-                    }
-                    if sink.queue.try_send(Arc::clone(&item)).is_err() {
-                        stats.forward.dropped(DropReason::QueueFull);
-                    }
-                }
+                fan_out(&sinks, &item, &stats);
             }
             TrackRemoteEvent::OnEnded => break,
             _ => {}
         }
     }
     tracing::debug!(track = %publication.info.id, "publication ended");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink(id: u64, depth: usize, wanted: u8) -> (Arc<Sink>, mpsc::Receiver<Arc<ForwardItem>>) {
+        let (queue, rx) = mpsc::channel(depth);
+        let sink = Arc::new(Sink {
+            subscriber: ParticipantId(id),
+            queue,
+            wanted: AtomicU8::new(wanted),
+        });
+        (sink, rx)
+    }
+
+    fn item(layer: Layer) -> Arc<ForwardItem> {
+        Arc::new(ForwardItem {
+            packet: rtc::rtp::Packet::default(),
+            layer,
+            received_at: Instant::now(),
+        })
+    }
+
+    #[test]
+    fn a_slow_subscriber_loses_packets_and_stalls_nobody() {
+        let stats = NodeStats::default();
+        let (slow, _never_read) = sink(1, 2, 0b111);
+        let (fast, mut fast_rx) = sink(2, 100, 0b111);
+        let sinks = [slow, fast];
+        for _ in 0..10 {
+            fan_out(&sinks, &item(0), &stats);
+        }
+        let mut got = 0;
+        while fast_rx.try_recv().is_ok() {
+            got += 1;
+        }
+        assert_eq!(got, 10, "the fast subscriber got every packet");
+        assert_eq!(stats.forward.dropped_total(DropReason::QueueFull), 8);
+    }
+
+    #[test]
+    fn layers_a_subscription_does_not_want_are_not_queued() {
+        let stats = NodeStats::default();
+        let (low_only, mut rx) = sink(1, 10, 0b001);
+        fan_out(&[Arc::clone(&low_only)], &item(2), &stats);
+        fan_out(&[low_only], &item(0), &stats);
+        assert_eq!(rx.try_recv().map(|i| i.layer).ok(), Some(0));
+        assert!(rx.try_recv().is_err());
+        assert_eq!(stats.forward.dropped_total(DropReason::OtherLayer), 1);
+    }
 }
