@@ -134,3 +134,38 @@ async fn subscribers_receive_published_media_and_layers_switch() {
     media.abort();
     alice.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulcast_switched_off_forwards_the_lowest_layer_only() {
+    let node = start(
+        10,
+        MediaPolicy {
+            simulcast: false,
+            ..MediaPolicy::default()
+        },
+    )
+    .await;
+    let alice = client(&node, "alice", publisher()).await;
+    let media = alice.start_media(MediaShape::default());
+    let bob = client(&node, "bob", viewer()).await;
+    bob.send(&ClientMessage::SetQuality {
+        quality: Quality::High,
+        track_id: None,
+    });
+    let stats = bob.stats.clone();
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            stats
+                .track_ids()
+                .iter()
+                .any(|t| stats.track(t).layer(0) > 60)
+        })
+        .await,
+        "the lowest layer arrives"
+    );
+    for t in stats.track_ids() {
+        let c = stats.track(&t);
+        assert_eq!((c.layer(1), c.layer(2)), (0, 0), "no higher layer on {t}");
+    }
+    media.abort();
+}

@@ -61,6 +61,9 @@ pub enum PeerCommand {
 
 struct SubscriptionEntry {
     publication: Arc<Publication>,
+    /// Simulcast is off for the conference but the publisher sends layers: the lowest is
+    /// forwarded whatever the subscriber asks.
+    quality_locked: bool,
     sender: Arc<dyn RtpSender>,
     control: mpsc::Sender<SubscriptionControl>,
     out_ssrc: u32,
@@ -187,7 +190,7 @@ impl PeerTask {
                     self.quality = quality;
                 }
                 for (id, entry) in &self.subscriptions {
-                    if track.as_ref().is_none_or(|t| t == id) {
+                    if !entry.quality_locked && track.as_ref().is_none_or(|t| t == id) {
                         let _ = entry
                             .control
                             .try_send(SubscriptionControl::Quality(quality));
@@ -390,7 +393,13 @@ impl PeerTask {
             publisher_extensions: forwardable_extensions(&format.extensions),
             selector: SelectorConfig::default(),
         });
-        forwarder.set_requested(self.quality, std::time::Instant::now());
+        let quality_locked = format.layered && !info.simulcast;
+        let quality = if quality_locked {
+            Quality::Low
+        } else {
+            self.quality
+        };
+        forwarder.set_requested(quality, std::time::Instant::now());
         let (queue_tx, queue_rx) = mpsc::channel(QUEUE_DEPTH);
         let (control_tx, control_rx) = mpsc::channel(64);
         let sink = Arc::new(Sink {
@@ -413,6 +422,7 @@ impl PeerTask {
             info.id.clone(),
             SubscriptionEntry {
                 publication: Arc::clone(&publication),
+                quality_locked,
                 sender,
                 control: control_tx,
                 out_ssrc,
@@ -451,6 +461,7 @@ impl PeerTask {
             channels: codec.channels,
             fmtp: codec.sdp_fmtp_line,
             extensions,
+            layered: simulcast,
         };
         if let Some(room) = self.room.upgrade() {
             let _ = room.send(RoomEvent::TrackReady {

@@ -61,6 +61,8 @@ pub struct StreamFormat {
     pub fmtp: String,
     /// Header extensions negotiated with the publisher: (id, uri).
     pub extensions: Vec<(u8, String)>,
+    /// The publisher sends several simulcast layers.
+    pub layered: bool,
 }
 
 #[derive(Debug, Default)]

@@ -78,7 +78,8 @@ pub struct MediaPolicy {
     pub audio: bool,
     /// Camera video may be published.
     pub video: bool,
-    /// Video may be simulcast (otherwise only the lowest layer is forwarded).
+    /// Video may be simulcast (otherwise only the lowest layer of a simulcast publisher is
+    /// forwarded).
     pub simulcast: bool,
     /// Screens may be shared.
     pub screen_share: bool,
