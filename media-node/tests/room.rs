@@ -366,3 +366,35 @@ async fn srtp_uses_aes_gcm_although_the_client_lists_aes_cm_first() {
         Some("SRTP_AEAD_AES_128_GCM")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_switched_off_is_refused() {
+    let node = start(
+        10,
+        MediaPolicy {
+            data_channel: false,
+            ..MediaPolicy::default()
+        },
+    )
+    .await;
+    let mut alice = client(&node, "alice", viewer()).await;
+    assert!(matches!(
+        alice.joined,
+        ServerMessage::Joined { chat: None, .. }
+    ));
+    let refused = alice
+        .wait_for(WAIT, |m| {
+            matches!(
+                m,
+                ServerMessage::Error {
+                    code: ErrorCode::MediaRefused,
+                    ..
+                }
+            )
+        })
+        .await;
+    assert!(
+        matches!(&refused, Some(ServerMessage::Error { message, .. }) if message == "chat is switched off for this conference"),
+        "{refused:?}"
+    );
+}
