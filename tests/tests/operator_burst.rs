@@ -8,13 +8,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaPool};
-use conclave_testenv::{TestEnv, wait};
+use conclave_testenv::wait;
 use futures::future::join_all;
 use kube::api::{ListParams, PostParams};
 use rand::Rng;
 
 mod common;
-use common::{Operator, install_media_node_role, report};
+use common::report;
 
 const BURST: usize = 100;
 const PER_CONFERENCE: u32 = 5;
@@ -23,10 +23,7 @@ const NODE_ROOMS: u32 = 50;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_conferences_never_over_commits_a_node() {
-    let env = TestEnv::shared().await.unwrap();
-    let ns = env.namespace("burst").await.unwrap();
-    install_media_node_role(&ns).await;
-    let _operator = Operator::start(env, &ns);
+    let (env, ns, _operator) = common::start("burst").await;
     let port = rand::rng().random_range(32000..33000);
     let pool: MediaPool = serde_json::from_value(serde_json::json!({
         "apiVersion": "conclave.dev/v1alpha1", "kind": "MediaPool", "metadata": {"name": "default"},

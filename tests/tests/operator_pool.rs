@@ -8,14 +8,14 @@
 use std::time::Duration;
 
 use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool};
-use conclave_testenv::{TestEnv, TestNamespace, wait};
+use conclave_testenv::{TestNamespace, wait};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use rand::Rng;
 
 mod common;
-use common::{Operator, install_media_node_role, report};
+use common::report;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -57,10 +57,7 @@ async fn ready_nodes(ns: &TestNamespace) -> Vec<MediaNode> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_comes_up_places_a_conference_and_replaces_a_lost_node() {
-    let env = TestEnv::shared().await.unwrap();
-    let ns = env.namespace("pool").await.unwrap();
-    install_media_node_role(&ns).await;
-    let _operator = Operator::start(env, &ns);
+    let (env, ns, _operator) = common::start("pool").await;
     let port = rand::rng().random_range(31000..32000);
     ns.api::<MediaPool>()
         .create(&PostParams::default(), &pool(port))

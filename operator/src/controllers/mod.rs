@@ -85,11 +85,3 @@ pub fn error_policy<K>(
         }))
     }
 }
-
-/// Deserialises a typed object from a JSON value (the status of another writer included).
-pub fn to_json<T: Serialize>(what: &str, value: &T) -> Result<serde_json::Value> {
-    serde_json::to_value(value).map_err(|source| Error::Serialize {
-        what: what.to_owned(),
-        source,
-    })
-}

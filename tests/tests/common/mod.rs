@@ -64,3 +64,13 @@ pub fn report(env: &TestEnv, ns: &TestNamespace) -> String {
         ns.container_logs()
     )
 }
+
+/// The shared environment, a fresh namespace `prefix-*`, the media-node ClusterRole, and
+/// the operator watching that namespace: what every operator test starts with.
+pub async fn start(prefix: &str) -> (&'static TestEnv, TestNamespace, Operator) {
+    let env = TestEnv::shared().await.unwrap();
+    let ns = env.namespace(prefix).await.unwrap();
+    install_media_node_role(&ns).await;
+    let operator = Operator::start(env, &ns);
+    (env, ns, operator)
+}
