@@ -9,6 +9,7 @@ pub mod http;
 pub mod kubelet;
 pub mod logs;
 pub mod testenv;
+pub mod turn_probe;
 pub mod wait;
 
 pub use error::Error;

@@ -7,14 +7,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaPool};
+use conclave_crds::{Conference, ConferencePhase, MediaNode};
 use conclave_testenv::wait;
 use futures::future::join_all;
 use kube::api::{ListParams, PostParams};
-use rand::Rng;
 
 mod common;
+use common::fixtures::{conference, create, pool, ports};
 use common::report;
+use serde_json::json;
 
 const BURST: usize = 100;
 const PER_CONFERENCE: u32 = 5;
@@ -24,34 +25,18 @@ const NODE_ROOMS: u32 = 50;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_conferences_never_over_commits_a_node() {
     let (env, ns, _operator) = common::start("burst").await;
-    let port = rand::rng().random_range(32000..33000);
-    let pool: MediaPool = serde_json::from_value(serde_json::json!({
-        "apiVersion": "conclave.dev/v1alpha1", "kind": "MediaPool", "metadata": {"name": "default"},
-        "spec": {
-            "nodeCapacity": {"participants": NODE_PARTICIPANTS, "rooms": NODE_ROOMS},
-            "scaling": {"minNodes": 2, "maxNodes": 3, "bufferParticipants": 0},
-            "mediaNode": {"image": "ghcr.io/conclave-dev/media-node:test", "signalingPort": port,
-                          "udpPortRange": {"min": 52000, "max": 52999}},
-            "turn": {"enabled": false}
-        }
-    }))
-    .unwrap();
-    ns.api::<MediaPool>()
-        .create(&PostParams::default(), &pool)
-        .await
-        .unwrap();
+    let spec = json!({
+        "nodeCapacity": {"participants": NODE_PARTICIPANTS, "rooms": NODE_ROOMS},
+        "scaling": {"minNodes": 2, "maxNodes": 3, "bufferParticipants": 0}
+    });
+    create(&ns, &pool("default", ports(), spec)).await;
 
     // 100 × 5 = 500 participants: more than the two initial nodes carry (400).
     let api = ns.api::<Conference>();
     let creates = (0..BURST).map(|i| {
         let api = api.clone();
         async move {
-            let c: Conference = serde_json::from_value(serde_json::json!({
-                "apiVersion": "conclave.dev/v1alpha1", "kind": "Conference",
-                "metadata": {"name": format!("c{i:03}")},
-                "spec": {"pool": "default", "maxParticipants": PER_CONFERENCE}
-            }))
-            .unwrap();
+            let c = conference(&format!("c{i:03}"), "default", PER_CONFERENCE, json!({}));
             api.create(&PostParams::default(), &c).await.unwrap();
         }
     });

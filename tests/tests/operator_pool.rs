@@ -7,62 +7,33 @@
 
 use std::time::Duration;
 
-use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool};
-use conclave_testenv::{TestNamespace, wait};
+use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase};
+use conclave_testenv::wait;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::{DeleteParams, ListParams, PostParams};
-use rand::Rng;
+use kube::api::DeleteParams;
 
 mod common;
+use common::fixtures::{conference, create, pool, ports, ready_nodes};
 use common::report;
+use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
-
-fn pool(port: u16) -> MediaPool {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "conclave.dev/v1alpha1",
-        "kind": "MediaPool",
-        "metadata": {"name": "default"},
-        "spec": {
-            "nodeCapacity": {"participants": 50, "rooms": 10},
-            "scaling": {"minNodes": 2, "maxNodes": 3, "bufferParticipants": 10},
-            "mediaNode": {
-                "image": "ghcr.io/conclave-dev/media-node:test",
-                "signalingPort": port,
-                "udpPortRange": {"min": 51000 + (port % 50) * 200, "max": 51199 + (port % 50) * 200},
-                "heartbeatTimeoutSeconds": 6
-            },
-            "turn": {"enabled": false}
-        }
-    }))
-    .unwrap()
-}
-
-async fn ready_nodes(ns: &TestNamespace) -> Vec<MediaNode> {
-    let nodes = ns
-        .api::<MediaNode>()
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items;
-    nodes
-        .into_iter()
-        .filter(|n| {
-            n.status.as_ref().and_then(|s| s.phase) == Some(MediaNodePhase::Ready)
-                && !n.spec.draining
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_comes_up_places_a_conference_and_replaces_a_lost_node() {
     let (env, ns, _operator) = common::start("pool").await;
-    let port = rand::rng().random_range(31000..32000);
-    ns.api::<MediaPool>()
-        .create(&PostParams::default(), &pool(port))
-        .await
-        .unwrap();
+    let ports = ports();
+    let port = ports.signaling;
+    create(
+        &ns,
+        &pool(
+            "default",
+            ports,
+            json!({"scaling": {"minNodes": 2, "maxNodes": 3}}),
+        ),
+    )
+    .await;
 
     let local: Vec<String> = env.nodes().iter().map(|n| n.address.to_string()).collect();
     let nodes = wait::until("two Ready media nodes", TIMEOUT, || async {
@@ -90,15 +61,7 @@ async fn pool_comes_up_places_a_conference_and_replaces_a_lost_node() {
     publics.dedup();
     assert_eq!(publics.len(), 2, "one media node per local Node (hostPort)");
 
-    let conf: Conference = serde_json::from_value(serde_json::json!({
-        "apiVersion": "conclave.dev/v1alpha1", "kind": "Conference",
-        "metadata": {"name": "standup"}, "spec": {"pool": "default", "maxParticipants": 8}
-    }))
-    .unwrap();
-    ns.api::<Conference>()
-        .create(&PostParams::default(), &conf)
-        .await
-        .unwrap();
+    create(&ns, &conference("standup", "default", 8, json!({}))).await;
     let placed = wait::until("conference Active with join info", TIMEOUT, || async {
         let c = ns.api::<Conference>().get("standup").await.ok()?;
         let s = c.status.clone()?;

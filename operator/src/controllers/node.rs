@@ -17,6 +17,7 @@ use tracing::info;
 
 use super::{apply_params, apply_status, event};
 use crate::decide::lifecycle::{NodeObservation, PodObservation, node_phase};
+use crate::decide::pool_spec;
 use crate::error::{KubeContext, Result};
 use crate::resources::media_node::{PodSettings, media_node_pod};
 use crate::state::{Context, key, lock};
@@ -41,6 +42,7 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
     if pod.is_none()
         && matches!(current, None | Some(MediaNodePhase::Pending))
         && !node.spec.draining
+        && pool_spec::problems(&pool.spec).is_empty()
     {
         pod = Some(Arc::new(create_pod(&ctx, &node, &pool).await?));
     }

@@ -22,8 +22,8 @@ use tracing::info;
 
 use super::node::public_address;
 use super::{apply_params, apply_status, event};
-use crate::decide::NodeView;
 use crate::decide::autoscale::{ScalingInput, ScalingPlan, ScalingPolicy, WaitingConference, plan};
+use crate::decide::{NodeView, pool_spec};
 use crate::error::{KubeContext, Result, is_conflict, is_not_found};
 use crate::resources::identity;
 use crate::resources::media_node::new_media_node;
@@ -61,9 +61,18 @@ pub async fn reconcile(pool: Arc<MediaPool>, ctx: Arc<Context>) -> Result<Action
     });
     let in_flight = nodes_in_flight(&ctx, &pool, &views);
     decision.add = decision.add.saturating_sub(in_flight);
+    let spec_problems = pool_spec::problems(&pool.spec);
+    if !spec_problems.is_empty() {
+        // Nothing new is created from a spec that cannot run; what runs is left alone.
+        decision.add = 0;
+    }
     apply_plan(&ctx, &pool, &decision).await?;
 
-    let turn = reconcile_turn(&ctx, &pool, &views).await?;
+    let turn = if spec_problems.is_empty() {
+        reconcile_turn(&ctx, &pool, &views).await?
+    } else {
+        old.turn.clone()
+    };
     let mut status = pool_status(&pool, &views, &decision, turn, &old);
     let ready = status.ready_nodes > 0;
     set_condition(
@@ -86,13 +95,21 @@ pub async fn reconcile(pool: Arc<MediaPool>, ctx: Arc<Context>) -> Result<Action
         pool.metadata.generation,
         &t,
     );
-    let (ok, reason, message) = match &secret_problem {
-        None => (
+    let (ok, reason, message) = match (&secret_problem, spec_problems.is_empty()) {
+        (_, false) => (
+            false,
+            "InvalidSpec",
+            format!(
+                "no media nodes or TURN relays are created until the spec is fixed: {}",
+                spec_problems.join("; ")
+            ),
+        ),
+        (Some(problem), true) => (false, "SecretMissing", problem.clone()),
+        (None, true) => (
             true,
             "Applied",
             "the pool's Secret, media nodes and TURN relays are in place".to_owned(),
         ),
-        Some(problem) => (false, "SecretMissing", problem.clone()),
     };
     set_condition(
         &mut status.conditions,

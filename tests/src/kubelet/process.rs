@@ -21,6 +21,8 @@ use crate::error::{Context, Error};
 pub struct Launch {
     pub program: PathBuf,
     pub args: Vec<String>,
+    /// The arguments as the log shows them: before `$(VAR)` expansion, so no Secret value.
+    pub logged_args: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub workdir: PathBuf,
     pub log: PathBuf,
@@ -76,7 +78,7 @@ pub fn spawn(
         log,
         "==> {when} harness-kubelet starts {} {:?}",
         launch.program.display(),
-        launch.args
+        launch.logged_args
     )
     .context("write log")?;
     let stderr = log.try_clone().context("clone log handle")?;
@@ -161,6 +163,7 @@ mod tests {
         Launch {
             program: "/bin/sh".into(),
             args: vec!["-c".into(), script.into()],
+            logged_args: vec!["-c".into(), script.into()],
             env: BTreeMap::from([("GREETING".to_owned(), "hello".to_owned())]),
             workdir: dir.to_owned(),
             log: dir.join("c.log"),

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test binary uses a subset")]
 
+pub mod fixtures;
+
 use std::process::{Child, Command, Stdio};
 
 use conclave_testenv::testenv::settings::{default_bin_dir, workspace_dir};

@@ -270,10 +270,16 @@ impl PodWorker {
                 return self.record.containers[i].blocked("CommandNotRunnable", message, None);
             }
         };
+        // The log shows `$(VAR)` references unexpanded, as the pod spec does: expanded
+        // arguments may carry Secret values.
+        let raw = |words: &Option<Vec<String>>| words.clone().unwrap_or_default();
+        let logged_args =
+            image::argv(program, &raw(&spec.command), &raw(&spec.args)).unwrap_or_default();
         let namespace = self.pod.namespace().unwrap_or_default();
         let launch = Launch {
             program: path,
             args: argv,
+            logged_args,
             env,
             workdir: self.dir.clone(),
             log: container_log(

@@ -1,0 +1,122 @@
+//! Objects the operator tests create: pools on ports of their own, conferences, and queries
+//! of what the operator made of them.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use conclave_crds::{Conference, MediaNode, MediaNodePhase, MediaPool};
+use conclave_testenv::TestNamespace;
+use kube::api::{ListParams, PostParams};
+use rand::Rng;
+use serde_json::{Value, json};
+
+/// Ports of one pool on the host network of the local Nodes: distinct for every pool of a
+/// test binary, so tests running side by side never collide.
+#[derive(Clone, Copy, Debug)]
+pub struct Ports {
+    pub signaling: u16,
+    pub udp_min: u16,
+    pub udp_max: u16,
+    pub turn: u16,
+    pub relay_min: u16,
+    pub relay_max: u16,
+}
+
+/// The next free set of ports (40 sets per test binary, starting at a random one).
+pub fn ports() -> Ports {
+    static NEXT: OnceLock<AtomicU16> = OnceLock::new();
+    let slot = NEXT
+        .get_or_init(|| AtomicU16::new(rand::rng().random_range(0..40)))
+        .fetch_add(1, Ordering::Relaxed)
+        % 40;
+    Ports {
+        signaling: 31000 + slot * 10,
+        udp_min: 50000 + slot * 200,
+        udp_max: 50199 + slot * 200,
+        turn: 34000 + slot * 10,
+        relay_min: 40000 + slot * 100,
+        relay_max: 40099 + slot * 100,
+    }
+}
+
+/// A MediaPool named `name` on `ports`, TURN off, with `spec` merged over the defaults here.
+pub fn pool(name: &str, ports: Ports, spec: Value) -> MediaPool {
+    let mut manifest = json!({
+        "apiVersion": "conclave.dev/v1alpha1", "kind": "MediaPool", "metadata": {"name": name},
+        "spec": {
+            "nodeCapacity": {"participants": 50, "rooms": 10},
+            "scaling": {"minNodes": 1, "maxNodes": 3, "bufferParticipants": 10},
+            "mediaNode": {
+                "image": "ghcr.io/conclave-dev/media-node:test",
+                "signalingPort": ports.signaling,
+                "udpPortRange": {"min": ports.udp_min, "max": ports.udp_max},
+                "heartbeatTimeoutSeconds": 6
+            },
+            "turn": {
+                "enabled": false, "port": ports.turn,
+                "relayPortRange": {"min": ports.relay_min, "max": ports.relay_max}
+            }
+        }
+    });
+    merge(&mut manifest["spec"], spec);
+    serde_json::from_value(manifest).expect("a MediaPool")
+}
+
+/// A Conference of `pool` for `max` participants, with `spec` merged over that.
+pub fn conference(name: &str, pool: &str, max: u32, spec: Value) -> Conference {
+    let mut manifest = json!({
+        "apiVersion": "conclave.dev/v1alpha1", "kind": "Conference",
+        "metadata": {"name": name}, "spec": {"pool": pool, "maxParticipants": max}
+    });
+    merge(&mut manifest["spec"], spec);
+    serde_json::from_value(manifest).expect("a Conference")
+}
+
+/// Creates `object` in the test namespace.
+pub async fn create<K>(ns: &TestNamespace, object: &K) -> K
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    ns.api::<K>()
+        .create(&PostParams::default(), object)
+        .await
+        .unwrap_or_else(|e| panic!("creating {object:?}: {e}"))
+}
+
+/// Media nodes of the namespace that are Ready and not draining.
+pub async fn ready_nodes(ns: &TestNamespace) -> Vec<MediaNode> {
+    all_nodes(ns)
+        .await
+        .into_iter()
+        .filter(|n| {
+            n.status.as_ref().and_then(|s| s.phase) == Some(MediaNodePhase::Ready)
+                && !n.spec.draining
+        })
+        .collect()
+}
+
+/// Every media node of the namespace.
+pub async fn all_nodes(ns: &TestNamespace) -> Vec<MediaNode> {
+    ns.api::<MediaNode>()
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+/// Merges `patch` into `base` (objects key by key, anything else replaced).
+fn merge(base: &mut Value, patch: Value) {
+    match (base, patch) {
+        (Value::Object(base), Value::Object(patch)) => {
+            for (key, value) in patch {
+                merge(base.entry(key).or_insert(Value::Null), value);
+            }
+        }
+        (base, patch) => *base = patch,
+    }
+}

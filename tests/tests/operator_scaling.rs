@@ -1,0 +1,338 @@
+//! End to end against the real control plane and harness kubelet: a pool grows past its buffer
+//! when conferences reserve capacity and shrinks after the delay by draining its emptiest node
+//! (never the one with a live conference); a scheduled conference gets a Ready node before it
+//! starts; a spec no cluster can run and a lost Secret are reported and recover once fixed.
+
+#![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use conclave_crds::{Conference, ConferencePhase, MediaPool, labels};
+use conclave_testenv::{TestNamespace, wait};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::ResourceExt;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use serde_json::json;
+
+mod common;
+use common::fixtures::{all_nodes, conference, create, pool, ports, ready_nodes};
+use common::report;
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Conferences by the node hosting them, once all of `names` are Active.
+async fn active_by_node(ns: &TestNamespace, names: &[&str]) -> BTreeMap<String, Vec<String>> {
+    wait::until("conferences Active", TIMEOUT, || async {
+        let mut by_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for name in names {
+            let c = ns.api::<Conference>().get(name).await.ok()?;
+            let s = c.status?;
+            if s.phase != Some(ConferencePhase::Active) {
+                return None;
+            }
+            by_node
+                .entry(s.media_node?)
+                .or_default()
+                .push(name.to_string());
+        }
+        Some(by_node)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn pool_condition(p: &MediaPool, type_: &str) -> Option<Condition> {
+    p.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_grows_the_pool_past_its_buffer_and_the_emptiest_node_drains_after_the_delay() {
+    let (env, ns, _operator) = common::start("scale").await;
+    let delay = 3;
+    create(
+        &ns,
+        &pool(
+            "elastic",
+            ports(),
+            json!({
+                "nodeCapacity": {"participants": 20, "rooms": 10},
+                "scaling": {"minNodes": 1, "maxNodes": 3, "bufferParticipants": 10,
+                            "scaleDownDelaySeconds": delay, "drainTimeoutSeconds": 120}
+            }),
+        ),
+    )
+    .await;
+    wait::until("one Ready media node", TIMEOUT, || async {
+        (ready_nodes(&ns).await.len() == 1).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+
+    // 3 × 8 reserved participants: with the buffer of 10 that needs two nodes of 20.
+    for name in ["a", "b", "c"] {
+        create(&ns, &conference(name, "elastic", 8, json!({}))).await;
+    }
+    let by_node = active_by_node(&ns, &["a", "b", "c"]).await;
+    wait::until("two Ready media nodes", TIMEOUT, || async {
+        (ready_nodes(&ns).await.len() == 2).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    assert_eq!(by_node.len(), 2, "no node carries all 24: {by_node:?}");
+
+    // Keep "c" alive; end every other conference, so the node without "c" is the emptiest.
+    let (keep, _) = by_node
+        .iter()
+        .find(|(_, names)| names.contains(&"c".to_owned()))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .unwrap();
+    let emptied = by_node.keys().find(|n| **n != keep).unwrap().clone();
+    for name in ["a", "b"] {
+        ns.api::<Conference>()
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    let ended = Instant::now();
+    let drained_after = wait::until("the emptied node drains", TIMEOUT, || async {
+        let nodes = all_nodes(&ns).await;
+        let kept = nodes.iter().find(|n| n.name_any() == keep);
+        assert!(
+            kept.is_some_and(|n| !n.spec.draining),
+            "the node hosting live conference c was drained or removed"
+        );
+        let gone = nodes.iter().find(|n| n.name_any() == emptied);
+        gone.is_none_or(|n| n.spec.draining)
+            .then(|| ended.elapsed())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    assert!(
+        drained_after >= Duration::from_secs(delay) - Duration::from_millis(500),
+        "drained {drained_after:?} after the load went, before scaleDownDelaySeconds {delay}"
+    );
+    wait::until("the drained node is deleted", TIMEOUT, || async {
+        let nodes = all_nodes(&ns).await;
+        let names: Vec<String> = nodes.iter().map(|n| n.name_any()).collect();
+        (names == [keep.clone()]).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+
+    let c = ns.api::<Conference>().get("c").await.unwrap();
+    let s = c.status.unwrap();
+    assert_eq!(s.phase, Some(ConferencePhase::Active));
+    assert_eq!(s.media_node.as_deref(), Some(keep.as_str()));
+    assert_eq!(s.moves, 0, "the live conference was never moved");
+
+    // No flapping: with 8 of 20 reserved the buffer is met, so nothing is added back.
+    tokio::time::sleep(Duration::from_secs(delay + 2)).await;
+    let names: Vec<String> = all_nodes(&ns).await.iter().map(|n| n.name_any()).collect();
+    assert_eq!(names, [keep]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_conference_has_a_ready_node_before_it_starts() {
+    let (env, ns, _operator) = common::start("warmup").await;
+    create(
+        &ns,
+        &pool(
+            "scheduled",
+            ports(),
+            json!({"scaling": {"minNodes": 0, "maxNodes": 2, "bufferParticipants": 0,
+                               "warmupSeconds": 60}}),
+        ),
+    )
+    .await;
+    let rfc3339 = |t: k8s_openapi::jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let now = k8s_openapi::jiff::Timestamp::now;
+    // Beyond the warm-up window: no capacity yet.
+    let later = now() + k8s_openapi::jiff::SignedDuration::from_hours(2);
+    create(
+        &ns,
+        &conference(
+            "quarterly",
+            "scheduled",
+            10,
+            json!({"startTime": rfc3339(later)}),
+        ),
+    )
+    .await;
+    wait::until("the pool reconciled with no node", TIMEOUT, || async {
+        let p = ns.api::<MediaPool>().get("scheduled").await.ok()?;
+        let s = p.status?;
+        (s.observed_generation.is_some() && s.desired_nodes == 0).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        all_nodes(&ns).await.is_empty(),
+        "no node for a conference 2 h away"
+    );
+
+    let start = now() + k8s_openapi::jiff::SignedDuration::from_secs(25);
+    create(
+        &ns,
+        &conference(
+            "standup",
+            "scheduled",
+            10,
+            json!({"startTime": rfc3339(start)}),
+        ),
+    )
+    .await;
+    let (node, ready_at) = wait::until(
+        "a Ready node for the scheduled standup",
+        TIMEOUT,
+        || async {
+            let ready = ready_nodes(&ns).await;
+            ready.first().map(|n| (n.name_any(), now()))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    assert!(
+        ready_at < start,
+        "node Ready at {ready_at}, after the start at {start}"
+    );
+    let scheduled = ns.api::<Conference>().get("standup").await.unwrap();
+    let s = scheduled.status.unwrap_or_default();
+    assert!(
+        matches!(
+            s.phase,
+            Some(ConferencePhase::Scheduled | ConferencePhase::Pending)
+        ),
+        "before its start the standup is Scheduled (or not yet placed), not {:?}",
+        s.phase
+    );
+    let active = wait::until("the standup Active at its start", TIMEOUT, || async {
+        let c = ns.api::<Conference>().get("standup").await.ok()?;
+        let s = c.status?;
+        (s.phase == Some(ConferencePhase::Active)).then_some(s)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    assert!(now() >= start, "Active before its startTime");
+    assert_eq!(active.media_node, Some(node));
+    let quarterly = ns.api::<Conference>().get("quarterly").await.unwrap();
+    assert!(
+        quarterly.status.and_then(|s| s.media_node).is_none(),
+        "the conference 2 h away is not placed yet"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrunnable_spec_and_a_lost_secret_are_reported_and_recover_once_fixed() {
+    let (env, ns, _operator) = common::start("badspec").await;
+    create(
+        &ns,
+        &pool(
+            "typo",
+            ports(),
+            json!({"mediaNode": {"image": "ghcr.io/Conclave-dev/media-node:test"}}),
+        ),
+    )
+    .await;
+    let pools = ns.api::<MediaPool>();
+    let reconciled = |want: bool, reason: &'static str| {
+        let pools = pools.clone();
+        move || {
+            let pools = pools.clone();
+            async move {
+                let p = pools.get("typo").await.ok()?;
+                let c = pool_condition(&p, labels::condition::RECONCILED)?;
+                (c.status == if want { "True" } else { "False" } && c.reason == reason)
+                    .then_some(c.message)
+            }
+        }
+    };
+    let message = wait::until(
+        "Reconciled=False InvalidSpec",
+        TIMEOUT,
+        reconciled(false, "InvalidSpec"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    assert!(
+        message.contains("spec.mediaNode.image"),
+        "the message names the field: {message}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        all_nodes(&ns).await.is_empty(),
+        "no media node is created from a spec that cannot run"
+    );
+
+    pools
+        .patch(
+            "typo",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"mediaNode": {"image": "ghcr.io/conclave-dev/media-node:test"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    wait::until(
+        "Reconciled=True once fixed",
+        TIMEOUT,
+        reconciled(true, "Applied"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    wait::until("a Ready media node once fixed", TIMEOUT, || async {
+        (!ready_nodes(&ns).await.is_empty()).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+
+    // A person deletes the pool's keys: reported, not silently regenerated.
+    let secret_name = labels::pool_secret_name("typo");
+    let secrets = ns.api::<Secret>();
+    let before = secrets.get(&secret_name).await.unwrap();
+    secrets
+        .delete(&secret_name, &DeleteParams::default())
+        .await
+        .unwrap();
+    let message = wait::until(
+        "Reconciled=False SecretMissing",
+        TIMEOUT,
+        reconciled(false, "SecretMissing"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    assert!(message.contains(&secret_name), "{message}");
+    assert!(secrets.get_opt(&secret_name).await.unwrap().is_none());
+    assert!(
+        !ready_nodes(&ns).await.is_empty(),
+        "running media nodes are not harmed"
+    );
+
+    pools
+        .patch(
+            "typo",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"conclave.dev/regenerate-keys": "true"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    wait::until(
+        "Reconciled=True with new keys",
+        TIMEOUT,
+        reconciled(true, "Applied"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    let after = secrets.get(&secret_name).await.unwrap();
+    assert_ne!(after.data, before.data, "new keys were generated");
+}

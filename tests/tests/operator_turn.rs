@@ -1,0 +1,163 @@
+//! End to end: a pool with TURN enabled gets a coturn relay run by the harness kubelet from the
+//! Deployment the operator made; its address is published in the pool status and behind the
+//! TURN Service, and a TURN client allocates a relay there with credentials minted from the
+//! pool's shared secret, while expired or forged credentials are refused.
+
+#![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use conclave_crds::{MediaPool, labels, turn};
+use conclave_testenv::turn_probe::{ProbeError, TurnLogin, relay_round_trip};
+use conclave_testenv::wait;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use kube::api::ListParams;
+use serde_json::json;
+
+mod common;
+use common::fixtures::{create, pool, ports};
+use common::report;
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+const REALM: &str = "conclave.test";
+
+async fn probe(login: TurnLogin) -> Result<SocketAddr, ProbeError> {
+    tokio::task::spawn_blocking(move || relay_round_trip(&login, Duration::from_secs(5)))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coturn_serves_relays_on_the_published_address_with_pool_credentials() {
+    let (env, ns, _operator) = common::start("turn").await;
+    let ports = ports();
+    create(
+        &ns,
+        &pool(
+            "relayed",
+            ports,
+            json!({"turn": {"enabled": true, "minReplicas": 1, "maxReplicas": 2, "realm": REALM}}),
+        ),
+    )
+    .await;
+    let urls = wait::until("TURN URLs in the pool status", TIMEOUT, || async {
+        let p = ns.api::<MediaPool>().get("relayed").await.ok()?;
+        let t = p.status?.turn?;
+        (!t.urls.is_empty()).then_some(t.urls)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    let local: Vec<String> = env.nodes().iter().map(|n| n.address.to_string()).collect();
+    let host = urls[0]
+        .strip_prefix("stun:")
+        .and_then(|u| u.rsplit_once(':'))
+        .map(|(h, _)| h.to_owned())
+        .unwrap_or_else(|| panic!("first URL is stun:<host>:<port>: {urls:?}"));
+    assert!(local.contains(&host), "{host} is a local Node address");
+    assert!(
+        urls.contains(&format!("turn:{host}:{}?transport=udp", ports.turn)),
+        "{urls:?}"
+    );
+    let server: SocketAddr = format!("{host}:{}", ports.turn).parse().unwrap();
+
+    // The TURN Service selects the relay pod, Ready on that address. (Its EndpointSlice
+    // stays empty here: the API server refuses loopback endpoint addresses, and the local
+    // Nodes live on 127.0.0.x.)
+    let service = ns
+        .api::<Service>()
+        .get(&labels::turn_name("relayed"))
+        .await
+        .unwrap();
+    let spec = service.spec.unwrap();
+    let selector: Vec<String> = spec
+        .selector
+        .unwrap()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let selected = ns
+        .api::<Pod>()
+        .list(&ListParams::default().labels(&selector.join(",")))
+        .await
+        .unwrap();
+    assert!(
+        selected.items.iter().any(|p| {
+            let s = p.status.clone().unwrap_or_default();
+            s.pod_ip.as_deref() == Some(host.as_str())
+                && s.conditions
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+        }),
+        "the Service selects a Ready relay pod on {host}"
+    );
+    let service_ports: Vec<(i32, String)> = spec
+        .ports
+        .unwrap()
+        .iter()
+        .map(|p| (p.port, p.protocol.clone().unwrap_or_default()))
+        .collect();
+    let turn_port = i32::from(ports.turn);
+    assert!(
+        service_ports.contains(&(turn_port, "UDP".into()))
+            && service_ports.contains(&(turn_port, "TCP".into())),
+        "{service_ports:?}"
+    );
+
+    let secret = ns
+        .api::<Secret>()
+        .get(&labels::pool_secret_name("relayed"))
+        .await
+        .unwrap();
+    let shared = secret.data.unwrap()[labels::SECRET_TURN_SECRET].0.clone();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let login = |c: turn::TurnCredential| TurnLogin {
+        server,
+        username: c.username,
+        password: c.credential,
+        realm: REALM.to_owned(),
+    };
+
+    // Coturn may take a moment after Ready to answer on UDP; a valid login must get through.
+    let mut relayed = Err(ProbeError::Other("not tried".into()));
+    for _ in 0..5 {
+        relayed = probe(login(turn::mint(&shared, "alice", now, 600))).await;
+        if relayed.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let relayed =
+        relayed.unwrap_or_else(|e| panic!("valid credentials: {e}\n{}", report(env, &ns)));
+    assert_eq!(
+        relayed.ip().to_string(),
+        host,
+        "relayed on the TURN pod's address"
+    );
+    assert!(
+        (ports.relay_min..=ports.relay_max).contains(&relayed.port()),
+        "relay port {} within the pool's relayPortRange",
+        relayed.port()
+    );
+
+    let expired = probe(login(turn::mint(&shared, "alice", now - 7200, 600))).await;
+    assert!(
+        matches!(expired, Err(ProbeError::Refused(_))),
+        "expired credentials are refused: {expired:?}"
+    );
+    let forged = probe(login(turn::mint(
+        b"not the pool secret",
+        "mallory",
+        now,
+        600,
+    )))
+    .await;
+    assert!(
+        matches!(forged, Err(ProbeError::Refused(_))),
+        "credentials from another secret are refused: {forged:?}"
+    );
+}
