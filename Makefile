@@ -7,10 +7,14 @@ CONTROLPLANE := tests/controlplane/bin/controlplane
 CONTROLPLANE_SRC := $(wildcard tests/controlplane/*.go) tests/controlplane/go.mod tests/controlplane/go.sum
 CRD_DIRS := crds charts/conclave/crds
 API_DOC := docs/api.md
+HELM := tests/controlplane/bin/helm
+HELM_VERSION := v4.3.1
+CHART := charts/conclave
 export CONCLAVE_CONTROLPLANE := $(CURDIR)/$(CONTROLPLANE)
+export CONCLAVE_HELM := $(CURDIR)/$(HELM)
 
-.PHONY: all build crds check-crds fmt-check clippy lint test unit-test integration-test \
-        demo bench deps controlplane clean
+.PHONY: all build crds check-crds fmt-check clippy lint lint-chart test unit-test \
+        integration-test demo bench deps controlplane helm clean
 
 all: build
 
@@ -23,6 +27,16 @@ controlplane: $(CONTROLPLANE)
 $(CONTROLPLANE): $(CONTROLPLANE_SRC)
 	bash scripts/ensure-go.sh
 	cd tests/controlplane && go build -trimpath -ldflags='-s -w' -o bin/controlplane .
+
+## helm: the helm CLI, built from its Go module; rebuilt only when HELM_VERSION changes
+helm: $(HELM)
+$(HELM): Makefile
+	bash scripts/ensure-go.sh
+	@if [ "$$($@ version --template '{{.Version}}' 2>/dev/null)" = "$(HELM_VERSION)" ]; then touch $@; \
+	else echo "building helm $(HELM_VERSION) from its Go module"; \
+	  GOBIN=$(CURDIR)/tests/controlplane/bin go install -trimpath \
+	    -ldflags='-s -w -X helm.sh/helm/v4/internal/version.version=$(HELM_VERSION)' \
+	    helm.sh/helm/v4/cmd/helm@$(HELM_VERSION); fi
 
 ## deps: Debian packages the tests and the demo use (coturn, chromium, ...)
 deps:
@@ -43,16 +57,21 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## lint: formatting and clippy with warnings as errors
-lint: fmt-check clippy
+## lint-chart: helm lint --strict of the chart, with its defaults and with every option on
+lint-chart: $(HELM)
+	$(HELM) lint --strict $(CHART)
+	$(HELM) lint --strict $(CHART) --set operator.watchNamespace=conclave,defaultPool.enabled=true,serviceMonitor.enabled=true,grafanaDashboard.enabled=true
+
+## lint: formatting, clippy with warnings as errors, and the chart
+lint: fmt-check clippy lint-chart
 
 ## test: everything CI runs
-test: lint check-crds deps controlplane
+test: lint check-crds deps controlplane helm
 	$(CARGO) build --workspace --bins --benches
 	$(CARGO) test --workspace
 
-## demo: a local cluster with Conclave running in it, until Ctrl-C
-demo: deps controlplane build
+## demo: a local cluster with Conclave installed by its chart, until Ctrl-C
+demo: deps controlplane helm build
 	$(CARGO) run --quiet -p conclave-testenv --bin conclave-demo
 
 ## bench: benchmarks, results under docs/benchmarks/

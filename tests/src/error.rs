@@ -69,6 +69,19 @@ pub enum Error {
     /// A malformed answer from a server (probe target, test server).
     #[error("bad HTTP answer from {peer}: {detail}")]
     Http { peer: String, detail: String },
+    /// The helm CLI has not been built.
+    #[error("helm {path} not found: run `make helm` (or set CONCLAVE_HELM)")]
+    HelmMissing { path: PathBuf },
+    /// A helm command failed.
+    #[error("helm {args} failed ({status}):\n{stderr}")]
+    Helm {
+        args: String,
+        status: String,
+        stderr: String,
+    },
+    /// `helm template` output that is not a stream of YAML documents.
+    #[error("the rendered chart is not YAML: {0}")]
+    RenderedChart(String),
     /// The shared test environment failed to start for an earlier test of this binary.
     #[error("the shared test environment could not start: {0}")]
     SharedSetup(String),

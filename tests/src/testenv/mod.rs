@@ -156,6 +156,15 @@ impl TestEnv {
         &self.artifacts
     }
 
+    /// The helm CLI for this cluster (`CONCLAVE_HELM`, built by `make helm`).
+    pub fn helm(&self) -> Result<crate::helm::Helm, Error> {
+        crate::helm::Helm::new(
+            &Settings::from_env().helm,
+            &self.kubeconfig,
+            &self.artifacts.join("helm"),
+        )
+    }
+
     /// A fresh namespace `<prefix>-<random>` for one test, deleted when dropped.
     pub async fn namespace(&self, prefix: &str) -> Result<TestNamespace, Error> {
         let client = self.client().await?;

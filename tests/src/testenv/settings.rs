@@ -11,6 +11,8 @@ pub struct Settings {
     /// `CONCLAVE_CONTROLPLANE`: the control plane binary
     /// (default `<workspace>/tests/controlplane/bin/controlplane`).
     pub controlplane: PathBuf,
+    /// `CONCLAVE_HELM`: the helm CLI (default `<workspace>/tests/controlplane/bin/helm`).
+    pub helm: PathBuf,
     /// `CONCLAVE_BIN_DIR`: the built binaries (default: the cargo profile directory this
     /// executable was built into, `<workspace>/target/debug` normally).
     pub bin_dir: PathBuf,
@@ -30,6 +32,8 @@ impl Settings {
             kubeconfig: path("KUBECONFIG"),
             controlplane: path("CONCLAVE_CONTROLPLANE")
                 .unwrap_or_else(|| workspace_dir().join("tests/controlplane/bin/controlplane")),
+            helm: path("CONCLAVE_HELM")
+                .unwrap_or_else(|| workspace_dir().join("tests/controlplane/bin/helm")),
             bin_dir: path("CONCLAVE_BIN_DIR").unwrap_or_else(default_bin_dir),
             artifacts: path("CONCLAVE_ARTIFACTS")
                 .unwrap_or_else(|| workspace_dir().join("tests/artifacts")),

@@ -41,10 +41,15 @@ impl Drop for Operator {
 }
 
 pub async fn install_media_node_role(ns: &TestNamespace) {
-    let text = std::fs::read_to_string(
+    let template = std::fs::read_to_string(
         workspace_dir().join("charts/conclave/templates/media-node-clusterrole.yaml"),
     )
     .unwrap();
+    // The template is plain YAML apart from the release's name and service, which a
+    // release named `conclave` gives the name the operator binds by default.
+    let text = template
+        .replace("{{ .Release.Name }}", "conclave")
+        .replace("{{ .Release.Service }}", "Helm");
     let role: k8s_openapi::api::rbac::v1::ClusterRole = serde_yaml::from_str(&text).unwrap();
     let api: kube::Api<k8s_openapi::api::rbac::v1::ClusterRole> = kube::Api::all(ns.client());
     api.patch(

@@ -1,8 +1,8 @@
 //! `conclave-demo` (`make demo`): a local cluster with Conclave in it until Ctrl-C. It
 //! starts the control plane in `.demo/`, runs the harness kubelet in-process with two local
-//! Nodes, applies the CRDs, runs the demo steps (see `steps.rs`), prints how to use
-//! kubectl, and on Ctrl-C stops the pods, the kubelet and the control plane. It builds
-//! nothing: make does.
+//! Nodes, applies the CRDs, runs the demo steps (see `steps.rs`: the Helm chart, a
+//! conference, join links), prints how to use kubectl, and on Ctrl-C stops the pods, the
+//! kubelet and the control plane. It builds nothing: make does (including helm).
 
 mod steps;
 
@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use conclave_testenv::controlplane::ControlPlane;
+use conclave_testenv::helm::Helm;
 use conclave_testenv::kubelet::{self, KubeletConfig, LocalNode, NodeCapacity};
 use conclave_testenv::testenv::{CONTROL_PLANE_TIMEOUT, nodes, settings};
 use tokio::signal::unix::{SignalKind, signal};
@@ -32,6 +33,9 @@ struct Args {
     /// Directory of the built binaries (default: this executable's directory).
     #[arg(long, env = "CONCLAVE_BIN_DIR")]
     bin_dir: Option<PathBuf>,
+    /// The helm CLI (default `<workspace>/tests/controlplane/bin/helm`, built by `make helm`).
+    #[arg(long, env = "CONCLAVE_HELM")]
+    helm: Option<PathBuf>,
     /// PATH used to find turnserver and kubectl, and given to pods.
     #[arg(long, env = "PATH", hide = true)]
     path: Option<std::ffi::OsString>,
@@ -118,12 +122,16 @@ async fn run(args: &Args, dir: &std::path::Path, running: &mut Running) -> anyho
     };
     nodes::wait_schedulable(&client, &local_nodes, Duration::from_secs(60), alive).await?;
 
+    let helm_binary = args
+        .helm
+        .clone()
+        .unwrap_or_else(|| settings::workspace_dir().join("tests/controlplane/bin/helm"));
     let demo = steps::Demo {
         client,
-        kubeconfig: kubeconfig.clone(),
         nodes: local_nodes,
+        helm: Helm::new(&helm_binary, &kubeconfig, &dir.join("helm"))?,
     };
-    let _started = steps::run(&demo).await.context("demo steps")?;
+    steps::run(&demo).await.context("demo steps")?;
     print_usage(&kubeconfig, dir, args);
     wait_for_stop(running).await
 }
@@ -140,13 +148,18 @@ fn print_usage(kubeconfig: &std::path::Path, dir: &std::path::Path, args: &Args)
     println!("  export KUBECONFIG={}", kubeconfig.display());
     println!("  kubectl get nodes -o wide");
     println!("  kubectl get mediapools,medianodes,conferences -A");
+    println!(
+        "  kubectl -n {0} logs deployment/conclave-operator",
+        steps::NAMESPACE
+    );
+    println!("  tests/controlplane/bin/helm list -n {}", steps::NAMESPACE);
     if !has_kubectl {
         println!(
             "\n  (kubectl is not on PATH: install a kubectl of version 1.35-1.37 to use these)"
         );
     }
     println!(
-        "\nLogs: control plane {0}/controlplane.log and {0}/controlplane/logs/, containers {0}/pods/",
+        "\nLogs: control plane {0}/controlplane.log and {0}/controlplane/logs/, containers (operator, media nodes, TURN) {0}/pods/",
         dir.display()
     );
     println!("Press Ctrl-C to stop and remove everything the demo started.");

@@ -1,97 +1,69 @@
-//! The demo's steps after the cluster is up, in order: run the operator, create a pool
-//! sized for the local Nodes, create a conference, and print how to join it.
+//! The demo's steps after the cluster is up, in order: install the chart (operator pods run
+//! by the harness kubelet under the chart's RBAC, and a default pool with one media node per
+//! local Node), create a conference, and print a browser join link per participant.
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context;
 use conclave_crds::token::{JoinClaims, mint};
-use conclave_crds::{Conference, ConferencePhase, MediaPool, labels};
-use conclave_testenv::testenv::settings::{default_bin_dir, workspace_dir};
+use conclave_crds::{Conference, ConferencePhase, labels};
+use conclave_testenv::helm::Helm;
 use conclave_testenv::{LocalNode, wait};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
-use tokio::process::{Child, Command};
 
-/// Namespace the demo puts Conclave's objects in.
+/// Namespace (and Helm release) the demo installs Conclave into.
 pub const NAMESPACE: &str = "conclave";
+const RELEASE: &str = "conclave";
+const POOL: &str = "default";
 const CONFERENCE: &str = "standup";
+/// The people the join links are for, one link each.
+const PARTICIPANTS: [&str; 2] = ["alice", "bob"];
 
 /// What the steps can use.
 pub struct Demo {
     pub client: Client,
-    pub kubeconfig: PathBuf,
     pub nodes: Vec<LocalNode>,
-}
-
-/// Processes the steps started; they are stopped when this is dropped.
-pub struct Started {
-    _operator: Child,
+    pub helm: Helm,
 }
 
 /// Runs every step in order.
-pub async fn run(demo: &Demo) -> anyhow::Result<Started> {
-    let operator = install_operator(demo).await?;
-    create_pool(demo).await?;
+pub async fn run(demo: &Demo) -> anyhow::Result<()> {
+    install_chart(demo).await?;
     create_conference(demo).await?;
-    print_join_links(demo).await?;
-    Ok(Started {
-        _operator: operator,
-    })
+    print_join_links(demo).await
 }
 
-fn apply() -> PatchParams {
-    PatchParams::apply("conclave-demo").force()
-}
-
-/// Runs the operator binary against the cluster (a chart install replaces this once the
-/// chart is complete) and the RBAC its media nodes are bound to.
-async fn install_operator(demo: &Demo) -> anyhow::Result<Child> {
-    let ns: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": NAMESPACE}}))?;
-    Api::<Namespace>::all(demo.client.clone())
-        .patch(NAMESPACE, &apply(), &Patch::Apply(&ns))
-        .await?;
-    let role_file = workspace_dir().join("charts/conclave/templates/media-node-clusterrole.yaml");
-    let role: ClusterRole = serde_yaml::from_str(&std::fs::read_to_string(&role_file)?)?;
-    Api::<ClusterRole>::all(demo.client.clone())
-        .patch("conclave-media-node", &apply(), &Patch::Apply(&role))
-        .await?;
-    let log_path = demo.kubeconfig.with_file_name("operator.log");
-    let log = std::fs::File::create(&log_path)?;
-    let child = Command::new(default_bin_dir().join("conclave-operator"))
-        .args(["run", "--leader-elect=false", "--metrics-addr=127.0.0.1:0"])
-        .env("KUBECONFIG", &demo.kubeconfig)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting conclave-operator (built by make demo)")?;
-    println!("operator running; its log is {}", log_path.display());
-    Ok(child)
-}
-
-/// Creates the demo MediaPool, one media node per local Node, with TURN.
-async fn create_pool(demo: &Demo) -> anyhow::Result<()> {
+/// Installs the chart: two operator replicas (one leader), and a pool of one media node per
+/// local Node with TURN. Operator pods bind their own address: harness pods share their
+/// Node's address.
+async fn install_chart(demo: &Demo) -> anyhow::Result<()> {
     let n = demo.nodes.len();
-    let pool: MediaPool = serde_json::from_value(serde_json::json!({
-        "apiVersion": "conclave.dev/v1alpha1", "kind": "MediaPool",
-        "metadata": {"name": "default", "namespace": NAMESPACE},
-        "spec": {
-            "nodeCapacity": {"participants": 100, "rooms": 20},
-            "scaling": {"minNodes": n, "maxNodes": n, "bufferParticipants": 10},
-            "mediaNode": {"udpPortRange": {"min": 50000, "max": 50999}},
-            "turn": {"enabled": true}
+    let values = serde_json::json!({
+        "operator": {
+            "image": {"tag": "demo"},
+            "metrics": {"bindAddress": "$(POD_IP)"}
+        },
+        "defaultPool": {
+            "enabled": true,
+            "name": POOL,
+            "spec": {
+                "nodeCapacity": {"participants": 100, "rooms": 20},
+                "scaling": {"minNodes": n, "maxNodes": n, "bufferParticipants": 10},
+                "mediaNode": {"udpPortRange": {"min": 50000, "max": 50999}},
+                "turn": {"enabled": true}
+            }
         }
-    }))?;
-    Api::<MediaPool>::namespaced(demo.client.clone(), NAMESPACE)
-        .patch("default", &apply(), &Patch::Apply(&pool))
-        .await?;
-    println!("MediaPool {NAMESPACE}/default created with {n} media nodes");
+    });
+    demo.helm
+        .install(RELEASE, NAMESPACE, &values)
+        .await
+        .context("installing the chart")?;
+    println!(
+        "chart charts/conclave installed as release {RELEASE} in namespace {NAMESPACE} \
+         (operator {RELEASE}-operator, MediaPool {POOL} of {n} media nodes)"
+    );
     Ok(())
 }
 
@@ -101,17 +73,21 @@ async fn create_conference(demo: &Demo) -> anyhow::Result<()> {
     let conf: Conference = serde_json::from_value(serde_json::json!({
         "apiVersion": "conclave.dev/v1alpha1", "kind": "Conference",
         "metadata": {"name": CONFERENCE, "namespace": NAMESPACE},
-        "spec": {"pool": "default", "maxParticipants": 8}
+        "spec": {"pool": POOL, "maxParticipants": 8}
     }))?;
-    api.patch(CONFERENCE, &apply(), &Patch::Apply(&conf))
-        .await?;
+    api.patch(
+        CONFERENCE,
+        &PatchParams::apply("conclave-demo").force(),
+        &Patch::Apply(&conf),
+    )
+    .await?;
     let placed = wait::until(
         "the demo conference to be Active",
-        Duration::from_secs(120),
+        Duration::from_secs(180),
         || async {
             let c = api.get(CONFERENCE).await.ok()?;
             let s = c.status?;
-            (s.phase == Some(ConferencePhase::Active)).then_some(s)
+            (s.phase == Some(ConferencePhase::Active) && s.join.is_some()).then_some(s)
         },
     )
     .await?;
@@ -122,7 +98,8 @@ async fn create_conference(demo: &Demo) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints, for two identities, the signaling URL and a join token.
+/// Prints, for each participant, a link that opens the call in a browser on this machine:
+/// the media node's page with the signaling URL and a join token signed with the pool's key.
 async fn print_join_links(demo: &Demo) -> anyhow::Result<()> {
     let conf = Api::<Conference>::namespaced(demo.client.clone(), NAMESPACE)
         .get(CONFERENCE)
@@ -132,28 +109,77 @@ async fn print_join_links(demo: &Demo) -> anyhow::Result<()> {
         .and_then(|s| s.join)
         .context("conference has no join info")?;
     let secret = Api::<Secret>::namespaced(demo.client.clone(), NAMESPACE)
-        .get(&labels::pool_secret_name("default"))
+        .get(&labels::pool_secret_name(POOL))
         .await?;
     let key = secret
         .data
         .and_then(|d| d.get(labels::SECRET_JOIN_KEY).cloned())
-        .context("pool key")?;
+        .context("the pool Secret has no join-token key")?;
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs()
         + 4 * 3600;
-    println!("\nJoin {CONFERENCE} (signaling {}):", join.signaling_url);
-    for identity in ["alice", "bob"] {
+    println!("\nJoin {CONFERENCE} in a browser (links valid 4 hours):");
+    for identity in PARTICIPANTS {
         let claims = JoinClaims {
             conference: CONFERENCE.into(),
             identity: identity.into(),
             exp,
             publish: true,
         };
-        println!("  {identity}: token {}", mint(&key.0, &claims));
+        let link = join_link(&join.signaling_url, &mint(&key.0, &claims))
+            .context("the signaling URL is not ws:// or wss://")?;
+        println!("  {identity}: {link}");
     }
     println!(
-        "More tokens: conclave-operator token -n {NAMESPACE} --conference {CONFERENCE} --identity NAME\n"
+        "More links: target/debug/conclave-operator token -n {NAMESPACE} --conference {CONFERENCE} --identity NAME\n"
     );
     Ok(())
+}
+
+/// The media node's page for a signaling URL (`ws://host:port/rtc` → `http://host:port/`)
+/// with the signaling URL and the token as query parameters.
+pub fn join_link(signaling_url: &str, token: &str) -> Option<String> {
+    let (scheme, rest) = if let Some(rest) = signaling_url.strip_prefix("ws://") {
+        ("http", rest)
+    } else {
+        ("https", signaling_url.strip_prefix("wss://")?)
+    };
+    let authority = rest.split('/').next()?;
+    Some(format!(
+        "{scheme}://{authority}/?url={}&token={}",
+        query_escape(signaling_url),
+        query_escape(token)
+    ))
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn query_escape(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_open_the_nodes_page_with_url_and_token() {
+        assert_eq!(
+            join_link("ws://127.0.0.2:7880/rtc", "a.b-c_d").unwrap(),
+            "http://127.0.0.2:7880/?url=ws%3A%2F%2F127.0.0.2%3A7880%2Frtc&token=a.b-c_d"
+        );
+        assert_eq!(
+            join_link("wss://rtc.example.com/n1/rtc", "t").unwrap(),
+            "https://rtc.example.com/?url=wss%3A%2F%2Frtc.example.com%2Fn1%2Frtc&token=t"
+        );
+        assert_eq!(join_link("http://x/rtc", "t"), None);
+    }
 }

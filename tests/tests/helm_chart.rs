@@ -1,0 +1,367 @@
+//! The Helm chart against the real control plane: installed with the helm CLI, its operator
+//! runs as two pods of the harness kubelet under the chart's RBAC (one leader), brings up the
+//! chart's default pool and makes a conference Active; the admission policy lets a media
+//! node write its own MediaNode status and refuses another's; uninstalling removes the
+//! cluster-scoped objects. Every rendered manifest passes the API server's strict
+//! validation, and bad values fail at install with a message naming the value.
+
+#![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
+
+use std::time::Duration;
+
+use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool};
+use conclave_testenv::manifests::dry_run_strict;
+use conclave_testenv::{TestEnv, TestNamespace, wait};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config, ResourceExt};
+use rand::Rng;
+use serde_json::json;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+const OPERATOR_IMAGE: &str = "ghcr.io/conclave-dev/operator";
+
+/// Values of a test install: the operator watching the test namespace only (tests share the
+/// cluster), bound to its pod address (harness pods share their Node's address), and a
+/// default pool of two media nodes on ports no other test uses.
+fn install_values(ns: &str, metrics_port: u16, signaling_port: u16) -> serde_json::Value {
+    let udp_min = 41000 + (signaling_port % 50) * 200;
+    json!({
+        "operator": {
+            "image": {"repository": OPERATOR_IMAGE, "tag": "test"},
+            "watchNamespace": ns,
+            "logLevel": "info,kube=warn",
+            "metrics": {"port": metrics_port, "bindAddress": "$(POD_IP)"}
+        },
+        "defaultPool": {
+            "enabled": true,
+            "spec": {
+                "nodeCapacity": {"participants": 50, "rooms": 10},
+                "scaling": {"minNodes": 2, "maxNodes": 2, "bufferParticipants": 10},
+                "mediaNode": {
+                    "signalingPort": signaling_port,
+                    "udpPortRange": {"min": udp_min, "max": udp_min + 199},
+                    "heartbeatTimeoutSeconds": 6
+                },
+                "turn": {"enabled": false}
+            }
+        }
+    })
+}
+
+fn report(ns: &TestNamespace) -> String {
+    ns.container_logs()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chart_runs_the_operator_under_its_rbac_and_a_conference_becomes_active() {
+    let env = TestEnv::shared().await.unwrap();
+    let ns = env.namespace("helm").await.unwrap();
+    let helm = env.helm().unwrap();
+    let release = ns.name().to_owned();
+    let mut rng = rand::rng();
+    let (metrics_port, signaling_port) = (
+        rng.random_range(22000..23000),
+        rng.random_range(33000..34000),
+    );
+    let notes = helm
+        .install(
+            &release,
+            ns.name(),
+            &install_values(ns.name(), metrics_port, signaling_port),
+        )
+        .await
+        .unwrap();
+    assert!(
+        notes.contains(&format!("manages namespace {} only", ns.name())),
+        "NOTES say what the operator manages:\n{notes}"
+    );
+
+    // Two operator pods Ready, one of them holding the Lease.
+    let operator = format!("{release}-operator");
+    wait::until(
+        "the operator Deployment with 2 ready pods",
+        TIMEOUT,
+        || async {
+            let d = ns.api::<Deployment>().get(&operator).await.ok()?;
+            (d.status?.ready_replicas == Some(2)).then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(&ns)));
+    let pods: Vec<String> = ns
+        .api::<Pod>()
+        .list(&ListParams::default().labels("app.kubernetes.io/component=operator"))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    let holder = wait::until("a leader in the operator's Lease", TIMEOUT, || async {
+        let lease = ns.api::<Lease>().get(&operator).await.ok()?;
+        lease.spec?.holder_identity
+    })
+    .await
+    .unwrap();
+    assert!(
+        pods.contains(&holder),
+        "leader {holder} is not one of {pods:?}"
+    );
+
+    // The chart's default pool comes up and a conference is placed on it.
+    let nodes = wait::until("two Ready media nodes", TIMEOUT, || async {
+        let nodes = ns
+            .api::<MediaNode>()
+            .list(&ListParams::default())
+            .await
+            .ok()?;
+        let ready: Vec<MediaNode> = nodes
+            .items
+            .into_iter()
+            .filter(|n| n.status.as_ref().and_then(|s| s.phase) == Some(MediaNodePhase::Ready))
+            .collect();
+        (ready.len() == 2).then_some(ready)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(&ns)));
+    let conference: Conference = serde_json::from_value(json!({
+        "apiVersion": "conclave.dev/v1alpha1", "kind": "Conference",
+        "metadata": {"name": "standup"}, "spec": {"pool": "default", "maxParticipants": 8}
+    }))
+    .unwrap();
+    ns.api::<Conference>()
+        .create(&PostParams::default(), &conference)
+        .await
+        .unwrap();
+    let status = wait::until("the conference Active with join info", TIMEOUT, || async {
+        let s = ns.api::<Conference>().get("standup").await.ok()?.status?;
+        (s.phase == Some(ConferencePhase::Active) && s.join.is_some()).then_some(s)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(&ns)));
+    let url = status.join.unwrap().signaling_url;
+    assert!(url.ends_with(&format!(":{signaling_port}/rtc")), "{url}");
+
+    media_node_writes_only_its_own_status(env, &ns, &nodes).await;
+    uninstall_removes_what_the_release_installed(env, &ns, &release).await;
+}
+
+/// With a token bound to media node A's pod, A's status may be written and B's may not; a
+/// token of the same ServiceAccount that is not bound to a pod may write neither.
+async fn media_node_writes_only_its_own_status(
+    env: &TestEnv,
+    ns: &TestNamespace,
+    nodes: &[MediaNode],
+) {
+    let (own, other) = (nodes[0].name_any(), nodes[1].name_any());
+    let pod = ns.api::<Pod>().get(&own).await.unwrap();
+    let account = pod.spec.clone().unwrap().service_account_name.unwrap();
+    let bound = BoundObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: Some(own.clone()),
+        uid: pod.uid(),
+    };
+    let as_pod = client_with_token(env, &token(ns, &account, Some(bound)).await).await;
+    let unbound = client_with_token(env, &token(ns, &account, None).await).await;
+
+    let heartbeat = |name: &str| {
+        let at = k8s_openapi::jiff::Timestamp::now().to_string();
+        (name.to_owned(), json!({"status": {"lastHeartbeat": at}}))
+    };
+    let write = |client: Client, (name, patch): (String, serde_json::Value)| {
+        let ns = ns.name().to_owned();
+        async move {
+            Api::<MediaNode>::namespaced(client, &ns)
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+        }
+    };
+    write(as_pod.clone(), heartbeat(&own))
+        .await
+        .unwrap_or_else(|e| panic!("media node {own} may write its own status: {e}"));
+    let refused = write(as_pod, heartbeat(&other)).await.unwrap_err();
+    let message = format!("{refused}");
+    assert!(
+        message.contains(&format!(
+            "media node {own} may write only the status of its own MediaNode, not of {other}"
+        )),
+        "{message}"
+    );
+    let refused = write(unbound, heartbeat(&own)).await.unwrap_err();
+    assert!(
+        format!("{refused}").contains("only with a token bound to its pod"),
+        "{refused}"
+    );
+}
+
+async fn token(ns: &TestNamespace, account: &str, bound: Option<BoundObjectReference>) -> String {
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: None,
+            expiration_seconds: Some(600),
+            bound_object_ref: bound,
+        }),
+        ..TokenRequest::default()
+    };
+    ns.api::<ServiceAccount>()
+        .create_token_request(account, &PostParams::default(), &request)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token
+        .unwrap()
+}
+
+async fn client_with_token(env: &TestEnv, token: &str) -> Client {
+    let kubeconfig = Kubeconfig::read_from(env.kubeconfig()).unwrap();
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    config.auth_info = AuthInfo {
+        token: Some(token.to_owned().into()),
+        ..AuthInfo::default()
+    };
+    Client::try_from(config).unwrap()
+}
+
+/// The pool is deleted first (the operator, still running, releases its media nodes), then
+/// `helm uninstall` removes the operator and the release's cluster-scoped objects.
+async fn uninstall_removes_what_the_release_installed(
+    env: &TestEnv,
+    ns: &TestNamespace,
+    release: &str,
+) {
+    ns.api::<Conference>()
+        .delete("standup", &DeleteParams::default())
+        .await
+        .unwrap();
+    ns.api::<MediaPool>()
+        .delete("default", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait::until("the pool's media nodes gone", TIMEOUT, || async {
+        let nodes = ns
+            .api::<MediaNode>()
+            .list(&ListParams::default())
+            .await
+            .ok()?;
+        nodes.items.is_empty().then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(ns)));
+    env.helm()
+        .unwrap()
+        .uninstall(release, ns.name())
+        .await
+        .unwrap();
+    let roles: Api<ClusterRole> = Api::all(ns.client());
+    for name in ["operator", "operator-nodes", "media-node"] {
+        let name = format!("{release}-{name}");
+        assert!(
+            roles.get_opt(&name).await.unwrap().is_none(),
+            "{name} left behind"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rendered_manifest_passes_strict_server_validation() {
+    let env = TestEnv::shared().await.unwrap();
+    let ns = env.namespace("chart").await.unwrap();
+    let helm = env.helm().unwrap();
+    let client = ns.client();
+    let defaults = helm
+        .template("conclave", ns.name(), &json!({}))
+        .await
+        .unwrap();
+    let checked = dry_run_strict(&client, &defaults).await.unwrap();
+    for kind in [
+        "ClusterRole",
+        "Deployment",
+        "ValidatingAdmissionPolicy",
+        "ServiceAccount",
+    ] {
+        assert!(
+            checked.iter().any(|k| k == kind),
+            "{kind} not rendered: {checked:?}"
+        );
+    }
+
+    let everything = json!({
+        "operator": {
+            "replicas": 1,
+            "leaderElection": {"enabled": false},
+            "watchNamespace": ns.name(),
+            "nodeSelector": {"kubernetes.io/os": "linux"},
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "conclave", "effect": "NoSchedule"}],
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]}]}}},
+            "imagePullSecrets": [{"name": "registry"}],
+            "podAnnotations": {"example.com/team": "media"},
+            "priorityClassName": "system-cluster-critical"
+        },
+        "serviceAccount": {"name": "conclave", "annotations": {"example.com/role": "operator"}},
+        "defaultPool": {"enabled": true},
+        "serviceMonitor": {"enabled": true},
+        "grafanaDashboard": {"enabled": true}
+    });
+    let rendered = helm.template("full", ns.name(), &everything).await.unwrap();
+    let checked = dry_run_strict(&client, &rendered).await.unwrap();
+    for kind in [
+        "MediaPool",
+        "ConfigMap",
+        "RoleBinding",
+        "ServiceMonitor",
+        "PodMonitor",
+    ] {
+        assert!(
+            checked.iter().any(|k| k == kind),
+            "{kind} not rendered: {checked:?}"
+        );
+    }
+    assert!(
+        !checked.iter().any(|k| k == "Role"),
+        "no Lease Role without leader election: {checked:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_values_fail_at_install_with_a_clear_message() {
+    let env = TestEnv::shared().await.unwrap();
+    let helm = env.helm().unwrap();
+    let cases = [
+        (
+            json!({"operator": {"replicas": "two"}}),
+            "/operator/replicas",
+        ),
+        (
+            json!({"operator": {"replicas": 2, "leaderElection": {"enabled": false}}}),
+            "operator.leaderElection.enabled is false",
+        ),
+        (
+            json!({"operator": {"metrics": {"port": 70000}}}),
+            "/operator/metrics/port",
+        ),
+        (
+            json!({"operator": {"watchNamespace": "Not_A_Namespace"}}),
+            "/operator/watchNamespace",
+        ),
+        (json!({"defaultPool": {"enabeld": true}}), "enabeld"),
+    ];
+    for (values, names) in cases {
+        let error = helm
+            .template("bad", "default", &values)
+            .await
+            .expect_err(&format!("{values} must be refused"))
+            .to_string();
+        assert!(error.contains(names), "{values}: {error}");
+    }
+}
