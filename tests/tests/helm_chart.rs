@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool};
+use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool, labels};
 use conclave_testenv::manifests::dry_run_strict;
 use conclave_testenv::{TestEnv, TestNamespace, wait};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -159,6 +159,15 @@ async fn media_node_writes_only_its_own_status(
     ns: &TestNamespace,
     nodes: &[MediaNode],
 ) {
+    // The media nodes' own status reports (their pods' kubelet-issued tokens) got through.
+    for node in nodes {
+        let node = ns.api::<MediaNode>().get(&node.name_any()).await.unwrap();
+        let reported = node.managed_fields().iter().any(|m| {
+            m.manager.as_deref() == Some(labels::MEDIA_NODE_MANAGER)
+                && m.subresource.as_deref() == Some("status")
+        });
+        assert!(reported, "media node {} wrote no status", node.name_any());
+    }
     let (own, other) = (nodes[0].name_any(), nodes[1].name_any());
     let pod = ns.api::<Pod>().get(&own).await.unwrap();
     let account = pod.spec.clone().unwrap().service_account_name.unwrap();
