@@ -147,17 +147,21 @@ async fn chart_runs_the_operator_under_its_rbac_and_a_conference_becomes_active(
     .unwrap_or_else(|e| panic!("{e}\n{}", report(&ns)));
     let url = status.join.unwrap().signaling_url;
     assert!(url.ends_with(&format!(":{signaling_port}/rtc")), "{url}");
+    let host = status.media_node.unwrap();
 
-    media_node_writes_only_its_own_status(env, &ns, &nodes).await;
+    media_node_writes_only_its_own_status(env, &ns, &nodes, &host).await;
     uninstall_removes_what_the_release_installed(env, &ns, &release).await;
 }
 
-/// With a token bound to media node A's pod, A's status may be written and B's may not; a
-/// token of the same ServiceAccount that is not bound to a pod may write neither.
+/// With a token bound to the pod of the node hosting the conference ("host"), the host's
+/// MediaNode status and the conference's status may be written; the other node's MediaNode
+/// may not, and the other node may not write the conference. A token of the same
+/// ServiceAccount that is not bound to a pod may write nothing.
 async fn media_node_writes_only_its_own_status(
     env: &TestEnv,
     ns: &TestNamespace,
     nodes: &[MediaNode],
+    host: &str,
 ) {
     // The media nodes' own status reports (their pods' kubelet-issued tokens) got through.
     for node in nodes {
@@ -168,46 +172,86 @@ async fn media_node_writes_only_its_own_status(
         });
         assert!(reported, "media node {} wrote no status", node.name_any());
     }
-    let (own, other) = (nodes[0].name_any(), nodes[1].name_any());
-    let pod = ns.api::<Pod>().get(&own).await.unwrap();
-    let account = pod.spec.clone().unwrap().service_account_name.unwrap();
-    let bound = BoundObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("Pod".into()),
-        name: Some(own.clone()),
-        uid: pod.uid(),
-    };
-    let as_pod = client_with_token(env, &token(ns, &account, Some(bound)).await).await;
-    let unbound = client_with_token(env, &token(ns, &account, None).await).await;
+    let other = nodes
+        .iter()
+        .map(|n| n.name_any())
+        .find(|n| n != host)
+        .unwrap();
+    let as_host = client_as_pod(env, ns, host, true).await;
+    let as_other = client_as_pod(env, ns, &other, true).await;
+    let unbound = client_as_pod(env, ns, host, false).await;
 
-    let heartbeat = |name: &str| {
-        let at = k8s_openapi::jiff::Timestamp::now().to_string();
-        (name.to_owned(), json!({"status": {"lastHeartbeat": at}}))
-    };
-    let write = |client: Client, (name, patch): (String, serde_json::Value)| {
-        let ns = ns.name().to_owned();
+    let heartbeat =
+        json!({"status": {"lastHeartbeat": k8s_openapi::jiff::Timestamp::now().to_string()}});
+    let node_status = |client: Client, name: String| {
+        let (ns, patch) = (ns.name().to_owned(), heartbeat.clone());
         async move {
             Api::<MediaNode>::namespaced(client, &ns)
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
+                .map(|_| ())
         }
     };
-    write(as_pod.clone(), heartbeat(&own))
+    let conference_status = |client: Client| {
+        let ns = ns.name().to_owned();
+        async move {
+            let api = Api::<Conference>::namespaced(client, &ns);
+            let participants = api
+                .get_status("standup")
+                .await?
+                .status
+                .unwrap()
+                .participants;
+            let patch = json!({"status": {"participants": participants}});
+            api.patch_status("standup", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map(|_| ())
+        }
+    };
+    let refusal = |result: Result<(), kube::Error>| match result {
+        Ok(()) => panic!("write allowed"),
+        Err(e) => e.to_string(),
+    };
+
+    node_status(as_host.clone(), host.to_owned())
         .await
-        .unwrap_or_else(|e| panic!("media node {own} may write its own status: {e}"));
-    let refused = write(as_pod, heartbeat(&other)).await.unwrap_err();
-    let message = format!("{refused}");
+        .unwrap_or_else(|e| panic!("media node {host} may write its own status: {e}"));
+    conference_status(as_host.clone())
+        .await
+        .unwrap_or_else(|e| panic!("media node {host} may write its conference's status: {e}"));
+    let message = refusal(node_status(as_host, other.clone()).await);
     assert!(
         message.contains(&format!(
-            "media node {own} may write only the status of its own MediaNode, not of {other}"
+            "media node {host} may write only the status of its own MediaNode, not of {other}"
         )),
         "{message}"
     );
-    let refused = write(unbound, heartbeat(&own)).await.unwrap_err();
+    let message = refusal(conference_status(as_other).await);
     assert!(
-        format!("{refused}").contains("only with a token bound to its pod"),
-        "{refused}"
+        message.contains(&format!(
+            "media node {other} may write only the status of Conferences placed on it, not of standup"
+        )),
+        "{message}"
     );
+    let message = refusal(node_status(unbound, host.to_owned()).await);
+    assert!(
+        message.contains("only with a token bound to its pod"),
+        "{message}"
+    );
+}
+
+/// A client with a token of the ServiceAccount of media node `node`'s pod, bound to that pod
+/// (as the kubelet's is) or not bound to anything.
+async fn client_as_pod(env: &TestEnv, ns: &TestNamespace, node: &str, bound: bool) -> Client {
+    let pod = ns.api::<Pod>().get(node).await.unwrap();
+    let account = pod.spec.clone().unwrap().service_account_name.unwrap();
+    let reference = bound.then(|| BoundObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: Some(node.to_owned()),
+        uid: pod.uid(),
+    });
+    client_with_token(env, &token(ns, &account, reference).await).await
 }
 
 async fn token(ns: &TestNamespace, account: &str, bound: Option<BoundObjectReference>) -> String {
