@@ -65,6 +65,7 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
         heartbeat_age,
         heartbeat_timeout: timeout,
         hosting,
+        reserved: reserved.rooms > 0,
     });
 
     let mut status = MediaNodeStatus {

@@ -21,6 +21,8 @@ pub struct NodeObservation {
     pub heartbeat_timeout: i64,
     /// Whether conferences are reserved on the node or it reports participants or rooms.
     pub hosting: bool,
+    /// Whether conferences are reserved on the node (placed here by the operator).
+    pub reserved: bool,
 }
 
 /// What the node controller observed of a media node's pod.
@@ -74,6 +76,12 @@ fn observe(o: &NodeObservation, current: MediaNodePhase) -> NodeVerdict {
         .heartbeat_age
         .is_some_and(|age| age <= o.heartbeat_timeout);
     let started = matches!(current, Starting | Ready | Draining);
+    // A draining node with nothing placed on it that stopped (its process exits once drained,
+    // so the load it last reported is stale) is drained, not failed.
+    let stopped = o.pod.is_none_or(|p| p.ended) || (stale && started);
+    if o.draining && !o.reserved && stopped {
+        return verdict(Drained, "Drained");
+    }
     let Some(pod) = o.pod else {
         return match (o.draining && !o.hosting, started) {
             (true, _) => verdict(Drained, "Drained"),
@@ -124,6 +132,7 @@ mod tests {
             heartbeat_age: Some(1),
             heartbeat_timeout: 15,
             hosting: false,
+            reserved: false,
         }
     }
 
@@ -198,7 +207,29 @@ mod tests {
         gone.draining = true;
         assert_eq!(phase(&gone), (Drained, "Drained"));
         gone.hosting = true;
+        gone.reserved = true;
         assert_eq!(phase(&gone), (Failed, "PodGone"));
+    }
+
+    #[test]
+    fn a_drained_node_that_exited_is_drained_though_its_last_report_showed_load() {
+        let mut o = obs(Some(Draining), Some(running()));
+        o.draining = true;
+        o.hosting = true; // the last report, written before its rooms moved away
+        o.heartbeat_age = Some(16);
+        assert_eq!(phase(&o), (Drained, "Drained"));
+        o.pod = Some(PodObservation {
+            ended: true,
+            ..running()
+        });
+        o.heartbeat_age = Some(1);
+        assert_eq!(phase(&o), (Drained, "Drained"));
+        // With conferences still placed on it, stopping is a failure: they must move.
+        o.reserved = true;
+        assert_eq!(phase(&o), (Failed, "PodFailed"));
+        o.pod = Some(running());
+        o.heartbeat_age = Some(16);
+        assert_eq!(phase(&o), (Failed, "HeartbeatStale"));
     }
 
     #[test]
