@@ -97,6 +97,12 @@ pub async fn run_node(
     };
     if let Some(pool) = pool {
         tracing::info!(node = %config.node_name, %pool, "address published; taking rooms");
+        watches.push(tokio::spawn(cluster::directory::run(
+            client.clone(),
+            ns.clone(),
+            pool.clone(),
+            Arc::clone(&state),
+        )));
         watches.push(tokio::spawn(cluster::pool::run(
             client.clone(),
             ns.clone(),

@@ -1,5 +1,5 @@
-//! The HTTP side of the node: `/rtc` (signaling WebSocket), `/healthz`, `/readyz` and
-//! `/metrics`, served on an already-bound listener until `shutdown` resolves.
+//! The HTTP side of the node: `/rtc` (signaling WebSocket), the browser call page at `/`,
+//! `/healthz`, `/readyz` and `/metrics`, served on an already-bound listener until `shutdown` resolves.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,6 +27,7 @@ pub fn router(node: Arc<NodeState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::web::routes())
         .with_state(node)
 }
 

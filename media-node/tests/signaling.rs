@@ -160,7 +160,7 @@ async fn joins_need_a_valid_token_for_a_hosted_conference_and_room() {
         .err()
         .expect("forged token refused");
     assert!(err.to_string().contains("signature"), "{err}");
-    let err = Client::connect(config(token("carol"), "retro"))
+    let err = Client::connect(config(token_for("carol", "retro"), "retro"))
         .await
         .err()
         .expect("other conference refused");

@@ -4,13 +4,13 @@
 
 pub mod stats;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use conclave_crds::NodeCapacity;
+use conclave_crds::{Conference, NodeCapacity};
 use tokio::sync::Notify;
 
 pub use stats::{LoadSnapshot, NodeStats, RateSampler};
@@ -72,6 +72,8 @@ pub struct NodeState {
     signaling_url: RwLock<Option<String>>,
     ice: RwLock<IceConfig>,
     capacity: RwLock<Option<NodeCapacity>>,
+    pool_nodes: RwLock<BTreeMap<String, String>>,
+    conference_api: OnceLock<kube::Api<Conference>>,
     synced: AtomicBool,
     draining: AtomicBool,
     next_participant: AtomicU64,
@@ -105,6 +107,8 @@ impl NodeState {
             signaling_url: RwLock::new(None),
             ice: RwLock::new(IceConfig::default()),
             capacity: RwLock::new(None),
+            pool_nodes: RwLock::new(BTreeMap::new()),
+            conference_api: OnceLock::new(),
             synced: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             next_participant: AtomicU64::new(1),
@@ -141,6 +145,37 @@ impl NodeState {
     /// Records this node's capacity (MediaNode spec.capacity).
     pub fn set_capacity(&self, capacity: NodeCapacity) {
         write(&self.capacity, Some(capacity));
+    }
+
+    /// Records the pool's Ready media nodes (name to signaling URL).
+    pub fn set_pool_nodes(&self, nodes: BTreeMap<String, String>) {
+        write(&self.pool_nodes, nodes);
+    }
+
+    /// The pool's Ready media nodes (name to signaling URL), this one included.
+    pub fn pool_nodes(&self) -> BTreeMap<String, String> {
+        read(&self.pool_nodes)
+    }
+
+    /// Signaling URLs of the pool's other Ready media nodes: where a client goes when this
+    /// node stops answering (they redirect it to its conference's new node).
+    pub fn fallback_urls(&self) -> Vec<String> {
+        let own = self.signaling_url();
+        read(&self.pool_nodes)
+            .into_iter()
+            .filter(|(name, url)| *name != self.settings.name && Some(url) != own.as_ref())
+            .map(|(_, url)| url)
+            .collect()
+    }
+
+    /// Lets the node read Conferences of its namespace (to redirect clients); set once.
+    pub fn set_conference_api(&self, api: kube::Api<Conference>) {
+        let _ = self.conference_api.set(api);
+    }
+
+    /// Conferences of the node's namespace, once connected to Kubernetes.
+    pub fn conference_api(&self) -> Option<&kube::Api<Conference>> {
+        self.conference_api.get()
     }
 
     /// Marks the Conference watch as synced (the node knows its rooms).

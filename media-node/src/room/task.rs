@@ -215,6 +215,7 @@ impl RoomTask {
                 label: CHAT_LABEL.to_owned(),
                 max_message_bytes: self.node.settings.chat_max_bytes,
             }),
+            fallback_urls: self.node.fallback_urls(),
         });
         if let Some(speaker) = self.speaker.current() {
             member.send(ServerMessage::ActiveSpeaker {

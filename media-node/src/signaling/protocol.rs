@@ -167,8 +167,11 @@ pub enum ErrorCode {
     Unexpected,
     /// The join token was refused.
     Unauthorized,
-    /// The conference is not hosted on this node.
+    /// The conference is not hosted on this node and does not exist (or ended).
     NotHere,
+    /// The conference exists but is not placed on a live media node yet (being placed, or
+    /// re-placed after its node failed): join again in a few seconds.
+    NotPlaced,
     /// The conference is full.
     RoomFull,
     /// This node is at capacity.
@@ -203,6 +206,10 @@ pub enum ServerMessage {
         participants: Vec<ParticipantInfo>,
         /// The chat channel, when enabled.
         chat: Option<ChatChannel>,
+        /// Signaling URLs of the pool's other Ready media nodes: where to `join` again when
+        /// this node stops answering (they redirect to the conference's new node).
+        #[serde(default)]
+        fallback_urls: Vec<String>,
     },
     /// An offer from the node (tracks to subscribe changed, or ICE restart).
     Offer {

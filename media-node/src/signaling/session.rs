@@ -1,6 +1,7 @@
-//! One client's WebSocket session on `/rtc`: it waits for `join`, checks the token and the
-//! node's capacity, builds the participant's peer connection and peer task, asks the room to
-//! admit it, then relays messages both ways. Refused messages get an error back; a client that
+//! One client's WebSocket session on `/rtc`: it waits for `join`, checks the token, sends the
+//! client to the right node when its conference is hosted elsewhere, checks the node's
+//! capacity, builds the participant's peer connection and peer task, asks the room to admit
+//! it, then relays messages both ways. Refused messages get an error back; a client that
 //! keeps sending garbage is disconnected, alone.
 
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use tokio::sync::mpsc;
 
 use super::protocol::{ClientMessage, ErrorCode, ServerMessage, parse_client};
+use crate::cluster::directory::{Placement, locate};
 use crate::media::engine::build_peer;
 use crate::media::handler::PeerEvents;
 use crate::media::nat::NatMapping;
@@ -194,14 +196,6 @@ async fn join(
     quality: crate::forward::layers::Quality,
 ) -> Option<(RoomHandle, ParticipantId, mpsc::Receiver<ServerMessage>)> {
     let node = Arc::clone(&session.node);
-    let Some(room) = node.room(conference) else {
-        let message = format!(
-            "conference {conference:?} is not hosted on media node {}: fetch its join info again",
-            node.settings.name
-        );
-        session.close_with(ErrorCode::NotHere, message).await;
-        return None;
-    };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -215,6 +209,10 @@ async fn join(
                 .await;
             return None;
         }
+    };
+    let Some(room) = node.room(conference) else {
+        redirect(session, conference).await;
+        return None;
     };
     if let Err(e) = node.admit() {
         node.stats.join_refused();
@@ -259,4 +257,39 @@ async fn join(
         return None;
     }
     Some((room, participant, outbound_rx))
+}
+
+/// Answers a verified `join` for a conference this node does not host: `reconnect` to the
+/// node that hosts it, or an error saying whether to retry.
+async fn redirect(session: &mut Session, conference: &str) {
+    let node = Arc::clone(&session.node);
+    match locate(&node, conference).await {
+        Placement::Elsewhere {
+            node: host,
+            signaling_url,
+        } => {
+            tracing::info!(conference, host = %host, "redirecting a client to the hosting node");
+            let reconnect = ServerMessage::Reconnect {
+                signaling_url,
+                reason: format!("conference {conference} is hosted on media node {host}"),
+            };
+            let _ = session.send(&reconnect).await;
+            session.close(None).await;
+        }
+        Placement::Pending => {
+            let message = format!(
+                "conference {conference:?} is not on a live media node yet (being placed or \
+                 moving): join again in a few seconds"
+            );
+            session.close_with(ErrorCode::NotPlaced, message).await;
+        }
+        Placement::Unknown => {
+            let message = format!(
+                "conference {conference:?} is not hosted on media node {} and is not known to \
+                 be anywhere else: fetch its join info again",
+                node.settings.name
+            );
+            session.close_with(ErrorCode::NotHere, message).await;
+        }
+    }
 }

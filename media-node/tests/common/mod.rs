@@ -87,6 +87,11 @@ pub async fn start_with(
 }
 
 pub fn token(identity: &str) -> String {
+    token_for(identity, CONFERENCE)
+}
+
+/// A valid join token for `identity` to `conference`.
+pub fn token_for(identity: &str, conference: &str) -> String {
     let exp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")
@@ -95,7 +100,7 @@ pub fn token(identity: &str) -> String {
     mint(
         KEY,
         &JoinClaims {
-            conference: CONFERENCE.into(),
+            conference: conference.into(),
             identity: identity.into(),
             exp,
             publish: true,

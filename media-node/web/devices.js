@@ -1,0 +1,117 @@
+// Cameras, microphones and speakers: opening them with the devices the user picked (kept in
+// localStorage), listing them for the picker, and saying clearly why they could not be opened.
+
+const STORAGE_KEY = 'conclave.devices';
+
+/** Capture size and rate for each quality the page offers. */
+const CAPTURE = {
+  low: { width: 320, height: 180, frameRate: 15 },
+  medium: { width: 640, height: 360, frameRate: 24 },
+  high: { width: 1280, height: 720, frameRate: 30 },
+};
+
+/** The devices the user picked: {audioinput, videoinput, audiooutput} device ids. */
+export function loadChoice() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(STORAGE_KEY) ?? '{}');
+    return saved && typeof saved === 'object' ? saved : {};
+  } catch {
+    return {};
+  }
+}
+
+export function saveChoice(kind, deviceId) {
+  const choice = loadChoice();
+  choice[kind] = deviceId;
+  try {
+    localStorage.setItem(STORAGE_KEY, JSON.stringify(choice));
+  } catch {
+    // Storage disabled: the choice lasts for this page only.
+  }
+}
+
+/** Devices by kind: {audioinput: [...], videoinput: [...], audiooutput: [...]}. */
+export async function listDevices() {
+  const lists = { audioinput: [], videoinput: [], audiooutput: [] };
+  if (!navigator.mediaDevices?.enumerateDevices) return lists;
+  for (const d of await navigator.mediaDevices.enumerateDevices()) {
+    if (lists[d.kind] && d.deviceId) lists[d.kind].push(d);
+  }
+  return lists;
+}
+
+function constraints(kind, deviceId, quality) {
+  if (kind === 'audio') return deviceId ? { deviceId: { ideal: deviceId } } : true;
+  const size = CAPTURE[quality] ?? CAPTURE.medium;
+  const video = {
+    width: { ideal: size.width },
+    height: { ideal: size.height },
+    frameRate: { ideal: size.frameRate },
+  };
+  if (deviceId) video.deviceId = { ideal: deviceId };
+  return video;
+}
+
+/** Opens one device ('audio' or 'video') with the user's choice; throws a DeviceError. */
+export async function openDevice(kind, quality, deviceId = loadChoice()[kind === 'audio' ? 'audioinput' : 'videoinput']) {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    throw new DeviceError('unsupported', kind, 'This browser cannot use cameras or microphones here (the page needs HTTPS or localhost).');
+  }
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ [kind]: constraints(kind, deviceId, quality) });
+    return stream.getTracks()[0];
+  } catch (error) {
+    throw DeviceError.from(error, kind);
+  }
+}
+
+/**
+ * Opens the microphone and the camera, each on its own so that one missing or refused device
+ * still lets the other work. Returns {microphone, camera, problems: [DeviceError]}.
+ */
+export async function openLocalMedia(quality) {
+  const result = { microphone: null, camera: null, problems: [] };
+  for (const [kind, slot] of [['audio', 'microphone'], ['video', 'camera']]) {
+    try {
+      result[slot] = await openDevice(kind, quality);
+    } catch (error) {
+      result.problems.push(error);
+    }
+  }
+  return result;
+}
+
+/** Plays remote audio on the chosen speaker, where the browser can choose. */
+export async function routeAudio(element, deviceId = loadChoice().audiooutput) {
+  if (!deviceId || typeof element.setSinkId !== 'function') return;
+  try {
+    await element.setSinkId(deviceId);
+  } catch {
+    // The speaker went away: the default one plays.
+  }
+}
+
+export class DeviceError extends Error {
+  constructor(code, kind, message) {
+    super(message);
+    this.code = code;
+    this.kind = kind;
+  }
+
+  static from(error, kind) {
+    const what = kind === 'audio' ? 'microphone' : 'camera';
+    switch (error?.name) {
+      case 'NotAllowedError':
+      case 'SecurityError':
+        return new DeviceError('denied', kind, `Access to the ${what} was denied. Allow it in the browser's site settings (the icon in the address bar), then choose the device again.`);
+      case 'NotFoundError':
+      case 'OverconstrainedError':
+        return new DeviceError('missing', kind, `No ${what} was found. Connect one and choose it in Devices; you can still watch, listen and chat.`);
+      case 'NotReadableError':
+      case 'AbortError':
+        return new DeviceError('busy', kind, `The ${what} could not be started: another application may be using it.`);
+      default:
+        return new DeviceError('other', kind, `The ${what} could not be opened: ${error?.message ?? error}.`);
+    }
+  }
+}

@@ -1,0 +1,177 @@
+// What the user sees: the participant grid (camera and screen tiles with names, muted marks
+// and the active speaker), remote audio, the connection state and the chat log. Built with
+// DOM calls only (no HTML strings), so names and messages from others are never markup.
+
+import { routeAudio } from './devices.js';
+
+const STATE_TEXT = {
+  connecting: 'Connecting…',
+  connected: 'Connected',
+  reconnecting: 'Reconnecting…',
+  failed: 'Connection failed',
+  ended: 'Conference ended',
+  left: 'Left',
+};
+
+function element(tag, className, text) {
+  const e = document.createElement(tag);
+  if (className) e.className = className;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function initials(name) {
+  return String(name)
+    .split(/[\s._@-]+/)
+    .filter(Boolean)
+    .slice(0, 2)
+    .map((w) => w[0].toUpperCase())
+    .join('') || '?';
+}
+
+export class View {
+  #grid;
+  #audio;
+  #tiles = new Map();
+  #sounds = new Map();
+
+  constructor(root) {
+    this.root = root;
+    this.#grid = root.querySelector('#grid');
+    this.#audio = root.querySelector('#audio');
+    this.state = root.querySelector('#state');
+    this.stateReason = root.querySelector('#state-reason');
+    this.notice = root.querySelector('#notice');
+    this.chatLog = root.querySelector('#chat-log');
+  }
+
+  showState(state, reason) {
+    this.state.textContent = STATE_TEXT[state] ?? state;
+    this.state.dataset.state = state;
+    this.stateReason.textContent = reason ?? '';
+  }
+
+  showNotice(text) {
+    if (!text) {
+      this.notice.hidden = true;
+      return;
+    }
+    this.notice.hidden = false;
+    this.notice.textContent = text;
+  }
+
+  addChat({ identity, message, own }) {
+    const line = element('li', own ? 'own' : '');
+    line.append(element('span', 'who', own ? 'You' : identity), element('span', 'text', message));
+    this.chatLog.append(line);
+    this.chatLog.scrollTop = this.chatLog.scrollHeight;
+  }
+
+  /** Redraws tiles and audio from the call's participants and received tracks. */
+  render(call, self) {
+    const wanted = new Map();
+    wanted.set('self:camera', {
+      key: 'self:camera', participant: call.selfId, identity: `${self.identity} (you)`,
+      source: 'camera', track: call.localCamera, muted: call.micMuted, self: true,
+    });
+    if (call.localScreen) {
+      wanted.set('self:screen', {
+        key: 'self:screen', participant: call.selfId, identity: `${self.identity} (you)`,
+        source: 'screen', track: call.localScreen, self: true,
+      });
+    }
+    const sounds = new Map();
+    for (const p of call.participants.values()) {
+      const infos = [...p.tracks.values()];
+      const mic = infos.find((t) => t.kind === 'audio');
+      const camera = infos.find((t) => t.source === 'camera' && t.kind === 'video');
+      const screen = infos.find((t) => t.source === 'screen' && t.kind === 'video');
+      const live = (info) => (info && !info.muted ? call.received.get(info.id) ?? null : null);
+      wanted.set(`${p.id}:camera`, {
+        key: `${p.id}:camera`, participant: p.id, identity: p.identity, source: 'camera',
+        track: live(camera), muted: !mic || mic.muted,
+      });
+      if (screen) {
+        wanted.set(`${p.id}:screen`, {
+          key: `${p.id}:screen`, participant: p.id, identity: p.identity, source: 'screen',
+          track: live(screen),
+        });
+      }
+      for (const a of infos.filter((t) => t.kind === 'audio')) {
+        const track = call.received.get(a.id);
+        if (track) sounds.set(a.id, track);
+      }
+    }
+    for (const [key, tile] of this.#tiles) {
+      if (!wanted.has(key)) {
+        tile.root.remove();
+        this.#tiles.delete(key);
+      }
+    }
+    for (const [key, want] of wanted) {
+      let tile = this.#tiles.get(key);
+      if (!tile) {
+        tile = this.#tile(want);
+        this.#tiles.set(key, tile);
+        this.#grid.append(tile.root);
+      }
+      this.#update(tile, want, call.speaker);
+    }
+    this.#grid.dataset.count = String(this.#tiles.size);
+    this.#renderAudio(sounds);
+  }
+
+  #tile(want) {
+    const root = element('figure', `tile ${want.source}`);
+    root.dataset.source = want.source;
+    const video = element('video');
+    video.autoplay = true;
+    video.playsInline = true;
+    video.muted = true;
+    const avatar = element('div', 'avatar');
+    const caption = element('figcaption');
+    const name = element('span', 'name');
+    const mic = element('span', 'mic', 'muted');
+    caption.append(name, mic);
+    root.append(video, avatar, caption);
+    return { root, video, avatar, name, mic, track: null };
+  }
+
+  #update(tile, want, speaker) {
+    tile.root.dataset.participant = String(want.participant ?? '');
+    tile.root.dataset.identity = want.identity;
+    tile.root.classList.toggle('self', Boolean(want.self));
+    tile.root.classList.toggle('speaking', want.participant != null && want.participant === speaker);
+    tile.name.textContent = want.source === 'screen' ? `${want.identity}: screen` : want.identity;
+    tile.mic.hidden = want.source === 'screen' || !want.muted;
+    tile.avatar.textContent = initials(want.identity);
+    if (tile.track !== want.track) {
+      tile.track = want.track;
+      tile.video.srcObject = want.track ? new MediaStream([want.track]) : null;
+    }
+    tile.root.classList.toggle('no-video', !want.track);
+  }
+
+  #renderAudio(sounds) {
+    for (const [id, audio] of this.#sounds) {
+      if (!sounds.has(id)) {
+        audio.remove();
+        this.#sounds.delete(id);
+      }
+    }
+    for (const [id, track] of sounds) {
+      if (this.#sounds.has(id)) continue;
+      const audio = element('audio');
+      audio.autoplay = true;
+      audio.srcObject = new MediaStream([track]);
+      routeAudio(audio);
+      this.#audio.append(audio);
+      this.#sounds.set(id, audio);
+    }
+  }
+
+  /** Sends remote audio to another speaker. */
+  routeAllAudio(deviceId) {
+    for (const audio of this.#sounds.values()) routeAudio(audio, deviceId);
+  }
+}

@@ -1,0 +1,177 @@
+// Drives headless Chromium (Debian's, through playwright-core) for Conclave's end-to-end
+// tests. It reads one JSON command per line on stdin and answers each with one JSON line on
+// stdout ({"ok": true, ...} or {"ok": false, "error": "..."}); the Rust test decides what
+// to assert. Each named participant is its own browser process with a fake camera and
+// microphone, so participants share nothing but the network.
+//
+// Commands:
+//   {"op": "open", "name": "alice", "link": "http://.../?url=...&token=..."}
+//   {"op": "state", "name": "alice"}                -> state, reason, signalingUrl
+//   {"op": "waitState", "name": "alice", "state": "connected", "timeoutMs": 30000}
+//   {"op": "video", "name": "alice"}                -> inbound video stats per track
+//   {"op": "peer", "name": "alice"}             -> negotiation state and transceivers
+//   {"op": "mediaPath", "name": "alice"}            -> selected candidate pair types
+//   {"op": "chat", "name": "alice", "text": "hi"}
+//   {"op": "chatLog", "name": "alice"}              -> messages received
+//   {"op": "shareScreen", "name": "alice"}
+//   {"op": "tiles", "name": "alice"}                -> tiles shown, with video sizes
+//   {"op": "turnProbe", "name": "alice", "iceServers": [...]} -> relay candidates gathered
+//   {"op": "screenshot", "name": "alice", "path": "/abs/file.png"}
+//   {"op": "close"}
+
+import { createInterface } from 'node:readline';
+import { chromium } from 'playwright-core';
+
+const CHROMIUM = process.env.CONCLAVE_CHROMIUM || '/usr/bin/chromium';
+const ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-dev-shm-usage',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-default-apps',
+  '--disable-extensions',
+  '--disable-sync',
+  '--no-first-run',
+  '--mute-audio',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--auto-select-desktop-capture-source=Entire screen',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+const browsers = new Map();
+
+function page(name) {
+  const b = browsers.get(name);
+  if (!b) throw new Error(`no browser named ${name}`);
+  return b.page;
+}
+
+async function open({ name, link }) {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
+  const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
+  const p = await context.newPage();
+  const console = [];
+  p.on('console', (m) => console.push(`${m.type()}: ${m.text()}`));
+  p.on('pageerror', (e) => console.push(`pageerror: ${e.message}`));
+  browsers.set(name, { browser, page: p, console });
+  await p.goto(link);
+  await p.waitForFunction(() => window.conclave?.call, null, { timeout: 15000 });
+  return {};
+}
+
+async function state({ name }) {
+  return page(name).evaluate(() => {
+    const c = window.conclave.call;
+    return { state: c.state, reason: c.reason, signalingUrl: c.signalingUrl, notice: document.querySelector('#notice').textContent };
+  });
+}
+
+async function waitState({ name, state: wanted, timeoutMs = 30000 }) {
+  await page(name).waitForFunction((s) => window.conclave.call.state === s, wanted, { timeout: timeoutMs, polling: 200 });
+  return state({ name });
+}
+
+async function video({ name }) {
+  return { tracks: await page(name).evaluate(() => window.conclave.call.inboundVideo()) };
+}
+
+async function peer({ name }) {
+  return { peer: await page(name).evaluate(() => window.conclave.call.describePeer()) };
+}
+
+async function mediaPath({ name }) {
+  return { path: await page(name).evaluate(() => window.conclave.call.mediaPath()) };
+}
+
+async function chat({ name, text }) {
+  const p = page(name);
+  await p.waitForSelector('#chat-input:not([disabled])', { timeout: 15000 });
+  await p.fill('#chat-input', text);
+  await p.click('#chat-send');
+  return {};
+}
+
+async function chatLog({ name }) {
+  const messages = await page(name).$$eval('#chat-log li:not(.own)', (items) =>
+    items.map((li) => ({ identity: li.querySelector('.who').textContent, message: li.querySelector('.text').textContent })));
+  return { messages };
+}
+
+async function shareScreen({ name }) {
+  const p = page(name);
+  await p.click('#screen');
+  await p.waitForFunction(() => window.conclave.call.localScreen !== null, null, { timeout: 10000 });
+  return {};
+}
+
+async function tiles({ name }) {
+  const shown = await page(name).$$eval('#grid .tile', (all) => all.map((t) => {
+    const v = t.querySelector('video');
+    return {
+      identity: t.dataset.identity,
+      source: t.dataset.source,
+      self: t.classList.contains('self'),
+      width: v.videoWidth,
+      height: v.videoHeight,
+    };
+  }));
+  return { tiles: shown };
+}
+
+async function turnProbe({ name, iceServers }) {
+  const candidates = await page(name).evaluate(async (servers) => {
+    const pc = new RTCPeerConnection({ iceServers: servers, iceTransportPolicy: 'relay' });
+    const found = [];
+    pc.onicecandidate = (e) => { if (e.candidate?.candidate) found.push(e.candidate.candidate); };
+    const errors = [];
+    pc.onicecandidateerror = (e) => errors.push(`${e.errorCode} ${e.errorText}`);
+    pc.createDataChannel('probe');
+    await pc.setLocalDescription();
+    await new Promise((resolve) => {
+      const timer = setTimeout(resolve, 10000);
+      pc.onicegatheringstatechange = () => {
+        if (pc.iceGatheringState === 'complete') { clearTimeout(timer); resolve(); }
+      };
+    });
+    pc.close();
+    return { found, errors };
+  }, iceServers);
+  return { relay: candidates.found.filter((c) => / typ relay /.test(c)).length, errors: candidates.errors };
+}
+
+async function screenshot({ name, path }) {
+  await page(name).screenshot({ path });
+  return {};
+}
+
+async function logs({ name }) {
+  return { console: browsers.get(name)?.console ?? [] };
+}
+
+async function close() {
+  await Promise.all([...browsers.values()].map((b) => b.browser.close().catch(() => {})));
+  browsers.clear();
+  return {};
+}
+
+const OPS = { open, state, waitState, video, peer, mediaPath, chat, chatLog, shareScreen, tiles, turnProbe, screenshot, logs, close };
+
+const lines = createInterface({ input: process.stdin });
+for await (const line of lines) {
+  if (!line.trim()) continue;
+  let reply;
+  try {
+    const command = JSON.parse(line);
+    const op = OPS[command.op];
+    if (!op) throw new Error(`unknown op ${command.op}`);
+    reply = { ok: true, ...(await op(command)) };
+  } catch (error) {
+    reply = { ok: false, error: String(error?.message ?? error) };
+  }
+  process.stdout.write(`${JSON.stringify(reply)}\n`);
+  if (line.includes('"op":"close"')) break;
+}
+await close();
+process.exit(0);
