@@ -9,7 +9,9 @@
 
 use std::time::Duration;
 
-use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool, labels};
+use conclave_crds::{
+    Conference, ConferencePhase, ConferenceStatus, MediaNode, MediaNodePhase, MediaPool, labels,
+};
 use conclave_testenv::manifests::dry_run_strict;
 use conclave_testenv::{TestEnv, TestNamespace, wait};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -69,50 +71,14 @@ async fn chart_runs_the_operator_under_its_rbac_and_a_conference_becomes_active(
         rng.random_range(22000..23000),
         rng.random_range(33000..34000),
     );
-    let notes = helm
-        .install(
-            &release,
-            ns.name(),
-            &install_values(ns.name(), metrics_port, signaling_port),
-        )
-        .await
-        .unwrap();
+    let mut values = install_values(ns.name(), metrics_port, signaling_port);
+    let notes = helm.install(&release, ns.name(), &values).await.unwrap();
     assert!(
         notes.contains(&format!("manages namespace {} only", ns.name())),
         "NOTES say what the operator manages:\n{notes}"
     );
-
-    // Two operator pods Ready, one of them holding the Lease.
     let operator = format!("{release}-operator");
-    wait::until(
-        "the operator Deployment with 2 ready pods",
-        TIMEOUT,
-        || async {
-            let d = ns.api::<Deployment>().get(&operator).await.ok()?;
-            (d.status?.ready_replicas == Some(2)).then_some(())
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", report(&ns)));
-    let pods: Vec<String> = ns
-        .api::<Pod>()
-        .list(&ListParams::default().labels("app.kubernetes.io/component=operator"))
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .map(|p| p.name_any())
-        .collect();
-    let holder = wait::until("a leader in the operator's Lease", TIMEOUT, || async {
-        let lease = ns.api::<Lease>().get(&operator).await.ok()?;
-        lease.spec?.holder_identity
-    })
-    .await
-    .unwrap();
-    assert!(
-        pods.contains(&holder),
-        "leader {holder} is not one of {pods:?}"
-    );
+    let leader = operator_rolled_out(&ns, &operator, &[]).await;
 
     // The chart's default pool comes up and a conference is placed on it.
     let nodes = wait::until("two Ready media nodes", TIMEOUT, || async {
@@ -130,27 +96,97 @@ async fn chart_runs_the_operator_under_its_rbac_and_a_conference_becomes_active(
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", report(&ns)));
+    let status = active_conference(&ns, "standup").await;
+    let url = status.join.unwrap().signaling_url;
+    assert!(url.ends_with(&format!(":{signaling_port}/rtc")), "{url}");
+    let host = status.media_node.unwrap();
+
+    media_node_writes_only_its_own_status(env, &ns, &nodes, &host).await;
+
+    // An upgrade that changes the pod template replaces both operator pods; the new leader
+    // keeps the running conference where it is and places a new one.
+    let old_pods = operator_pods(&ns).await;
+    values["operator"]["logLevel"] = json!("info,kube=warn,conclave_operator=debug");
+    helm.install(&release, ns.name(), &values).await.unwrap();
+    let new_leader = operator_rolled_out(&ns, &operator, &old_pods).await;
+    assert_ne!(leader, new_leader);
+    active_conference(&ns, "retro").await;
+    let standup = ns.api::<Conference>().get("standup").await.unwrap();
+    assert_eq!(
+        standup.status.unwrap().media_node,
+        Some(host),
+        "standup moved"
+    );
+
+    uninstall_removes_what_the_release_installed(env, &ns, &release).await;
+}
+
+async fn operator_pods(ns: &TestNamespace) -> Vec<String> {
+    let pods = ns
+        .api::<Pod>()
+        .list(&ListParams::default().labels("app.kubernetes.io/component=operator"))
+        .await
+        .unwrap();
+    pods.items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| p.name_any())
+        .collect()
+}
+
+/// Waits until the operator Deployment runs 2 ready pods, none of `old`, one of which holds
+/// the Lease; returns the leader.
+async fn operator_rolled_out(ns: &TestNamespace, operator: &str, old: &[String]) -> String {
+    wait::until(
+        "the operator rolled out with 2 ready pods",
+        TIMEOUT,
+        || async {
+            let d = ns.api::<Deployment>().get(operator).await.ok()?;
+            let s = d.status?;
+            let done = s.observed_generation == d.metadata.generation
+                && s.replicas == Some(2)
+                && s.updated_replicas == Some(2)
+                && s.ready_replicas == Some(2);
+            let pods = operator_pods(ns).await;
+            (done && pods.len() == 2 && !pods.iter().any(|p| old.contains(p))).then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(ns)));
+    let pods = operator_pods(ns).await;
+    wait::until(
+        "a running operator pod holding the Lease",
+        TIMEOUT,
+        || async {
+            let lease = ns.api::<Lease>().get(operator).await.ok()?;
+            lease.spec?.holder_identity.filter(|h| pods.contains(h))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(ns)))
+}
+
+/// Creates conference `name` in the default pool and waits until it is Active with join info.
+async fn active_conference(ns: &TestNamespace, name: &str) -> ConferenceStatus {
     let conference: Conference = serde_json::from_value(json!({
         "apiVersion": "conclave.dev/v1alpha1", "kind": "Conference",
-        "metadata": {"name": "standup"}, "spec": {"pool": "default", "maxParticipants": 8}
+        "metadata": {"name": name}, "spec": {"pool": "default", "maxParticipants": 8}
     }))
     .unwrap();
     ns.api::<Conference>()
         .create(&PostParams::default(), &conference)
         .await
         .unwrap();
-    let status = wait::until("the conference Active with join info", TIMEOUT, || async {
-        let s = ns.api::<Conference>().get("standup").await.ok()?.status?;
-        (s.phase == Some(ConferencePhase::Active) && s.join.is_some()).then_some(s)
-    })
+    wait::until(
+        &format!("conference {name} Active with join info"),
+        TIMEOUT,
+        || async {
+            let s = ns.api::<Conference>().get(name).await.ok()?.status?;
+            (s.phase == Some(ConferencePhase::Active) && s.join.is_some()).then_some(s)
+        },
+    )
     .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", report(&ns)));
-    let url = status.join.unwrap().signaling_url;
-    assert!(url.ends_with(&format!(":{signaling_port}/rtc")), "{url}");
-    let host = status.media_node.unwrap();
-
-    media_node_writes_only_its_own_status(env, &ns, &nodes, &host).await;
-    uninstall_removes_what_the_release_installed(env, &ns, &release).await;
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(ns)))
 }
 
 /// With a token bound to the pod of the node hosting the conference ("host"), the host's
@@ -292,10 +328,12 @@ async fn uninstall_removes_what_the_release_installed(
     ns: &TestNamespace,
     release: &str,
 ) {
-    ns.api::<Conference>()
-        .delete("standup", &DeleteParams::default())
-        .await
-        .unwrap();
+    for name in ["standup", "retro"] {
+        ns.api::<Conference>()
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
     ns.api::<MediaPool>()
         .delete("default", &DeleteParams::default())
         .await
