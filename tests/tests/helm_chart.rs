@@ -1,7 +1,8 @@
 //! The Helm chart against the real control plane: installed with the helm CLI, its operator
 //! runs as two pods of the harness kubelet under the chart's RBAC (one leader), brings up the
 //! chart's default pool and makes a conference Active; the admission policy lets a media
-//! node write its own MediaNode status and refuses another's; uninstalling removes the
+//! node write its own MediaNode's and its conferences' status and refuses others'; an upgrade
+//! replaces the operator pods without moving conferences; uninstalling removes the
 //! cluster-scoped objects. Every rendered manifest passes the API server's strict
 //! validation, and bad values fail at install with a message naming the value.
 
