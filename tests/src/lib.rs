@@ -1,6 +1,7 @@
 //! Test environment: the local Kubernetes control plane, the harness kubelet, and helpers
 //! for integration and end-to-end tests. Start with [`TestEnv::shared`].
 
+pub mod bench;
 pub mod client;
 pub mod controlplane;
 pub mod crds;
@@ -10,6 +11,8 @@ pub mod http;
 pub mod kubelet;
 pub mod logs;
 pub mod manifests;
+pub mod media_node_role;
+pub mod operator;
 pub mod testenv;
 pub mod turn_probe;
 pub mod wait;

@@ -1,0 +1,46 @@
+//! The operator binary run as a local process against a test namespace (tests, the placement
+//! benchmark): its log goes to the artifacts, and it is killed when dropped.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::error::{Context, Error};
+use crate::testenv::settings::default_bin_dir;
+
+/// A running `conclave-operator run` watching one namespace.
+pub struct Operator(Child);
+
+impl Operator {
+    /// Starts the operator with `kubeconfig`, watching `namespace`, logging to `log`.
+    pub fn start(kubeconfig: &Path, namespace: &str, log: &Path) -> Result<Operator, Error> {
+        let file = std::fs::File::create(log).context(format!("create {}", log.display()))?;
+        let stderr = file.try_clone().context("clone the operator log handle")?;
+        let binary = default_bin_dir().join("conclave-operator");
+        let child = Command::new(&binary)
+            .args(["run", "--leader-elect=false", "--metrics-addr=127.0.0.1:0"])
+            .arg(format!("--watch-namespace={namespace}"))
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info,kube=warn")
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(stderr)
+            .spawn()
+            .map_err(|source| Error::Spawn {
+                what: format!("{} (build it with `make build`)", binary.display()),
+                source,
+            })?;
+        Ok(Operator(child))
+    }
+
+    /// The operator's process id.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
