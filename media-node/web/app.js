@@ -4,7 +4,7 @@
 // and for the end-to-end tests.
 
 import { Call, State, tokenClaims } from './call.js';
-import { listDevices, loadChoice, openDevice, openLocalMedia, saveChoice } from './devices.js';
+import { explain, listDevices, loadChoice, openDevice, openLocalMedia, saveChoice } from './devices.js';
 import { View } from './view.js';
 
 const $ = (selector) => document.querySelector(selector);
@@ -65,8 +65,7 @@ async function start() {
   document.title = `${claims.conference} · Conclave`;
 
   const local = await openLocalMedia(quality);
-  const problems = local.problems.map((p) => p.message);
-  view.showNotice(problems.join(' '));
+  view.showNotice(explain(local.problems));
   window.conclave.deviceProblems = local.problems.map((p) => ({ code: p.code, kind: p.kind }));
   call.setLocalTracks(local);
   await fillDevicePicker();

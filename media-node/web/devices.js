@@ -61,7 +61,9 @@ export async function openDevice(kind, quality, deviceId = loadChoice()[kind ===
     const stream = await navigator.mediaDevices.getUserMedia({ [kind]: constraints(kind, deviceId, quality) });
     return stream.getTracks()[0];
   } catch (error) {
-    throw DeviceError.from(error, kind);
+    const problem = DeviceError.from(error, kind);
+    problem.cause = error;
+    throw problem;
   }
 }
 
@@ -81,6 +83,15 @@ export async function openLocalMedia(quality) {
   return result;
 }
 
+/** One message for the problems of opening the devices: a shared cause is said once. */
+export function explain(problems) {
+  if (problems.length === 2 && problems[0].code === problems[1].code && problems[0].cause) {
+    const what = problems[0].code === 'missing' ? 'camera or microphone' : 'camera and microphone';
+    return DeviceError.from(problems[0].cause, 'both', what).message;
+  }
+  return problems.map((p) => p.message).join(' ');
+}
+
 /** Plays remote audio on the chosen speaker, where the browser can choose. */
 export async function routeAudio(element, deviceId = loadChoice().audiooutput) {
   if (!deviceId || typeof element.setSinkId !== 'function') return;
@@ -98,8 +109,7 @@ export class DeviceError extends Error {
     this.kind = kind;
   }
 
-  static from(error, kind) {
-    const what = kind === 'audio' ? 'microphone' : 'camera';
+  static from(error, kind, what = kind === 'audio' ? 'microphone' : 'camera') {
     switch (error?.name) {
       case 'NotAllowedError':
       case 'SecurityError':

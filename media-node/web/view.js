@@ -71,12 +71,12 @@ export class View {
   render(call, self) {
     const wanted = new Map();
     wanted.set('self:camera', {
-      key: 'self:camera', participant: call.selfId, identity: `${self.identity} (you)`,
+      key: 'self:camera', participant: call.selfId, identity: self.identity,
       source: 'camera', track: call.localCamera, muted: call.micMuted, self: true,
     });
     if (call.localScreen) {
       wanted.set('self:screen', {
-        key: 'self:screen', participant: call.selfId, identity: `${self.identity} (you)`,
+        key: 'self:screen', participant: call.selfId, identity: self.identity,
         source: 'screen', track: call.localScreen, self: true,
       });
     }
@@ -142,7 +142,8 @@ export class View {
     tile.root.dataset.identity = want.identity;
     tile.root.classList.toggle('self', Boolean(want.self));
     tile.root.classList.toggle('speaking', want.participant != null && want.participant === speaker);
-    tile.name.textContent = want.source === 'screen' ? `${want.identity}: screen` : want.identity;
+    const who = want.self ? `${want.identity} (you)` : want.identity;
+    tile.name.textContent = want.source === 'screen' ? `${who}: screen` : who;
     tile.mic.hidden = want.source === 'screen' || !want.muted;
     tile.avatar.textContent = initials(want.identity);
     if (tile.track !== want.track) {

@@ -5,7 +5,8 @@
 // microphone, so participants share nothing but the network.
 //
 // Commands:
-//   {"op": "open", "name": "alice", "link": "http://.../?url=...&token=..."}
+//   {"op": "open", "name": "alice", "link": "http://.../?url=...&token=...",
+//    "devices": "fake" (default) | "denied" (permission prompts refused) | "none" (no devices)}
 //   {"op": "state", "name": "alice"}                -> state, reason, signalingUrl
 //   {"op": "waitState", "name": "alice", "state": "connected", "timeoutMs": 30000}
 //   {"op": "video", "name": "alice"}                -> inbound video stats per track
@@ -23,7 +24,7 @@ import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
 
 const CHROMIUM = process.env.CONCLAVE_CHROMIUM || '/usr/bin/chromium';
-const ARGS = [
+const BASE_ARGS = [
   '--no-sandbox',
   '--disable-gpu',
   '--disable-dev-shm-usage',
@@ -34,11 +35,22 @@ const ARGS = [
   '--disable-sync',
   '--no-first-run',
   '--mute-audio',
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-  '--auto-select-desktop-capture-source=Entire screen',
   '--autoplay-policy=no-user-gesture-required',
 ];
+
+/** Flags for each kind of media devices a participant has. */
+const DEVICES = {
+  // Fake camera and microphone, every permission prompt accepted.
+  fake: [
+    '--use-fake-device-for-media-stream',
+    '--use-fake-ui-for-media-stream',
+    '--auto-select-desktop-capture-source=Entire screen',
+  ],
+  // Fake devices, but the user refuses access (headless dismisses the prompt).
+  denied: ['--use-fake-device-for-media-stream'],
+  // No camera or microphone at all (a headless browser has none of its own).
+  none: ['--use-fake-ui-for-media-stream'],
+};
 
 const browsers = new Map();
 
@@ -48,8 +60,10 @@ function page(name) {
   return b.page;
 }
 
-async function open({ name, link }) {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
+async function open({ name, link, devices = 'fake' }) {
+  const flags = DEVICES[devices];
+  if (!flags) throw new Error(`devices must be one of ${Object.keys(DEVICES).join(', ')}`);
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...BASE_ARGS, ...flags] });
   const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
   const p = await context.newPage();
   const console = [];
@@ -64,7 +78,13 @@ async function open({ name, link }) {
 async function state({ name }) {
   return page(name).evaluate(() => {
     const c = window.conclave.call;
-    return { state: c.state, reason: c.reason, signalingUrl: c.signalingUrl, notice: document.querySelector('#notice').textContent };
+    return {
+      state: c.state,
+      reason: c.reason,
+      signalingUrl: c.signalingUrl,
+      notice: document.querySelector('#notice').textContent,
+      deviceProblems: window.conclave.deviceProblems ?? [],
+    };
   });
 }
 

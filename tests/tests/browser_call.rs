@@ -461,6 +461,14 @@ async fn a_call_forced_through_turn_flows_and_expired_credentials_are_refused() 
         Some(0),
         "expired TURN credentials were accepted: {expired}"
     );
+    assert!(
+        expired["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e.as_str().unwrap_or_default().starts_with("401")),
+        "coturn did not answer 401 to expired credentials: {expired}"
+    );
     println!("TURN probe: fresh {fresh}, expired {expired}");
     browsers.close().await;
 }
@@ -546,6 +554,62 @@ async fn browsers_follow_their_conference_when_its_node_is_killed() {
     }
     for n in names {
         screenshot(env, &mut browsers, n, "failover").await;
+    }
+    browsers.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_or_missing_devices_are_explained_and_the_call_still_works() {
+    let _one_at_a_time = chromium::exclusive().await;
+    let (env, ns, _operator) = common::start("browser-devices").await;
+    let ports = ports();
+    ns.api::<MediaPool>()
+        .create(&PostParams::default(), &pool(&ports, 1, false))
+        .await
+        .unwrap();
+    let conf = conference(env, &ns).await;
+    let url = join_url(&conf);
+    let (key, _) = keys(&ns).await;
+    let names = ["alice", "dave", "erin"];
+    let mut browsers = Chromium::start(&env.artifacts().join("browser-devices")).await;
+    for (name, devices) in [("alice", "fake"), ("dave", "denied"), ("erin", "none")] {
+        browsers
+            .send(json!({"op": "open", "name": name, "devices": devices,
+                         "link": link(&url, &key, name, "")}))
+            .await;
+    }
+    for n in names {
+        if let Err(e) = connected(&mut browsers, n).await {
+            fail(env, &ns, &mut browsers, &names, &e).await;
+        }
+    }
+    for (n, code, words) in [
+        (
+            "dave",
+            "denied",
+            "Access to the camera and microphone was denied",
+        ),
+        ("erin", "missing", "No camera or microphone was found"),
+    ] {
+        let state = browsers.send(json!({"op": "state", "name": n})).await;
+        let problems = state["deviceProblems"].as_array().unwrap();
+        assert_eq!(
+            problems.len(),
+            2,
+            "{n}: microphone and camera both fail: {state}"
+        );
+        assert!(
+            problems.iter().all(|p| p["code"] == code),
+            "{n}: expected {code}: {state}"
+        );
+        let notice = state["notice"].as_str().unwrap();
+        assert!(notice.contains(words), "{n} is not told why: {notice:?}");
+        println!("{n} sees: {notice}");
+        screenshot(env, &mut browsers, n, "devices").await;
+        // Without devices one still watches: alice's camera plays.
+        if let Err(e) = video_flows(&mut browsers, n, &[("alice", "camera")]).await {
+            fail(env, &ns, &mut browsers, &names, &e).await;
+        }
     }
     browsers.close().await;
 }
