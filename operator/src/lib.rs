@@ -13,6 +13,7 @@ pub mod http;
 pub mod leader;
 pub mod ledger;
 pub mod metrics;
+pub mod pacing;
 pub mod resources;
 pub mod start;
 pub mod state;

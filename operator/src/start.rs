@@ -12,7 +12,7 @@ use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaPool, labels};
 use futures::{StreamExt, future};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
-use kube::runtime::controller::{self, Controller};
+use kube::runtime::controller::Controller;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -25,7 +25,12 @@ use crate::controllers::{conference, error_policy, node, pool};
 use crate::http::{Health, serve};
 use crate::leader::LeaderLease;
 use crate::metrics::Metrics;
+use crate::pacing::Pacer;
 use crate::state::{Caches, Context, key, lock};
+
+/// Shortest time between two passes over one pool or one media node: every placement
+/// triggers both, and their status need not change more often.
+const PACING: Duration = Duration::from_millis(250);
 
 /// Runs the operator until a shutdown signal, or until leadership is lost.
 pub async fn run(client: Client, config: RunConfig) -> anyhow::Result<()> {
@@ -75,6 +80,8 @@ pub async fn run(client: Client, config: RunConfig) -> anyhow::Result<()> {
         turn_applied: Mutex::default(),
         identity_applied: Mutex::default(),
         seen: Mutex::default(),
+        pool_pacer: Pacer::new(PACING),
+        node_pacer: Pacer::new(PACING),
         metrics,
         reporter: Reporter {
             controller: "conclave-operator".into(),
@@ -203,7 +210,6 @@ async fn pools(ctx: &Arc<Context>, ns: Option<&str>) {
         .watches(api::<Secret>(c, ns), component("keys"), |s| {
             pool_of_label(&s)
         })
-        .with_config(controller::Config::default().debounce(Duration::from_millis(200)))
         .shutdown_on_signal()
         .run(pool::reconcile, error_policy("pool"), ctx.clone())
         .for_each(|_| future::ready(()))

@@ -18,6 +18,7 @@ use crate::decide::NodeView;
 use crate::decide::evacuation::EvacuationBudget;
 use crate::ledger::{Key, Ledger};
 use crate::metrics::Metrics;
+use crate::pacing::Pacer;
 use crate::time::secs;
 
 /// Watch caches of every kind the controllers read.
@@ -62,6 +63,10 @@ pub struct Context {
     pub identity_applied: Mutex<HashMap<Key, i64>>,
     /// Fingerprints of objects last seen by watch mappers (see `Context::changed`).
     pub seen: Mutex<HashMap<String, u64>>,
+    /// Pacing of pool passes (every placement triggers one).
+    pub pool_pacer: Pacer,
+    /// Pacing of media-node passes (every placement on a node triggers one).
+    pub node_pacer: Pacer,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Who writes Events.

@@ -3,7 +3,7 @@
 //! and an Event on every transition.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use conclave_crds::node::NodeAddresses;
 use conclave_crds::shared::set_condition;
@@ -25,11 +25,15 @@ use crate::time::{now, secs};
 
 /// Reconciles one MediaNode.
 pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.metrics.reconcile("node");
     let ns = node.namespace().unwrap_or_default();
     if node.metadata.deletion_timestamp.is_some() {
+        ctx.node_pacer.forget(&key(node.as_ref()));
         return Ok(Action::await_change());
     }
+    if let Err(wait) = ctx.node_pacer.admit(&key(node.as_ref()), Instant::now()) {
+        return Ok(Action::requeue(wait));
+    }
+    let _timer = ctx.metrics.reconcile("node");
     let Some(pool) = ctx.pool(&ns, &node.spec.pool) else {
         return Ok(Action::await_change());
     };

@@ -34,10 +34,14 @@ use crate::time::{at, now, secs};
 
 /// Reconciles one MediaPool.
 pub async fn reconcile(pool: Arc<MediaPool>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.metrics.reconcile("pool");
     if pool.metadata.deletion_timestamp.is_some() {
+        ctx.pool_pacer.forget(&key(pool.as_ref()));
         return Ok(Action::await_change());
     }
+    if let Err(wait) = ctx.pool_pacer.admit(&key(pool.as_ref()), Instant::now()) {
+        return Ok(Action::requeue(wait));
+    }
+    let _timer = ctx.metrics.reconcile("pool");
     let t = now();
     let old = pool.status.clone().unwrap_or_default();
     let secret_problem = ensure_secret(&ctx, &pool).await?;
