@@ -1,7 +1,8 @@
 //! End to end against the real control plane and harness kubelet: a pool grows past its buffer
 //! when conferences reserve capacity and shrinks after the delay by draining its emptiest node
 //! (never the one with a live conference); a scheduled conference gets a Ready node before it
-//! starts; a spec no cluster can run and a lost Secret are reported and recover once fixed.
+//! starts; a spec no cluster can run and a lost Secret are reported and recover once fixed; a
+//! restarted operator rebuilds its state from the API without duplicates or orphans.
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
 
@@ -335,4 +336,74 @@ async fn an_unrunnable_spec_and_a_lost_secret_are_reported_and_recover_once_fixe
     .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
     let after = secrets.get(&secret_name).await.unwrap();
     assert_ne!(after.data, before.data, "new keys were generated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_operator_rebuilds_its_state_without_duplicates_or_orphans() {
+    let (env, ns, operator) = common::start("restart").await;
+    create(
+        &ns,
+        &pool(
+            "steady",
+            ports(),
+            json!({"scaling": {"minNodes": 2, "maxNodes": 3}}),
+        ),
+    )
+    .await;
+    wait::until("two Ready media nodes", TIMEOUT, || async {
+        (ready_nodes(&ns).await.len() == 2).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    let before: Vec<&str> = vec!["one", "two", "three", "four"];
+    for name in &before {
+        create(&ns, &conference(name, "steady", 5, json!({}))).await;
+    }
+    let hosts_before = active_by_node(&ns, &before).await;
+    let nodes_before: Vec<String> = all_nodes(&ns).await.iter().map(|n| n.name_any()).collect();
+
+    drop(operator);
+    // Work arrives while no operator runs.
+    for name in ["five", "six"] {
+        create(&ns, &conference(name, "steady", 5, json!({}))).await;
+    }
+    let _operator = common::start_operator(env, &ns);
+    let all = ["one", "two", "three", "four", "five", "six"];
+    let hosts_after = active_by_node(&ns, &all).await;
+
+    // The earlier conferences stay where they were, never moved.
+    for (node, names) in &hosts_before {
+        for name in names {
+            assert!(
+                hosts_after[node].contains(name),
+                "{name} left {node}: {hosts_after:?}"
+            );
+            let moves = ns
+                .api::<Conference>()
+                .get(name)
+                .await
+                .unwrap()
+                .status
+                .unwrap()
+                .moves;
+            assert_eq!(moves, 0, "{name} was moved");
+        }
+    }
+    // 6 × 5 participants on 2 × 50 leaves the buffer of 10: still the same two nodes, each
+    // with exactly one pod, and no media-node pod without its MediaNode.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let nodes_after: Vec<String> = all_nodes(&ns).await.iter().map(|n| n.name_any()).collect();
+    assert_eq!(nodes_after, nodes_before, "no MediaNode added or lost");
+    let pods = ns
+        .api::<k8s_openapi::api::core::v1::Pod>()
+        .list(&kube::api::ListParams::default().labels(&format!(
+            "{}={}",
+            labels::COMPONENT,
+            labels::COMPONENT_MEDIA_NODE
+        )))
+        .await
+        .unwrap();
+    let mut pod_names: Vec<String> = pods.items.iter().map(|p| p.name_any()).collect();
+    pod_names.sort();
+    assert_eq!(pod_names, nodes_after, "one pod per MediaNode, no orphans");
 }
