@@ -76,7 +76,7 @@ demo: deps controlplane helm build
 
 ## bench: benchmarks, results under docs/benchmarks/
 bench: deps controlplane
-	bash scripts/bench.sh
+	bash scripts/bench.sh $(BENCH_FLAGS)
 
 clean:
 	$(CARGO) clean

@@ -1,6 +1,16 @@
 #!/usr/bin/env bash
-# `make bench`: runs every benchmark. Today that is the SFU forwarding benchmark; the
-# placement and scale benchmarks join here as they land.
+# `make bench`: runs every benchmark, short versions by default; `--full` (make bench
+# BENCH_FLAGS=--full) runs the long ones. Today: the SFU forwarding benchmark and the scale
+# benchmark on kwok-simulated Nodes (simulated day, operator cost).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bench-sfu.sh "$@"
+mode=--quick
+for arg in "$@"; do
+  case "$arg" in
+    --full) mode=--full ;;
+    --quick) mode=--quick ;;
+    *) echo "usage: scripts/bench.sh [--quick | --full]" >&2; exit 2 ;;
+  esac
+done
+if [ "$mode" = --full ]; then bash scripts/bench-sfu.sh 30; else bash scripts/bench-sfu.sh; fi
+bash scripts/bench-scale.sh "$mode"

@@ -11,10 +11,12 @@ use crate::error::{Context, Error};
 use crate::logs;
 
 /// Starts `up` in the background, stops it (SIGTERM) once stdin reaches end of file, and
-/// exits with `up`'s status. $0: binary, $1: dir, $2: log file.
+/// exits with `up`'s status. $0: binary, $1: dir, $2: log file, then extra flags of `up`.
 const WRAPPER: &str = r#"
 exec 3<&0
-"$0" up --dir "$1" </dev/null >>"$2" 2>&1 &
+bin=$0 dir=$1 log=$2
+shift 2
+"$bin" up --dir "$dir" "$@" </dev/null >>"$log" 2>&1 &
 up=$!
 (cat <&3 >/dev/null; kill -TERM "$up" 2>/dev/null) &
 exec 3<&-
@@ -33,6 +35,11 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts `binary up --dir dir`; its output goes to `dir/../controlplane.log`.
     pub fn start(binary: &Path, dir: &Path) -> Result<Self, Error> {
+        Self::start_with(binary, dir, &[])
+    }
+
+    /// Starts `binary up --dir dir` with extra flags of `up` (such as `--scale`).
+    pub fn start_with(binary: &Path, dir: &Path, flags: &[&str]) -> Result<Self, Error> {
         if !binary.is_file() {
             return Err(Error::ControlPlaneMissing {
                 path: binary.to_owned(),
@@ -50,6 +57,7 @@ impl ControlPlane {
             .arg(binary)
             .arg(dir)
             .arg(&log)
+            .args(flags)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

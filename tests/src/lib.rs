@@ -13,6 +13,7 @@ pub mod logs;
 pub mod manifests;
 pub mod media_node_role;
 pub mod operator;
+pub mod scale;
 pub mod testenv;
 pub mod turn_probe;
 pub mod wait;

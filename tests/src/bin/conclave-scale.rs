@@ -1,0 +1,193 @@
+//! Scale benchmark on KWOK: a simulated day of conferences against the operator (placement,
+//! waits, interruptions, nodes and utilization), then the operator's cost with many media
+//! nodes and conferences (memory, CPU, API requests, restart). Each part runs on its own fresh
+//! local control plane with kwok-simulated Nodes. `--quick` (default) takes minutes; `--full`
+//! is the 1,000-node run. Results: JSON, Markdown and SVG under `--out`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use conclave_testenv::scale::cluster::{self, ClusterSpec, NAMESPACE, ScaleCluster};
+use conclave_testenv::scale::cost::{self, CostSettings};
+use conclave_testenv::scale::day::{self, DaySettings};
+use conclave_testenv::scale::plan::DaySpec;
+use conclave_testenv::scale::report::{self, Machine};
+use conclave_testenv::scale::simulator::{self, Behaviour};
+use conclave_testenv::testenv::settings::Settings;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Part {
+    Day,
+    Cost,
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "Scale benchmark of the Conclave operator on kwok-simulated Nodes")]
+struct Args {
+    /// The full run (a 10-minute day on 400 Nodes; 1,000 media nodes and 10,000 conferences).
+    #[arg(long, conflicts_with = "quick")]
+    full: bool,
+    /// The short run (the default): a 3-minute day on 80 Nodes; 200 media nodes.
+    #[arg(long)]
+    quick: bool,
+    /// Run only these parts.
+    #[arg(long, value_enum)]
+    only: Vec<Part>,
+    /// Where results go.
+    #[arg(long, default_value = "docs/benchmarks")]
+    out: PathBuf,
+    /// Time kwok takes to start a media-node pod (image pull, process start), ms.
+    #[arg(long, default_value_t = 2000)]
+    pod_start_ms: u64,
+    /// Seed of the day.
+    #[arg(long, default_value_t = 2026)]
+    seed: u64,
+}
+
+struct Sizes {
+    label: &'static str,
+    day_nodes: usize,
+    day: DaySettings,
+    cost: CostSettings,
+}
+
+fn sizes(full: bool, seed: u64) -> Sizes {
+    let (label, day_nodes, day_seconds, conferences, cost_nodes, cost_conferences) = if full {
+        ("full", 400, 600.0, 8000, 1000, 10_000)
+    } else {
+        ("quick", 80, 180.0, 1500, 200, 2000)
+    };
+    Sizes {
+        label,
+        day_nodes,
+        day: DaySettings {
+            day: DaySpec {
+                conferences,
+                scheduled_fraction: 0.6,
+                seed,
+            },
+            day_seconds,
+            node_participants: 50,
+            node_rooms: 12,
+            min_nodes: 2,
+            max_nodes: day_nodes as u32,
+            buffer_participants: 100,
+            warmup_seconds: 8,
+            scale_down_delay_seconds: 15,
+        },
+        cost: CostSettings {
+            media_nodes: cost_nodes,
+            conferences: cost_conferences,
+            participants: 5,
+            in_flight: 64,
+            steady_seconds: 30,
+        },
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,conclave_testenv=info,conclave_scale=info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let settings = Settings::from_env();
+    let s = sizes(args.full, args.seed);
+    let parts = if args.only.is_empty() {
+        vec![Part::Day, Part::Cost]
+    } else {
+        args.only.clone()
+    };
+    std::fs::create_dir_all(&args.out)?;
+    let behaviour = Behaviour {
+        heartbeat_seconds: 5,
+        join_delay_ms: 500,
+    };
+    let pod_start = Duration::from_millis(args.pod_start_ms);
+    if parts.contains(&Part::Day) {
+        let mut machine = Machine::now();
+        let spec = ClusterSpec {
+            controlplane: settings.controlplane.clone(),
+            dir: cluster::run_dir(&settings.artifacts, &format!("{}-day", s.label)),
+            nodes: s.day_nodes,
+            pod_start,
+        };
+        let mut c = ScaleCluster::start(&spec).await?;
+        let sim = simulator::start(c.client.clone(), NAMESPACE, behaviour);
+        let operator = conclave_testenv::operator::Operator::start(
+            &c.kubeconfig,
+            NAMESPACE,
+            &c.log("operator.log"),
+        )?;
+        let outcome = day::run(&c.client, NAMESPACE, &s.day).await;
+        drop(operator);
+        drop(sim);
+        c.check_running()?;
+        c.stop().await;
+        let outcome = outcome?;
+        machine.finish();
+        let prefix = format!("scale-{}-day", s.label);
+        let (nodes, load) = report::day_chart(&outcome);
+        write(&args.out, &format!("{prefix}-nodes.svg"), &nodes)?;
+        write(&args.out, &format!("{prefix}-load.svg"), &load)?;
+        write(
+            &args.out,
+            &format!("{prefix}.json"),
+            &serde_json::to_string_pretty(&serde_json::json!({
+                "machine": machine, "podStartMs": args.pod_start_ms,
+                "simulator": behaviour, "day": outcome
+            }))?,
+        )?;
+        let md = report::day_markdown(&outcome, &machine, &format!("benchmarks/{prefix}"));
+        write(&args.out, &format!("{prefix}.md"), &md)?;
+        println!("{md}");
+    }
+    if parts.contains(&Part::Cost) {
+        let mut machine = Machine::now();
+        let spec = ClusterSpec {
+            controlplane: settings.controlplane.clone(),
+            dir: cluster::run_dir(&settings.artifacts, &format!("{}-cost", s.label)),
+            nodes: s.cost.media_nodes as usize,
+            pod_start,
+        };
+        let mut c = ScaleCluster::start(&spec).await?;
+        let sim = simulator::start(c.client.clone(), NAMESPACE, behaviour);
+        let outcome = cost::run(
+            &c.client,
+            &c.kubeconfig,
+            NAMESPACE,
+            &c.dir.clone(),
+            &sim,
+            &s.cost,
+        )
+        .await;
+        drop(sim);
+        c.check_running()?;
+        c.stop().await;
+        let outcome = outcome?;
+        machine.finish();
+        let prefix = format!("scale-{}-cost", s.label);
+        write(
+            &args.out,
+            &format!("{prefix}.json"),
+            &serde_json::to_string_pretty(&serde_json::json!({
+                "machine": machine, "simulator": behaviour, "cost": outcome
+            }))?,
+        )?;
+        let md = report::cost_markdown(&outcome, &machine);
+        write(&args.out, &format!("{prefix}.md"), &md)?;
+        println!("{md}");
+    }
+    Ok(())
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
+    let path = dir.join(name);
+    std::fs::write(&path, text)?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}

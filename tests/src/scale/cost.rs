@@ -1,0 +1,317 @@
+//! The operator's cost at scale: a pool of N media nodes (all heartbeating through the load
+//! simulator), then M conferences placed as fast as the placement load generator offers them.
+//! Measures the operator's resident memory and CPU from /proc, API requests per placement
+//! from the API server's counters (minus what the simulator and the load generator sent),
+//! and how long a restarted operator takes to rebuild its state and place again.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use conclave_crds::{Conference, MediaNode, MediaNodePhase, MediaPool};
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client};
+use serde::Serialize;
+use serde_json::json;
+
+use super::apiserver::{self, Counts};
+use super::simulator::Simulator;
+use crate::bench::placement::{self, Load, Outcome};
+use crate::bench::process::{cpu_seconds, rss_mib};
+use crate::error::{Context, Error};
+use crate::operator::Operator;
+use crate::wait;
+
+/// Name of the cost run's pool.
+pub const POOL: &str = "cost";
+
+/// What to measure.
+#[derive(Clone, Debug, Serialize)]
+pub struct CostSettings {
+    pub media_nodes: u32,
+    pub conferences: usize,
+    /// maxParticipants of each conference.
+    pub participants: u32,
+    /// Create requests in flight.
+    pub in_flight: usize,
+    /// Seconds of steady heartbeats measured after the placements.
+    pub steady_seconds: u64,
+}
+
+/// API requests the operator made during the placements.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ApiCost {
+    /// Requests for Conclave objects and Events, all clients.
+    pub total: f64,
+    /// Of those, sent by the load simulator and the load generator.
+    pub simulator: f64,
+    pub load_generator: f64,
+    /// The rest: the operator's.
+    pub operator: f64,
+    pub operator_per_placement: f64,
+    /// Every (resource/subresource verb) that changed, all clients.
+    pub breakdown: Vec<(String, f64)>,
+}
+
+/// The results.
+#[derive(Clone, Debug, Serialize)]
+pub struct CostOutcome {
+    pub settings: CostSettings,
+    /// Pool created → every media node Ready.
+    pub nodes_ready_seconds: f64,
+    pub rss_mib_nodes_ready: f64,
+    pub rss_mib_after_placements: f64,
+    pub rss_mib_after_steady: f64,
+    pub rss_mib_peak: f64,
+    pub placement: Outcome,
+    pub cpu_seconds_placements: f64,
+    pub cpu_seconds_per_1000_placements: f64,
+    /// Operator CPU while only heartbeats arrive (cores).
+    pub steady_cpu_cores: f64,
+    /// MediaNode status writes per second during the steady phase.
+    pub steady_heartbeats_per_second: f64,
+    pub api: ApiCost,
+    /// Restart → a new conference has join info.
+    pub restart_to_placement_seconds: f64,
+    pub rss_mib_after_restart: f64,
+}
+
+/// Samples the operator's RSS every 500 ms and keeps the largest (in KiB).
+struct PeakRss {
+    peak: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PeakRss {
+    fn start(pid: u32) -> PeakRss {
+        let peak = Arc::new(AtomicU64::new(0));
+        let p = peak.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                if let Some(mib) = rss_mib(pid) {
+                    p.fetch_max((mib * 1024.0) as u64, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        PeakRss { peak, task }
+    }
+
+    fn mib(&self) -> f64 {
+        self.peak.load(Ordering::Relaxed) as f64 / 1024.0
+    }
+}
+
+impl Drop for PeakRss {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn pool(s: &CostSettings) -> MediaPool {
+    serde_json::from_value(json!({
+        "apiVersion": "conclave.dev/v1alpha1", "kind": "MediaPool",
+        "metadata": {"name": POOL},
+        "spec": {
+            "nodeCapacity": {"participants": 200, "rooms": 50, "egressMbps": 100000},
+            "scaling": {"minNodes": s.media_nodes, "maxNodes": s.media_nodes,
+                        "bufferParticipants": 0},
+            "mediaNode": {"image": "ghcr.io/conclave-dev/media-node:bench"},
+            "turn": {"enabled": false}
+        }
+    }))
+    .expect("a MediaPool manifest")
+}
+
+async fn ready_nodes(api: &Api<MediaNode>) -> usize {
+    api.list(&ListParams::default())
+        .await
+        .map(|l| {
+            l.items
+                .iter()
+                .filter(|n| n.status.as_ref().and_then(|s| s.phase) == Some(MediaNodePhase::Ready))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn writes(sim: &Simulator) -> (u64, u64) {
+    (
+        sim.writes.node_reports.load(Ordering::Relaxed),
+        sim.writes.conference_reports.load(Ordering::Relaxed),
+    )
+}
+
+/// Runs the measurement. The load simulator must be running for `namespace`.
+pub async fn run(
+    client: &Client,
+    kubeconfig: &Path,
+    namespace: &str,
+    log_dir: &Path,
+    sim: &Simulator,
+    settings: &CostSettings,
+) -> Result<CostOutcome, Error> {
+    let operator = Operator::start(kubeconfig, namespace, &log_dir.join("operator.log"))?;
+    let peak = PeakRss::start(operator.pid());
+    let nodes: Api<MediaNode> = Api::namespaced(client.clone(), namespace);
+    let began = Instant::now();
+    Api::<MediaPool>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &pool(settings))
+        .await
+        .context("create the cost MediaPool")?;
+    let want = settings.media_nodes as usize;
+    wait::until(
+        &format!("{want} media nodes Ready"),
+        Duration::from_secs(600),
+        || async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            (ready_nodes(&nodes).await >= want).then_some(())
+        },
+    )
+    .await?;
+    let nodes_ready_seconds = began.elapsed().as_secs_f64();
+    tracing::info!(
+        nodes = want,
+        seconds = nodes_ready_seconds,
+        "media nodes Ready"
+    );
+    // Let the first heartbeats of every node settle before measuring.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let pid = operator.pid();
+    let rss_mib_nodes_ready = rss_mib(pid).unwrap_or(0.0);
+
+    let cpu0 = cpu_seconds(pid).unwrap_or(0.0);
+    let api0 = apiserver::request_counts(client).await?;
+    let sim0 = writes(sim);
+    let load = Load {
+        run: "cost".into(),
+        pool: POOL.into(),
+        count: settings.conferences,
+        rate: None,
+        in_flight: settings.in_flight,
+        max_participants: settings.participants,
+    };
+    let placement = placement::run(client, namespace, &load, Duration::from_secs(600)).await?;
+    // Until the operator has also absorbed the participant reports that follow placement.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let cpu1 = cpu_seconds(pid).unwrap_or(0.0);
+    let api1 = apiserver::request_counts(client).await?;
+    let sim1 = writes(sim);
+    let rss_mib_after_placements = rss_mib(pid).unwrap_or(0.0);
+    let api = api_cost(
+        &api1,
+        &api0,
+        sim0,
+        sim1,
+        placement.created,
+        placement.placed,
+    );
+
+    tokio::time::sleep(Duration::from_secs(settings.steady_seconds)).await;
+    let cpu2 = cpu_seconds(pid).unwrap_or(0.0);
+    let sim2 = writes(sim);
+    let rss_mib_after_steady = rss_mib(pid).unwrap_or(0.0);
+    let steady = settings.steady_seconds.max(1) as f64;
+    let steady_cpu_cores = (cpu2 - cpu1) / steady;
+    let cpu_seconds_placements = cpu1 - cpu0;
+    let rss_mib_peak = peak.mib();
+    drop(peak);
+
+    drop(operator);
+    let (restart_to_placement_seconds, rss_mib_after_restart) =
+        restart(client, kubeconfig, namespace, log_dir, settings).await?;
+
+    Ok(CostOutcome {
+        settings: settings.clone(),
+        nodes_ready_seconds,
+        rss_mib_nodes_ready,
+        rss_mib_after_placements,
+        rss_mib_after_steady,
+        rss_mib_peak,
+        cpu_seconds_per_1000_placements: cpu_seconds_placements * 1000.0
+            / placement.placed.max(1) as f64,
+        cpu_seconds_placements,
+        placement,
+        steady_cpu_cores,
+        steady_heartbeats_per_second: (sim2.0 - sim1.0) as f64 / steady,
+        api,
+        restart_to_placement_seconds,
+        rss_mib_after_restart,
+    })
+}
+
+/// Operator requests = requests for Conclave objects and Events − the simulator's status
+/// writes − the load generator's creates.
+fn api_cost(
+    after: &Counts,
+    before: &Counts,
+    sim0: (u64, u64),
+    sim1: (u64, u64),
+    created: usize,
+    placed: usize,
+) -> ApiCost {
+    let d = apiserver::delta(after, before);
+    let ours = ["conferences", "medianodes", "mediapools", "events"];
+    let total: f64 = d
+        .iter()
+        .filter(|((r, _, v), _)| ours.contains(&r.as_str()) && v != "WATCH")
+        .map(|(_, n)| n)
+        .sum();
+    let simulator = ((sim1.0 - sim0.0) + (sim1.1 - sim0.1)) as f64;
+    // Its creates, and the two lists of its over-commit check.
+    let load_generator = created as f64 + 2.0;
+    let operator = (total - simulator - load_generator).max(0.0);
+    ApiCost {
+        total,
+        simulator,
+        load_generator,
+        operator,
+        operator_per_placement: operator / placed.max(1) as f64,
+        breakdown: d
+            .into_iter()
+            .map(|((r, s, v), n)| {
+                let what = if s.is_empty() { r } else { format!("{r}/{s}") };
+                (format!("{what} {v}"), n)
+            })
+            .collect(),
+    }
+}
+
+/// Starts a new operator (the old one was killed) and times until a conference created at
+/// once has join info.
+async fn restart(
+    client: &Client,
+    kubeconfig: &Path,
+    namespace: &str,
+    log_dir: &Path,
+    settings: &CostSettings,
+) -> Result<(f64, f64), Error> {
+    let api: Api<Conference> = Api::namespaced(client.clone(), namespace);
+    let began = Instant::now();
+    let operator = Operator::start(
+        kubeconfig,
+        namespace,
+        &log_dir.join("operator-restarted.log"),
+    )?;
+    let probe: Conference = serde_json::from_value(json!({
+        "apiVersion": "conclave.dev/v1alpha1", "kind": "Conference",
+        "metadata": {"name": "after-restart"},
+        "spec": {"pool": POOL, "maxParticipants": settings.participants}
+    }))
+    .context("a Conference manifest")?;
+    api.create(&PostParams::default(), &probe)
+        .await
+        .context("create the probe conference")?;
+    wait::until(
+        "the restarted operator to place a conference",
+        Duration::from_secs(300),
+        || async {
+            let c = api.get("after-restart").await.ok()?;
+            c.status.and_then(|s| s.join).map(|_| ())
+        },
+    )
+    .await?;
+    let seconds = began.elapsed().as_secs_f64();
+    Ok((seconds, rss_mib(operator.pid()).unwrap_or(0.0)))
+}
