@@ -15,6 +15,7 @@
 //   {"op": "chat", "name": "alice", "text": "hi"}
 //   {"op": "chatLog", "name": "alice"}              -> messages received
 //   {"op": "shareScreen", "name": "alice"}
+//   {"op": "click", "name": "alice", "selector": "#mic"}
 //   {"op": "tiles", "name": "alice"}                -> tiles shown, with video sizes
 //   {"op": "turnProbe", "name": "alice", "iceServers": [...]} -> relay candidates gathered
 //   {"op": "screenshot", "name": "alice", "path": "/abs/file.png"}
@@ -126,6 +127,11 @@ async function shareScreen({ name }) {
   return {};
 }
 
+async function click({ name, selector }) {
+  await page(name).click(selector);
+  return {};
+}
+
 async function tiles({ name }) {
   const shown = await page(name).$$eval('#grid .tile', (all) => all.map((t) => {
     const v = t.querySelector('video');
@@ -133,6 +139,9 @@ async function tiles({ name }) {
       identity: t.dataset.identity,
       source: t.dataset.source,
       self: t.classList.contains('self'),
+      muted: !t.querySelector('.mic').hidden,
+      speaking: t.classList.contains('speaking'),
+      video: !t.classList.contains('no-video'),
       width: v.videoWidth,
       height: v.videoHeight,
     };
@@ -176,7 +185,7 @@ async function close() {
   return {};
 }
 
-const OPS = { open, state, waitState, video, peer, mediaPath, chat, chatLog, shareScreen, tiles, turnProbe, screenshot, logs, close };
+const OPS = { open, state, waitState, video, peer, mediaPath, chat, chatLog, shareScreen, click, tiles, turnProbe, screenshot, logs, close };
 
 const lines = createInterface({ input: process.stdin });
 for await (const line of lines) {

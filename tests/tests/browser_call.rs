@@ -317,6 +317,34 @@ async fn three_browsers_see_each_other_chat_and_share_a_screen() {
         fail(env, &ns, &mut browsers, &names, &e).await;
     }
 
+    // Bob mutes and unmutes his microphone; carol turns her camera off and on again.
+    for (muted, what) in [(true, "bob shown muted"), (false, "bob shown unmuted")] {
+        browsers
+            .send(json!({"op": "click", "name": "bob", "selector": "#mic"}))
+            .await;
+        if let Err(e) =
+            tile_until(&mut browsers, "alice", "bob", what, |t| t["muted"] == muted).await
+        {
+            fail(env, &ns, &mut browsers, &names, &e).await;
+        }
+    }
+    browsers
+        .send(json!({"op": "click", "name": "carol", "selector": "#camera"}))
+        .await;
+    if let Err(e) = tile_until(&mut browsers, "alice", "carol", "carol's camera off", |t| {
+        t["video"] == false
+    })
+    .await
+    {
+        fail(env, &ns, &mut browsers, &names, &e).await;
+    }
+    browsers
+        .send(json!({"op": "click", "name": "carol", "selector": "#camera"}))
+        .await;
+    if let Err(e) = video_flows(&mut browsers, "alice", &[("carol", "camera")]).await {
+        fail(env, &ns, &mut browsers, &names, &e).await;
+    }
+
     // Alice shares her screen: bob and carol get a screen tile with moving video.
     browsers
         .send(json!({"op": "shareScreen", "name": "alice"}))
@@ -349,6 +377,32 @@ async fn three_browsers_see_each_other_chat_and_share_a_screen() {
         screenshot(env, &mut browsers, n, "call").await;
     }
     browsers.close().await;
+}
+
+/// Waits until `viewer` shows the camera tile of `identity` in a state `check` accepts.
+async fn tile_until(
+    browsers: &mut Chromium,
+    viewer: &str,
+    identity: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Result<(), String> {
+    let mut last = Value::Null;
+    for _ in 0..60 {
+        let tiles = browsers.send(json!({"op": "tiles", "name": viewer})).await;
+        last = tiles["tiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["identity"] == identity && t["source"] == "camera")
+            .cloned()
+            .unwrap_or(Value::Null);
+        if check(&last) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(format!("{viewer} never showed {what}; tile {last}"))
 }
 
 async fn chat_log(browsers: &mut Chromium, name: &str) -> Vec<(String, String)> {
