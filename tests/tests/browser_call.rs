@@ -3,8 +3,9 @@
 //! runs. Each participant sees the others' video (inbound-rtp `framesDecoded` and
 //! `bytesReceived` keep growing), chat arrives, a shared screen appears; the same call forced
 //! through the pool's coturn (`iceTransportPolicy: relay`) flows while expired TURN credentials
-//! are refused; and when the hosting node's pod is killed the browsers find the node the
-//! operator chose and video resumes. Screenshots go to the test artifacts.
+//! are refused; when the hosting node's pod is killed the browsers find the node the operator
+//! chose and video resumes, and when that node is drained it sends them on itself. Refused or
+//! missing devices are explained on the page. Screenshots go to the test artifacts.
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
 
@@ -17,10 +18,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chromium::Chromium;
 use conclave_crds::token::{JoinClaims, mint};
-use conclave_crds::{Conference, ConferencePhase, MediaPool, labels};
+use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool, labels};
 use conclave_testenv::{TestEnv, TestNamespace, wait};
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{DeleteParams, PostParams};
+use kube::ResourceExt;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use rand::Rng;
 use serde_json::{Value, json};
 
@@ -546,7 +548,7 @@ async fn connected_to(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn browsers_follow_their_conference_when_its_node_is_killed() {
+async fn browsers_follow_their_conference_when_its_node_is_killed_or_drained() {
     let _one_at_a_time = chromium::exclusive().await;
     let (env, ns, _operator) = common::start("browser-failover").await;
     let ports = ports();
@@ -609,6 +611,51 @@ async fn browsers_follow_their_conference_when_its_node_is_killed() {
     for n in names {
         screenshot(env, &mut browsers, n, "failover").await;
     }
+
+    // Then drain the node now hosting it once a replacement is Ready: that node is alive, so
+    // it tells its clients where the conference went (`reconnect`).
+    let second_host = host(&moved);
+    let replacement = wait::until("a replacement media node Ready", TIMEOUT, || async {
+        let nodes = ns
+            .api::<MediaNode>()
+            .list(&kube::api::ListParams::default())
+            .await
+            .ok()?;
+        nodes.items.into_iter().find(|n| {
+            n.name_any() != second_host
+                && !n.spec.draining
+                && n.status.as_ref().and_then(|s| s.phase) == Some(MediaNodePhase::Ready)
+        })
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, &ns)));
+    ns.api::<MediaNode>()
+        .patch(
+            &second_host,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"draining": true}})),
+        )
+        .await
+        .unwrap();
+    let evacuated = active(env, &ns, Some(&second_host)).await;
+    assert_eq!(host(&evacuated), replacement.name_any());
+    let third_url = join_url(&evacuated);
+    println!(
+        "drained {second_host}: conference evacuated to {} ({third_url})",
+        host(&evacuated)
+    );
+    for n in names {
+        if let Err(e) = connected_to(&mut browsers, n, &third_url).await {
+            fail(env, &ns, &mut browsers, &names, &e).await;
+        }
+    }
+    for (n, other) in [("alice", "bob"), ("bob", "alice")] {
+        match video_flows(&mut browsers, n, &[(other, "camera")]).await {
+            Ok(figures) => println!("after evacuation {n} receives {figures:?}"),
+            Err(e) => fail(env, &ns, &mut browsers, &names, &e).await,
+        }
+    }
+    screenshot(env, &mut browsers, "alice", "evacuated").await;
     browsers.close().await;
 }
 
