@@ -72,7 +72,10 @@ pub async fn run(client: Client, namespace: String, state: Arc<NodeState>, inter
                 continue;
             };
             let n = room.participants();
-            if reported.get(&name) == Some(&n) {
+            // A new room starts empty: nothing to say until someone joins (one write fewer
+            // per placement).
+            if reported.get(&name).copied().unwrap_or(0) == n {
+                reported.insert(name, n);
                 continue;
             }
             match conferences

@@ -416,7 +416,11 @@ async fn settle(
         lock(&ctx.ledger).release(&key(conf));
         return Err(e);
     }
-    event(ctx, conf, false, reason, message).await;
+    // Moves are worth an Event; a first placement is routine (hundreds a second at a peak)
+    // and its Placed condition already says where and when.
+    if previous.is_some() {
+        event(ctx, conf, false, reason, message).await;
+    }
     Ok(Action::requeue(Duration::from_secs(
         if phase == Migrating { 1 } else { 30 },
     )))

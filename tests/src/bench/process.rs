@@ -1,4 +1,4 @@
-//! CPU time and resident memory of a local process, read from /proc, for benchmark reports.
+//! CPU time and resident memory of local processes, read from /proc, for benchmark reports.
 
 /// Clock ticks per second of /proc/<pid>/stat times (USER_HZ, 100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
@@ -23,6 +23,27 @@ pub fn rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// Processes whose command line contains every one of `parts`.
+pub fn find(parts: &[&str]) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|raw| {
+                let line = String::from_utf8_lossy(&raw).replace('\0', " ");
+                parts.iter().all(|p| line.contains(p))
+            })
+        })
+        .collect()
+}
+
+/// CPU seconds used so far by all of `pids` that are alive.
+pub fn total_cpu_seconds(pids: &[u32]) -> f64 {
+    pids.iter().filter_map(|p| cpu_seconds(*p)).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -35,5 +56,9 @@ mod tests {
         assert!(cpu_seconds(me).is_some_and(|s| s >= 0.0));
         assert!(rss_mib(me).is_some_and(|m| m > 1.0));
         assert_eq!(cpu_seconds(u32::MAX), None);
+        let exe = std::env::current_exe().unwrap();
+        let name = exe.file_name().unwrap().to_str().unwrap();
+        assert!(find(&[name]).contains(&me));
+        assert!(total_cpu_seconds(&[me, u32::MAX]) >= 0.0);
     }
 }

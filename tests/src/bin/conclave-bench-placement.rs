@@ -3,13 +3,14 @@
 //! and reports create→join-info latency (p50/p99), the placement rate reached, double
 //! placements and over-committed nodes (both must be zero), and the operator's CPU and memory.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 use conclave_crds::{MediaNode, MediaNodePhase, MediaPool};
 use conclave_testenv::bench::placement::{self, Load, Outcome};
-use conclave_testenv::bench::process::{cpu_seconds, rss_mib};
+use conclave_testenv::bench::process::{find, rss_mib, total_cpu_seconds};
 use conclave_testenv::operator::Operator;
 use conclave_testenv::{TestEnv, media_node_role, wait};
 use kube::api::{ListParams, PostParams};
@@ -20,6 +21,7 @@ use serde_json::json;
 const NODES: u32 = 3;
 const NODE_ROOMS: u32 = 500;
 const NODE_PARTICIPANTS: u32 = 1000;
+const SIGNALING_PORT: u16 = 38080;
 
 #[derive(Parser, Debug)]
 #[command(about = "Conference placement benchmark against the local control plane")]
@@ -45,9 +47,43 @@ struct Args {
 #[derive(Serialize)]
 struct Phase {
     outcome: Outcome,
-    operator_cpu_seconds: f64,
-    operator_cpu_seconds_per_1000: f64,
+    /// CPU seconds each part of the system spent per 1000 placements during the phase.
+    cpu_seconds_per_1000: BTreeMap<String, f64>,
     operator_rss_mib: f64,
+}
+
+/// The processes whose CPU a phase accounts for, by part.
+struct Parts(Vec<(String, Vec<u32>)>);
+
+impl Parts {
+    fn find(artifacts: &str, operator: u32) -> Parts {
+        let component = |name: &str| find(&[&format!("controlplane {name}"), artifacts]);
+        Parts(vec![
+            ("operator".into(), vec![operator]),
+            ("kube-apiserver".into(), component("kube-apiserver")),
+            ("etcd".into(), component("etcd")),
+            (
+                "controller-manager+scheduler".into(),
+                [
+                    component("kube-controller-manager"),
+                    component("kube-scheduler"),
+                ]
+                .concat(),
+            ),
+            (
+                "media nodes".into(),
+                find(&["media-node", &format!("--signaling-port={SIGNALING_PORT}")]),
+            ),
+            ("benchmark client".into(), vec![std::process::id()]),
+        ])
+    }
+
+    fn cpu(&self) -> BTreeMap<String, f64> {
+        self.0
+            .iter()
+            .map(|(name, pids)| (name.clone(), total_cpu_seconds(pids)))
+            .collect()
+    }
 }
 
 #[derive(Serialize)]
@@ -92,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
         "spec": {
             "nodeCapacity": {"participants": NODE_PARTICIPANTS, "rooms": NODE_ROOMS},
             "scaling": {"minNodes": NODES, "maxNodes": NODES, "bufferParticipants": 0},
-            "mediaNode": {"image": "ghcr.io/conclave-dev/media-node:bench", "signalingPort": 38080,
+            "mediaNode": {"image": "ghcr.io/conclave-dev/media-node:bench", "signalingPort": SIGNALING_PORT,
                           "udpPortRange": {"min": 56000, "max": 56999}},
             "turn": {"enabled": false}
         }
@@ -127,10 +163,12 @@ async fn main() -> anyhow::Result<()> {
         in_flight,
         max_participants: 2,
     };
+    let parts = Parts::find(&env.artifacts().to_string_lossy(), operator.pid());
     let steady = measure(
         &client,
         ns.name(),
         &operator,
+        &parts,
         load("steady", steady_count, Some(args.rate), 256),
     )
     .await?;
@@ -141,6 +179,7 @@ async fn main() -> anyhow::Result<()> {
         &client,
         ns.name(),
         &operator,
+        &parts,
         load("peak", args.peak, None, args.in_flight),
     )
     .await?;
@@ -172,18 +211,29 @@ async fn measure(
     client: &kube::Client,
     namespace: &str,
     operator: &Operator,
+    parts: &Parts,
     load: Load,
 ) -> anyhow::Result<Phase> {
-    let cpu_before = cpu_seconds(operator.pid()).unwrap_or(0.0);
+    let before = parts.cpu();
     let outcome = placement::run(client, namespace, &load, Duration::from_secs(120)).await?;
-    let cpu = cpu_seconds(operator.pid()).unwrap_or(0.0) - cpu_before;
-    Ok(Phase {
-        operator_cpu_seconds_per_1000: if outcome.placed > 0 {
-            cpu * 1000.0 / outcome.placed as f64
+    let after = parts.cpu();
+    let per_1000 = |spent: f64| {
+        if outcome.placed > 0 {
+            (spent * 1000.0 / outcome.placed as f64 * 100.0).round() / 100.0
         } else {
             0.0
-        },
-        operator_cpu_seconds: cpu,
+        }
+    };
+    Ok(Phase {
+        cpu_seconds_per_1000: after
+            .iter()
+            .map(|(part, s)| {
+                (
+                    part.clone(),
+                    per_1000(s - before.get(part).copied().unwrap_or(0.0)),
+                )
+            })
+            .collect(),
         operator_rss_mib: rss_mib(operator.pid()).unwrap_or(0.0),
         outcome,
     })
@@ -210,16 +260,16 @@ fn print_summary(r: &Report) {
         r.load_average.trim()
     );
     println!(
-        "| phase | offered | placed | p50 ms | p99 ms | max ms | placements/s | double | over-committed | operator CPU s / 1000 | operator RSS MiB |"
+        "| phase | offered | placed | p50 ms | p99 ms | max ms | placements/s | double | over-committed | operator RSS MiB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (name, p) in [("steady", &r.steady), ("peak", &r.peak)] {
         let o = &p.outcome;
         let offered = o
             .offered_rate
             .map_or("as fast as possible".to_owned(), |r| format!("{r}/s"));
         println!(
-            "| {name} | {offered} | {}/{} | {} | {} | {} | {:.0} | {} | {} | {:.2} | {:.1} |",
+            "| {name} | {offered} | {}/{} | {} | {} | {} | {:.0} | {} | {} | {:.1} |",
             o.placed,
             o.created,
             o.create_to_join.p50_ms,
@@ -228,8 +278,20 @@ fn print_summary(r: &Report) {
             o.placements_per_second,
             o.double_placements,
             o.over_committed_nodes.len(),
-            p.operator_cpu_seconds_per_1000,
             p.operator_rss_mib
         );
+    }
+    println!();
+    println!("CPU seconds per 1000 placements:");
+    println!("| part | steady | peak |");
+    println!("|---|---|---|");
+    for (part, steady) in &r.steady.cpu_seconds_per_1000 {
+        let peak = r
+            .peak
+            .cpu_seconds_per_1000
+            .get(part)
+            .copied()
+            .unwrap_or(0.0);
+        println!("| {part} | {steady:.2} | {peak:.2} |");
     }
 }
