@@ -204,6 +204,32 @@ async fn node_capacity_is_enforced() {
     );
 }
 
+#[test]
+fn admissions_in_flight_count_against_the_node_capacity() {
+    let node = conclave_media_node::NodeState::new(settings());
+    node.set_capacity(conclave_crds::NodeCapacity {
+        participants: 3,
+        rooms: 5,
+        egress_mbps: 100,
+    });
+    // Ten joins arrive before any room counted one: three places, no more.
+    let mut held: Vec<_> = (0..10).filter_map(|_| node.admit().ok()).collect();
+    assert_eq!(held.len(), 3);
+    // A join that ends (its room counted it or refused it) gives its place back.
+    held.pop();
+    assert!(node.admit().is_ok());
+    // Participants already in rooms count too.
+    drop(held);
+    node.stats.participant_joined();
+    node.stats.participant_joined();
+    let one = node.admit().expect("a third place");
+    assert!(
+        node.admit().is_err(),
+        "two connected and one joining fill three places"
+    );
+    drop(one);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_and_metrics() {
     let node = start(10, MediaPolicy::default()).await;

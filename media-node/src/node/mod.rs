@@ -6,7 +6,7 @@ pub mod stats;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -60,6 +60,19 @@ pub enum AdmissionRefused {
     },
 }
 
+/// A participant's place within the node's capacity, held from admission until its room
+/// counted it; dropping it gives the place back to the count of joining participants.
+#[derive(Debug)]
+pub struct Admission(Arc<AtomicU32>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+}
+
 /// Shared state of one media node process.
 #[derive(Debug)]
 pub struct NodeState {
@@ -77,6 +90,8 @@ pub struct NodeState {
     synced: AtomicBool,
     draining: AtomicBool,
     next_participant: AtomicU64,
+    /// Participants admitted against the capacity whose room has not counted them yet.
+    joining: Arc<AtomicU32>,
     /// Woken on every join and leave, so the load reporter can report a burst at once.
     pub load_changed: Notify,
     /// Woken when a room closes (drain waits on it).
@@ -112,6 +127,7 @@ impl NodeState {
             synced: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             next_participant: AtomicU64::new(1),
+            joining: Arc::new(AtomicU32::new(0)),
             load_changed: Notify::new(),
             room_closed: Notify::new(),
         })
@@ -218,17 +234,33 @@ impl NodeState {
         ParticipantId(self.next_participant.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Checks node capacity for one more participant (the room counts it once admitted).
-    pub fn admit(&self) -> std::result::Result<(), AdmissionRefused> {
-        if let Some(cap) = read(&self.capacity)
-            && self.stats.participants() >= cap.participants
-        {
-            return Err(AdmissionRefused::NodeFull {
-                node: self.settings.name.clone(),
-                max: cap.participants,
-            });
+    /// Takes a place for one more participant within the node's capacity, counting the
+    /// participants connected and those admitted but not yet counted by their room, so
+    /// concurrent joins never exceed it. Hold the place until the room took the participant
+    /// (or refused it).
+    pub fn admit(&self) -> std::result::Result<Admission, AdmissionRefused> {
+        let Some(cap) = read(&self.capacity) else {
+            self.joining.fetch_add(1, Ordering::AcqRel);
+            return Ok(Admission(Arc::clone(&self.joining)));
+        };
+        let mut joining = self.joining.load(Ordering::Acquire);
+        loop {
+            if self.stats.participants().saturating_add(joining) >= cap.participants {
+                return Err(AdmissionRefused::NodeFull {
+                    node: self.settings.name.clone(),
+                    max: cap.participants,
+                });
+            }
+            match self.joining.compare_exchange(
+                joining,
+                joining + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(Admission(Arc::clone(&self.joining))),
+                Err(now) => joining = now,
+            }
         }
-        Ok(())
     }
 
     /// ICE servers for `identity`: STUN URLs as they are, TURN URLs with time-limited TURN

@@ -214,11 +214,14 @@ async fn join(
         redirect(session, conference).await;
         return None;
     };
-    if let Err(e) = node.admit() {
-        node.stats.join_refused();
-        session.close_with(ErrorCode::NodeFull, e.to_string()).await;
-        return None;
-    }
+    let admission = match node.admit() {
+        Ok(a) => a,
+        Err(e) => {
+            node.stats.join_refused();
+            session.close_with(ErrorCode::NodeFull, e.to_string()).await;
+            return None;
+        }
+    };
     let participant = node.next_participant_id();
     let nat = NatMapping::between(node.settings.media.bind_ip, node.public_ip());
     let handler = Arc::new(PeerEvents::new(participant, room.events(), nat));
@@ -251,7 +254,10 @@ async fn join(
         outbound: outbound_tx,
         peer: peer_tx.clone(),
     };
-    if let Err((code, message)) = room.join(request).await {
+    let joined = room.join(request).await;
+    // Counted by the room now (or refused): the place goes back.
+    drop(admission);
+    if let Err((code, message)) = joined {
         let _ = peer_tx.send(PeerCommand::Close);
         session.close_with(code, message).await;
         return None;
