@@ -319,6 +319,33 @@ async fn three_browsers_see_each_other_chat_and_share_a_screen() {
         fail(env, &ns, &mut browsers, &names, &e).await;
     }
 
+    // The fake microphones beep: the node names an active speaker and the page frames it.
+    let mut speaking = Value::Null;
+    for _ in 0..60 {
+        let tiles = browsers.send(json!({"op": "tiles", "name": "alice"})).await;
+        if let Some(t) = tiles["tiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["speaking"] == true)
+        {
+            speaking = t.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    if speaking.is_null() {
+        fail(
+            env,
+            &ns,
+            &mut browsers,
+            &names,
+            "alice never saw an active speaker",
+        )
+        .await;
+    }
+    println!("alice sees {} speaking", speaking["identity"]);
+
     // Bob mutes and unmutes his microphone; carol turns her camera off and on again.
     for (muted, what) in [(true, "bob shown muted"), (false, "bob shown unmuted")] {
         browsers
