@@ -594,15 +594,26 @@ async fn browsers_follow_their_conference_when_its_node_is_killed_or_drained() {
     let url = join_url(&conf);
     let old_host = host(&conf);
     let (key, _) = keys(&ns).await;
+    // Bob's link names the other node: it redirects him (`reconnect`) to the hosting one.
+    let other_url = ns
+        .api::<MediaNode>()
+        .list(&kube::api::ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|n| n.name_any() != old_host)
+        .find_map(|n| n.status?.addresses?.signaling_url)
+        .unwrap();
     let names = ["alice", "bob"];
     let mut browsers = Chromium::start(&env.artifacts().join("browser-failover")).await;
-    let links: Vec<(&str, String)> = names
-        .iter()
-        .map(|n| (*n, link(&url, &key, n, "")))
-        .collect();
+    let links = [
+        ("alice", link(&url, &key, "alice", "")),
+        ("bob", link(&other_url, &key, "bob", "")),
+    ];
     open_all(&mut browsers, &links).await;
     for n in names {
-        if let Err(e) = connected(&mut browsers, n).await {
+        if let Err(e) = connected_to(&mut browsers, n, &url).await {
             fail(env, &ns, &mut browsers, &names, &e).await;
         }
     }
