@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Conclave's tests and demo use, when missing, then the npm
-# packages of the browser tests.
+# packages of the browser tests. `ensure-packages.sh bench` adds what only the benchmarks use
+# (janus, the SFU the forwarding benchmark compares against).
 set -euo pipefail
 want=(coturn chromium iproute2)
+[ "${1:-}" = bench ] && want+=(janus)
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -18,8 +20,11 @@ sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-# coturn's package starts a system TURN server on 3478; tests run their own.
-if command -v systemctl >/dev/null && systemctl is-active --quiet coturn 2>/dev/null; then
-  $sudo systemctl disable --now coturn || true
-fi
+# coturn's and janus's packages start system services (TURN on 3478, Janus on 8088/8188);
+# tests and benchmarks run their own.
+for service in coturn janus; do
+  if command -v systemctl >/dev/null && systemctl is-active --quiet "$service" 2>/dev/null; then
+    $sudo systemctl disable --now "$service" || true
+  fi
+done
 exec bash "$(dirname "$0")/ensure-npm.sh"

@@ -1,0 +1,184 @@
+//! The Conclave target: the media node in its own process (this bench binary re-executed with
+//! `SFU_BENCH_NODE=1`: one room opened through the library API, one tokio worker thread), join
+//! tokens for it, and its own counters read from `/metrics` (forwarded packets, forwarding
+//! delay inside the node, drops).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use conclave_media_node::media::{MediaSettings, PortPool};
+use conclave_media_node::room::MediaPolicy;
+use conclave_media_node::{NodeSettings, NodeState, RoomSettings};
+
+use super::load::{self, Join, Load};
+use super::report::{NodeCounters, Outcome};
+
+const KEY: &[u8] = b"bench-key";
+const CONFERENCE: &str = "bench";
+
+/// The node process's main (`SFU_BENCH_NODE=1`): prints its signaling URL, then serves.
+pub fn node_process() {
+    let threads = std::env::var("SFU_BENCH_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let ip = load::media_ip();
+        let node = NodeState::new(NodeSettings {
+            name: "bench-node".into(),
+            join_key: KEY.to_vec(),
+            turn_secret: Vec::new(),
+            media: MediaSettings {
+                bind_ip: ip,
+                ports: PortPool::new(56_000, 56_999),
+                ice_disconnected: Duration::from_secs(5),
+                ice_failed: Duration::from_secs(15),
+            },
+            peer_disconnect: Duration::from_secs(10),
+            chat_max_bytes: 1024,
+        });
+        node.set_public_ip(ip);
+        node.mark_synced();
+        node.open_room(RoomSettings {
+            conference: CONFERENCE.into(),
+            max_participants: 1000,
+            media: MediaPolicy::default(),
+        })
+        .expect("room");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind");
+        println!("ws://{}/rtc", listener.local_addr().expect("addr"));
+        let _ =
+            conclave_media_node::server::run(listener, Arc::clone(&node), std::future::pending())
+                .await;
+    });
+}
+
+fn token(identity: &str) -> String {
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 3600;
+    conclave_crds::token::mint(
+        KEY,
+        &conclave_crds::token::JoinClaims {
+            conference: CONFERENCE.into(),
+            identity: identity.into(),
+            exp,
+            publish: true,
+        },
+    )
+}
+
+/// The node process, killed on drop.
+struct NodeProcess(Child);
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(cpus: Option<&str>) -> anyhow::Result<(NodeProcess, String)> {
+    let exe = std::env::current_exe()?;
+    let mut command = match cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpus).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    let mut child = NodeProcess(
+        command
+            .env("SFU_BENCH_NODE", "1")
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the node process")?,
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().context("node stdout")?)
+        .read_line(&mut line)
+        .context("reading the node's URL")?;
+    Ok((child, line.trim().to_owned()))
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn scrape(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = url.trim_start_matches("ws://").trim_end_matches("/rtc");
+    let Ok(mut s) = tokio::net::TcpStream::connect(host).await else {
+        return String::new();
+    };
+    let _ = s
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out).await;
+    out
+}
+
+/// Runs `load` against a fresh media node pinned to `cpus`.
+pub async fn run(load: &Load, cpus: Option<&str>) -> anyhow::Result<Outcome> {
+    let (node, url) = start(cpus)?;
+    let pid = node.0.id();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let idle = load::proc_stats(pid);
+    let join = Join {
+        url: &url,
+        ip: load::media_ip(),
+        conference: CONFERENCE,
+        token: &token,
+        separate_receivers: false,
+    };
+    let all = load::connect_all(load, &join).await?;
+    let media = load::start_media(load, &all);
+    let complete = load::warm_up(&all).await;
+    let m0 = scrape(&url).await;
+    let window = load::measure(pid, &all, load.seconds).await;
+    let m1 = scrape(&url).await;
+    let delta = |name: &str| metric(&m1, name) - metric(&m0, name);
+    let quantile = |q: &str| {
+        let name = format!("conclave_media_node_forward_delay_seconds{{quantile=\"{q}\"}}");
+        Duration::from_secs_f64(metric(&m1, &name).max(0.0))
+    };
+    let node_counters = NodeCounters {
+        forwarded: delta("conclave_media_node_packets_forwarded_total"),
+        delay_p50: quantile("0.5"),
+        delay_p99: quantile("0.99"),
+        dropped_queue_full: delta(
+            "conclave_media_node_packets_dropped_total{reason=\"queue_full\"}",
+        ),
+        dropped_mismatch: delta(
+            "conclave_media_node_packets_dropped_total{reason=\"negotiation_mismatch\"}",
+        ),
+    };
+    let cipher = load::cipher(&all).await;
+    load::stop(media, all).await;
+    drop(node);
+    Ok(Outcome {
+        target: "conclave",
+        window,
+        idle_kib: idle.rss_kib,
+        cipher,
+        complete,
+        node: Some(node_counters),
+    })
+}
