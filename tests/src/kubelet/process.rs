@@ -118,19 +118,21 @@ pub fn spawn(
 }
 
 /// A `sh` that waits for end-of-file on its stdin (our end of the pipe closes when the
-/// kubelet dies, however it dies) and then kills the process group `pid`.
+/// kubelet dies, however it dies, and when the handle is dropped, as when the kubelet stops
+/// before a container's grace period ended) and then kills the process group `pid`. Not
+/// killed on drop: that would leave the container running.
 fn watchdog(pid: u32) -> Result<Child, Error> {
     Command::new("sh")
         .args([
             "-c",
-            r#"read -r _; kill -KILL -- "-$0" 2>/dev/null"#,
+            // dash's kill takes no `--`; "-PGID" alone names the process group.
+            r#"read -r _; kill -KILL "-$0" 2>/dev/null"#,
             &pid.to_string(),
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0)
-        .kill_on_drop(true)
         .spawn()
         .map_err(|source| Error::Spawn {
             what: "process watchdog (sh)".into(),
@@ -202,6 +204,31 @@ mod tests {
             log.contains("hello\n\n"),
             "env is exactly the container's: {log}"
         );
+    }
+
+    #[test]
+    fn containers_die_with_the_kubelet_even_in_their_grace_period() {
+        let dir = temp_dir("orphan");
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let id = StartId {
+            container: 0,
+            start: 1,
+        };
+        // A container that ignores SIGTERM, as a draining media node waits out its grace.
+        let pid = runtime
+            .block_on(async { spawn(&launch("trap '' TERM; sleep 60 & wait", &dir), id, tx) })
+            .unwrap();
+        signal_group(pid, Signal::SIGTERM);
+        // The kubelet goes away (its tasks, and the watchdog's handle, are dropped).
+        drop(runtime);
+        let gone = (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z "))
+        });
+        assert!(gone, "container process {pid} outlived the kubelet");
     }
 
     #[tokio::test]
