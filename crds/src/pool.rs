@@ -265,6 +265,11 @@ pub struct TurnSpec {
     #[schemars(range(min = 60, max = 604800))]
     #[serde(default = "default_credential_ttl")]
     pub credential_ttl_seconds: u32,
+    /// Let the relays forward to loopback addresses. Only for a cluster on one machine whose
+    /// Nodes listen on 127.0.0.x (local development); never on a real cluster, where it would
+    /// open the Node's local services to anyone holding TURN credentials.
+    #[serde(default)]
+    pub allow_loopback_peers: bool,
 }
 
 fn default_turn_image() -> String {
@@ -311,6 +316,7 @@ impl Default for TurnSpec {
             relay_port_range: default_relay_range(),
             realm: default_realm(),
             credential_ttl_seconds: default_credential_ttl(),
+            allow_loopback_peers: false,
         }
     }
 }

@@ -63,6 +63,7 @@ fn pool(ports: &Ports, min_nodes: u32, turn: bool) -> MediaPool {
             },
             "turn": {
                 "enabled": turn, "port": ports.turn, "minReplicas": 1,
+                "allowLoopbackPeers": true,
                 "relayPortRange": {"min": ports.relay.0, "max": ports.relay.1}
             }
         }

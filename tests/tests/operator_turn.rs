@@ -1,7 +1,8 @@
 //! End to end: a pool with TURN enabled gets a coturn relay run by the harness kubelet from the
-//! Deployment the operator made; its address is published in the pool status and behind the
-//! TURN Service, and a TURN client allocates a relay there with credentials minted from the
-//! pool's shared secret, while expired or forged credentials are refused.
+//! Deployment the operator made; its address is published in the pool status and selected by
+//! the TURN Service, and a TURN client allocates a relay there with credentials minted from the
+//! pool's shared secret, while expired or forged credentials are refused; without
+//! `allowLoopbackPeers` the relay refuses loopback peers.
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
 
@@ -22,6 +23,37 @@ use common::report;
 const TIMEOUT: Duration = Duration::from_secs(90);
 const REALM: &str = "conclave.test";
 
+/// The address of the pool's relay from its status, once published, and all its URLs.
+async fn relay_address(
+    env: &conclave_testenv::TestEnv,
+    ns: &conclave_testenv::TestNamespace,
+    pool: &str,
+) -> (String, Vec<String>) {
+    let urls = wait::until("TURN URLs in the pool status", TIMEOUT, || async {
+        let p = ns.api::<MediaPool>().get(pool).await.ok()?;
+        let t = p.status?.turn?;
+        (!t.urls.is_empty()).then_some(t.urls)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, ns)));
+    let host = urls[0]
+        .strip_prefix("stun:")
+        .and_then(|u| u.rsplit_once(':'))
+        .map(|(h, _)| h.to_owned())
+        .unwrap_or_else(|| panic!("first URL is stun:<host>:<port>: {urls:?}"));
+    (host, urls)
+}
+
+/// The pool's TURN shared secret.
+async fn turn_secret(ns: &conclave_testenv::TestNamespace, pool: &str) -> Vec<u8> {
+    let secret = ns
+        .api::<Secret>()
+        .get(&labels::pool_secret_name(pool))
+        .await
+        .unwrap();
+    secret.data.unwrap()[labels::SECRET_TURN_SECRET].0.clone()
+}
+
 async fn probe(login: TurnLogin) -> Result<SocketAddr, ProbeError> {
     tokio::task::spawn_blocking(move || relay_round_trip(&login, Duration::from_secs(5)))
         .await
@@ -37,23 +69,14 @@ async fn coturn_serves_relays_on_the_published_address_with_pool_credentials() {
         &pool(
             "relayed",
             ports,
-            json!({"turn": {"enabled": true, "minReplicas": 1, "maxReplicas": 2, "realm": REALM}}),
+            // The probe's peer listens on 127.0.0.1, as media nodes do on the local Nodes.
+            json!({"turn": {"enabled": true, "minReplicas": 1, "maxReplicas": 2, "realm": REALM,
+                            "allowLoopbackPeers": true}}),
         ),
     )
     .await;
-    let urls = wait::until("TURN URLs in the pool status", TIMEOUT, || async {
-        let p = ns.api::<MediaPool>().get("relayed").await.ok()?;
-        let t = p.status?.turn?;
-        (!t.urls.is_empty()).then_some(t.urls)
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    let (host, urls) = relay_address(env, &ns, "relayed").await;
     let local: Vec<String> = env.nodes().iter().map(|n| n.address.to_string()).collect();
-    let host = urls[0]
-        .strip_prefix("stun:")
-        .and_then(|u| u.rsplit_once(':'))
-        .map(|(h, _)| h.to_owned())
-        .unwrap_or_else(|| panic!("first URL is stun:<host>:<port>: {urls:?}"));
     assert!(local.contains(&host), "{host} is a local Node address");
     assert!(
         urls.contains(&format!("turn:{host}:{}?transport=udp", ports.turn)),
@@ -105,12 +128,7 @@ async fn coturn_serves_relays_on_the_published_address_with_pool_credentials() {
         "{service_ports:?}"
     );
 
-    let secret = ns
-        .api::<Secret>()
-        .get(&labels::pool_secret_name("relayed"))
-        .await
-        .unwrap();
-    let shared = secret.data.unwrap()[labels::SECRET_TURN_SECRET].0.clone();
+    let shared = turn_secret(&ns, "relayed").await;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -159,5 +177,47 @@ async fn coturn_serves_relays_on_the_published_address_with_pool_credentials() {
     assert!(
         matches!(forged, Err(ProbeError::Refused(_))),
         "credentials from another secret are refused: {forged:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coturn_refuses_to_relay_to_loopback_unless_the_pool_allows_it() {
+    let (env, ns, _operator) = common::start("turn-strict").await;
+    let ports = ports();
+    create(
+        &ns,
+        &pool(
+            "strict",
+            ports,
+            json!({"turn": {"enabled": true, "minReplicas": 1, "realm": REALM}}),
+        ),
+    )
+    .await;
+    let (host, _) = relay_address(env, &ns, "strict").await;
+    let shared = turn_secret(&ns, "strict").await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let credential = turn::mint(&shared, "alice", now, 600);
+    let login = TurnLogin {
+        server: format!("{host}:{}", ports.turn).parse().unwrap(),
+        username: credential.username,
+        password: credential.credential,
+        realm: REALM.to_owned(),
+    };
+    // The allocation succeeds; the permission for a peer on 127.0.0.1 is refused. Retry
+    // while coturn may still be starting (a timeout), not on a refusal.
+    let mut outcome = Err(ProbeError::Other("not tried".into()));
+    for _ in 0..5 {
+        outcome = probe(login.clone()).await;
+        if !matches!(outcome, Err(ProbeError::Timeout(_))) {
+            break;
+        }
+    }
+    assert!(
+        matches!(&outcome, Err(ProbeError::Refused(why)) if why.contains("403") || why.to_lowercase().contains("forbidden")),
+        "a loopback peer is refused: {outcome:?}\n{}",
+        report(env, &ns)
     );
 }

@@ -27,7 +27,7 @@ fn meta(pool: &MediaPool) -> ObjectMeta {
 /// coturn's flags for `pool`: shared-secret auth, realm, ports, relay range, no TLS/CLI.
 pub fn coturn_args(pool: &MediaPool) -> Vec<String> {
     let t = &pool.spec.turn;
-    vec![
+    let mut args = vec![
         "--log-file=stdout".to_owned(),
         "--no-cli".to_owned(),
         "--no-tls".to_owned(),
@@ -42,9 +42,13 @@ pub fn coturn_args(pool: &MediaPool) -> Vec<String> {
         format!("--min-port={}", t.relay_port_range.min),
         format!("--max-port={}", t.relay_port_range.max),
         "--no-multicast-peers".to_owned(),
-        // Media nodes may share the relay's network; allow relaying to them.
-        "--allow-loopback-peers".to_owned(),
-    ]
+        // Link-local addresses include cloud metadata services: never relay there.
+        "--denied-peer-ip=169.254.0.0-169.254.255.255".to_owned(),
+    ];
+    if t.allow_loopback_peers {
+        args.push("--allow-loopback-peers".to_owned());
+    }
+    args
 }
 
 /// The coturn Deployment with `replicas`.
@@ -172,6 +176,26 @@ mod tests {
                 "{want} missing from {args:?}"
             );
         }
+    }
+
+    #[test]
+    fn loopback_peers_only_when_the_pool_asks_and_never_link_local() {
+        let mut p = pool();
+        let args = coturn_args(&p);
+        assert!(
+            !args.iter().any(|a| a == "--allow-loopback-peers"),
+            "{args:?}"
+        );
+        assert!(
+            args.iter()
+                .any(|a| a.starts_with("--denied-peer-ip=169.254."))
+        );
+        p.spec.turn.allow_loopback_peers = true;
+        assert!(
+            coturn_args(&p)
+                .iter()
+                .any(|a| a == "--allow-loopback-peers")
+        );
     }
 
     #[test]

@@ -52,7 +52,8 @@ async fn install_chart(demo: &Demo) -> anyhow::Result<()> {
                 "nodeCapacity": {"participants": 100, "rooms": 20},
                 "scaling": {"minNodes": n, "maxNodes": n, "bufferParticipants": 10},
                 "mediaNode": {"udpPortRange": {"min": 50000, "max": 50999}},
-                "turn": {"enabled": true}
+                // The local Nodes listen on 127.0.0.x: let the relay reach them.
+                "turn": {"enabled": true, "allowLoopbackPeers": true}
             }
         }
     });
