@@ -13,62 +13,45 @@ mod chromium;
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chromium::Chromium;
+use common::fixtures::{create, pool, ports};
 use conclave_crds::token::{JoinClaims, mint};
 use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool, labels};
+use conclave_testenv::operator::Operator;
 use conclave_testenv::{TestEnv, TestNamespace, wait};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use rand::Rng;
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 const CONFERENCE: &str = "standup";
 
-/// Ports of one pool: distinct for every pool of this binary.
-struct Ports {
-    signaling: u16,
-    udp: (u16, u16),
-    turn: u16,
-    relay: (u16, u16),
-}
-
-fn ports() -> Ports {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = rand::rng().random_range(0..10) * 3;
-    let slot = (base + NEXT.fetch_add(1, Ordering::Relaxed)) % 30;
-    Ports {
-        signaling: 33100 + slot * 10,
-        udp: (52000 + slot * 100, 52099 + slot * 100),
-        turn: 35100 + slot * 10,
-        relay: (45000 + slot * 100, 45099 + slot * 100),
-    }
-}
-
-fn pool(ports: &Ports, min_nodes: u32, turn: bool) -> MediaPool {
-    serde_json::from_value(json!({
-        "apiVersion": "conclave.dev/v1alpha1", "kind": "MediaPool", "metadata": {"name": "web"},
-        "spec": {
-            "nodeCapacity": {"participants": 20, "rooms": 5},
-            "scaling": {"minNodes": min_nodes, "maxNodes": 3, "bufferParticipants": 5},
-            "mediaNode": {
-                "image": "ghcr.io/conclave-dev/media-node:test",
-                "signalingPort": ports.signaling,
-                "udpPortRange": {"min": ports.udp.0, "max": ports.udp.1},
-                "heartbeatTimeoutSeconds": 6
-            },
-            "turn": {
-                "enabled": turn, "port": ports.turn, "minReplicas": 1,
-                "allowLoopbackPeers": true,
-                "relayPortRange": {"min": ports.relay.0, "max": ports.relay.1}
-            }
-        }
-    }))
-    .unwrap()
+/// One browser test's world: Chromium to itself (the tests run one at a time), the operator
+/// on a fresh namespace, and the pool `web` of `min_nodes` small media nodes, with TURN when
+/// `turn`.
+async fn setup(
+    prefix: &str,
+    min_nodes: u32,
+    turn: bool,
+) -> (
+    tokio::sync::MutexGuard<'static, ()>,
+    &'static TestEnv,
+    TestNamespace,
+    Operator,
+) {
+    let one_at_a_time = chromium::exclusive().await;
+    let (env, ns, operator) = common::start(prefix).await;
+    let spec = json!({
+        "nodeCapacity": {"participants": 20, "rooms": 5},
+        "scaling": {"minNodes": min_nodes, "maxNodes": 3, "bufferParticipants": 5},
+        // The local Nodes listen on 127.0.0.x: the relay must reach loopback.
+        "turn": {"enabled": turn, "minReplicas": 1, "allowLoopbackPeers": true}
+    });
+    create(&ns, &pool("web", ports(), spec)).await;
+    (one_at_a_time, env, ns, operator)
 }
 
 /// A conference, placed and Active with join info.
@@ -255,13 +238,7 @@ async fn connected(browsers: &mut Chromium, name: &str) -> Result<Value, String>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_browsers_see_each_other_chat_and_share_a_screen() {
-    let _one_at_a_time = chromium::exclusive().await;
-    let (env, ns, _operator) = common::start("browser-call").await;
-    let ports = ports();
-    ns.api::<MediaPool>()
-        .create(&PostParams::default(), &pool(&ports, 1, false))
-        .await
-        .unwrap();
+    let (_one_at_a_time, env, ns, _operator) = setup("browser-call", 1, false).await;
     let conf = conference(env, &ns).await;
     let url = join_url(&conf);
     let (key, _) = keys(&ns).await;
@@ -478,13 +455,7 @@ async fn turn_ready(env: &TestEnv, ns: &TestNamespace) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_forced_through_turn_flows_and_expired_credentials_are_refused() {
-    let _one_at_a_time = chromium::exclusive().await;
-    let (env, ns, _operator) = common::start("browser-turn").await;
-    let ports = ports();
-    ns.api::<MediaPool>()
-        .create(&PostParams::default(), &pool(&ports, 1, true))
-        .await
-        .unwrap();
+    let (_one_at_a_time, env, ns, _operator) = setup("browser-turn", 1, true).await;
     let turn_urls = turn_ready(env, &ns).await;
     let conf = conference(env, &ns).await;
     let url = join_url(&conf);
@@ -577,13 +548,7 @@ async fn connected_to(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browsers_follow_their_conference_when_its_node_is_killed_or_drained() {
-    let _one_at_a_time = chromium::exclusive().await;
-    let (env, ns, _operator) = common::start("browser-failover").await;
-    let ports = ports();
-    ns.api::<MediaPool>()
-        .create(&PostParams::default(), &pool(&ports, 2, false))
-        .await
-        .unwrap();
+    let (_one_at_a_time, env, ns, _operator) = setup("browser-failover", 2, false).await;
     // Both nodes Ready first, so the clients learn the other one (`fallbackUrls`) at join.
     wait::until("two Ready media nodes", TIMEOUT, || async {
         let pool = ns.api::<MediaPool>().get("web").await.ok()?;
@@ -700,13 +665,7 @@ async fn browsers_follow_their_conference_when_its_node_is_killed_or_drained() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denied_or_missing_devices_are_explained_and_the_call_still_works() {
-    let _one_at_a_time = chromium::exclusive().await;
-    let (env, ns, _operator) = common::start("browser-devices").await;
-    let ports = ports();
-    ns.api::<MediaPool>()
-        .create(&PostParams::default(), &pool(&ports, 1, false))
-        .await
-        .unwrap();
+    let (_one_at_a_time, env, ns, _operator) = setup("browser-devices", 1, false).await;
     let conf = conference(env, &ns).await;
     let url = join_url(&conf);
     let (key, _) = keys(&ns).await;
