@@ -25,10 +25,11 @@ enum Part {
 #[derive(Parser, Debug)]
 #[command(about = "Scale benchmark of the Conclave operator on kwok-simulated Nodes")]
 struct Args {
-    /// The full run (a 10-minute day on 400 Nodes; 1,000 media nodes and 10,000 conferences).
+    /// The full run (a 10-minute day of 15,000 conferences on 400 Nodes; 1,000 media nodes and
+    /// 10,000 conferences).
     #[arg(long, conflicts_with = "quick")]
     full: bool,
-    /// The short run (the default): a 3-minute day on 80 Nodes; 200 media nodes.
+    /// The short run (the default): a 5-minute day on 80 Nodes; 200 media nodes.
     #[arg(long)]
     quick: bool,
     /// Run only these parts.
@@ -54,9 +55,9 @@ struct Sizes {
 
 fn sizes(full: bool, seed: u64) -> Sizes {
     let (label, day_nodes, day_seconds, conferences, cost_nodes, cost_conferences) = if full {
-        ("full", 400, 600.0, 8000, 1000, 10_000)
+        ("full", 400, 600.0, 15_000, 1000, 10_000)
     } else {
-        ("quick", 80, 180.0, 1500, 200, 2000)
+        ("quick", 80, 300.0, 1200, 200, 2000)
     };
     Sizes {
         label,
@@ -68,13 +69,15 @@ fn sizes(full: bool, seed: u64) -> Sizes {
                 seed,
             },
             day_seconds,
-            node_participants: 50,
-            node_rooms: 12,
+            node_participants: 100,
+            node_rooms: 25,
             min_nodes: 2,
             max_nodes: day_nodes as u32,
             buffer_participants: 100,
-            warmup_seconds: 8,
-            scale_down_delay_seconds: 15,
+            // 20 minutes of the day ahead of a scheduled start, and 10 minutes of surplus
+            // before a node drains (at least the few real seconds a node takes to start).
+            warmup_seconds: day_clock(day_seconds, 1200.0).max(5),
+            scale_down_delay_seconds: day_clock(day_seconds, 600.0).max(3),
         },
         cost: CostSettings {
             media_nodes: cost_nodes,
@@ -82,8 +85,14 @@ fn sizes(full: bool, seed: u64) -> Sizes {
             participants: 5,
             in_flight: 64,
             steady_seconds: 30,
+            heartbeat_timeout_seconds: 60,
         },
     }
+}
+
+/// Real seconds (rounded up) that `day_seconds_span` of the simulated day take.
+fn day_clock(day_seconds: f64, day_seconds_span: f64) -> u32 {
+    (day_seconds_span * day_seconds / 86_400.0).ceil() as u32
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -95,6 +104,16 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // On a signal the run is dropped, which stops the operator, kwok and the control plane.
+    tokio::select! {
+        result = run(args) => result,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+        _ = terminate.recv() => anyhow::bail!("terminated"),
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let settings = Settings::from_env();
     let s = sizes(args.full, args.seed);
     let parts = if args.only.is_empty() {
@@ -142,7 +161,12 @@ async fn main() -> anyhow::Result<()> {
                 "simulator": behaviour, "day": outcome
             }))?,
         )?;
-        let md = report::day_markdown(&outcome, &machine, &format!("benchmarks/{prefix}"));
+        let md = report::day_markdown(
+            &outcome,
+            &machine,
+            behaviour.heartbeat_seconds,
+            &format!("benchmarks/{prefix}"),
+        );
         write(&args.out, &format!("{prefix}.md"), &md)?;
         println!("{md}");
     }
@@ -178,7 +202,7 @@ async fn main() -> anyhow::Result<()> {
                 "machine": machine, "simulator": behaviour, "cost": outcome
             }))?,
         )?;
-        let md = report::cost_markdown(&outcome, &machine);
+        let md = report::cost_markdown(&outcome, &machine, behaviour.heartbeat_seconds);
         write(&args.out, &format!("{prefix}.md"), &md)?;
         println!("{md}");
     }

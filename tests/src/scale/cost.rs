@@ -37,6 +37,8 @@ pub struct CostSettings {
     pub in_flight: usize,
     /// Seconds of steady heartbeats measured after the placements.
     pub steady_seconds: u64,
+    /// The pool's heartbeat timeout.
+    pub heartbeat_timeout_seconds: u32,
 }
 
 /// API requests the operator made during the placements.
@@ -64,6 +66,9 @@ pub struct CostOutcome {
     pub rss_mib_after_placements: f64,
     pub rss_mib_after_steady: f64,
     pub rss_mib_peak: f64,
+    /// Media nodes not Ready after the steady phase (a node failing would move conferences
+    /// and spoil the figures).
+    pub media_nodes_not_ready: usize,
     pub placement: Outcome,
     pub cpu_seconds_placements: f64,
     pub cpu_seconds_per_1000_placements: f64,
@@ -117,7 +122,11 @@ fn pool(s: &CostSettings) -> MediaPool {
             "nodeCapacity": {"participants": 200, "rooms": 50, "egressMbps": 100000},
             "scaling": {"minNodes": s.media_nodes, "maxNodes": s.media_nodes,
                         "bufferParticipants": 0},
-            "mediaNode": {"image": "ghcr.io/conclave-dev/media-node:bench"},
+            // One machine runs the control plane, the operator and every simulated media node:
+            // when it saturates, status writes queue for seconds. A longer heartbeat timeout
+            // than the default 15 s keeps that from failing nodes, which is not what is measured.
+            "mediaNode": {"image": "ghcr.io/conclave-dev/media-node:bench",
+                          "heartbeatTimeoutSeconds": s.heartbeat_timeout_seconds},
             "turn": {"enabled": false}
         }
     }))
@@ -212,6 +221,7 @@ pub async fn run(
     let cpu2 = cpu_seconds(pid).unwrap_or(0.0);
     let sim2 = writes(sim);
     let rss_mib_after_steady = rss_mib(pid).unwrap_or(0.0);
+    let media_nodes_not_ready = want.saturating_sub(ready_nodes(&nodes).await);
     let steady = settings.steady_seconds.max(1) as f64;
     let steady_cpu_cores = (cpu2 - cpu1) / steady;
     let cpu_seconds_placements = cpu1 - cpu0;
@@ -229,6 +239,7 @@ pub async fn run(
         rss_mib_after_placements,
         rss_mib_after_steady,
         rss_mib_peak,
+        media_nodes_not_ready,
         cpu_seconds_per_1000_placements: cpu_seconds_placements * 1000.0
             / placement.placed.max(1) as f64,
         cpu_seconds_placements,

@@ -275,6 +275,10 @@ fn on_conference(shared: &Shared, name: &str, conf: Option<&Conference>) {
             attendees,
         })
     });
+    // What a media node's report depends on; only a change of it makes the node report early
+    // (as a real one does after joins and leaves, not after any write to the conference).
+    let shape = |r: &Room| (r.node.clone(), r.live_since.is_some(), r.attendees);
+    let changed = old.as_ref().map(shape) != new.as_ref().map(shape);
     let mut touched: Vec<String> = Vec::new();
     if let Some(node) = old.as_ref().and_then(|o| o.node.clone()) {
         if let Some(set) = world.by_node.get_mut(&node) {
@@ -303,6 +307,9 @@ fn on_conference(shared: &Shared, name: &str, conf: Option<&Conference>) {
             touched.push(node);
         }
         world.rooms.insert(name.to_owned(), room);
+    }
+    if !changed {
+        return;
     }
     for node in touched {
         if let Some((notify, _)) = world.tasks.get(&node) {

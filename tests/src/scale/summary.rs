@@ -25,6 +25,8 @@ pub struct DaySummary {
     pub waited_pending: usize,
     pub ad_hoc_waited_pending: usize,
     pub pending_wait: Percentiles,
+    /// The same for ad-hoc conferences alone.
+    pub ad_hoc_pending_wait: Percentiles,
     /// Conferences moved or whose node was deleted while they were live.
     pub interrupted: usize,
     pub interruptions: Vec<String>,
@@ -63,6 +65,7 @@ pub fn summarize(
     s.ad_hoc = s.conferences - s.scheduled;
     let mut create_to_join = Vec::new();
     let mut waits = Vec::new();
+    let mut ad_hoc_waits = Vec::new();
     for c in plan {
         let Some(trace) = observed.conferences.get(&c.name) else {
             continue;
@@ -83,6 +86,9 @@ pub fn summarize(
             s.ad_hoc_waited_pending += usize::from(!c.scheduled);
             let until = trace.joined.unwrap_or_else(|| start_of(c.end_at));
             waits.push(until.saturating_duration_since(since));
+            if !c.scheduled {
+                ad_hoc_waits.push(until.saturating_duration_since(since));
+            }
         }
         if let Some(why) = &trace.interrupted {
             s.interrupted += 1;
@@ -93,6 +99,7 @@ pub fn summarize(
     }
     s.ad_hoc_create_to_join = Percentiles::of(&create_to_join);
     s.pending_wait = Percentiles::of(&waits);
+    s.ad_hoc_pending_wait = Percentiles::of(&ad_hoc_waits);
     s.scheduled_ready_fraction = ratio(s.scheduled_ready_before_start as f64, s.scheduled as f64);
     s.node_start = Percentiles::of(&observed.node_start);
     timeline(&mut s, &observed.samples, capacity);
