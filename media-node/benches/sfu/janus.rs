@@ -88,6 +88,12 @@ fn configure(dir: &Path, modules: &Path, port: u16, publishers: usize) -> anyhow
         }
     }
     let d = dir.display();
+    // Janus gives each handle its own thread by default; SFU_BENCH_JANUS_EVENT_LOOPS=<n> has
+    // the handles share n loops instead.
+    let loops = std::env::var("SFU_BENCH_JANUS_EVENT_LOOPS")
+        .ok()
+        .and_then(|n| n.parse::<u32>().ok())
+        .map_or(String::new(), |n| format!("  event_loops = {n}\n"));
     let core = format!(
         r#"general: {{
   configs_folder = "{d}"
@@ -97,7 +103,7 @@ fn configure(dir: &Path, modules: &Path, port: u16, publishers: usize) -> anyhow
   loggers_folder = "{d}/loggers"
   debug_level = 3
   session_timeout = 60
-}}
+{loops}}}
 media: {{
   rtp_port_range = "{RTP_PORTS}"
 }}
