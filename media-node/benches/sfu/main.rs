@@ -48,16 +48,22 @@ fn main() -> anyhow::Result<()> {
         let mut outcomes = Vec::new();
         for target in targets {
             let outcome = match *target {
-                "janus" => janus::run(&load, cpus.as_deref()).await?,
-                _ => conclave::run(&load, cpus.as_deref()).await?,
+                "janus" => janus::run(&load, cpus.as_deref()).await,
+                _ => conclave::run(&load, cpus.as_deref()).await,
             };
-            report::print(&load, &outcome);
-            outcomes.push(outcome);
+            // A failed SFU is reported and the other still runs.
+            match outcome {
+                Ok(outcome) => {
+                    report::print(&load, &outcome);
+                    outcomes.push(outcome);
+                }
+                Err(e) => println!("sfu-bench target={target} FAILED: {e:#}"),
+            }
         }
         println!("{}", report::TABLE_HEADER);
         for row in report::rows(&load, &outcomes) {
             println!("{row}");
         }
-        Ok(())
-    })
+    });
+    Ok(())
 }
