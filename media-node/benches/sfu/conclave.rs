@@ -178,6 +178,7 @@ pub async fn run(load: &Load, cpus: Option<&str>) -> anyhow::Result<Outcome> {
         window,
         idle_kib: idle.rss_kib,
         cipher,
+        loadavg: load::loadavg(),
         complete,
         node: Some(node_counters),
     })

@@ -62,6 +62,15 @@ pub fn media_ip() -> IpAddr {
     IpAddr::V4(Ipv4Addr::LOCALHOST)
 }
 
+/// The machine's load average over 1, 5 and 15 minutes.
+pub fn loadavg() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// CPU time and resident memory of a process, all threads.
 #[derive(Clone, Copy, Debug)]
 pub struct ProcStats {

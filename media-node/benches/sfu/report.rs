@@ -21,6 +21,8 @@ pub struct Outcome {
     pub window: Window,
     pub idle_kib: u64,
     pub cipher: String,
+    /// The machine's load average (1, 5, 15 min) at the end of the window.
+    pub loadavg: String,
     /// Whether every receiver got every publisher before the window.
     pub complete: bool,
     pub node: Option<NodeCounters>,
@@ -59,12 +61,13 @@ fn ms(d: Duration) -> f64 {
 pub fn print(load: &Load, o: &Outcome) {
     let w = &o.window;
     println!(
-        "sfu-bench target={} publishers={} subscribers={} pps_per_publisher={} seconds={:.1}{}",
+        "sfu-bench target={} publishers={} subscribers={} pps_per_publisher={} seconds={:.1} loadavg={}{}",
         o.target,
         load.publishers,
         load.subscribers,
         load.pps,
         w.seconds,
+        o.loadavg,
         if o.complete {
             ""
         } else {
@@ -130,7 +133,7 @@ fn mib(kib: f64) -> String {
 }
 
 /// Header of the markdown table [`rows`] fills.
-pub const TABLE_HEADER: &str = "| load (pub × sub × pps) | SFU | received packets/s | SFU CPU (cores) | packets per CPU-second | one-way delay p50 / p99 | in-SFU delay p50 / p99 | memory per participant | SRTP |\n|---|---|---|---|---|---|---|---|---|";
+pub const TABLE_HEADER: &str = "| load (pub × sub × pps) | SFU | received packets/s (of offered) | SFU CPU (cores) | packets per CPU-second | one-way delay p50 / p99 | in-SFU delay p50 / p99 | memory per participant | SRTP |\n|---|---|---|---|---|---|---|---|---|";
 
 /// Markdown rows for one load point: each outcome, then Conclave ÷ Janus when both ran.
 pub fn rows(load: &Load, outcomes: &[Outcome]) -> Vec<String> {
@@ -142,10 +145,11 @@ pub fn rows(load: &Load, outcomes: &[Outcome]) -> Vec<String> {
                 format!("{:.2} / {:.2} ms", ms(n.delay_p50), ms(n.delay_p99))
             });
             format!(
-                "| {name} | {}{} | {} | {:.2} | {} | {:.1} / {:.1} ms | {in_sfu} | {} | {} |",
+                "| {name} | {}{} | {} ({:.0} %) | {:.2} | {} | {:.1} / {:.1} ms | {in_sfu} | {} | {} |",
                 o.target,
                 if o.complete { "" } else { " (incomplete)" },
                 count(o.delivered()),
+                100.0 * o.delivered() / load.offered(),
                 o.cores(),
                 count(o.per_cpu_second()),
                 ms(o.window.one_way_p50),
