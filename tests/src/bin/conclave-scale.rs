@@ -44,6 +44,19 @@ struct Args {
     /// Seed of the day.
     #[arg(long, default_value_t = 2026)]
     seed: u64,
+    /// Seconds between a simulated media node's load reports (the media node's
+    /// `--heartbeat-seconds`).
+    #[arg(long, default_value_t = 5)]
+    heartbeat_seconds: u64,
+    /// Cost run: media nodes (default 200 quick, 1,000 full).
+    #[arg(long)]
+    media_nodes: Option<u32>,
+    /// Cost run: conferences (default 2,000 quick, 10,000 full).
+    #[arg(long)]
+    conferences: Option<usize>,
+    /// Cost run: create requests in flight.
+    #[arg(long, default_value_t = 64)]
+    in_flight: usize,
 }
 
 struct Sizes {
@@ -84,6 +97,8 @@ fn sizes(full: bool, seed: u64) -> Sizes {
             conferences: cost_conferences,
             participants: 5,
             in_flight: 64,
+            steady_count: cost_conferences / 5,
+            steady_rate: 100.0,
             steady_seconds: 30,
             heartbeat_timeout_seconds: 60,
         },
@@ -115,7 +130,11 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let settings = Settings::from_env();
-    let s = sizes(args.full, args.seed);
+    let mut s = sizes(args.full, args.seed);
+    s.cost.media_nodes = args.media_nodes.unwrap_or(s.cost.media_nodes);
+    s.cost.conferences = args.conferences.unwrap_or(s.cost.conferences);
+    s.cost.steady_count = s.cost.conferences / 5;
+    s.cost.in_flight = args.in_flight;
     let parts = if args.only.is_empty() {
         vec![Part::Day, Part::Cost]
     } else {
@@ -123,7 +142,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&args.out)?;
     let behaviour = Behaviour {
-        heartbeat_seconds: 5,
+        heartbeat_seconds: args.heartbeat_seconds,
         join_delay_ms: 500,
     };
     let pod_start = Duration::from_millis(args.pod_start_ms);
@@ -137,6 +156,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         };
         let mut c = ScaleCluster::start(&spec).await?;
         let sim = simulator::start(c.client.clone(), NAMESPACE, behaviour);
+        // The pool exists before the operator starts: a pool created in the operator's first
+        // moments can leave its first MediaNodes unreconciled (reported to the operator's
+        // authors); the figures here are about the day, not that race.
+        day::create_pool(&c.client, NAMESPACE, &s.day).await?;
         let operator = conclave_testenv::operator::Operator::start(
             &c.kubeconfig,
             NAMESPACE,

@@ -35,6 +35,9 @@ pub struct CostSettings {
     pub participants: u32,
     /// Create requests in flight.
     pub in_flight: usize,
+    /// The first `steady_count` conferences are offered at `steady_rate` per second.
+    pub steady_count: usize,
+    pub steady_rate: f64,
     /// Seconds of steady heartbeats measured after the placements.
     pub steady_seconds: u64,
     /// The pool's heartbeat timeout.
@@ -69,6 +72,9 @@ pub struct CostOutcome {
     /// Media nodes not Ready after the steady phase (a node failing would move conferences
     /// and spoil the figures).
     pub media_nodes_not_ready: usize,
+    /// Conferences offered at `steady_rate`.
+    pub steady: Outcome,
+    /// The rest, offered as fast as `in_flight` allows.
     pub placement: Outcome,
     pub cpu_seconds_placements: f64,
     pub cpu_seconds_per_1000_placements: f64,
@@ -193,37 +199,40 @@ pub async fn run(
     let cpu0 = cpu_seconds(pid).unwrap_or(0.0);
     let api0 = apiserver::request_counts(client).await?;
     let sim0 = writes(sim);
-    let load = Load {
-        run: "cost".into(),
+    // First a steady rate, then the rest as fast as the requests in flight allow.
+    let steady_load = Load {
+        run: "steady".into(),
         pool: POOL.into(),
-        count: settings.conferences,
-        rate: None,
+        count: settings.steady_count,
+        rate: Some(settings.steady_rate),
         in_flight: settings.in_flight,
         max_participants: settings.participants,
     };
+    let steady = placement::run(client, namespace, &steady_load, Duration::from_secs(600)).await?;
+    let load = Load {
+        run: "burst".into(),
+        rate: None,
+        count: settings.conferences.saturating_sub(settings.steady_count),
+        ..steady_load
+    };
     let placement = placement::run(client, namespace, &load, Duration::from_secs(600)).await?;
+    let placed = steady.placed + placement.placed;
+    let created = steady.created + placement.created;
     // Until the operator has also absorbed the participant reports that follow placement.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let cpu1 = cpu_seconds(pid).unwrap_or(0.0);
     let api1 = apiserver::request_counts(client).await?;
     let sim1 = writes(sim);
     let rss_mib_after_placements = rss_mib(pid).unwrap_or(0.0);
-    let api = api_cost(
-        &api1,
-        &api0,
-        sim0,
-        sim1,
-        placement.created,
-        placement.placed,
-    );
+    let api = api_cost(&api1, &api0, sim0, sim1, created, placed);
 
     tokio::time::sleep(Duration::from_secs(settings.steady_seconds)).await;
     let cpu2 = cpu_seconds(pid).unwrap_or(0.0);
     let sim2 = writes(sim);
     let rss_mib_after_steady = rss_mib(pid).unwrap_or(0.0);
     let media_nodes_not_ready = want.saturating_sub(ready_nodes(&nodes).await);
-    let steady = settings.steady_seconds.max(1) as f64;
-    let steady_cpu_cores = (cpu2 - cpu1) / steady;
+    let quiet = settings.steady_seconds.max(1) as f64;
+    let steady_cpu_cores = (cpu2 - cpu1) / quiet;
     let cpu_seconds_placements = cpu1 - cpu0;
     let rss_mib_peak = peak.mib();
     drop(peak);
@@ -240,12 +249,12 @@ pub async fn run(
         rss_mib_after_steady,
         rss_mib_peak,
         media_nodes_not_ready,
-        cpu_seconds_per_1000_placements: cpu_seconds_placements * 1000.0
-            / placement.placed.max(1) as f64,
+        cpu_seconds_per_1000_placements: cpu_seconds_placements * 1000.0 / placed.max(1) as f64,
         cpu_seconds_placements,
+        steady,
         placement,
         steady_cpu_cores,
-        steady_heartbeats_per_second: (sim2.0 - sim1.0) as f64 / steady,
+        steady_heartbeats_per_second: (sim2.0 - sim1.0) as f64 / quiet,
         api,
         restart_to_placement_seconds,
         rss_mib_after_restart,
@@ -270,8 +279,8 @@ fn api_cost(
         .map(|(_, n)| n)
         .sum();
     let simulator = ((sim1.0 - sim0.0) + (sim1.1 - sim0.1)) as f64;
-    // Its creates, and the two lists of its over-commit check.
-    let load_generator = created as f64 + 2.0;
+    // Its creates, and the two lists of the over-commit check of each of its two runs.
+    let load_generator = created as f64 + 4.0;
     let operator = (total - simulator - load_generator).max(0.0);
     ApiCost {
         total,

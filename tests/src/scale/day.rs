@@ -143,8 +143,21 @@ enum Step {
     Delete(usize),
 }
 
-/// Creates the pool, waits for its minimum of Ready nodes, plays the day and summarizes it.
-/// The load simulator must be running for the namespace.
+/// Creates the day's pool (before the operator starts: see the caller).
+pub async fn create_pool(
+    client: &Client,
+    namespace: &str,
+    settings: &DaySettings,
+) -> Result<(), Error> {
+    Api::<MediaPool>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &pool(settings))
+        .await
+        .context("create the day's MediaPool")?;
+    Ok(())
+}
+
+/// Waits for the pool's minimum of Ready nodes, plays the day and summarizes it. The pool
+/// must exist, and the load simulator and the operator must be running for the namespace.
 pub async fn run(
     client: &Client,
     namespace: &str,
@@ -152,11 +165,6 @@ pub async fn run(
 ) -> Result<DayOutcome, Error> {
     let day = plan(&settings.day);
     let observer = Observer::start(client, namespace, Duration::from_secs(1));
-    let pools: Api<MediaPool> = Api::namespaced(client.clone(), namespace);
-    pools
-        .create(&PostParams::default(), &pool(settings))
-        .await
-        .context("create the day's MediaPool")?;
     let min = settings.min_nodes as usize;
     wait::until(
         &format!("{min} media nodes Ready"),

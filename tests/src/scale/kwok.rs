@@ -34,7 +34,8 @@ wait "$kwok"
 /// Running and Ready after `pod_start` (the time a media node takes to start: image pull,
 /// process start); a Pod being deleted is removed. Node Leases are renewed by kwok itself
 /// (`--node-lease-duration-seconds`), so no Node heartbeat Stage is needed for health;
-/// a slow status refresh keeps the Node conditions' heartbeat times moving.
+/// a slow status refresh keeps the Node conditions' heartbeat times moving. A running Pod
+/// marked not ready (its Node's Lease was late) becomes ready again.
 pub fn stages(pod_start: Duration) -> String {
     let delay = pod_start.as_millis();
     format!(
@@ -93,6 +94,28 @@ spec:
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
 metadata:
+  name: pod-ready-again
+spec:
+  resourceRef: {{apiGroup: v1, kind: Pod}}
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: DoesNotExist
+    - key: '.status.phase'
+      operator: In
+      values: ['Running']
+    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
+      operator: NotIn
+      values: ['True']
+  delay:
+    durationMilliseconds: 1000
+  next:
+    statusTemplate: |
+{POD_READY_AGAIN}
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
   name: pod-delete
 spec:
   resourceRef: {{apiGroup: v1, kind: Pod}}
@@ -105,6 +128,14 @@ spec:
 "#
     )
 }
+
+/// A running Pod the node controller marked not ready (its Node missed a Lease renewal
+/// under load) is ready again, as its kubelet would report once the Node is back.
+const POD_READY_AGAIN: &str = r#"      {{ $now := Now }}
+      conditions:
+      - {lastTransitionTime: {{ $now | Quote }}, status: "True", type: Initialized}
+      - {lastTransitionTime: {{ $now | Quote }}, status: "True", type: Ready}
+      - {lastTransitionTime: {{ $now | Quote }}, status: "True", type: ContainersReady}"#;
 
 /// Node conditions from kwok's defaults, all healthy; addresses and capacity stay as created.
 const NODE_STATUS: &str = r#"      {{ $now := Now }}
@@ -307,6 +338,7 @@ mod tests {
                 "node-initialize",
                 "node-status-refresh",
                 "pod-ready",
+                "pod-ready-again",
                 "pod-delete"
             ]
         );

@@ -27,9 +27,17 @@ pub struct ConferenceTrace {
     /// Its media node, as last seen.
     pub node: Option<String>,
     /// Why it was interrupted while live, if it was (moved, or its node deleted).
-    pub interrupted: Option<String>,
+    pub interrupted: Option<Interruption>,
     /// The application deleted it, or it ended.
     pub over: bool,
+}
+
+/// A live conference moved or lost its node.
+#[derive(Clone, Debug)]
+pub struct Interruption {
+    /// Because its node failed (heartbeat stale, pod gone), not because of scale-down.
+    pub failover: bool,
+    pub why: String,
 }
 
 /// One media node's life.
@@ -222,10 +230,11 @@ fn on_conference(rec: &mut Record, c: &Conference, now: Instant) {
         && old != new
         && trace.interrupted.is_none()
     {
-        trace.interrupted = Some(format!(
-            "moved from {old} to {new} ({})",
-            placed_reason.unwrap_or_default()
-        ));
+        let reason = placed_reason.unwrap_or_default();
+        trace.interrupted = Some(Interruption {
+            failover: reason == "Failover",
+            why: format!("moved from {old} to {new} ({reason})"),
+        });
     }
     if node.is_some() {
         trace.node = node;
@@ -252,10 +261,14 @@ fn on_node(rec: &mut Record, n: &MediaNode, now: Instant) {
 }
 
 fn on_node_deleted(rec: &mut Record, name: &str) {
-    rec.nodes.remove(name);
+    let phase = rec.nodes.remove(name).and_then(|n| n.phase);
+    let failover = phase == Some(MediaNodePhase::Failed);
     for trace in rec.conferences.values_mut() {
         if trace.node.as_deref() == Some(name) && !trace.over && trace.interrupted.is_none() {
-            trace.interrupted = Some(format!("its node {name} was deleted"));
+            trace.interrupted = Some(Interruption {
+                failover,
+                why: format!("its node {name} ({phase:?}) was deleted"),
+            });
         }
     }
 }

@@ -225,6 +225,11 @@ pub fn day_markdown(
             format!("0: {}", verdict(s.interrupted == 0)),
         ),
         (
+            "conferences moved because their media node failed (heartbeat stale)".into(),
+            s.failed_over.to_string(),
+            String::new(),
+        ),
+        (
             "scheduled conferences with a Ready node before their start".into(),
             format!(
                 "{} of {} ({:.1} %)",
@@ -285,17 +290,20 @@ pub fn cost_markdown(c: &CostOutcome, machine: &Machine, heartbeat_seconds: u64)
     let p = &c.placement;
     let mut m = format!(
         "Run: {}.\n\n{} media nodes on {} kwok Nodes, every one heartbeating every {} s through the \
-         load simulator; {} conferences of {} participants created with {} requests in flight.\n\n",
+         load simulator; {} conferences of {} participants, the first {} offered at {}/s, the rest as fast \
+         as {} create requests in flight allow.\n\n",
         machine.line(),
         st.media_nodes,
         st.media_nodes,
         heartbeat_seconds,
         st.conferences,
         st.participants,
+        st.steady_count,
+        st.steady_rate,
         st.in_flight
     );
     m.push_str("| figure | measured | goal |\n|---|---|---|\n");
-    let rows: [(&str, String, String); 9] = [
+    let rows: [(&str, String, String); 10] = [
         (
             "operator resident memory: nodes Ready / after placements / steady / peak",
             format!(
@@ -321,12 +329,28 @@ pub fn cost_markdown(c: &CostOutcome, machine: &Machine, heartbeat_seconds: u64)
             "conferences placed, double placements, over-committed nodes",
             format!(
                 "{} of {}, {}, {}",
-                p.placed,
-                p.created,
-                p.double_placements,
-                p.over_committed_nodes.len()
+                p.placed + c.steady.placed,
+                p.created + c.steady.created,
+                p.double_placements + c.steady.double_placements,
+                p.over_committed_nodes
+                    .len()
+                    .max(c.steady.over_committed_nodes.len())
             ),
             "all, 0, 0".into(),
+        ),
+        (
+            "offered 100/s: create → join p50 / p99",
+            format!(
+                "{} conferences at {:.0}/s: {:.0} ms / {:.0} ms",
+                c.steady.placed,
+                c.settings.steady_rate,
+                c.steady.create_to_join.p50_ms,
+                c.steady.create_to_join.p99_ms
+            ),
+            format!(
+                "p99 < 50 ms: {}",
+                verdict(c.steady.create_to_join.p99_ms < 50.0)
+            ),
         ),
         (
             "placement rate (as fast as offered), create → join p50 / p99",
@@ -334,7 +358,7 @@ pub fn cost_markdown(c: &CostOutcome, machine: &Machine, heartbeat_seconds: u64)
                 "{:.0} /s, {:.0} ms / {:.0} ms",
                 p.placements_per_second, p.create_to_join.p50_ms, p.create_to_join.p99_ms
             ),
-            String::new(),
+            format!("≥ 400/s: {}", verdict(p.placements_per_second >= 400.0)),
         ),
         (
             "operator CPU per 1,000 placements (heartbeats included)",

@@ -178,14 +178,12 @@ where
 }
 
 fn on_pod(shared: &Shared, name: &str, pod: Option<&Pod>) {
+    // The process runs while the pod is Running and not being deleted, whatever its Ready
+    // condition says (the node controller marks pods of an unresponsive Node not ready; the
+    // media node inside keeps going).
     let running = pod.is_some_and(|p| {
         p.metadata.deletion_timestamp.is_none()
-            && p.status.as_ref().is_some_and(|s| {
-                s.phase.as_deref() == Some("Running")
-                    && s.conditions
-                        .as_ref()
-                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            })
+            && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
     });
     let mut world = lock(&shared.world);
     if running {

@@ -27,8 +27,10 @@ pub struct DaySummary {
     pub pending_wait: Percentiles,
     /// The same for ad-hoc conferences alone.
     pub ad_hoc_pending_wait: Percentiles,
-    /// Conferences moved or whose node was deleted while they were live.
+    /// Conferences moved or whose node was deleted while they were live, by scale-down.
     pub interrupted: usize,
+    /// The same because their media node failed (its heartbeat went stale).
+    pub failed_over: usize,
     pub interruptions: Vec<String>,
     /// Scheduled conferences with join info (a Ready node reserved) by their startTime.
     pub scheduled_ready_before_start: usize,
@@ -90,10 +92,14 @@ pub fn summarize(
                 ad_hoc_waits.push(until.saturating_duration_since(since));
             }
         }
-        if let Some(why) = &trace.interrupted {
-            s.interrupted += 1;
+        if let Some(i) = &trace.interrupted {
+            if i.failover {
+                s.failed_over += 1;
+            } else {
+                s.interrupted += 1;
+            }
             if s.interruptions.len() < 20 {
-                s.interruptions.push(format!("{}: {why}", c.name));
+                s.interruptions.push(format!("{}: {}", c.name, i.why));
             }
         }
     }
