@@ -198,7 +198,7 @@ async fn main() -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
-    println!("results written to {}", args.out.display());
+    eprintln!("results written to {}", args.out.display());
     anyhow::ensure!(
         report.steady.outcome.double_placements == 0
             && report.peak.outcome.double_placements == 0
@@ -285,6 +285,7 @@ fn print_summary(r: &Report) {
     }
     println!();
     println!("CPU seconds per 1000 placements:");
+    println!();
     println!("| part | steady | peak |");
     println!("|---|---|---|");
     for (part, steady) in &r.steady.cpu_seconds_per_1000 {
