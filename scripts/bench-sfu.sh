@@ -21,10 +21,31 @@ if [ "$cpus" -ge 2 ] && command -v taskset >/dev/null; then
   pin_clients=(taskset -c "0-$((cpus - 2))")
 fi
 
+# On a shared machine, wait (up to SFU_BENCH_IDLE_WAIT seconds, default 600) before each load
+# point until the CPUs were at least 80 % idle over 3 s; the output notes when it never was.
+idle_percent() {
+  local a b
+  read -ra a < <(head -1 /proc/stat); sleep 3; read -ra b < <(head -1 /proc/stat)
+  local total=0 i
+  for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
+  echo $(( total > 0 ? 100 * (b[4] - a[4] + b[5] - a[5]) / total : 0 ))
+}
+wait_idle() {
+  local deadline=$((SECONDS + ${SFU_BENCH_IDLE_WAIT:-600})) idle
+  while idle=$(idle_percent); [ "$idle" -lt 80 ]; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "machine busy: CPUs ${idle} % idle when this load point started"
+      return
+    fi
+  done
+  echo "CPUs ${idle} % idle when this load point started"
+}
+
 raw=$(mktemp)
 trap 'rm -f "$raw"' EXIT
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for load in "2 8 300" "4 20 300" "4 20 600" "6 24 600"; do
+  wait_idle | tee -a "$raw"
   # shellcheck disable=SC2086
   "${pin_clients[@]}" "$bin" $load "$seconds" "$targets" | tee -a "$raw"
 done
@@ -40,7 +61,9 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "receives every publisher but itself. Each SFU runs as its own process pinned to CPU ${SFU_BENCH_NODE_CPUS:-any}; its CPU"
   echo "is that process's, all threads. Conclave runs first, then Janus, at each load point. Ratios are Conclave ÷ Janus:"
   echo "above 1 is better for Conclave in packets per CPU-second, below 1 is better for Conclave in delay and memory."
-  echo "See media-node/benches/README.md for what each column measures."
+  echo "Received packets include retransmissions answering the clients' NACKs (hence more than 100 % of offered when"
+  echo "packets were lost); delays are measured from the original send time. Each load point waited for idle CPUs first"
+  echo "(the full output says how idle). See media-node/benches/README.md for what each column measures."
   echo
   grep '^| load' "$raw" | head -1
   grep '^|---' "$raw" | head -1
