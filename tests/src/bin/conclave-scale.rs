@@ -25,7 +25,7 @@ enum Part {
 #[derive(Parser, Debug)]
 #[command(about = "Scale benchmark of the Conclave operator on kwok-simulated Nodes")]
 struct Args {
-    /// The full run (a 10-minute day of 15,000 conferences on 400 Nodes; 1,000 media nodes and
+    /// The full run (a 10-minute day of 5,000 conferences on 400 Nodes; 1,000 media nodes and
     /// 10,000 conferences).
     #[arg(long, conflicts_with = "quick")]
     full: bool,
@@ -48,6 +48,9 @@ struct Args {
     /// `--heartbeat-seconds`).
     #[arg(long, default_value_t = 5)]
     heartbeat_seconds: u64,
+    /// Day: conferences over the day (default 1,200 quick, 5,000 full).
+    #[arg(long)]
+    day_conferences: Option<usize>,
     /// Cost run: media nodes (default 200 quick, 1,000 full).
     #[arg(long)]
     media_nodes: Option<u32>,
@@ -68,7 +71,7 @@ struct Sizes {
 
 fn sizes(full: bool, seed: u64) -> Sizes {
     let (label, day_nodes, day_seconds, conferences, cost_nodes, cost_conferences) = if full {
-        ("full", 400, 600.0, 15_000, 1000, 10_000)
+        ("full", 400, 600.0, 5000, 1000, 10_000)
     } else {
         ("quick", 80, 300.0, 1200, 200, 2000)
     };
@@ -131,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
 async fn run(args: Args) -> anyhow::Result<()> {
     let settings = Settings::from_env();
     let mut s = sizes(args.full, args.seed);
+    s.day.day.conferences = args.day_conferences.unwrap_or(s.day.day.conferences);
     s.cost.media_nodes = args.media_nodes.unwrap_or(s.cost.media_nodes);
     s.cost.conferences = args.conferences.unwrap_or(s.cost.conferences);
     s.cost.steady_count = s.cost.conferences / 5;
