@@ -20,7 +20,7 @@ use tracing::info;
 use super::{apply_status, event};
 use crate::decide::evacuation::EvacuationBudget;
 use crate::decide::placement::{NoFitReason, Placement, PlacementPolicy, PlacementRequest, place};
-use crate::error::{KubeContext, Result};
+use crate::error::{Error, KubeContext, Result};
 use crate::ledger::Key;
 use crate::state::{Context, key, lock};
 use crate::time::{at, now, secs};
@@ -575,27 +575,33 @@ async fn write(
     Ok(())
 }
 
+/// Removes the operator's finalizer with a JSON patch that tests the entry it removes, so it
+/// conflicts only when the finalizer list itself changed, not on every status write that
+/// bumped the resourceVersion since the cache saw the object.
 async fn remove_finalizer(ctx: &Context, conf: &Conference) -> Result<()> {
-    if !conf
+    let Some(index) = conf
         .finalizers()
         .iter()
-        .any(|f| f == labels::CONFERENCE_FINALIZER)
-    {
+        .position(|f| f == labels::CONFERENCE_FINALIZER)
+    else {
         return Ok(());
-    }
-    let rest: Vec<&String> = conf
-        .finalizers()
-        .iter()
-        .filter(|f| *f != labels::CONFERENCE_FINALIZER)
-        .collect();
-    let patch = serde_json::json!({"metadata": {"finalizers": rest, "resourceVersion": conf.resource_version()}});
+    };
+    let path = format!("/metadata/finalizers/{index}");
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+        {"op": "test", "path": path, "value": labels::CONFERENCE_FINALIZER},
+        {"op": "remove", "path": path},
+    ]))
+    .map_err(|source| Error::Serialize {
+        what: "finalizer removal patch".to_owned(),
+        source,
+    })?;
     let api: Api<Conference> =
         Api::namespaced(ctx.client.clone(), &conf.namespace().unwrap_or_default());
     match api
         .patch(
             &conf.name_any(),
             &PatchParams::default(),
-            &Patch::Merge(&patch),
+            &Patch::Json::<()>(patch),
         )
         .await
     {
