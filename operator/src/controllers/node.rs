@@ -35,7 +35,9 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
     }
     let _timer = ctx.metrics.reconcile("node");
     let Some(pool) = ctx.pool(&ns, &node.spec.pool) else {
-        return Ok(Action::await_change());
+        // The pool's cache may not have caught up (an operator that just started, a pool
+        // created a moment ago); a pool event would not trigger this node again.
+        return Ok(Action::requeue(Duration::from_secs(2)));
     };
     let old = node.status.clone().unwrap_or_default();
     let mut pod = ctx
