@@ -1,12 +1,13 @@
-//! The three controllers (pool, node, conference) and what they share: applying status
-//! under the operator's field manager, publishing Events, and the error policy.
+//! The three controllers (pool, node, conference) and what they share: pacing passes,
+//! applying status under the operator's field manager, publishing Events, and the error
+//! policy.
 
 pub mod conference;
 pub mod node;
 pub mod pool;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use conclave_crds::labels;
 use kube::api::{Api, Patch, PatchParams};
@@ -18,7 +19,19 @@ use serde::de::DeserializeOwned;
 use tracing::warn;
 
 use crate::error::{Error, KubeContext, Result};
-use crate::state::Context;
+use crate::pacing::Pacer;
+use crate::state::{Context, key};
+
+/// What to do instead of a pass over `obj` under `pacer`, if anything: wait for a change when
+/// it is being deleted (its pacing is forgotten), or come back when its interval ends.
+pub fn paced<K: ResourceExt>(pacer: &Pacer, obj: &K) -> Option<Action> {
+    let k = key(obj);
+    if obj.meta().deletion_timestamp.is_some() {
+        pacer.forget(&k);
+        return Some(Action::await_change());
+    }
+    pacer.admit(&k, Instant::now()).err().map(Action::requeue)
+}
 
 /// Server-side apply parameters of the operator (forcing: it owns what it applies).
 pub fn apply_params() -> PatchParams {

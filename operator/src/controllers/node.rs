@@ -3,7 +3,7 @@
 //! and an Event on every transition.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use conclave_crds::node::NodeAddresses;
 use conclave_crds::shared::set_condition;
@@ -15,7 +15,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use tracing::info;
 
-use super::{apply_params, apply_status, event};
+use super::{apply_params, apply_status, event, paced};
 use crate::decide::lifecycle::{NodeObservation, PodObservation, node_phase};
 use crate::decide::pool_spec;
 use crate::error::{KubeContext, Result};
@@ -26,12 +26,8 @@ use crate::time::{now, secs};
 /// Reconciles one MediaNode.
 pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action> {
     let ns = node.namespace().unwrap_or_default();
-    if node.metadata.deletion_timestamp.is_some() {
-        ctx.node_pacer.forget(&key(node.as_ref()));
-        return Ok(Action::await_change());
-    }
-    if let Err(wait) = ctx.node_pacer.admit(&key(node.as_ref()), Instant::now()) {
-        return Ok(Action::requeue(wait));
+    if let Some(action) = paced(&ctx.node_pacer, node.as_ref()) {
+        return Ok(action);
     }
     let _timer = ctx.metrics.reconcile("node");
     let Some(pool) = ctx.pool(&ns, &node.spec.pool) else {

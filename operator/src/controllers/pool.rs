@@ -21,7 +21,7 @@ use kube::runtime::reflector::ObjectRef;
 use tracing::info;
 
 use super::node::public_address;
-use super::{apply_params, apply_status, event};
+use super::{apply_params, apply_status, event, paced};
 use crate::decide::autoscale::{ScalingInput, ScalingPlan, ScalingPolicy, WaitingConference, plan};
 use crate::decide::{NodeView, pool_spec};
 use crate::error::{KubeContext, Result, is_conflict, is_not_found};
@@ -34,12 +34,8 @@ use crate::time::{at, now, secs};
 
 /// Reconciles one MediaPool.
 pub async fn reconcile(pool: Arc<MediaPool>, ctx: Arc<Context>) -> Result<Action> {
-    if pool.metadata.deletion_timestamp.is_some() {
-        ctx.pool_pacer.forget(&key(pool.as_ref()));
-        return Ok(Action::await_change());
-    }
-    if let Err(wait) = ctx.pool_pacer.admit(&key(pool.as_ref()), Instant::now()) {
-        return Ok(Action::requeue(wait));
+    if let Some(action) = paced(&ctx.pool_pacer, pool.as_ref()) {
+        return Ok(action);
     }
     let _timer = ctx.metrics.reconcile("pool");
     let t = now();
