@@ -113,16 +113,7 @@ impl ControlPlane {
 
     /// Fails when the control plane has exited.
     pub fn check_running(&mut self) -> Result<(), Error> {
-        match self.wrapper.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(Error::Exited {
-                what: "the control plane".into(),
-                status: status.to_string(),
-                log: self.log.clone(),
-                tail: logs::tail(&self.log, 30),
-            }),
-            Err(e) => Err(e).context("check the control plane process"),
-        }
+        logs::check_running(&mut self.wrapper, "the control plane", &self.log, 30)
     }
 
     /// Stops the control plane and waits (at most 30 s) until every component ended.

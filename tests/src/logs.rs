@@ -1,7 +1,26 @@
 //! Reading the logs the harness writes (control plane, kubelet, containers) back, so a
-//! failing test or demo can show what the processes said.
+//! failing test or demo can show what the processes said, and the error for a harness
+//! process that ended.
 
 use std::path::Path;
+use std::process::Child;
+
+use crate::error::{Context, Error};
+
+/// Fails with `what`'s exit status and the last `lines` lines of its `log` once `child` has
+/// exited.
+pub fn check_running(child: &mut Child, what: &str, log: &Path, lines: usize) -> Result<(), Error> {
+    match child.try_wait() {
+        Ok(None) => Ok(()),
+        Ok(Some(status)) => Err(Error::Exited {
+            what: what.to_owned(),
+            status: status.to_string(),
+            log: log.to_owned(),
+            tail: tail(log, lines),
+        }),
+        Err(e) => Err(e).context(format!("check whether {what} still runs")),
+    }
+}
 
 /// The last `lines` lines of the file at `path`, or a note saying it cannot be read.
 pub fn tail(path: &Path, lines: usize) -> String {

@@ -229,16 +229,7 @@ impl Kwok {
 
     /// Fails when kwok has exited.
     pub fn check_running(&mut self) -> Result<(), Error> {
-        match self.wrapper.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(Error::Exited {
-                what: "kwok".into(),
-                status: status.to_string(),
-                log: self.log.clone(),
-                tail: logs::tail(&self.log, 20),
-            }),
-            Err(e) => Err(e).context("check the kwok process"),
-        }
+        logs::check_running(&mut self.wrapper, "kwok", &self.log, 20)
     }
 }
 

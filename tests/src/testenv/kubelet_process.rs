@@ -78,16 +78,7 @@ impl KubeletProcess {
 
     /// Fails when the kubelet has exited.
     pub fn check_running(&mut self) -> Result<(), Error> {
-        match self.child.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(Error::Exited {
-                what: "the harness kubelet".into(),
-                status: status.to_string(),
-                log: self.log.clone(),
-                tail: logs::tail(&self.log, 30),
-            }),
-            Err(e) => Err(e).context("check the harness kubelet process"),
-        }
+        logs::check_running(&mut self.child, "the harness kubelet", &self.log, 30)
     }
 
     /// Stops the kubelet (its pods get SIGTERM, then SIGKILL) and waits at most 20 s.
