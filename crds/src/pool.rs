@@ -139,6 +139,17 @@ fn default_evacuation_rate() -> u32 {
     5
 }
 
+impl MediaPool {
+    /// The STUN and TURN URLs published for the pool's relays (`status.turn.urls`): empty
+    /// until a relay is Ready, and when TURN is off.
+    pub fn relay_urls(&self) -> &[String] {
+        self.status
+            .as_ref()
+            .and_then(|s| s.turn.as_ref())
+            .map_or(&[], |t| t.urls.as_slice())
+    }
+}
+
 impl Default for Scaling {
     fn default() -> Self {
         Self {

@@ -313,12 +313,7 @@ async fn conferences(ctx: &Arc<Context>, ns: Option<&str>) {
             api::<MediaPool>(c, ns),
             watcher::Config::default(),
             move |p| {
-                let urls = p
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.turn.as_ref())
-                    .map(|t| t.urls.clone());
-                if !for_pool.changed(format!("pool-turn/{:?}", key(&p)), urls) {
+                if !for_pool.changed(format!("pool-turn/{:?}", key(&p)), p.relay_urls()) {
                     return Vec::new();
                 }
                 let ns = p.namespace().unwrap_or_default();

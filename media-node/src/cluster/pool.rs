@@ -12,14 +12,8 @@ use crate::node::{IceConfig, NodeState};
 
 /// The ICE configuration a pool gives its clients.
 pub fn ice_config(pool: &MediaPool) -> IceConfig {
-    let urls = pool
-        .status
-        .as_ref()
-        .and_then(|s| s.turn.as_ref())
-        .map(|t| t.urls.clone())
-        .unwrap_or_default();
     let urls = if pool.spec.turn.enabled {
-        urls
+        pool.relay_urls().to_vec()
     } else {
         Vec::new()
     };

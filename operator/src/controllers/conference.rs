@@ -630,14 +630,11 @@ fn heartbeat_age(node: &MediaNode, now: i64) -> Option<i64> {
 /// STUN and TURN URLs (credentials come from the media node at join time).
 pub fn join_info(node: &MediaNode, pool: &MediaPool) -> Option<JoinInfo> {
     let addresses = node.status.as_ref()?.addresses.clone()?;
-    let urls = pool
-        .status
-        .as_ref()
-        .and_then(|s| s.turn.as_ref())
-        .map(|t| t.urls.clone())
-        .unwrap_or_default();
-    let (stun, turn): (Vec<String>, Vec<String>) =
-        urls.into_iter().partition(|u| u.starts_with("stun:"));
+    let (stun, turn): (Vec<String>, Vec<String>) = pool
+        .relay_urls()
+        .iter()
+        .cloned()
+        .partition(|u| u.starts_with("stun:"));
     let ice_servers = [stun, turn]
         .into_iter()
         .filter(|u| !u.is_empty())
