@@ -19,5 +19,6 @@ pub mod start;
 pub mod state;
 pub mod time;
 pub mod token_cmd;
+pub mod watches;
 
 pub use error::{Error, Result};

@@ -1,7 +1,6 @@
 //! Wiring of `conclave-operator run`: the watch caches, leader election, the reservation
 //! ledger rebuilt from the API, the three controllers and the HTTP endpoints.
 
-use std::fmt::Debug;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -14,10 +13,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::runtime::controller::Controller;
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
 use tracing::{error, info};
 
 use crate::config::RunConfig;
@@ -27,6 +25,7 @@ use crate::leader::LeaderLease;
 use crate::metrics::Metrics;
 use crate::pacing::Pacer;
 use crate::state::{Caches, Context, key, lock};
+use crate::watches::{Feed, watch};
 
 /// Shortest time between two passes over one pool or one media node: every placement
 /// triggers both, and their status need not change more often.
@@ -62,7 +61,8 @@ pub async fn run(client: Client, config: RunConfig) -> anyhow::Result<()> {
         health.ready.store(false, Ordering::Relaxed);
     }
 
-    let caches = start_caches(&client, config.watch_namespace.as_deref());
+    let (caches, pool_feeds, node_feeds, conference_feeds) =
+        start_watches(&client, config.watch_namespace.as_deref());
     caches.pools.wait_until_ready().await?;
     caches.nodes.wait_until_ready().await?;
     caches.conferences.wait_until_ready().await?;
@@ -92,8 +92,11 @@ pub async fn run(client: Client, config: RunConfig) -> anyhow::Result<()> {
     info!(adopted, "reservation ledger rebuilt from conference status");
     health.ready.store(true, Ordering::Relaxed);
 
-    let ns = config.watch_namespace.as_deref();
-    let controllers = future::join3(pools(&ctx, ns), nodes(&ctx, ns), conferences(&ctx, ns));
+    let controllers = future::join3(
+        pools(&ctx, pool_feeds),
+        nodes(&ctx, node_feeds),
+        conferences(&ctx, conference_feeds),
+    );
     tokio::select! {
         _ = controllers => info!("controllers stopped"),
         _ = async { match &lease { Some(l) => l.hold().await, None => future::pending().await } } => {
@@ -142,38 +145,83 @@ where
     }
 }
 
-fn cache<K>(api: Api<K>, cfg: watcher::Config) -> Store<K>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let stream =
-        reflector::reflector(writer, watcher(api, cfg).default_backoff()).applied_objects();
-    tokio::spawn(stream.for_each(|_| future::ready(())));
-    reader
-}
-
 fn component(c: &str) -> watcher::Config {
     watcher::Config::default().labels(&format!("{}={c}", labels::COMPONENT))
 }
 
-fn start_caches(client: &Client, ns: Option<&str>) -> Caches {
+/// What the pool controller reacts to.
+struct PoolFeeds {
+    pools: Feed<MediaPool>,
+    nodes: Feed<MediaNode>,
+    conferences: Feed<Conference>,
+    pods: Feed<Pod>,
+    secrets: Feed<Secret>,
+    deployments: Feed<Deployment>,
+}
+
+/// What the media-node controller reacts to.
+struct NodeFeeds {
+    nodes: Feed<MediaNode>,
+    pods: Feed<Pod>,
+    kube_nodes: Feed<Node>,
+    pools: Feed<MediaPool>,
+}
+
+/// What the conference controller reacts to.
+struct ConferenceFeeds {
+    conferences: Feed<Conference>,
+    nodes: Feed<MediaNode>,
+    pools: Feed<MediaPool>,
+}
+
+/// Starts one watch per kind: the caches, and the feeds of the three controllers.
+fn start_watches(
+    client: &Client,
+    ns: Option<&str>,
+) -> (Caches, PoolFeeds, NodeFeeds, ConferenceFeeds) {
     let any = watcher::Config::default;
-    Caches {
-        pools: cache(api::<MediaPool>(client, ns), any()),
-        nodes: cache(api::<MediaNode>(client, ns), any()),
-        conferences: cache(api::<Conference>(client, ns), any()),
-        pods: cache(
-            api::<Pod>(client, ns),
-            watcher::Config::default().labels(labels::COMPONENT),
-        ),
-        kube_nodes: cache(Api::<Node>::all(client.clone()), any()),
-        secrets: cache(api::<Secret>(client, ns), component("keys")),
-        deployments: cache(
-            api::<Deployment>(client, ns),
-            component(labels::COMPONENT_TURN),
-        ),
-    }
+    let (pools, [pools_p, pools_n, pools_c]) = watch(api::<MediaPool>(client, ns), any());
+    let (nodes, [nodes_p, nodes_n, nodes_c]) = watch(api::<MediaNode>(client, ns), any());
+    let (conferences, [conferences_p, conferences_c]) = watch(api::<Conference>(client, ns), any());
+    let (pods, [pods_p, pods_n]) = watch(
+        api::<Pod>(client, ns),
+        watcher::Config::default().labels(labels::COMPONENT),
+    );
+    let (kube_nodes, [kube_nodes_n]) = watch(Api::<Node>::all(client.clone()), any());
+    let (secrets, [secrets_p]) = watch(api::<Secret>(client, ns), component("keys"));
+    let (deployments, [deployments_p]) = watch(
+        api::<Deployment>(client, ns),
+        component(labels::COMPONENT_TURN),
+    );
+    let caches = Caches {
+        pools,
+        nodes,
+        conferences,
+        pods,
+        kube_nodes,
+        secrets,
+        deployments,
+    };
+    let pool_feeds = PoolFeeds {
+        pools: pools_p,
+        nodes: nodes_p,
+        conferences: conferences_p,
+        pods: pods_p,
+        secrets: secrets_p,
+        deployments: deployments_p,
+    };
+    let node_feeds = NodeFeeds {
+        nodes: nodes_n,
+        pods: pods_n,
+        kube_nodes: kube_nodes_n,
+        pools: pools_n,
+    };
+    let conference_feeds = ConferenceFeeds {
+        conferences: conferences_c,
+        nodes: nodes_c,
+        pools: pools_c,
+    };
+    (caches, pool_feeds, node_feeds, conference_feeds)
 }
 
 impl Context {
@@ -193,145 +241,122 @@ fn pool_of_label<K: ResourceExt>(o: &K) -> Option<ObjectRef<MediaPool>> {
     Some(ObjectRef::new(pool).within(&o.namespace()?))
 }
 
-async fn pools(ctx: &Arc<Context>, ns: Option<&str>) {
-    let c = &ctx.client;
+async fn pools(ctx: &Arc<Context>, feeds: PoolFeeds) {
     let for_conf = ctx.clone();
-    Controller::new(api::<MediaPool>(c, ns), watcher::Config::default())
-        .owns(api::<MediaNode>(c, ns), watcher::Config::default())
-        .owns(api::<Deployment>(c, ns), component(labels::COMPONENT_TURN))
-        .watches(
-            api::<Conference>(c, ns),
-            watcher::Config::default(),
-            move |conf| pool::pools_of_conference(&for_conf, &conf),
-        )
-        .watches(api::<Pod>(c, ns), component(labels::COMPONENT_TURN), |p| {
-            pool_of_label(&p)
+    Controller::for_stream(feeds.pools, ctx.caches.pools.clone())
+        .owns_stream(feeds.nodes)
+        .owns_stream(feeds.deployments)
+        .watches_stream(feeds.conferences, move |conf| {
+            pool::pools_of_conference(&for_conf, &conf)
         })
-        .watches(api::<Secret>(c, ns), component("keys"), |s| {
-            pool_of_label(&s)
+        .watches_stream(feeds.pods, |p| {
+            let turn = p.labels().get(labels::COMPONENT).map(String::as_str)
+                == Some(labels::COMPONENT_TURN);
+            turn.then(|| pool_of_label(&p)).flatten()
         })
+        .watches_stream(feeds.secrets, |s| pool_of_label(&s))
         .shutdown_on_signal()
         .run(pool::reconcile, error_policy("pool"), ctx.clone())
         .for_each(|_| future::ready(()))
         .await;
 }
 
-async fn nodes(ctx: &Arc<Context>, ns: Option<&str>) {
-    let c = &ctx.client;
+async fn nodes(ctx: &Arc<Context>, feeds: NodeFeeds) {
     let for_kube_node = ctx.clone();
     let for_pool = ctx.clone();
-    Controller::new(api::<MediaNode>(c, ns), watcher::Config::default())
-        .owns(api::<Pod>(c, ns), component(labels::COMPONENT_MEDIA_NODE))
-        .watches(
-            Api::<Node>::all(c.clone()),
-            watcher::Config::default(),
-            move |n| {
-                let name = n.name_any();
-                let addresses = n
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.addresses.clone())
-                    .unwrap_or_default();
-                let fp: Vec<_> = addresses
-                    .iter()
-                    .map(|a| (a.type_.clone(), a.address.clone()))
-                    .collect();
-                if !for_kube_node.changed(
-                    format!("node/{name}"),
-                    (fp, n.annotations().get(labels::PUBLIC_IP).cloned()),
-                ) {
-                    return Vec::new();
-                }
-                for_kube_node
-                    .caches
-                    .nodes
-                    .state()
-                    .iter()
-                    .filter(|m| {
-                        m.status.as_ref().and_then(|s| s.node_name.as_deref())
-                            == Some(name.as_str())
-                    })
-                    .map(|m| ObjectRef::from(m.as_ref()))
-                    .collect()
-            },
-        )
-        .watches(
-            api::<MediaPool>(c, ns),
-            watcher::Config::default(),
-            move |p| {
-                if !for_pool.changed(format!("pool-spec/{:?}", key(&p)), p.metadata.generation) {
-                    return Vec::new();
-                }
-                let ns = p.namespace().unwrap_or_default();
-                for_pool
-                    .nodes_of_pool(&ns, &p.name_any())
-                    .iter()
-                    .map(|n| ObjectRef::from(n.as_ref()))
-                    .collect()
-            },
-        )
+    Controller::for_stream(feeds.nodes, ctx.caches.nodes.clone())
+        .owns_stream(feeds.pods)
+        .watches_stream(feeds.kube_nodes, move |n| {
+            let name = n.name_any();
+            let addresses = n
+                .status
+                .as_ref()
+                .and_then(|s| s.addresses.clone())
+                .unwrap_or_default();
+            let fp: Vec<_> = addresses
+                .iter()
+                .map(|a| (a.type_.clone(), a.address.clone()))
+                .collect();
+            if !for_kube_node.changed(
+                format!("node/{name}"),
+                (fp, n.annotations().get(labels::PUBLIC_IP).cloned()),
+            ) {
+                return Vec::new();
+            }
+            for_kube_node
+                .caches
+                .nodes
+                .state()
+                .iter()
+                .filter(|m| {
+                    m.status.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str())
+                })
+                .map(|m| ObjectRef::from(m.as_ref()))
+                .collect()
+        })
+        .watches_stream(feeds.pools, move |p| {
+            if !for_pool.changed(format!("pool-spec/{:?}", key(&p)), p.metadata.generation) {
+                return Vec::new();
+            }
+            let ns = p.namespace().unwrap_or_default();
+            for_pool
+                .nodes_of_pool(&ns, &p.name_any())
+                .iter()
+                .map(|n| ObjectRef::from(n.as_ref()))
+                .collect()
+        })
         .shutdown_on_signal()
         .run(node::reconcile, error_policy("node"), ctx.clone())
         .for_each(|_| future::ready(()))
         .await;
 }
 
-async fn conferences(ctx: &Arc<Context>, ns: Option<&str>) {
-    let c = &ctx.client;
+async fn conferences(ctx: &Arc<Context>, feeds: ConferenceFeeds) {
     let for_node = ctx.clone();
     let for_pool = ctx.clone();
-    Controller::new(api::<Conference>(c, ns), watcher::Config::default())
-        .watches(
-            api::<MediaNode>(c, ns),
-            watcher::Config::default(),
-            move |n| {
-                let status = n.status.clone().unwrap_or_default();
-                let url = status
-                    .addresses
-                    .as_ref()
-                    .and_then(|a| a.signaling_url.clone());
-                let phase = status.phase.map(|p| format!("{p:?}"));
-                if !for_node.changed(
-                    format!("medianode/{:?}", key(&n)),
-                    (phase.clone(), n.spec.draining, url),
-                ) {
-                    return Vec::new();
-                }
-                let ns = n.namespace().unwrap_or_default();
-                let mut refs: Vec<ObjectRef<Conference>> = for_node
-                    .conferences_on(&ns, &n.name_any())
-                    .iter()
-                    .map(|c| ObjectRef::from(c.as_ref()))
-                    .collect();
-                if phase.as_deref() == Some("Ready") && !n.spec.draining {
-                    refs.extend(waiting_in_namespace(&for_node, &ns));
-                }
-                refs
-            },
-        )
-        .watches(
-            api::<MediaPool>(c, ns),
-            watcher::Config::default(),
-            move |p| {
-                if !for_pool.changed(format!("pool-turn/{:?}", key(&p)), p.relay_urls()) {
-                    return Vec::new();
-                }
-                let ns = p.namespace().unwrap_or_default();
-                for_pool
-                    .caches
-                    .conferences
-                    .state()
-                    .iter()
-                    .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
-                    .filter(|c| {
-                        c.status.as_ref().and_then(|s| s.pool.as_deref())
-                            == Some(p.name_any().as_str())
-                            || c.spec.pool.as_deref() == Some(p.name_any().as_str())
-                    })
-                    .map(|c| ObjectRef::from(c.as_ref()))
-                    .collect()
-            },
-        )
+    Controller::for_stream(feeds.conferences, ctx.caches.conferences.clone())
+        .watches_stream(feeds.nodes, move |n| {
+            let status = n.status.clone().unwrap_or_default();
+            let url = status
+                .addresses
+                .as_ref()
+                .and_then(|a| a.signaling_url.clone());
+            let phase = status.phase.map(|p| format!("{p:?}"));
+            if !for_node.changed(
+                format!("medianode/{:?}", key(&n)),
+                (phase.clone(), n.spec.draining, url),
+            ) {
+                return Vec::new();
+            }
+            let ns = n.namespace().unwrap_or_default();
+            let mut refs: Vec<ObjectRef<Conference>> = for_node
+                .conferences_on(&ns, &n.name_any())
+                .iter()
+                .map(|c| ObjectRef::from(c.as_ref()))
+                .collect();
+            if phase.as_deref() == Some("Ready") && !n.spec.draining {
+                refs.extend(waiting_in_namespace(&for_node, &ns));
+            }
+            refs
+        })
+        .watches_stream(feeds.pools, move |p| {
+            if !for_pool.changed(format!("pool-turn/{:?}", key(&p)), p.relay_urls()) {
+                return Vec::new();
+            }
+            let ns = p.namespace().unwrap_or_default();
+            for_pool
+                .caches
+                .conferences
+                .state()
+                .iter()
+                .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
+                .filter(|c| {
+                    c.status.as_ref().and_then(|s| s.pool.as_deref()) == Some(p.name_any().as_str())
+                        || c.spec.pool.as_deref() == Some(p.name_any().as_str())
+                })
+                .map(|c| ObjectRef::from(c.as_ref()))
+                .collect()
+        })
         .shutdown_on_signal()
         .run(
             conference::reconcile,

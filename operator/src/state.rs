@@ -104,7 +104,7 @@ impl Context {
             .into_iter()
             .filter(|n| n.namespace().as_deref() == Some(ns) && n.spec.pool == pool)
             .collect();
-        v.sort_by_key(|n| n.name_any());
+        v.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         v
     }
 
@@ -131,20 +131,23 @@ impl Context {
 
     /// The decision view of `node`, with reservations from the ledger.
     pub fn node_view(&self, node: &MediaNode, pool: &MediaPool, ledger: &Ledger) -> NodeView {
-        let status = node.status.clone().unwrap_or_default();
-        let load = status.load.unwrap_or_default();
+        // Borrowed, not cloned: placement builds a view of every node of the pool.
+        let status = node.status.as_ref();
+        let load = status.and_then(|s| s.load.clone()).unwrap_or_default();
         NodeView {
             name: node.name_any(),
-            phase: status.phase.unwrap_or(MediaNodePhase::Pending),
+            phase: status
+                .and_then(|s| s.phase)
+                .unwrap_or(MediaNodePhase::Pending),
             draining: node.spec.draining,
-            draining_since: status.draining_since.as_ref().map(secs),
+            draining_since: status.and_then(|s| s.draining_since.as_ref()).map(secs),
             created_at: node
                 .metadata
                 .creation_timestamp
                 .as_ref()
                 .map(secs)
                 .unwrap_or(0),
-            last_heartbeat: status.last_heartbeat.as_ref().map(secs),
+            last_heartbeat: status.and_then(|s| s.last_heartbeat.as_ref()).map(secs),
             capacity: node.spec.capacity,
             reserved: ledger.reserved_on(&key(node)),
             reported: Usage {

@@ -527,13 +527,32 @@ async fn end(
     Ok(Action::await_change())
 }
 
-/// Writes the operator's status fields if they changed, then (for a placement) the node
-/// label, the previous-node annotation and the finalizer in one metadata patch.
+/// Writes the operator's status fields if they changed and, for a placement, the node label,
+/// the previous-node annotation and the finalizer in one metadata patch.
+///
+/// A move writes status first, so that the node being left reads the new join info when it
+/// sees the label go. A first placement writes metadata first: nobody is being left, and the
+/// status write's watch event then already carries the finalizer, so the reconcile it
+/// triggers has nothing left to patch (the other order cost a second patch per placement).
 async fn write(
     ctx: &Context,
     conf: &Conference,
-    mut status: ConferenceStatus,
+    status: ConferenceStatus,
     label: Option<(&str, Option<&str>)>,
+) -> Result<()> {
+    if matches!(label, Some((_, None))) {
+        write_metadata(ctx, conf, label).await?;
+        write_status(ctx, conf, status).await
+    } else {
+        write_status(ctx, conf, status).await?;
+        write_metadata(ctx, conf, label).await
+    }
+}
+
+async fn write_status(
+    ctx: &Context,
+    conf: &Conference,
+    mut status: ConferenceStatus,
 ) -> Result<()> {
     status.participants = None;
     status.observed_generation = conf.metadata.generation;
@@ -542,6 +561,14 @@ async fn write(
     if old != status {
         apply_status(ctx, conf, &status).await?;
     }
+    Ok(())
+}
+
+async fn write_metadata(
+    ctx: &Context,
+    conf: &Conference,
+    label: Option<(&str, Option<&str>)>,
+) -> Result<()> {
     let has_finalizer = conf
         .finalizers()
         .iter()
