@@ -50,21 +50,47 @@ fn round(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
-/// Reports load forever.
+/// Reports load forever: the heartbeat and the participant counts in two tasks, so that a
+/// slow API server answering many conference writes never delays the heartbeat past the
+/// operator's staleness threshold.
 pub async fn run(client: Client, namespace: String, state: Arc<NodeState>, interval: Duration) {
     let nodes: Api<MediaNode> = Api::namespaced(client.clone(), &namespace);
     let conferences: Api<Conference> = Api::namespaced(client, &namespace);
+    tokio::join!(
+        heartbeats(nodes, state.clone(), interval),
+        participants(conferences, state, interval)
+    );
+}
+
+/// `status.load` and `status.lastHeartbeat` on this node's MediaNode. A write that takes
+/// longer than the interval is abandoned for a fresh one.
+async fn heartbeats(nodes: Api<MediaNode>, state: Arc<NodeState>, interval: Duration) {
     let params = PatchParams::apply(labels::MEDIA_NODE_MANAGER).force();
-    let mut reported: HashMap<String, u32> = HashMap::new();
+    let mut changed = state.load_changed.subscribe();
     loop {
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         let patch = node_patch(&state.stats.load(), now);
-        if let Err(e) = nodes
-            .patch_status(&state.settings.name, &params, &Patch::Apply(&patch))
-            .await
-        {
-            tracing::warn!(node = %state.settings.name, error = %e, "load report failed");
+        let patch = Patch::Apply(&patch);
+        let write = nodes.patch_status(&state.settings.name, &params, &patch);
+        match tokio::time::timeout(interval, write).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(node = %state.settings.name, error = %e, "load report failed")
+            }
+            Err(_) => {
+                tracing::warn!(node = %state.settings.name, ?interval, "load report timed out")
+            }
         }
+        next_report(&mut changed, interval).await;
+    }
+}
+
+/// `status.participants` on each conference whose count changed.
+async fn participants(conferences: Api<Conference>, state: Arc<NodeState>, interval: Duration) {
+    let params = PatchParams::apply(labels::MEDIA_NODE_MANAGER).force();
+    let mut changed = state.load_changed.subscribe();
+    let mut reported: HashMap<String, u32> = HashMap::new();
+    loop {
         let rooms = state.room_names();
         reported.retain(|name, _| rooms.contains(name));
         for name in rooms {
@@ -90,12 +116,17 @@ pub async fn run(client: Client, namespace: String, state: Arc<NodeState>, inter
                 }
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = state.load_changed.notified() => {
-                // Let the burst settle, then report it.
-                tokio::time::sleep(MIN_INTERVAL).await;
-            }
+        next_report(&mut changed, interval).await;
+    }
+}
+
+/// Waits for the interval, or for a join or leave plus a moment for the burst to settle.
+async fn next_report(changed: &mut tokio::sync::watch::Receiver<()>, interval: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(interval) => {}
+        r = changed.changed() => {
+            // Err only when the node state is gone; then the interval still paces the loop.
+            tokio::time::sleep(if r.is_ok() { MIN_INTERVAL } else { interval }).await;
         }
     }
 }

@@ -92,8 +92,9 @@ pub struct NodeState {
     next_participant: AtomicU64,
     /// Participants admitted against the capacity whose room has not counted them yet.
     joining: Arc<AtomicU32>,
-    /// Woken on every join and leave, so the load reporter can report a burst at once.
-    pub load_changed: Notify,
+    /// Bumped on every join and leave, so the load reporters (heartbeat and participant
+    /// counts, each its own task) can report a burst at once.
+    pub load_changed: tokio::sync::watch::Sender<()>,
     /// Woken when a room closes (drain waits on it).
     pub room_closed: Notify,
 }
@@ -128,7 +129,7 @@ impl NodeState {
             draining: AtomicBool::new(false),
             next_participant: AtomicU64::new(1),
             joining: Arc::new(AtomicU32::new(0)),
-            load_changed: Notify::new(),
+            load_changed: tokio::sync::watch::Sender::new(()),
             room_closed: Notify::new(),
         })
     }
@@ -367,6 +368,6 @@ impl NodeState {
         }
         drop(rooms);
         self.room_closed.notify_waiters();
-        self.load_changed.notify_one();
+        self.load_changed.send_replace(());
     }
 }

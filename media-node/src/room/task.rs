@@ -234,7 +234,7 @@ impl RoomTask {
         self.handle
             .participants
             .store(self.room.len() as u32, Ordering::Relaxed);
-        self.node.load_changed.notify_one();
+        self.node.load_changed.send_replace(());
         if let Some(info) = self.info_of(id) {
             self.broadcast(
                 &ServerMessage::ParticipantJoined { participant: info },
@@ -383,7 +383,7 @@ impl RoomTask {
         self.handle
             .participants
             .store(self.room.len() as u32, Ordering::Relaxed);
-        self.node.load_changed.notify_one();
+        self.node.load_changed.send_replace(());
         tracing::info!(conference = %self.room.conference(), participant = %id, reason = reason.unwrap_or("socket closed"), "left");
     }
 
