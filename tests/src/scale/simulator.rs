@@ -3,7 +3,7 @@
 //! reporting) until the pod or MediaNode goes away, it does what the media node's reporter
 //! does: every heartbeat interval, and 500 ms after a change of its rooms, a server-side apply
 //! of `status.load` and `status.lastHeartbeat` under the field manager `conclave-media-node`,
-//! then `status.participants` of each conference whose count changed. Participants join a
+//! and, in a task of its own, `status.participants` of each conference whose count changed. Participants join a
 //! conference placed on the node once it is Active (after a join delay) and leave when it is
 //! deleted; how many come is the conference's attendees annotation (else maxParticipants).
 //!
@@ -26,7 +26,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
 use serde_json::json;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Annotation on a Conference: how many participants actually join it.
@@ -76,7 +76,7 @@ struct World {
     by_node: HashMap<String, BTreeSet<String>>,
     pods_running: HashSet<String>,
     nodes_addressed: HashSet<String>,
-    tasks: HashMap<String, (Arc<Notify>, JoinHandle<()>)>,
+    tasks: HashMap<String, (Arc<watch::Sender<()>>, JoinHandle<()>)>,
 }
 
 /// The running simulator; stops its tasks when dropped.
@@ -215,7 +215,7 @@ fn supervise(shared: &Shared, world: &mut World, name: &str) {
     let runs = world.pods_running.contains(name) && world.nodes_addressed.contains(name);
     match (runs, world.tasks.contains_key(name)) {
         (true, false) => {
-            let notify = Arc::new(Notify::new());
+            let notify = Arc::new(watch::Sender::new(()));
             let task = tokio::spawn(report_loop(
                 ReportTarget {
                     client: shared.client.clone(),
@@ -298,7 +298,7 @@ fn on_conference(shared: &Shared, name: &str, conf: Option<&Conference>) {
                     let delay = Duration::from_millis(shared.behaviour.join_delay_ms);
                     tokio::spawn(async move {
                         tokio::time::sleep(delay).await;
-                        notify.notify_one();
+                        notify.send_replace(());
                     });
                 }
             }
@@ -311,7 +311,7 @@ fn on_conference(shared: &Shared, name: &str, conf: Option<&Conference>) {
     }
     for node in touched {
         if let Some((notify, _)) = world.tasks.get(&node) {
-            notify.notify_one();
+            notify.send_replace(());
         }
     }
 }
@@ -375,29 +375,46 @@ struct ReportTarget {
     behaviour: Behaviour,
 }
 
-/// The media node's report loop (media-node/src/cluster/report.rs), fed by the simulation.
-async fn report_loop(target: ReportTarget, node: String, changed: Arc<Notify>) {
+/// The media node's reporters (media-node/src/cluster/report.rs), fed by the simulation: the
+/// heartbeat and the participant counts, each in its own loop.
+async fn report_loop(target: ReportTarget, node: String, changed: Arc<watch::Sender<()>>) {
+    tokio::join!(
+        heartbeats(&target, &node, changed.subscribe()),
+        participants(&target, &node, changed.subscribe())
+    );
+}
+
+async fn heartbeats(target: &ReportTarget, node: &str, mut changed: watch::Receiver<()>) {
     let nodes: Api<MediaNode> = Api::namespaced(target.client.clone(), &target.namespace);
-    let conferences: Api<Conference> = Api::namespaced(target.client.clone(), &target.namespace);
     let params = PatchParams::apply(labels::MEDIA_NODE_MANAGER).force();
     let interval = Duration::from_secs(target.behaviour.heartbeat_seconds.max(1));
     let join_delay = Duration::from_millis(target.behaviour.join_delay_ms);
-    let mut reported: HashMap<String, u32> = HashMap::new();
     loop {
-        let report = report_of(&lock(&target.world), &node, join_delay, Instant::now());
+        let report = report_of(&lock(&target.world), node, join_delay, Instant::now());
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         let patch = json!({
             "apiVersion": "conclave.dev/v1alpha1", "kind": "MediaNode",
             "status": {"load": report.load, "lastHeartbeat": now},
         });
         target.writes.node_reports.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = nodes
-            .patch_status(&node, &params, &Patch::Apply(&patch))
-            .await
-        {
+        let patch = Patch::Apply(&patch);
+        let write = nodes.patch_status(node, &params, &patch);
+        if !matches!(tokio::time::timeout(interval, write).await, Ok(Ok(_))) {
             target.writes.errors.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(node, error = %e, "simulated load report failed");
+            tracing::debug!(node, "simulated load report failed or timed out");
         }
+        next_report(&mut changed, interval).await;
+    }
+}
+
+async fn participants(target: &ReportTarget, node: &str, mut changed: watch::Receiver<()>) {
+    let conferences: Api<Conference> = Api::namespaced(target.client.clone(), &target.namespace);
+    let params = PatchParams::apply(labels::MEDIA_NODE_MANAGER).force();
+    let interval = Duration::from_secs(target.behaviour.heartbeat_seconds.max(1));
+    let join_delay = Duration::from_millis(target.behaviour.join_delay_ms);
+    let mut reported: HashMap<String, u32> = HashMap::new();
+    loop {
+        let report = report_of(&lock(&target.world), node, join_delay, Instant::now());
         reported.retain(|name, _| report.participants.iter().any(|p| &p.0 == name));
         for (name, n) in &report.participants {
             if reported.get(name) == Some(n) {
@@ -423,9 +440,16 @@ async fn report_loop(target: ReportTarget, node: String, changed: Arc<Notify>) {
                 }
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = changed.notified() => tokio::time::sleep(SETTLE).await,
+        next_report(&mut changed, interval).await;
+    }
+}
+
+/// Waits for the interval, or for a change of the node's rooms and then a moment to settle.
+async fn next_report(changed: &mut watch::Receiver<()>, interval: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(interval) => {}
+        r = changed.changed() => {
+            tokio::time::sleep(if r.is_ok() { SETTLE } else { interval }).await;
         }
     }
 }
