@@ -59,4 +59,7 @@ pub mod condition {
     pub const DRAINING: &str = "Draining";
     /// Conference: it has a node.
     pub const PLACED: &str = "Placed";
+    /// Pool: its media nodes' heartbeats arrive; False when most stopped at once, which the
+    /// operator treats as a control-plane problem rather than failing every node.
+    pub const HEARTBEATS: &str = "Heartbeats";
 }

@@ -193,7 +193,9 @@ pub struct MediaNodeTemplate {
     /// Tolerations of the media-node pods (for example of dedicated media Nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerations: Option<Vec<Toleration>>,
-    /// A media node whose heartbeat is older than this is Failed and its conferences move.
+    /// A media node whose heartbeat is older than this is Failed and its conferences move,
+    /// unless most of the pool's nodes (at least 3) went quiet at once: that is treated as a
+    /// control-plane problem and nothing is failed for it (the `Heartbeats` condition).
     #[schemars(range(min = 3, max = 600))]
     #[serde(default = "default_heartbeat_timeout")]
     pub heartbeat_timeout_seconds: u32,
@@ -382,7 +384,9 @@ pub struct MediaPoolStatus {
     /// TURN relays serving this pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub turn: Option<TurnStatus>,
-    /// `Ready` (a node takes conferences) and `Reconciled` (the spec could be applied).
+    /// `Ready` (a node takes conferences), `Reconciled` (the spec could be applied) and
+    /// `Heartbeats` (False, reason `Stalled`, when most media nodes stopped heartbeating at
+    /// once: then none is failed for it).
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The spec generation this status describes.

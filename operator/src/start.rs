@@ -79,6 +79,7 @@ pub async fn run(client: Client, config: RunConfig) -> anyhow::Result<()> {
         creating: Mutex::default(),
         turn_applied: Mutex::default(),
         identity_applied: Mutex::default(),
+        stalls: Mutex::default(),
         seen: Mutex::default(),
         pool_pacer: Pacer::new(PACING),
         node_pacer: Pacer::new(PACING),

@@ -16,6 +16,7 @@ use kube::{Client, ResourceExt};
 use crate::config::RunConfig;
 use crate::decide::NodeView;
 use crate::decide::evacuation::EvacuationBudget;
+use crate::decide::stall::heartbeats_stalled;
 use crate::ledger::{Key, Ledger};
 use crate::metrics::Metrics;
 use crate::pacing::Pacer;
@@ -61,6 +62,8 @@ pub struct Context {
     /// The pool generation whose media-node identity (ServiceAccount, RoleBinding) was last
     /// applied.
     pub identity_applied: Mutex<HashMap<Key, i64>>,
+    /// When each pool's heartbeats were last seen stalled (see `Context::heartbeats_stalled`).
+    pub stalls: Mutex<HashMap<Key, i64>>,
     /// Fingerprints of objects last seen by watch mappers (see `Context::changed`).
     pub seen: Mutex<HashMap<String, u64>>,
     /// Pacing of pool passes (every placement triggers one).
@@ -165,6 +168,23 @@ impl Context {
             .iter()
             .map(|n| self.node_view(n, pool, ledger))
             .collect()
+    }
+
+    /// Whether `pool`'s stale heartbeats are to be blamed on a stall (see `decide::stall`)
+    /// rather than on their nodes: during a stall, and for one heartbeat timeout after it,
+    /// because a recovering API server catches up with the nodes' writes one by one, and the
+    /// last ones must not be failed as soon as the first few make the stall look over.
+    pub fn heartbeats_stalled(&self, pool: &MediaPool, now: i64) -> bool {
+        let views = self.pool_views(pool, &lock(&self.ledger));
+        let timeout = i64::from(pool.spec.media_node.heartbeat_timeout_seconds);
+        let mut stalls = lock(&self.stalls);
+        if heartbeats_stalled(&views, timeout, now).is_some() {
+            stalls.insert(key(pool), now);
+            return true;
+        }
+        stalls
+            .get(&key(pool))
+            .is_some_and(|&seen| now - seen <= timeout)
     }
 
     /// Conferences whose status names `node` as their media node.

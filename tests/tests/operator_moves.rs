@@ -1,7 +1,8 @@
 //! End to end: conferences leave their media node. A node a person drains hands its
 //! conferences to another node at the pool's evacuation rate and is deleted once empty; a node
 //! whose process freezes (its heartbeat goes stale) has its conference re-placed with new join
-//! info within seconds of the heartbeat timeout.
+//! info within seconds of the heartbeat timeout; but when every node of a pool goes quiet at
+//! once, nothing is failed or moved until the heartbeats come back.
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
 
@@ -9,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase};
+use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool, labels};
 use conclave_testenv::{TestNamespace, wait};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
@@ -34,6 +35,29 @@ async fn hosts(ns: &TestNamespace, names: &[String]) -> BTreeMap<String, Option<
         out.insert(name.clone(), s.media_node.filter(|_| active));
     }
     out
+}
+
+/// The process group of the media node `name`'s container, as the harness kubelet reports it.
+async fn process_group(ns: &TestNamespace, name: &str) -> i32 {
+    let pod = ns.api::<Pod>().get(name).await.unwrap();
+    pod.status.unwrap().container_statuses.unwrap()[0]
+        .container_id
+        .as_deref()
+        .and_then(|id| id.strip_prefix("harness://"))
+        .and_then(|pid| pid.parse().ok())
+        .expect("the harness kubelet reports the container's process id")
+}
+
+/// Media-node processes stopped with SIGSTOP; continued when dropped, so a failing test
+/// leaves nothing frozen.
+struct Frozen(Vec<i32>);
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = killpg(Pid::from_raw(*pid), Signal::SIGCONT);
+        }
+    }
 }
 
 fn signaling_url(node: &MediaNode) -> Option<String> {
@@ -186,13 +210,7 @@ async fn a_frozen_node_loses_its_conference_within_seconds_of_its_heartbeat_goin
     let old_url = signaling_url(&ns.api::<MediaNode>().get(&host).await.unwrap());
 
     // Freeze the media node's process group: the pod stays, the heartbeat stops.
-    let pod = ns.api::<Pod>().get(&host).await.unwrap();
-    let pid: i32 = pod.status.unwrap().container_statuses.unwrap()[0]
-        .container_id
-        .as_deref()
-        .and_then(|id| id.strip_prefix("harness://"))
-        .and_then(|pid| pid.parse().ok())
-        .expect("the harness kubelet reports the container's process id");
+    let pid = process_group(&ns, &host).await;
     killpg(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
 
     // The node's last heartbeat, as seen while waiting (a write in flight at the freeze may
@@ -226,4 +244,108 @@ async fn a_frozen_node_loses_its_conference_within_seconds_of_its_heartbeat_goin
     );
     assert_eq!(moved.moves, 1);
     assert_ne!(Some(moved.join.unwrap().signaling_url), old_url);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_whose_heartbeats_all_stop_at_once_fails_no_node_and_moves_nothing() {
+    let (env, ns, _operator) = common::start("stall").await;
+    let timeout = 6;
+    create(
+        &ns,
+        &pool(
+            "quiet",
+            ports(),
+            json!({"scaling": {"minNodes": 3, "maxNodes": 3, "bufferParticipants": 0},
+                   "mediaNode": {"heartbeatTimeoutSeconds": timeout}}),
+        ),
+    )
+    .await;
+    let nodes = wait::until("three Ready media nodes", TIMEOUT, || async {
+        let ready = ready_nodes(&ns).await;
+        (ready.len() == 3).then_some(ready)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    let names = vec!["retro".to_owned(), "planning".to_owned()];
+    for name in &names {
+        create(&ns, &conference(name, "quiet", 4, json!({}))).await;
+    }
+    let placed = wait::until("both conferences Active", TIMEOUT, || async {
+        let h = hosts(&ns, &names).await;
+        h.values().all(Option::is_some).then_some(h)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+
+    // Every media node of the pool goes quiet at once, as when the API server stops
+    // answering their writes.
+    let mut frozen = Frozen(Vec::new());
+    for node in &nodes {
+        let pid = process_group(&ns, &node.name_any()).await;
+        killpg(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
+        frozen.0.push(pid);
+    }
+    let pools = ns.api::<MediaPool>();
+    let heartbeats = |ok: &'static str| {
+        let pools = pools.clone();
+        async move {
+            let p = pools.get("quiet").await.ok()?;
+            p.status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == labels::condition::HEARTBEATS && c.status == ok)
+        }
+    };
+    let stalled = wait::until("the pool's Heartbeats condition False", TIMEOUT, || {
+        heartbeats("False")
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    assert_eq!(stalled.reason, "Stalled");
+    assert!(stalled.message.contains("3 of 3"), "{}", stalled.message);
+
+    // Well past the timeout: no node failed, no conference moved.
+    let quiet_until = Instant::now() + Duration::from_secs(2 * timeout);
+    while Instant::now() < quiet_until {
+        for n in all_nodes(&ns).await {
+            let phase = n.status.as_ref().and_then(|s| s.phase);
+            assert_ne!(
+                phase,
+                Some(MediaNodePhase::Failed),
+                "{} failed",
+                n.name_any()
+            );
+        }
+        assert_eq!(hosts(&ns, &names).await, placed, "a conference moved");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    drop(frozen);
+    wait::until(
+        "the pool's Heartbeats condition True again",
+        TIMEOUT,
+        || heartbeats("True"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    // Recovery fails no node either: the heartbeats land one by one, and the last ones get a
+    // heartbeat timeout's grace after the stall.
+    wait::until("all three media nodes healthy again", TIMEOUT, || async {
+        let healthy = all_nodes(&ns)
+            .await
+            .into_iter()
+            .filter(|n| {
+                n.status.as_ref().is_some_and(|s| {
+                    s.phase == Some(MediaNodePhase::Ready)
+                        && s.conditions
+                            .iter()
+                            .any(|c| c.type_ == labels::condition::HEALTHY && c.status == "True")
+                })
+            })
+            .count();
+        (healthy == 3).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    assert_eq!(hosts(&ns, &names).await, placed, "a conference moved");
 }

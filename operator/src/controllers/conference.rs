@@ -141,7 +141,12 @@ async fn hosted(
         Some(n) if phase_of(n) == MediaNodePhase::Failed => Some("its media node failed"),
         Some(n)
             if heartbeat_age(n, now).is_some_and(|a| a > timeout)
-                && phase_of(n) != MediaNodePhase::Starting =>
+                && phase_of(n) != MediaNodePhase::Starting
+                // Most of the pool went quiet at once: the control plane, not the node, is
+                // the likelier fault, and moving every conference would add to it.
+                && ctx
+                    .pool(&node_key.0, &n.spec.pool)
+                    .is_none_or(|p| !ctx.heartbeats_stalled(&p, now)) =>
         {
             Some("its media node stopped heartbeating")
         }

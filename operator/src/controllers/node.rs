@@ -59,6 +59,8 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
     let reserved = lock(&ctx.ledger).reserved_on(&key(node.as_ref()));
     let load = old.load.clone().unwrap_or_default();
     let hosting = reserved.rooms > 0 || load.participants > 0 || load.rooms > 0;
+    let stale = heartbeat_age.is_some_and(|a| a > timeout);
+    let pool_stalled = stale && ctx.heartbeats_stalled(&pool, secs(&t));
     let verdict = node_phase(&NodeObservation {
         current,
         draining: node.spec.draining,
@@ -68,6 +70,7 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
         heartbeat_timeout: timeout,
         hosting,
         reserved: reserved.rooms > 0,
+        pool_stalled,
     });
 
     let mut status = MediaNodeStatus {
@@ -87,7 +90,7 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
     let healthy = matches!(
         verdict.phase,
         MediaNodePhase::Ready | MediaNodePhase::Draining
-    );
+    ) && !pool_stalled;
     set_condition(
         &mut status.conditions,
         labels::condition::HEALTHY,
@@ -161,6 +164,10 @@ fn health_message(reason: &str, age: Option<i64>, timeout: i64) -> String {
     match reason {
         "HeartbeatStale" => format!(
             "no heartbeat for {}s (timeout {timeout}s)",
+            age.unwrap_or(0)
+        ),
+        "HeartbeatsStalled" => format!(
+            "no heartbeat for {}s (timeout {timeout}s), like most of its pool: treated as a control-plane problem, so the node is not failed and its conferences stay; see the pool's Heartbeats condition",
             age.unwrap_or(0)
         ),
         "PodGone" => "the media-node pod disappeared after starting; a replacement node is created"

@@ -23,6 +23,7 @@ use tracing::info;
 use super::node::public_address;
 use super::{apply_params, apply_status, event, paced};
 use crate::decide::autoscale::{ScalingInput, ScalingPlan, ScalingPolicy, WaitingConference, plan};
+use crate::decide::stall::heartbeats_stalled;
 use crate::decide::{NodeView, pool_spec};
 use crate::error::{KubeContext, Result, is_conflict, is_not_found};
 use crate::resources::identity;
@@ -95,6 +96,51 @@ pub async fn reconcile(pool: Arc<MediaPool>, ctx: Arc<Context>) -> Result<Action
         pool.metadata.generation,
         &t,
     );
+    let stall = heartbeats_stalled(
+        &views,
+        i64::from(pool.spec.media_node.heartbeat_timeout_seconds),
+        secs(&t),
+    );
+    let (flowing, reason, message) = match stall {
+        None => (
+            true,
+            "Current",
+            "media nodes heartbeat; one that stops is failed and its conferences move".to_owned(),
+        ),
+        Some(s) => (
+            false,
+            "Stalled",
+            format!(
+                "{} of {} media nodes stopped heartbeating at once: treated as a control-plane problem (an overloaded or unreachable API server), so none is failed for it and no conference moves until heartbeats resume; a media-node pod that fails or goes away is still failed over",
+                s.stale, s.heartbeating
+            ),
+        ),
+    };
+    let was_flowing = old
+        .conditions
+        .iter()
+        .find(|c| c.type_ == labels::condition::HEARTBEATS)
+        .is_none_or(|c| c.status == "True");
+    set_condition(
+        &mut status.conditions,
+        labels::condition::HEARTBEATS,
+        flowing,
+        reason,
+        &message,
+        pool.metadata.generation,
+        &t,
+    );
+    if was_flowing && !flowing {
+        tracing::warn!(pool = %pool.name_any(), %message, "media-node heartbeats stalled");
+        event(
+            &ctx,
+            pool.as_ref(),
+            true,
+            "HeartbeatsStalled",
+            message.clone(),
+        )
+        .await;
+    }
     let (ok, reason, message) = match (&secret_problem, spec_problems.is_empty()) {
         (_, false) => (
             false,

@@ -23,6 +23,9 @@ pub struct NodeObservation {
     pub hosting: bool,
     /// Whether conferences are reserved on the node (placed here by the operator).
     pub reserved: bool,
+    /// Whether most of the pool's heartbeats stalled together (`super::stall`): a stale
+    /// heartbeat then does not fail the node.
+    pub pool_stalled: bool,
 }
 
 /// What the node controller observed of a media node's pod.
@@ -93,6 +96,9 @@ fn observe(o: &NodeObservation, current: MediaNodePhase) -> NodeVerdict {
         return verdict(Failed, "PodFailed");
     }
     if stale && matches!(current, Ready | Draining) {
+        if o.pool_stalled {
+            return verdict(current, "HeartbeatsStalled");
+        }
         return verdict(Failed, "HeartbeatStale");
     }
     if o.draining {
@@ -133,6 +139,7 @@ mod tests {
             heartbeat_timeout: 15,
             hosting: false,
             reserved: false,
+            pool_stalled: false,
         }
     }
 
@@ -184,6 +191,23 @@ mod tests {
         // A heartbeat exactly at the timeout is still fresh.
         stale.heartbeat_age = Some(15);
         assert_eq!(phase(&stale), (Ready, "Ready"));
+    }
+
+    #[test]
+    fn a_stale_heartbeat_in_a_stalled_pool_keeps_the_phase_but_a_lost_pod_still_fails() {
+        let mut o = obs(Some(Ready), Some(running()));
+        o.heartbeat_age = Some(16);
+        o.pool_stalled = true;
+        assert_eq!(phase(&o), (Ready, "HeartbeatsStalled"));
+        o.current = Some(Draining);
+        o.draining = true;
+        o.hosting = true;
+        o.reserved = true;
+        assert_eq!(phase(&o), (Draining, "HeartbeatsStalled"));
+        o.current = Some(Ready);
+        o.draining = false;
+        o.pod = None;
+        assert_eq!(phase(&o), (Failed, "PodGone"));
     }
 
     #[test]

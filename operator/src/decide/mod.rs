@@ -1,7 +1,7 @@
 //! The operator's decisions as pure functions over plain data: where a conference goes
 //! (`placement`), how big a pool should be (`autoscale`), and when the next conference may be
-//! moved off a draining node (`evacuation`), what a node's phase is (`lifecycle`) and what in a
-//! pool spec cannot run (`pool_spec`). No Kubernetes types, no I/O, no clock: the
+//! moved off a draining node (`evacuation`), what a node's phase is (`lifecycle`), what in a
+//! pool spec cannot run (`pool_spec`) and whether a pool's heartbeats stalled together (`stall`). No Kubernetes types, no I/O, no clock: the
 //! reconcilers gather these inputs from the API, call the functions, and apply the result.
 
 pub mod autoscale;
@@ -9,6 +9,7 @@ pub mod evacuation;
 pub mod lifecycle;
 pub mod placement;
 pub mod pool_spec;
+pub mod stall;
 
 use conclave_crds::capacity::Usage;
 use conclave_crds::{MediaNodePhase, NodeCapacity};
