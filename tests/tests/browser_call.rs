@@ -16,14 +16,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chromium::Chromium;
-use common::fixtures::{create, pool, ports};
+use common::fixtures::{create, drain, pool, ports, ready_nodes};
 use conclave_crds::token::{JoinClaims, mint};
-use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool, labels};
+use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaPool, labels};
 use conclave_testenv::operator::Operator;
 use conclave_testenv::{TestEnv, TestNamespace, wait};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::ResourceExt;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -546,6 +546,34 @@ async fn connected_to(
     Err(format!("{name} not connected to {signaling_url}: {last}"))
 }
 
+/// Every one of `names` is connected through `signaling_url` and receives every other's
+/// camera; fails the test otherwise. Prints what each receives, `when`.
+async fn call_flows_through(
+    env: &TestEnv,
+    ns: &TestNamespace,
+    browsers: &mut Chromium,
+    names: &[&str],
+    signaling_url: &str,
+    when: &str,
+) {
+    for n in names {
+        if let Err(e) = connected_to(browsers, n, signaling_url).await {
+            fail(env, ns, browsers, names, &e).await;
+        }
+    }
+    for n in names {
+        let cameras: Vec<(&str, &str)> = names
+            .iter()
+            .filter(|other| *other != n)
+            .map(|other| (*other, "camera"))
+            .collect();
+        match video_flows(browsers, n, &cameras).await {
+            Ok(figures) => println!("{when} {n} receives {figures:?}"),
+            Err(e) => fail(env, ns, browsers, names, &e).await,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browsers_follow_their_conference_when_its_node_is_killed_or_drained() {
     let (_one_at_a_time, env, ns, _operator) = setup("browser-failover", 2, false).await;
@@ -578,16 +606,7 @@ async fn browsers_follow_their_conference_when_its_node_is_killed_or_drained() {
         ("bob", link(&other_url, &key, "bob", "")),
     ];
     open_all(&mut browsers, &links).await;
-    for n in names {
-        if let Err(e) = connected_to(&mut browsers, n, &url).await {
-            fail(env, &ns, &mut browsers, &names, &e).await;
-        }
-    }
-    for (n, other) in [("alice", "bob"), ("bob", "alice")] {
-        if let Err(e) = video_flows(&mut browsers, n, &[(other, "camera")]).await {
-            fail(env, &ns, &mut browsers, &names, &e).await;
-        }
-    }
+    call_flows_through(env, &ns, &mut browsers, &names, &url, "at first").await;
 
     // Kill the hosting node at once: it cannot tell its clients anything.
     ns.api::<Pod>()
@@ -601,17 +620,7 @@ async fn browsers_follow_their_conference_when_its_node_is_killed_or_drained() {
         "conference moved from {old_host} to {} ({new_url})",
         host(&moved)
     );
-    for n in names {
-        if let Err(e) = connected_to(&mut browsers, n, &new_url).await {
-            fail(env, &ns, &mut browsers, &names, &e).await;
-        }
-    }
-    for (n, other) in [("alice", "bob"), ("bob", "alice")] {
-        match video_flows(&mut browsers, n, &[(other, "camera")]).await {
-            Ok(figures) => println!("after failover {n} receives {figures:?}"),
-            Err(e) => fail(env, &ns, &mut browsers, &names, &e).await,
-        }
-    }
+    call_flows_through(env, &ns, &mut browsers, &names, &new_url, "after failover").await;
     for n in names {
         screenshot(env, &mut browsers, n, "failover").await;
     }
@@ -620,27 +629,14 @@ async fn browsers_follow_their_conference_when_its_node_is_killed_or_drained() {
     // it tells its clients where the conference went (`reconnect`).
     let second_host = host(&moved);
     let replacement = wait::until("a replacement media node Ready", TIMEOUT, || async {
-        let nodes = ns
-            .api::<MediaNode>()
-            .list(&kube::api::ListParams::default())
+        ready_nodes(&ns)
             .await
-            .ok()?;
-        nodes.items.into_iter().find(|n| {
-            n.name_any() != second_host
-                && !n.spec.draining
-                && n.status.as_ref().and_then(|s| s.phase) == Some(MediaNodePhase::Ready)
-        })
+            .into_iter()
+            .find(|n| n.name_any() != second_host)
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, &ns)));
-    ns.api::<MediaNode>()
-        .patch(
-            &second_host,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"draining": true}})),
-        )
-        .await
-        .unwrap();
+    drain(&ns, &second_host).await;
     let evacuated = active(env, &ns, Some(&second_host)).await;
     assert_eq!(host(&evacuated), replacement.name_any());
     let third_url = join_url(&evacuated);
@@ -648,17 +644,15 @@ async fn browsers_follow_their_conference_when_its_node_is_killed_or_drained() {
         "drained {second_host}: conference evacuated to {} ({third_url})",
         host(&evacuated)
     );
-    for n in names {
-        if let Err(e) = connected_to(&mut browsers, n, &third_url).await {
-            fail(env, &ns, &mut browsers, &names, &e).await;
-        }
-    }
-    for (n, other) in [("alice", "bob"), ("bob", "alice")] {
-        match video_flows(&mut browsers, n, &[(other, "camera")]).await {
-            Ok(figures) => println!("after evacuation {n} receives {figures:?}"),
-            Err(e) => fail(env, &ns, &mut browsers, &names, &e).await,
-        }
-    }
+    call_flows_through(
+        env,
+        &ns,
+        &mut browsers,
+        &names,
+        &third_url,
+        "after evacuation",
+    )
+    .await;
     screenshot(env, &mut browsers, "alice", "evacuated").await;
     browsers.close().await;
 }

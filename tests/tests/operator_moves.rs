@@ -11,16 +11,15 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool, labels};
-use conclave_testenv::{TestNamespace, wait};
+use conclave_testenv::{TestEnv, TestNamespace, wait};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::{Patch, PatchParams};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::json;
 
 mod common;
-use common::fixtures::{all_nodes, conference, create, pool, ports, ready_nodes};
+use common::fixtures::{all_nodes, conference, create, drain, pool, ports, wait_for_ready_nodes};
 use common::report;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -35,6 +34,24 @@ async fn hosts(ns: &TestNamespace, names: &[String]) -> BTreeMap<String, Option<
         out.insert(name.clone(), s.media_node.filter(|_| active));
     }
     out
+}
+
+/// Waits until every one of `names` is Active, and returns where each is hosted.
+async fn all_active(
+    env: &TestEnv,
+    ns: &TestNamespace,
+    names: &[String],
+) -> BTreeMap<String, Option<String>> {
+    wait::until(
+        &format!("{} conferences Active", names.len()),
+        TIMEOUT,
+        || async {
+            let h = hosts(ns, names).await;
+            h.values().all(Option::is_some).then_some(h)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, ns)))
 }
 
 /// The process group of the media node `name`'s container, as the harness kubelet reports it.
@@ -83,21 +100,12 @@ async fn a_drained_node_hands_its_conferences_over_at_the_evacuation_rate_and_go
         ),
     )
     .await;
-    wait::until("two Ready media nodes", TIMEOUT, || async {
-        (ready_nodes(&ns).await.len() == 2).then_some(())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    wait_for_ready_nodes(env, &ns, 2).await;
     let names: Vec<String> = (1..=3).map(|i| format!("meeting-{i}")).collect();
     for name in &names {
         create(&ns, &conference(name, "drain", 5, json!({}))).await;
     }
-    let placed = wait::until("three conferences Active", TIMEOUT, || async {
-        let h = hosts(&ns, &names).await;
-        h.values().all(Option::is_some).then_some(h)
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    let placed = all_active(env, &ns, &names).await;
     let drained = placed.values().next().unwrap().clone().unwrap();
     assert!(
         placed
@@ -107,14 +115,7 @@ async fn a_drained_node_hands_its_conferences_over_at_the_evacuation_rate_and_go
     );
     let old_url = signaling_url(&ns.api::<MediaNode>().get(&drained).await.unwrap());
 
-    ns.api::<MediaNode>()
-        .patch(
-            &drained,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"draining": true}})),
-        )
-        .await
-        .unwrap();
+    drain(&ns, &drained).await;
     let drain_started = Instant::now();
     let moved_at: Mutex<BTreeMap<String, Duration>> = Mutex::default();
     wait::until(
@@ -195,11 +196,7 @@ async fn a_frozen_node_loses_its_conference_within_seconds_of_its_heartbeat_goin
         ),
     )
     .await;
-    wait::until("two Ready media nodes", TIMEOUT, || async {
-        (ready_nodes(&ns).await.len() == 2).then_some(())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    wait_for_ready_nodes(env, &ns, 2).await;
     create(&ns, &conference("standup", "fragile", 8, json!({}))).await;
     let names = vec!["standup".to_owned()];
     let host = wait::until("the standup Active", TIMEOUT, || async {
@@ -260,22 +257,12 @@ async fn a_pool_whose_heartbeats_all_stop_at_once_fails_no_node_and_moves_nothin
         ),
     )
     .await;
-    let nodes = wait::until("three Ready media nodes", TIMEOUT, || async {
-        let ready = ready_nodes(&ns).await;
-        (ready.len() == 3).then_some(ready)
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    let nodes = wait_for_ready_nodes(env, &ns, 3).await;
     let names = vec!["retro".to_owned(), "planning".to_owned()];
     for name in &names {
         create(&ns, &conference(name, "quiet", 4, json!({}))).await;
     }
-    let placed = wait::until("both conferences Active", TIMEOUT, || async {
-        let h = hosts(&ns, &names).await;
-        h.values().all(Option::is_some).then_some(h)
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    let placed = all_active(env, &ns, &names).await;
 
     // Every media node of the pool goes quiet at once, as when the API server stops
     // answering their writes.

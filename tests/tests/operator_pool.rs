@@ -14,7 +14,7 @@ use kube::ResourceExt;
 use kube::api::DeleteParams;
 
 mod common;
-use common::fixtures::{conference, create, pool, ports, ready_nodes};
+use common::fixtures::{conference, create, pool, ports, ready_nodes, wait_for_ready_nodes};
 use common::report;
 use serde_json::json;
 
@@ -36,12 +36,7 @@ async fn pool_comes_up_places_a_conference_and_replaces_a_lost_node() {
     .await;
 
     let local: Vec<String> = env.nodes().iter().map(|n| n.address.to_string()).collect();
-    let nodes = wait::until("two Ready media nodes", TIMEOUT, || async {
-        let ready = ready_nodes(&ns).await;
-        (ready.len() == 2).then_some(ready)
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    let nodes = wait_for_ready_nodes(env, &ns, 2).await;
     for n in &nodes {
         let addresses = n.status.clone().unwrap().addresses.unwrap();
         let public = addresses.public.unwrap();

@@ -18,7 +18,9 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
 mod common;
-use common::fixtures::{all_nodes, conference, create, pool, ports, ready_nodes};
+use common::fixtures::{
+    all_nodes, conference, create, pool, ports, ready_nodes, wait_for_ready_nodes,
+};
 use common::report;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -70,22 +72,14 @@ async fn load_grows_the_pool_past_its_buffer_and_the_emptiest_node_drains_after_
         ),
     )
     .await;
-    wait::until("one Ready media node", TIMEOUT, || async {
-        (ready_nodes(&ns).await.len() == 1).then_some(())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    wait_for_ready_nodes(env, &ns, 1).await;
 
     // 3 × 8 reserved participants: with the buffer of 10 that needs two nodes of 20.
     for name in ["a", "b", "c"] {
         create(&ns, &conference(name, "elastic", 8, json!({}))).await;
     }
     let by_node = active_by_node(&ns, &["a", "b", "c"]).await;
-    wait::until("two Ready media nodes", TIMEOUT, || async {
-        (ready_nodes(&ns).await.len() == 2).then_some(())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    wait_for_ready_nodes(env, &ns, 2).await;
     assert_eq!(by_node.len(), 2, "no node carries all 24: {by_node:?}");
 
     // Keep "c" alive; end every other conference, so the node without "c" is the emptiest.
@@ -350,11 +344,7 @@ async fn a_restarted_operator_rebuilds_its_state_without_duplicates_or_orphans()
         ),
     )
     .await;
-    wait::until("two Ready media nodes", TIMEOUT, || async {
-        (ready_nodes(&ns).await.len() == 2).then_some(())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    wait_for_ready_nodes(env, &ns, 2).await;
     let before: Vec<&str> = vec!["one", "two", "three", "four"];
     for name in &before {
         create(&ns, &conference(name, "steady", 5, json!({}))).await;

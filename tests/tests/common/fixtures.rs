@@ -3,10 +3,11 @@
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
 
 use conclave_crds::{Conference, MediaNode, MediaNodePhase, MediaPool};
-use conclave_testenv::TestNamespace;
-use kube::api::{ListParams, PostParams};
+use conclave_testenv::{TestEnv, TestNamespace, wait};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use rand::Rng;
 use serde_json::{Value, json};
 
@@ -98,6 +99,37 @@ pub async fn ready_nodes(ns: &TestNamespace) -> Vec<MediaNode> {
                 && !n.spec.draining
         })
         .collect()
+}
+
+/// Waits until exactly `count` media nodes of the namespace are Ready and not draining, and
+/// returns them; fails the test with the cluster's logs when that takes over 90 s.
+pub async fn wait_for_ready_nodes(
+    env: &TestEnv,
+    ns: &TestNamespace,
+    count: usize,
+) -> Vec<MediaNode> {
+    wait::until(
+        &format!("{count} Ready media nodes"),
+        Duration::from_secs(90),
+        || async {
+            let ready = ready_nodes(ns).await;
+            (ready.len() == count).then_some(ready)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", super::report(env, ns)))
+}
+
+/// Marks the media node `name` draining, as a person would with kubectl.
+pub async fn drain(ns: &TestNamespace, name: &str) {
+    ns.api::<MediaNode>()
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"draining": true}})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("draining {name}: {e}"));
 }
 
 /// Every media node of the namespace.
