@@ -8,6 +8,7 @@ pub mod examples;
 pub mod labels;
 pub mod node;
 pub mod pool;
+pub mod report;
 pub mod shared;
 pub mod token;
 pub mod turn;

@@ -1,25 +1,26 @@
 //! Load reports: every heartbeat interval, and at once after a burst of joins or leaves,
 //! server-side apply of `status.load` and `status.lastHeartbeat` on this node's MediaNode and
-//! `status.participants` on each of its conferences, under the media node's own field manager.
-//! The patches carry only those fields, so fields the operator owns are never touched.
+//! `status.participants` on each of its conferences, under the media node's own field manager
+//! (the patches are `conclave_crds::report`'s).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use conclave_crds::node::NodeLoad;
+use conclave_crds::report::{load_report, participants_report};
 use conclave_crds::{Conference, MediaNode, labels};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::node::{LoadSnapshot, NodeState};
 
 /// Reports at most this often, however many joins and leaves happen.
 const MIN_INTERVAL: Duration = Duration::from_millis(500);
 
-/// The MediaNode status patch: only `load` and `lastHeartbeat`.
+/// The MediaNode status patch of `load`, rounded to two decimals.
 pub fn node_patch(load: &LoadSnapshot, now: Time) -> Value {
     let load = NodeLoad {
         rooms: load.rooms,
@@ -30,20 +31,7 @@ pub fn node_patch(load: &LoadSnapshot, now: Time) -> Value {
         egress_mbps: round(load.egress_mbps),
         cpu: round(load.cpu),
     };
-    json!({
-        "apiVersion": "conclave.dev/v1alpha1",
-        "kind": "MediaNode",
-        "status": {"load": load, "lastHeartbeat": now},
-    })
-}
-
-/// The Conference status patch: only `participants`.
-pub fn conference_patch(participants: u32) -> Value {
-    json!({
-        "apiVersion": "conclave.dev/v1alpha1",
-        "kind": "Conference",
-        "status": {"participants": participants},
-    })
+    load_report(&load, &now)
 }
 
 fn round(v: f64) -> f64 {
@@ -105,7 +93,7 @@ async fn participants(conferences: Api<Conference>, state: Arc<NodeState>, inter
                 continue;
             }
             match conferences
-                .patch_status(&name, &params, &Patch::Apply(&conference_patch(n)))
+                .patch_status(&name, &params, &Patch::Apply(&participants_report(n)))
                 .await
             {
                 Ok(_) => {
@@ -154,7 +142,7 @@ mod tests {
         assert_eq!(p["status"]["load"]["participants"], 9);
         assert_eq!(p["status"]["load"]["egressMbps"], 1.23);
         assert_eq!(p["status"]["lastHeartbeat"], "2023-11-14T22:13:20Z");
-        let c = conference_patch(4);
+        let c = participants_report(4);
         assert_eq!(c["status"].as_object().map(|o| o.len()), Some(1));
         assert_eq!(c["status"]["participants"], 4);
     }

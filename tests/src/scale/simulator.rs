@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use conclave_crds::node::NodeLoad;
+use conclave_crds::report::{load_report, participants_report};
 use conclave_crds::{Conference, ConferencePhase, MediaNode, labels};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -25,7 +26,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
-use serde_json::json;
+
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -392,10 +393,7 @@ async fn heartbeats(target: &ReportTarget, node: &str, mut changed: watch::Recei
     loop {
         let report = report_of(&lock(&target.world), node, join_delay, Instant::now());
         let now = Time(k8s_openapi::jiff::Timestamp::now());
-        let patch = json!({
-            "apiVersion": "conclave.dev/v1alpha1", "kind": "MediaNode",
-            "status": {"load": report.load, "lastHeartbeat": now},
-        });
+        let patch = load_report(&report.load, &now);
         target.writes.node_reports.fetch_add(1, Ordering::Relaxed);
         let patch = Patch::Apply(&patch);
         let write = nodes.patch_status(node, &params, &patch);
@@ -420,10 +418,7 @@ async fn participants(target: &ReportTarget, node: &str, mut changed: watch::Rec
             if reported.get(name) == Some(n) {
                 continue;
             }
-            let patch = json!({
-                "apiVersion": "conclave.dev/v1alpha1", "kind": "Conference",
-                "status": {"participants": n},
-            });
+            let patch = participants_report(*n);
             target
                 .writes
                 .conference_reports
