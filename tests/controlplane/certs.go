@@ -75,6 +75,41 @@ func newCA() (*ca, error) {
 // issue signs a leaf certificate. With dnsNames/ips it is a serving certificate, otherwise a
 // client certificate whose CN is the user name.
 func (c *ca) issue(cn string, dnsNames []string, ips []net.IP) (keyPair, error) {
+	return c.sign(pkix.Name{CommonName: cn}, dnsNames, ips)
+}
+
+// issueClient signs a client certificate for user cn in groups (the subject's O).
+func (c *ca) issueClient(cn string, groups []string) (keyPair, error) {
+	return c.sign(pkix.Name{CommonName: cn, Organization: groups}, nil, nil)
+}
+
+// loadCA reads the CA that `up` wrote into pki.
+func loadCA(pki string) (*ca, error) {
+	certPEMData, err := os.ReadFile(filepath.Join(pki, "ca.crt"))
+	if err != nil {
+		return nil, err
+	}
+	keyPEMData, err := os.ReadFile(filepath.Join(pki, "ca.key"))
+	if err != nil {
+		return nil, err
+	}
+	certBlock, _ := pem.Decode(certPEMData)
+	keyBlock, _ := pem.Decode(keyPEMData)
+	if certBlock == nil || keyBlock == nil {
+		return nil, fmt.Errorf("%s: no PEM CA certificate and key", pki)
+	}
+	cert, err := x509.ParseCertificate(certBlock.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	key, err := x509.ParseECPrivateKey(keyBlock.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	return &ca{cert: cert, key: key, certPEM: certPEMData, keyPEM: keyPEMData}, nil
+}
+
+func (c *ca) sign(subject pkix.Name, dnsNames []string, ips []net.IP) (keyPair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return keyPair{}, err
@@ -86,7 +121,7 @@ func (c *ca) issue(cn string, dnsNames []string, ips []net.IP) (keyPair, error) 
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: cn},
+		Subject:      subject,
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.AddDate(1, 0, 0),
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,

@@ -45,16 +45,21 @@ func newSupervisor(logDir string, signals <-chan os.Signal) *supervisor {
 // signal follows the forking thread) and its own process group, so a terminal's Ctrl-C
 // reaches only us and we stop the components in order.
 func (s *supervisor) start(name string, args ...string) error {
+	cmd := exec.Command("/proc/self/exe", append([]string{name}, args...)...)
+	if self, err := os.Executable(); err == nil {
+		cmd.Args[0] = self
+	}
+	return s.run(name, cmd)
+}
+
+// run starts cmd as child name, as start describes.
+func (s *supervisor) run(name string, cmd *exec.Cmd) error {
 	logPath := filepath.Join(s.logDir, name+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
 	}
 	defer logFile.Close() // the child holds its own descriptor
-	cmd := exec.Command("/proc/self/exe", append([]string{name}, args...)...)
-	if self, err := os.Executable(); err == nil {
-		cmd.Args[0] = self
-	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -69,6 +74,17 @@ func (s *supervisor) start(name string, args ...string) error {
 	}()
 	logf("started %s (pid %d), log %s", name, cmd.Process.Pid, logPath)
 	return nil
+}
+
+// startIn runs this binary's subcommand sub as child name inside network namespace netns
+// (`ip netns exec`, which also gives it a mount namespace of its own); like start, it dies
+// with us.
+func (s *supervisor) startIn(netns, name, sub string, args ...string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	return s.run(name, exec.Command("ip", append([]string{"netns", "exec", netns, self, sub}, args...)...))
 }
 
 // waitFor polls check until it succeeds, a child exits, a stop signal arrives or timeout

@@ -21,8 +21,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/conclave-dev/conclave/tests/controlplane/cluster"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
+
+const upUsage = "usage: controlplane up --dir D [--apiserver-port N] [--scale] " +
+	"[--nodes N --sandbox-image REF --image ARCHIVE...]"
 
 // Startup timeouts are generous: the machine may be busy compiling other things.
 const (
@@ -37,6 +41,9 @@ type upOptions struct {
 	dir           string
 	apiserverPort int
 	scale         bool
+	nodes         int        // real nodes (kubelet, containerd, kube-proxy) to run; 0: none
+	images        stringList // image archives every node imports
+	sandboxImage  string     // the pod sandbox ("pause") image, among images
 }
 
 // layout is where everything of one control plane lives inside D.
@@ -44,10 +51,17 @@ type layout struct {
 	dir, pki, logs, etcdData string
 	etcdClient, etcdPeer     int
 	apiserver, cm, scheduler int
+	// apiserverIP is where the apiserver listens: 127.0.0.1, or with real nodes the machine's
+	// address on their bridge.
+	apiserverIP string
+	// nodes is the plan of the real nodes, if any.
+	nodes *cluster.Layout
 }
 
 func (l layout) path(name string) string { return filepath.Join(l.dir, name) }
-func (l layout) server() string          { return fmt.Sprintf("https://127.0.0.1:%d", l.apiserver) }
+func (l layout) server() string {
+	return fmt.Sprintf("https://%s:%d", l.apiserverIP, l.apiserver)
+}
 
 func runUp(args []string) int {
 	// Children get Pdeathsig from the thread that forks them: keep that thread alive.
@@ -62,7 +76,31 @@ func runUp(args []string) int {
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
 
-	l, err := prepare(opts)
+	var nodes *cluster.Layout
+	if opts.nodes > 0 {
+		lock, err := lockFreeSlot()
+		if err != nil {
+			logf("%v", err)
+			return 1
+		}
+		defer lock.release()
+		nodes = &cluster.Layout{Slot: lock.slot, Nodes: opts.nodes}
+		if err := nodes.Validate(); err != nil {
+			logf("%v", err)
+			return 2
+		}
+		// Runs last: after every child has stopped.
+		defer func() {
+			if removed := teardownSlot(nodes.Slot); len(removed) > 0 {
+				logf("removed %s", strings.Join(removed, ", "))
+			}
+		}()
+		if err := setUpNetwork(*nodes); err != nil {
+			logf("network: %v", err)
+			return 1
+		}
+	}
+	l, err := prepare(opts, nodes)
 	if err != nil {
 		logf("%v", err)
 		return 1
@@ -71,6 +109,12 @@ func runUp(args []string) int {
 	defer sup.stopAll()
 
 	admin, err := bringUp(opts, l, sup)
+	if err == nil && nodes != nil {
+		var adminHTTP *http.Client
+		if _, adminHTTP, err = adminClient(l); err == nil {
+			err = startNodes(opts, l, *nodes, sup, adminHTTP)
+		}
+	}
 	switch {
 	case errors.Is(err, errInterrupted):
 		return 0
@@ -101,11 +145,27 @@ func parseUpFlags(args []string) (upOptions, error) {
 	fs.StringVar(&o.dir, "dir", "", "directory for certificates, data, logs and kubeconfig (required)")
 	fs.IntVar(&o.apiserverPort, "apiserver-port", 0, "kube-apiserver port on 127.0.0.1 (default: a free port)")
 	fs.BoolVar(&o.scale, "scale", false, "lift apiserver inflight limits and client rate limits for benchmarks")
+	fs.IntVar(&o.nodes, "nodes", 0, "real nodes to run (kubelet, containerd, kube-proxy), each in its own network namespace")
+	fs.Var(&o.images, "image", "OCI image archive every node imports (repeatable)")
+	fs.StringVar(&o.sandboxImage, "sandbox-image", "", "the pod sandbox (pause) image, one of the imported images")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if o.dir == "" || fs.NArg() > 0 {
-		return o, errors.New("usage: controlplane up --dir D [--apiserver-port N] [--scale]")
+		return o, errors.New(upUsage)
+	}
+	if o.nodes > 0 && o.sandboxImage == "" {
+		return o, errors.New("--nodes needs --sandbox-image (and that image among --image archives)")
+	}
+	for i, image := range o.images {
+		abs, err := filepath.Abs(image)
+		if err != nil {
+			return o, err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return o, fmt.Errorf("image archive: %w", err)
+		}
+		o.images[i] = abs
 	}
 	dir, err := filepath.Abs(o.dir)
 	o.dir = dir
@@ -114,10 +174,13 @@ func parseUpFlags(args []string) (upOptions, error) {
 
 // prepare makes D fresh (old etcd data and kubeconfig removed), picks ports, and writes
 // the PKI and the component kubeconfigs.
-func prepare(o upOptions) (layout, error) {
+func prepare(o upOptions, nodes *cluster.Layout) (layout, error) {
 	l := layout{dir: o.dir, pki: filepath.Join(o.dir, "pki"), logs: filepath.Join(o.dir, "logs"),
-		etcdData: filepath.Join(o.dir, "etcd")}
-	for _, stale := range []string{l.path("kubeconfig"), l.etcdData} {
+		etcdData: filepath.Join(o.dir, "etcd"), apiserverIP: "127.0.0.1", nodes: nodes}
+	if nodes != nil {
+		l.apiserverIP = nodes.HostIP().String()
+	}
+	for _, stale := range []string{l.path("kubeconfig"), l.etcdData, l.path("nodes")} {
 		if err := os.RemoveAll(stale); err != nil {
 			return l, err
 		}
@@ -136,7 +199,13 @@ func prepare(o upOptions) (layout, error) {
 	if o.apiserverPort != 0 {
 		l.apiserver = o.apiserverPort
 	}
-	return l, writePKI(l)
+	if err := writePKI(l); err != nil {
+		return l, err
+	}
+	if nodes != nil {
+		return l, writeNodeFiles(l, *nodes, o.sandboxImage)
+	}
+	return l, nil
 }
 
 // writePKI issues every credential of the control plane and writes it under D.
@@ -145,7 +214,8 @@ func writePKI(l layout) error {
 	if err != nil {
 		return err
 	}
-	serving, err := authority.issue("kube-apiserver", apiserverDNSNames, apiserverIPs)
+	serving, err := authority.issue("kube-apiserver", apiserverDNSNames,
+		append([]net.IP{net.ParseIP(l.apiserverIP)}, apiserverIPs...))
 	if err != nil {
 		return err
 	}
@@ -168,6 +238,13 @@ func writePKI(l layout) error {
 		return err
 	}
 	pki["front-proxy-client.crt"], pki["front-proxy-client.key"] = proxy.certPEM, proxy.keyPEM
+
+	// The apiserver's identity towards kubelets (logs, exec, port-forward).
+	kubeletClient, err := authority.issueClient("kube-apiserver-kubelet-client", []string{"system:masters"})
+	if err != nil {
+		return err
+	}
+	pki["kubelet-client.crt"], pki["kubelet-client.key"] = kubeletClient.certPEM, kubeletClient.keyPEM
 
 	// The components use client certificates under their bootstrap-RBAC identities.
 	for _, c := range []struct{ name, user string }{
@@ -244,8 +321,8 @@ func bringUp(o upOptions, l layout, sup *supervisor) ([]byte, error) {
 func apiserverArgs(o upOptions, l layout, etcdURL string) []string {
 	args := []string{
 		"--etcd-servers=" + etcdURL,
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1", // no default route here: the apiserver cannot pick one
+		"--bind-address=" + l.apiserverIP,
+		"--advertise-address=" + l.apiserverIP, // never guessed from a default route
 		"--secure-port=" + strconv.Itoa(l.apiserver),
 		"--cert-dir=" + l.pki, // never /var/run/kubernetes
 		"--tls-cert-file=" + filepath.Join(l.pki, "apiserver.crt"),
@@ -262,10 +339,21 @@ func apiserverArgs(o upOptions, l layout, etcdURL string) []string {
 		"--service-account-issuer=" + serviceAccountIssuer,
 		"--service-account-key-file=" + l.path("sa.pub"),
 		"--service-account-signing-key-file=" + l.path("sa.key"),
-		"--service-cluster-ip-range=10.0.0.0/24",
+		"--service-cluster-ip-range=" + cluster.ServiceCIDR,
 		"--authorization-mode=Node,RBAC",
-		"--endpoint-reconciler-type=none",
 		"--allow-privileged=true",
+		"--kubelet-client-certificate=" + filepath.Join(l.pki, "kubelet-client.crt"),
+		"--kubelet-client-key=" + filepath.Join(l.pki, "kubelet-client.key"),
+		// Kubelets are reached at their Node's address: a node name is never resolved.
+		"--kubelet-preferred-address-types=InternalIP",
+	}
+	if l.nodes != nil {
+		// The `kubernetes` Service leads to the apiserver's address on the nodes' bridge,
+		// which kube-proxy on each node translates 10.0.0.1 to.
+		args = append(args, "--endpoint-reconciler-type=lease")
+	} else {
+		// 127.0.0.1 is no endpoint address the API accepts.
+		args = append(args, "--endpoint-reconciler-type=none")
 	}
 	if o.scale {
 		args = append(args, "--max-requests-inflight=0", "--max-mutating-requests-inflight=0",
