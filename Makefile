@@ -4,7 +4,14 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 CONTROLPLANE := tests/controlplane/bin/controlplane
-CONTROLPLANE_SRC := $(wildcard tests/controlplane/*.go) tests/controlplane/go.mod tests/controlplane/go.sum
+CONTROLPLANE_SRC := $(wildcard tests/controlplane/*.go tests/controlplane/cluster/*.go) tests/controlplane/go.mod tests/controlplane/go.sum
+K8S_VERSION := v1.36.3
+# The real nodes' kubelet and kube-proxy come from the control plane's module set, stamped with
+# the Kubernetes version they report.
+K8S_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
+  -X k8s.io/client-go/pkg/version.gitVersion=$(K8S_VERSION) -X k8s.io/component-base/version.gitTreeState=clean
+CONTAINERD := tests/controlplane/bin/containerd
+CONTAINERD_VERSION := v2.4.2
 CRD_DIRS := crds charts/conclave/crds
 API_DOC := docs/api.md
 HELM := tests/controlplane/bin/helm
@@ -14,7 +21,7 @@ export CONCLAVE_CONTROLPLANE := $(CURDIR)/$(CONTROLPLANE)
 export CONCLAVE_HELM := $(CURDIR)/$(HELM)
 
 .PHONY: all build crds check-crds fmt-check clippy lint lint-chart test unit-test \
-        integration-test demo bench deps controlplane helm clean
+        integration-test demo bench deps controlplane containerd helm images test-images clean
 
 all: build
 
@@ -22,11 +29,26 @@ all: build
 build:
 	$(CARGO) build --workspace --bins
 
-## controlplane: the local Kubernetes control plane (Go), rebuilt only when its sources change
+## controlplane: the local Kubernetes control plane and the real nodes' kubelet and kube-proxy
+## (Go), rebuilt only when their sources change
 controlplane: $(CONTROLPLANE)
 $(CONTROLPLANE): $(CONTROLPLANE_SRC)
 	bash scripts/ensure-go.sh
-	cd tests/controlplane && go build -trimpath -ldflags='-s -w' -o bin/controlplane .
+	cd tests/controlplane && go build -trimpath -ldflags='$(K8S_LDFLAGS)' -o bin/ \
+	  . k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
+	@touch $@
+
+## containerd: containerd, ctr and the runc shim for the real nodes, from containerd's Go module
+containerd: $(CONTAINERD)
+$(CONTAINERD): Makefile
+	bash scripts/ensure-go.sh
+	@if $@ --version 2>/dev/null | grep -qw '$(CONTAINERD_VERSION)'; then touch $@; \
+	else echo "building containerd $(CONTAINERD_VERSION) from its Go module"; \
+	  GOBIN=$(CURDIR)/tests/controlplane/bin go install -trimpath -tags no_btrfs,no_devmapper,no_zfs \
+	    -ldflags='-s -w -X github.com/containerd/containerd/v2/version.Version=$(CONTAINERD_VERSION)' \
+	    github.com/containerd/containerd/v2/cmd/containerd@$(CONTAINERD_VERSION) \
+	    github.com/containerd/containerd/v2/cmd/ctr@$(CONTAINERD_VERSION) \
+	    github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$(CONTAINERD_VERSION); fi
 
 ## helm: the helm CLI, built from its Go module; rebuilt only when HELM_VERSION changes
 helm: $(HELM)
@@ -65,14 +87,24 @@ lint-chart: $(HELM)
 ## lint: formatting, clippy with warnings as errors, and the chart
 lint: fmt-check clippy lint-chart
 
+## test-images: the images the tests' real nodes run, from the debug binaries (target/images/debug)
+test-images:
+	bash scripts/images.sh --profile debug operator media-node turn pause
+
 ## test: everything CI runs
-test: lint check-crds deps controlplane helm
+test: lint check-crds deps controlplane containerd helm
 	$(CARGO) build --workspace --bins --benches
+	$(MAKE) test-images
+	cd tests/controlplane && go test ./cluster/
 	$(CARGO) test --workspace
 
 ## demo: a local cluster with Conclave installed by its chart, until Ctrl-C
-demo: deps controlplane helm build
+demo: deps controlplane containerd helm build test-images
 	$(CARGO) run --quiet -p conclave-testenv --bin conclave-demo
+
+## images: OCI image archives of the operator, the media node and the TURN relay (target/images/)
+images:
+	bash scripts/images.sh
 
 ## bench: benchmarks, results under docs/benchmarks/
 bench: deps controlplane

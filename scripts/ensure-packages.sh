@@ -3,7 +3,8 @@
 # packages of the browser tests. `ensure-packages.sh bench` adds what only the benchmarks use
 # (janus, the SFU the forwarding benchmark compares against).
 set -euo pipefail
-want=(coturn chromium iproute2)
+# runc, the CNI plugins and nftables (kube-proxy) serve the local cluster's real nodes.
+want=(coturn chromium iproute2 runc containernetworking-plugins nftables)
 [ "${1:-}" = bench ] && want+=(janus)
 missing=()
 for p in "${want[@]}"; do

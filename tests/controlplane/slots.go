@@ -64,7 +64,13 @@ func lockFreeSlot() (*slotLock, error) {
 	return nil, fmt.Errorf("all %d local cluster slots are in use (see %s)", cluster.MaxSlots, slotLockDir)
 }
 
-func (l *slotLock) release() { l.file.Close() }
+// release gives the slot back and removes its lock file (and the lock directory once empty),
+// so that a machine with no cluster running holds nothing of ours.
+func (l *slotLock) release() {
+	_ = os.Remove(l.file.Name())
+	l.file.Close()
+	_ = os.Remove(slotLockDir)
+}
 
 // teardownSlot removes everything of slot s from the machine and says what it removed:
 // every process in the slot's cgroups or network namespaces, the namespaces, the bridge

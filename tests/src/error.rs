@@ -16,6 +16,11 @@ pub enum Error {
         "binary {path} not found: run `cargo build -p conclave-testenv` (or set CONCLAVE_BIN_DIR)"
     )]
     BinaryMissing { path: PathBuf },
+    /// An image archive the local cluster's nodes import has not been built.
+    #[error(
+        "image archive {path} not found: run `make test-images` (or set CONCLAVE_IMAGES to the directory `scripts/images.sh --out` wrote)"
+    )]
+    ImageMissing { path: PathBuf },
     /// A child process could not be started.
     #[error("could not start {what}: {source}")]
     Spawn {

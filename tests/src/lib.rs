@@ -1,4 +1,4 @@
-//! Test environment: the local Kubernetes control plane, the harness kubelet, and helpers
+//! Test environment: the local Kubernetes cluster (control plane and real nodes), and helpers
 //! for integration and end-to-end tests. Start with [`TestEnv::shared`].
 
 pub mod bench;
@@ -8,6 +8,7 @@ pub mod crds;
 pub mod error;
 pub mod helm;
 pub mod http;
+pub mod images;
 pub mod kubelet;
 pub mod logs;
 pub mod manifests;
@@ -19,5 +20,4 @@ pub mod turn_probe;
 pub mod wait;
 
 pub use error::Error;
-pub use kubelet::LocalNode;
-pub use testenv::{TestEnv, TestNamespace};
+pub use testenv::{LocalNode, TestEnv, TestNamespace};

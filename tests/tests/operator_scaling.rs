@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use conclave_crds::{Conference, ConferencePhase, MediaPool, labels};
+use conclave_testenv::images::Image;
 use conclave_testenv::{TestNamespace, wait};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -232,7 +233,7 @@ async fn an_unrunnable_spec_and_a_lost_secret_are_reported_and_recover_once_fixe
         &pool(
             "typo",
             ports(),
-            json!({"mediaNode": {"image": "ghcr.io/Conclave-dev/media-node:test"}}),
+            json!({"mediaNode": {"image": Image::MediaNode.reference().replace("conclave/", "Conclave/")}}),
         ),
     )
     .await;
@@ -270,9 +271,7 @@ async fn an_unrunnable_spec_and_a_lost_secret_are_reported_and_recover_once_fixe
         .patch(
             "typo",
             &PatchParams::default(),
-            &Patch::Merge(
-                json!({"spec": {"mediaNode": {"image": "ghcr.io/conclave-dev/media-node:test"}}}),
-            ),
+            &Patch::Merge(json!({"spec": {"mediaNode": {"image": Image::MediaNode.reference()}}})),
         )
         .await
         .unwrap();

@@ -1,7 +1,7 @@
-//! The shared test environment of one test binary: a control plane (started once, or the
-//! cluster KUBECONFIG names), Conclave's CRDs, and harness Nodes run by a harness kubelet.
+//! The shared test environment of one test binary: a local cluster (started once: the
+//! control plane with real nodes running Conclave's images, see docs/testing.md) or the
+//! cluster KUBECONFIG names, and Conclave's CRDs.
 
-mod kubelet_process;
 mod namespace;
 pub mod nodes;
 pub mod settings;
@@ -12,19 +12,19 @@ use std::time::Duration;
 use kube::Client;
 use tokio::sync::OnceCell;
 
-pub use kubelet_process::{KubeletPaths, KubeletProcess};
 pub use namespace::{TEST_LABEL, TestNamespace};
+pub use nodes::LocalNode;
 pub use settings::Settings;
 
 use crate::controlplane::ControlPlane;
 use crate::error::{Context, Error};
-use crate::kubelet::{self, LocalNode};
+use crate::images::Image;
 
-/// Number of local Nodes a test binary's own harness kubelet runs.
+/// Number of real nodes a test binary's own cluster runs.
 pub const TEST_NODES: usize = 3;
-/// Longest wait for the control plane to be ready.
-pub const CONTROL_PLANE_TIMEOUT: Duration = Duration::from_secs(180);
-/// Longest wait for the Nodes of a new harness kubelet to be Ready.
+/// Longest wait for the control plane and its nodes to be ready (images imported included).
+pub const CONTROL_PLANE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest wait for the Nodes of a cluster KUBECONFIG names to be schedulable.
 const NODES_TIMEOUT: Duration = Duration::from_secs(60);
 
 static SHARED: OnceCell<Result<TestEnv, String>> = OnceCell::const_new();
@@ -35,16 +35,15 @@ pub struct TestEnv {
     nodes: Vec<LocalNode>,
     log_dir: Option<PathBuf>,
     artifacts: PathBuf,
-    // Held for the life of the test binary: dropping our pipe ends stops them.
+    // Held for the life of the test binary: dropping our pipe end stops it and its nodes.
     _control_plane: Option<ControlPlane>,
-    _kubelet: Option<KubeletProcess>,
 }
 
 impl TestEnv {
-    /// The environment of this test binary, started on first use: a control plane (unless
-    /// KUBECONFIG names a cluster), the CRDs, and a harness kubelet with [`TEST_NODES`] Nodes
-    /// (unless that cluster already has live harness Nodes). Everything stops when the test
-    /// binary exits.
+    /// The environment of this test binary, started on first use: a control plane with
+    /// [`TEST_NODES`] real nodes (unless KUBECONFIG names a cluster) and the CRDs.
+    /// Everything stops, and the nodes are removed from the machine, when the test binary
+    /// exits.
     pub async fn shared() -> Result<&'static TestEnv, Error> {
         let env = SHARED
             .get_or_init(|| async {
@@ -65,54 +64,35 @@ impl TestEnv {
                 .context(format!("clear {}", artifacts.display()))?;
         }
         std::fs::create_dir_all(&artifacts).context(format!("create {}", artifacts.display()))?;
-        let (control_plane, kubeconfig) = match settings.kubeconfig.clone() {
+        let (control_plane, kubeconfig, log_dir) = match settings.kubeconfig.clone() {
             Some(kubeconfig) => {
                 tracing::info!(kubeconfig = %kubeconfig.display(), "using the cluster KUBECONFIG names");
-                (None, kubeconfig)
+                (None, kubeconfig, None)
             }
             None => {
-                let mut control_plane =
-                    ControlPlane::start(&settings.controlplane, &artifacts.join("controlplane"))?;
+                let dir = artifacts.join("controlplane");
+                let mut control_plane = start_local_cluster(&settings, &dir, TEST_NODES)?;
                 let kubeconfig = control_plane.ready(CONTROL_PLANE_TIMEOUT).await?;
-                (Some(control_plane), kubeconfig)
+                (Some(control_plane), kubeconfig, Some(dir.join("nodes")))
             }
         };
         let client = crate::client::from_kubeconfig(&kubeconfig).await?;
         crate::crds::install(&client).await?;
-        let (live, live_log_dir) = nodes::live_harness_nodes(&client).await?;
-        let env = if !live.is_empty() {
-            tracing::info!(nodes = ?live, "reusing the running harness kubelet");
-            TestEnv {
-                kubeconfig,
-                nodes: live,
-                log_dir: live_log_dir,
-                artifacts,
-                _control_plane: control_plane,
-                _kubelet: None,
-            }
+        // Ours are Ready once up returns, but taints go a moment later.
+        let expected = if control_plane.is_some() {
+            TEST_NODES
         } else {
-            let nodes = LocalNode::numbered(TEST_NODES, kubelet::FIRST_ADDRESS);
-            let log_dir = artifacts.join("pods");
-            let paths = KubeletPaths {
-                kubeconfig: &kubeconfig,
-                bin_dir: &settings.bin_dir,
-                log_dir: &log_dir,
-                state_dir: &artifacts.join("kubelet"),
-                log: &artifacts.join("harness-kubelet.log"),
-            };
-            let mut process = KubeletProcess::start(&paths, &nodes)?;
-            nodes::wait_schedulable(&client, &nodes, NODES_TIMEOUT, || process.check_running())
-                .await?;
-            TestEnv {
-                kubeconfig,
-                nodes,
-                log_dir: Some(log_dir),
-                artifacts,
-                _control_plane: control_plane,
-                _kubelet: Some(process),
-            }
+            1
         };
-        tracing::info!(seconds = started.elapsed().as_secs_f32(), artifacts = %env.artifacts.display(), "test environment ready");
+        let nodes = nodes::wait_schedulable(&client, expected, NODES_TIMEOUT).await?;
+        let env = TestEnv {
+            kubeconfig,
+            nodes,
+            log_dir,
+            artifacts,
+            _control_plane: control_plane,
+        };
+        tracing::info!(seconds = started.elapsed().as_secs_f32(), nodes = ?env.nodes, artifacts = %env.artifacts.display(), "test environment ready");
         Ok(env)
     }
 
@@ -136,19 +116,10 @@ impl TestEnv {
         self.nodes.iter().find(|n| n.name == name)
     }
 
-    /// Where container output goes (one file per pod and container), if known.
+    /// Where the nodes keep their files (`<node>/var-log/pods/...` holds container logs),
+    /// when this test binary started the cluster.
     pub fn log_dir(&self) -> Option<&Path> {
         self.log_dir.as_deref()
-    }
-
-    /// The log file of `container` in pod `namespace/pod`, if the log directory is known.
-    pub fn container_log(&self, namespace: &str, pod: &str, container: &str) -> Option<PathBuf> {
-        Some(kubelet::container_log(
-            self.log_dir.as_deref()?,
-            namespace,
-            pod,
-            container,
-        ))
     }
 
     /// This test binary's artifacts: control plane dir and log, kubelet log, pod logs.
@@ -176,4 +147,29 @@ impl TestEnv {
         )
         .await
     }
+}
+
+/// Starts `controlplane up` in `dir` with `nodes` real nodes that import every image of
+/// [`Image::ALL`] from the settings' image directory.
+pub fn start_local_cluster(
+    settings: &Settings,
+    dir: &Path,
+    nodes: usize,
+) -> Result<ControlPlane, Error> {
+    let mut flags = vec![
+        "--nodes".to_owned(),
+        nodes.to_string(),
+        "--sandbox-image".to_owned(),
+        Image::Pause.reference(),
+    ];
+    for image in Image::ALL {
+        let archive = image.archive(&settings.images);
+        if !archive.is_file() {
+            return Err(Error::ImageMissing { path: archive });
+        }
+        flags.push("--image".to_owned());
+        flags.push(archive.display().to_string());
+    }
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    ControlPlane::start_with(&settings.controlplane, dir, &flags)
 }

@@ -1,7 +1,7 @@
 //! A namespace per test: created with a random suffix so tests run in parallel, deleted
 //! when the test ends (best effort); when the test panics, the logs of its pods are printed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Namespace;
@@ -73,23 +73,37 @@ impl TestNamespace {
         Api::namespaced(self.client.clone(), &self.name)
     }
 
-    /// The last lines of every container log of this namespace's pods.
+    /// The last lines of every container log of this namespace's pods, as the nodes keep
+    /// them (`<node>/var-log/pods/<namespace>_<pod>_<uid>/<container>/<restart>.log`).
     pub fn container_logs(&self) -> String {
         let Some(dir) = &self.log_dir else {
-            return "(no harness kubelet log directory known)".into();
+            return "(container logs are on the cluster's nodes: kubectl logs)".into();
         };
         let prefix = format!("{}_", self.name);
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
+        let children = |dir: &Path| -> Vec<PathBuf> {
+            let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+            paths.sort();
+            paths
+        };
+        let mut files = Vec::new();
+        for node in children(dir) {
+            for pod in children(&node.join("var-log/pods")) {
+                if !pod
+                    .file_name()
                     .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
-            })
-            .collect();
-        files.sort();
+                {
+                    continue;
+                }
+                for container in children(&pod) {
+                    files.extend(children(&container));
+                }
+            }
+        }
         files
             .iter()
             .map(|f| format!("--- {}\n{}\n", f.display(), logs::tail(f, 40)))

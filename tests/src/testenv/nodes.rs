@@ -1,22 +1,22 @@
-//! The harness Nodes as the API shows them: waiting until they are schedulable, and
-//! finding ones a running harness kubelet already serves (reused instead of starting one).
+//! The cluster's Nodes as tests see them: their names and addresses, and waiting until they
+//! are schedulable.
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 
 use crate::error::{Context, Error};
-use crate::kubelet::LocalNode;
-use crate::kubelet::node::{HARNESS_LABEL, LEASE_NAMESPACE, LOG_DIR_ANNOTATION};
 
-/// A Lease renewed more recently than this means its kubelet is alive.
-const FRESH_LEASE: SignedDuration = SignedDuration::from_secs(40);
+/// A Node of the local cluster and the address its hostNetwork pods listen on (its
+/// InternalIP: on real nodes, the address of the node's own network namespace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalNode {
+    pub name: String,
+    pub address: Ipv4Addr,
+}
 
 /// True when `node` is Ready and carries no not-ready/unreachable taint, so the
 /// scheduler places pods on it.
@@ -44,75 +44,39 @@ pub fn schedulable(node: &Node) -> bool {
             .unwrap_or(false)
 }
 
-/// Waits until every Node in `nodes` is schedulable; `alive` is checked meanwhile so a dead
-/// kubelet fails fast.
-pub async fn wait_schedulable(
-    client: &Client,
-    nodes: &[LocalNode],
-    timeout: Duration,
-    mut alive: impl FnMut() -> Result<(), Error>,
-) -> Result<(), Error> {
-    let api: Api<Node> = Api::all(client.clone());
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        alive()?;
-        let mut pending = Vec::new();
-        for node in nodes {
-            match api.get_opt(&node.name).await.context("get Node")? {
-                Some(n) if schedulable(&n) => {}
-                _ => pending.push(node.name.as_str()),
-            }
-        }
-        if pending.is_empty() {
-            return Ok(());
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(Error::Timeout {
-                what: format!("Nodes {pending:?} to be Ready"),
-                secs: timeout.as_secs(),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+/// The schedulable Nodes of the cluster with an InternalIP, by name.
+pub async fn schedulable_nodes(client: &Client) -> Result<Vec<LocalNode>, Error> {
+    let listed = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .context("list Nodes")?;
+    let mut nodes: Vec<LocalNode> = listed
+        .iter()
+        .filter(|n| schedulable(n))
+        .filter_map(|n| {
+            Some(LocalNode {
+                name: n.name_any(),
+                address: internal_ip(n)?,
+            })
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(nodes)
 }
 
-/// Harness Nodes whose kubelet renewed their Lease recently, and the log directory the
-/// first of them announces.
-pub async fn live_harness_nodes(
+/// Waits until at least `count` Nodes are schedulable; returns them.
+pub async fn wait_schedulable(
     client: &Client,
-) -> Result<(Vec<LocalNode>, Option<PathBuf>), Error> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
-    let listed = nodes
-        .list(&ListParams::default().labels(HARNESS_LABEL))
-        .await
-        .context("list harness Nodes")?;
-    let now = Timestamp::now();
-    let mut live = Vec::new();
-    let mut log_dir = None;
-    for node in listed {
-        let renewed = leases
-            .get_opt(&node.name_any())
+    count: usize,
+    timeout: Duration,
+) -> Result<Vec<LocalNode>, Error> {
+    crate::wait::until(&format!("{count} schedulable Nodes"), timeout, || async {
+        schedulable_nodes(client)
             .await
-            .context("get Node Lease")?
-            .and_then(|l| l.spec?.renew_time)
-            .map(|t| t.0);
-        let fresh = renewed.is_some_and(|t| now.duration_since(t) < FRESH_LEASE);
-        let address = internal_ip(&node);
-        if let (true, Some(address)) = (fresh, address) {
-            log_dir = log_dir.or_else(|| {
-                node.annotations()
-                    .get(LOG_DIR_ANNOTATION)
-                    .map(PathBuf::from)
-            });
-            live.push(LocalNode {
-                name: node.name_any(),
-                address,
-            });
-        }
-    }
-    live.sort_by_key(|n| n.address);
-    Ok((live, log_dir))
+            .ok()
+            .filter(|n| n.len() >= count)
+    })
+    .await
 }
 
 fn internal_ip(node: &Node) -> Option<Ipv4Addr> {

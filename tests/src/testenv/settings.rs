@@ -18,6 +18,9 @@ pub struct Settings {
     pub bin_dir: PathBuf,
     /// `CONCLAVE_ARTIFACTS`: logs and state of test runs (default `<workspace>/tests/artifacts`).
     pub artifacts: PathBuf,
+    /// `CONCLAVE_IMAGES`: the image archives the local cluster's nodes import (default
+    /// `<target>/images/<profile>`, beside the built binaries: `make test-images` writes them).
+    pub images: PathBuf,
 }
 
 impl Settings {
@@ -28,13 +31,15 @@ impl Settings {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         };
+        let bin_dir = path("CONCLAVE_BIN_DIR").unwrap_or_else(default_bin_dir);
         Settings {
             kubeconfig: path("KUBECONFIG"),
             controlplane: path("CONCLAVE_CONTROLPLANE")
                 .unwrap_or_else(|| workspace_dir().join("tests/controlplane/bin/controlplane")),
             helm: path("CONCLAVE_HELM")
                 .unwrap_or_else(|| workspace_dir().join("tests/controlplane/bin/helm")),
-            bin_dir: path("CONCLAVE_BIN_DIR").unwrap_or_else(default_bin_dir),
+            images: path("CONCLAVE_IMAGES").unwrap_or_else(|| default_images_dir(&bin_dir)),
+            bin_dir,
             artifacts: path("CONCLAVE_ARTIFACTS")
                 .unwrap_or_else(|| workspace_dir().join("tests/artifacts")),
         }
@@ -62,6 +67,17 @@ pub fn default_bin_dir() -> PathBuf {
     } else {
         dir
     }
+}
+
+/// The image archives of the profile the binaries in `bin_dir` were built with:
+/// `target/debug` → `target/images/debug`.
+pub fn default_images_dir(bin_dir: &Path) -> PathBuf {
+    let profile = bin_dir.file_name().unwrap_or_default();
+    bin_dir
+        .parent()
+        .unwrap_or(bin_dir)
+        .join("images")
+        .join(profile)
 }
 
 /// A name for this executable's run: its file name without cargo's hash suffix
@@ -96,6 +112,14 @@ pub fn init_test_tracing() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn images_sit_beside_the_profile_directory() {
+        assert_eq!(
+            default_images_dir(Path::new("/w/target/debug")),
+            Path::new("/w/target/images/debug")
+        );
+    }
 
     #[test]
     fn run_names_drop_cargo_hashes() {

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use conclave_crds::{Conference, MediaNode, MediaNodePhase, MediaPool};
+use conclave_testenv::images::Image;
 use conclave_testenv::{TestEnv, TestNamespace, wait};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use rand::Rng;
@@ -48,7 +49,7 @@ pub fn pool(name: &str, ports: Ports, spec: Value) -> MediaPool {
             "nodeCapacity": {"participants": 50, "rooms": 10},
             "scaling": {"minNodes": 1, "maxNodes": 3, "bufferParticipants": 10},
             "mediaNode": {
-                "image": "ghcr.io/conclave-dev/media-node:test",
+                "image": Image::MediaNode.reference(),
                 "signalingPort": ports.signaling,
                 "udpPortRange": {"min": ports.udp_min, "max": ports.udp_max},
                 "heartbeatTimeoutSeconds": 6

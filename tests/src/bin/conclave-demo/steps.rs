@@ -1,6 +1,6 @@
-//! The demo's steps after the cluster is up, in order: install the chart (operator pods run
-//! by the harness kubelet under the chart's RBAC, and a default pool with one media node per
-//! local Node), create a conference, and print a browser join link per participant.
+//! The demo's steps after the cluster is up, in order: install the chart (operator pods from
+//! the operator image under the chart's RBAC, and a default pool with one media node per
+//! node), create a conference, and print a browser join link per participant.
 
 use std::time::Duration;
 
@@ -35,16 +35,12 @@ pub async fn run(demo: &Demo) -> anyhow::Result<()> {
     print_join_links(demo).await
 }
 
-/// Installs the chart: two operator replicas (one leader), and a pool of one media node per
-/// local Node with TURN. Operator pods bind their own address: harness pods share their
-/// Node's address.
+/// Installs the chart with its default images: two operator replicas (one leader), and a pool
+/// of one media node per node with TURN.
 async fn install_chart(demo: &Demo) -> anyhow::Result<()> {
     let n = demo.nodes.len();
     let values = serde_json::json!({
-        "operator": {
-            "image": {"tag": "demo"},
-            "metrics": {"bindAddress": "$(POD_IP)"}
-        },
+        "operator": {"metrics": {"bindAddress": "$(POD_IP)"}},
         "defaultPool": {
             "enabled": true,
             "name": POOL,
@@ -52,8 +48,7 @@ async fn install_chart(demo: &Demo) -> anyhow::Result<()> {
                 "nodeCapacity": {"participants": 100, "rooms": 20},
                 "scaling": {"minNodes": n, "maxNodes": n, "bufferParticipants": 10},
                 "mediaNode": {"udpPortRange": {"min": 50000, "max": 50999}},
-                // The local Nodes listen on 127.0.0.x: let the relay reach them.
-                "turn": {"enabled": true, "allowLoopbackPeers": true}
+                "turn": {"enabled": true}
             }
         }
     });
