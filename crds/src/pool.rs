@@ -201,8 +201,9 @@ pub struct MediaNodeTemplate {
     pub heartbeat_timeout_seconds: u32,
 }
 
+/// The media-node image `make images` builds, of this version.
 fn default_media_image() -> String {
-    "ghcr.io/conclave-dev/media-node:0.1.0".to_owned()
+    concat!("localhost/conclave/media-node:", env!("CARGO_PKG_VERSION")).to_owned()
 }
 fn default_signaling_port() -> u16 {
     7880
@@ -285,8 +286,9 @@ pub struct TurnSpec {
     pub allow_loopback_peers: bool,
 }
 
+/// The TURN image `make images` builds (Debian's coturn), of this version.
 fn default_turn_image() -> String {
-    "coturn/coturn:4.6".to_owned()
+    concat!("localhost/conclave/turn:", env!("CARGO_PKG_VERSION")).to_owned()
 }
 fn default_turn_min() -> u32 {
     1
