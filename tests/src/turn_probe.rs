@@ -33,16 +33,35 @@ pub enum ProbeError {
 /// Allocates a relay, lets a local peer socket exchange a datagram with the client through
 /// it in both directions, and returns the relayed address.
 pub fn relay_round_trip(login: &TurnLogin, timeout: Duration) -> Result<SocketAddr, ProbeError> {
+    probe(login, None, timeout)
+}
+
+/// Allocates a relay and asks for a permission to send to `peer` (any address, such as the
+/// server's own loopback); returns the relayed address once the permission is granted.
+pub fn permit_peer(
+    login: &TurnLogin,
+    peer: SocketAddr,
+    timeout: Duration,
+) -> Result<SocketAddr, ProbeError> {
+    probe(login, Some(peer), timeout)
+}
+
+fn probe(
+    login: &TurnLogin,
+    permit_only: Option<SocketAddr>,
+    timeout: Duration,
+) -> Result<SocketAddr, ProbeError> {
     let other = |e: &dyn std::fmt::Display| ProbeError::Other(e.to_string());
-    let local_ip = match login.server {
-        SocketAddr::V4(a) if a.ip().is_loopback() => "127.0.0.1",
-        _ => "0.0.0.0",
-    };
+    // The client and the peer use this machine's address towards the server (on a real
+    // node's bridge, or loopback): a peer at 0.0.0.0 would be no address to permit.
+    let route = UdpSocket::bind(("0.0.0.0", 0)).map_err(|e| other(&e))?;
+    route.connect(login.server).map_err(|e| other(&e))?;
+    let local_ip = route.local_addr().map_err(|e| other(&e))?.ip();
     let socket = UdpSocket::bind((local_ip, 0)).map_err(|e| other(&e))?;
     let peer = UdpSocket::bind((local_ip, 0)).map_err(|e| other(&e))?;
     peer.set_nonblocking(true).map_err(|e| other(&e))?;
     let local_addr = socket.local_addr().map_err(|e| other(&e))?;
-    let peer_addr = peer.local_addr().map_err(|e| other(&e))?;
+    let peer_addr = permit_only.map_or_else(|| peer.local_addr().map_err(|e| other(&e)), Ok)?;
     let config = ClientConfig {
         turn_serv_addr: login.server.to_string(),
         local_addr,
@@ -77,6 +96,9 @@ pub fn relay_round_trip(login: &TurnLogin, timeout: Duration) -> Result<SocketAd
                 Event::AllocateError(_, e) => return Err(ProbeError::Refused(e.to_string())),
                 Event::CreatePermissionResponse(..) => {
                     let addr = relayed.ok_or_else(|| other(&"permission before allocation"))?;
+                    if permit_only.is_some() {
+                        return Ok(addr);
+                    }
                     client
                         .relay(addr)
                         .and_then(|mut r| r.send_to(Instant::now(), b"ping", peer_addr))

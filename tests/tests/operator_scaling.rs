@@ -174,7 +174,8 @@ async fn a_scheduled_conference_has_a_ready_node_before_it_starts() {
         "no node for a conference 2 h away"
     );
 
-    let start = now() + k8s_openapi::jiff::SignedDuration::from_secs(25);
+    // Whole seconds: the startTime the operator reads is written to the second.
+    let start = k8s_openapi::jiff::Timestamp::from_second(now().as_second() + 25).unwrap();
     create(
         &ns,
         &conference(

@@ -10,9 +10,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use conclave_crds::{MediaPool, labels, turn};
-use conclave_testenv::turn_probe::{ProbeError, TurnLogin, relay_round_trip};
+use conclave_testenv::turn_probe::{ProbeError, TurnLogin, permit_peer, relay_round_trip};
 use conclave_testenv::wait;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::ListParams;
 use serde_json::json;
 
@@ -69,7 +70,7 @@ async fn coturn_serves_relays_on_the_published_address_with_pool_credentials() {
         &pool(
             "relayed",
             ports,
-            // The probe's peer listens on 127.0.0.1, as media nodes do on the local Nodes.
+            // Loopback peers allowed: checked below against the strict pool's refusal.
             json!({"turn": {"enabled": true, "minReplicas": 1, "maxReplicas": 2, "realm": REALM,
                             "allowLoopbackPeers": true}}),
         ),
@@ -84,9 +85,8 @@ async fn coturn_serves_relays_on_the_published_address_with_pool_credentials() {
     );
     let server: SocketAddr = format!("{host}:{}", ports.turn).parse().unwrap();
 
-    // The TURN Service selects the relay pod, Ready on that address. (Its EndpointSlice
-    // stays empty here: the API server refuses loopback endpoint addresses, and the local
-    // Nodes live on 127.0.0.x.)
+    // The TURN Service selects the relay pod, Ready on that address, and its EndpointSlice
+    // lists that address.
     let service = ns
         .api::<Service>()
         .get(&labels::turn_name("relayed"))
@@ -128,6 +128,25 @@ async fn coturn_serves_relays_on_the_published_address_with_pool_credentials() {
         "{service_ports:?}"
     );
 
+    let listed = wait::until("the TURN EndpointSlice", TIMEOUT, || async {
+        let slices = ns
+            .api::<EndpointSlice>()
+            .list(&ListParams::default().labels(&format!(
+                "kubernetes.io/service-name={}",
+                labels::turn_name("relayed")
+            )))
+            .await
+            .ok()?;
+        slices
+            .items
+            .iter()
+            .flat_map(|s| s.endpoints.iter().flatten())
+            .any(|e| e.addresses.contains(&host))
+            .then_some(())
+    })
+    .await;
+    assert!(listed.is_ok(), "the EndpointSlice lists {host}");
+
     let shared = turn_secret(&ns, "relayed").await;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -161,6 +180,16 @@ async fn coturn_serves_relays_on_the_published_address_with_pool_credentials() {
         "relay port {} within the pool's relayPortRange",
         relayed.port()
     );
+
+    // This pool allows loopback peers: a permission for the relay node's own loopback is
+    // granted (the strict pool below refuses it).
+    let allowed = login(turn::mint(&shared, "alice", now, 600));
+    let granted = tokio::task::spawn_blocking(move || {
+        permit_peer(&allowed, "127.0.0.1:9".parse().unwrap(), Duration::from_secs(5))
+    })
+    .await
+    .unwrap();
+    assert!(granted.is_ok(), "allowLoopbackPeers grants loopback: {granted:?}");
 
     let expired = probe(login(turn::mint(&shared, "alice", now - 7200, 600))).await;
     assert!(
@@ -206,11 +235,17 @@ async fn coturn_refuses_to_relay_to_loopback_unless_the_pool_allows_it() {
         password: credential.credential,
         realm: REALM.to_owned(),
     };
-    // The allocation succeeds; the permission for a peer on 127.0.0.1 is refused. Retry
-    // while coturn may still be starting (a timeout), not on a refusal.
+    // The allocation succeeds; the permission for a peer on 127.0.0.1 (the relay's own node)
+    // is refused. Retry while coturn may still be starting (a timeout), not on a refusal.
+    let loopback: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let mut outcome = Err(ProbeError::Other("not tried".into()));
     for _ in 0..5 {
-        outcome = probe(login.clone()).await;
+        let login = login.clone();
+        outcome = tokio::task::spawn_blocking(move || {
+            permit_peer(&login, loopback, Duration::from_secs(5))
+        })
+        .await
+        .unwrap();
         if !matches!(outcome, Err(ProbeError::Timeout(_))) {
             break;
         }
