@@ -11,11 +11,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool, labels};
+use conclave_testenv::freezer::{self, FrozenContainer};
 use conclave_testenv::{TestEnv, TestNamespace, wait};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use serde_json::json;
 
 mod common;
@@ -54,27 +53,15 @@ async fn all_active(
     .unwrap_or_else(|e| panic!("{e}\n{}", report(env, ns)))
 }
 
-/// The process group of the media node `name`'s container, as the harness kubelet reports it.
-async fn process_group(ns: &TestNamespace, name: &str) -> i32 {
+/// Freezes the media node `name`'s container (the cgroup freezer on its node): the pod
+/// stays, its process does nothing, its heartbeat stops. Thawed when dropped.
+async fn freeze(ns: &TestNamespace, name: &str) -> FrozenContainer {
     let pod = ns.api::<Pod>().get(name).await.unwrap();
-    pod.status.unwrap().container_statuses.unwrap()[0]
+    let id = pod.status.unwrap().container_statuses.unwrap()[0]
         .container_id
-        .as_deref()
-        .and_then(|id| id.strip_prefix("harness://"))
-        .and_then(|pid| pid.parse().ok())
-        .expect("the harness kubelet reports the container's process id")
-}
-
-/// Media-node processes stopped with SIGSTOP; continued when dropped, so a failing test
-/// leaves nothing frozen.
-struct Frozen(Vec<i32>);
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        for pid in &self.0 {
-            let _ = killpg(Pid::from_raw(*pid), Signal::SIGCONT);
-        }
-    }
+        .clone()
+        .expect("the kubelet reports the container's id");
+    freezer::freeze(&id).unwrap()
 }
 
 fn signaling_url(node: &MediaNode) -> Option<String> {
@@ -206,9 +193,8 @@ async fn a_frozen_node_loses_its_conference_within_seconds_of_its_heartbeat_goin
     .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
     let old_url = signaling_url(&ns.api::<MediaNode>().get(&host).await.unwrap());
 
-    // Freeze the media node's process group: the pod stays, the heartbeat stops.
-    let pid = process_group(&ns, &host).await;
-    killpg(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
+    // Freeze the media node: the pod stays, the heartbeat stops.
+    let frozen = freeze(&ns, &host).await;
 
     // The node's last heartbeat, as seen while waiting (a write in flight at the freeze may
     // still land; once deleted, the node's last value stays).
@@ -225,7 +211,7 @@ async fn a_frozen_node_loses_its_conference_within_seconds_of_its_heartbeat_goin
     })
     .await;
     let observed = k8s_openapi::jiff::Timestamp::now();
-    let _ = killpg(Pid::from_raw(pid), Signal::SIGCONT);
+    frozen.thaw();
     let moved = moved.unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
     let last_heartbeat = last_heartbeat
         .lock()
@@ -266,11 +252,9 @@ async fn a_pool_whose_heartbeats_all_stop_at_once_fails_no_node_and_moves_nothin
 
     // Every media node of the pool goes quiet at once, as when the API server stops
     // answering their writes.
-    let mut frozen = Frozen(Vec::new());
+    let mut frozen = Vec::new();
     for node in &nodes {
-        let pid = process_group(&ns, &node.name_any()).await;
-        killpg(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
-        frozen.0.push(pid);
+        frozen.push(freeze(&ns, &node.name_any()).await);
     }
     let pools = ns.api::<MediaPool>();
     let heartbeats = |ok: &'static str| {
