@@ -1,5 +1,5 @@
 //! The Helm chart against the real control plane: installed with the helm CLI, its operator
-//! runs as two pods of the harness kubelet under the chart's RBAC (one leader), brings up the
+//! runs as two pods of the operator image on real nodes under the chart's RBAC (one leader), brings up the
 //! chart's default pool and makes a conference Active; the admission policy lets a media
 //! node write its own MediaNode's and its conferences' status and refuses others'; an upgrade
 //! replaces the operator pods without moving conferences; uninstalling removes the
@@ -13,6 +13,7 @@ use std::time::Duration;
 use conclave_crds::{
     Conference, ConferencePhase, ConferenceStatus, MediaNode, MediaNodePhase, MediaPool, labels,
 };
+use conclave_testenv::images::Image;
 use conclave_testenv::manifests::dry_run_strict;
 use conclave_testenv::{TestEnv, TestNamespace, wait};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -27,16 +28,15 @@ use rand::Rng;
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
-const OPERATOR_IMAGE: &str = "ghcr.io/conclave-dev/operator";
 
 /// Values of a test install: the operator watching the test namespace only (tests share the
-/// cluster), bound to its pod address (harness pods share their Node's address), and a
+/// cluster), bound to its pod address, and a
 /// default pool of two media nodes on ports no other test uses.
 fn install_values(ns: &str, metrics_port: u16, signaling_port: u16) -> serde_json::Value {
     let udp_min = 41000 + (signaling_port % 50) * 200;
     json!({
         "operator": {
-            "image": {"repository": OPERATOR_IMAGE, "tag": "test"},
+            "image": {"repository": Image::Operator.repository(), "tag": env!("CARGO_PKG_VERSION")},
             "watchNamespace": ns,
             "logLevel": "info,kube=warn",
             "metrics": {"port": metrics_port, "bindAddress": "$(POD_IP)"}
