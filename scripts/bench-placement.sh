@@ -11,7 +11,9 @@ case "${1:---quick}" in
   *) echo "usage: scripts/bench-placement.sh [--quick | --full]" >&2; exit 2 ;;
 esac
 cargo build --release -p conclave-operator -p conclave-media-node -p conclave-testenv \
-  --bin conclave-operator --bin media-node --bin harness-kubelet --bin conclave-bench-placement
+  --bin conclave-operator --bin media-node --bin conclave-bench-placement
+# The benchmark's real nodes run the release images.
+bash scripts/images.sh --profile release operator media-node turn pause
 mkdir -p docs/benchmarks
 out=docs/benchmarks/placement.md
 {

@@ -10,7 +10,6 @@ pub mod freezer;
 pub mod helm;
 pub mod http;
 pub mod images;
-pub mod kubelet;
 pub mod logs;
 pub mod manifests;
 pub mod media_node_role;
