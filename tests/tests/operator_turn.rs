@@ -185,11 +185,18 @@ async fn coturn_serves_relays_on_the_published_address_with_pool_credentials() {
     // granted (the strict pool below refuses it).
     let allowed = login(turn::mint(&shared, "alice", now, 600));
     let granted = tokio::task::spawn_blocking(move || {
-        permit_peer(&allowed, "127.0.0.1:9".parse().unwrap(), Duration::from_secs(5))
+        permit_peer(
+            &allowed,
+            "127.0.0.1:9".parse().unwrap(),
+            Duration::from_secs(5),
+        )
     })
     .await
     .unwrap();
-    assert!(granted.is_ok(), "allowLoopbackPeers grants loopback: {granted:?}");
+    assert!(
+        granted.is_ok(),
+        "allowLoopbackPeers grants loopback: {granted:?}"
+    );
 
     let expired = probe(login(turn::mint(&shared, "alice", now - 7200, 600))).await;
     assert!(
