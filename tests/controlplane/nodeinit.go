@@ -72,58 +72,59 @@ func runNode(args []string) int {
 	defer killCgroup(o.cgroup, nodeLog)
 
 	env := []string{"PATH=" + o.binDir + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
-	exited := make(chan *nodeDaemon, 3)
-	var daemons []*nodeDaemon
-	start := func(name string, args ...string) (*nodeDaemon, error) {
-		d, err := startDaemon(filepath.Join(o.binDir, name), args, env, filepath.Join(files.Logs(), name+".log"), exited)
-		if err == nil {
-			daemons = append(daemons, d)
-			nodeLog("started %s (pid %d)", name, d.cmd.Process.Pid)
-		}
-		return d, err
+	sup := newSupervisor(files.Logs(), signals)
+	defer sup.stopAll()
+	start := func(name string, args ...string) error {
+		cmd := exec.Command(filepath.Join(o.binDir, name), args...)
+		cmd.Env = env
+		return sup.run(name, cmd)
 	}
-	defer func() {
-		for i := len(daemons) - 1; i >= 0; i-- {
-			daemons[i].stop(5 * time.Second)
+	fail := func(err error) int {
+		if errors.Is(err, errInterrupted) {
+			return 0
 		}
-	}()
-
-	began := time.Now()
-	if _, err := start("containerd", "--config", files.Containerd()); err != nil {
 		nodeLog("%v", err)
 		return 1
 	}
-	if err := waitForFile("/run/containerd/containerd.sock", 60*time.Second, exited); err != nil {
-		nodeLog("containerd: %v; last lines of its log:\n%s", err, tail(filepath.Join(files.Logs(), "containerd.log"), 20))
-		return 1
+
+	began := time.Now()
+	if err := start("containerd", "--config", files.Containerd()); err != nil {
+		return fail(err)
+	}
+	if err := sup.waitFor("containerd", 60*time.Second, fileExists("/run/containerd/containerd.sock")); err != nil {
+		return fail(err)
 	}
 	for _, image := range o.images {
 		out, err := exec.Command(filepath.Join(o.binDir, "ctr"), "--namespace", "k8s.io", "images", "import",
 			"--snapshotter", "overlayfs", image).CombinedOutput()
 		if err != nil {
-			nodeLog("import %s: %v\n%s", image, err, out)
-			return 1
+			return fail(fmt.Errorf("import %s: %v\n%s", image, err, out))
 		}
 	}
 	nodeLog("containerd ready, %d images imported in %s", len(o.images), time.Since(began).Round(time.Millisecond))
 
-	if _, err := start("kubelet", "--config", files.Kubelet(), "--kubeconfig", files.KubeletKubeconfig(),
+	if err := start("kubelet", "--config", files.Kubelet(), "--kubeconfig", files.KubeletKubeconfig(),
 		"--hostname-override", o.name, "--node-ip", o.ip, "--v", "1"); err != nil {
-		nodeLog("%v", err)
-		return 1
+		return fail(err)
 	}
-	if _, err := start("kube-proxy", "--config", files.KubeProxy(), "--v", "1"); err != nil {
-		nodeLog("%v", err)
-		return 1
+	if err := start("kube-proxy", "--config", files.KubeProxy(), "--v", "1"); err != nil {
+		return fail(err)
 	}
 
 	select {
 	case sig := <-signals:
 		nodeLog("received %s, stopping", sig)
 		return 0
-	case d := <-exited:
-		nodeLog("%s exited unexpectedly (%v); last lines of %s:\n%s", filepath.Base(d.cmd.Path), d.err, d.log, tail(d.log, 30))
-		return 1
+	case c := <-sup.exited:
+		return fail(&childExit{c})
+	}
+}
+
+// fileExists returns a check that succeeds once path exists.
+func fileExists(path string) func() error {
+	return func() error {
+		_, err := os.Stat(path)
+		return err
 	}
 }
 
@@ -218,64 +219,6 @@ func bindMount(source, target string) error {
 		return fmt.Errorf("bind %s over %s: %w", source, target, err)
 	}
 	return nil
-}
-
-// nodeDaemon is containerd, the kubelet or kube-proxy.
-type nodeDaemon struct {
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-	err  error
-}
-
-func startDaemon(path string, args, env []string, log string, exited chan<- *nodeDaemon) (*nodeDaemon, error) {
-	out, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	defer out.Close()
-	cmd := exec.Command(path, args...)
-	cmd.Env, cmd.Stdout, cmd.Stderr = env, out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", path, err)
-	}
-	d := &nodeDaemon{cmd: cmd, log: log, done: make(chan struct{})}
-	go func() {
-		d.err = cmd.Wait()
-		close(d.done)
-		exited <- d
-	}()
-	return d, nil
-}
-
-// stop sends SIGTERM and, after grace, SIGKILL.
-func (d *nodeDaemon) stop(grace time.Duration) {
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(grace):
-		_ = d.cmd.Process.Kill()
-		<-d.done
-	}
-}
-
-func waitForFile(path string, timeout time.Duration, exited <-chan *nodeDaemon) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		if _, err := os.Stat(path); err == nil {
-			return nil
-		}
-		select {
-		case d := <-exited:
-			return fmt.Errorf("exited (%v)", d.err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not appear in %s", path, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // cgroupHierarchies lists the mounted cgroup hierarchies (v1 controllers, the named systemd

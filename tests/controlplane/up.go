@@ -108,12 +108,9 @@ func runUp(args []string) int {
 	sup := newSupervisor(l.logs, signals)
 	defer sup.stopAll()
 
-	admin, err := bringUp(opts, l, sup)
+	admin, adminHTTP, err := bringUp(opts, l, sup)
 	if err == nil && nodes != nil {
-		var adminHTTP *http.Client
-		if _, adminHTTP, err = adminClient(l); err == nil {
-			err = startNodes(opts, l, *nodes, sup, adminHTTP)
-		}
+		err = startNodes(opts, l, *nodes, sup, adminHTTP)
 	}
 	switch {
 	case errors.Is(err, errInterrupted):
@@ -267,13 +264,13 @@ func writePKI(l layout) error {
 	return writeFiles(l.dir, files)
 }
 
-// bringUp starts the components in dependency order and returns the admin kubeconfig once
-// the apiserver is ready, the controller-manager has created the default ServiceAccount
-// and the scheduler is healthy.
-func bringUp(o upOptions, l layout, sup *supervisor) ([]byte, error) {
+// bringUp starts the components in dependency order and returns the admin kubeconfig and an
+// HTTP client with the admin's credential once the apiserver is ready, the
+// controller-manager has created the default ServiceAccount and the scheduler is healthy.
+func bringUp(o upOptions, l layout, sup *supervisor) ([]byte, *http.Client, error) {
 	admin, adminHTTP, err := adminClient(l)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// etcd speaks plain HTTP; controller-manager and scheduler serve in-memory self-signed certs.
 	probe := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
@@ -282,24 +279,24 @@ func bringUp(o upOptions, l layout, sup *supervisor) ([]byte, error) {
 	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", l.etcdClient)
 	if err := sup.start("etcd", "--data-dir", l.etcdData, "--listen-client-urls", etcdURL,
 		"--listen-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", l.etcdPeer)); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := sup.waitFor("etcd", etcdTimeout, get(probe, etcdURL+"/health")); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	if err := sup.start("kube-apiserver", apiserverArgs(o, l, etcdURL)...); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := sup.waitFor("kube-apiserver", apiserverTimeout, get(adminHTTP, l.server()+"/readyz")); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	if err := sup.start("kube-controller-manager", controllerManagerArgs(o, l)...); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := sup.start("kube-scheduler", schedulerArgs(o, l)...); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	checks := []struct {
 		component string
@@ -312,10 +309,10 @@ func bringUp(o upOptions, l layout, sup *supervisor) ([]byte, error) {
 	}
 	for _, c := range checks {
 		if err := sup.waitFor(c.component, componentTimeout, c.check); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return admin, nil
+	return admin, adminHTTP, nil
 }
 
 func apiserverArgs(o upOptions, l layout, etcdURL string) []string {
