@@ -25,17 +25,17 @@ export CONCLAVE_HELM := $(CURDIR)/$(HELM)
 
 all: build
 
-## build: the Rust binaries (operator, media-node, harness kubelet, crdgen)
+## build: the Rust binaries (operator, media-node, crdgen, the demo)
 build:
 	$(CARGO) build --workspace --bins
 
-## controlplane: the local Kubernetes control plane and the real nodes' kubelet and kube-proxy
-## (Go), rebuilt only when their sources change
+## controlplane: the local Kubernetes control plane, the real nodes' kubelet and kube-proxy, and
+## kubectl (Go, one module set), rebuilt only when their sources change
 controlplane: $(CONTROLPLANE)
 $(CONTROLPLANE): $(CONTROLPLANE_SRC)
 	bash scripts/ensure-go.sh
 	cd tests/controlplane && go build -trimpath -ldflags='$(K8S_LDFLAGS)' -o bin/ \
-	  . k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
+	  . k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kubectl
 	@touch $@
 
 ## containerd: containerd, ctr and the runc shim for the real nodes, from containerd's Go module

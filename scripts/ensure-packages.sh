@@ -4,7 +4,8 @@
 # (janus, the SFU the forwarding benchmark compares against).
 set -euo pipefail
 # runc, the CNI plugins and nftables (kube-proxy) serve the local cluster's real nodes.
-want=(coturn chromium iproute2 runc containernetworking-plugins nftables)
+# libnss3-tools (certutil) makes Chromium trust the TLS tests' certificate authority.
+want=(coturn chromium libnss3-tools iproute2 runc containernetworking-plugins nftables)
 [ "${1:-}" = bench ] && want+=(janus)
 missing=()
 for p in "${want[@]}"; do

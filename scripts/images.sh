@@ -83,7 +83,7 @@ for image in "${images[@]}"; do
   case $image in
     operator) cargo_args+=(-p conclave-operator --bin conclave-operator); packages+=(binutils) ;;
     media-node) cargo_args+=(-p conclave-media-node --bin media-node); packages+=(binutils) ;;
-    turn) packages+=(coturn) ;;
+    turn) packages+=(coturn tini) ;;
     pause) packages+=(gcc libc6-dev) ;;
   esac
 done
@@ -170,7 +170,7 @@ build() {
   case $image in
     operator) inputs+=("$bin/conclave-operator") ;;
     media-node) inputs+=("$bin/media-node") ;;
-    turn) inputs+=(/usr/bin/turnserver) ;;
+    turn) inputs+=(/usr/bin/turnserver /usr/bin/tini) ;;
     pause) inputs+=("$root/images/pause/pause.c") ;;
   esac
   if [ -f "$archive" ] && [ "$(cut -d' ' -f1-2 "$stamp" 2>/dev/null)" = "$ref $revision" ]; then
@@ -189,7 +189,10 @@ build() {
   case $image in
     operator) "$root/images/rootfs.sh" "$rootfs" "$bin/conclave-operator" ;;
     media-node) "$root/images/rootfs.sh" "$rootfs" "$bin/media-node" ;;
-    turn) "$root/images/rootfs.sh" "$rootfs" /usr/bin/turnserver:/usr/bin/turnserver ;;
+    turn)
+      "$root/images/rootfs.sh" "$rootfs" /usr/bin/turnserver:/usr/bin/turnserver \
+        /usr/bin/tini:/usr/bin/tini
+      ;;
     pause)
       gcc -static -Os -s -Wall -o "$rootfs/pause" "$root/images/pause/pause.c"
       ;;

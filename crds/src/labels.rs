@@ -62,4 +62,10 @@ pub mod condition {
     /// Pool: its media nodes' heartbeats arrive; False when most stopped at once, which the
     /// operator treats as a control-plane problem rather than failing every node.
     pub const HEARTBEATS: &str = "Heartbeats";
+    /// Pool with TURN: its relays may forward to every media node's published address; False
+    /// names a node whose address `spec.turn.allowedPeers` must cover.
+    pub const TURN_PEERS: &str = "TurnPeers";
+    /// Pool with `spec.signaling`: its TLS Secret holds a certificate and key for
+    /// `*.<domain>`; False names the problem, and no new media node or signaling URL is made.
+    pub const SIGNALING_TLS: &str = "SignalingTLS";
 }

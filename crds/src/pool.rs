@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, ResourceRequirements, Toleration,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -52,11 +54,17 @@ pub struct MediaPoolSpec {
     /// TURN relays (coturn) for clients that cannot reach the media nodes over UDP.
     #[serde(default)]
     pub turn: TurnSpec,
-    /// TLS signaling through an Ingress. Without it the signaling URL is
-    /// `ws://<public address>:<signalingPort>/rtc` (local clusters and tests only:
-    /// browsers need TLS on any other origin).
+    /// TLS signaling terminated by the media nodes themselves: node `<name>` serves its call
+    /// page at `https://<name>.<domain>:<signalingPort>/` and signaling at
+    /// `wss://<name>.<domain>:<signalingPort>/rtc`. Without it the signaling URL is
+    /// `ws://<public address>:<signalingPort>/rtc` (local clusters and tests only: browsers
+    /// give the camera to pages on no other origin but `localhost` without TLS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signaling: Option<SignalingIngress>,
+    pub signaling: Option<SignalingTls>,
+    /// Secrets the kubelet uses to pull the media-node and TURN images from a private
+    /// registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
 }
 
 fn default_node_capacity() -> NodeCapacity {
@@ -193,6 +201,18 @@ pub struct MediaNodeTemplate {
     /// Tolerations of the media-node pods (for example of dedicated media Nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerations: Option<Vec<Toleration>>,
+    /// Affinity of the media-node pods (for example zones, or away from other workloads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// PriorityClass of the media-node pods: give live calls a class that is not preempted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// Signaling sockets one source address (IPv6: one /64) may hold on a media node; more
+    /// are refused with HTTP 429. Raise it when many users share one address (a large office,
+    /// carrier-grade NAT) or reach the nodes through a proxy that hides their addresses.
+    #[schemars(range(min = 1, max = 100000))]
+    #[serde(default = "default_connections_per_address")]
+    pub max_connections_per_address: u32,
     /// A media node whose heartbeat is older than this is Failed and its conferences move,
     /// unless most of the pool's nodes (at least 3) went quiet at once: that is treated as a
     /// control-plane problem and nothing is failed for it (the `Heartbeats` condition).
@@ -204,6 +224,9 @@ pub struct MediaNodeTemplate {
 /// The media-node image `make images` builds, of this version.
 fn default_media_image() -> String {
     concat!("localhost/conclave/media-node:", env!("CARGO_PKG_VERSION")).to_owned()
+}
+fn default_connections_per_address() -> u32 {
+    256
 }
 fn default_signaling_port() -> u16 {
     7880
@@ -231,6 +254,9 @@ impl Default for MediaNodeTemplate {
             host_network: true,
             node_selector: None,
             tolerations: None,
+            affinity: None,
+            priority_class_name: None,
+            max_connections_per_address: default_connections_per_address(),
             heartbeat_timeout_seconds: default_heartbeat_timeout(),
         }
     }
@@ -284,6 +310,31 @@ pub struct TurnSpec {
     /// open the Node's local services to anyone holding TURN credentials.
     #[serde(default)]
     pub allow_loopback_peers: bool,
+    /// Private address ranges (CIDR, IPv4 or IPv6) the relays may forward to. By default they
+    /// refuse private (RFC 1918, RFC 6598, unique-local), loopback and link-local peers, so
+    /// that TURN credentials do not open the cluster's network. List here the ranges of
+    /// media-node addresses that are private (the Nodes' subnet when media nodes publish an
+    /// InternalIP); the pool's `TurnPeers` condition names any media node the relays would
+    /// refuse.
+    #[schemars(length(max = 64), inner(length(max = 43)))]
+    #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message("spec.turn.allowedPeers must hold CIDR ranges such as 10.0.0.0/16 or fd00::/64"))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_peers: Vec<String>,
+    /// CPU and memory requests and limits of the relay container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Nodes the relay pods may be scheduled on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// Tolerations of the relay pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+    /// Affinity of the relay pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// PriorityClass of the relay pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
 }
 
 /// The TURN image `make images` builds (Debian's coturn), of this version.
@@ -332,26 +383,32 @@ impl Default for TurnSpec {
             realm: default_realm(),
             credential_ttl_seconds: default_credential_ttl(),
             allow_loopback_peers: false,
+            allowed_peers: Vec::new(),
+            resources: None,
+            node_selector: None,
+            tolerations: None,
+            affinity: None,
+            priority_class_name: None,
         }
     }
 }
 
-/// TLS signaling through one Ingress routing `/<media node>/rtc` to each node's Service.
+/// TLS signaling served by each media node with a certificate for `*.<domain>`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct SignalingIngress {
-    /// Public host name of the signaling endpoint, e.g. `rtc.example.com`.
-    #[schemars(
-        length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-    )]
-    pub host: String,
-    /// IngressClass that serves the Ingress; the cluster default when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ingress_class_name: Option<String>,
-    /// Secret holding the TLS certificate for `host`; TLS is terminated by the ingress.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls_secret_name: Option<String>,
+pub struct SignalingTls {
+    /// DNS domain under which each media node gets its own host name `<media node>.<domain>`,
+    /// e.g. `media.example.com`. DNS must resolve each such name to its node's public address
+    /// (see docs/operations.md, "TLS signaling").
+    #[schemars(length(min = 1, max = 240))]
+    #[x_kube(validation = Rule::new("self.matches('^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?[.])*[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')").message("spec.signaling.domain must be a lowercase DNS name such as media.example.com: labels of letters, digits and '-' separated by dots"))]
+    pub domain: String,
+    /// `kubernetes.io/tls` Secret in the pool's namespace holding a certificate (`tls.crt`)
+    /// valid for `*.<domain>` and its key (`tls.key`), e.g. issued by cert-manager. Mounted
+    /// read-only into every media node, which picks up a renewed certificate without a
+    /// restart.
+    #[schemars(length(min = 1, max = 253))]
+    pub tls_secret_name: String,
 }
 
 /// Observed state of a pool, written by the operator.

@@ -1,7 +1,7 @@
 //! The media node process: binds signaling on the pod IP, reads its MediaNode and waits for
 //! the public address, then watches its pool and conferences, reports load, and drains on
-//! SIGTERM or `spec.draining`: no new rooms, existing ones kept until they end, move or the
-//! grace period passes, then a clean exit.
+//! SIGTERM or `spec.draining`: no new rooms, existing ones kept until they end or move (on
+//! SIGTERM: until nobody is left in them) or the grace period passes, then a clean exit.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -65,13 +65,29 @@ pub async fn run_node(
 ) -> Result<()> {
     let state = NodeState::new(node_settings(config));
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let server = tokio::spawn(crate::server::run(
-        listener,
-        Arc::clone(&state),
-        async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        },
-    ));
+    let stopped = async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    };
+    let limits = config.signaling_limits();
+    let server = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let certs = crate::tls::Certificates::load(cert, key)?;
+            let listener =
+                crate::tls::TlsListener::new(listener, &certs, crate::tls::RELOAD_INTERVAL);
+            tokio::spawn(crate::server::run(
+                listener,
+                Arc::clone(&state),
+                limits,
+                stopped,
+            ))
+        }
+        _ => tokio::spawn(crate::server::run(
+            listener,
+            Arc::clone(&state),
+            limits,
+            stopped,
+        )),
+    };
     let ns = config.namespace.clone();
     let (facts_tx, mut facts) = watch::channel(cluster::medianode::NodeFacts::default());
     let mut watches = vec![tokio::spawn(cluster::medianode::run(
@@ -121,13 +137,14 @@ pub async fn run_node(
             config.heartbeat(),
         )));
         // A node restarted while its MediaNode is already draining drains at once.
+        let mut until = DrainUntil::RoomsClosed;
         while !facts.borrow_and_update().draining {
             tokio::select! {
-                _ = &mut stop => break,
+                _ = &mut stop => { until = DrainUntil::ParticipantsGone; break },
                 changed = facts.changed() => if changed.is_err() { break },
             }
         }
-        drain(&state, config.drain_grace()).await;
+        drain(&state, config.drain_grace(), until).await;
     }
     for watch in watches {
         watch.abort();
@@ -142,12 +159,27 @@ pub async fn run_node(
     }
 }
 
-/// Refuses new rooms, waits until the existing ones closed or `grace` passed, then closes what
-/// is left.
-pub async fn drain(state: &Arc<NodeState>, grace: Duration) {
+/// What ends a drain before its grace period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrainUntil {
+    /// Every room closed: its conference moved elsewhere or ended (`spec.draining`: the
+    /// operator keeps the conferences reserved here until then).
+    RoomsClosed,
+    /// No participant left in any room (SIGTERM: the pod is going; a conference with nobody
+    /// in it loses nothing by failing over, and once its namespace is deleted the node may
+    /// never learn that its conferences ended).
+    ParticipantsGone,
+}
+
+/// Refuses new rooms, waits until `until` or `grace` passed, then closes the rooms left.
+pub async fn drain(state: &Arc<NodeState>, grace: Duration, until: DrainUntil) {
     state.start_drain();
     let deadline = tokio::time::Instant::now() + grace;
-    while state.room_count() > 0 {
+    let holding = || match until {
+        DrainUntil::RoomsClosed => state.room_count() > 0,
+        DrainUntil::ParticipantsGone => state.room_count() > 0 && state.stats.participants() > 0,
+    };
+    while holding() {
         let closed = state.room_closed.notified();
         tokio::select! {
             _ = closed => {}

@@ -2,9 +2,13 @@
 //! `docs/pod-contract.md`). Nothing else reads the environment.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+
+use crate::signaling::SignalingLimits;
+use crate::signaling::limits::{ConnectionCaps, RateLimit};
 
 /// Configuration of one media node process.
 #[derive(Clone, Debug, Parser)]
@@ -53,15 +57,57 @@ pub struct Config {
     /// Seconds a disconnected peer may take to come back before it is removed.
     #[arg(long, env = "CONCLAVE_PEER_DISCONNECT_SECONDS", default_value_t = 10)]
     pub peer_disconnect_seconds: u64,
+    /// PEM certificate chain: with it (and --tls-key) the signaling port serves https and
+    /// wss only. Reloaded when the file changes.
+    #[arg(long, env = "CONCLAVE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "CONCLAVE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Largest chat message relayed, bytes.
     #[arg(long, env = "CONCLAVE_CHAT_MAX_BYTES", default_value_t = 16 * 1024)]
     pub chat_max_bytes: usize,
+    /// Seconds a signaling socket may stay open without sending `join` before it is closed.
+    #[arg(long, env = "CONCLAVE_JOIN_TIMEOUT_SECONDS", default_value_t = 5)]
+    pub join_timeout_seconds: u64,
+    /// Signaling sockets the node holds at once, joined or not; more are refused with 503.
+    #[arg(long, env = "CONCLAVE_MAX_CONNECTIONS", default_value_t = 4000)]
+    pub max_connections: u32,
+    /// Signaling sockets one source address (IPv6: one /64) may hold; more are refused with
+    /// 429. Raise it when clients reach the node through a proxy or a shared NAT.
+    #[arg(
+        long,
+        env = "CONCLAVE_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 256
+    )]
+    pub max_connections_per_address: u32,
+    /// Signaling messages per second one client may send, sustained.
+    #[arg(long, env = "CONCLAVE_SIGNALING_RATE", default_value_t = 20.0)]
+    pub signaling_rate: f64,
+    /// Signaling messages one client may send at once (bursts above the rate).
+    #[arg(long, env = "CONCLAVE_SIGNALING_BURST", default_value_t = 200)]
+    pub signaling_burst: u32,
 }
 
 impl Config {
     /// Interval between load reports.
     pub fn heartbeat(&self) -> Duration {
         Duration::from_secs(self.heartbeat_seconds.max(1))
+    }
+
+    /// Limits of the signaling endpoint.
+    pub fn signaling_limits(&self) -> SignalingLimits {
+        SignalingLimits {
+            join_timeout: Duration::from_secs(self.join_timeout_seconds.max(1)),
+            connections: ConnectionCaps {
+                per_node: self.max_connections.max(1),
+                per_address: self.max_connections_per_address.max(1),
+            },
+            rate: RateLimit {
+                per_second: self.signaling_rate,
+                burst: self.signaling_burst.max(1),
+            },
+        }
     }
 
     /// How long draining may keep rooms open.
@@ -90,5 +136,39 @@ mod tests {
         assert_eq!((c.udp_port_min, c.udp_port_max), (50000, 50099));
         assert_eq!(c.pod_ip.to_string(), "127.0.0.2");
         assert_eq!(c.heartbeat(), Duration::from_secs(5));
+        assert_eq!(c.signaling_limits(), SignalingLimits::default());
+        assert_eq!(c.tls_cert, None);
+    }
+
+    #[test]
+    fn signaling_limits_parse() {
+        let c = Config::try_parse_from([
+            "media-node",
+            "--node-name=n1",
+            "--join-key=k",
+            "--join-timeout-seconds=3",
+            "--max-connections=100",
+            "--max-connections-per-address=4",
+            "--signaling-rate=5",
+            "--signaling-burst=50",
+        ])
+        .expect("parses");
+        let l = c.signaling_limits();
+        assert_eq!(l.join_timeout, Duration::from_secs(3));
+        assert_eq!(
+            (l.connections.per_node, l.connections.per_address),
+            (100, 4)
+        );
+        assert_eq!((l.rate.per_second, l.rate.burst), (5.0, 50));
+    }
+
+    #[test]
+    fn tls_needs_both_certificate_and_key() {
+        let base = ["media-node", "--node-name=n1", "--join-key=k"];
+        let with = |extra: &[&'static str]| Config::try_parse_from(base.iter().chain(extra));
+        let c = with(&["--tls-cert=/tls/tls.crt", "--tls-key=/tls/tls.key"]).expect("parses");
+        assert_eq!(c.tls_key, Some(PathBuf::from("/tls/tls.key")));
+        assert!(with(&["--tls-cert=/tls/tls.crt"]).is_err());
+        assert!(with(&["--tls-key=/tls/tls.key"]).is_err());
     }
 }

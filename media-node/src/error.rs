@@ -49,6 +49,16 @@ pub enum Error {
         /// What is missing.
         message: String,
     },
+    /// The TLS certificate or key of the signaling port does not load.
+    #[error(
+        "TLS file {path}: {message}; check --tls-cert/--tls-key (the pool's spec.signaling.tlsSecretName)"
+    )]
+    Tls {
+        /// The file at fault.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The room's task is gone (room closed).
     #[error("room {0} is closed")]
     RoomClosed(String),

@@ -18,6 +18,7 @@ pub mod node;
 pub mod room;
 pub mod server;
 pub mod signaling;
+pub mod tls;
 pub mod web;
 
 pub use error::{Error, Result};

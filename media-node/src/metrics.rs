@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::forward::DropReason;
-use crate::node::NodeState;
+use crate::node::{NodeState, SignalingCut};
 
 #[derive(Debug)]
 struct NodeCollector(Arc<NodeState>);
@@ -107,6 +107,24 @@ impl prometheus_client::collector::Collector for NodeCollector {
             "Joins refused (token, capacity, room full).",
             s.joins_refused(),
         )?;
+        gauge(
+            &mut enc,
+            "signaling_sockets",
+            "Signaling WebSockets open, joined or not.",
+            f64::from(s.signaling.open_sockets()),
+        )?;
+        {
+            let mut family = enc.encode_descriptor(
+                "signaling_cuts",
+                "Signaling sockets refused or closed and frames dropped by the endpoint's limits, by reason.",
+                None,
+                MetricType::Counter,
+            )?;
+            for cut in SignalingCut::ALL {
+                let labels = [("reason", cut.as_str())];
+                ConstCounter::new(s.signaling.cuts(cut)).encode(family.encode_family(&labels)?)?;
+            }
+        }
         {
             let mut family = enc.encode_descriptor(
                 "packets_dropped",

@@ -20,6 +20,25 @@ pub enum Command {
     Run(RunConfig),
     /// Mint a join token for a conference, signed with its pool's key.
     Token(TokenConfig),
+    /// Stop the operator and release its finalizers (the chart's pre-delete hook).
+    Release(ReleaseConfig),
+}
+
+/// Settings of `conclave-operator release`.
+#[derive(Debug, Clone, Args)]
+pub struct ReleaseConfig {
+    /// Namespace of the operator's Deployment.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: String,
+    /// The operator's Deployment.
+    #[arg(long)]
+    pub deployment: String,
+    /// Namespace the operator manages; all namespaces when unset.
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Longest wait for the operator's pods to stop.
+    #[arg(long, default_value_t = 120)]
+    pub timeout_seconds: u32,
 }
 
 /// Settings of `conclave-operator run`.

@@ -18,6 +18,9 @@ pub enum Error {
     /// A Secret the pool needs is missing or incomplete.
     #[error("{0}")]
     Secret(String),
+    /// An API call did not answer in time.
+    #[error("{0}")]
+    Timeout(String),
     /// Serialising an object failed.
     #[error("serialising {what}: {source}")]
     Serialize {
@@ -44,6 +47,7 @@ impl Error {
             Error::Kube { .. } => "api",
             Error::Invalid(_) => "invalid",
             Error::Secret(_) => "secret",
+            Error::Timeout(_) => "timeout",
             Error::Serialize { .. } => "serialize",
         }
     }

@@ -11,6 +11,7 @@ use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaPool, labels};
 use futures::{StreamExt, future};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use kube::client::ClientBuilder;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
@@ -20,10 +21,12 @@ use tracing::{error, info};
 
 use crate::config::RunConfig;
 use crate::controllers::{conference, error_policy, node, pool};
+use crate::fence::{Fence, FenceLayer};
 use crate::http::{Health, serve};
 use crate::leader::LeaderLease;
 use crate::metrics::Metrics;
 use crate::pacing::Pacer;
+use crate::shutdown::Shutdown;
 use crate::state::{Caches, Context, key, lock};
 use crate::watches::{Feed, watch};
 
@@ -31,8 +34,48 @@ use crate::watches::{Feed, watch};
 /// triggers both, and their status need not change more often.
 const PACING: Duration = Duration::from_millis(250);
 
+/// Longest the operator waits for an answer to one API call (watches excepted).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The operator's clients: one for watches (long reads), one for the Lease and one for the
+/// controllers' calls, both with timeouts; the controllers' writes go through the leader's
+/// fence.
+struct Clients {
+    watches: Client,
+    lease: Client,
+    calls: Client,
+}
+
+fn clients(kube_config: kube::Config, fence: &Fence) -> anyhow::Result<Clients> {
+    let watches = Client::try_from(kube_config.clone())?;
+    let mut bounded = kube_config;
+    bounded.connect_timeout = Some(CALL_TIMEOUT);
+    bounded.read_timeout = Some(CALL_TIMEOUT);
+    bounded.write_timeout = Some(CALL_TIMEOUT);
+    let lease = Client::try_from(bounded.clone())?;
+    let calls = ClientBuilder::try_from(bounded)?
+        .with_layer(&FenceLayer(fence.clone()))
+        .build();
+    Ok(Clients {
+        watches,
+        lease,
+        calls,
+    })
+}
+
 /// Runs the operator until a shutdown signal, or until leadership is lost.
-pub async fn run(client: Client, config: RunConfig) -> anyhow::Result<()> {
+pub async fn run(kube_config: kube::Config, config: RunConfig) -> anyhow::Result<()> {
+    let shutdown = Shutdown::on_signals()?;
+    let fence = if config.leader_elect {
+        Fence::closed()
+    } else {
+        Fence::unfenced()
+    };
+    let Clients {
+        watches: watch_client,
+        lease: lease_client,
+        calls: client,
+    } = clients(kube_config, &fence)?;
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health {
         ready: false.into(),
@@ -46,30 +89,43 @@ pub async fn run(client: Client, config: RunConfig) -> anyhow::Result<()> {
 
     let lease = config.leader_elect.then(|| {
         LeaderLease::new(
-            client.clone(),
+            lease_client,
             &config.lease_namespace,
             &config.lease_name,
             &identity,
             config.lease_seconds,
+            fence.clone(),
         )
     });
     if let Some(lease) = &lease {
         // A standby replica is healthy and ready: it serves metrics and waits.
         health.ready.store(true, Ordering::Relaxed);
         info!(identity, "waiting for leadership");
-        lease.acquire().await?;
+        if shutdown
+            .unless(lease.acquire())
+            .await
+            .transpose()?
+            .is_none()
+        {
+            return Ok(());
+        }
         health.ready.store(false, Ordering::Relaxed);
     }
 
     let (caches, pool_feeds, node_feeds, conference_feeds) =
-        start_watches(&client, config.watch_namespace.as_deref());
-    caches.pools.wait_until_ready().await?;
-    caches.nodes.wait_until_ready().await?;
-    caches.conferences.wait_until_ready().await?;
-    caches.pods.wait_until_ready().await?;
-    caches.kube_nodes.wait_until_ready().await?;
-    caches.secrets.wait_until_ready().await?;
-    caches.deployments.wait_until_ready().await?;
+        start_watches(&watch_client, config.watch_namespace.as_deref());
+    let filled = async {
+        caches.pools.wait_until_ready().await?;
+        caches.nodes.wait_until_ready().await?;
+        caches.conferences.wait_until_ready().await?;
+        caches.pods.wait_until_ready().await?;
+        caches.kube_nodes.wait_until_ready().await?;
+        caches.secrets.wait_until_ready().await?;
+        caches.deployments.wait_until_ready().await
+    };
+    if shutdown.unless(filled).await.transpose()?.is_none() {
+        return Ok(());
+    }
     let ctx = Arc::new(Context {
         client: client.clone(),
         config: config.clone(),
@@ -79,6 +135,7 @@ pub async fn run(client: Client, config: RunConfig) -> anyhow::Result<()> {
         creating: Mutex::default(),
         turn_applied: Mutex::default(),
         identity_applied: Mutex::default(),
+        budgets_applied: Mutex::default(),
         stalls: Mutex::default(),
         seen: Mutex::default(),
         pool_pacer: Pacer::new(PACING),
@@ -94,12 +151,17 @@ pub async fn run(client: Client, config: RunConfig) -> anyhow::Result<()> {
     health.ready.store(true, Ordering::Relaxed);
 
     let controllers = future::join3(
-        pools(&ctx, pool_feeds),
-        nodes(&ctx, node_feeds),
-        conferences(&ctx, conference_feeds),
+        pools(&ctx, pool_feeds, &shutdown),
+        nodes(&ctx, node_feeds, &shutdown),
+        conferences(&ctx, conference_feeds, &shutdown),
     );
     tokio::select! {
-        _ = controllers => info!("controllers stopped"),
+        _ = controllers => {
+            info!("controllers stopped");
+            if let Some(lease) = &lease {
+                lease.release().await;
+            }
+        }
         _ = async { match &lease { Some(l) => l.hold().await, None => future::pending().await } } => {
             error!("leadership lost; exiting so that a restart rejoins as a follower");
             std::process::exit(1);
@@ -242,7 +304,7 @@ fn pool_of_label<K: ResourceExt>(o: &K) -> Option<ObjectRef<MediaPool>> {
     Some(ObjectRef::new(pool).within(&o.namespace()?))
 }
 
-async fn pools(ctx: &Arc<Context>, feeds: PoolFeeds) {
+async fn pools(ctx: &Arc<Context>, feeds: PoolFeeds, shutdown: &Shutdown) {
     let for_conf = ctx.clone();
     Controller::for_stream(feeds.pools, ctx.caches.pools.clone())
         .owns_stream(feeds.nodes)
@@ -256,13 +318,13 @@ async fn pools(ctx: &Arc<Context>, feeds: PoolFeeds) {
             turn.then(|| pool_of_label(&p)).flatten()
         })
         .watches_stream(feeds.secrets, |s| pool_of_label(&s))
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.clone().requested())
         .run(pool::reconcile, error_policy("pool"), ctx.clone())
         .for_each(|_| future::ready(()))
         .await;
 }
 
-async fn nodes(ctx: &Arc<Context>, feeds: NodeFeeds) {
+async fn nodes(ctx: &Arc<Context>, feeds: NodeFeeds, shutdown: &Shutdown) {
     let for_kube_node = ctx.clone();
     let for_pool = ctx.clone();
     Controller::for_stream(feeds.nodes, ctx.caches.nodes.clone())
@@ -278,9 +340,22 @@ async fn nodes(ctx: &Arc<Context>, feeds: NodeFeeds) {
                 .iter()
                 .map(|a| (a.type_.clone(), a.address.clone()))
                 .collect();
+            // Cordons and removal taints make its media nodes drain (decide::disruption).
+            let spec = n.spec.clone().unwrap_or_default();
+            let taints: Vec<_> = spec
+                .taints
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| (t.key, t.effect))
+                .collect();
             if !for_kube_node.changed(
                 format!("node/{name}"),
-                (fp, n.annotations().get(labels::PUBLIC_IP).cloned()),
+                (
+                    fp,
+                    n.annotations().get(labels::PUBLIC_IP).cloned(),
+                    spec.unschedulable,
+                    taints,
+                ),
             ) {
                 return Vec::new();
             }
@@ -306,13 +381,13 @@ async fn nodes(ctx: &Arc<Context>, feeds: NodeFeeds) {
                 .map(|n| ObjectRef::from(n.as_ref()))
                 .collect()
         })
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.clone().requested())
         .run(node::reconcile, error_policy("node"), ctx.clone())
         .for_each(|_| future::ready(()))
         .await;
 }
 
-async fn conferences(ctx: &Arc<Context>, feeds: ConferenceFeeds) {
+async fn conferences(ctx: &Arc<Context>, feeds: ConferenceFeeds, shutdown: &Shutdown) {
     let for_node = ctx.clone();
     let for_pool = ctx.clone();
     Controller::for_stream(feeds.conferences, ctx.caches.conferences.clone())
@@ -358,7 +433,7 @@ async fn conferences(ctx: &Arc<Context>, feeds: ConferenceFeeds) {
                 .map(|c| ObjectRef::from(c.as_ref()))
                 .collect()
         })
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.clone().requested())
         .run(
             conference::reconcile,
             error_policy("conference"),

@@ -62,6 +62,9 @@ pub struct Context {
     /// The pool generation whose media-node identity (ServiceAccount, RoleBinding) was last
     /// applied.
     pub identity_applied: Mutex<HashMap<Key, i64>>,
+    /// Media nodes whose pod's PodDisruptionBudget this process applied (removed once the node
+    /// drained or failed).
+    pub budgets_applied: Mutex<std::collections::HashSet<Key>>,
     /// When each pool's heartbeats were last seen stalled (see `Context::heartbeats_stalled`).
     pub stalls: Mutex<HashMap<Key, i64>>,
     /// Fingerprints of objects last seen by watch mappers (see `Context::changed`).

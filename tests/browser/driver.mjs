@@ -6,10 +6,16 @@
 //
 // Commands:
 //   {"op": "open", "name": "alice", "link": "http://.../?url=...&token=...",
-//    "devices": "fake" (default) | "denied" (permission prompts refused) | "none" (no devices)}
-//   {"op": "state", "name": "alice"}                -> state, reason, signalingUrl
+//    "devices": "fake" (default) | "denied" (permission prompts refused) | "none" (no devices),
+//    "tls": {"home": "/dir", "hostResolverRules": "MAP n1.media.test 10.0.0.1"} (optional: an
+//    https link; Chromium runs with HOME=home, whose .pki/nssdb trusts the test CA, and maps
+//    host names without DNS)}
+//   {"op": "state", "name": "alice"}                -> state, reason, signalingUrl, origin, secure
 //   {"op": "waitState", "name": "alice", "state": "connected", "timeoutMs": 30000}
 //   {"op": "video", "name": "alice"}                -> inbound video stats per track
+//   {"op": "gapWatch", "name": "alice"}             starts timing gaps in decoded camera video
+//   {"op": "gapReport", "name": "alice"}            -> per sender: longest gap (ms) without a
+//                                                     decoded frame since gapWatch, and now
 //   {"op": "peer", "name": "alice"}             -> negotiation state and transceivers
 //   {"op": "mediaPath", "name": "alice"}            -> selected candidate pair types
 //   {"op": "chat", "name": "alice", "text": "hi"}
@@ -61,14 +67,18 @@ function page(name) {
   return b.page;
 }
 
-async function open({ name, link, devices = 'fake' }) {
+async function open({ name, link, devices = 'fake', tls = null }) {
   const flags = DEVICES[devices];
   if (!flags) throw new Error(`devices must be one of ${Object.keys(DEVICES).join(', ')}`);
-  // The page is served over plain http from a real node's address, which is no secure
-  // context: the camera needs one. Until calls go through the TLS path, Chromium is told to
-  // treat exactly this node's origin as secure (not to ignore certificate errors).
-  const origin = `--unsafely-treat-insecure-origin-as-secure=${new URL(link).origin}`;
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...BASE_ARGS, ...flags, origin] });
+  // A page over plain http from a real node's address is no secure context, and the camera
+  // needs one: Chromium is told to treat exactly this node's origin as secure. Over https the
+  // page is a secure context of its own: the certificate is checked against the NSS store in
+  // the given HOME (never ignored), and node names resolve by the given rules.
+  const secure = tls
+    ? [`--host-resolver-rules=${tls.hostResolverRules}`]
+    : [`--unsafely-treat-insecure-origin-as-secure=${new URL(link).origin}`];
+  const env = tls ? { ...process.env, HOME: tls.home } : undefined;
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, env, args: [...BASE_ARGS, ...flags, ...secure] });
   const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
   const p = await context.newPage();
   const console = [];
@@ -87,6 +97,8 @@ async function state({ name }) {
       state: c.state,
       reason: c.reason,
       signalingUrl: c.signalingUrl,
+      origin: location.origin,
+      secure: window.isSecureContext,
       notice: document.querySelector('#notice').textContent,
       deviceProblems: window.conclave.deviceProblems ?? [],
     };
@@ -100,6 +112,47 @@ async function waitState({ name, state: wanted, timeoutMs = 30000 }) {
 
 async function video({ name }) {
   return { tracks: await page(name).evaluate(() => window.conclave.call.inboundVideo()) };
+}
+
+// Samples decoded camera frames per sender every 50 ms in the page: a sender's gap is the
+// time since its last newly decoded frame, across peer connections (a move to another node
+// starts a new one, whose counters start again at 0).
+async function gapWatch({ name }) {
+  await page(name).evaluate(() => {
+    const gaps = { last: {}, longest: {}, frames: {} };
+    window.conclaveGaps = gaps;
+    const sample = async () => {
+      const now = performance.now();
+      for (const t of await window.conclave.call.inboundVideo()) {
+        if (t.source !== 'camera' || !t.identity) continue;
+        const key = `${t.identity}|${t.trackId}`;
+        const before = gaps.frames[key];
+        if (t.framesDecoded > 0 && (before === undefined || t.framesDecoded !== before)) {
+          gaps.last[t.identity] = now;
+        }
+        gaps.frames[key] = t.framesDecoded;
+      }
+      for (const [identity, last] of Object.entries(gaps.last)) {
+        gaps.longest[identity] = Math.max(gaps.longest[identity] ?? 0, now - last);
+      }
+    };
+    gaps.timer = setInterval(() => { sample().catch(() => {}); }, 50);
+  });
+  return {};
+}
+
+async function gapReport({ name }) {
+  const gaps = await page(name).evaluate(() => {
+    const g = window.conclaveGaps;
+    if (!g) return null;
+    const now = performance.now();
+    return Object.fromEntries(Object.keys(g.last).map((identity) => [identity, {
+      longestMs: Math.round(Math.max(g.longest[identity] ?? 0, now - g.last[identity])),
+      sinceLastMs: Math.round(now - g.last[identity]),
+    }]));
+  });
+  if (gaps === null) throw new Error('gapWatch was not started');
+  return { gaps };
 }
 
 async function peer({ name }) {
@@ -189,7 +242,7 @@ async function close() {
   return {};
 }
 
-const OPS = { open, state, waitState, video, peer, mediaPath, chat, chatLog, shareScreen, click, tiles, turnProbe, screenshot, logs, close };
+const OPS = { open, state, waitState, video, gapWatch, gapReport, peer, mediaPath, chat, chatLog, shareScreen, click, tiles, turnProbe, screenshot, logs, close };
 
 const lines = createInterface({ input: process.stdin });
 for await (const line of lines) {

@@ -227,6 +227,7 @@ func writePKI(l layout) error {
 	// The admin is a static bearer token in system:masters, so `kubectl --token T` against
 	// D/kubeconfig really acts as T (a client certificate would win over the token).
 	pki["tokens.csv"] = []byte(newToken() + `,conclave-admin,conclave-admin,"system:masters"` + "\n")
+	pki["audit-policy.yaml"] = []byte(auditPolicy)
 
 	// The apiserver's front-proxy identity, for the aggregation layer and the request-header
 	// CA that controller-manager and scheduler expect when delegating authentication.
@@ -315,6 +316,17 @@ func bringUp(o upOptions, l layout, sup *supervisor) ([]byte, *http.Client, erro
 	return admin, adminHTTP, nil
 }
 
+// auditPolicy records the metadata (user, source address, verb, object) of every write the
+// API server accepts or refuses, and nothing of reads.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    verbs: [create, update, patch, delete, deletecollection]
+  - level: None
+`
+
 func apiserverArgs(o upOptions, l layout, etcdURL string) []string {
 	args := []string{
 		"--etcd-servers=" + etcdURL,
@@ -343,6 +355,11 @@ func apiserverArgs(o upOptions, l layout, etcdURL string) []string {
 		"--kubelet-client-key=" + filepath.Join(l.pki, "kubelet-client.key"),
 		// Kubelets are reached at their Node's address: a node name is never resolved.
 		"--kubelet-preferred-address-types=InternalIP",
+		// Who wrote what, for tests that must show a client wrote nothing (logs/audit.log).
+		"--audit-policy-file=" + filepath.Join(l.pki, "audit-policy.yaml"),
+		"--audit-log-path=" + filepath.Join(l.logs, "audit.log"),
+		"--audit-log-maxsize=200",
+		"--audit-log-maxbackup=1",
 	}
 	if l.nodes != nil {
 		// The `kubernetes` Service leads to the apiserver's address on the nodes' bridge,

@@ -11,10 +11,8 @@ pub enum Error {
         "control plane binary {path} not found: run `make controlplane` (or set CONCLAVE_CONTROLPLANE)"
     )]
     ControlPlaneMissing { path: PathBuf },
-    /// A harness binary (kubelet, test server) has not been built.
-    #[error(
-        "binary {path} not found: run `cargo build -p conclave-testenv` (or set CONCLAVE_BIN_DIR)"
-    )]
+    /// A binary the harness runs has not been built.
+    #[error("binary {path} not found: run `make build controlplane` (or set CONCLAVE_BIN_DIR)")]
     BinaryMissing { path: PathBuf },
     /// An image archive the local cluster's nodes import has not been built.
     #[error(
@@ -83,6 +81,13 @@ pub enum Error {
         args: String,
         status: String,
         stderr: String,
+    },
+    /// A kubectl command failed.
+    #[error("kubectl {args} failed ({status}):\n{output}")]
+    Kubectl {
+        args: String,
+        status: String,
+        output: String,
     },
     /// `helm template` output that is not a stream of YAML documents.
     #[error("the rendered chart is not YAML: {0}")]

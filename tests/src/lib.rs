@@ -10,6 +10,7 @@ pub mod freezer;
 pub mod helm;
 pub mod http;
 pub mod images;
+pub mod kubectl;
 pub mod logs;
 pub mod manifests;
 pub mod media_node_role;

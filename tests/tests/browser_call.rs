@@ -4,8 +4,14 @@
 //! `bytesReceived` keep growing), chat arrives, a shared screen appears; the same call forced
 //! through the pool's coturn (`iceTransportPolicy: relay`) flows while expired TURN credentials
 //! are refused; when the hosting node's pod is killed the browsers find the node the operator
-//! chose and video resumes, and when that node is drained it sends them on itself. Refused or
-//! missing devices are explained on the page. Screenshots go to the test artifacts.
+//! chose and video resumes, and when that node is drained it sends them on itself; `kubectl
+//! drain` of the hosting Kubernetes node waits (the pod's PodDisruptionBudget) until the call
+//! moved, and each participant's media gap is reported. Refused or missing devices are
+//! explained on the page. With `spec.signaling` the page comes over https and signaling over
+//! wss from each node's own name under the pool's domain, with a certificate of a test CA that
+//! Chromium trusts through its NSS store; a missing Secret is reported on the pool and no URL
+//! is published until it exists, then every placed conference's URL answers. Screenshots go to
+//! the test artifacts.
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
 
@@ -22,6 +28,7 @@ use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaPool, labels};
 use conclave_testenv::operator::Operator;
 use conclave_testenv::{TestEnv, TestNamespace, wait};
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
@@ -47,11 +54,21 @@ async fn setup(
     let spec = json!({
         "nodeCapacity": {"participants": 20, "rooms": 5},
         "scaling": {"minNodes": min_nodes, "maxNodes": 3, "bufferParticipants": 5},
-        // The local Nodes listen on 127.0.0.x: the relay must reach loopback.
-        "turn": {"enabled": turn, "minReplicas": 1, "allowLoopbackPeers": true}
+        // Relays reach media nodes at their Nodes' own (private) addresses.
+        "turn": {"enabled": turn, "minReplicas": 1, "allowedPeers": [env.nodes_range().unwrap()]}
     });
     create(&ns, &pool("web", ports(), spec)).await;
     (one_at_a_time, env, ns, operator)
+}
+
+/// Waits until the pool `web` counts at least two Ready media nodes.
+async fn two_ready_nodes(env: &TestEnv, ns: &TestNamespace) {
+    wait::until("two Ready media nodes", TIMEOUT, || async {
+        let pool = ns.api::<MediaPool>().get("web").await.ok()?;
+        (pool.status?.ready_nodes >= 2).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, ns)));
 }
 
 /// A conference, placed and Active with join info.
@@ -125,6 +142,7 @@ fn link(signaling_url: &str, key: &[u8], identity: &str, extra: &str) -> String 
         },
     );
     let page = signaling_url
+        .replacen("wss://", "https://", 1)
         .replacen("ws://", "http://", 1)
         .trim_end_matches("rtc")
         .to_owned();
@@ -578,12 +596,7 @@ async fn call_flows_through(
 async fn browsers_follow_their_conference_when_its_node_is_killed_or_drained() {
     let (_one_at_a_time, env, ns, _operator) = setup("browser-failover", 2, false).await;
     // Both nodes Ready first, so the clients learn the other one (`fallbackUrls`) at join.
-    wait::until("two Ready media nodes", TIMEOUT, || async {
-        let pool = ns.api::<MediaPool>().get("web").await.ok()?;
-        (pool.status?.ready_nodes >= 2).then_some(())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, &ns)));
+    two_ready_nodes(env, &ns).await;
     let conf = conference(env, &ns).await;
     let url = join_url(&conf);
     let old_host = host(&conf);
@@ -705,4 +718,323 @@ async fn denied_or_missing_devices_are_explained_and_the_call_still_works() {
         }
     }
     browsers.close().await;
+}
+
+/// Uncordons a Kubernetes node when dropped, so that a failed test leaves its cluster's nodes
+/// schedulable for the next.
+struct Uncordon(conclave_testenv::kubectl::Kubectl, String);
+
+impl Drop for Uncordon {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.run_blocking(&["uncordon", &self.1]) {
+            eprintln!("uncordon {}: {e}", self.1);
+        }
+    }
+}
+
+/// Each participant's longest time without a newly decoded frame from each other one since
+/// `gapWatch`, milliseconds: (receiver, sender, gap).
+async fn media_gaps(browsers: &mut Chromium, names: &[&str]) -> Vec<(String, String, u64)> {
+    let mut gaps = Vec::new();
+    for n in names {
+        let report = browsers.send(json!({"op": "gapReport", "name": n})).await;
+        for (sender, g) in report["gaps"].as_object().cloned().unwrap_or_default() {
+            gaps.push((
+                (*n).to_owned(),
+                sender,
+                g["longestMs"].as_u64().unwrap_or(u64::MAX),
+            ));
+        }
+    }
+    gaps
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_drain_of_the_hosting_node_waits_for_the_call_to_move() {
+    let (_one_at_a_time, env, ns, _operator) = setup("browser-kubectl-drain", 2, false).await;
+    two_ready_nodes(env, &ns).await;
+    let conf = conference(env, &ns).await;
+    let url = join_url(&conf);
+    let old_host = host(&conf);
+    let kube_node = ns
+        .api::<MediaNode>()
+        .get(&old_host)
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.node_name)
+        .unwrap();
+    let (key, _) = keys(&ns).await;
+    let names = ["alice", "bob"];
+    let mut browsers = Chromium::start(&env.artifacts().join("browser-kubectl-drain")).await;
+    let links: Vec<(&str, String)> = names
+        .iter()
+        .map(|n| (*n, link(&url, &key, n, "")))
+        .collect();
+    open_all(&mut browsers, &links).await;
+    call_flows_through(env, &ns, &mut browsers, &names, &url, "before the drain").await;
+
+    // The hosting pod's budget protects it: no eviction is allowed.
+    let budget = wait::until(
+        "the hosting pod's PodDisruptionBudget counted it",
+        TIMEOUT,
+        || async {
+            let pdb = ns.api::<PodDisruptionBudget>().get(&old_host).await.ok()?;
+            let s = pdb.status?;
+            (s.current_healthy == Some(1)).then_some(s)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, &ns)));
+    assert_eq!(budget.disruptions_allowed, Some(0), "{budget:?}");
+
+    for n in names {
+        browsers.send(json!({"op": "gapWatch", "name": n})).await;
+    }
+    let kubectl = env.kubectl().unwrap();
+    let _uncordon = Uncordon(kubectl.clone(), kube_node.clone());
+    let started = tokio::time::Instant::now();
+    let drained = kubectl
+        .run(&[
+            "drain",
+            &kube_node,
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--timeout=180s",
+        ])
+        .await;
+    let took = started.elapsed();
+    let drained = drained.unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, &ns)));
+    println!("kubectl drain {kube_node} finished in {took:?}:\n{drained}");
+    // The drain waited for the media node: its pod was evicted only after it emptied (or the
+    // operator deleted it), and the conference now runs elsewhere.
+    let moved = active(env, &ns, Some(&old_host)).await;
+    let new_url = join_url(&moved);
+    assert!(
+        ns.api::<Pod>().get_opt(&old_host).await.unwrap().is_none(),
+        "the drained media node's pod is gone"
+    );
+    println!("conference moved from {old_host} to {}", host(&moved));
+    call_flows_through(env, &ns, &mut browsers, &names, &new_url, "after the drain").await;
+    let gaps = media_gaps(&mut browsers, &names).await;
+    println!("media gaps during kubectl drain (receiver, sender, ms): {gaps:?}");
+    assert_eq!(gaps.len(), 2, "each participant timed the other: {gaps:?}");
+    for (receiver, sender, gap) in &gaps {
+        assert!(
+            *gap <= 5000,
+            "{receiver} saw no new frame from {sender} for {gap} ms"
+        );
+    }
+    screenshot(env, &mut browsers, "alice", "kubectl-drain").await;
+    browsers.close().await;
+}
+
+/// Domain of the TLS tests' pools; names under it resolve only through Chromium's rules.
+const TLS_DOMAIN: &str = "media.test";
+
+/// A pool `web` of `min_nodes` nodes serving TLS signaling under [`TLS_DOMAIN`] with Secret
+/// `media-tls`; the Secret is created from `ca` when given.
+async fn setup_tls(
+    prefix: &str,
+    min_nodes: u32,
+    ca: Option<&common::tls::TestCa>,
+) -> (
+    tokio::sync::MutexGuard<'static, ()>,
+    &'static TestEnv,
+    TestNamespace,
+    Operator,
+) {
+    let one_at_a_time = chromium::exclusive().await;
+    let (env, ns, operator) = common::start(prefix).await;
+    if let Some(ca) = ca {
+        create(&ns, &ca.secret("media-tls")).await;
+    }
+    let spec = json!({
+        "nodeCapacity": {"participants": 20, "rooms": 5},
+        "scaling": {"minNodes": min_nodes, "maxNodes": 3, "bufferParticipants": 5},
+        "signaling": {"domain": TLS_DOMAIN, "tlsSecretName": "media-tls"}
+    });
+    create(&ns, &pool("web", ports(), spec)).await;
+    (one_at_a_time, env, ns, operator)
+}
+
+/// Public address of each media node of the pool that published one, by node name.
+async fn node_addresses(ns: &TestNamespace) -> BTreeMap<String, String> {
+    ns.api::<MediaNode>()
+        .list(&kube::api::ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| Some((n.name_any(), n.status?.addresses?.public?)))
+        .collect()
+}
+
+/// Chromium's rules mapping each media node's name under the domain to its address.
+fn host_rules(addresses: &BTreeMap<String, String>) -> String {
+    addresses
+        .iter()
+        .map(|(node, ip)| format!("MAP {node}.{TLS_DOMAIN} {ip}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The socket address `signaling_url` (`wss://<node>.<domain>:<port>/rtc`) names, through
+/// the node's public address.
+fn wss_target(signaling_url: &str, addresses: &BTreeMap<String, String>) -> std::net::SocketAddr {
+    let authority = signaling_url
+        .strip_prefix("wss://")
+        .and_then(|r| r.split('/').next())
+        .unwrap();
+    let (host, port) = authority.rsplit_once(':').unwrap();
+    let node = host.strip_suffix(&format!(".{TLS_DOMAIN}")).unwrap();
+    format!("{}:{port}", addresses[node]).parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_over_https_and_wss_with_the_pools_certificate() {
+    let ca = common::tls::TestCa::issue(TLS_DOMAIN);
+    let (_one_at_a_time, env, ns, _operator) = setup_tls("browser-tls", 1, Some(&ca)).await;
+    let conf = conference(env, &ns).await;
+    let url = join_url(&conf);
+    let node = host(&conf);
+    assert!(
+        url.starts_with(&format!("wss://{node}.{TLS_DOMAIN}:")) && url.ends_with("/rtc"),
+        "signaling URL under the pool's domain: {url}"
+    );
+    let addresses = node_addresses(&ns).await;
+    let (key, _) = keys(&ns).await;
+    let dir = env.artifacts().join("browser-tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let home = ca.chromium_home(&dir);
+    let tls = json!({"home": home, "hostResolverRules": host_rules(&addresses)});
+    let names = ["alice", "bob"];
+    let mut browsers = Chromium::start(&dir).await;
+    let started = tokio::time::Instant::now();
+    for n in names {
+        let link = link(&url, &key, n, "");
+        assert!(
+            link.starts_with(&format!("https://{node}.{TLS_DOMAIN}:")),
+            "{link}"
+        );
+        browsers
+            .send(json!({"op": "open", "name": n, "link": link, "tls": tls}))
+            .await;
+    }
+    for n in names {
+        if let Err(e) = connected(&mut browsers, n).await {
+            fail(env, &ns, &mut browsers, &names, &e).await;
+        }
+    }
+    let to_connect = started.elapsed();
+    for n in names {
+        let state = browsers.send(json!({"op": "state", "name": n})).await;
+        assert_eq!(
+            state["secure"], true,
+            "{n}'s page is a secure context: {state}"
+        );
+        assert!(
+            state["origin"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("https://{node}.{TLS_DOMAIN}")),
+            "{state}"
+        );
+        assert!(
+            state["deviceProblems"].as_array().unwrap().is_empty(),
+            "{n} got camera and microphone: {state}"
+        );
+    }
+    println!("two browsers opened the https page and connected over wss in {to_connect:?}");
+    call_flows_through(env, &ns, &mut browsers, &names, &url, "over TLS").await;
+    for n in names {
+        screenshot(env, &mut browsers, n, "tls").await;
+    }
+    browsers.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_wss_urls_answer_and_a_missing_secret_is_reported_first() {
+    let ca = common::tls::TestCa::issue(TLS_DOMAIN);
+    let (_one_at_a_time, env, ns, _operator) = setup_tls("tls-urls", 2, None).await;
+    // Without the Secret: the pool says what is wrong and how to fix it, and adds no node.
+    let condition = wait::until("the pool's SignalingTLS condition", TIMEOUT, || async {
+        let pool = ns.api::<MediaPool>().get("web").await.ok()?;
+        pool.status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == labels::condition::SIGNALING_TLS)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, &ns)));
+    assert_eq!(condition.status, "False", "{condition:?}");
+    assert!(
+        condition.message.contains("spec.signaling.tlsSecretName")
+            && condition.message.contains("no such Secret")
+            && condition.message.contains("*.media.test"),
+        "{}",
+        condition.message
+    );
+    println!("without the Secret: {}", condition.message);
+    let nodes = ns
+        .api::<MediaNode>()
+        .list(&kube::api::ListParams::default())
+        .await
+        .unwrap();
+    assert!(
+        nodes.items.is_empty(),
+        "no media node before the Secret exists"
+    );
+
+    // With it: nodes start, and each placed conference's published URL answers over TLS.
+    let started = tokio::time::Instant::now();
+    create(&ns, &ca.secret("media-tls")).await;
+    two_ready_nodes(env, &ns).await;
+    println!(
+        "two nodes Ready {:?} after the Secret was created",
+        started.elapsed()
+    );
+    for name in ["standup", "retro", "planning"] {
+        let conf: Conference = serde_json::from_value(json!({
+            "apiVersion": "conclave.dev/v1alpha1", "kind": "Conference",
+            "metadata": {"name": name}, "spec": {"pool": "web", "maxParticipants": 4}
+        }))
+        .unwrap();
+        create(&ns, &conf).await;
+    }
+    let placed = wait::until(
+        "three conferences Active with join info",
+        TIMEOUT,
+        || async {
+            let all = ns
+                .api::<Conference>()
+                .list(&kube::api::ListParams::default())
+                .await
+                .ok()?;
+            let urls: Vec<(String, String)> = all
+                .items
+                .iter()
+                .filter_map(|c| Some((c.name_any(), c.status.clone()?.join?.signaling_url)))
+                .collect();
+            (urls.len() == 3).then_some(urls)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, &ns)));
+    let addresses = node_addresses(&ns).await;
+    for (conference, url) in &placed {
+        assert!(url.starts_with("wss://"), "{conference}: {url}");
+        let target = wss_target(url, &addresses);
+        let opened = tokio::time::Instant::now();
+        if let Err(e) = ca.open_wss(url, target).await {
+            panic!("{conference}: {e}\n{}", common::report(env, &ns));
+        }
+        println!(
+            "{conference}: {url} answered at {target} in {:?}",
+            opened.elapsed()
+        );
+        // Another CA's client refuses the node's certificate.
+        let stranger = common::tls::TestCa::issue(TLS_DOMAIN);
+        assert!(stranger.open_wss(url, target).await.is_err());
+    }
 }

@@ -2,8 +2,11 @@
 //! runs as two pods of the operator image on real nodes under the chart's RBAC (one leader), brings up the
 //! chart's default pool and makes a conference Active; the admission policy lets a media
 //! node write its own MediaNode's and its conferences' status and refuses others'; an upgrade
-//! replaces the operator pods without moving conferences; uninstalling removes the
-//! cluster-scoped objects. Every rendered manifest passes the API server's strict
+//! replaces the operator pods without moving conferences; both operator pods, leader and
+//! standby, exit on SIGTERM; a leader frozen mid-burst is replaced within its lease and,
+//! thawed, writes nothing (the API server's audit log); uninstalling with a pool and
+//! conferences in place leaves nothing stuck on a finalizer and removes the cluster-scoped
+//! objects. Every rendered manifest passes the API server's strict
 //! validation, and bad values fail at install with a message naming the value.
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
@@ -11,8 +14,9 @@
 use std::time::Duration;
 
 use conclave_crds::{
-    Conference, ConferencePhase, ConferenceStatus, MediaNode, MediaNodePhase, MediaPool, labels,
+    Conference, ConferencePhase, ConferenceStatus, MediaNode, MediaNodePhase, labels,
 };
+use conclave_testenv::freezer;
 use conclave_testenv::images::Image;
 use conclave_testenv::manifests::dry_run_strict;
 use conclave_testenv::{TestEnv, TestNamespace, wait};
@@ -21,6 +25,8 @@ use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, T
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, ResourceExt};
@@ -35,6 +41,8 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 fn install_values(ns: &str, metrics_port: u16, signaling_port: u16) -> serde_json::Value {
     let udp_min = 41000 + (signaling_port % 50) * 200;
     json!({
+        // Parent charts pass `global`: the schema accepts it.
+        "global": {"imageRegistry": "registry.example.com"},
         "operator": {
             "image": {"repository": Image::Operator.repository(), "tag": env!("CARGO_PKG_VERSION")},
             "watchNamespace": ns,
@@ -118,8 +126,25 @@ async fn chart_runs_the_operator_under_its_rbac_and_a_conference_becomes_active(
         Some(host),
         "standup moved"
     );
+    operator_pods_stop_on_sigterm(&ns).await;
 
     uninstall_removes_what_the_release_installed(env, &ns, &release).await;
+}
+
+/// Deletes both operator pods, the leader running its controllers and the standby waiting for
+/// the Lease, and waits until they are gone: each must exit on SIGTERM, well before the kubelet
+/// would kill it at the end of its 30 s grace period.
+async fn operator_pods_stop_on_sigterm(ns: &TestNamespace) {
+    let pods = operator_pods(ns).await;
+    let api = ns.api::<Pod>();
+    for pod in &pods {
+        api.delete(pod, &DeleteParams::default()).await.unwrap();
+    }
+    for pod in &pods {
+        ns.pod_gone(pod, Duration::from_secs(12))
+            .await
+            .unwrap_or_else(|e| panic!("operator pod after SIGTERM: {e}\n{}", report(ns)));
+    }
 }
 
 async fn operator_pods(ns: &TestNamespace) -> Vec<String> {
@@ -329,31 +354,48 @@ async fn uninstall_removes_what_the_release_installed(
     ns: &TestNamespace,
     release: &str,
 ) {
-    for name in ["standup", "retro"] {
-        ns.api::<Conference>()
-            .delete(name, &DeleteParams::default())
-            .await
-            .unwrap();
-    }
-    ns.api::<MediaPool>()
-        .delete("default", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait::until("the pool's media nodes gone", TIMEOUT, || async {
-        let nodes = ns
-            .api::<MediaNode>()
-            .list(&ListParams::default())
-            .await
-            .ok()?;
-        nodes.items.is_empty().then_some(())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", report(ns)));
+    // Uninstalled with its pool, media nodes and conferences in place, as a user would: the
+    // pre-delete hook stops the operator and releases its finalizers.
     env.helm()
         .unwrap()
         .uninstall(release, ns.name())
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e}\n{}", report(ns)));
+    wait::until(
+        "the pool's media nodes collected, none stuck",
+        TIMEOUT,
+        || async {
+            let nodes = ns
+                .api::<MediaNode>()
+                .list(&ListParams::default())
+                .await
+                .ok()?;
+            nodes.items.is_empty().then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(ns)));
+    // Conferences stay (they are the user's), and delete at once without the operator.
+    for name in ["standup", "retro"] {
+        let conferences = ns.api::<Conference>();
+        let c = conferences.get(name).await.unwrap();
+        assert!(
+            !c.finalizers()
+                .iter()
+                .any(|f| f.starts_with("conclave.dev/")),
+            "{name} keeps a Conclave finalizer: {:?}",
+            c.finalizers()
+        );
+        conferences
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+        wait::until(&format!("conference {name} deleted"), TIMEOUT, || async {
+            matches!(conferences.get_opt(name).await, Ok(None)).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", report(ns)));
+    }
     let roles: Api<ClusterRole> = Api::all(ns.client());
     for name in ["operator", "operator-nodes", "media-node"] {
         let name = format!("{release}-{name}");
@@ -419,9 +461,15 @@ async fn every_rendered_manifest_passes_strict_server_validation() {
             "{kind} not rendered: {checked:?}"
         );
     }
-    assert!(
-        !checked.iter().any(|k| k == "Role"),
+    // The one Role is the uninstall hook's (it scales the operator down): no Lease Role.
+    assert_eq!(
+        checked.iter().filter(|k| *k == "Role").count(),
+        1,
         "no Lease Role without leader election: {checked:?}"
+    );
+    assert!(
+        checked.iter().any(|k| k == "Job"),
+        "the uninstall hook: {checked:?}"
     );
 }
 
@@ -456,4 +504,201 @@ async fn bad_values_fail_at_install_with_a_clear_message() {
             .to_string();
         assert!(error.contains(names), "{values}: {error}");
     }
+}
+
+/// Writes (create, update, patch, delete) in the audit log received from `ip` at or after
+/// `since`: (verb, URI, response code).
+fn writes_from(audit: &std::path::Path, ip: &str, since: Timestamp) -> Vec<(String, String, i64)> {
+    let log = std::fs::read_to_string(audit).unwrap_or_default();
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|e| {
+            let from = e["sourceIPs"]
+                .as_array()
+                .is_some_and(|ips| ips.iter().any(|a| a == ip));
+            let at = e["requestReceivedTimestamp"]
+                .as_str()
+                .and_then(|t| t.parse::<Timestamp>().ok());
+            from && at.is_some_and(|at| at >= since)
+        })
+        .map(|e| {
+            (
+                e["verb"].as_str().unwrap_or_default().to_owned(),
+                e["requestURI"].as_str().unwrap_or_default().to_owned(),
+                e["responseStatus"]["code"].as_i64().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_is_replaced_within_its_lease_and_writes_nothing_when_it_resumes() {
+    let env = TestEnv::shared().await.unwrap();
+    let audit = env
+        .audit_log()
+        .expect("this test reads the audit log of the cluster it started");
+    let ns = env.namespace("handover").await.unwrap();
+    let started = Timestamp::now();
+    let helm = env.helm().unwrap();
+    let release = ns.name().to_owned();
+    let mut rng = rand::rng();
+    let (metrics_port, signaling_port) = (
+        rng.random_range(23000..24000),
+        rng.random_range(34000..35000),
+    );
+    let values = install_values(ns.name(), metrics_port, signaling_port);
+    helm.install(&release, ns.name(), &values).await.unwrap();
+    let operator = format!("{release}-operator");
+    let leader = operator_rolled_out(&ns, &operator, &[]).await;
+    active_conference(&ns, "warmup").await;
+    let pod = ns.api::<Pod>().get(&leader).await.unwrap();
+    let status = pod.status.unwrap();
+    let leader_ip = status.pod_ip.unwrap();
+    let container = status.container_statuses.unwrap()[0]
+        .container_id
+        .clone()
+        .unwrap();
+
+    // A burst of conferences, with the leader frozen in the middle of it.
+    let conferences = ns.api::<Conference>();
+    let create = |name: String| {
+        let conferences = conferences.clone();
+        async move {
+            let c: Conference = serde_json::from_value(json!({
+                "apiVersion": "conclave.dev/v1alpha1", "kind": "Conference",
+                "metadata": {"name": name}, "spec": {"pool": "default", "maxParticipants": 4}
+            }))
+            .unwrap();
+            conferences
+                .create(&PostParams::default(), &c)
+                .await
+                .unwrap();
+        }
+    };
+    for i in 0..8 {
+        create(format!("burst-{i}")).await;
+    }
+    let frozen = freezer::freeze(&container).unwrap();
+    let frozen_at = std::time::Instant::now();
+    for i in 8..16 {
+        create(format!("burst-{i}")).await;
+    }
+    let pods = operator_pods(&ns).await;
+    let new_leader = wait::until("the standby holding the Lease", TIMEOUT, || async {
+        let lease = ns.api::<Lease>().get(&operator).await.ok()?;
+        lease
+            .spec?
+            .holder_identity
+            .filter(|h| *h != leader && pods.contains(h))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(&ns)));
+    let takeover = frozen_at.elapsed();
+    println!("{new_leader} took over {takeover:?} after {leader} froze (lease 15 s)");
+    assert!(
+        takeover < Duration::from_secs(15 + 5 + 5),
+        "takeover within the lease, a retry period and a margin: {takeover:?}"
+    );
+    wait::until("every conference of the burst Active", TIMEOUT, || async {
+        let list = conferences.list(&ListParams::default()).await.ok()?;
+        let active = list
+            .items
+            .iter()
+            .filter(|c| c.name_any().starts_with("burst-"))
+            .filter(|c| c.status.as_ref().and_then(|s| s.phase) == Some(ConferencePhase::Active))
+            .count();
+        (active == 16).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(&ns)));
+
+    // Thawed, the old leader finds its Lease gone and exits; its container restarts as a
+    // follower. Nothing it had in flight reached the API server.
+    let thawed_at = Timestamp::now();
+    frozen.thaw();
+    wait::until(
+        "the old leader restarted as a follower",
+        TIMEOUT,
+        || async {
+            let p = ns.api::<Pod>().get(&leader).await.ok()?;
+            let restarts = p.status?.container_statuses?.first()?.restart_count;
+            (restarts >= 1).then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(&ns)));
+    // The audit log does attribute the leader's writes to its pod address: it placed the
+    // warm-up conference before it froze.
+    let before = writes_from(&audit, &leader_ip, started);
+    assert!(
+        before
+            .iter()
+            .any(|(_, uri, _)| uri.contains("/conferences/warmup")),
+        "the leader's writes before it froze are in the audit log under {leader_ip}: {before:?}"
+    );
+    let writes = writes_from(&audit, &leader_ip, thawed_at);
+    assert!(
+        writes.is_empty(),
+        "the resumed leader ({leader_ip}) wrote after the standby took over: {writes:?}"
+    );
+    helm.uninstall(&release, ns.name()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_crd_upgrade_replaces_crds_a_previous_release_installed() {
+    let env = TestEnv::shared().await.unwrap();
+    let client = env.client().await.unwrap();
+    let crds = Api::<CustomResourceDefinition>::all(client);
+    // What an older release left: the MediaPool CRD written by helm (an update, as helm
+    // installs a chart's crds/), with a schema that differs from this version's.
+    let name = "mediapools.conclave.dev";
+    let mut old = crds.get(name).await.unwrap();
+    let schema = |crd: &CustomResourceDefinition| {
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .and_then(|s| s.description.clone())
+    };
+    let current = schema(&old);
+    if let Some(s) = old.spec.versions[0]
+        .schema
+        .as_mut()
+        .and_then(|s| s.open_api_v3_schema.as_mut())
+    {
+        s.description = Some("a MediaPool of an older release".to_owned());
+    }
+    old.metadata.managed_fields = None;
+    crds.replace(
+        name,
+        &PostParams {
+            field_manager: Some("helm".to_owned()),
+            ..Default::default()
+        },
+        &old,
+    )
+    .await
+    .unwrap();
+
+    // The command docs/operations.md gives for upgrades.
+    let chart_crds = conclave_testenv::helm::chart_dir().join("crds");
+    let applied = env
+        .kubectl()
+        .unwrap()
+        .run(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            chart_crds.to_str().unwrap(),
+        ])
+        .await
+        .unwrap();
+    assert!(applied.contains(name), "{applied}");
+    let upgraded = crds.get(name).await.unwrap();
+    assert_eq!(
+        schema(&upgraded),
+        current,
+        "the chart's CRD is served again"
+    );
 }

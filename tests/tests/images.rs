@@ -1,7 +1,7 @@
 //! Conclave's image archives against their Dockerfiles, with no cluster: `scripts/images.sh`
 //! builds the archives from the debug binaries, and each must name its reference, carry the
 //! config the final stage of `images/<image>/Dockerfile` declares, and hold its program with
-//! every shared library it loads, the non-root user and, but for coturn's, no shell.
+//! every shared library it loads, the non-root user and no shell.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -280,21 +280,40 @@ fn differences(
 /// What is missing from, or should not be in, the image's files.
 fn contents(image: &str, d: &Declared, rootfs: &Path) -> Vec<String> {
     let mut problems = Vec::new();
-    let Some(program) = d.entrypoint.first() else {
+    // The entrypoint's programs: the first, and any absolute path after it (the relay's
+    // `tini -- turnserver`).
+    let programs: Vec<&String> = d
+        .entrypoint
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| *i == 0 || p.starts_with('/'))
+        .map(|(_, p)| p)
+        .collect();
+    if programs.is_empty() {
         return vec!["the Dockerfile declares no ENTRYPOINT".to_owned()];
-    };
-    let binary = rootfs.join(program.trim_start_matches('/'));
-    match fs::metadata(&binary) {
-        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {}
-        _ => problems.push(format!("{program} is not an executable file in the image")),
     }
     let uid = d.user.split(':').next().unwrap_or_default();
     let passwd = fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
     if image != "pause" && !passwd.lines().any(|l| l.split(':').nth(2) == Some(uid)) {
         problems.push(format!("/etc/passwd has no user with uid {uid}"));
     }
-    if image != "turn" && fs::symlink_metadata(rootfs.join("bin/sh")).is_ok() {
+    if fs::symlink_metadata(rootfs.join("bin/sh")).is_ok() {
         problems.push("/bin/sh is in the image".to_owned());
+    }
+    for program in programs {
+        problems.extend(program_problems(program, rootfs));
+    }
+    problems
+}
+
+/// Why `program` would not start in the image: missing, not executable, or a library the
+/// image lacks.
+fn program_problems(program: &str, rootfs: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    let binary = rootfs.join(program.trim_start_matches('/'));
+    match fs::metadata(&binary) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {}
+        _ => problems.push(format!("{program} is not an executable file in the image")),
     }
     // ldd resolves the libraries on this machine; the image must hold them at the same paths.
     let ldd = Command::new("ldd").arg(&binary).output();

@@ -1,7 +1,7 @@
-//! The operator on the real control plane, with media-node pods run by the harness kubelet:
-//! a pool of two nodes comes up Ready with the local Nodes' addresses, a conference is placed
-//! on one of them with join info, and deleting a media-node pod by hand fails that node and
-//! brings a replacement.
+//! The operator on the real control plane, with media-node pods run by real kubelets from the
+//! media-node image: a pool of two nodes comes up Ready with the local Nodes' addresses, a
+//! conference is placed on one of them with join info, and deleting a media-node pod by hand
+//! fails that node and brings a replacement.
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
 

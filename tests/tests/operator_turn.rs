@@ -1,20 +1,26 @@
-//! End to end: a pool with TURN enabled gets a coturn relay run by the harness kubelet from the
+//! End to end: a pool with TURN enabled gets a coturn relay, run by a real kubelet from the
 //! Deployment the operator made; its address is published in the pool status and selected by
 //! the TURN Service, and a TURN client allocates a relay there with credentials minted from the
 //! pool's shared secret, while expired or forged credentials are refused; without
-//! `allowLoopbackPeers` the relay refuses loopback peers.
+//! `allowLoopbackPeers` the relay refuses loopback peers, and without `allowedPeers` private
+//! ones, and the pool's TurnPeers condition names the media nodes it would refuse. A deleted relay pod exits on SIGTERM
+//! (tini forwards it to coturn) instead of waiting out its grace period. Relay and media-node
+//! pods run in a namespace enforcing the `privileged` Pod Security level and break
+//! `restricted` only by their host network.
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use conclave_crds::{MediaPool, labels, turn};
 use conclave_testenv::turn_probe::{ProbeError, TurnLogin, permit_peer, relay_round_trip};
 use conclave_testenv::wait;
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::ListParams;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 mod common;
@@ -45,6 +51,46 @@ async fn relay_address(
     (host, urls)
 }
 
+/// Waits until the pool's TurnPeers condition has `status`; returns its message.
+async fn turn_peers_condition(
+    env: &conclave_testenv::TestEnv,
+    ns: &conclave_testenv::TestNamespace,
+    pool: &str,
+    status: &str,
+) -> String {
+    wait::until(
+        &format!("pool {pool} TurnPeers={status}"),
+        TIMEOUT,
+        || async {
+            let p = ns.api::<MediaPool>().get(pool).await.ok()?;
+            // Only once a media node published its address is the condition about one.
+            let c = p
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == labels::condition::TURN_PEERS)?;
+            (c.status == status).then_some(c.message)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, ns)))
+}
+
+/// A TURN login on the relay at `host`:`port` with fresh credentials from `shared`.
+fn login_for(shared: &[u8], port: u16, host: &str) -> TurnLogin {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let credential = turn::mint(shared, "alice", now, 600);
+    TurnLogin {
+        server: format!("{host}:{port}").parse().unwrap(),
+        username: credential.username,
+        password: credential.credential,
+        realm: REALM.to_owned(),
+    }
+}
+
 /// The pool's TURN shared secret.
 async fn turn_secret(ns: &conclave_testenv::TestNamespace, pool: &str) -> Vec<u8> {
     let secret = ns
@@ -70,9 +116,10 @@ async fn coturn_serves_relays_on_the_published_address_with_pool_credentials() {
         &pool(
             "relayed",
             ports,
-            // Loopback peers allowed: checked below against the strict pool's refusal.
+            // Loopback peers and the nodes' private range allowed: checked below against
+            // the strict pool's refusals.
             json!({"turn": {"enabled": true, "minReplicas": 1, "maxReplicas": 2, "realm": REALM,
-                            "allowLoopbackPeers": true}}),
+                            "allowLoopbackPeers": true, "allowedPeers": [env.nodes_range().unwrap()]}}),
         ),
     )
     .await;
@@ -198,6 +245,21 @@ async fn coturn_serves_relays_on_the_published_address_with_pool_credentials() {
         "allowLoopbackPeers grants loopback: {granted:?}"
     );
 
+    // The nodes' private range is allowed: a permission for a node's address is granted, and
+    // the pool says its relays reach every media node.
+    let allowed = login(turn::mint(&shared, "alice", now, 600));
+    let node_peer = SocketAddr::new(env.nodes()[0].address.into(), 9);
+    let granted = tokio::task::spawn_blocking(move || {
+        permit_peer(&allowed, node_peer, Duration::from_secs(5))
+    })
+    .await
+    .unwrap();
+    assert!(
+        granted.is_ok(),
+        "allowedPeers grants {node_peer}: {granted:?}"
+    );
+    turn_peers_condition(env, &ns, "relayed", "True").await;
+
     let expired = probe(login(turn::mint(&shared, "alice", now - 7200, 600))).await;
     assert!(
         matches!(expired, Err(ProbeError::Refused(_))),
@@ -214,6 +276,17 @@ async fn coturn_serves_relays_on_the_published_address_with_pool_credentials() {
         matches!(forged, Err(ProbeError::Refused(_))),
         "credentials from another secret are refused: {forged:?}"
     );
+
+    // The relay stops on SIGTERM, long before the kubelet would kill it at the end of its 30 s
+    // grace period.
+    let pods = ns.api::<Pod>();
+    for pod in selected.items {
+        let name = pod.metadata.name.unwrap();
+        pods.delete(&name, &DeleteParams::default()).await.unwrap();
+        ns.pod_gone(&name, Duration::from_secs(12))
+            .await
+            .unwrap_or_else(|e| panic!("relay pod after SIGTERM: {e}\n{}", report(env, &ns)));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,17 +304,7 @@ async fn coturn_refuses_to_relay_to_loopback_unless_the_pool_allows_it() {
     .await;
     let (host, _) = relay_address(env, &ns, "strict").await;
     let shared = turn_secret(&ns, "strict").await;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let credential = turn::mint(&shared, "alice", now, 600);
-    let login = TurnLogin {
-        server: format!("{host}:{}", ports.turn).parse().unwrap(),
-        username: credential.username,
-        password: credential.credential,
-        realm: REALM.to_owned(),
-    };
+    let login = login_for(&shared, ports.turn, &host);
     // The allocation succeeds; the permission for a peer on 127.0.0.1 (the relay's own node)
     // is refused. Retry while coturn may still be starting (a timeout), not on a refusal.
     let loopback: SocketAddr = "127.0.0.1:9".parse().unwrap();
@@ -262,4 +325,126 @@ async fn coturn_refuses_to_relay_to_loopback_unless_the_pool_allows_it() {
         "a loopback peer is refused: {outcome:?}\n{}",
         report(env, &ns)
     );
+    // So is a private one: another Node's address, which this pool does not allow.
+    let private = SocketAddr::new(env.nodes()[1].address.into(), 9);
+    let refused =
+        tokio::task::spawn_blocking(move || permit_peer(&login, private, Duration::from_secs(5)))
+            .await
+            .unwrap();
+    assert!(
+        matches!(&refused, Err(ProbeError::Refused(why)) if why.contains("403") || why.to_lowercase().contains("forbidden")),
+        "a private peer is refused: {refused:?}"
+    );
+    // A public peer is not: the default refuses ranges, not everything.
+    let public: SocketAddr = "192.0.2.10:9".parse().unwrap();
+    let relay_login = login_for(&shared, ports.turn, &host);
+    let granted = tokio::task::spawn_blocking(move || {
+        permit_peer(&relay_login, public, Duration::from_secs(5))
+    })
+    .await
+    .unwrap();
+    assert!(granted.is_ok(), "a public peer is permitted: {granted:?}");
+    // And the pool names the media nodes its relays would refuse, with the field to set.
+    let message = turn_peers_condition(env, &ns, "strict", "False").await;
+    assert!(
+        message.contains("spec.turn.allowedPeers") && message.contains("private"),
+        "{message}"
+    );
+}
+
+/// Labels the namespace with the Pod Security level `level` enforced.
+async fn enforce(ns: &conclave_testenv::TestNamespace, level: &str) {
+    let patch = json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": level}}});
+    Api::<Namespace>::all(ns.client())
+        .patch(ns.name(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
+/// The Pod Security checks a refusal message names, e.g. `host namespaces` and `hostPort` in
+/// `... violates PodSecurity "restricted:latest": host namespaces (hostNetwork=true), hostPort
+/// (container "turn" uses hostPorts 3478, 3478)`.
+fn violated_checks(message: &str) -> BTreeSet<String> {
+    let Some((_, list)) = message.split_once("\": ") else {
+        return BTreeSet::new();
+    };
+    list.split("), ")
+        .map(|item| item.split(" (").next().unwrap_or(item).trim().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operand_pods_run_at_privileged_and_break_restricted_only_by_the_host_network() {
+    let (env, ns, _operator) = common::start("turn-psa").await;
+    // The level docs/operations.md says a pool's namespace needs while it uses the host
+    // network: its media-node and relay pods are admitted and become Ready.
+    enforce(&ns, "privileged").await;
+    let ports = ports();
+    create(
+        &ns,
+        &pool(
+            "hardened",
+            ports,
+            json!({"turn": {"enabled": true, "minReplicas": 1, "realm": REALM}}),
+        ),
+    )
+    .await;
+    relay_address(env, &ns, "hardened").await;
+    wait::until("a Ready media node", TIMEOUT, || async {
+        let p = ns.api::<MediaPool>().get("hardened").await.ok()?;
+        (p.status?.ready_nodes >= 1).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+
+    // Under `restricted`, copies of those very pods are refused for host networking alone:
+    // non-root, no capabilities, no privilege escalation and seccomp all pass.
+    enforce(&ns, "restricted").await;
+    let pods = ns.api::<Pod>();
+    let running = pods
+        .list(&ListParams::default().labels(labels::COMPONENT))
+        .await
+        .unwrap();
+    let components: BTreeSet<String> = running
+        .items
+        .iter()
+        .filter_map(|p| p.labels().get(labels::COMPONENT).cloned())
+        .collect();
+    assert!(
+        components.contains(labels::COMPONENT_TURN)
+            && components.contains(labels::COMPONENT_MEDIA_NODE),
+        "{components:?}"
+    );
+    for pod in running.items {
+        let copy = Pod {
+            metadata: ObjectMeta {
+                name: Some(format!("copy-of-{}", pod.name_any())),
+                ..Default::default()
+            },
+            spec: pod.spec.clone().map(|mut s| {
+                s.node_name = None;
+                s
+            }),
+            status: None,
+        };
+        let refused = pods
+            .create(
+                &PostParams {
+                    dry_run: true,
+                    ..Default::default()
+                },
+                &copy,
+            )
+            .await;
+        let message = match refused {
+            Err(kube::Error::Api(status)) => status.message,
+            other => panic!("{} admitted under restricted: {other:?}", pod.name_any()),
+        };
+        assert_eq!(
+            violated_checks(&message),
+            BTreeSet::from(["host namespaces".to_owned(), "hostPort".to_owned()]),
+            "{}: {message}",
+            pod.name_any()
+        );
+    }
 }

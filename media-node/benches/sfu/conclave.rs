@@ -57,9 +57,16 @@ pub fn node_process() {
             .await
             .expect("bind");
         println!("ws://{}/rtc", listener.local_addr().expect("addr"));
-        let _ =
-            conclave_media_node::server::run(listener, Arc::clone(&node), std::future::pending())
-                .await;
+        // Every bench client connects from loopback: one address holds all the sockets.
+        let mut limits = conclave_media_node::signaling::SignalingLimits::default();
+        limits.connections.per_address = limits.connections.per_node;
+        let _ = conclave_media_node::server::run(
+            listener,
+            Arc::clone(&node),
+            limits,
+            std::future::pending(),
+        )
+        .await;
     });
 }
 

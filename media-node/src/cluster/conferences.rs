@@ -96,15 +96,16 @@ fn apply(state: &Arc<NodeState>, conference: &str, action: RoomAction) {
 async fn moved_away(api: Api<Conference>, state: Arc<NodeState>, name: String) {
     let deadline = tokio::time::Instant::now() + MOVE_WAIT;
     loop {
-        let current = match api.get_opt(&name).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(conference = %name, error = %e, "reading moved conference");
-                None
-            }
-        };
+        // A read that fails says nothing about the conference: try again rather than tell
+        // its clients it ended (only a conference that is gone has ended).
+        let read = api.get_opt(&name).await;
+        if let Err(e) = &read {
+            tracing::warn!(conference = %name, error = %e, "reading moved conference");
+        }
         let own = state.signaling_url();
-        if let Some(action) = on_gone(current.as_ref(), &state.settings.name, own.as_deref()) {
+        if let Ok(current) = read
+            && let Some(action) = on_gone(current.as_ref(), &state.settings.name, own.as_deref())
+        {
             return apply(&state, &name, action);
         }
         if tokio::time::Instant::now() >= deadline {

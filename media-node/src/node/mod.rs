@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use conclave_crds::{Conference, NodeCapacity};
 use tokio::sync::Notify;
 
-pub use stats::{LoadSnapshot, NodeStats, RateSampler};
+pub use stats::{LoadSnapshot, NodeStats, RateSampler, SignalingCounters, SignalingCut};
 
 use crate::error::{Error, Result};
 use crate::media::MediaSettings;
@@ -217,16 +217,18 @@ impl NodeState {
         self.public_ip().is_some() && self.synced.load(Ordering::Relaxed) && !self.is_draining()
     }
 
-    /// Why the node is not ready, for `/readyz`.
-    pub fn readiness(&self) -> std::result::Result<(), &'static str> {
+    /// For `/readyz`: whether the node serves its clients (what it serves), or why not. A
+    /// draining node stays ready: it serves its calls until they have moved, and its pod's
+    /// disruption budget relies on that to refuse evictions meanwhile.
+    pub fn readiness(&self) -> std::result::Result<&'static str, &'static str> {
         if self.public_ip().is_none() {
             Err("waiting for the operator to publish status.addresses.public")
         } else if !self.synced.load(Ordering::Relaxed) {
             Err("conference watch not synced yet")
         } else if self.is_draining() {
-            Err("draining")
+            Ok("ready: draining, serving its calls until they move; no new rooms")
         } else {
-            Ok(())
+            Ok("ready")
         }
     }
 

@@ -20,6 +20,8 @@ pub struct NodeStats {
     tracks_out: AtomicU32,
     signaling_errors: AtomicU64,
     joins_refused: AtomicU64,
+    /// What the signaling limits cut off.
+    pub signaling: SignalingCounters,
     ingress_bps: AtomicU64,
     egress_bps: AtomicU64,
     cpu_millicores: AtomicU64,
@@ -113,6 +115,86 @@ impl NodeStats {
             egress_mbps: self.egress_bps.load(Ordering::Relaxed) as f64 / 1e6,
             cpu: self.cpu_millicores.load(Ordering::Relaxed) as f64 / 1000.0,
         }
+    }
+}
+
+/// What the signaling endpoint's limits did: open sockets, and what they refused or closed.
+#[derive(Debug, Default)]
+pub struct SignalingCounters {
+    open: AtomicU32,
+    refused_node_full: AtomicU64,
+    refused_address_full: AtomicU64,
+    join_timeouts: AtomicU64,
+    rate_limited: AtomicU64,
+    rate_disconnects: AtomicU64,
+}
+
+/// Why the signaling endpoint refused a socket or cut a client off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignalingCut {
+    /// Upgrade refused: the node holds its maximum of sockets.
+    NodeFull,
+    /// Upgrade refused: the source address holds its maximum.
+    AddressFull,
+    /// Closed: no `join` within the deadline.
+    JoinTimeout,
+    /// One frame over the rate limit, dropped.
+    RateLimited,
+    /// Closed: kept sending over the rate limit.
+    RateDisconnect,
+}
+
+impl SignalingCut {
+    /// Every reason, in metric order.
+    pub const ALL: [SignalingCut; 5] = [
+        SignalingCut::NodeFull,
+        SignalingCut::AddressFull,
+        SignalingCut::JoinTimeout,
+        SignalingCut::RateLimited,
+        SignalingCut::RateDisconnect,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignalingCut::NodeFull => "node_full",
+            SignalingCut::AddressFull => "address_full",
+            SignalingCut::JoinTimeout => "join_timeout",
+            SignalingCut::RateLimited => "rate_limited",
+            SignalingCut::RateDisconnect => "rate_disconnect",
+        }
+    }
+}
+
+impl SignalingCounters {
+    fn counter(&self, cut: SignalingCut) -> &AtomicU64 {
+        match cut {
+            SignalingCut::NodeFull => &self.refused_node_full,
+            SignalingCut::AddressFull => &self.refused_address_full,
+            SignalingCut::JoinTimeout => &self.join_timeouts,
+            SignalingCut::RateLimited => &self.rate_limited,
+            SignalingCut::RateDisconnect => &self.rate_disconnects,
+        }
+    }
+    /// Counts one cut.
+    pub fn cut(&self, cut: SignalingCut) {
+        self.counter(cut).fetch_add(1, Ordering::Relaxed);
+    }
+    /// Cuts of a kind so far.
+    pub fn cuts(&self, cut: SignalingCut) -> u64 {
+        self.counter(cut).load(Ordering::Relaxed)
+    }
+    /// A WebSocket session started.
+    pub fn socket_opened(&self) {
+        self.open.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A WebSocket session ended.
+    pub fn socket_closed(&self) {
+        dec(&self.open);
+    }
+    /// WebSocket sessions open now, joined or not.
+    pub fn open_sockets(&self) -> u32 {
+        self.open.load(Ordering::Relaxed)
     }
 }
 

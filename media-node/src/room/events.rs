@@ -71,6 +71,8 @@ pub enum RoomEvent {
         participant: ParticipantId,
         /// The message.
         message: ClientMessage,
+        /// Its place among the room's queued client messages, given back once handled.
+        slot: tokio::sync::OwnedSemaphorePermit,
     },
     /// The client's WebSocket closed.
     Disconnected {

@@ -1,4 +1,7 @@
-//! A handle on a running room: how sessions and the Conference watch reach its task.
+//! A handle on a running room: how sessions and the Conference watch reach its task. Every
+//! event travels on one queue, in order (a client's offer must not overtake its join); client
+//! messages take a slot of the room's client budget first, so a session waits while the room
+//! holds `CLIENT_QUEUE` of them and a client cannot grow the room's memory.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -9,12 +12,17 @@ use super::events::{CloseReason, JoinRequest, RoomEvent, RoomSettings};
 use super::model::ParticipantId;
 use crate::node::NodeState;
 use crate::signaling::protocol::{ClientMessage, ErrorCode};
+
+/// Client messages queued to a room from all its sessions before senders wait.
+pub(super) const CLIENT_QUEUE: usize = 256;
+
 /// A handle on a running room.
 #[derive(Clone, Debug)]
 pub struct RoomHandle {
     conference: String,
     generation: u64,
     pub(super) events: mpsc::UnboundedSender<RoomEvent>,
+    client_slots: Arc<tokio::sync::Semaphore>,
     pub(super) participants: Arc<AtomicU32>,
     pub(super) open: Arc<AtomicBool>,
 }
@@ -29,6 +37,7 @@ impl RoomHandle {
             conference: settings.conference.clone(),
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             events,
+            client_slots: Arc::new(tokio::sync::Semaphore::new(CLIENT_QUEUE)),
             participants: Arc::new(AtomicU32::new(0)),
             open: Arc::new(AtomicBool::new(true)),
         };
@@ -75,11 +84,15 @@ impl RoomHandle {
         verdict.await.map_err(|_| closed())?
     }
 
-    /// Passes a client message to the room.
-    pub fn client(&self, participant: ParticipantId, message: ClientMessage) {
+    /// Passes a client message to the room, waiting while the room's client queue is full.
+    pub async fn client(&self, participant: ParticipantId, message: ClientMessage) {
+        let Ok(slot) = self.client_slots.clone().acquire_owned().await else {
+            return;
+        };
         let _ = self.events.send(RoomEvent::Client {
             participant,
             message,
+            slot,
         });
     }
 

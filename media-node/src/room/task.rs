@@ -133,9 +133,11 @@ impl RoomTask {
     async fn handle(&mut self, event: RoomEvent) {
         match event {
             RoomEvent::Join { request, reply } => self.join(request, reply),
+            // The slot is given back once the message is handled.
             RoomEvent::Client {
                 participant,
                 message,
+                slot: _slot,
             } => self.client(participant, message),
             RoomEvent::Disconnected { participant } => self.remove(participant, None),
             RoomEvent::LocalCandidate {

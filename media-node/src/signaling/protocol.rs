@@ -184,6 +184,11 @@ pub enum ErrorCode {
     Negotiation,
     /// A failure of the node.
     Internal,
+    /// No `join` within the node's join timeout after connecting: the socket is closed.
+    JoinTimeout,
+    /// More messages than the node's rate limit: the message was dropped, or (when the
+    /// client kept on) the socket is closed.
+    RateLimited,
 }
 
 /// Messages the node sends.

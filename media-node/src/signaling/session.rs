@@ -1,22 +1,27 @@
-//! One client's WebSocket session on `/rtc`: it waits for `join`, checks the token, sends the
-//! client to the right node when its conference is hosted elsewhere, checks the node's
-//! capacity, builds the participant's peer connection and peer task, asks the room to admit
-//! it, then relays messages both ways. Refused messages get an error back; a client that
+//! One client's WebSocket session on `/rtc`: it waits for `join` (closing the socket when none
+//! comes within the join timeout), checks the token, sends the client to the right node when
+//! its conference is hosted elsewhere, checks the node's capacity, builds the participant's
+//! peer connection and peer task, asks the room to admit it, then relays messages both ways.
+//! Every frame is charged to the session's message budget; frames over it are dropped, and a
+//! client that keeps on is disconnected. Refused messages get an error back; a client that
 //! keeps sending garbage is disconnected, alone.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use tokio::sync::mpsc;
 
+use super::budget::{MessageBudget, Verdict};
+use super::connections::ConnectionPermit;
+use super::limits::SignalingLimits;
 use super::protocol::{ClientMessage, ErrorCode, ServerMessage, parse_client};
 use crate::cluster::directory::{Placement, locate};
 use crate::media::engine::build_peer;
 use crate::media::handler::PeerEvents;
 use crate::media::nat::NatMapping;
 use crate::media::peer::{PeerCommand, PeerTask};
-use crate::node::NodeState;
+use crate::node::{NodeState, SignalingCut};
 use crate::room::model::ParticipantId;
 use crate::room::task::{JoinRequest, RoomHandle};
 
@@ -26,6 +31,9 @@ pub const MAX_STRIKES: u32 = 5;
 const OUTBOUND_DEPTH: usize = 1024;
 /// How long a closing session waits for the client's close frame.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long one message may take to go out before the client counts as not reading (and the
+/// session ends): a client cannot hold a session by never reading its socket.
+const SEND_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// WebSocket close code for policy violations.
 const POLICY_VIOLATION: u16 = 1008;
 
@@ -33,6 +41,15 @@ struct Session {
     socket: WebSocket,
     node: Arc<NodeState>,
     strikes: u32,
+    budget: MessageBudget,
+    /// The socket's place within the connection caps, given back when the session ends.
+    _permit: ConnectionPermit,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.node.stats.signaling.socket_closed();
+    }
 }
 
 enum Refusal {
@@ -44,10 +61,8 @@ enum Refusal {
 
 impl Session {
     async fn send(&mut self, message: &ServerMessage) -> bool {
-        self.socket
-            .send(Message::Text(message.to_text().into()))
-            .await
-            .is_ok()
+        let sent = self.socket.send(Message::Text(message.to_text().into()));
+        matches!(tokio::time::timeout(SEND_WAIT, sent).await, Ok(Ok(())))
     }
 
     async fn refuse(&mut self, code: ErrorCode, message: String) -> Refusal {
@@ -66,6 +81,58 @@ impl Session {
         }
     }
 
+    /// Sends an error and closes the socket as a policy violation.
+    async fn cut_off(&mut self, cut: SignalingCut, code: ErrorCode, message: String) {
+        self.node.stats.signaling.cut(cut);
+        tracing::debug!(reason = cut.as_str(), "signaling client cut off");
+        let _ = self.send(&ServerMessage::error(code, message)).await;
+        self.close(Some(CloseFrame {
+            code: POLICY_VIOLATION,
+            reason: cut.as_str().into(),
+        }))
+        .await;
+    }
+
+    /// Charges one frame to the budget: `None` to handle it, `Some(open)` when it was dropped
+    /// (`open` false when the client was disconnected for it).
+    async fn over_budget(&mut self) -> Option<bool> {
+        match self.budget.charge(Instant::now()) {
+            Verdict::Accept => None,
+            Verdict::Drop { first } => {
+                self.node.stats.signaling.cut(SignalingCut::RateLimited);
+                if first {
+                    let limit = self.budget.limit();
+                    let message = format!(
+                        "more than {} messages per second (bursts of {}): messages are dropped \
+                         for the next {} ms; slow down, or the node closes the connection",
+                        limit.per_second,
+                        limit.burst,
+                        self.budget.next_token_in().as_millis().max(1)
+                    );
+                    let _ = self
+                        .send(&ServerMessage::error(ErrorCode::RateLimited, message))
+                        .await;
+                }
+                Some(true)
+            }
+            Verdict::Disconnect => {
+                let limit = self.budget.limit();
+                let message = format!(
+                    "kept sending over the limit of {} messages per second (bursts of {}): \
+                     closing the connection",
+                    limit.per_second, limit.burst
+                );
+                self.cut_off(
+                    SignalingCut::RateDisconnect,
+                    ErrorCode::RateLimited,
+                    message,
+                )
+                .await;
+                Some(false)
+            }
+        }
+    }
+
     async fn close_with(&mut self, code: ErrorCode, message: String) {
         self.node.stats.signaling_error();
         let _ = self.send(&ServerMessage::error(code, message)).await;
@@ -76,7 +143,7 @@ impl Session {
     /// TCP connection is not reset while the client still has data in flight: a reset could
     /// discard the last messages (`left`, an error) before the client reads them.
     async fn close(&mut self, frame: Option<CloseFrame>) {
-        let _ = self.socket.send(Message::Close(frame)).await;
+        let _ = tokio::time::timeout(SEND_WAIT, self.socket.send(Message::Close(frame))).await;
         let drain = async {
             while let Some(Ok(m)) = self.socket.recv().await {
                 if matches!(m, Message::Close(_)) {
@@ -94,9 +161,12 @@ impl Session {
         frame: Option<Result<Message, axum::Error>>,
     ) -> Option<Option<ClientMessage>> {
         let frame = match frame {
-            None | Some(Err(_)) => return None,
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
             Some(Ok(f)) => f,
         };
+        if let Some(open) = self.over_budget().await {
+            return open.then_some(None);
+        }
         let refusal = match frame {
             Message::Text(text) => match parse_client(text.as_str()) {
                 Ok(m) => return Some(Some(m)),
@@ -119,15 +189,39 @@ impl Session {
     }
 }
 
-/// Serves one WebSocket until it closes.
-pub async fn serve(socket: WebSocket, node: Arc<NodeState>) {
+/// Serves one WebSocket until it closes, holding its place within the connection caps.
+pub async fn serve(
+    socket: WebSocket,
+    node: Arc<NodeState>,
+    limits: SignalingLimits,
+    permit: ConnectionPermit,
+) {
+    node.stats.signaling.socket_opened();
     let mut session = Session {
         socket,
         node,
         strikes: 0,
+        budget: MessageBudget::new(limits.rate, Instant::now()),
+        _permit: permit,
     };
+    // Joining (token, placement lookup, peer connection) is boxed: its large future is only
+    // allocated once a join arrives, so sessions waiting for one stay small.
+    let join_deadline = tokio::time::sleep(limits.join_timeout);
+    tokio::pin!(join_deadline);
     let joined = loop {
-        let frame = session.socket.recv().await;
+        let frame = tokio::select! {
+            frame = session.socket.recv() => frame,
+            () = &mut join_deadline => {
+                let message = format!(
+                    "no join within {} s of connecting: send join as the first message",
+                    limits.join_timeout.as_secs_f64()
+                );
+                session
+                    .cut_off(SignalingCut::JoinTimeout, ErrorCode::JoinTimeout, message)
+                    .await;
+                return;
+            }
+        };
         match session.next_message(frame).await {
             None => return,
             Some(None) => continue,
@@ -135,12 +229,12 @@ pub async fn serve(socket: WebSocket, node: Arc<NodeState>) {
                 conference,
                 token,
                 quality,
-            })) => match join(
+            })) => match Box::pin(join(
                 &mut session,
                 &conference,
                 &token,
                 quality.unwrap_or_default(),
-            )
+            ))
             .await
             {
                 Some(j) => break j,
@@ -165,7 +259,7 @@ pub async fn serve(socket: WebSocket, node: Arc<NodeState>) {
                 Some(None) => {}
                 Some(Some(message)) => {
                     let leaving = matches!(message, ClientMessage::Leave {});
-                    room.client(participant, message);
+                    room.client(participant, message).await;
                     if leaving {
                         // Deliver the room's goodbye, then close.
                         while let Some(m) = outbound.recv().await {

@@ -12,6 +12,7 @@ use conclave_crds::token::{JoinClaims, mint};
 use conclave_media_node::client::{Client, ClientConfig, Publish};
 use conclave_media_node::media::{MediaSettings, PortPool};
 use conclave_media_node::room::MediaPolicy;
+use conclave_media_node::signaling::SignalingLimits;
 use conclave_media_node::{NodeSettings, NodeState, RoomSettings};
 use tokio::sync::oneshot;
 
@@ -54,6 +55,22 @@ pub async fn start_with(
     max_participants: u32,
     media: MediaPolicy,
 ) -> TestNode {
+    start_limited(
+        settings,
+        SignalingLimits::default(),
+        max_participants,
+        media,
+    )
+    .await
+}
+
+/// A node with the given signaling limits.
+pub async fn start_limited(
+    settings: NodeSettings,
+    limits: SignalingLimits,
+    max_participants: u32,
+    media: MediaPolicy,
+) -> TestNode {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -74,7 +91,7 @@ pub async fn start_with(
     let (stop, stopped) = oneshot::channel::<()>();
     let served = Arc::clone(&node);
     tokio::spawn(async move {
-        let _ = conclave_media_node::server::run(listener, served, async {
+        let _ = conclave_media_node::server::run(listener, served, limits, async {
             let _ = stopped.await;
         })
         .await;

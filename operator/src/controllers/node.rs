@@ -9,17 +9,20 @@ use conclave_crds::node::NodeAddresses;
 use conclave_crds::shared::set_condition;
 use conclave_crds::{MediaNode, MediaNodePhase, MediaNodeStatus, MediaPool, labels};
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
-use kube::api::{Api, Patch};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use tracing::info;
 
 use super::{apply_params, apply_status, event, paced};
+use crate::decide::disruption::{DisruptionObservation, drain_cause};
 use crate::decide::lifecycle::{NodeObservation, PodObservation, node_phase};
 use crate::decide::pool_spec;
+use crate::decide::signaling::{Signaling, signaling_url};
 use crate::error::{KubeContext, Result};
-use crate::resources::media_node::{PodSettings, media_node_pod};
+use crate::resources::media_node::{PodSettings, disruption_budget, media_node_pod};
 use crate::state::{Context, key, lock};
 use crate::time::{now, secs};
 
@@ -48,6 +51,9 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
     {
         pod = Some(Arc::new(create_pod(&ctx, &node, &pool).await?));
     }
+    if pod.is_some() {
+        ensure_disruption_budget(&ctx, &node, &pool).await?;
+    }
     let kube_node = pod
         .as_ref()
         .and_then(|p| p.spec.as_ref()?.node_name.clone())
@@ -56,6 +62,8 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
     let t = now();
     let timeout = i64::from(pool.spec.media_node.heartbeat_timeout_seconds);
     let heartbeat_age = old.last_heartbeat.as_ref().map(|h| secs(&t) - secs(h));
+    let draining = node.spec.draining
+        || start_drain(&ctx, &node, pod.as_deref(), kube_node.as_deref()).await?;
     let reserved = lock(&ctx.ledger).reserved_on(&key(node.as_ref()));
     let load = old.load.clone().unwrap_or_default();
     let hosting = reserved.rooms > 0 || load.participants > 0 || load.rooms > 0;
@@ -63,7 +71,7 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
     let pool_stalled = stale && ctx.heartbeats_stalled(&pool, secs(&t));
     let verdict = node_phase(&NodeObservation {
         current,
-        draining: node.spec.draining,
+        draining,
         pod: pod.as_deref().map(observe_pod),
         has_address: addresses.public.is_some(),
         heartbeat_age,
@@ -79,10 +87,7 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
         node_name: kube_node.as_ref().map(|n| n.name_any()),
         addresses: Some(addresses),
         reserved_participants: Some(reserved.participants),
-        draining_since: node
-            .spec
-            .draining
-            .then(|| old.draining_since.clone().unwrap_or_else(|| t.clone())),
+        draining_since: draining.then(|| old.draining_since.clone().unwrap_or_else(|| t.clone())),
         load: None,
         last_heartbeat: None,
         conditions: old.conditions.clone(),
@@ -100,7 +105,7 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
         None,
         &t,
     );
-    if node.spec.draining {
+    if draining {
         let rooms = reserved.rooms;
         let deadline = status.draining_since.as_ref().map(secs).unwrap_or(0)
             + i64::from(pool.spec.scaling.drain_timeout_seconds);
@@ -129,6 +134,12 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
         );
     }
 
+    if matches!(
+        verdict.phase,
+        MediaNodePhase::Drained | MediaNodePhase::Failed
+    ) {
+        lock(&ctx.budgets_applied).remove(&key(node.as_ref()));
+    }
     if operator_view(&old) != operator_view(&status) {
         apply_status(&ctx, node.as_ref(), &status).await?;
         if current != Some(verdict.phase) {
@@ -178,6 +189,77 @@ fn health_message(reason: &str, age: Option<i64>, timeout: i64) -> String {
     }
 }
 
+/// Applies the PodDisruptionBudget of the node's pod, once per node and operator process.
+async fn ensure_disruption_budget(ctx: &Context, node: &MediaNode, pool: &MediaPool) -> Result<()> {
+    let node_key = key(node);
+    if lock(&ctx.budgets_applied).contains(&node_key) {
+        return Ok(());
+    }
+    let budget = disruption_budget(node, pool);
+    Api::<PodDisruptionBudget>::namespaced(ctx.client.clone(), &node_key.0)
+        .patch(&node_key.1, &apply_params(), &Patch::Apply(&budget))
+        .await
+        .action(|| {
+            format!(
+                "applying the PodDisruptionBudget of media node {}",
+                node_key.1
+            )
+        })?;
+    lock(&ctx.budgets_applied).insert(node_key);
+    Ok(())
+}
+
+/// Sets `spec.draining` when the pod is being deleted or its Kubernetes node is leaving (see
+/// `decide::disruption`); true when it did.
+async fn start_drain(
+    ctx: &Context,
+    node: &MediaNode,
+    pod: Option<&Pod>,
+    kube_node: Option<&Node>,
+) -> Result<bool> {
+    let spec = kube_node.and_then(|n| n.spec.as_ref());
+    let observed = DisruptionObservation {
+        pod_terminating: pod.is_some_and(|p| p.metadata.deletion_timestamp.is_some()),
+        node_unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
+        node_taints: spec
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| t.effect != "PreferNoSchedule")
+            .map(|t| t.key)
+            .collect(),
+    };
+    let Some(cause) = drain_cause(&observed) else {
+        return Ok(false);
+    };
+    let name = node.name_any();
+    let api: Api<MediaNode> =
+        Api::namespaced(ctx.client.clone(), &node.namespace().unwrap_or_default());
+    let patch = serde_json::json!({"spec": {"draining": true}});
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .action(|| format!("draining media node {name}"))?;
+    let why = match kube_node {
+        Some(k) if cause != crate::decide::disruption::DrainCause::PodTerminating => {
+            format!(
+                "Kubernetes node {} is cordoned or being removed",
+                k.name_any()
+            )
+        }
+        _ => "its pod is being deleted".to_owned(),
+    };
+    info!(node = %name, reason = cause.reason(), "draining media node: {why}");
+    event(
+        ctx,
+        node,
+        false,
+        cause.reason(),
+        format!("draining: {why}; conferences move at the pool's evacuation rate"),
+    )
+    .await;
+    Ok(true)
+}
+
 fn observe_pod(pod: &Pod) -> PodObservation {
     let status = pod.status.clone().unwrap_or_default();
     let phase = status.phase.as_deref().unwrap_or("Pending");
@@ -188,7 +270,8 @@ fn observe_pod(pod: &Pod) -> PodObservation {
             .unwrap_or_default()
             .iter()
             .any(|c| c.type_ == "Ready" && c.status == "True"),
-        ended: matches!(phase, "Failed" | "Succeeded") || pod.metadata.deletion_timestamp.is_some(),
+        // A pod being deleted still runs while it drains (its grace period covers the drain).
+        ended: matches!(phase, "Failed" | "Succeeded"),
     }
 }
 
@@ -226,13 +309,28 @@ fn addresses(
 ) -> NodeAddresses {
     let public = kube_node.and_then(public_address);
     let internal = pod.and_then(|p| p.status.as_ref()?.pod_ip.clone());
-    let port = pool.spec.media_node.signaling_port;
-    let signaling_url = match (&pool.spec.signaling, &public) {
-        (Some(ingress), _) => Some(format!("wss://{}/{}/rtc", ingress.host, node.name_any())),
-        (None, Some(ip)) if ip.contains(':') => Some(format!("ws://[{ip}]:{port}/rtc")),
-        (None, Some(ip)) => Some(format!("ws://{ip}:{port}/rtc")),
-        (None, None) => None,
+    let signaling = match &pool.spec.signaling {
+        None => Signaling::Plain,
+        Some(tls) => Signaling::Tls {
+            domain: &tls.domain,
+            usable: pool.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == labels::condition::SIGNALING_TLS && c.status == "True")
+            }),
+        },
     };
+    let published = node
+        .status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref()?.signaling_url.as_deref());
+    let signaling_url = signaling_url(
+        &node.name_any(),
+        public.as_deref(),
+        pool.spec.media_node.signaling_port,
+        signaling,
+        published,
+    );
     NodeAddresses {
         public,
         internal,

@@ -23,7 +23,9 @@ use tracing::info;
 use super::node::public_address;
 use super::{apply_params, apply_status, event, paced};
 use crate::decide::autoscale::{ScalingInput, ScalingPlan, ScalingPolicy, WaitingConference, plan};
+use crate::decide::signaling::{CERT_FILE, KEY_FILE, SecretFiles, certificate_problem};
 use crate::decide::stall::heartbeats_stalled;
+use crate::decide::turn_peers::{PeerPolicy, suggested_range};
 use crate::decide::{NodeView, pool_spec};
 use crate::error::{KubeContext, Result, is_conflict, is_not_found};
 use crate::resources::identity;
@@ -63,8 +65,10 @@ pub async fn reconcile(pool: Arc<MediaPool>, ctx: Arc<Context>) -> Result<Action
     let in_flight = nodes_in_flight(&ctx, &pool, &views);
     decision.add = decision.add.saturating_sub(in_flight);
     let spec_problems = pool_spec::problems(&pool.spec);
-    if !spec_problems.is_empty() {
-        // Nothing new is created from a spec that cannot run; what runs is left alone.
+    let tls_problem = signaling_tls_problem(&ctx, &pool).await?;
+    if !spec_problems.is_empty() || tls_problem.is_some() {
+        // Nothing new is created from a spec that cannot run (a new media node could not
+        // serve TLS signaling without its certificate); what runs is left alone.
         decision.add = 0;
     }
     apply_plan(&ctx, &pool, &decision).await?;
@@ -140,6 +144,43 @@ pub async fn reconcile(pool: Arc<MediaPool>, ctx: Arc<Context>) -> Result<Action
             message.clone(),
         )
         .await;
+    }
+    if pool.spec.turn.enabled {
+        let (ok, reason, message) = turn_peers(&ctx, &pool);
+        set_condition(
+            &mut status.conditions,
+            labels::condition::TURN_PEERS,
+            ok,
+            reason,
+            &message,
+            pool.metadata.generation,
+            &t,
+        );
+    }
+    match (&pool.spec.signaling, &tls_problem) {
+        (None, _) => status
+            .conditions
+            .retain(|c| c.type_ != labels::condition::SIGNALING_TLS),
+        (Some(tls), problem) => {
+            set_condition(
+                &mut status.conditions,
+                labels::condition::SIGNALING_TLS,
+                problem.is_none(),
+                if problem.is_some() {
+                    "CertificateInvalid"
+                } else {
+                    "CertificateValid"
+                },
+                &problem.clone().unwrap_or_else(|| {
+                    format!(
+                        "Secret {} holds a certificate for *.{}; media nodes serve https and wss",
+                        tls.tls_secret_name, tls.domain
+                    )
+                }),
+                pool.metadata.generation,
+                &t,
+            );
+        }
     }
     let (ok, reason, message) = match (&secret_problem, spec_problems.is_empty()) {
         (_, false) => (
@@ -293,6 +334,46 @@ async fn apply_plan(ctx: &Context, pool: &MediaPool, plan: &ScalingPlan) -> Resu
     Ok(())
 }
 
+/// The TurnPeers condition: whether the relays may forward to every media node's published
+/// address under the pool's peer policy (`decide::turn_peers`).
+fn turn_peers(ctx: &Context, pool: &MediaPool) -> (bool, &'static str, String) {
+    let policy = PeerPolicy {
+        allowed: &pool.spec.turn.allowed_peers,
+        allow_loopback: pool.spec.turn.allow_loopback_peers,
+    };
+    let ns = pool.namespace().unwrap_or_default();
+    let refused: Vec<String> = ctx
+        .nodes_of_pool(&ns, &pool.name_any())
+        .iter()
+        .filter_map(|n| {
+            let public = n.status.as_ref()?.addresses.as_ref()?.public.clone()?;
+            let ip: std::net::IpAddr = public.parse().ok()?;
+            let kind = policy.refuses(ip)?;
+            Some(format!(
+                "{} at {ip} ({kind} address; allow {})",
+                n.name_any(),
+                suggested_range(ip)
+            ))
+        })
+        .collect();
+    if refused.is_empty() {
+        (
+            true,
+            "MediaNodesAllowed",
+            "the relays may forward to every media node's address; other private, loopback and link-local peers are refused".to_owned(),
+        )
+    } else {
+        (
+            false,
+            "MediaNodeAddressRefused",
+            format!(
+                "the TURN relays refuse to forward to media nodes {}: add their ranges to spec.turn.allowedPeers, or clients that need TURN cannot reach them",
+                refused.join(", ")
+            ),
+        )
+    }
+}
+
 /// Creates the pool Secret the first time. If it was deleted later, it is not silently
 /// recreated (that would rotate the keys under live tokens): the problem is reported, and
 /// annotating the pool with `conclave.dev/regenerate-keys` recreates it.
@@ -332,6 +413,34 @@ async fn ensure_secret(ctx: &Context, pool: &MediaPool) -> Result<Option<String>
         Err(e) if is_conflict(&e) => Ok(None),
         Err(e) => Err(e).action(|| format!("creating Secret {name}")),
     }
+}
+
+/// What keeps the media nodes of `pool` from serving TLS signaling with the Secret
+/// `spec.signaling.tlsSecretName`; `None` without `spec.signaling` or when the Secret is fine.
+async fn signaling_tls_problem(ctx: &Context, pool: &MediaPool) -> Result<Option<String>> {
+    let Some(tls) = &pool.spec.signaling else {
+        return Ok(None);
+    };
+    let ns = pool.namespace().unwrap_or_default();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secret = api
+        .get_opt(&tls.tls_secret_name)
+        .await
+        .action(|| format!("reading TLS Secret {}", tls.tls_secret_name))?;
+    let data = secret
+        .as_ref()
+        .and_then(|s| s.data.clone())
+        .unwrap_or_default();
+    let file = |key: &str| data.get(key).map(|b| b.0.as_slice());
+    let files = secret.is_some().then(|| SecretFiles {
+        cert: file(CERT_FILE),
+        key: file(KEY_FILE),
+    });
+    Ok(certificate_problem(
+        &tls.tls_secret_name,
+        &tls.domain,
+        files,
+    ))
 }
 
 /// Applies the media nodes' ServiceAccount and RoleBinding once per pool generation.

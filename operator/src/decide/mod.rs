@@ -1,15 +1,20 @@
 //! The operator's decisions as pure functions over plain data: where a conference goes
 //! (`placement`), how big a pool should be (`autoscale`), and when the next conference may be
-//! moved off a draining node (`evacuation`), what a node's phase is (`lifecycle`), what in a
-//! pool spec cannot run (`pool_spec`) and whether a pool's heartbeats stalled together (`stall`). No Kubernetes types, no I/O, no clock: the
+//! moved off a draining node (`evacuation`), when the cluster's disruptions make a node drain
+//! (`disruption`), what a node's phase is (`lifecycle`), what in a pool spec cannot run
+//! (`pool_spec`), the signaling URL and TLS certificate of a pool (`signaling`), whether a pool's heartbeats stalled together (`stall`) and which peers its
+//! TURN relays may reach (`turn_peers`). No Kubernetes types, no I/O, no clock: the
 //! reconcilers gather these inputs from the API, call the functions, and apply the result.
 
 pub mod autoscale;
+pub mod disruption;
 pub mod evacuation;
 pub mod lifecycle;
 pub mod placement;
 pub mod pool_spec;
+pub mod signaling;
 pub mod stall;
+pub mod turn_peers;
 
 use conclave_crds::capacity::Usage;
 use conclave_crds::{MediaNodePhase, NodeCapacity};

@@ -3,14 +3,26 @@
 use conclave_crds::{MediaNode, MediaNodeSpec, MediaPool, labels};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, Pod,
-    PodSpec, Probe, SecretKeySelector,
+    PodSpec, Probe, SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
 };
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use kube::api::ObjectMeta;
 use rand::Rng;
 
-use super::{owner_ref, pool_labels};
+use super::{owner_ref, pool_labels, restricted_container, restricted_pod};
+use crate::decide::signaling::{CERT_FILE, KEY_FILE};
+
+/// Label of a media-node pod naming its MediaNode.
+pub const MEDIA_NODE_NAME_LABEL: &str = "conclave.dev/media-node-name";
+/// Where the pool's TLS Secret (`spec.signaling.tlsSecretName`) is mounted, read-only.
+pub const TLS_DIR: &str = "/var/run/conclave/tls";
+/// Name of the TLS Secret's volume.
+const TLS_VOLUME: &str = "signaling-tls";
+/// Component label of the media-node pods' PodDisruptionBudgets.
+const COMPONENT_DISRUPTION_BUDGET: &str = "media-node-disruption-budget";
 
 /// A new MediaNode of `pool`, named `<pool>-<5 random letters and digits>`.
 pub fn new_media_node(pool: &MediaPool) -> MediaNode {
@@ -48,10 +60,14 @@ pub fn media_node_pod(node: &MediaNode, pool: &MediaPool, settings: &PodSettings
     let tpl = &pool.spec.media_node;
     let secret = labels::pool_secret_name(&pool.name_any());
     let port = i32::from(tpl.signaling_port);
+    let tls = pool.spec.signaling.as_ref();
+    // With TLS the kubelet probes over https (it does not verify the certificate).
+    let scheme = tls.map(|_| "HTTPS".to_owned());
     let probe = |path: &str, period: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_owned()),
             port: IntOrString::Int(port),
+            scheme: scheme.clone(),
             ..Default::default()
         }),
         period_seconds: Some(period),
@@ -62,11 +78,7 @@ pub fn media_node_pod(node: &MediaNode, pool: &MediaPool, settings: &PodSettings
         name: "media-node".to_owned(),
         image: Some(tpl.image.clone()),
         image_pull_policy: Some("IfNotPresent".to_owned()),
-        args: Some(vec![
-            format!("--signaling-port={}", tpl.signaling_port),
-            format!("--udp-port-min={}", tpl.udp_port_range.min),
-            format!("--udp-port-max={}", tpl.udp_port_range.max),
-        ]),
+        args: Some(args(pool)),
         env: Some(vec![
             literal("MEDIA_NODE_NAME", &node.name_any()),
             field("POD_NAME", "metadata.name"),
@@ -87,10 +99,33 @@ pub fn media_node_pod(node: &MediaNode, pool: &MediaPool, settings: &PodSettings
         readiness_probe: Some(probe("/readyz", 2)),
         liveness_probe: Some(probe("/healthz", 10)),
         resources: tpl.resources.clone(),
+        security_context: Some(restricted_container()),
+        volume_mounts: tls.map(|_| {
+            vec![VolumeMount {
+                name: TLS_VOLUME.to_owned(),
+                mount_path: TLS_DIR.to_owned(),
+                read_only: Some(true),
+                ..Default::default()
+            }]
+        }),
         ..Default::default()
     };
+    // Readable by the media node's non-root user; a Secret volume follows the Secret's
+    // updates (cert-manager renewals), which the media node picks up.
+    let volumes = tls.map(|tls| {
+        vec![Volume {
+            name: TLS_VOLUME.to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(tls.tls_secret_name.clone()),
+                default_mode: Some(0o444),
+                optional: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]
+    });
     let mut pod_labels = pool_labels(pool, labels::COMPONENT_MEDIA_NODE);
-    pod_labels.insert("conclave.dev/media-node-name".to_owned(), node.name_any());
+    pod_labels.insert(MEDIA_NODE_NAME_LABEL.to_owned(), node.name_any());
     Pod {
         metadata: ObjectMeta {
             name: Some(node.name_any()),
@@ -101,6 +136,7 @@ pub fn media_node_pod(node: &MediaNode, pool: &MediaPool, settings: &PodSettings
         },
         spec: Some(PodSpec {
             containers: vec![container],
+            volumes,
             host_network: Some(tpl.host_network),
             dns_policy: Some(
                 if tpl.host_network {
@@ -112,11 +148,80 @@ pub fn media_node_pod(node: &MediaNode, pool: &MediaPool, settings: &PodSettings
             ),
             node_selector: tpl.node_selector.clone(),
             tolerations: tpl.tolerations.clone(),
+            affinity: tpl.affinity.clone(),
+            priority_class_name: tpl.priority_class_name.clone(),
+            image_pull_secrets: pool.spec.image_pull_secrets.clone(),
+            security_context: Some(restricted_pod()),
             service_account_name: Some(super::identity::media_node_account(&pool.name_any())),
             restart_policy: Some("Always".to_owned()),
-            // Rooms are drained by the operator before the pod is deleted; this only bounds
-            // the media node's own goodbye to its clients.
-            termination_grace_period_seconds: Some(30),
+            // SIGTERM starts a drain (the operator moves the conferences off at the pool's
+            // evacuation rate); the kubelet must not kill the pod before it ends.
+            termination_grace_period_seconds: Some(termination_grace_seconds(pool)),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The media node's arguments: ports, drain grace, and with `spec.signaling` the certificate
+/// and key of the mounted TLS Secret.
+fn args(pool: &MediaPool) -> Vec<String> {
+    let tpl = &pool.spec.media_node;
+    let mut args = vec![
+        format!("--signaling-port={}", tpl.signaling_port),
+        format!("--udp-port-min={}", tpl.udp_port_range.min),
+        format!("--udp-port-max={}", tpl.udp_port_range.max),
+        format!("--drain-grace-seconds={}", drain_seconds(pool)),
+        format!(
+            "--max-connections-per-address={}",
+            tpl.max_connections_per_address
+        ),
+    ];
+    if pool.spec.signaling.is_some() {
+        args.push(format!("--tls-cert={TLS_DIR}/{CERT_FILE}"));
+        args.push(format!("--tls-key={TLS_DIR}/{KEY_FILE}"));
+    }
+    args
+}
+
+/// Longest the media node keeps rooms once draining: the pool's drain timeout.
+fn drain_seconds(pool: &MediaPool) -> u32 {
+    pool.spec.scaling.drain_timeout_seconds
+}
+
+/// The pod's grace period: the drain, then time for the media node to say goodbye to its
+/// clients and exit.
+pub fn termination_grace_seconds(pool: &MediaPool) -> i64 {
+    i64::from(drain_seconds(pool)) + 30
+}
+
+/// The PodDisruptionBudget of media node `node`'s pod, named like it and owned by it: it
+/// refuses evictions (`kubectl drain`, a node autoscaler) of the pod while it is ready, so an
+/// eviction waits while the operator drains the node and moves its conferences, and then
+/// deletes the pod itself. A pod that is not ready carries no call and may be evicted at once.
+/// One per pod, with `minAvailable: 1`: a budget over all of a pool's pods would need
+/// `maxUnavailable`, which the disruption controller resolves through the pods' controller's
+/// scale subresource, and MediaNodes have none.
+pub fn disruption_budget(node: &MediaNode, pool: &MediaPool) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: ObjectMeta {
+            name: Some(node.name_any()),
+            namespace: node.namespace(),
+            labels: Some(pool_labels(pool, COMPONENT_DISRUPTION_BUDGET)),
+            owner_references: Some(vec![owner_ref(node)]),
+            ..Default::default()
+        },
+        spec: Some(PodDisruptionBudgetSpec {
+            min_available: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(
+                    [(MEDIA_NODE_NAME_LABEL.to_owned(), node.name_any())]
+                        .into_iter()
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            unhealthy_pod_eviction_policy: Some("AlwaysAllow".to_owned()),
             ..Default::default()
         }),
         status: None,
@@ -213,9 +318,13 @@ mod tests {
             vec![
                 "--signaling-port=7990",
                 "--udp-port-min=51000",
-                "--udp-port-max=51999"
+                "--udp-port-max=51999",
+                "--drain-grace-seconds=3600",
+                "--max-connections-per-address=256"
             ]
         );
+        // The drain fits in the grace period, with time to say goodbye.
+        assert_eq!(spec.termination_grace_period_seconds, Some(3630));
         let port = &c.ports.clone().unwrap()[0];
         assert_eq!((port.container_port, port.host_port), (7990, Some(7990)));
         let env = c.env.clone().unwrap();
@@ -245,5 +354,119 @@ mod tests {
             (Some("/readyz"), IntOrString::Int(7990))
         );
         assert_eq!(spec.service_account_name.as_deref(), Some("eu-media-node"));
+        // Hardened as the restricted Pod Security level asks (but for the host network).
+        let pod_sc = spec.security_context.unwrap();
+        assert_eq!(pod_sc.run_as_non_root, Some(true));
+        assert_eq!(pod_sc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        let sc = c.security_context.clone().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.capabilities.unwrap().drop, Some(vec!["ALL".to_owned()]));
+    }
+
+    #[test]
+    fn tls_signaling_mounts_the_secret_read_only_and_probes_over_https() {
+        let mut p = pool();
+        p.spec.signaling = Some(conclave_crds::pool::SignalingTls {
+            domain: "media.example.com".into(),
+            tls_secret_name: "media-tls".into(),
+        });
+        let pod = media_node_pod(&new_media_node(&p), &p, &PodSettings { log: "info" });
+        let spec = pod.spec.unwrap();
+        let c = &spec.containers[0];
+        let args = c.args.clone().unwrap();
+        assert_eq!(
+            args[args.len() - 2..],
+            [
+                "--tls-cert=/var/run/conclave/tls/tls.crt",
+                "--tls-key=/var/run/conclave/tls/tls.key"
+            ]
+        );
+        let mount = &c.volume_mounts.clone().unwrap()[0];
+        assert_eq!(
+            (mount.mount_path.as_str(), mount.read_only),
+            (TLS_DIR, Some(true))
+        );
+        let volume = &spec.volumes.unwrap()[0];
+        assert_eq!(volume.name, mount.name);
+        let secret = volume.secret.clone().unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("media-tls"));
+        // Readable by the non-root media node (uid 65532), written by no one.
+        assert_eq!(secret.default_mode, Some(0o444));
+        for probe in [&c.readiness_probe, &c.liveness_probe] {
+            let get = probe.clone().unwrap().http_get.unwrap();
+            assert_eq!(get.scheme.as_deref(), Some("HTTPS"));
+        }
+        // Without spec.signaling: plain http probes, no volume.
+        let plain = media_node_pod(
+            &new_media_node(&pool()),
+            &pool(),
+            &PodSettings { log: "info" },
+        );
+        let spec = plain.spec.unwrap();
+        assert!(spec.volumes.is_none());
+        let get = spec.containers[0]
+            .readiness_probe
+            .clone()
+            .unwrap()
+            .http_get
+            .unwrap();
+        assert_eq!(get.scheme, None);
+    }
+
+    #[test]
+    fn pod_takes_placement_priority_and_pull_secrets_from_the_pool() {
+        let mut p = pool();
+        let spec: MediaPoolSpec = serde_json::from_value(serde_json::json!({
+            "imagePullSecrets": [{"name": "registry"}],
+            "mediaNode": {
+                "priorityClassName": "live-calls",
+                "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [
+                        {"key": "media", "operator": "In", "values": ["yes"]}]}]}}},
+                "resources": {"requests": {"cpu": "2", "memory": "1Gi"},
+                              "limits": {"cpu": "2", "memory": "1Gi"}}
+            }
+        }))
+        .unwrap();
+        p.spec = spec;
+        let pod = media_node_pod(&new_media_node(&p), &p, &PodSettings { log: "info" });
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.priority_class_name.as_deref(), Some("live-calls"));
+        assert_eq!(spec.image_pull_secrets.unwrap()[0].name, "registry");
+        assert!(spec.affinity.unwrap().node_affinity.is_some());
+        let resources = spec.containers[0].resources.clone().unwrap();
+        assert_eq!(
+            resources.requests, resources.limits,
+            "Guaranteed QoS possible"
+        );
+    }
+
+    #[test]
+    fn disruption_budget_keeps_the_ready_pod_of_its_media_node() {
+        let node = {
+            let mut n = new_media_node(&pool());
+            n.metadata.uid = Some("node-uid".into());
+            n
+        };
+        let pdb = disruption_budget(&node, &pool());
+        assert_eq!(pdb.metadata.name, Some(node.name_any()));
+        assert_eq!(pdb.metadata.owner_references.unwrap()[0].uid, "node-uid");
+        let spec = pdb.spec.unwrap();
+        assert_eq!(spec.min_available, Some(IntOrString::Int(1)));
+        assert_eq!(spec.max_unavailable, None);
+        assert_eq!(
+            spec.unhealthy_pod_eviction_policy.as_deref(),
+            Some("AlwaysAllow")
+        );
+        // It selects the node's pod, and only by the label naming the node.
+        let pod = media_node_pod(&node, &pool(), &PodSettings { log: "info" });
+        let pod_labels = pod.metadata.labels.unwrap();
+        let selector = spec.selector.unwrap().match_labels.unwrap();
+        assert_eq!(selector.len(), 1);
+        assert!(
+            selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)),
+            "{selector:?}"
+        );
     }
 }

@@ -10,6 +10,9 @@ pub mod turn;
 use std::collections::BTreeMap;
 
 use conclave_crds::{MediaPool, labels};
+use k8s_openapi::api::core::v1::{
+    Capabilities, PodSecurityContext, SeccompProfile, SecurityContext,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
@@ -39,4 +42,32 @@ pub fn pool_labels(pool: &MediaPool, component: &str) -> BTreeMap<String, String
             "conclave".to_owned(),
         ),
     ])
+}
+
+/// The pod securityContext of the media-node and relay pods: a non-root user (the images'
+/// 65532) and the runtime's default seccomp profile.
+pub fn restricted_pod() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            localhost_profile: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// The container securityContext of the media-node and relay containers: no capabilities, no
+/// privilege escalation, a read-only root filesystem (neither writes files).
+pub fn restricted_container() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            add: None,
+        }),
+        ..Default::default()
+    }
 }

@@ -4,7 +4,8 @@
 use conclave_crds::{MediaPool, labels};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec,
+    Container, ContainerPort, PodSpec, PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec,
+    TCPSocketAction,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -12,7 +13,8 @@ use kube::ResourceExt;
 use kube::api::ObjectMeta;
 
 use super::media_node::{field, secret_key};
-use super::{owner_ref, pool_labels};
+use super::{owner_ref, pool_labels, restricted_container, restricted_pod};
+use crate::decide::turn_peers::PeerPolicy;
 
 fn meta(pool: &MediaPool) -> ObjectMeta {
     ObjectMeta {
@@ -35,6 +37,11 @@ pub fn coturn_args(pool: &MediaPool) -> Vec<String> {
         "--fingerprint".to_owned(),
         "--use-auth-secret".to_owned(),
         "--static-auth-secret=$(TURN_SECRET)".to_owned(),
+        // Credentials come from the shared secret; coturn still opens a user database, by
+        // default a file the non-root relay cannot create. In memory, it writes nothing.
+        "--userdb=:memory:".to_owned(),
+        // No pid file: the root filesystem is read-only.
+        "--pidfile=".to_owned(),
         format!("--realm={}", t.realm),
         format!("--listening-port={}", t.port),
         "--listening-ip=$(POD_IP)".to_owned(),
@@ -42,12 +49,14 @@ pub fn coturn_args(pool: &MediaPool) -> Vec<String> {
         format!("--min-port={}", t.relay_port_range.min),
         format!("--max-port={}", t.relay_port_range.max),
         "--no-multicast-peers".to_owned(),
-        // Link-local addresses include cloud metadata services: never relay there.
-        "--denied-peer-ip=169.254.0.0-169.254.255.255".to_owned(),
     ];
-    if t.allow_loopback_peers {
-        args.push("--allow-loopback-peers".to_owned());
-    }
+    args.extend(
+        PeerPolicy {
+            allowed: &t.allowed_peers,
+            allow_loopback: t.allow_loopback_peers,
+        }
+        .coturn_args(),
+    );
     args
 }
 
@@ -80,6 +89,18 @@ pub fn turn_deployment(pool: &MediaPool, replicas: u32) -> Deployment {
                 })
                 .collect(),
         ),
+        // Ready once coturn accepts TCP on its port.
+        readiness_probe: Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::Int(port),
+                host: None,
+            }),
+            period_seconds: Some(5),
+            failure_threshold: Some(2),
+            ..Default::default()
+        }),
+        resources: t.resources.clone(),
+        security_context: Some(restricted_container()),
         ..Default::default()
     };
     Deployment {
@@ -104,6 +125,14 @@ pub fn turn_deployment(pool: &MediaPool, replicas: u32) -> Deployment {
                     containers: vec![container],
                     host_network: Some(true),
                     dns_policy: Some("ClusterFirstWithHostNet".to_owned()),
+                    node_selector: t.node_selector.clone(),
+                    tolerations: t.tolerations.clone(),
+                    affinity: t.affinity.clone(),
+                    priority_class_name: t.priority_class_name.clone(),
+                    image_pull_secrets: pool.spec.image_pull_secrets.clone(),
+                    security_context: Some(restricted_pod()),
+                    // coturn never calls the API server.
+                    automount_service_account_token: Some(false),
                     ..Default::default()
                 }),
             },
@@ -166,6 +195,7 @@ mod tests {
         for want in [
             "--use-auth-secret",
             "--static-auth-secret=$(TURN_SECRET)",
+            "--userdb=:memory:",
             "--realm=conclave",
             "--listening-port=3478",
             "--min-port=40000",
@@ -222,6 +252,26 @@ mod tests {
             protos,
             vec![("UDP".to_owned(), 3478), ("TCP".to_owned(), 3478)]
         );
+    }
+
+    #[test]
+    fn relay_pods_are_hardened_probed_and_placed_as_the_pool_says() {
+        let mut p = pool();
+        p.spec.turn.priority_class_name = Some("live-calls".into());
+        p.spec.turn.node_selector = Some([("edge".to_owned(), "true".to_owned())].into());
+        let pod = turn_deployment(&p, 1).spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.priority_class_name.as_deref(), Some("live-calls"));
+        assert_eq!(pod.node_selector.unwrap()["edge"], "true");
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
+        let c = &pod.containers[0];
+        let sc = c.security_context.clone().unwrap();
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.capabilities.unwrap().drop, Some(vec!["ALL".to_owned()]));
+        let probe = c.readiness_probe.clone().unwrap().tcp_socket.unwrap();
+        assert_eq!(probe.port, IntOrString::Int(3478));
+        let args = c.args.clone().unwrap();
+        assert!(args.contains(&"--pidfile=".to_owned()), "{args:?}");
     }
 
     #[test]

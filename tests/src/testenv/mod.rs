@@ -111,6 +111,12 @@ impl TestEnv {
         &self.nodes
     }
 
+    /// The /16 holding the Nodes' addresses, for `spec.turn.allowedPeers` (None without
+    /// Nodes).
+    pub fn nodes_range(&self) -> Option<String> {
+        nodes::private_range(&self.nodes)
+    }
+
     /// The harness Node called `name`.
     pub fn node(&self, name: &str) -> Option<&LocalNode> {
         self.nodes.iter().find(|n| n.name == name)
@@ -122,9 +128,21 @@ impl TestEnv {
         self.log_dir.as_deref()
     }
 
+    /// The API server's audit log of writes (who, from where, what), when this test binary
+    /// started the cluster.
+    pub fn audit_log(&self) -> Option<PathBuf> {
+        let nodes = self.log_dir.as_deref()?;
+        Some(nodes.parent()?.join("logs/audit.log"))
+    }
+
     /// This test binary's artifacts: control plane dir and log, kubelet log, pod logs.
     pub fn artifacts(&self) -> &Path {
         &self.artifacts
+    }
+
+    /// kubectl for this cluster (`CONCLAVE_KUBECTL`, built by `make controlplane`).
+    pub fn kubectl(&self) -> Result<crate::kubectl::Kubectl, Error> {
+        crate::kubectl::Kubectl::new(&Settings::from_env().kubectl, &self.kubeconfig)
     }
 
     /// The helm CLI for this cluster (`CONCLAVE_HELM`, built by `make helm`).

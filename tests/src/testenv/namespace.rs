@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client, Resource};
 use rand::Rng;
@@ -71,6 +71,15 @@ impl TestNamespace {
         K::DynamicType: Default,
     {
         Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// Waits until pod `name` is gone from the API (its containers stopped), at most `within`.
+    pub async fn pod_gone(&self, name: &str, within: std::time::Duration) -> Result<(), Error> {
+        let pods = self.api::<Pod>();
+        crate::wait::until(&format!("pod {name} gone"), within, || async {
+            matches!(pods.get_opt(name).await, Ok(None)).then_some(())
+        })
+        .await
     }
 
     /// The last lines of every container log of this namespace's pods, as the nodes keep

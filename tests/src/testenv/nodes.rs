@@ -18,6 +18,14 @@ pub struct LocalNode {
     pub address: Ipv4Addr,
 }
 
+/// The /16 holding the nodes' addresses (a cluster's nodes share a /24 of it): what a pool's
+/// `spec.turn.allowedPeers` lists so that its relays reach media nodes at these private
+/// addresses. None without nodes.
+pub fn private_range(nodes: &[LocalNode]) -> Option<String> {
+    let [a, b, _, _] = nodes.first()?.address.octets();
+    Some(format!("{a}.{b}.0.0/16"))
+}
+
 /// True when `node` is Ready and carries no not-ready/unreachable taint, so the
 /// scheduler places pods on it.
 pub fn schedulable(node: &Node) -> bool {

@@ -13,6 +13,8 @@ pub struct Settings {
     pub controlplane: PathBuf,
     /// `CONCLAVE_HELM`: the helm CLI (default `<workspace>/tests/controlplane/bin/helm`).
     pub helm: PathBuf,
+    /// `CONCLAVE_KUBECTL`: kubectl (default `<workspace>/tests/controlplane/bin/kubectl`).
+    pub kubectl: PathBuf,
     /// `CONCLAVE_BIN_DIR`: the built binaries (default: the cargo profile directory this
     /// executable was built into, `<workspace>/target/debug` normally).
     pub bin_dir: PathBuf,
@@ -38,6 +40,8 @@ impl Settings {
                 .unwrap_or_else(|| workspace_dir().join("tests/controlplane/bin/controlplane")),
             helm: path("CONCLAVE_HELM")
                 .unwrap_or_else(|| workspace_dir().join("tests/controlplane/bin/helm")),
+            kubectl: path("CONCLAVE_KUBECTL")
+                .unwrap_or_else(|| workspace_dir().join("tests/controlplane/bin/kubectl")),
             images: path("CONCLAVE_IMAGES").unwrap_or_else(|| default_images_dir(&bin_dir)),
             bin_dir,
             artifacts: path("CONCLAVE_ARTIFACTS")

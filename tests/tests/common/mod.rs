@@ -4,6 +4,7 @@
 #![allow(dead_code, reason = "each test binary uses a subset")]
 
 pub mod fixtures;
+pub mod tls;
 
 use conclave_testenv::operator::Operator;
 use conclave_testenv::{TestEnv, TestNamespace, media_node_role};

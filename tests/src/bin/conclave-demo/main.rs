@@ -5,6 +5,7 @@
 //! kubectl, and on Ctrl-C stops the cluster and removes its nodes from the machine. It builds
 //! nothing: make does (the binaries, the images, helm).
 
+mod forward;
 mod steps;
 
 use std::path::PathBuf;
@@ -73,6 +74,7 @@ async fn run(
 
     let demo = steps::Demo {
         client,
+        kubeconfig: kubeconfig.clone(),
         nodes: local_nodes,
         helm: Helm::new(&settings.helm, &kubeconfig, &dir.join("helm"))?,
     };
@@ -94,14 +96,16 @@ fn print_usage(kubeconfig: &std::path::Path, dir: &std::path::Path, args: &Args)
     println!("  kubectl get nodes -o wide");
     println!("  kubectl get mediapools,medianodes,conferences -A");
     println!(
-        "  kubectl -n {0} logs deployment/conclave-operator",
+        "  kubectl -n {0} logs deployment/conclave-operator   # one of the two replicas",
+        steps::NAMESPACE
+    );
+    println!(
+        "  kubectl -n {0} logs \"$(kubectl -n {0} get lease conclave-operator -o jsonpath='{{.spec.holderIdentity}}')\"   # the leader",
         steps::NAMESPACE
     );
     println!("  tests/controlplane/bin/helm list -n {}", steps::NAMESPACE);
     if !has_kubectl {
-        println!(
-            "\n  (kubectl is not on PATH: install a kubectl of version 1.35-1.37 to use these)"
-        );
+        println!("\n  (kubectl is not on PATH: make built one, tests/controlplane/bin/kubectl)");
     }
     println!(
         "\nLogs: control plane {0}/controlplane.log and {0}/controlplane/logs/, nodes {0}/controlplane/nodes/<node>/logs/, containers: kubectl logs",

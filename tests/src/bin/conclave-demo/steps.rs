@@ -8,6 +8,7 @@ use anyhow::Context;
 use conclave_crds::token::{JoinClaims, mint};
 use conclave_crds::{Conference, ConferencePhase, labels};
 use conclave_testenv::helm::Helm;
+use conclave_testenv::testenv::nodes;
 use conclave_testenv::{LocalNode, wait};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
@@ -24,6 +25,7 @@ const PARTICIPANTS: [&str; 2] = ["alice", "bob"];
 /// What the steps can use.
 pub struct Demo {
     pub client: Client,
+    pub kubeconfig: std::path::PathBuf,
     pub nodes: Vec<LocalNode>,
     pub helm: Helm,
 }
@@ -39,6 +41,9 @@ pub async fn run(demo: &Demo) -> anyhow::Result<()> {
 /// of one media node per node with TURN.
 async fn install_chart(demo: &Demo) -> anyhow::Result<()> {
     let n = demo.nodes.len();
+    // Media nodes publish the Nodes' private addresses, which the TURN relays refuse unless
+    // `spec.turn.allowedPeers` lists them.
+    let nodes_range = nodes::private_range(&demo.nodes).context("the cluster has no nodes")?;
     let values = serde_json::json!({
         "operator": {"metrics": {"bindAddress": "$(POD_IP)"}},
         "defaultPool": {
@@ -48,7 +53,7 @@ async fn install_chart(demo: &Demo) -> anyhow::Result<()> {
                 "nodeCapacity": {"participants": 100, "rooms": 20},
                 "scaling": {"minNodes": n, "maxNodes": n, "bufferParticipants": 10},
                 "mediaNode": {"udpPortRange": {"min": 50000, "max": 50999}},
-                "turn": {"enabled": true}
+                "turn": {"enabled": true, "allowedPeers": [nodes_range]}
             }
         }
     });
@@ -95,7 +100,8 @@ async fn create_conference(demo: &Demo) -> anyhow::Result<()> {
 }
 
 /// Prints, for each participant, a link that opens the call in a browser on this machine:
-/// the media node's page with the signaling URL and a join token signed with the pool's key.
+/// the media node's page with the signaling URL and a join token signed with the pool's key,
+/// both through a loopback forwarder (see `forward.rs`).
 async fn print_join_links(demo: &Demo) -> anyhow::Result<()> {
     let conf = Api::<Conference>::namespaced(demo.client.clone(), NAMESPACE)
         .get(CONFERENCE)
@@ -115,7 +121,13 @@ async fn print_join_links(demo: &Demo) -> anyhow::Result<()> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs()
         + 4 * 3600;
-    println!("\nJoin {CONFERENCE} in a browser (links valid 4 hours):");
+    let node = signaling_address(&join.signaling_url)
+        .context("the signaling URL is not ws://<address>:<port>/...")?;
+    let port = crate::forward::loopback_to(node, node.port()).await?;
+    let signaling_url =
+        join.signaling_url
+            .replacen(&node.to_string(), &format!("127.0.0.1:{port}"), 1);
+    println!("\nJoin {CONFERENCE} in a browser on this machine (links valid 4 hours):");
     for identity in PARTICIPANTS {
         let claims = JoinClaims {
             conference: CONFERENCE.into(),
@@ -123,14 +135,26 @@ async fn print_join_links(demo: &Demo) -> anyhow::Result<()> {
             exp,
             publish: true,
         };
-        let link = join_link(&join.signaling_url, &mint(&key.0, &claims))
+        let link = join_link(&signaling_url, &mint(&key.0, &claims))
             .context("the signaling URL is not ws:// or wss://")?;
         println!("  {identity}: {link}");
     }
     println!(
-        "More links: target/debug/conclave-operator token -n {NAMESPACE} --conference {CONFERENCE} --identity NAME\n"
+        "  (127.0.0.1:{port} forwards to the media node's signaling at {node}: browsers allow \
+         the camera on http only for loopback pages)"
+    );
+    println!(
+        "More participants: a link above with its token= replaced by the output of\n  \
+         KUBECONFIG={} target/debug/conclave-operator token -n {NAMESPACE} --conference {CONFERENCE} --identity NAME\n",
+        demo.kubeconfig.display()
     );
     Ok(())
+}
+
+/// The node address and port of a `ws://<ip>:<port>/...` signaling URL.
+fn signaling_address(signaling_url: &str) -> Option<std::net::SocketAddr> {
+    let rest = signaling_url.strip_prefix("ws://")?;
+    rest.split('/').next()?.parse().ok()
 }
 
 /// The media node's page for a signaling URL (`ws://host:port/rtc` → `http://host:port/`)
@@ -177,5 +201,14 @@ mod tests {
             "https://rtc.example.com/?url=wss%3A%2F%2Frtc.example.com%2Fn1%2Frtc&token=t"
         );
         assert_eq!(join_link("http://x/rtc", "t"), None);
+    }
+
+    #[test]
+    fn signaling_address_is_the_nodes_ip_and_port() {
+        assert_eq!(
+            signaling_address("ws://10.213.0.11:7880/rtc"),
+            Some("10.213.0.11:7880".parse().unwrap())
+        );
+        assert_eq!(signaling_address("wss://rtc.example.com/n1/rtc"), None);
     }
 }
