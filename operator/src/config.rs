@@ -22,6 +22,28 @@ pub enum Command {
     Token(TokenConfig),
     /// Stop the operator and release its finalizers (the chart's pre-delete hook).
     Release(ReleaseConfig),
+    /// Check an installed release (the chart's `helm test`).
+    Check(CheckConfig),
+}
+
+/// Settings of `conclave-operator check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckConfig {
+    /// Namespace of the operator's Deployment and its leader Lease.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: String,
+    /// The operator's Deployment.
+    #[arg(long)]
+    pub deployment: String,
+    /// Whether the operator elects a leader (then its Lease must be held and renewed).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "conclave-operator")]
+    pub lease_name: String,
+    /// Namespace the operator manages; all namespaces when unset.
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
 }
 
 /// Settings of `conclave-operator release`.

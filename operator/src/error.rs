@@ -18,6 +18,9 @@ pub enum Error {
     /// A Secret the pool needs is missing or incomplete.
     #[error("{0}")]
     Secret(String),
+    /// `conclave-operator check` found the release unhealthy: what it saw and each problem.
+    #[error("{0}")]
+    Check(String),
     /// An API call did not answer in time.
     #[error("{0}")]
     Timeout(String),
@@ -48,6 +51,7 @@ impl Error {
             Error::Invalid(_) => "invalid",
             Error::Secret(_) => "secret",
             Error::Timeout(_) => "timeout",
+            Error::Check(_) => "check",
             Error::Serialize { .. } => "serialize",
         }
     }

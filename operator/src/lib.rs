@@ -5,6 +5,7 @@
 //! `resources` builds child objects; `controllers` gather inputs, decide and apply;
 //! `state` holds the shared watch caches and the reservation ledger.
 
+pub mod check_cmd;
 pub mod config;
 pub mod controllers;
 pub mod decide;

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use conclave_operator::config::{Cli, Command};
-use conclave_operator::{release_cmd, start, token_cmd};
+use conclave_operator::{check_cmd, release_cmd, start, token_cmd};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -26,6 +26,12 @@ async fn main() -> anyhow::Result<()> {
             let client = kube::Client::try_from(kube_config)?;
             let freed = release_cmd::run(client, &cfg).await?;
             println!("released {freed} objects from Conclave's finalizers");
+            Ok(())
+        }
+        Command::Check(cfg) => {
+            let client = kube::Client::try_from(kube_config)?;
+            println!("{}", check_cmd::run(client, &cfg).await?);
+            println!("release healthy");
             Ok(())
         }
         Command::Token(cfg) => {

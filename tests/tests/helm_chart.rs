@@ -126,9 +126,78 @@ async fn chart_runs_the_operator_under_its_rbac_and_a_conference_becomes_active(
         Some(host),
         "standup moved"
     );
+    helm_test_passes_and_names_the_leader(env, &ns, &release, &new_leader).await;
     operator_pods_stop_on_sigterm(&ns).await;
+    helm_test_fails_on_an_operator_scaled_to_zero(env, &ns, &release, &operator).await;
 
     uninstall_removes_what_the_release_installed(env, &ns, &release).await;
+}
+
+/// `helm test` checks the installed release: operator replicas ready, the leader's Lease
+/// renewed, the Conclave kinds listable with the operator's account.
+async fn helm_test_passes_and_names_the_leader(
+    env: &TestEnv,
+    ns: &TestNamespace,
+    release: &str,
+    leader: &str,
+) {
+    let helm = env.helm().unwrap();
+    let out = helm
+        .run(&[
+            "test",
+            release,
+            "--namespace",
+            ns.name(),
+            "--logs",
+            "--timeout",
+            "2m",
+        ])
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "helm test: {e}
+{}",
+                report(ns)
+            )
+        });
+    for expected in [
+        "2 of 2 replicas ready",
+        &format!("leader: {leader}"),
+        "release healthy",
+    ] {
+        assert!(
+            out.contains(expected),
+            "helm test output lacks {expected:?}:\n{out}"
+        );
+    }
+}
+
+/// With the operator scaled to zero, `helm test` fails and its pod's log says why.
+async fn helm_test_fails_on_an_operator_scaled_to_zero(
+    env: &TestEnv,
+    ns: &TestNamespace,
+    release: &str,
+    operator: &str,
+) {
+    let patch = json!({"spec": {"replicas": 0}});
+    ns.api::<Deployment>()
+        .patch(operator, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let helm = env.helm().unwrap();
+    let result = helm
+        .run(&["test", release, "--namespace", ns.name(), "--timeout", "2m"])
+        .await;
+    assert!(
+        result.is_err(),
+        "helm test passed with no operator: {result:?}"
+    );
+    let log = ns
+        .api::<Pod>()
+        .logs(&format!("{operator}-check"), &Default::default())
+        .await
+        .unwrap();
+    assert!(log.contains("scaled to zero"), "check pod log:\n{log}");
 }
 
 /// Deletes both operator pods, the leader running its controllers and the standby waiting for
@@ -406,6 +475,20 @@ async fn uninstall_removes_what_the_release_installed(
     }
 }
 
+/// Creates the ServiceAccounts in `rendered` for real: admission of the chart's test Pod looks
+/// its account up, and a dry run creates nothing.
+async fn create_service_accounts(ns: &TestNamespace, rendered: &str) {
+    for doc in conclave_testenv::manifests::documents(rendered).unwrap() {
+        if doc["kind"] == "ServiceAccount" {
+            let account: ServiceAccount = serde_json::from_value(doc).unwrap();
+            ns.api::<ServiceAccount>()
+                .create(&PostParams::default(), &account)
+                .await
+                .unwrap();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rendered_manifest_passes_strict_server_validation() {
     let env = TestEnv::shared().await.unwrap();
@@ -416,12 +499,14 @@ async fn every_rendered_manifest_passes_strict_server_validation() {
         .template("conclave", ns.name(), &json!({}))
         .await
         .unwrap();
+    create_service_accounts(&ns, &defaults).await;
     let checked = dry_run_strict(&client, &defaults).await.unwrap();
     for kind in [
         "ClusterRole",
         "Deployment",
         "ValidatingAdmissionPolicy",
         "ServiceAccount",
+        "Pod",
     ] {
         assert!(
             checked.iter().any(|k| k == kind),
@@ -448,6 +533,7 @@ async fn every_rendered_manifest_passes_strict_server_validation() {
         "grafanaDashboard": {"enabled": true}
     });
     let rendered = helm.template("full", ns.name(), &everything).await.unwrap();
+    create_service_accounts(&ns, &rendered).await;
     let checked = dry_run_strict(&client, &rendered).await.unwrap();
     for kind in [
         "MediaPool",
