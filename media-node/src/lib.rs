@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod head_deadline;
 pub mod media;
 pub mod metrics;
 pub mod node;

@@ -17,6 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::IncomingStream;
 use axum::serve::Listener;
+
+use crate::head_deadline::HeadDeadline;
 use tokio::net::TcpListener;
 
 use crate::error::{Error, Result};
@@ -59,6 +61,12 @@ impl Connected<IncomingStream<'_, TcpListener>> for Peer {
 
 impl Connected<IncomingStream<'_, crate::tls::TlsListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, crate::tls::TlsListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl<L: Listener<Addr = SocketAddr>> Connected<IncomingStream<'_, HeadDeadline<L>>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, HeadDeadline<L>>) -> Self {
         Peer(*stream.remote_addr())
     }
 }
@@ -147,7 +155,6 @@ pub async fn run<L>(
 ) -> Result<()>
 where
     L: Listener<Addr = SocketAddr>,
-    for<'a> Peer: Connected<IncomingStream<'a, L>>,
 {
     let addr = listener.local_addr().map_err(|source| Error::Serve {
         addr: ([0, 0, 0, 0], 0).into(),
@@ -164,6 +171,8 @@ where
     });
     tracing::info!(%addr, node = %node.settings.name, "signaling listening");
     let app = router(node, limits).into_make_service_with_connect_info::<Peer>();
+    // A connection has as long to send its request head as a socket has to join.
+    let listener = HeadDeadline::new(listener, limits.join_timeout);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

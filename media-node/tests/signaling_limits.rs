@@ -305,3 +305,80 @@ async fn a_flood_before_join_is_cut_off_too() {
         1
     );
 }
+
+/// Sends `bytes` on `stream` and reads what comes back until `patience` runs out or the
+/// node closes the connection: the text read, and whether it was closed.
+async fn exchange(
+    stream: &mut tokio::net::TcpStream,
+    bytes: &[u8],
+    patience: Duration,
+) -> (String, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(bytes).await.expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), false),
+            Ok(Ok(0) | Err(_)) => return (String::from_utf8_lossy(&got).into_owned(), true),
+            Ok(Ok(n)) => {
+                got.extend_from_slice(&buf[..n]);
+                if got.windows(4).any(|w| w == b"\r\n\r\n") && got.ends_with(b"ok") {
+                    return (String::from_utf8_lossy(&got).into_owned(), false);
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_request_head_is_late_is_closed_and_a_timely_one_is_served() {
+    let timeout = Duration::from_secs(1);
+    let node = start_limited(
+        settings(),
+        limits(timeout, 1000, 1000),
+        10,
+        MediaPolicy::default(),
+    )
+    .await;
+    let addr = node
+        .url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/rtc")
+        .to_owned();
+    let partial = b"GET /healthz HTTP/1.1\r\nHost: node\r\n";
+
+    // Never finishes its head: closed at the deadline, without an answer.
+    let mut slow = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let opened = Instant::now();
+    let (answer, closed) = exchange(&mut slow, partial, Duration::from_secs(10)).await;
+    let after = opened.elapsed();
+    assert!(
+        closed && answer.is_empty(),
+        "closed {closed}, answer {answer:?}"
+    );
+    assert!(
+        after >= timeout && after < timeout * 5,
+        "closed after {after:?}"
+    );
+
+    // Finishes its head in time: answered, and the deadline no longer applies to the
+    // kept-alive connection.
+    let mut timely = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let (nothing, closed) = exchange(&mut timely, partial, Duration::from_millis(300)).await;
+    assert!(
+        !closed && nothing.is_empty(),
+        "closed {closed}, answer {nothing:?}"
+    );
+    let (answer, closed) = exchange(&mut timely, b"\r\n", Duration::from_secs(5)).await;
+    assert!(!closed && answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    tokio::time::sleep(timeout * 2).await;
+    let again = b"GET /healthz HTTP/1.1\r\nHost: node\r\n\r\n";
+    let (answer, closed) = exchange(&mut timely, again, Duration::from_secs(5)).await;
+    assert!(!closed && answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+}
