@@ -74,6 +74,17 @@ fn limits(join_timeout: Duration, per_node: u32, per_address: u32) -> SignalingL
     }
 }
 
+/// A node whose only tight limit is the join timeout.
+async fn with_join_timeout(timeout: Duration) -> TestNode {
+    start_limited(
+        settings(),
+        limits(timeout, 1000, 1000),
+        10,
+        MediaPolicy::default(),
+    )
+    .await
+}
+
 async fn raw(url: &str) -> Result<Socket, tungstenite::Error> {
     tokio_tungstenite::connect_async(url)
         .await
@@ -92,13 +103,7 @@ fn quiet() -> Publish {
 async fn sockets_that_never_join_are_closed_after_the_join_timeout() {
     const IDLE: usize = 60;
     let timeout = Duration::from_secs(1);
-    let node = start_limited(
-        settings(),
-        limits(timeout, 1000, 1000),
-        10,
-        MediaPolicy::default(),
-    )
-    .await;
+    let node = with_join_timeout(timeout).await;
     // A client that joined before the idle sockets opened is not held to the deadline.
     let mut alice = client(&node, "alice", quiet()).await;
 
@@ -335,13 +340,7 @@ async fn exchange(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_whose_request_head_is_late_is_closed_and_a_timely_one_is_served() {
     let timeout = Duration::from_secs(1);
-    let node = start_limited(
-        settings(),
-        limits(timeout, 1000, 1000),
-        10,
-        MediaPolicy::default(),
-    )
-    .await;
+    let node = with_join_timeout(timeout).await;
     let addr = node
         .url
         .trim_start_matches("ws://")
