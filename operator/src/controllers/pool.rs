@@ -440,6 +440,7 @@ async fn signaling_tls_problem(ctx: &Context, pool: &MediaPool) -> Result<Option
         &tls.tls_secret_name,
         &tls.domain,
         files,
+        k8s_openapi::jiff::Timestamp::now().as_second(),
     ))
 }
 

@@ -62,12 +62,13 @@ pub struct SecretFiles<'a> {
 }
 
 /// What is wrong with TLS Secret `secret` (`files` is `None` when it does not exist) for
-/// media nodes named `<node>.<domain>`, as a message naming the field and the fix; `None`
-/// when a media node can serve it.
+/// media nodes named `<node>.<domain>` at `now` (Unix seconds), as a message naming the field
+/// and the fix; `None` when a media node can serve it.
 pub fn certificate_problem(
     secret: &str,
     domain: &str,
     files: Option<SecretFiles<'_>>,
+    now: i64,
 ) -> Option<String> {
     let field = format!("spec.signaling.tlsSecretName {secret:?}");
     let Some(files) = files else {
@@ -75,13 +76,13 @@ pub fn certificate_problem(
             "{field}: no such Secret in the pool's namespace; create a kubernetes.io/tls Secret with a certificate for *.{domain} (e.g. a cert-manager Certificate with secretName {secret})"
         ));
     };
-    match check(files, domain) {
+    match check(files, domain, now) {
         Ok(()) => None,
         Err(why) => Some(format!("{field}: {why}")),
     }
 }
 
-fn check(files: SecretFiles<'_>, domain: &str) -> Result<(), String> {
+fn check(files: SecretFiles<'_>, domain: &str, now: i64) -> Result<(), String> {
     let cert = files.cert.ok_or_else(|| {
         format!("has no {CERT_FILE}; put the certificate chain for *.{domain} there in PEM")
     })?;
@@ -116,6 +117,34 @@ fn check(files: SecretFiles<'_>, domain: &str) -> Result<(), String> {
     parsed
         .verify_is_valid_for_subject_name(&name)
         .map_err(|_| format!("the certificate in {CERT_FILE} is not valid for *.{domain}; issue one with the DNS name *.{domain}"))?;
+    validity_problem(leaf, now)
+}
+
+/// Whether the leaf certificate is valid at `now`: browsers refuse an expired one (and one not
+/// valid yet) whatever its names.
+fn validity_problem(leaf: &CertificateDer<'_>, now: i64) -> Result<(), String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).map_err(|e| {
+        format!(
+            "{CERT_FILE}'s first certificate cannot be read ({e}); store a valid X.509 certificate"
+        )
+    })?;
+    let validity = cert.validity();
+    let rfc3339 = |t: &x509_parser::time::ASN1Time| {
+        k8s_openapi::jiff::Timestamp::from_second(t.timestamp())
+            .map_or_else(|_| t.to_string(), |t| t.to_string())
+    };
+    if now > validity.not_after.timestamp() {
+        return Err(format!(
+            "the certificate in {CERT_FILE} expired at {}; renew it (cert-manager renews before expiry when the Certificate is still there)",
+            rfc3339(&validity.not_after)
+        ));
+    }
+    if now < validity.not_before.timestamp() {
+        return Err(format!(
+            "the certificate in {CERT_FILE} is not valid before {}; check the issuer's clock or wait",
+            rfc3339(&validity.not_before)
+        ));
+    }
     Ok(())
 }
 
@@ -123,12 +152,24 @@ fn check(files: SecretFiles<'_>, domain: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// 2027-01-15, within rcgen's default validity (1975 to 4096).
+    const NOW: i64 = 1_800_000_000;
+
     fn issue(names: &[&str]) -> (String, String) {
+        issue_valid(names, None)
+    }
+
+    /// A self-signed certificate for `names`, valid between the given years when set.
+    fn issue_valid(names: &[&str], years: Option<(i32, i32)>) -> (String, String) {
         let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(
+        let mut params = rcgen::CertificateParams::new(
             names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
         )
         .unwrap();
+        if let Some((from, to)) = years {
+            params.not_before = rcgen::date_time_ymd(from, 1, 1);
+            params.not_after = rcgen::date_time_ymd(to, 1, 1);
+        }
         let cert = params.self_signed(&key).unwrap();
         (cert.pem(), key.serialize_pem())
     }
@@ -194,7 +235,7 @@ mod tests {
     fn a_wildcard_certificate_with_its_key_is_usable() {
         let (cert, key) = issue(&["*.media.example.com"]);
         assert_eq!(
-            certificate_problem("media-tls", "media.example.com", files(&cert, &key)),
+            certificate_problem("media-tls", "media.example.com", files(&cert, &key), NOW),
             None
         );
     }
@@ -203,6 +244,8 @@ mod tests {
     fn every_problem_names_the_field_and_the_fix() {
         let (cert, key) = issue(&["*.media.example.com"]);
         let (other_cert, other_key) = issue(&["*.other.example.com"]);
+        let expired = issue_valid(&["*.media.example.com"], Some((2025, 2026)));
+        let future = issue_valid(&["*.media.example.com"], Some((2028, 2029)));
         let cases: Vec<(Option<SecretFiles<'_>>, &str)> = vec![
             (None, "no such Secret"),
             (
@@ -229,9 +272,17 @@ mod tests {
                 files(&other_cert, &other_key),
                 "not valid for *.media.example.com",
             ),
+            (
+                files(&expired.0, &expired.1),
+                "expired at 2026-01-01T00:00:00Z",
+            ),
+            (
+                files(&future.0, &future.1),
+                "not valid before 2028-01-01T00:00:00Z",
+            ),
         ];
         for (input, words) in cases {
-            let problem = certificate_problem("media-tls", "media.example.com", input)
+            let problem = certificate_problem("media-tls", "media.example.com", input, NOW)
                 .unwrap_or_else(|| panic!("{words}: no problem found"));
             assert!(
                 problem.starts_with("spec.signaling.tlsSecretName \"media-tls\": "),
