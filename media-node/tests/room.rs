@@ -8,33 +8,85 @@ use std::time::Duration;
 
 use common::*;
 use conclave_media_node::CloseReason;
+use conclave_media_node::client::Client;
 use conclave_media_node::client::{MediaShape, Publish};
 use conclave_media_node::forward::DropReason;
-use conclave_media_node::media::chat::ChatRelay;
+use conclave_media_node::media::chat::{CHAT_RATE, ChatRelay};
 use conclave_media_node::room::MediaPolicy;
 use conclave_media_node::room::model::TrackKind;
 use conclave_media_node::signaling::protocol::{ClientMessage, ErrorCode, ServerMessage};
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// Waits for both chat channels to open (retrying until `to` hears `from`, at the chat
+/// rate): the first relay `to` got.
+async fn first_chat(from: &Client, to: &mut Client) -> ChatRelay {
+    for _ in 0..50 {
+        let _ = from.chat("hello bob").await;
+        if let Ok(Some(m)) =
+            tokio::time::timeout(Duration::from_millis(200), to.chat_in.recv()).await
+        {
+            return serde_json::from_str(&m).expect("relay json");
+        }
+    }
+    panic!("the chat channels never carried a message");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_flood_is_cut_to_the_rate_told_once_then_closed() {
+    let node = start(10, MediaPolicy::default()).await;
+    let mut alice = client(&node, "alice", viewer()).await;
+    let mut bob = client(&node, "bob", viewer()).await;
+    first_chat(&alice, &mut bob).await;
+
+    let started = std::time::Instant::now();
+    for i in 0..500 {
+        if alice.chat(&format!("spam {i}")).await.is_err() {
+            break;
+        }
+    }
+    let told = alice
+        .wait_for(WAIT, |m| {
+            matches!(m, ServerMessage::Error { code: ErrorCode::MediaRefused, message, .. }
+                if message.contains("faster than 5 per second"))
+        })
+        .await;
+    assert!(told.is_some(), "alice was told she sends too fast");
+    let closed = alice
+        .wait_for(WAIT, |m| {
+            matches!(m, ServerMessage::Error { message, .. } if message.contains("chat closed"))
+        })
+        .await;
+    assert!(closed.is_some(), "alice's chat was closed for flooding");
+    let mut relayed = 0usize;
+    while let Ok(Some(_)) =
+        tokio::time::timeout(Duration::from_millis(500), bob.chat_in.recv()).await
+    {
+        relayed += 1;
+    }
+    let allowed = CHAT_RATE.burst as f64 + CHAT_RATE.per_second * started.elapsed().as_secs_f64();
+    assert!(
+        relayed >= 1 && relayed as f64 <= allowed,
+        "bob got {relayed} of 500, at most {allowed:.0} allowed"
+    );
+    // The flood cost alice her chat, not her call, and bob's session is untouched.
+    for c in [&mut alice, &mut bob] {
+        c.send(&ClientMessage::Ping {});
+        assert!(
+            c.wait_for(WAIT, |m| matches!(m, ServerMessage::Pong {}))
+                .await
+                .is_some(),
+            "session still served"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_is_relayed_by_the_node_with_a_size_limit() {
     let node = start(10, MediaPolicy::default()).await;
     let mut alice = client(&node, "alice", viewer()).await;
     let mut bob = client(&node, "bob", viewer()).await;
-    // Wait for both channels to open: retry until bob hears alice.
-    let mut relayed = None;
-    for _ in 0..50 {
-        let _ = alice.chat("hello bob").await;
-        if let Ok(Some(m)) =
-            tokio::time::timeout(Duration::from_millis(200), bob.chat_in.recv()).await
-        {
-            relayed = Some(m);
-            break;
-        }
-    }
-    let relay: ChatRelay =
-        serde_json::from_str(&relayed.expect("bob got the chat")).expect("relay json");
+    let relay = first_chat(&alice, &mut bob).await;
     assert_eq!(relay.identity, "alice");
     assert_eq!(relay.message, "hello bob");
     assert_eq!(relay.participant_id, alice.participant);

@@ -1,8 +1,12 @@
 //! The chat data channel: each participant opens a reliable channel labelled `chat`; the node
 //! reads it, refuses binary or oversized messages, and relays text to everyone else in the
 //! room wrapped with the sender's id and identity (the SFU relays, clients never talk P2P).
+//! Each sender's messages are rate-limited ([`CHAT_RATE`]): a flood is dropped, the sender is
+//! told once, and a sender that keeps flooding has its chat channel closed, so the room's
+//! queue never takes more than the rate from one participant.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -10,6 +14,14 @@ use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
 use crate::room::model::ParticipantId;
 use crate::room::task::RoomEvent;
+use crate::signaling::budget::{MessageBudget, RateLimit, Verdict};
+
+/// Chat messages one participant may send: people type a few a second at most; pasted
+/// bursts of a few dozen lines pass.
+pub const CHAT_RATE: RateLimit = RateLimit {
+    per_second: 5.0,
+    burst: 30,
+};
 
 /// Label of the chat channel.
 pub const CHAT_LABEL: &str = "chat";
@@ -52,6 +64,27 @@ pub fn judge(is_string: bool, data: &[u8], max_bytes: usize) -> ChatInput {
     }
 }
 
+/// What becomes of one chat frame arriving under `budget`: relayed (after [`judge`]), refused
+/// with a message the first time the sender exceeds its rate, dropped silently after that,
+/// or `None` when the sender kept flooding and its channel is to be closed.
+pub fn admit(
+    budget: &mut MessageBudget,
+    now: Instant,
+    is_string: bool,
+    data: &[u8],
+    max_bytes: usize,
+) -> Option<Option<ChatInput>> {
+    match budget.charge(now) {
+        Verdict::Accept => Some(Some(judge(is_string, data, max_bytes))),
+        Verdict::Drop { first: true } => Some(Some(ChatInput::Refused(format!(
+            "chat messages arrive faster than {} per second: they are not relayed until you slow down",
+            budget.limit().per_second
+        )))),
+        Verdict::Drop { first: false } => Some(None),
+        Verdict::Disconnect => None,
+    }
+}
+
 /// Reads a participant's chat channel until it closes, reporting messages to the room.
 pub async fn run_chat_reader(
     participant: ParticipantId,
@@ -59,12 +92,31 @@ pub async fn run_chat_reader(
     max_bytes: usize,
     room: mpsc::WeakUnboundedSender<RoomEvent>,
 ) {
+    let mut budget = MessageBudget::new(CHAT_RATE, Instant::now());
     while let Some(event) = channel.poll().await {
         match event {
             DataChannelEvent::OnMessage(msg) => {
-                let input = judge(msg.is_string, &msg.data, max_bytes);
                 let Some(room) = room.upgrade() else { break };
-                let _ = room.send(RoomEvent::Chat { participant, input });
+                match admit(
+                    &mut budget,
+                    Instant::now(),
+                    msg.is_string,
+                    &msg.data,
+                    max_bytes,
+                ) {
+                    Some(Some(input)) => {
+                        let _ = room.send(RoomEvent::Chat { participant, input });
+                    }
+                    Some(None) => {}
+                    None => {
+                        let reason = "chat closed: too many messages".to_owned();
+                        let input = ChatInput::Refused(reason);
+                        let _ = room.send(RoomEvent::Chat { participant, input });
+                        tracing::info!(%participant, "chat channel closed for flooding");
+                        let _ = channel.close().await;
+                        break;
+                    }
+                }
             }
             DataChannelEvent::OnClose => break,
             _ => {}
@@ -75,6 +127,36 @@ pub async fn run_chat_reader(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_is_refused_once_then_dropped_then_closed() {
+        let start = Instant::now();
+        let mut budget = MessageBudget::new(CHAT_RATE, start);
+        let mut send = || admit(&mut budget, start, true, b"spam", 100);
+        for _ in 0..CHAT_RATE.burst {
+            assert_eq!(send(), Some(Some(ChatInput::Text("spam".into()))));
+        }
+        assert!(
+            matches!(send(), Some(Some(ChatInput::Refused(r))) if r.contains("faster than 5 per second"))
+        );
+        for _ in 1..CHAT_RATE.burst {
+            assert_eq!(send(), Some(None));
+        }
+        assert_eq!(send(), None);
+    }
+
+    #[test]
+    fn a_sender_within_the_rate_is_relayed() {
+        let start = Instant::now();
+        let mut budget = MessageBudget::new(CHAT_RATE, start);
+        for i in 0..200u64 {
+            let now = start + std::time::Duration::from_millis(i * 250);
+            assert_eq!(
+                admit(&mut budget, now, true, b"hi", 100),
+                Some(Some(ChatInput::Text("hi".into())))
+            );
+        }
+    }
 
     #[test]
     fn size_limit_and_text_only() {
