@@ -74,14 +74,16 @@ fn limits(join_timeout: Duration, per_node: u32, per_address: u32) -> SignalingL
     }
 }
 
-/// A node whose only tight limit is the join timeout.
-async fn with_join_timeout(timeout: Duration) -> TestNode {
-    start_limited(
-        settings(),
-        limits(timeout, 1000, 1000),
-        10,
-        MediaPolicy::default(),
-    )
+/// A node of 10 participants under `limits`.
+async fn limited(limits: SignalingLimits) -> TestNode {
+    start_limited(settings(), limits, 10, MediaPolicy::default()).await
+}
+
+/// Whether the node counts `expected` open sockets within 5 s.
+async fn open_sockets_become(node: &TestNode, expected: u32) -> bool {
+    eventually(Duration::from_secs(5), || {
+        node.node.stats.signaling.open_sockets() == expected
+    })
     .await
 }
 
@@ -103,7 +105,7 @@ fn quiet() -> Publish {
 async fn sockets_that_never_join_are_closed_after_the_join_timeout() {
     const IDLE: usize = 60;
     let timeout = Duration::from_secs(1);
-    let node = with_join_timeout(timeout).await;
+    let node = limited(limits(timeout, 1000, 1000)).await;
     // A client that joined before the idle sockets opened is not held to the deadline.
     let mut alice = client(&node, "alice", quiet()).await;
 
@@ -113,13 +115,7 @@ async fn sockets_that_never_join_are_closed_after_the_join_timeout() {
         idle.push(raw(&node.url).await.expect("upgrade"));
     }
     assert!(
-        eventually(Duration::from_secs(5), || node
-            .node
-            .stats
-            .signaling
-            .open_sockets()
-            == IDLE as u32 + 1)
-        .await,
+        open_sockets_become(&node, IDLE as u32 + 1).await,
         "every socket is counted"
     );
     let endings = futures::future::join_all(
@@ -133,13 +129,7 @@ async fn sockets_that_never_join_are_closed_after_the_join_timeout() {
     }
     assert!(closed_after >= timeout, "closed after {closed_after:?}");
     assert!(
-        eventually(Duration::from_secs(5), || node
-            .node
-            .stats
-            .signaling
-            .open_sockets()
-            == 1)
-        .await,
+        open_sockets_become(&node, 1).await,
         "the node let go of every idle socket"
     );
     assert_eq!(
@@ -159,13 +149,7 @@ async fn sockets_that_never_join_are_closed_after_the_join_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_caps_refuse_extra_upgrades_and_give_places_back() {
     // Per address: loopback may hold 3.
-    let node = start_limited(
-        settings(),
-        limits(Duration::from_secs(30), 100, 3),
-        10,
-        MediaPolicy::default(),
-    )
-    .await;
+    let node = limited(limits(Duration::from_secs(30), 100, 3)).await;
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(raw(&node.url).await.expect("within the cap"));
@@ -188,25 +172,11 @@ async fn connection_caps_refuse_extra_upgrades_and_give_places_back() {
     // A socket that closes gives its place back.
     let mut first = held.remove(0);
     first.close(None).await.expect("close");
-    assert!(
-        eventually(Duration::from_secs(5), || node
-            .node
-            .stats
-            .signaling
-            .open_sockets()
-            == 2)
-        .await
-    );
+    assert!(open_sockets_become(&node, 2).await);
     held.push(raw(&node.url).await.expect("a place came back"));
 
     // Per node: 2 sockets whatever their address.
-    let full = start_limited(
-        settings(),
-        limits(Duration::from_secs(30), 2, 100),
-        10,
-        MediaPolicy::default(),
-    )
-    .await;
+    let full = limited(limits(Duration::from_secs(30), 2, 100)).await;
     let _a = raw(&full.url).await.expect("first");
     let _b = raw(&full.url).await.expect("second");
     let Err(tungstenite::Error::Http(response)) = raw(&full.url).await else {
@@ -340,7 +310,7 @@ async fn exchange(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_whose_request_head_is_late_is_closed_and_a_timely_one_is_served() {
     let timeout = Duration::from_secs(1);
-    let node = with_join_timeout(timeout).await;
+    let node = limited(limits(timeout, 1000, 1000)).await;
     let addr = node
         .url
         .trim_start_matches("ws://")

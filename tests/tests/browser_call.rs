@@ -246,6 +246,21 @@ async fn open_all(browsers: &mut Chromium, links: &[(&str, String)]) {
     }
 }
 
+/// Opens the call page for each of `names` with a link to `signaling_url` (and `extra` query).
+async fn open_each(
+    browsers: &mut Chromium,
+    names: &[&str],
+    signaling_url: &str,
+    key: &[u8],
+    extra: &str,
+) {
+    let links: Vec<(&str, String)> = names
+        .iter()
+        .map(|n| (*n, link(signaling_url, key, n, extra)))
+        .collect();
+    open_all(browsers, &links).await;
+}
+
 async fn connected(browsers: &mut Chromium, name: &str) -> Result<Value, String> {
     browsers
         .try_send(
@@ -262,11 +277,7 @@ async fn three_browsers_see_each_other_chat_and_share_a_screen() {
     let (key, _) = keys(&ns).await;
     let names = ["alice", "bob", "carol"];
     let mut browsers = Chromium::start(&env.artifacts().join("browser-call")).await;
-    let links: Vec<(&str, String)> = names
-        .iter()
-        .map(|n| (*n, link(&url, &key, n, "")))
-        .collect();
-    open_all(&mut browsers, &links).await;
+    open_each(&mut browsers, &names, &url, &key, "").await;
     for n in names {
         if let Err(e) = connected(&mut browsers, n).await {
             fail(env, &ns, &mut browsers, &names, &e).await;
@@ -480,11 +491,7 @@ async fn a_call_forced_through_turn_flows_and_expired_credentials_are_refused() 
     let (key, turn_secret) = keys(&ns).await;
     let names = ["alice", "bob"];
     let mut browsers = Chromium::start(&env.artifacts().join("browser-turn")).await;
-    let links: Vec<(&str, String)> = names
-        .iter()
-        .map(|n| (*n, link(&url, &key, n, "&relay=1")))
-        .collect();
-    open_all(&mut browsers, &links).await;
+    open_each(&mut browsers, &names, &url, &key, "&relay=1").await;
     for n in names {
         if let Err(e) = connected(&mut browsers, n).await {
             fail(env, &ns, &mut browsers, &names, &e).await;
@@ -767,11 +774,7 @@ async fn kubectl_drain_of_the_hosting_node_waits_for_the_call_to_move() {
     let (key, _) = keys(&ns).await;
     let names = ["alice", "bob"];
     let mut browsers = Chromium::start(&env.artifacts().join("browser-kubectl-drain")).await;
-    let links: Vec<(&str, String)> = names
-        .iter()
-        .map(|n| (*n, link(&url, &key, n, "")))
-        .collect();
-    open_all(&mut browsers, &links).await;
+    open_each(&mut browsers, &names, &url, &key, "").await;
     call_flows_through(env, &ns, &mut browsers, &names, &url, "before the drain").await;
 
     // The hosting pod's budget protects it: no eviction is allowed.
