@@ -112,22 +112,16 @@ pub async fn run(client: Client, cfg: &CheckConfig) -> Result<String> {
 /// kind when its CRD is missing or the permission is.
 async fn count<K>(client: &Client, namespace: Option<&str>) -> Result<usize>
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
         + DeserializeOwned
         + std::fmt::Debug,
-    K::DynamicType: Default,
 {
-    let api: Api<K> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let list = api.list_metadata(&ListParams::default()).await.action(|| {
-        format!(
-            "listing {} (is its CRD installed?)",
-            K::kind(&K::DynamicType::default())
-        )
-    })?;
+    let api: Api<K> = crate::start::api(client, namespace);
+    let list = api
+        .list_metadata(&ListParams::default())
+        .await
+        .action(|| format!("listing {} (is its CRD installed?)", K::kind(&())))?;
     Ok(list.items.len())
 }
 

@@ -71,10 +71,7 @@ where
         + DeserializeOwned
         + std::fmt::Debug,
 {
-    let all: Api<K> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let all: Api<K> = crate::start::api(client, namespace);
     let kind = K::kind(&());
     let list = all
         .list(&ListParams::default())

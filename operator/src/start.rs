@@ -198,7 +198,9 @@ fn seed_ledger(ctx: &Context) -> usize {
     n
 }
 
-fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+/// The API of kind `K` in namespace `ns`, or in all namespaces when `ns` is None (the
+/// operator's watch namespace, as its commands take it).
+pub(crate) fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
 {

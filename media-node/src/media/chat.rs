@@ -64,24 +64,35 @@ pub fn judge(is_string: bool, data: &[u8], max_bytes: usize) -> ChatInput {
     }
 }
 
-/// What becomes of one chat frame arriving under `budget`: relayed (after [`judge`]), refused
-/// with a message the first time the sender exceeds its rate, dropped silently after that,
-/// or `None` when the sender kept flooding and its channel is to be closed.
+/// What becomes of one chat frame under the sender's rate.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Report this to the room: the frame judged, or the refusal of the first frame over the
+    /// rate.
+    Report(ChatInput),
+    /// Over the rate, the sender told already: drop it silently.
+    Drop,
+    /// The sender kept flooding: close its chat channel.
+    Close,
+}
+
+/// Admits one chat frame arriving at `now` under `budget`, judging it ([`judge`]) when it is
+/// within the rate.
 pub fn admit(
     budget: &mut MessageBudget,
     now: Instant,
     is_string: bool,
     data: &[u8],
     max_bytes: usize,
-) -> Option<Option<ChatInput>> {
+) -> Admission {
     match budget.charge(now) {
-        Verdict::Accept => Some(Some(judge(is_string, data, max_bytes))),
-        Verdict::Drop { first: true } => Some(Some(ChatInput::Refused(format!(
+        Verdict::Accept => Admission::Report(judge(is_string, data, max_bytes)),
+        Verdict::Drop { first: true } => Admission::Report(ChatInput::Refused(format!(
             "chat messages arrive faster than {} per second: they are not relayed until you slow down",
             budget.limit().per_second
-        )))),
-        Verdict::Drop { first: false } => Some(None),
-        Verdict::Disconnect => None,
+        ))),
+        Verdict::Drop { first: false } => Admission::Drop,
+        Verdict::Disconnect => Admission::Close,
     }
 }
 
@@ -104,11 +115,11 @@ pub async fn run_chat_reader(
                     &msg.data,
                     max_bytes,
                 ) {
-                    Some(Some(input)) => {
+                    Admission::Report(input) => {
                         let _ = room.send(RoomEvent::Chat { participant, input });
                     }
-                    Some(None) => {}
-                    None => {
+                    Admission::Drop => {}
+                    Admission::Close => {
                         let reason = "chat closed: too many messages".to_owned();
                         let input = ChatInput::Refused(reason);
                         let _ = room.send(RoomEvent::Chat { participant, input });
@@ -134,15 +145,15 @@ mod tests {
         let mut budget = MessageBudget::new(CHAT_RATE, start);
         let mut send = || admit(&mut budget, start, true, b"spam", 100);
         for _ in 0..CHAT_RATE.burst {
-            assert_eq!(send(), Some(Some(ChatInput::Text("spam".into()))));
+            assert_eq!(send(), Admission::Report(ChatInput::Text("spam".into())));
         }
         assert!(
-            matches!(send(), Some(Some(ChatInput::Refused(r))) if r.contains("faster than 5 per second"))
+            matches!(send(), Admission::Report(ChatInput::Refused(r)) if r.contains("faster than 5 per second"))
         );
         for _ in 1..CHAT_RATE.burst {
-            assert_eq!(send(), Some(None));
+            assert_eq!(send(), Admission::Drop);
         }
-        assert_eq!(send(), None);
+        assert_eq!(send(), Admission::Close);
     }
 
     #[test]
@@ -153,7 +164,7 @@ mod tests {
             let now = start + std::time::Duration::from_millis(i * 250);
             assert_eq!(
                 admit(&mut budget, now, true, b"hi", 100),
-                Some(Some(ChatInput::Text("hi".into())))
+                Admission::Report(ChatInput::Text("hi".into()))
             );
         }
     }
