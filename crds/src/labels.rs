@@ -68,4 +68,7 @@ pub mod condition {
     /// Pool with `spec.signaling`: its TLS Secret holds a certificate and key for
     /// `*.<domain>`; False names the problem, and no new media node or signaling URL is made.
     pub const SIGNALING_TLS: &str = "SignalingTLS";
+    /// Pool: every live media node runs the pool's current pod template; False (reason
+    /// `RollingUpdate`) while old ones are replaced, with progress and what holds it up.
+    pub const UP_TO_DATE: &str = "UpToDate";
 }

@@ -24,6 +24,7 @@ use crate::shared::{NodeCapacity, PortRange};
     category = "conclave",
     printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".status.desiredNodes","description":"Media nodes the autoscaler wants"}"#,
     printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyNodes","description":"Media nodes that take conferences"}"#,
+    printcolumn = r#"{"name":"Up-to-date","type":"integer","jsonPath":".status.updatedNodes","description":"Media nodes running the pool's current pod template"}"#,
     printcolumn = r#"{"name":"Draining","type":"integer","jsonPath":".status.drainingNodes","description":"Media nodes being drained"}"#,
     printcolumn = r#"{"name":"Participants","type":"integer","jsonPath":".status.participants","description":"Participants connected across the pool"}"#,
     printcolumn = r#"{"name":"Capacity","type":"integer","jsonPath":".status.capacity","description":"Participants the Ready nodes can carry"}"#,
@@ -65,6 +66,43 @@ pub struct MediaPoolSpec {
     /// registry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
+    /// How running media nodes are replaced when the pod they would get changes (image,
+    /// resources, scheduling, TLS): new nodes are added and old ones drained, their
+    /// conferences moved at `scaling.evacuationRate`, never cut.
+    #[serde(default)]
+    pub rollout: Rollout,
+}
+
+/// Pace of replacing media nodes whose pod no longer matches the pool's template.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.maxSurge + self.maxUnavailable >= 1").message("spec.rollout.maxSurge and spec.rollout.maxUnavailable cannot both be 0: no media node could be replaced; set maxSurge: 1 (add a node first) or maxUnavailable: 1 (drain one first)"))]
+pub struct Rollout {
+    /// Media nodes added above the pool's current need while old ones are replaced. With
+    /// hostNetwork each Kubernetes node runs one media node of a pool, so a surge needs a
+    /// free Kubernetes node; where there is none, use maxSurge 0 and maxUnavailable 1.
+    #[schemars(range(max = 100))]
+    #[serde(default = "default_max_surge")]
+    pub max_surge: u32,
+    /// Media nodes that may be taken out of service (drained) before their replacement is
+    /// Ready. A node is drained only when the other Ready nodes have room for its
+    /// conferences.
+    #[schemars(range(max = 100))]
+    #[serde(default)]
+    pub max_unavailable: u32,
+}
+
+fn default_max_surge() -> u32 {
+    1
+}
+
+impl Default for Rollout {
+    fn default() -> Self {
+        Self {
+            max_surge: default_max_surge(),
+            max_unavailable: 0,
+        }
+    }
 }
 
 fn default_node_capacity() -> NodeCapacity {
@@ -436,6 +474,9 @@ pub struct MediaPoolStatus {
     /// Participants the Ready, non-draining nodes can carry.
     #[serde(default)]
     pub capacity: u32,
+    /// Live media nodes (not draining) whose pod matches the pool's current template.
+    #[serde(default)]
+    pub updated_nodes: u32,
     /// Since when the pool has had more capacity than it needs; the autoscaler drains a node
     /// once this is older than scaleDownDelaySeconds. Unset while capacity is needed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -443,9 +484,10 @@ pub struct MediaPoolStatus {
     /// TURN relays serving this pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub turn: Option<TurnStatus>,
-    /// `Ready` (a node takes conferences), `Reconciled` (the spec could be applied) and
+    /// `Ready` (a node takes conferences), `Reconciled` (the spec could be applied),
     /// `Heartbeats` (False, reason `Stalled`, when most media nodes stopped heartbeating at
-    /// once: then none is failed for it).
+    /// once: then none is failed for it) and `UpToDate` (False, reason `RollingUpdate`, while
+    /// media nodes are replaced after a template change).
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The spec generation this status describes.

@@ -1,6 +1,7 @@
 //! Shared state of the controllers: watch caches of every kind they read, the reservation
-//! ledger, evacuation budgets, MediaNodes created but not yet seen in the cache, and the
-//! gathering of plain decision inputs (`NodeView`s) from those caches.
+//! ledger, evacuation budgets, MediaNodes created but not yet seen in the cache, each pool's
+//! pod-template hash, and the gathering of plain decision inputs (`NodeView`s) from those
+//! caches.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ use crate::decide::stall::heartbeats_stalled;
 use crate::ledger::{Key, Ledger};
 use crate::metrics::Metrics;
 use crate::pacing::Pacer;
+use crate::resources::media_node::{PodSettings, TEMPLATE_HASH_LABEL, pod_template_hash};
 use crate::time::secs;
 
 /// Watch caches of every kind the controllers read.
@@ -65,6 +67,9 @@ pub struct Context {
     /// Media nodes whose pod's PodDisruptionBudget this process applied (removed once the node
     /// drained or failed).
     pub budgets_applied: Mutex<std::collections::HashSet<Key>>,
+    /// The pod-template hash of each pool's media nodes, by pool generation (see
+    /// `Context::template_hash`).
+    pub templates: Mutex<HashMap<Key, (i64, String)>>,
     /// When each pool's heartbeats were last seen stalled (see `Context::heartbeats_stalled`).
     pub stalls: Mutex<HashMap<Key, i64>>,
     /// Fingerprints of objects last seen by watch mappers (see `Context::changed`).
@@ -135,8 +140,46 @@ impl Context {
         }
     }
 
-    /// The decision view of `node`, with reservations from the ledger.
-    pub fn node_view(&self, node: &MediaNode, pool: &MediaPool, ledger: &Ledger) -> NodeView {
+    /// The hash of the pod `pool` gives its media nodes now (`media_node::pod_template_hash`),
+    /// computed once per pool generation.
+    pub fn template_hash(&self, pool: &MediaPool) -> String {
+        let generation = pool.metadata.generation.unwrap_or(0);
+        let mut templates = lock(&self.templates);
+        match templates.get(&key(pool)) {
+            Some((g, hash)) if *g == generation => hash.clone(),
+            _ => {
+                let settings = PodSettings {
+                    log: &self.config.media_node_log,
+                };
+                let hash = pod_template_hash(pool, &settings);
+                templates.insert(key(pool), (generation, hash.clone()));
+                hash
+            }
+        }
+    }
+
+    /// Whether `node` runs a pod made from another template than `template`, the pool's
+    /// current one (a pod without the label predates it). A node without a pod yet is not:
+    /// its pod will be made from the current template.
+    fn outdated(&self, node: &MediaNode, template: &str) -> bool {
+        let ns = node.namespace().unwrap_or_default();
+        self.caches
+            .pods
+            .get(&ObjectRef::new(&node.name_any()).within(&ns))
+            .is_some_and(|pod| {
+                pod.labels().get(TEMPLATE_HASH_LABEL).map(String::as_str) != Some(template)
+            })
+    }
+
+    /// The decision view of `node`, with reservations from the ledger; `template` is the
+    /// pool's current pod-template hash.
+    fn node_view(
+        &self,
+        node: &MediaNode,
+        pool: &MediaPool,
+        ledger: &Ledger,
+        template: &str,
+    ) -> NodeView {
         // Borrowed, not cloned: placement builds a view of every node of the pool.
         let status = node.status.as_ref();
         let load = status.and_then(|s| s.load.clone()).unwrap_or_default();
@@ -161,15 +204,17 @@ impl Context {
                 rooms: load.rooms,
             },
             region: pool.spec.region.clone(),
+            outdated: self.outdated(node, template),
         }
     }
 
     /// Views of every node of `pool`.
     pub fn pool_views(&self, pool: &MediaPool, ledger: &Ledger) -> Vec<NodeView> {
         let ns = pool.namespace().unwrap_or_default();
+        let template = self.template_hash(pool);
         self.nodes_of_pool(&ns, &pool.name_any())
             .iter()
-            .map(|n| self.node_view(n, pool, ledger))
+            .map(|n| self.node_view(n, pool, ledger, &template))
             .collect()
     }
 

@@ -27,6 +27,7 @@ import (
 type nodeOptions struct {
 	dir, name, ip, cgroup, systemCgroup, binDir string
 	images                                      stringList
+	imageTags                                   stringList // SRC=DST
 }
 
 // stringList is a repeatable string flag.
@@ -47,6 +48,7 @@ func runNode(args []string) int {
 	fs.StringVar(&o.systemCgroup, "system-cgroup", "", "cgroup of the node's daemons")
 	fs.StringVar(&o.binDir, "bin-dir", "", "directory of containerd, ctr, the shim, kubelet, kube-proxy")
 	fs.Var(&o.images, "image", "image archive to import (repeatable)")
+	fs.Var(&o.imageTags, "image-tag", "SRC=DST: name imported image SRC also DST (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -99,6 +101,16 @@ func runNode(args []string) int {
 			"--snapshotter", "overlayfs", image).CombinedOutput()
 		if err != nil {
 			return fail(fmt.Errorf("import %s: %v\n%s", image, err, out))
+		}
+	}
+	for _, tag := range o.imageTags {
+		src, dst, ok := strings.Cut(tag, "=")
+		if !ok {
+			return fail(fmt.Errorf("--image-tag %q: want SRC=DST", tag))
+		}
+		out, err := exec.Command(filepath.Join(o.binDir, "ctr"), "--namespace", "k8s.io", "images", "tag", src, dst).CombinedOutput()
+		if err != nil {
+			return fail(fmt.Errorf("tag %s as %s: %v\n%s", src, dst, err, out))
 		}
 	}
 	nodeLog("containerd ready, %d images imported in %s", len(o.images), time.Since(began).Round(time.Millisecond))

@@ -92,6 +92,9 @@ func startNodes(o upOptions, l layout, cl cluster.Layout, sup *supervisor, admin
 		for _, image := range o.images {
 			args = append(args, "--image", image)
 		}
+		for _, tag := range o.imageTags {
+			args = append(args, "--image-tag", tag)
+		}
 		if err := sup.startIn(n.Netns(), n.Name(), "node", args...); err != nil {
 			return err
 		}

@@ -44,6 +44,7 @@ type upOptions struct {
 	nodes         int        // real nodes (kubelet, containerd, kube-proxy) to run; 0: none
 	images        stringList // image archives every node imports
 	sandboxImage  string     // the pod sandbox ("pause") image, among images
+	imageTags     stringList // SRC=DST: more names of imported images
 }
 
 // layout is where everything of one control plane lives inside D.
@@ -145,6 +146,7 @@ func parseUpFlags(args []string) (upOptions, error) {
 	fs.IntVar(&o.nodes, "nodes", 0, "real nodes to run (kubelet, containerd, kube-proxy), each in its own network namespace")
 	fs.Var(&o.images, "image", "OCI image archive every node imports (repeatable)")
 	fs.StringVar(&o.sandboxImage, "sandbox-image", "", "the pod sandbox (pause) image, one of the imported images")
+	fs.Var(&o.imageTags, "image-tag", "SRC=DST: every node also names imported image SRC as DST (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

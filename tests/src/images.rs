@@ -40,6 +40,12 @@ impl Image {
         format!("{}:{}", self.repository(), env!("CARGO_PKG_VERSION"))
     }
 
+    /// The same image under another tag, `<workspace version>-next`, which the local
+    /// cluster's nodes also hold: what rollout tests roll a pool to.
+    pub fn next_reference(self) -> String {
+        format!("{}-next", self.reference())
+    }
+
     /// The archive of this image in `dir` (`target/images/<profile>`).
     pub fn archive(self, dir: &Path) -> PathBuf {
         dir.join(format!("{}.tar", self.name()))

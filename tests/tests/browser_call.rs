@@ -6,7 +6,9 @@
 //! are refused; when the hosting node's pod is killed the browsers find the node the operator
 //! chose and video resumes, and when that node is drained it sends them on itself; `kubectl
 //! drain` of the hosting Kubernetes node waits (the pod's PodDisruptionBudget) until the call
-//! moved, and each participant's media gap is reported. Refused or missing devices are
+//! moved, and each participant's media gap is reported; a pool of three rolls to a new
+//! media-node image (first held up by maxNodes, as its UpToDate condition says, then node by
+//! node) while the call goes on, with the gap reported. Refused or missing devices are
 //! explained on the page. With `spec.signaling` the page comes over https and signaling over
 //! wss from each node's own name under the pool's domain, with a certificate of a test CA that
 //! Chromium trusts through its NSS store; a missing Secret is reported on the pool and no URL
@@ -25,12 +27,14 @@ use chromium::Chromium;
 use common::fixtures::{create, drain, pool, ports, ready_nodes};
 use conclave_crds::token::{JoinClaims, mint};
 use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaPool, labels};
+use conclave_testenv::images::Image;
 use conclave_testenv::operator::Operator;
 use conclave_testenv::{TestEnv, TestNamespace, wait};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -829,6 +833,159 @@ async fn kubectl_drain_of_the_hosting_node_waits_for_the_call_to_move() {
         );
     }
     screenshot(env, &mut browsers, "alice", "kubectl-drain").await;
+    browsers.close().await;
+}
+
+/// The pool `web`'s UpToDate condition once `matches` accepts it.
+async fn up_to_date_condition(
+    env: &TestEnv,
+    ns: &TestNamespace,
+    what: &str,
+    timeout: Duration,
+    matches: impl Fn(&Condition) -> bool,
+) -> (MediaPool, Condition) {
+    wait::until(what, timeout, || async {
+        let pool = ns.api::<MediaPool>().get("web").await.ok()?;
+        let condition = pool
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == labels::condition::UP_TO_DATE)?
+            .clone();
+        matches(&condition).then_some((pool, condition))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, ns)))
+}
+
+async fn patch_pool(ns: &TestNamespace, spec: Value) {
+    ns.api::<MediaPool>()
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": spec })),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_of_three_rolls_to_a_new_image_and_the_call_goes_on() {
+    let (_one_at_a_time, env, ns, _operator) = setup("browser-rollout", 3, false).await;
+    wait::until("three Ready media nodes", TIMEOUT, || async {
+        let pool = ns.api::<MediaPool>().get("web").await.ok()?;
+        (pool.status?.ready_nodes == 3).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, &ns)));
+    let conf = conference(env, &ns).await;
+    let url = join_url(&conf);
+    let old_host = host(&conf);
+    let (key, _) = keys(&ns).await;
+    let names = ["alice", "bob"];
+    let mut browsers = Chromium::start(&env.artifacts().join("browser-rollout")).await;
+    open_each(&mut browsers, &names, &url, &key, "").await;
+    call_flows_through(env, &ns, &mut browsers, &names, &url, "before the rollout").await;
+    for n in names {
+        browsers.send(json!({"op": "gapWatch", "name": n})).await;
+    }
+
+    // Three Kubernetes nodes, hostNetwork, maxNodes 3: the default surge of one new node
+    // first cannot happen, and the pool says which field to change.
+    let next = Image::MediaNode.next_reference();
+    patch_pool(&ns, json!({"mediaNode": {"image": next}})).await;
+    let (_, held) =
+        up_to_date_condition(env, &ns, "the rollout held up by maxNodes", TIMEOUT, |c| {
+            c.reason == "RolloutBlocked"
+        })
+        .await;
+    println!("held: {}", held.message);
+    assert!(
+        held.message.contains("spec.scaling.maxNodes")
+            && held.message.contains("spec.rollout.maxUnavailable"),
+        "{held:?}"
+    );
+
+    // Replace in place: drain one node (its conferences moved first), then its replacement.
+    let started = tokio::time::Instant::now();
+    patch_pool(
+        &ns,
+        json!({"rollout": {"maxSurge": 0, "maxUnavailable": 1}}),
+    )
+    .await;
+    let (pool, _) = up_to_date_condition(
+        env,
+        &ns,
+        "every media node on the new image",
+        Duration::from_secs(300),
+        |c| c.status == "True",
+    )
+    .await;
+    let status = pool.status.unwrap();
+    assert_eq!(status.updated_nodes, 3, "{status:?}");
+    // The last old pod goes once its node emptied; then three Ready pods of the new image.
+    wait::until(
+        "three Ready media-node pods, all of the new image",
+        TIMEOUT,
+        || async {
+            let pods = ns.api::<Pod>().list(&Default::default()).await.ok()?;
+            let media: Vec<&Pod> = pods
+                .items
+                .iter()
+                .filter(|p| {
+                    p.labels().get(labels::COMPONENT).map(String::as_str)
+                        == Some(labels::COMPONENT_MEDIA_NODE)
+                })
+                .collect();
+            let new_and_ready = |p: &Pod| {
+                let image = p.spec.as_ref()?.containers.first()?.image.clone()?;
+                let ready = p
+                    .status
+                    .as_ref()?
+                    .conditions
+                    .as_ref()?
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True");
+                Some(image == next && ready)
+            };
+            (media.len() == 3 && media.iter().all(|p| new_and_ready(p) == Some(true))).then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, &ns)));
+    let took = started.elapsed();
+    let moved = active(env, &ns, Some(&old_host)).await;
+    println!(
+        "rolled 3 media nodes to {next} in {took:?}; conference moved from {old_host} to {}",
+        host(&moved)
+    );
+    let new_url = join_url(&moved);
+    call_flows_through(
+        env,
+        &ns,
+        &mut browsers,
+        &names,
+        &new_url,
+        "after the rollout",
+    )
+    .await;
+    let gaps = media_gaps(&mut browsers, &names).await;
+    println!("media gaps during the rollout (receiver, sender, ms): {gaps:?}");
+    assert_eq!(gaps.len(), 2, "each participant timed the other: {gaps:?}");
+    for (receiver, sender, gap) in &gaps {
+        assert!(
+            *gap <= 5000,
+            "{receiver} saw no new frame from {sender} for {gap} ms"
+        );
+    }
+    let c = ns.api::<Conference>().get(CONFERENCE).await.unwrap();
+    assert_eq!(
+        c.status.and_then(|s| s.phase),
+        Some(ConferencePhase::Active),
+        "the conference lives on"
+    );
+    screenshot(env, &mut browsers, "alice", "rollout").await;
     browsers.close().await;
 }
 

@@ -1,17 +1,20 @@
 //! The operator on the real control plane, with media-node pods run by real kubelets from the
 //! media-node image: a pool of two nodes comes up Ready with the local Nodes' addresses, a
 //! conference is placed on one of them with join info, and deleting a media-node pod by hand
-//! fails that node and brings a replacement.
+//! fails that node and brings a replacement. A new media-node image rolls the pool a new
+//! node first (the default surge of one), never fewer Ready nodes than the pool needs, and
+//! the conference moves once, onto a new node.
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
 
 use std::time::Duration;
 
-use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase};
-use conclave_testenv::wait;
+use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool, labels};
+use conclave_testenv::images::Image;
+use conclave_testenv::{TestNamespace, wait};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 
 mod common;
 use common::fixtures::{conference, create, pool, ports, ready_nodes, wait_for_ready_nodes};
@@ -134,4 +137,127 @@ fn join_url_of(nodes: &[MediaNode], name: &str) -> String {
         .unwrap()
         .signaling_url
         .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_image_adds_a_node_before_draining_an_old_one() {
+    let (env, ns, _operator) = common::start("pool-rollout").await;
+    create(
+        &ns,
+        &pool(
+            "default",
+            ports(),
+            json!({"scaling": {"minNodes": 2, "maxNodes": 3}}),
+        ),
+    )
+    .await;
+    wait_for_ready_nodes(env, &ns, 2).await;
+    create(&ns, &conference("standup", "default", 8, json!({}))).await;
+    let host = wait::until("conference Active", TIMEOUT, || async {
+        let s = ns.api::<Conference>().get("standup").await.ok()?.status?;
+        (s.phase == Some(ConferencePhase::Active)).then_some(s.media_node?)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+
+    let next = Image::MediaNode.next_reference();
+    ns.api::<MediaPool>()
+        .patch(
+            "default",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"mediaNode": {"image": next}}})),
+        )
+        .await
+        .unwrap();
+    // Watch the fleet until the pool is up to date and runs two Ready pods of the new image.
+    let started = tokio::time::Instant::now();
+    let (mut fewest_ready, mut most_live) = (usize::MAX, 0);
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "the rollout did not finish in 240 s\n{}",
+            report(env, &ns)
+        );
+        let nodes = ns
+            .api::<MediaNode>()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items;
+        let live = nodes.iter().filter(|n| is_live(n)).count();
+        fewest_ready = fewest_ready.min(ready_nodes(&ns).await.len());
+        most_live = most_live.max(live);
+        if up_to_date(&ns).await && new_pods_ready(&ns, &next).await == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!(
+        "rolled 2 media nodes in {:?}: at least {fewest_ready} Ready throughout, at most {most_live} live",
+        started.elapsed()
+    );
+    assert!(fewest_ready >= 2, "Ready nodes fell to {fewest_ready}");
+    assert_eq!(most_live, 3, "one node added above the two needed, no more");
+    let moved = ns
+        .api::<Conference>()
+        .get("standup")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(moved.phase, Some(ConferencePhase::Active));
+    assert_ne!(moved.media_node.as_deref(), Some(host.as_str()));
+    assert_eq!(moved.moves, 1, "moved once, onto a new node");
+}
+
+/// Not draining, and Pending, Starting or Ready.
+fn is_live(n: &MediaNode) -> bool {
+    let phase = n.status.as_ref().and_then(|s| s.phase);
+    !n.spec.draining
+        && matches!(
+            phase,
+            None | Some(MediaNodePhase::Pending | MediaNodePhase::Starting | MediaNodePhase::Ready)
+        )
+}
+
+/// Whether the pool `default` says every media node runs its current template.
+async fn up_to_date(ns: &TestNamespace) -> bool {
+    let Ok(pool) = ns.api::<MediaPool>().get("default").await else {
+        return false;
+    };
+    pool.status.is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == labels::condition::UP_TO_DATE && c.status == "True")
+    })
+}
+
+/// Ready media-node pods of image `image`, or 0 while any media-node pod runs another image.
+async fn new_pods_ready(ns: &TestNamespace, image: &str) -> usize {
+    let pods = ns
+        .api::<Pod>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    let media: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| {
+            p.labels().get(labels::COMPONENT).map(String::as_str)
+                == Some(labels::COMPONENT_MEDIA_NODE)
+        })
+        .collect();
+    let image_of = |p: &Pod| p.spec.as_ref()?.containers.first()?.image.clone();
+    if media.iter().any(|p| image_of(p).as_deref() != Some(image)) {
+        return 0;
+    }
+    media
+        .iter()
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .count()
 }

@@ -1,5 +1,6 @@
 //! The pool controller: for each MediaPool, keeps its Secret, sizes its fleet of MediaNodes
-//! with the autoscaler (create, drain, delete), runs its TURN relays, and publishes the pool
+//! with the autoscaler (create, drain, delete), replaces nodes of an older pod template with
+//! the rollout, runs its TURN relays, and publishes the pool
 //! status. Triggered by changes of the pool, its nodes (load included) and its conferences.
 
 use std::sync::Arc;
@@ -22,7 +23,10 @@ use tracing::info;
 
 use super::node::public_address;
 use super::{apply_params, apply_status, event, paced};
-use crate::decide::autoscale::{ScalingInput, ScalingPlan, ScalingPolicy, WaitingConference, plan};
+use crate::decide::autoscale::{
+    ScalingInput, ScalingPlan, ScalingPolicy, WaitingConference, needed_nodes, plan,
+};
+use crate::decide::rollout::{self, Hold, RolloutInput, RolloutPlan, RolloutPolicy};
 use crate::decide::signaling::{CERT_FILE, KEY_FILE, SecretFiles, certificate_problem};
 use crate::decide::stall::heartbeats_stalled;
 use crate::decide::turn_peers::{PeerPolicy, suggested_range};
@@ -55,23 +59,39 @@ pub async fn reconcile(pool: Arc<MediaPool>, ctx: Arc<Context>) -> Result<Action
     };
     record_phases(&ctx, &pool, &views);
     let policy = scaling_policy(&pool);
-    let mut decision = plan(&ScalingInput {
+    let input = ScalingInput {
         policy: &policy,
         nodes: &views,
         waiting: &waiting,
         surplus_since: old.surplus_since.as_ref().map(secs),
         now: secs(&t),
-    });
-    let in_flight = nodes_in_flight(&ctx, &pool, &views);
-    decision.add = decision.add.saturating_sub(in_flight);
+    };
+    let mut decision = plan(&input);
     let spec_problems = pool_spec::problems(&pool.spec);
     let tls_problem = signaling_tls_problem(&ctx, &pool).await?;
-    if !spec_problems.is_empty() || tls_problem.is_some() {
+    let rollout = if spec_problems.is_empty() && tls_problem.is_none() {
+        rollout::plan(&RolloutInput {
+            policy: RolloutPolicy {
+                max_surge: pool.spec.rollout.max_surge,
+                max_unavailable: pool.spec.rollout.max_unavailable,
+            },
+            nodes: &views,
+            needed: needed_nodes(&input),
+            max_nodes: policy.max_nodes,
+            autoscaler_adds: decision.add,
+            autoscaler_drains: &decision.drain,
+            now: secs(&t),
+        })
+    } else {
         // Nothing new is created from a spec that cannot run (a new media node could not
-        // serve TLS signaling without its certificate); what runs is left alone.
+        // serve TLS signaling without its certificate), so nothing old is replaced either;
+        // what runs is left alone.
         decision.add = 0;
-    }
-    apply_plan(&ctx, &pool, &decision).await?;
+        RolloutPlan::default()
+    };
+    let in_flight = nodes_in_flight(&ctx, &pool, &views);
+    decision.add = (decision.add + rollout.add).saturating_sub(in_flight);
+    apply_plan(&ctx, &pool, &decision, &rollout.drain).await?;
 
     let turn = if spec_problems.is_empty() {
         reconcile_turn(&ctx, &pool, &views).await?
@@ -79,6 +99,17 @@ pub async fn reconcile(pool: Arc<MediaPool>, ctx: Arc<Context>) -> Result<Action
         old.turn.clone()
     };
     let mut status = pool_status(&pool, &views, &decision, turn, &old);
+    status.updated_nodes = rollout.updated;
+    let (current, reason, message) = rollout_condition(&pool, &views, &rollout);
+    set_condition(
+        &mut status.conditions,
+        labels::condition::UP_TO_DATE,
+        current,
+        reason,
+        &message,
+        pool.metadata.generation,
+        &t,
+    );
     let ready = status.ready_nodes > 0;
     set_condition(
         &mut status.conditions,
@@ -273,7 +304,13 @@ fn nodes_in_flight(ctx: &Context, pool: &MediaPool, views: &[NodeView]) -> u32 {
     u32::try_from(names.len()).unwrap_or(u32::MAX)
 }
 
-async fn apply_plan(ctx: &Context, pool: &MediaPool, plan: &ScalingPlan) -> Result<()> {
+/// Applies the autoscaler's plan (its adds include the rollout's) and the rollout's drains.
+async fn apply_plan(
+    ctx: &Context,
+    pool: &MediaPool,
+    plan: &ScalingPlan,
+    rollout_drains: &[String],
+) -> Result<()> {
     let ns = pool.namespace().unwrap_or_default();
     let api: Api<MediaNode> = Api::namespaced(ctx.client.clone(), &ns);
     for _ in 0..plan.add {
@@ -306,18 +343,29 @@ async fn apply_plan(ctx: &Context, pool: &MediaPool, plan: &ScalingPlan) -> Resu
         )
         .await;
     }
-    for name in &plan.drain {
+    let surplus = plan
+        .drain
+        .iter()
+        .map(|n| (n, "ScalingDown", "capacity is surplus"));
+    let outdated = rollout_drains.iter().map(|n| {
+        (
+            n,
+            "RollingUpdate",
+            "its pod runs an older template of the pool",
+        )
+    });
+    for (name, reason, why) in surplus.chain(outdated) {
         let patch = serde_json::json!({"spec": {"draining": true}});
         api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .action(|| format!("draining media node {name}"))?;
-        info!(pool = %pool.name_any(), node = %name, "draining surplus node");
+        info!(pool = %pool.name_any(), node = %name, why, "draining media node");
         event(
             ctx,
             pool,
             false,
-            "ScalingDown",
-            format!("draining media node {name}: capacity is surplus"),
+            reason,
+            format!("draining media node {name}: {why}"),
         )
         .await;
     }
@@ -329,9 +377,61 @@ async fn apply_plan(ctx: &Context, pool: &MediaPool, plan: &ScalingPlan) -> Resu
         }
     }
     ctx.metrics.scale("add", u64::from(plan.add));
-    ctx.metrics.scale("drain", plan.drain.len() as u64);
+    ctx.metrics
+        .scale("drain", (plan.drain.len() + rollout_drains.len()) as u64);
     ctx.metrics.scale("delete", plan.delete.len() as u64);
     Ok(())
+}
+
+/// The UpToDate condition: True once no media node of an older pod template is left (the
+/// drained ones included); otherwise the rollout's progress and what holds it up.
+fn rollout_condition(
+    pool: &MediaPool,
+    views: &[NodeView],
+    rollout: &RolloutPlan,
+) -> (bool, &'static str, String) {
+    let left = views.iter().filter(|v| v.outdated).count();
+    if left == 0 {
+        return (
+            true,
+            "AllNodesUpdated",
+            "every media node runs the pool's current pod template".to_owned(),
+        );
+    }
+    let r = &pool.spec.rollout;
+    let progress = format!(
+        "{} media nodes run the current pod template, {} older ones are to be replaced and {} are draining (maxSurge {}, maxUnavailable {})",
+        rollout.updated,
+        rollout.outdated,
+        left.saturating_sub(rollout.outdated as usize),
+        r.max_surge,
+        r.max_unavailable
+    );
+    let held = match &rollout.hold {
+        None => return (false, "RollingUpdate", progress),
+        Some(Hold::NewNodeNotReady { node, seconds }) => format!(
+            "new media node {node} is not Ready after {seconds} s: see its Healthy condition and its pod's events; with hostNetwork a new node needs a Kubernetes node where the pool's ports are free: add one, or set spec.rollout.maxSurge: 0 and spec.rollout.maxUnavailable: 1 to replace nodes in place"
+        ),
+        Some(Hold::Blocked {
+            at_max_nodes: true, ..
+        }) => format!(
+            "spec.scaling.maxNodes ({}) leaves no room for a new node and spec.rollout.maxUnavailable is {}: raise spec.scaling.maxNodes, or set spec.rollout.maxUnavailable: 1 to drain a node before its replacement is Ready",
+            pool.spec.scaling.max_nodes, r.max_unavailable
+        ),
+        Some(Hold::Blocked {
+            node,
+            participants,
+            free,
+            ..
+        }) => format!(
+            "media node {node} carries {participants} participants and the other Ready nodes have room for {free}: raise spec.rollout.maxSurge to add nodes first; otherwise the rollout goes on as conferences end"
+        ),
+    };
+    (
+        false,
+        "RolloutBlocked",
+        format!("{progress}; held up: {held}"),
+    )
 }
 
 /// The TurnPeers condition: whether the relays may forward to every media node's published
@@ -588,6 +688,7 @@ fn pool_status(
         participants: views.iter().map(|v| v.reported.participants).sum(),
         reserved_participants: views.iter().map(|v| v.reserved.participants).sum(),
         capacity: ready.iter().map(|v| v.capacity.participants).sum(),
+        updated_nodes: 0,
         surplus_since: plan.surplus_since.map(at),
         turn,
         conditions: old.conditions.clone(),

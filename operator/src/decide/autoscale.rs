@@ -8,9 +8,9 @@
 //! clamped to minNodes..=maxNodes.
 //!
 //! Shrinking waits until the pool has had surplus for scaleDownDelaySeconds (no flapping),
-//! then drains the emptiest live nodes (not-yet-Ready nodes and the newest first on ties)
-//! while what stays still carries the demand plus the buffer; live nodes above maxNodes (the
-//! limit was lowered) are drained at once, emptiest first. Draining nodes are deleted when
+//! then drains the emptiest live nodes (outdated nodes first, not-yet-Ready nodes and the
+//! newest first on ties) while what stays still carries the demand plus the buffer; live
+//! nodes above maxNodes (the limit was lowered) are drained at once, emptiest first. Draining nodes are deleted when
 //! empty (nothing reserved or reported) or when their drain timeout passed; Failed and
 //! Drained nodes are deleted at once. A node hosting a live conference is never deleted
 //! before its drain timeout.
@@ -121,6 +121,17 @@ pub fn plan(input: &ScalingInput<'_>) -> ScalingPlan {
         .flatten()
         .min(),
     }
+}
+
+/// Live nodes the pool needs now: those `plan` would keep if the surplus had lasted the
+/// scale-down delay. The rollout sizes the pool it replaces by this, not by nodes kept only
+/// while the delay runs (such as its own surge).
+pub fn needed_nodes(input: &ScalingInput<'_>) -> u32 {
+    plan(&ScalingInput {
+        surplus_since: Some(UnixSeconds::MIN),
+        ..input.clone()
+    })
+    .desired_nodes
 }
 
 /// The pool's nodes, by what the plan may do with them.
@@ -396,13 +407,14 @@ fn surplus_nodes<'a>(
     surplus
 }
 
-/// Orders live nodes for draining: fewest committed participants, then not-Ready before
-/// Ready, then the newest, then by name.
+/// Orders live nodes for draining: outdated before current (a rollout replaces them anyway),
+/// then fewest committed participants, then not-Ready before Ready, then the newest, then by
+/// name.
 fn emptiest_first(a: &NodeView, b: &NodeView) -> Ordering {
     let is_ready = |node: &NodeView| node.phase == MediaNodePhase::Ready;
-    a.committed()
-        .participants
-        .cmp(&b.committed().participants)
+    b.outdated
+        .cmp(&a.outdated)
+        .then_with(|| a.committed().participants.cmp(&b.committed().participants))
         .then_with(|| is_ready(a).cmp(&is_ready(b)))
         .then_with(|| b.created_at.cmp(&a.created_at))
         .then_with(|| a.name.cmp(&b.name))
@@ -480,6 +492,7 @@ mod tests {
             },
             reported: Usage::default(),
             region: None,
+            outdated: false,
         }
     }
 
@@ -919,6 +932,20 @@ mod tests {
                 ..Case::default()
             },
             Case {
+                what: "a node a rollout replaces goes first, before emptier current ones",
+                nodes: vec![
+                    node("a", 100),
+                    NodeView {
+                        outdated: true,
+                        ..node("b", 10)
+                    },
+                    node("c", 0),
+                ],
+                surplus_since: Some(NOW - 300),
+                want: draining(&["b", "c"], 1),
+                ..Case::default()
+            },
+            Case {
                 what: "minNodes bounds the drain",
                 policy: ScalingPolicy {
                     min_nodes: 2,
@@ -1147,6 +1174,7 @@ mod tests {
                         reserved,
                         reported,
                         region: None,
+                        outdated: false,
                     },
                 )
                 .collect()

@@ -1,10 +1,12 @@
 //! The operator's decisions as pure functions over plain data: where a conference goes
-//! (`placement`), how big a pool should be (`autoscale`), and when the next conference may be
+//! (`placement`), how big a pool should be (`autoscale`), when the next conference may be
 //! moved off a draining node (`evacuation`), when the cluster's disruptions make a node drain
 //! (`disruption`), what a node's phase is (`lifecycle`), what in a pool spec cannot run
-//! (`pool_spec`), the signaling URL and TLS certificate of a pool (`signaling`), whether a pool's heartbeats stalled together (`stall`) and which peers its
-//! TURN relays may reach (`turn_peers`). No Kubernetes types, no I/O, no clock: the
-//! reconcilers gather these inputs from the API, call the functions, and apply the result.
+//! (`pool_spec`), which nodes a template change replaces and how fast (`rollout`), the
+//! signaling URL and TLS certificate of a pool (`signaling`), whether a pool's heartbeats
+//! stalled together (`stall`) and which peers its TURN relays may reach (`turn_peers`). No
+//! Kubernetes types, no I/O, no clock: the reconcilers gather these inputs from the API, call
+//! the functions, and apply the result.
 
 pub mod autoscale;
 pub mod disruption;
@@ -12,6 +14,7 @@ pub mod evacuation;
 pub mod lifecycle;
 pub mod placement;
 pub mod pool_spec;
+pub mod rollout;
 pub mod signaling;
 pub mod stall;
 pub mod turn_peers;
@@ -46,6 +49,9 @@ pub struct NodeView {
     pub reported: Usage,
     /// Region of the node's pool, if any.
     pub region: Option<String>,
+    /// Its pod was made from an older template of the pool: the rollout replaces it, and
+    /// placement prefers other nodes.
+    pub outdated: bool,
 }
 
 impl NodeView {

@@ -4,7 +4,9 @@
 //! heartbeat timeout, and with room for the conference (`maxParticipants` participants and one
 //! room) on top of what they have committed. `Packed` picks the most-loaded eligible node (so
 //! others empty and can be removed); `Distributed` the least-loaded. Nodes in the conference's
-//! preferred region win over others. Ties break by name, so the choice is deterministic.
+//! preferred region win over others, then nodes a rollout keeps over outdated ones (so a
+//! conference moved off an old node is not moved again). Ties break by name, so the choice
+//! is deterministic.
 
 use super::{NodeView, UnixSeconds};
 use conclave_crds::MediaNodePhase;
@@ -121,8 +123,8 @@ fn heartbeat_is_fresh(node: &NodeView, timeout: i64, now: UnixSeconds) -> bool {
         .is_some_and(|beat| now.saturating_sub(beat) <= timeout)
 }
 
-/// Orders two fitting nodes, the preferred first: the request's region, then load by
-/// strategy, then name.
+/// Orders two fitting nodes, the preferred first: the request's region, then current before
+/// outdated, then load by strategy, then name.
 fn preference(
     a: &NodeView,
     b: &NodeView,
@@ -134,6 +136,7 @@ fn preference(
     };
     outside_region(a)
         .cmp(&outside_region(b))
+        .then_with(|| a.outdated.cmp(&b.outdated))
         .then_with(|| load_preference(a, b, strategy))
         .then_with(|| a.name.cmp(&b.name))
 }
@@ -199,6 +202,7 @@ mod tests {
             },
             reported: Usage::default(),
             region: None,
+            outdated: false,
         }
     }
 
@@ -522,6 +526,19 @@ mod tests {
                 want: on("b"),
             },
             Case {
+                what: "a node a rollout replaces loses to a current one, whatever the load",
+                request: request(10),
+                nodes: vec![
+                    NodeView {
+                        outdated: true,
+                        ..node("a", 120)
+                    },
+                    node("b", 20),
+                ],
+                strategy: Strategy::Packed,
+                want: on("b"),
+            },
+            Case {
                 what: "Packed, full tie: name ascending, whatever the input order",
                 request: request(10),
                 nodes: vec![node("c", 50), node("a", 50), node("b", 50)],
@@ -654,6 +671,7 @@ mod tests {
                             rooms: rep.1,
                         },
                         region: region.map(str::to_owned),
+                        outdated: false,
                     },
                 )
                 .collect()

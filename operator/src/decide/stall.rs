@@ -66,6 +66,7 @@ mod tests {
             reserved: Usage::default(),
             reported: Usage::default(),
             region: None,
+            outdated: false,
         }
     }
 

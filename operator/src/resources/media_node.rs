@@ -21,6 +21,12 @@ pub const MEDIA_NODE_NAME_LABEL: &str = "conclave.dev/media-node-name";
 pub const TLS_DIR: &str = "/var/run/conclave/tls";
 /// Name of the TLS Secret's volume.
 const TLS_VOLUME: &str = "signaling-tls";
+/// Label of a media-node pod: the [`pod_template_hash`] of the pool when the pod was made.
+/// A live node whose pod carries another hash than the pool's current one is outdated and
+/// is replaced by the rollout (`decide::rollout`).
+pub const TEMPLATE_HASH_LABEL: &str = "conclave.dev/pod-template-hash";
+/// Stands in for the node's name when the template is hashed.
+const TEMPLATE_NODE: &str = "template";
 /// Component label of the media-node pods' PodDisruptionBudgets.
 const COMPONENT_DISRUPTION_BUDGET: &str = "media-node-disruption-budget";
 
@@ -55,8 +61,35 @@ pub struct PodSettings<'a> {
     pub log: &'a str,
 }
 
-/// The Pod running media node `node` of `pool`; named like the node, owned by it.
+/// The Pod running media node `node` of `pool`; named like the node, owned by it, labelled
+/// with the pool's [`pod_template_hash`].
 pub fn media_node_pod(node: &MediaNode, pool: &MediaPool, settings: &PodSettings<'_>) -> Pod {
+    let mut pod = render(&node.name_any(), pool, settings);
+    pod.metadata.namespace = node.namespace();
+    pod.metadata.owner_references = Some(vec![owner_ref(node)]);
+    pod.labels_mut().insert(
+        TEMPLATE_HASH_LABEL.to_owned(),
+        pod_template_hash(pool, settings),
+    );
+    pod
+}
+
+/// A short, stable hash of the pod spec `pool` gives its media nodes (rendered for a
+/// stand-in node name): it changes with everything that changes the pods (`spec.mediaNode`,
+/// `spec.signaling`, `spec.imagePullSecrets`, the drain timeout behind the grace period, the
+/// operator's own pod settings) and with nothing else. FNV-1a, as Kubernetes hashes pod
+/// templates: the same bytes hash the same in every operator build.
+pub fn pod_template_hash(pool: &MediaPool, settings: &PodSettings<'_>) -> String {
+    let spec = render(TEMPLATE_NODE, pool, settings).spec;
+    let bytes = serde_json::to_vec(&spec).unwrap_or_default();
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{:010x}", hash & 0xff_ffff_ffff)
+}
+
+/// The pod of the node named `node_name` (no namespace or owner: `media_node_pod` adds them).
+fn render(node_name: &str, pool: &MediaPool, settings: &PodSettings<'_>) -> Pod {
     let tpl = &pool.spec.media_node;
     let secret = labels::pool_secret_name(&pool.name_any());
     let port = i32::from(tpl.signaling_port);
@@ -80,7 +113,7 @@ pub fn media_node_pod(node: &MediaNode, pool: &MediaPool, settings: &PodSettings
         image_pull_policy: Some("IfNotPresent".to_owned()),
         args: Some(args(pool)),
         env: Some(vec![
-            literal("MEDIA_NODE_NAME", &node.name_any()),
+            literal("MEDIA_NODE_NAME", node_name),
             field("POD_NAME", "metadata.name"),
             field("POD_NAMESPACE", "metadata.namespace"),
             field("POD_IP", "status.podIP"),
@@ -125,13 +158,11 @@ pub fn media_node_pod(node: &MediaNode, pool: &MediaPool, settings: &PodSettings
         }]
     });
     let mut pod_labels = pool_labels(pool, labels::COMPONENT_MEDIA_NODE);
-    pod_labels.insert(MEDIA_NODE_NAME_LABEL.to_owned(), node.name_any());
+    pod_labels.insert(MEDIA_NODE_NAME_LABEL.to_owned(), node_name.to_owned());
     Pod {
         metadata: ObjectMeta {
-            name: Some(node.name_any()),
-            namespace: node.namespace(),
+            name: Some(node_name.to_owned()),
             labels: Some(pod_labels),
-            owner_references: Some(vec![owner_ref(node)]),
             ..Default::default()
         },
         spec: Some(PodSpec {
@@ -281,6 +312,39 @@ mod tests {
         p.metadata.namespace = Some("rtc".into());
         p.metadata.uid = Some("pool-uid".into());
         p
+    }
+
+    #[test]
+    fn the_template_hash_follows_what_changes_the_pod_and_nothing_else() {
+        let settings = PodSettings { log: "info" };
+        let hash = |p: &MediaPool| pod_template_hash(p, &settings);
+        let base = pool();
+        assert_eq!(hash(&base).len(), 10);
+        assert_eq!(hash(&base), hash(&pool()), "stable");
+        let mut image = pool();
+        image.spec.media_node.image = "registry.example/media-node:2".into();
+        let mut grace = pool();
+        grace.spec.scaling.drain_timeout_seconds = 60;
+        let log = pod_template_hash(&base, &PodSettings { log: "debug" });
+        for (what, changed) in [
+            ("image", hash(&image)),
+            ("drain timeout", hash(&grace)),
+            ("log", log),
+        ] {
+            assert_ne!(changed, hash(&base), "{what} changes the pod");
+        }
+        let mut scaling = pool();
+        scaling.spec.scaling.max_nodes = 99;
+        scaling.spec.node_capacity.participants = 7;
+        assert_eq!(
+            hash(&scaling),
+            hash(&base),
+            "sizing does not change the pod"
+        );
+        let n = new_media_node(&base);
+        let pod = media_node_pod(&n, &base, &settings);
+        assert_eq!(pod.labels()[TEMPLATE_HASH_LABEL], hash(&base));
+        assert_eq!(pod.name_any(), n.name_any());
     }
 
     #[test]

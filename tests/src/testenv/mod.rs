@@ -168,7 +168,8 @@ impl TestEnv {
 }
 
 /// Starts `controlplane up` in `dir` with `nodes` real nodes that import every image of
-/// [`Image::ALL`] from the settings' image directory.
+/// [`Image::ALL`] from the settings' image directory, the media node's also under
+/// [`Image::next_reference`].
 pub fn start_local_cluster(
     settings: &Settings,
     dir: &Path,
@@ -179,6 +180,12 @@ pub fn start_local_cluster(
         nodes.to_string(),
         "--sandbox-image".to_owned(),
         Image::Pause.reference(),
+        "--image-tag".to_owned(),
+        format!(
+            "{}={}",
+            Image::MediaNode.reference(),
+            Image::MediaNode.next_reference()
+        ),
     ];
     for image in Image::ALL {
         let archive = image.archive(&settings.images);
