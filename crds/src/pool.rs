@@ -343,6 +343,13 @@ pub struct TurnSpec {
     #[schemars(range(min = 60, max = 604800))]
     #[serde(default = "default_credential_ttl")]
     pub credential_ttl_seconds: u32,
+    /// Relay allocations one TURN user (one participant: media nodes mint credentials per
+    /// participant) may hold at once on a relay; more are refused (486 Allocation Quota
+    /// Reached), so that one client cannot exhaust a relay's ports. A browser takes about two
+    /// per relay address it is given (UDP and TCP), and new ones on an ICE restart.
+    #[schemars(range(min = 1, max = 10000))]
+    #[serde(default = "default_user_quota")]
+    pub user_quota: u32,
     /// Let the relays forward to loopback addresses. Only for a cluster on one machine whose
     /// Nodes listen on 127.0.0.x (local development); never on a real cluster, where it would
     /// open the Node's local services to anyone holding TURN credentials.
@@ -406,6 +413,9 @@ fn default_realm() -> String {
 fn default_credential_ttl() -> u32 {
     3600
 }
+fn default_user_quota() -> u32 {
+    32
+}
 
 impl Default for TurnSpec {
     fn default() -> Self {
@@ -420,6 +430,7 @@ impl Default for TurnSpec {
             relay_port_range: default_relay_range(),
             realm: default_realm(),
             credential_ttl_seconds: default_credential_ttl(),
+            user_quota: default_user_quota(),
             allow_loopback_peers: false,
             allowed_peers: Vec::new(),
             resources: None,

@@ -1,7 +1,8 @@
 //! End to end: a pool with TURN enabled gets a coturn relay, run by a real kubelet from the
 //! Deployment the operator made; its address is published in the pool status and selected by
 //! the TURN Service, and a TURN client allocates a relay there with credentials minted from the
-//! pool's shared secret, while expired or forged credentials are refused; without
+//! pool's shared secret, while expired or forged credentials are refused and one user's
+//! allocations beyond `userQuota` too; without
 //! `allowLoopbackPeers` the relay refuses loopback peers, and without `allowedPeers` private
 //! ones, and the pool's TurnPeers condition names the media nodes it would refuse. A deleted relay pod exits on SIGTERM
 //! (tini forwards it to coturn) instead of waiting out its grace period. Relay and media-node
@@ -119,7 +120,8 @@ async fn coturn_serves_relays_on_the_published_address_with_pool_credentials() {
             // Loopback peers and the nodes' private range allowed: checked below against
             // the strict pool's refusals.
             json!({"turn": {"enabled": true, "minReplicas": 1, "maxReplicas": 2, "realm": REALM,
-                            "allowLoopbackPeers": true, "allowedPeers": [env.nodes_range().unwrap()]}}),
+                            "allowLoopbackPeers": true, "allowedPeers": [env.nodes_range().unwrap()],
+                            "userQuota": 3}}),
         ),
     )
     .await;
@@ -259,6 +261,19 @@ async fn coturn_serves_relays_on_the_published_address_with_pool_credentials() {
         "allowedPeers grants {node_peer}: {granted:?}"
     );
     turn_peers_condition(env, &ns, "relayed", "True").await;
+
+    // Alice holds three allocations (each probe leaves its own): her quota. A fourth is
+    // refused, while another user still gets one.
+    let over = probe(login(turn::mint(&shared, "alice", now, 600))).await;
+    assert!(
+        matches!(&over, Err(ProbeError::Refused(e)) if e.contains("486") || e.to_lowercase().contains("quota")),
+        "a fourth allocation of one user is refused by the quota: {over:?}"
+    );
+    let other = probe(login(turn::mint(&shared, "bob", now, 600))).await;
+    assert!(
+        other.is_ok(),
+        "another user is not held by alice's quota: {other:?}"
+    );
 
     let expired = probe(login(turn::mint(&shared, "alice", now - 7200, 600))).await;
     assert!(

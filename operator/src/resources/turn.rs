@@ -26,7 +26,8 @@ fn meta(pool: &MediaPool) -> ObjectMeta {
     }
 }
 
-/// coturn's flags for `pool`: shared-secret auth, realm, ports, relay range, no TLS/CLI.
+/// coturn's flags for `pool`: shared-secret auth, realm, ports, relay range, per-user quota,
+/// peer policy, no CLI.
 pub fn coturn_args(pool: &MediaPool) -> Vec<String> {
     let t = &pool.spec.turn;
     let mut args = vec![
@@ -49,6 +50,7 @@ pub fn coturn_args(pool: &MediaPool) -> Vec<String> {
         format!("--min-port={}", t.relay_port_range.min),
         format!("--max-port={}", t.relay_port_range.max),
         "--no-multicast-peers".to_owned(),
+        format!("--user-quota={}", t.user_quota),
     ];
     args.extend(
         PeerPolicy {
@@ -200,6 +202,7 @@ mod tests {
             "--listening-port=3478",
             "--min-port=40000",
             "--max-port=49999",
+            "--user-quota=32",
         ] {
             assert!(
                 args.iter().any(|a| a == want),
