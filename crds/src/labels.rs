@@ -71,4 +71,7 @@ pub mod condition {
     /// Pool: every live media node runs the pool's current pod template; False (reason
     /// `RollingUpdate`) while old ones are replaced, with progress and what holds it up.
     pub const UP_TO_DATE: &str = "UpToDate";
+    /// Pool with `spec.turn.tls`: its Secret holds a certificate and key for the relays' host;
+    /// False names the problem, and the relays run without TLS until it is fixed.
+    pub const TURN_TLS: &str = "TurnTLS";
 }

@@ -33,6 +33,7 @@ use crate::shared::{NodeCapacity, PortRange};
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.mediaNode.udpPortRange.max - self.mediaNode.udpPortRange.min + 1 >= self.nodeCapacity.participants").message("spec.mediaNode.udpPortRange must hold at least spec.nodeCapacity.participants ports (one UDP port per participant): widen the range or lower nodeCapacity.participants"))]
 #[x_kube(validation = Rule::new("!self.turn.enabled || self.turn.relayPortRange.max < self.mediaNode.udpPortRange.min || self.turn.relayPortRange.min > self.mediaNode.udpPortRange.max").message("spec.turn.relayPortRange must not overlap spec.mediaNode.udpPortRange: TURN relays and media nodes may share a host"))]
+#[x_kube(validation = Rule::new("!has(self.turn.tls) || (self.turn.tls.port != self.turn.port && self.turn.tls.port != self.mediaNode.signalingPort)").message("spec.turn.tls.port must differ from spec.turn.port and spec.mediaNode.signalingPort: relays and media nodes listen on their Nodes' own ports"))]
 #[x_kube(validation = Rule::new("(has(self.region) ? self.region : '') == (has(oldSelf.region) ? oldSelf.region : '')").message("spec.region is immutable: conferences were placed by it; create a new pool for another region"))]
 pub struct MediaPoolSpec {
     /// Region of this pool (a DNS label such as `eu-west-1`). Conferences that ask for a
@@ -350,6 +351,10 @@ pub struct TurnSpec {
     #[schemars(range(min = 1, max = 10000))]
     #[serde(default = "default_user_quota")]
     pub user_quota: u32,
+    /// TURN over TLS (`turns:`), for clients behind firewalls that pass only TLS: each relay
+    /// also listens for TLS on `port` with the certificate of a `kubernetes.io/tls` Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TurnTls>,
     /// Let the relays forward to loopback addresses. Only for a cluster on one machine whose
     /// Nodes listen on 127.0.0.x (local development); never on a real cluster, where it would
     /// open the Node's local services to anyone holding TURN credentials.
@@ -380,6 +385,33 @@ pub struct TurnSpec {
     /// PriorityClass of the relay pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority_class_name: Option<String>,
+}
+
+/// TURN over TLS for a pool's relays.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TurnTls {
+    /// DNS name clients reach the relays by, published as `turns:<host>:<port>`: resolve it
+    /// to the relays' addresses (one record per relay Node, or a load balancer in front of
+    /// them). Any relay serves any client: credentials come from the pool's shared secret.
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?[.])+[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')").message("spec.turn.tls.host must be a lowercase DNS name such as turn.example.com"))]
+    pub host: String,
+    /// TCP port of the TLS listener on each relay's Node. Ports below 1024 (443 passes most
+    /// firewalls) are bound by coturn as root with only the capability to do so, before it
+    /// drops to its unprivileged user.
+    #[schemars(range(min = 1, max = 65535))]
+    #[serde(default = "default_turn_tls_port")]
+    pub port: u16,
+    /// `kubernetes.io/tls` Secret in the pool's namespace with a certificate (`tls.crt`) valid
+    /// for `host` and its key (`tls.key`), e.g. issued by cert-manager. A renewed certificate
+    /// restarts the relays one at a time (a relayed client reconnects through another).
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+}
+
+fn default_turn_tls_port() -> u16 {
+    5349
 }
 
 /// The TURN image `make images` builds (Debian's coturn), of this version.
@@ -431,6 +463,7 @@ impl Default for TurnSpec {
             realm: default_realm(),
             credential_ttl_seconds: default_credential_ttl(),
             user_quota: default_user_quota(),
+            tls: None,
             allow_loopback_peers: false,
             allowed_peers: Vec::new(),
             resources: None,

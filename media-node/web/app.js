@@ -57,7 +57,8 @@ async function start() {
     token,
     conference: params.get('conference') ?? claims.conference,
     quality,
-    iceTransportPolicy: params.get('relay') === '1' ? 'relay' : 'all',
+    iceTransportPolicy: ['1', 'tls'].includes(params.get('relay')) ? 'relay' : 'all',
+    relayOverTls: params.get('relay') === 'tls',
   });
   window.conclave = { call, claims };
   const self = { identity: claims.identity ?? 'you' };

@@ -81,7 +81,8 @@ export class Call extends EventTarget {
 
   /**
    * options: signalingUrl, token, conference, quality ('low' | 'medium' | 'high'),
-   * iceTransportPolicy ('all' | 'relay'), giveUpMs (how long to try to get back).
+   * iceTransportPolicy ('all' | 'relay'), relayOverTls (use only the `turns:` relays),
+   * giveUpMs (how long to try to get back).
    */
   constructor(options) {
     super();
@@ -482,7 +483,7 @@ export class Call extends EventTarget {
 
   #startMedia(session, iceServers) {
     const pc = new RTCPeerConnection({
-      iceServers,
+      iceServers: this.#options.relayOverTls ? onlyTls(iceServers) : iceServers,
       iceTransportPolicy: this.#options.iceTransportPolicy,
     });
     session.pc = pc;
@@ -661,4 +662,11 @@ export class Call extends EventTarget {
   #emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
+}
+
+/** The `turns:` URLs of `servers` (TURN over TLS), without the servers left with none. */
+function onlyTls(servers) {
+  return servers
+    .map((s) => ({ ...s, urls: [s.urls].flat().filter((u) => u.startsWith('turns:')) }))
+    .filter((s) => s.urls.length > 0);
 }

@@ -12,8 +12,9 @@
 //! explained on the page. With `spec.signaling` the page comes over https and signaling over
 //! wss from each node's own name under the pool's domain, with a certificate of a test CA that
 //! Chromium trusts through its NSS store; a missing Secret is reported on the pool and no URL
-//! is published until it exists, then every placed conference's URL answers. Screenshots go to
-//! the test artifacts.
+//! is published until it exists, then every placed conference's URL answers; a call relayed
+//! only over TURN TLS on port 443 (`relay=tls`) flows once the pool's Secret exists (before,
+//! its TurnTLS condition names the missing Secret). Screenshots go to the test artifacts.
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
 
@@ -1197,4 +1198,81 @@ async fn published_wss_urls_answer_and_a_missing_secret_is_reported_first() {
         let stranger = common::tls::TestCa::issue(TLS_DOMAIN);
         assert!(stranger.open_wss(url, target).await.is_err());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_relayed_only_over_turn_tls_on_port_443() {
+    let ca = common::tls::TestCa::issue(TLS_DOMAIN);
+    let _one_at_a_time = chromium::exclusive().await;
+    let (env, ns, _operator) = common::start("browser-turn-tls").await;
+    let relay_host = format!("turn.{TLS_DOMAIN}");
+    let spec = json!({
+        "nodeCapacity": {"participants": 20, "rooms": 5},
+        "scaling": {"minNodes": 1, "maxNodes": 3, "bufferParticipants": 5},
+        "signaling": {"domain": TLS_DOMAIN, "tlsSecretName": "media-tls"},
+        // The wildcard certificate covers the relays' host too. Port 443: coturn binds it as
+        // root with only that capability, then drops to its user.
+        "turn": {"enabled": true, "minReplicas": 1, "allowedPeers": [env.nodes_range().unwrap()],
+                 "tls": {"host": relay_host, "port": 443, "secretName": "media-tls"}}
+    });
+    create(&ns, &pool("web", ports(), spec)).await;
+    // No Secret yet: the pool says so, naming the field.
+    let refused = wait::until("the TurnTLS condition False", TIMEOUT, || async {
+        let pool = ns.api::<MediaPool>().get("web").await.ok()?;
+        pool.status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == labels::condition::TURN_TLS && c.status == "False")
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, &ns)));
+    assert!(
+        refused
+            .message
+            .starts_with("spec.turn.tls.secretName \"media-tls\": no such Secret"),
+        "{refused:?}"
+    );
+    create(&ns, &ca.secret("media-tls")).await;
+    let turns = format!("turns:{relay_host}:443?transport=tcp");
+    // Turning TLS on replaced the relay: wait for the one serving it alone.
+    let urls = wait::until("one relay, serving TLS", TIMEOUT, || async {
+        let urls = turn_ready(env, &ns).await;
+        let relays = urls.iter().filter(|u| u.starts_with("stun:")).count();
+        (urls.contains(&turns) && relays == 1).then_some(urls)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, &ns)));
+    let relay_ip = urls
+        .iter()
+        .find_map(|u| u.strip_prefix("stun:")?.split(':').next())
+        .unwrap()
+        .to_owned();
+    let conf = conference(env, &ns).await;
+    let url = join_url(&conf);
+    let mut rules = host_rules(&node_addresses(&ns).await);
+    rules.push_str(&format!(",MAP {relay_host} {relay_ip}"));
+    let (key, _) = keys(&ns).await;
+    let dir = env.artifacts().join("browser-turn-tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tls = json!({"home": ca.chromium_home(&dir), "hostResolverRules": rules});
+    let names = ["alice", "bob"];
+    let mut browsers = Chromium::start(&dir).await;
+    for n in names {
+        let link = link(&url, &key, n, "&relay=tls");
+        browsers
+            .send(json!({"op": "open", "name": n, "link": link, "tls": tls}))
+            .await;
+    }
+    call_flows_through(env, &ns, &mut browsers, &names, &url, "relayed over TLS").await;
+    for n in names {
+        let path = browsers.send(json!({"op": "mediaPath", "name": n})).await;
+        println!("{n} media path {}", path["path"]);
+        assert_eq!(
+            (&path["path"]["local"], &path["path"]["localProtocol"]),
+            (&json!("relay"), &json!("tls")),
+            "{n}'s media goes through the relay over TLS: {path}"
+        );
+    }
+    screenshot(env, &mut browsers, "alice", "turn-tls").await;
+    browsers.close().await;
 }

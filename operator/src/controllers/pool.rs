@@ -13,7 +13,7 @@ use conclave_crds::{
     Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool, MediaPoolStatus, labels,
 };
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -26,16 +26,19 @@ use super::{apply_params, apply_status, event, paced};
 use crate::decide::autoscale::{
     ScalingInput, ScalingPlan, ScalingPolicy, WaitingConference, needed_nodes, plan,
 };
+use crate::decide::certificate::{self, CERT_FILE, KEY_FILE, Names, SecretFiles};
 use crate::decide::rollout::{self, Hold, RolloutInput, RolloutPlan, RolloutPolicy};
-use crate::decide::signaling::{CERT_FILE, KEY_FILE, SecretFiles, certificate_problem};
+use crate::decide::signaling::certificate_problem;
 use crate::decide::stall::heartbeats_stalled;
 use crate::decide::turn_peers::{PeerPolicy, suggested_range};
 use crate::decide::{NodeView, pool_spec};
 use crate::error::{KubeContext, Result, is_conflict, is_not_found};
+use crate::resources::content_hash;
 use crate::resources::identity;
 use crate::resources::media_node::new_media_node;
 use crate::resources::secret::{missing_keys, pool_secret};
 use crate::resources::turn::{turn_deployment, turn_service, turn_urls};
+use crate::resources::turn_tls::{self, Serving};
 use crate::state::{Context, key, lock};
 use crate::time::{at, now, secs};
 
@@ -93,8 +96,10 @@ pub async fn reconcile(pool: Arc<MediaPool>, ctx: Arc<Context>) -> Result<Action
     decision.add = (decision.add + rollout.add).saturating_sub(in_flight);
     apply_plan(&ctx, &pool, &decision, &rollout.drain).await?;
 
+    let relay_tls = turn_tls(&ctx, &pool).await?;
     let turn = if spec_problems.is_empty() {
-        reconcile_turn(&ctx, &pool, &views).await?
+        let certificate = relay_tls.as_ref().and_then(|t| t.as_ref().ok());
+        reconcile_turn(&ctx, &pool, &views, certificate.map(String::as_str)).await?
     } else {
         old.turn.clone()
     };
@@ -187,6 +192,29 @@ pub async fn reconcile(pool: Arc<MediaPool>, ctx: Arc<Context>) -> Result<Action
             pool.metadata.generation,
             &t,
         );
+    }
+    match &relay_tls {
+        None => status
+            .conditions
+            .retain(|c| c.type_ != labels::condition::TURN_TLS),
+        Some(served) => {
+            set_condition(
+                &mut status.conditions,
+                labels::condition::TURN_TLS,
+                served.is_ok(),
+                if served.is_ok() {
+                    "CertificateValid"
+                } else {
+                    "CertificateInvalid"
+                },
+                &served.as_ref().map_or_else(
+                    |problem| format!("{problem}; the relays run without TLS until it is fixed"),
+                    |_| "the relays serve TURN over TLS with the Secret's certificate".to_owned(),
+                ),
+                pool.metadata.generation,
+                &t,
+            );
+        }
     }
     match (&pool.spec.signaling, &tls_problem) {
         (None, _) => status
@@ -521,27 +549,71 @@ async fn signaling_tls_problem(ctx: &Context, pool: &MediaPool) -> Result<Option
     let Some(tls) = &pool.spec.signaling else {
         return Ok(None);
     };
-    let ns = pool.namespace().unwrap_or_default();
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let secret = api
-        .get_opt(&tls.tls_secret_name)
-        .await
-        .action(|| format!("reading TLS Secret {}", tls.tls_secret_name))?;
-    let data = secret
-        .as_ref()
-        .and_then(|s| s.data.clone())
-        .unwrap_or_default();
-    let file = |key: &str| data.get(key).map(|b| b.0.as_slice());
-    let files = secret.is_some().then(|| SecretFiles {
-        cert: file(CERT_FILE),
-        key: file(KEY_FILE),
-    });
+    let secret = tls_secret(ctx, pool, &tls.tls_secret_name).await?;
     Ok(certificate_problem(
         &tls.tls_secret_name,
         &tls.domain,
-        files,
+        secret.as_ref().map(TlsSecret::files),
         k8s_openapi::jiff::Timestamp::now().as_second(),
     ))
+}
+
+/// The relays' TLS (`spec.turn.tls`): the certificate's hash when its Secret can be served for
+/// the relays' host, else what is wrong with it. `None` without `spec.turn.tls`.
+async fn turn_tls(
+    ctx: &Context,
+    pool: &MediaPool,
+) -> Result<Option<std::result::Result<String, String>>> {
+    let Some(tls) = &pool.spec.turn.tls else {
+        return Ok(None);
+    };
+    let secret = tls_secret(ctx, pool, &tls.secret_name).await?;
+    let problem = certificate::problem(
+        "spec.turn.tls.secretName",
+        &tls.secret_name,
+        Names::Host {
+            host: &tls.host,
+            field: "spec.turn.tls.host",
+        },
+        secret.as_ref().map(TlsSecret::files),
+        k8s_openapi::jiff::Timestamp::now().as_second(),
+    );
+    Ok(Some(match (problem, secret) {
+        (None, Some(secret)) => Ok(content_hash(&secret.cert.unwrap_or_default())),
+        (problem, _) => Err(problem.unwrap_or_default()),
+    }))
+}
+
+/// The two files of a `kubernetes.io/tls` Secret, when present.
+struct TlsSecret {
+    cert: Option<Vec<u8>>,
+    key: Option<Vec<u8>>,
+}
+
+impl TlsSecret {
+    fn files(&self) -> SecretFiles<'_> {
+        SecretFiles {
+            cert: self.cert.as_deref(),
+            key: self.key.as_deref(),
+        }
+    }
+}
+
+/// Reads the TLS Secret `name` of the pool's namespace (`None` when there is none). Read
+/// directly, not from a cache: the operator watches only its own Secrets.
+async fn tls_secret(ctx: &Context, pool: &MediaPool, name: &str) -> Result<Option<TlsSecret>> {
+    let ns = pool.namespace().unwrap_or_default();
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(name)
+        .await
+        .action(|| format!("reading TLS Secret {name}"))?;
+    Ok(secret.map(|s| {
+        let data = s.data.unwrap_or_default();
+        TlsSecret {
+            cert: data.get(CERT_FILE).map(|b| b.0.clone()),
+            key: data.get(KEY_FILE).map(|b| b.0.clone()),
+        }
+    }))
 }
 
 /// Applies the media nodes' ServiceAccount and RoleBinding once per pool generation.
@@ -569,10 +641,13 @@ async fn ensure_identity(ctx: &Context, pool: &MediaPool) -> Result<()> {
     Ok(())
 }
 
+/// Runs the pool's TURN relays (serving TLS with `certificate`, the hash of a usable
+/// `spec.turn.tls` certificate) and returns their status.
 async fn reconcile_turn(
     ctx: &Context,
     pool: &MediaPool,
     views: &[NodeView],
+    certificate: Option<&str>,
 ) -> Result<Option<TurnStatus>> {
     let ns = pool.namespace().unwrap_or_default();
     let name = labels::turn_name(&pool.name_any());
@@ -612,13 +687,19 @@ async fn reconcile_turn(
         .deployments
         .get(&ObjectRef::new(&name).within(&ns))
         .is_some();
-    let applied = lock(&ctx.turn_applied).get(&key(pool)).copied();
-    if !present || applied != Some((generation, replicas)) {
+    let tls = t
+        .tls
+        .as_ref()
+        .zip(certificate)
+        .map(|(tls, certificate)| Serving { tls, certificate });
+    let wanted = (generation, replicas, certificate.map(str::to_owned));
+    let applied = lock(&ctx.turn_applied).get(&key(pool)).cloned();
+    if !present || applied.as_ref() != Some(&wanted) {
         deployments
             .patch(
                 &name,
                 &apply_params(),
-                &Patch::Apply(&turn_deployment(pool, replicas)),
+                &Patch::Apply(&turn_deployment(pool, replicas, tls)),
             )
             .await
             .action(|| format!("applying TURN Deployment {name}"))?;
@@ -626,20 +707,49 @@ async fn reconcile_turn(
             .patch(&name, &apply_params(), &Patch::Apply(&turn_service(pool)))
             .await
             .action(|| format!("applying TURN Service {name}"))?;
-        lock(&ctx.turn_applied).insert(key(pool), (generation, replicas));
+        lock(&ctx.turn_applied).insert(key(pool), wanted);
     }
     Ok(Some(TurnStatus {
         replicas,
-        urls: turn_urls(&turn_addresses(ctx, pool), t.port),
+        urls: turn_urls(
+            &turn_addresses(ctx, pool),
+            t.port,
+            tls.filter(|tls| relay_serves(ctx, pool, tls.certificate))
+                .map(|tls| turn_tls::url(tls.tls)),
+        ),
     }))
 }
 
 /// Public addresses of the Nodes running Ready TURN pods of `pool` (they use the host
 /// network, as media nodes do).
 fn turn_addresses(ctx: &Context, pool: &MediaPool) -> Vec<String> {
+    let mut addrs: Vec<String> = ready_relays(ctx, pool)
+        .iter()
+        .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+        .filter_map(|n| ctx.caches.kube_nodes.get(&ObjectRef::new(&n)))
+        .filter_map(|n| public_address(&n))
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    addrs
+}
+
+/// Whether a Ready relay of `pool` serves TLS with the certificate of hash `certificate`
+/// (right after TLS is turned on or the certificate renewed, the relays are still being
+/// replaced).
+fn relay_serves(ctx: &Context, pool: &MediaPool, certificate: &str) -> bool {
+    ready_relays(ctx, pool).iter().any(|p| {
+        p.annotations()
+            .get(turn_tls::CERTIFICATE_ANNOTATION)
+            .map(String::as_str)
+            == Some(certificate)
+    })
+}
+
+/// The Ready TURN pods of `pool`.
+fn ready_relays(ctx: &Context, pool: &MediaPool) -> Vec<Arc<Pod>> {
     let ns = pool.namespace();
-    let mut addrs: Vec<String> = ctx
-        .caches
+    ctx.caches
         .pods
         .state()
         .into_iter()
@@ -650,22 +760,12 @@ fn turn_addresses(ctx: &Context, pool: &MediaPool) -> Vec<String> {
                 && l.get(labels::COMPONENT).map(String::as_str) == Some(labels::COMPONENT_TURN)
         })
         .filter(|p| {
-            let conditions = p
-                .status
+            p.status
                 .as_ref()
-                .and_then(|s| s.conditions.clone())
-                .unwrap_or_default();
-            conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
         })
-        .filter_map(|p| p.spec.as_ref()?.node_name.clone())
-        .filter_map(|n| ctx.caches.kube_nodes.get(&ObjectRef::new(&n)))
-        .filter_map(|n| public_address(&n))
-        .collect();
-    addrs.sort();
-    addrs.dedup();
-    addrs
+        .collect()
 }
 
 fn pool_status(

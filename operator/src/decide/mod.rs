@@ -6,9 +6,10 @@
 //! signaling URL and TLS certificate of a pool (`signaling`), whether a pool's heartbeats
 //! stalled together (`stall`) and which peers its TURN relays may reach (`turn_peers`). No
 //! Kubernetes types, no I/O, no clock: the reconcilers gather these inputs from the API, call
-//! the functions, and apply the result.
+//! the functions, and apply the result. `certificate` checks the TLS Secrets both use.
 
 pub mod autoscale;
+pub mod certificate;
 pub mod disruption;
 pub mod evacuation;
 pub mod lifecycle;

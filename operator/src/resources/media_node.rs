@@ -12,8 +12,8 @@ use kube::ResourceExt;
 use kube::api::ObjectMeta;
 use rand::Rng;
 
-use super::{owner_ref, pool_labels, restricted_container, restricted_pod};
-use crate::decide::signaling::{CERT_FILE, KEY_FILE};
+use super::{content_hash, owner_ref, pool_labels, restricted_container, restricted_pod};
+use crate::decide::certificate::{CERT_FILE, KEY_FILE};
 
 /// Label of a media-node pod naming its MediaNode.
 pub const MEDIA_NODE_NAME_LABEL: &str = "conclave.dev/media-node-name";
@@ -77,15 +77,10 @@ pub fn media_node_pod(node: &MediaNode, pool: &MediaPool, settings: &PodSettings
 /// A short, stable hash of the pod spec `pool` gives its media nodes (rendered for a
 /// stand-in node name): it changes with everything that changes the pods (`spec.mediaNode`,
 /// `spec.signaling`, `spec.imagePullSecrets`, the drain timeout behind the grace period, the
-/// operator's own pod settings) and with nothing else. FNV-1a, as Kubernetes hashes pod
-/// templates: the same bytes hash the same in every operator build.
+/// operator's own pod settings) and with nothing else.
 pub fn pod_template_hash(pool: &MediaPool, settings: &PodSettings<'_>) -> String {
     let spec = render(TEMPLATE_NODE, pool, settings).spec;
-    let bytes = serde_json::to_vec(&spec).unwrap_or_default();
-    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    format!("{:010x}", hash & 0xff_ffff_ffff)
+    content_hash(&serde_json::to_vec(&spec).unwrap_or_default())
 }
 
 /// The pod of the node named `node_name` (no namespace or owner: `media_node_pod` adds them).

@@ -1,11 +1,12 @@
 //! Child objects of a pool, built by pure functions: the pool Secret, MediaNodes and their
-//! Pods, and the TURN Deployment and Service. Unit-tested on their output; the controllers
+//! Pods, and the TURN Deployment and Service (with TLS from `turn_tls`). Unit-tested on their output; the controllers
 //! apply them with server-side apply.
 
 pub mod identity;
 pub mod media_node;
 pub mod secret;
 pub mod turn;
+pub mod turn_tls;
 
 use std::collections::BTreeMap;
 
@@ -15,6 +16,15 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
+
+/// A short, stable hash of `bytes` (FNV-1a, as Kubernetes hashes pod templates): the same
+/// bytes hash the same in every operator build, so a changed hash means changed content.
+pub fn content_hash(bytes: &[u8]) -> String {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{:010x}", hash & 0xff_ffff_ffff)
+}
 
 /// Owner reference making `owner` the controller of a child (deletion cascades).
 pub fn owner_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {

@@ -1,5 +1,5 @@
 //! The TURN relays of a pool: a coturn Deployment using the TURN REST shared secret, and a
-//! Service for it on UDP and TCP. Replicas follow room load.
+//! Service for it on UDP and TCP (and TLS, see `turn_tls`). Replicas follow room load.
 
 use conclave_crds::{MediaPool, labels};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
@@ -13,6 +13,7 @@ use kube::ResourceExt;
 use kube::api::ObjectMeta;
 
 use super::media_node::{field, secret_key};
+use super::turn_tls::{CERTIFICATE_ANNOTATION, Serving};
 use super::{owner_ref, pool_labels, restricted_container, restricted_pod};
 use crate::decide::turn_peers::PeerPolicy;
 
@@ -27,13 +28,12 @@ fn meta(pool: &MediaPool) -> ObjectMeta {
 }
 
 /// coturn's flags for `pool`: shared-secret auth, realm, ports, relay range, per-user quota,
-/// peer policy, no CLI.
-pub fn coturn_args(pool: &MediaPool) -> Vec<String> {
+/// peer policy, no CLI, and TLS when `tls` (else none).
+pub fn coturn_args(pool: &MediaPool, tls: Option<Serving<'_>>) -> Vec<String> {
     let t = &pool.spec.turn;
     let mut args = vec![
         "--log-file=stdout".to_owned(),
         "--no-cli".to_owned(),
-        "--no-tls".to_owned(),
         "--no-dtls".to_owned(),
         "--fingerprint".to_owned(),
         "--use-auth-secret".to_owned(),
@@ -59,18 +59,22 @@ pub fn coturn_args(pool: &MediaPool) -> Vec<String> {
         }
         .coturn_args(),
     );
+    match tls {
+        Some(tls) => args.extend(tls.coturn_args()),
+        None => args.push("--no-tls".to_owned()),
+    }
     args
 }
 
-/// The coturn Deployment with `replicas`.
-pub fn turn_deployment(pool: &MediaPool, replicas: u32) -> Deployment {
+/// The coturn Deployment with `replicas`, serving TLS when `tls`.
+pub fn turn_deployment(pool: &MediaPool, replicas: u32, tls: Option<Serving<'_>>) -> Deployment {
     let t = &pool.spec.turn;
     let labels = pool_labels(pool, labels::COMPONENT_TURN);
     let port = i32::from(t.port);
     let container = Container {
         name: "turn".to_owned(),
         image: Some(t.image.clone()),
-        args: Some(coturn_args(pool)),
+        args: Some(coturn_args(pool, tls)),
         env: Some(vec![
             secret_key(
                 "TURN_SECRET",
@@ -89,6 +93,7 @@ pub fn turn_deployment(pool: &MediaPool, replicas: u32) -> Deployment {
                     protocol: Some(proto.to_owned()),
                     ..Default::default()
                 })
+                .chain(tls.map(|tls| tls.port()))
                 .collect(),
         ),
         // Ready once coturn accepts TCP on its port.
@@ -102,9 +107,17 @@ pub fn turn_deployment(pool: &MediaPool, replicas: u32) -> Deployment {
             ..Default::default()
         }),
         resources: t.resources.clone(),
-        security_context: Some(restricted_container()),
+        security_context: Some(tls.map_or_else(restricted_container, |t| t.security_context())),
+        volume_mounts: tls.map(|tls| vec![tls.mount()]),
         ..Default::default()
     };
+    let annotations = tls.map(|tls| {
+        [(
+            CERTIFICATE_ANNOTATION.to_owned(),
+            tls.certificate.to_owned(),
+        )]
+        .into()
+    });
     Deployment {
         metadata: meta(pool),
         spec: Some(DeploymentSpec {
@@ -121,10 +134,12 @@ pub fn turn_deployment(pool: &MediaPool, replicas: u32) -> Deployment {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
+                    annotations,
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
+                    volumes: tls.map(|tls| vec![tls.volume()]),
                     host_network: Some(true),
                     dns_policy: Some("ClusterFirstWithHostNet".to_owned()),
                     node_selector: t.node_selector.clone(),
@@ -144,9 +159,16 @@ pub fn turn_deployment(pool: &MediaPool, replicas: u32) -> Deployment {
     }
 }
 
-/// The TURN Service: UDP and TCP on the TURN port.
+/// The TURN Service: UDP and TCP on the TURN port, and the TLS port with `spec.turn.tls`.
 pub fn turn_service(pool: &MediaPool) -> Service {
     let port = i32::from(pool.spec.turn.port);
+    let tls = pool.spec.turn.tls.as_ref().map(|tls| ServicePort {
+        name: Some("turn-tls".to_owned()),
+        port: i32::from(tls.port),
+        target_port: Some(IntOrString::Int(i32::from(tls.port))),
+        protocol: Some("TCP".to_owned()),
+        ..Default::default()
+    });
     Service {
         metadata: meta(pool),
         spec: Some(ServiceSpec {
@@ -161,6 +183,7 @@ pub fn turn_service(pool: &MediaPool) -> Service {
                         protocol: Some(proto.to_owned()),
                         ..Default::default()
                     })
+                    .chain(tls)
                     .collect(),
             ),
             ..Default::default()
@@ -169,13 +192,17 @@ pub fn turn_service(pool: &MediaPool) -> Service {
     }
 }
 
-/// The ICE URLs clients use for relays reachable at `addresses` on `port`.
-pub fn turn_urls(addresses: &[String], port: u16) -> Vec<String> {
+/// The ICE URLs clients use for relays reachable at `addresses` on `port`, and `tls_url`
+/// (the relays' `turns:` URL) when they serve TLS.
+pub fn turn_urls(addresses: &[String], port: u16, tls_url: Option<String>) -> Vec<String> {
     let mut urls = Vec::new();
     for a in addresses {
         urls.push(format!("stun:{a}:{port}"));
         urls.push(format!("turn:{a}:{port}?transport=udp"));
         urls.push(format!("turn:{a}:{port}?transport=tcp"));
+    }
+    if !addresses.is_empty() {
+        urls.extend(tls_url);
     }
     urls
 }
@@ -193,7 +220,7 @@ mod tests {
 
     #[test]
     fn coturn_uses_the_shared_secret_and_relay_range() {
-        let args = coturn_args(&pool());
+        let args = coturn_args(&pool(), None);
         for want in [
             "--use-auth-secret",
             "--static-auth-secret=$(TURN_SECRET)",
@@ -214,7 +241,7 @@ mod tests {
     #[test]
     fn loopback_peers_only_when_the_pool_asks_and_never_link_local() {
         let mut p = pool();
-        let args = coturn_args(&p);
+        let args = coturn_args(&p, None);
         assert!(
             !args.iter().any(|a| a == "--allow-loopback-peers"),
             "{args:?}"
@@ -225,7 +252,7 @@ mod tests {
         );
         p.spec.turn.allow_loopback_peers = true;
         assert!(
-            coturn_args(&p)
+            coturn_args(&p, None)
                 .iter()
                 .any(|a| a == "--allow-loopback-peers")
         );
@@ -233,7 +260,7 @@ mod tests {
 
     #[test]
     fn deployment_and_service_serve_udp_and_tcp() {
-        let d = turn_deployment(&pool(), 3);
+        let d = turn_deployment(&pool(), 3, None);
         assert_eq!(d.metadata.name.as_deref(), Some("eu-turn"));
         let spec = d.spec.unwrap();
         assert_eq!(spec.replicas, Some(3));
@@ -262,7 +289,12 @@ mod tests {
         let mut p = pool();
         p.spec.turn.priority_class_name = Some("live-calls".into());
         p.spec.turn.node_selector = Some([("edge".to_owned(), "true".to_owned())].into());
-        let pod = turn_deployment(&p, 1).spec.unwrap().template.spec.unwrap();
+        let pod = turn_deployment(&p, 1, None)
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap();
         assert_eq!(pod.priority_class_name.as_deref(), Some("live-calls"));
         assert_eq!(pod.node_selector.unwrap()["edge"], "true");
         assert_eq!(pod.automount_service_account_token, Some(false));
@@ -280,12 +312,61 @@ mod tests {
     #[test]
     fn urls_cover_stun_and_both_turn_transports() {
         assert_eq!(
-            turn_urls(&["203.0.113.7".into()], 3478),
+            turn_urls(&["203.0.113.7".into()], 3478, None),
             vec![
                 "stun:203.0.113.7:3478",
                 "turn:203.0.113.7:3478?transport=udp",
                 "turn:203.0.113.7:3478?transport=tcp"
             ]
         );
+        let tls = Some("turns:turn.example.com:443?transport=tcp".to_owned());
+        assert_eq!(turn_urls(&[], 3478, tls.clone()), Vec::<String>::new());
+        assert_eq!(turn_urls(&["203.0.113.7".into()], 3478, tls).len(), 4);
+    }
+
+    #[test]
+    fn tls_mounts_the_secret_opens_its_port_and_marks_the_certificate() {
+        let mut p = pool();
+        p.spec.turn.tls = Some(conclave_crds::pool::TurnTls {
+            host: "turn.example.com".into(),
+            port: 5349,
+            secret_name: "turn-tls".into(),
+        });
+        let tls = p.spec.turn.tls.clone().unwrap();
+        let serving = Serving {
+            tls: &tls,
+            certificate: "c0ffee",
+        };
+        let args = coturn_args(&p, Some(serving));
+        assert!(!args.contains(&"--no-tls".to_owned()), "{args:?}");
+        assert!(args.contains(&"--no-dtls".to_owned()), "{args:?}");
+        let template = turn_deployment(&p, 1, Some(serving)).spec.unwrap().template;
+        assert_eq!(
+            template.metadata.unwrap().annotations.unwrap()[CERTIFICATE_ANNOTATION],
+            "c0ffee"
+        );
+        let pod = template.spec.unwrap();
+        let c = &pod.containers[0];
+        assert!(
+            c.ports
+                .clone()
+                .unwrap()
+                .iter()
+                .any(|p| p.container_port == 5349 && p.host_port == Some(5349))
+        );
+        assert_eq!(c.volume_mounts.clone().unwrap()[0].read_only, Some(true));
+        assert_eq!(
+            pod.volumes.unwrap()[0]
+                .secret
+                .clone()
+                .unwrap()
+                .secret_name
+                .as_deref(),
+            Some("turn-tls")
+        );
+        let ports = turn_service(&p).spec.unwrap().ports.unwrap();
+        assert_eq!(ports.len(), 3);
+        // Without a usable certificate the relays run as before, without TLS.
+        assert!(coturn_args(&p, None).contains(&"--no-tls".to_owned()));
     }
 }
