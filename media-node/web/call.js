@@ -78,6 +78,8 @@ export class Call extends EventTarget {
   micMuted = false;
   /** Why the call failed or ended, for the user. */
   reason = '';
+  /** Fresh TURN credentials received from the node during the call (`iceServers`). */
+  credentialRenewals = 0;
 
   /**
    * options: signalingUrl, token, conference, quality ('low' | 'medium' | 'high'),
@@ -250,6 +252,7 @@ export class Call extends EventTarget {
       state: pair.state,
       local: local?.candidateType ?? null,
       localProtocol: local?.relayProtocol ?? local?.protocol ?? null,
+      localAddress: local ? `${local.address}:${local.port}` : null,
       remote: remote?.candidateType ?? null,
       url: s.url,
     };
@@ -374,6 +377,8 @@ export class Call extends EventTarget {
         return;
       case 'error':
         return this.#onError(session, m);
+      case 'iceServers':
+        return this.#renewIceServers(session, m.iceServers ?? []);
       case 'offer':
         return this.#negotiate(session, () => this.#onOffer(session, m.sdp));
       case 'answer':
@@ -460,6 +465,20 @@ export class Call extends EventTarget {
     for (const p of m.participants ?? []) this.#addParticipant(p);
     this.#emit('participants');
     this.#startMedia(session, m.iceServers ?? []);
+  }
+
+  /**
+   * Fresh TURN credentials from the node: the next ICE gathering uses them. Media through a
+   * relay restarts ICE now, onto a new allocation, before the relay refuses to refresh the
+   * old one with expired credentials.
+   */
+  async #renewIceServers(session, servers) {
+    if (!session.pc) return;
+    const iceServers = this.#options.relayOverTls ? onlyTls(servers) : servers;
+    session.pc.setConfiguration({ ...session.pc.getConfiguration(), iceServers });
+    this.credentialRenewals += 1;
+    const path = await this.mediaPath();
+    if (path?.local === 'relay' && session === this.#session && !session.closed) session.pc.restartIce();
   }
 
   #addParticipant(p) {

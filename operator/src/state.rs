@@ -43,6 +43,10 @@ pub struct Caches {
     pub deployments: Store<Deployment>,
 }
 
+/// What a pool's TURN Deployment was last applied from: pool generation, replicas, and the
+/// hash of the TLS certificate served.
+pub type RelaysApplied = (i64, u32, Option<String>);
+
 /// Everything a reconcile needs.
 pub struct Context {
     /// API client.
@@ -58,9 +62,9 @@ pub struct Context {
     /// MediaNodes created by the pool controller and not yet in the cache, per pool, with
     /// when they were created (forgotten after a while, in case one never shows up).
     pub creating: Mutex<HashMap<Key, HashMap<String, std::time::Instant>>>,
-    /// The TURN Deployment last applied per pool (pool generation, replicas, hash of the TLS
-    /// certificate served), to skip applying an unchanged one on every load change.
-    pub turn_applied: Mutex<HashMap<Key, (i64, u32, Option<String>)>>,
+    /// The TURN Deployment last applied per pool, to skip applying an unchanged one on every
+    /// load change.
+    pub turn_applied: Mutex<HashMap<Key, RelaysApplied>>,
     /// The pool generation whose media-node identity (ServiceAccount, RoleBinding) was last
     /// applied.
     pub identity_applied: Mutex<HashMap<Key, i64>>,

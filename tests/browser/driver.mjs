@@ -101,6 +101,7 @@ async function state({ name }) {
       secure: window.isSecureContext,
       notice: document.querySelector('#notice').textContent,
       deviceProblems: window.conclave.deviceProblems ?? [],
+      credentialRenewals: c.credentialRenewals,
     };
   });
 }

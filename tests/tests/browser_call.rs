@@ -3,7 +3,8 @@
 //! runs. Each participant sees the others' video (inbound-rtp `framesDecoded` and
 //! `bytesReceived` keep growing), chat arrives, a shared screen appears; the same call forced
 //! through the pool's coturn (`iceTransportPolicy: relay`) flows while expired TURN credentials
-//! are refused; when the hosting node's pod is killed the browsers find the node the operator
+//! are refused, and renews its credentials before they expire, moving onto a fresh relay
+//! allocation; when the hosting node's pod is killed the browsers find the node the operator
 //! chose and video resumes, and when that node is drained it sends them on itself; `kubectl
 //! drain` of the hosting Kubernetes node waits (the pod's PodDisruptionBudget) until the call
 //! moved, and each participant's media gap is reported; a pool of three rolls to a new
@@ -555,6 +556,67 @@ async fn a_call_forced_through_turn_flows_and_expired_credentials_are_refused() 
         "coturn did not answer 401 to expired credentials: {expired}"
     );
     println!("TURN probe: fresh {fresh}, expired {expired}");
+    browsers.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_call_renews_its_turn_credentials_and_moves_to_a_fresh_allocation() {
+    let _one_at_a_time = chromium::exclusive().await;
+    let (env, ns, _operator) = common::start("browser-turn-renewal").await;
+    // Credentials of 60 s, the shortest: the node hands out fresh ones after 45 s.
+    let spec = json!({
+        "nodeCapacity": {"participants": 20, "rooms": 5},
+        "scaling": {"minNodes": 1, "maxNodes": 3, "bufferParticipants": 5},
+        "turn": {"enabled": true, "minReplicas": 1, "allowedPeers": [env.nodes_range().unwrap()],
+                 "credentialTtlSeconds": 60}
+    });
+    create(&ns, &pool("web", ports(), spec)).await;
+    turn_ready(env, &ns).await;
+    let conf = conference(env, &ns).await;
+    let url = join_url(&conf);
+    let (key, _) = keys(&ns).await;
+    let names = ["alice", "bob"];
+    let mut browsers = Chromium::start(&env.artifacts().join("browser-turn-renewal")).await;
+    open_each(&mut browsers, &names, &url, &key, "&relay=1").await;
+    call_flows_through(env, &ns, &mut browsers, &names, &url, "relayed").await;
+    let mut first = BTreeMap::new();
+    for n in names {
+        let path = browsers.send(json!({"op": "mediaPath", "name": n})).await;
+        assert_eq!(path["path"]["local"], "relay", "{path}");
+        first.insert(n, path["path"]["localAddress"].clone());
+    }
+    let started = tokio::time::Instant::now();
+    for n in names {
+        let deadline = started + Duration::from_secs(90);
+        loop {
+            let state = browsers.send(json!({"op": "state", "name": n})).await;
+            let path = browsers.send(json!({"op": "mediaPath", "name": n})).await;
+            let renewed = state["credentialRenewals"].as_u64() >= Some(1);
+            let moved = path["path"]["local"] == "relay"
+                && path["path"]["localAddress"] != first[n]
+                && !path["path"]["localAddress"].is_null();
+            if renewed && moved {
+                println!(
+                    "{n} got fresh credentials and moved from relay {} to {} after {:?}",
+                    first[n],
+                    path["path"]["localAddress"],
+                    started.elapsed()
+                );
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let e = format!(
+                    "{n} did not renew and move to a fresh relay allocation: {state} {path}"
+                );
+                fail(env, &ns, &mut browsers, &names, &e).await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    // Renewed 45 s after joining: 20 s later the first credentials have expired, and media
+    // still flows through the relay.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    call_flows_through(env, &ns, &mut browsers, &names, &url, "after renewal").await;
     browsers.close().await;
 }
 

@@ -266,6 +266,12 @@ impl NodeState {
         }
     }
 
+    /// How long after handing out TURN credentials to hand out fresh ones: three quarters of
+    /// their lifetime, so that a client has them well before the old ones expire.
+    pub fn credential_renewal(&self) -> Duration {
+        renewal_after(read(&self.ice).credential_ttl_seconds)
+    }
+
     /// ICE servers for `identity`: STUN URLs as they are, TURN URLs with time-limited TURN
     /// REST credentials.
     pub fn ice_servers_for(&self, identity: &str) -> Vec<IceServerEntry> {
@@ -371,5 +377,26 @@ impl NodeState {
         drop(rooms);
         self.room_closed.notify_waiters();
         self.load_changed.send_replace(());
+    }
+}
+
+/// Three quarters of a credential lifetime of `ttl_seconds` (at least 60 s, as minted).
+pub fn renewal_after(ttl_seconds: u64) -> Duration {
+    Duration::from_secs(ttl_seconds.max(60) * 3 / 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_renewed_well_before_they_expire() {
+        assert_eq!(renewal_after(3600), Duration::from_secs(2700));
+        assert_eq!(renewal_after(60), Duration::from_secs(45));
+        assert_eq!(
+            renewal_after(0),
+            Duration::from_secs(45),
+            "minted for 60 s at least"
+        );
     }
 }

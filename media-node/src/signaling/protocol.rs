@@ -216,6 +216,14 @@ pub enum ServerMessage {
         #[serde(default)]
         fallback_urls: Vec<String>,
     },
+    /// Fresh ICE servers (new TURN credentials), sent before the ones given at `joined`
+    /// expire: the client uses them for its next ICE gathering, and restarts ICE at once when
+    /// its media goes through a relay (whose allocation could not be refreshed with expired
+    /// credentials).
+    IceServers {
+        /// ICE servers with time-limited TURN credentials.
+        ice_servers: Vec<IceServerEntry>,
+    },
     /// An offer from the node (tracks to subscribe changed, or ICE restart).
     Offer {
         /// The SDP.

@@ -251,9 +251,22 @@ pub async fn serve(
             }
         }
     };
-    let (room, participant, mut outbound) = joined;
+    let (room, participant, mut outbound, identity) = joined;
+    // Fresh TURN credentials before those of `joined` expire, for calls longer than them.
+    let renewal = tokio::time::sleep(session.node.credential_renewal());
+    tokio::pin!(renewal);
     loop {
         tokio::select! {
+            () = &mut renewal => {
+                let ice_servers = session.node.ice_servers_for(&identity);
+                if ice_servers.iter().any(|s| s.credential.is_some())
+                    && !session.send(&ServerMessage::IceServers { ice_servers }).await
+                {
+                    break;
+                }
+                let next = tokio::time::Instant::now() + session.node.credential_renewal();
+                renewal.as_mut().reset(next);
+            }
             frame = session.socket.recv() => match session.next_message(frame).await {
                 None => break,
                 Some(None) => {}
@@ -288,7 +301,12 @@ async fn join(
     conference: &str,
     token: &str,
     quality: crate::forward::layers::Quality,
-) -> Option<(RoomHandle, ParticipantId, mpsc::Receiver<ServerMessage>)> {
+) -> Option<(
+    RoomHandle,
+    ParticipantId,
+    mpsc::Receiver<ServerMessage>,
+    String,
+)> {
     let node = Arc::clone(&session.node);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -340,9 +358,10 @@ async fn join(
         nat,
     );
     tokio::spawn(peer.run(peer_rx, feedback));
+    let identity = claims.identity;
     let request = JoinRequest {
         participant,
-        identity: claims.identity,
+        identity: identity.clone(),
         may_publish: claims.publish,
         quality,
         outbound: outbound_tx,
@@ -356,7 +375,7 @@ async fn join(
         session.close_with(code, message).await;
         return None;
     }
-    Some((room, participant, outbound_rx))
+    Some((room, participant, outbound_rx, identity))
 }
 
 /// Answers a verified `join` for a conference this node does not host: `reconnect` to the

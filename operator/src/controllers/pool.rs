@@ -98,8 +98,11 @@ pub async fn reconcile(pool: Arc<MediaPool>, ctx: Arc<Context>) -> Result<Action
 
     let relay_tls = turn_tls(&ctx, &pool).await?;
     let turn = if spec_problems.is_empty() {
-        let certificate = relay_tls.as_ref().and_then(|t| t.as_ref().ok());
-        reconcile_turn(&ctx, &pool, &views, certificate.map(String::as_str)).await?
+        let certificate = match &relay_tls {
+            Some(RelayTls::Serving(hash)) => Some(hash.as_str()),
+            _ => None,
+        };
+        reconcile_turn(&ctx, &pool, &views, certificate).await?
     } else {
         old.turn.clone()
     };
@@ -198,19 +201,24 @@ pub async fn reconcile(pool: Arc<MediaPool>, ctx: Arc<Context>) -> Result<Action
             .conditions
             .retain(|c| c.type_ != labels::condition::TURN_TLS),
         Some(served) => {
+            let (ok, reason, message) = match served {
+                RelayTls::Serving(_) => (
+                    true,
+                    "CertificateValid",
+                    "the relays serve TURN over TLS with the Secret's certificate".to_owned(),
+                ),
+                RelayTls::Refused(problem) => (
+                    false,
+                    "CertificateInvalid",
+                    format!("{problem}; the relays run without TLS until it is fixed"),
+                ),
+            };
             set_condition(
                 &mut status.conditions,
                 labels::condition::TURN_TLS,
-                served.is_ok(),
-                if served.is_ok() {
-                    "CertificateValid"
-                } else {
-                    "CertificateInvalid"
-                },
-                &served.as_ref().map_or_else(
-                    |problem| format!("{problem}; the relays run without TLS until it is fixed"),
-                    |_| "the relays serve TURN over TLS with the Secret's certificate".to_owned(),
-                ),
+                ok,
+                reason,
+                &message,
                 pool.metadata.generation,
                 &t,
             );
@@ -558,12 +566,16 @@ async fn signaling_tls_problem(ctx: &Context, pool: &MediaPool) -> Result<Option
     ))
 }
 
-/// The relays' TLS (`spec.turn.tls`): the certificate's hash when its Secret can be served for
-/// the relays' host, else what is wrong with it. `None` without `spec.turn.tls`.
-async fn turn_tls(
-    ctx: &Context,
-    pool: &MediaPool,
-) -> Result<Option<std::result::Result<String, String>>> {
+/// The relays' TLS (`spec.turn.tls`), once its Secret was checked.
+enum RelayTls {
+    /// The Secret can be served for the relays' host: the hash of its certificate.
+    Serving(String),
+    /// What is wrong with the Secret.
+    Refused(String),
+}
+
+/// The relays' TLS, `None` without `spec.turn.tls`.
+async fn turn_tls(ctx: &Context, pool: &MediaPool) -> Result<Option<RelayTls>> {
     let Some(tls) = &pool.spec.turn.tls else {
         return Ok(None);
     };
@@ -579,8 +591,8 @@ async fn turn_tls(
         k8s_openapi::jiff::Timestamp::now().as_second(),
     );
     Ok(Some(match (problem, secret) {
-        (None, Some(secret)) => Ok(content_hash(&secret.cert.unwrap_or_default())),
-        (problem, _) => Err(problem.unwrap_or_default()),
+        (None, Some(secret)) => RelayTls::Serving(content_hash(&secret.cert.unwrap_or_default())),
+        (problem, _) => RelayTls::Refused(problem.unwrap_or_default()),
     }))
 }
 
