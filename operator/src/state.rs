@@ -17,6 +17,7 @@ use kube::{Client, ResourceExt};
 use crate::config::RunConfig;
 use crate::decide::NodeView;
 use crate::decide::evacuation::EvacuationBudget;
+use crate::decide::region::{Headroom, pool_to_grow};
 use crate::decide::stall::heartbeats_stalled;
 use crate::ledger::{Key, Ledger};
 use crate::metrics::Metrics;
@@ -142,6 +143,42 @@ impl Context {
             }
             (None, None) => Vec::new(),
         }
+    }
+
+    /// The pool whose autoscaler counts `conference` as demand while it waits for a node: the
+    /// pool it names, or of its region's pools the first that can still grow
+    /// (`decide::region::pool_to_grow`).
+    pub fn growing_pool(&self, conference: &Conference) -> Option<Arc<MediaPool>> {
+        let pools = self.pools_for(conference);
+        if conference.spec.pool.is_some() {
+            return pools.into_iter().next();
+        }
+        let headroom: Vec<Headroom> = pools
+            .iter()
+            .map(|p| Headroom {
+                live_nodes: self.live_nodes(p),
+                max_nodes: p.spec.scaling.max_nodes,
+            })
+            .collect();
+        pool_to_grow(&headroom).and_then(|i| pools.get(i).cloned())
+    }
+
+    /// Media nodes of `pool` that are neither draining nor Failed or Drained.
+    fn live_nodes(&self, pool: &MediaPool) -> u32 {
+        let ns = pool.namespace().unwrap_or_default();
+        let live = self
+            .nodes_of_pool(&ns, &pool.name_any())
+            .iter()
+            .filter(|n| {
+                let phase = n.status.as_ref().and_then(|s| s.phase);
+                !n.spec.draining
+                    && !matches!(
+                        phase,
+                        Some(MediaNodePhase::Failed | MediaNodePhase::Drained)
+                    )
+            })
+            .count();
+        u32::try_from(live).unwrap_or(u32::MAX)
     }
 
     /// The hash of the pod `pool` gives its media nodes now (`media_node::pod_template_hash`),

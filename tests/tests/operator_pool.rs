@@ -3,7 +3,8 @@
 //! conference is placed on one of them with join info, and deleting a media-node pod by hand
 //! fails that node and brings a replacement. A new media-node image rolls the pool a new
 //! node first (the default surge of one), never fewer Ready nodes than the pool needs, and
-//! the conference moves once, onto a new node.
+//! the conference moves once, onto a new node. Conferences that name a region take the pool
+//! they land on: its relays in their join info, and its autoscaler when they wait.
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
 
@@ -260,4 +261,76 @@ async fn new_pods_ready(ns: &TestNamespace, image: &str) -> usize {
                 .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
         })
         .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conferences_of_a_region_take_the_pool_they_land_on() {
+    let (env, ns, _operator) = common::start("pool-region").await;
+    // Two pools of region east with nodes of 10 participants: east-a of one node and no TURN,
+    // east-b of up to two nodes with TURN.
+    let sized = |max_nodes: u32, turn: bool| {
+        json!({"region": "east", "nodeCapacity": {"participants": 10, "rooms": 5},
+               "scaling": {"minNodes": 1, "maxNodes": max_nodes, "bufferParticipants": 0},
+               "turn": {"enabled": turn, "minReplicas": 1, "allowedPeers": [env.nodes_range().unwrap()]}})
+    };
+    create(&ns, &pool("east-a", ports(), sized(1, false))).await;
+    create(&ns, &pool("east-b", ports(), sized(2, true))).await;
+    let relays = wait::until(
+        "both pools Ready, east-b with relay URLs",
+        TIMEOUT,
+        || async {
+            let pools = ns.api::<MediaPool>();
+            let a = pools.get("east-a").await.ok()?.status?;
+            let b = pools.get("east-b").await.ok()?.status?;
+            let urls = b.turn?.urls;
+            (a.ready_nodes == 1 && b.ready_nodes == 1 && !urls.is_empty()).then_some(urls)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+
+    // Placed in name order where there is room, each with its own pool's relays.
+    let first = placed_in_region(env, &ns, "first").await;
+    assert_eq!(first.pool.as_deref(), Some("east-a"));
+    assert!(
+        first.join.unwrap().ice_servers.is_empty(),
+        "east-a has no relays"
+    );
+    let second = placed_in_region(env, &ns, "second").await;
+    assert_eq!(second.pool.as_deref(), Some("east-b"), "east-a is full");
+    let ice: Vec<String> = second
+        .join
+        .unwrap()
+        .ice_servers
+        .into_iter()
+        .flat_map(|s| s.urls)
+        .collect();
+    assert_eq!(
+        ice.len(),
+        relays.len(),
+        "east-b's relays: {ice:?} vs {relays:?}"
+    );
+    assert!(relays.iter().all(|u| ice.contains(u)), "{ice:?}");
+
+    // Both full, east-a at its maxNodes: east-b grows for the third.
+    let third = placed_in_region(env, &ns, "third").await;
+    assert_eq!(third.pool.as_deref(), Some("east-b"));
+    assert_ne!(third.media_node, second.media_node, "on east-b's new node");
+}
+
+/// Creates conference `name` of region east for 8 and returns its status once Active.
+async fn placed_in_region(
+    env: &conclave_testenv::TestEnv,
+    ns: &TestNamespace,
+    name: &str,
+) -> conclave_crds::ConferenceStatus {
+    let mut c = conference(name, "unused", 8, json!({"region": "east"}));
+    c.spec.pool = None;
+    create(ns, &c).await;
+    wait::until(&format!("conference {name} Active"), TIMEOUT, || async {
+        let s = ns.api::<Conference>().get(name).await.ok()?.status?;
+        (s.phase == Some(ConferencePhase::Active) && s.join.is_some()).then_some(s)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, ns)))
 }

@@ -20,6 +20,7 @@ use tracing::info;
 use super::{apply_status, event};
 use crate::decide::evacuation::EvacuationBudget;
 use crate::decide::placement::{NoFitReason, Placement, PlacementPolicy, PlacementRequest, place};
+use crate::decide::region::region_reason;
 use crate::error::{Error, KubeContext, Result};
 use crate::ledger::Key;
 use crate::state::{Context, key, lock};
@@ -63,8 +64,18 @@ pub async fn reconcile(conf: Arc<Conference>, ctx: Arc<Context>) -> Result<Actio
     };
     let placed = lock(&ctx.ledger).node_of(&ckey).cloned();
     match placed {
-        Some(node) => hosted(&ctx, &conf, status, &pools, &first_pool, node, t).await,
-        None => unhosted(&ctx, &conf, status, &pools, &first_pool, t).await,
+        Some(node) => {
+            // The policy, relays and evacuation pace are those of the pool it landed on.
+            let pool = ctx
+                .node(&node.0, &node.1)
+                .and_then(|n| ctx.pool(&node.0, &n.spec.pool))
+                .unwrap_or(first_pool);
+            hosted(&ctx, &conf, status, &pools, &pool, node, t).await
+        }
+        None => {
+            let growing = ctx.growing_pool(&conf).unwrap_or(first_pool);
+            unhosted(&ctx, &conf, status, &pools, &growing, t).await
+        }
     }
 }
 
@@ -154,10 +165,7 @@ async fn hosted(
     };
     let draining = node.as_ref().is_some_and(|n| n.spec.draining);
     if let Some(why) = failed {
-        return relocate(
-            ctx, conf, status, pools, pool, &node_key, "Failover", why, now,
-        )
-        .await;
+        return relocate(ctx, conf, status, pools, &node_key, "Failover", why, now).await;
     }
     if draining {
         let rate = pool.spec.scaling.evacuation_rate;
@@ -173,7 +181,6 @@ async fn hosted(
                     conf,
                     status,
                     pools,
-                    pool,
                     &node_key,
                     "Evacuation",
                     "its media node is draining",
@@ -240,15 +247,17 @@ fn arrived(node: &MediaNode, status: &ConferenceStatus) -> bool {
     beat >= moved && phase_of(node) == MediaNodePhase::Ready
 }
 
+/// Places a conference that has no node: not before the warm-up of `growing`, the pool that
+/// brings up capacity for it; then on the first of `pools` with room.
 async fn unhosted(
     ctx: &Context,
     conf: &Conference,
     status: ConferenceStatus,
     pools: &[Arc<MediaPool>],
-    pool: &MediaPool,
+    growing: &MediaPool,
     now: i64,
 ) -> Result<Action> {
-    let warmup = i64::from(pool.spec.scaling.warmup_seconds);
+    let warmup = i64::from(growing.spec.scaling.warmup_seconds);
     if let Some(start) = conf.spec.start_time.as_ref().map(secs)
         && start - warmup > now
     {
@@ -267,15 +276,15 @@ async fn unhosted(
         )
         .await;
     }
-    match choose(ctx, conf, pools, pool, None, now) {
-        Placement::Node(node) => {
+    match choose(ctx, conf, pools, None, now) {
+        Chosen::Node { pool, node } => {
             let start_passed = conf.spec.start_time.as_ref().is_none_or(|s| secs(s) <= now);
             let phase = if start_passed { Active } else { Scheduled };
             ctx.metrics.placement("placed");
             let strategy = format!("{:?}", pool.spec.scaling.strategy);
-            settle(ctx, conf, status, pool, &node, phase, &strategy, None, now).await
+            settle(ctx, conf, status, &pool, &node, phase, &strategy, None, now).await
         }
-        Placement::NoFit(reason) => {
+        Chosen::NoFit(reason) => {
             ctx.metrics.placement("no_fit");
             let (phase, code, message) = no_fit_reason(&reason, conf);
             unplaced(ctx, conf, status, phase, code, message, 2).await
@@ -283,21 +292,21 @@ async fn unhosted(
     }
 }
 
-/// Moves a conference off `from`; keeps it there (with a condition) when nothing fits.
+/// Moves a conference off `from` onto a node of any of `pools`; keeps it there (with a
+/// condition) when nothing fits.
 #[allow(clippy::too_many_arguments)]
 async fn relocate(
     ctx: &Context,
     conf: &Conference,
     mut status: ConferenceStatus,
     pools: &[Arc<MediaPool>],
-    pool: &MediaPool,
     from: &Key,
     reason: &str,
     why: &str,
     now: i64,
 ) -> Result<Action> {
-    match choose(ctx, conf, pools, pool, Some(&from.1), now) {
-        Placement::Node(node) => {
+    match choose(ctx, conf, pools, Some(&from.1), now) {
+        Chosen::Node { pool, node } => {
             ctx.metrics.placement(if reason == "Failover" {
                 "failover"
             } else {
@@ -309,7 +318,7 @@ async fn relocate(
                 ctx,
                 conf,
                 status,
-                pool,
+                &pool,
                 &node,
                 Migrating,
                 reason,
@@ -318,7 +327,7 @@ async fn relocate(
             )
             .await
         }
-        Placement::NoFit(no_fit) => {
+        Chosen::NoFit(no_fit) => {
             let (_, code, detail) = no_fit_reason(&no_fit, conf);
             let message = format!(
                 "{why} but no other node has room ({code}: {detail}); it stays on {}",
@@ -340,39 +349,53 @@ async fn relocate(
     }
 }
 
-/// Runs placement under the ledger lock and reserves the chosen node before releasing it.
+/// Where placement put a conference.
+enum Chosen {
+    /// On `node` of `pool` (reserved in the ledger).
+    Node { pool: Arc<MediaPool>, node: String },
+    /// Nowhere, and why (over all the pools tried).
+    NoFit(NoFitReason),
+}
+
+/// Runs placement under the ledger lock, in each of `pools` in turn with that pool's own
+/// policy, and reserves the first node found before releasing the lock.
 fn choose(
     ctx: &Context,
     conf: &Conference,
     pools: &[Arc<MediaPool>],
-    pool: &MediaPool,
     exclude: Option<&str>,
     now: i64,
-) -> Placement {
+) -> Chosen {
     let ckey = key(conf);
     let mut ledger = lock(&ctx.ledger);
-    let views: Vec<_> = pools
-        .iter()
-        .flat_map(|p| ctx.pool_views(p, &ledger))
-        .collect();
     let request = PlacementRequest {
         max_participants: conf.spec.max_participants,
         region: conf.spec.region.clone(),
         exclude: exclude.map(str::to_owned).into_iter().collect(),
     };
-    let policy = PlacementPolicy {
-        strategy: pool.spec.scaling.strategy,
-        heartbeat_timeout_seconds: i64::from(pool.spec.media_node.heartbeat_timeout_seconds),
-    };
-    let placement = place(&request, &views, policy, now);
-    if let Placement::Node(node) = &placement {
-        ledger.reserve(
-            ckey.clone(),
-            (ckey.0.clone(), node.clone()),
-            Usage::conference(conf.spec.max_participants),
-        );
+    let mut reasons = Vec::new();
+    for pool in pools {
+        let views = ctx.pool_views(pool, &ledger);
+        let policy = PlacementPolicy {
+            strategy: pool.spec.scaling.strategy,
+            heartbeat_timeout_seconds: i64::from(pool.spec.media_node.heartbeat_timeout_seconds),
+        };
+        match place(&request, &views, policy, now) {
+            Placement::Node(node) => {
+                ledger.reserve(
+                    ckey.clone(),
+                    (ckey.0.clone(), node.clone()),
+                    Usage::conference(conf.spec.max_participants),
+                );
+                return Chosen::Node {
+                    pool: Arc::clone(pool),
+                    node,
+                };
+            }
+            Placement::NoFit(reason) => reasons.push(reason),
+        }
     }
-    placement
+    Chosen::NoFit(region_reason(&reasons).unwrap_or(NoFitReason::NoReadyNode))
 }
 
 /// Publishes a placement: status first (so the node being left reads the new join info

@@ -295,7 +295,8 @@ fn scaling_policy(pool: &MediaPool) -> ScalingPolicy {
 }
 
 /// Conferences of this pool not yet placed (and not ended): demand the autoscaler must meet.
-/// A conference naming a region counts only for the first pool of that region.
+/// A conference naming a region counts for the one pool of the region that grows for it
+/// (`Context::growing_pool`).
 fn waiting_conferences(ctx: &Context, pool: &MediaPool) -> Vec<WaitingConference> {
     let ns = pool.namespace().unwrap_or_default();
     ctx.caches
@@ -309,8 +310,7 @@ fn waiting_conferences(ctx: &Context, pool: &MediaPool) -> Vec<WaitingConference
         .filter(|c| match &c.spec.pool {
             Some(p) => *p == pool.name_any(),
             None => ctx
-                .pools_for(c)
-                .first()
+                .growing_pool(c)
                 .is_some_and(|p| p.name_any() == pool.name_any()),
         })
         .map(|c| WaitingConference {
