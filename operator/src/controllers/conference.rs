@@ -1,7 +1,8 @@
-//! The conference controller: places each conference on a media node (reserving its
-//! capacity in the ledger), labels it for that node, publishes join info, moves it when its
-//! node fails or drains, ends it at endTime or after its ttl, and releases its reservation
-//! when it is deleted.
+//! The conference controller: gathers what is known of a conference and its node, takes the
+//! one step `decide::conference` chooses, and applies it: places the conference on a media
+//! node (reserving its capacity in the ledger), labels it for that node, publishes join info,
+//! moves it when its node is lost or drains, ends it at endTime or after its ttl, and
+//! releases its reservation when it is deleted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,9 @@ use kube::runtime::controller::Action;
 use tracing::info;
 
 use super::{apply_status, event};
+use crate::decide::conference::{ConferenceFacts, Host, HostNode, MoveReason, Step, step};
 use crate::decide::evacuation::EvacuationBudget;
+use crate::decide::liveness::Liveness;
 use crate::decide::placement::{NoFitReason, Placement, PlacementPolicy, PlacementRequest, place};
 use crate::decide::region::region_reason;
 use crate::error::{Error, KubeContext, Result};
@@ -28,53 +31,109 @@ use crate::time::{at, now, secs};
 
 use ConferencePhase::*;
 
-/// Reconciles one Conference.
+/// Reconciles one Conference: gathers what is known of it and of the node holding its
+/// reservation, asks `decide::conference::step` for the one step to take, and applies it.
 pub async fn reconcile(conf: Arc<Conference>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile("conference");
     let ckey = key(conf.as_ref());
-    if conf.metadata.deletion_timestamp.is_some() {
-        lock(&ctx.ledger).release(&ckey);
-        remove_finalizer(&ctx, &conf).await?;
-        return Ok(Action::await_change());
-    }
     let status = conf.status.clone().unwrap_or_default();
     let phase = status.phase.unwrap_or(Pending);
     let t = secs(&now());
-    if matches!(phase, Ended | Failed) {
-        lock(&ctx.ledger).release(&ckey);
-        return Ok(Action::await_change());
-    }
-    adopt_reservation(&ctx, &conf, &ckey, &status, phase);
-    if let Some(reason) = end_reason(&conf, &status, t) {
-        return end(&ctx, &conf, status, reason).await;
+    let deleting = conf.metadata.deletion_timestamp.is_some();
+    if !deleting && !matches!(phase, Ended | Failed) {
+        adopt_reservation(&ctx, &conf, &ckey, &status, phase);
     }
     let pools = ctx.pools_for(&conf);
-    let Some(first_pool) = pools.first().cloned() else {
-        let what = conf.spec.pool.as_ref().map_or_else(
-            || {
-                format!(
-                    "no MediaPool of region {:?}",
-                    conf.spec.region.clone().unwrap_or_default()
-                )
-            },
-            |p| format!("MediaPool {p:?}"),
-        );
-        let message = format!("{what} not found in namespace {}; create it", ckey.0);
-        return unplaced(&ctx, &conf, status, Pending, "NoPool", message, 10).await;
+    let reserved = lock(&ctx.ledger).node_of(&ckey).cloned();
+    // A placed conference takes the policy, relays and evacuation pace of the pool it landed
+    // on; an unplaced one the warm-up of the pool that grows for it.
+    let host_pool = reserved
+        .as_ref()
+        .and_then(|(ns, name)| ctx.node(ns, name))
+        .and_then(|n| ctx.pool(&ckey.0, &n.spec.pool))
+        .or_else(|| pools.first().cloned());
+    let growing = ctx.growing_pool(&conf).or_else(|| pools.first().cloned());
+    let host = reserved
+        .as_ref()
+        .map(|(ns, name)| host_of(&ctx, ns, name, host_pool.as_deref(), t));
+    let facts = ConferenceFacts {
+        deleting,
+        phase,
+        start_time: conf.spec.start_time.as_ref().map(secs),
+        end_time: conf.spec.end_time.as_ref().map(secs),
+        ttl_seconds: conf.spec.ttl_seconds,
+        active_since: status.active_since.as_ref().map(secs),
+        placed_at: status.placed_at.as_ref().map(secs),
+        recorded_node: status.media_node.as_deref(),
+        pool_found: !pools.is_empty(),
+        warmup_seconds: growing
+            .as_ref()
+            .map_or(0, |p| i64::from(p.spec.scaling.warmup_seconds)),
     };
-    let placed = lock(&ctx.ledger).node_of(&ckey).cloned();
-    match placed {
-        Some(node) => {
-            // The policy, relays and evacuation pace are those of the pool it landed on.
-            let pool = ctx
-                .node(&node.0, &node.1)
-                .and_then(|n| ctx.pool(&node.0, &n.spec.pool))
-                .unwrap_or(first_pool);
-            hosted(&ctx, &conf, status, &pools, &pool, node, t).await
+    match step(&facts, host.as_ref(), t) {
+        Step::Release => {
+            lock(&ctx.ledger).release(&ckey);
+            remove_finalizer(&ctx, &conf).await?;
+            Ok(Action::await_change())
         }
-        None => {
-            let growing = ctx.growing_pool(&conf).unwrap_or(first_pool);
-            unhosted(&ctx, &conf, status, &pools, &growing, t).await
+        Step::Forget => {
+            lock(&ctx.ledger).release(&ckey);
+            Ok(Action::await_change())
+        }
+        Step::End(reason) => end(&ctx, &conf, status, reason.as_str()).await,
+        Step::NoPool => {
+            let what = conf.spec.pool.as_ref().map_or_else(
+                || {
+                    format!(
+                        "no MediaPool of region {:?}",
+                        conf.spec.region.clone().unwrap_or_default()
+                    )
+                },
+                |p| format!("MediaPool {p:?}"),
+            );
+            let message = format!("{what} not found in namespace {}; create it", ckey.0);
+            unplaced(&ctx, &conf, status, Pending, "NoPool", message, 10).await
+        }
+        Step::NotYetDue { until } => {
+            let message = format!(
+                "placed {}s before its start, at {}",
+                facts.warmup_seconds,
+                at(until).0
+            );
+            unplaced(
+                &ctx,
+                &conf,
+                status,
+                Pending,
+                "NotYetDue",
+                message,
+                until - t,
+            )
+            .await
+        }
+        Step::Place { phase } => place_first(&ctx, &conf, status, &pools, phase, t).await,
+        Step::AwaitCache => Ok(Action::requeue(Duration::from_millis(500))),
+        Step::Move { from, why } => {
+            let from = (ckey.0.clone(), from);
+            match (why, host_pool) {
+                (MoveReason::Evacuation, Some(pool)) => {
+                    evacuate(&ctx, &conf, status, &pools, &pool, &from, t).await
+                }
+                _ => relocate(&ctx, &conf, status, &pools, &from, why, t).await,
+            }
+        }
+        Step::Stay { phase, recheck } => {
+            let node = reserved.as_ref().and_then(|(ns, name)| ctx.node(ns, name));
+            stay(
+                &ctx,
+                &conf,
+                status,
+                node.as_deref(),
+                host_pool.as_deref(),
+                phase,
+                recheck,
+            )
+            .await
         }
     }
 }
@@ -104,182 +163,88 @@ fn adopt_reservation(
     }
 }
 
-/// Why the conference is over, if it is.
-fn end_reason(conf: &Conference, status: &ConferenceStatus, now: i64) -> Option<&'static str> {
-    if conf.spec.end_time.as_ref().is_some_and(|e| secs(e) <= now) {
-        return Some("EndTimeReached");
-    }
-    let ttl = i64::from(conf.spec.ttl_seconds?);
-    let since = status.active_since.as_ref().map(secs)?;
-    (since + ttl <= now).then_some("TtlExpired")
+/// What the conference controller knows of node `name`, holding the conference's
+/// reservation, whose pool is `pool`.
+fn host_of<'a>(
+    ctx: &Context,
+    ns: &str,
+    name: &'a str,
+    pool: Option<&MediaPool>,
+    now: i64,
+) -> Host<'a> {
+    let node = ctx.node(ns, name).map(|n| {
+        let timeout = pool.map_or(i64::MAX, |p| {
+            i64::from(p.spec.media_node.heartbeat_timeout_seconds)
+        });
+        let age = heartbeat_age(&n, now);
+        let stale = age.is_some_and(|a| a > timeout);
+        HostNode {
+            liveness: Liveness {
+                phase: phase_of(&n),
+                heartbeat_age: age,
+                heartbeat_timeout: timeout,
+                // Looked up only for a stale heartbeat: it builds the pool's views.
+                pool_stalled: stale && pool.is_some_and(|p| ctx.heartbeats_stalled(p, now)),
+            },
+            draining: n.spec.draining,
+            last_heartbeat: n
+                .status
+                .as_ref()
+                .and_then(|s| s.last_heartbeat.as_ref())
+                .map(secs),
+        }
+    });
+    Host { name, node }
 }
 
-/// Seconds until the conference must be looked at again for time-driven changes.
-fn next_deadline(conf: &Conference, status: &ConferenceStatus, now: i64) -> Option<i64> {
-    let start = conf.spec.start_time.as_ref().map(secs).filter(|s| *s > now);
-    let end = conf.spec.end_time.as_ref().map(secs);
-    let ttl = conf
-        .spec
-        .ttl_seconds
-        .zip(status.active_since.as_ref())
-        .map(|(ttl, a)| secs(a) + i64::from(ttl));
-    [start, end, ttl]
-        .into_iter()
-        .flatten()
-        .map(|d| (d - now).max(1))
-        .min()
-}
-
-async fn hosted(
+/// Leaves the conference on `node` in `phase`, with that node's join info.
+async fn stay(
     ctx: &Context,
     conf: &Conference,
     mut status: ConferenceStatus,
-    pools: &[Arc<MediaPool>],
-    pool: &MediaPool,
-    node_key: Key,
-    now: i64,
+    node: Option<&MediaNode>,
+    pool: Option<&MediaPool>,
+    phase: ConferencePhase,
+    recheck: Option<i64>,
 ) -> Result<Action> {
-    if status.media_node.as_deref() != Some(node_key.1.as_str()) {
-        // The ledger holds a placement (or move) the watch cache does not show yet. Acting on
-        // the older status would undo it: a server-side apply of that status would drop the
-        // new node and join info. Look again once the cache caught up.
-        return Ok(Action::requeue(Duration::from_millis(500)));
+    let t = now();
+    let phase_changed = status.phase != Some(phase);
+    if phase == Active && status.active_since.is_none() {
+        status.active_since = Some(t.clone());
     }
-    let node = ctx.node(&node_key.0, &node_key.1);
-    let timeout = i64::from(pool.spec.media_node.heartbeat_timeout_seconds);
-    let failed = match &node {
-        None => Some("its media node is gone"),
-        Some(n) if phase_of(n) == MediaNodePhase::Failed => Some("its media node failed"),
-        Some(n)
-            if heartbeat_age(n, now).is_some_and(|a| a > timeout)
-                && phase_of(n) != MediaNodePhase::Starting
-                // Most of the pool went quiet at once: the control plane, not the node, is
-                // the likelier fault, and moving every conference would add to it.
-                && ctx
-                    .pool(&node_key.0, &n.spec.pool)
-                    .is_none_or(|p| !ctx.heartbeats_stalled(&p, now)) =>
-        {
-            Some("its media node stopped heartbeating")
-        }
-        _ => None,
-    };
-    let draining = node.as_ref().is_some_and(|n| n.spec.draining);
-    if let Some(why) = failed {
-        return relocate(ctx, conf, status, pools, &node_key, "Failover", why, now).await;
-    }
-    if draining {
-        let rate = pool.spec.scaling.evacuation_rate;
-        let pool_key = key(pool);
-        let allowed = lock(&ctx.evacuation)
-            .entry(pool_key)
-            .or_insert_with(|| EvacuationBudget::new(rate, now))
-            .take(rate, now);
-        match allowed {
-            Ok(()) => {
-                return relocate(
-                    ctx,
-                    conf,
-                    status,
-                    pools,
-                    &node_key,
-                    "Evacuation",
-                    "its media node is draining",
-                    now,
-                )
-                .await;
-            }
-            Err(wait) => {
-                let requeue = wait.unwrap_or(60);
-                return write(ctx, conf, status, None)
-                    .await
-                    .map(|_| Action::requeue(Duration::from_secs(requeue as u64)));
-            }
-        }
-    }
-    let node = node.as_deref();
-    let start_passed = conf.spec.start_time.as_ref().is_none_or(|s| secs(s) <= now);
-    let next = match status.phase.unwrap_or(Pending) {
-        Scheduled if start_passed => Active,
-        Migrating if node.is_some_and(|n| arrived(n, &status)) => {
-            if start_passed {
-                Active
-            } else {
-                Scheduled
-            }
-        }
-        p => p,
-    };
-    let phase_changed = status.phase != Some(next);
-    if next == Active && status.active_since.is_none() {
-        status.active_since = Some(at(now));
-    }
-    status.phase = Some(next);
-    status.join = node.and_then(|n| join_info(n, pool)).or(status.join);
-    write(ctx, conf, status.clone(), None).await?;
+    status.phase = Some(phase);
+    status.join = node
+        .zip(pool)
+        .and_then(|(n, p)| join_info(n, p))
+        .or(status.join);
+    let on = status.media_node.clone().unwrap_or_default();
+    write(ctx, conf, status, None).await?;
     if phase_changed {
         event(
             ctx,
             conf,
             false,
-            &format!("{next:?}"),
-            format!("conference is {next:?} on {}", node_key.1),
+            &format!("{phase:?}"),
+            format!("conference is {phase:?} on {on}"),
         )
         .await;
     }
-    let recheck = match next {
-        Migrating => Some(1),
-        _ => next_deadline(conf, &status, now),
-    };
     Ok(recheck.map_or_else(Action::await_change, |s| {
         Action::requeue(Duration::from_secs(s.clamp(1, 3600) as u64))
     }))
 }
 
-/// The new node has heartbeated since the move, so it has seen the conference.
-fn arrived(node: &MediaNode, status: &ConferenceStatus) -> bool {
-    let moved = status.placed_at.as_ref().map(secs).unwrap_or(0);
-    let beat = node
-        .status
-        .as_ref()
-        .and_then(|s| s.last_heartbeat.as_ref())
-        .map(secs)
-        .unwrap_or(0);
-    beat >= moved && phase_of(node) == MediaNodePhase::Ready
-}
-
-/// Places a conference that has no node: not before the warm-up of `growing`, the pool that
-/// brings up capacity for it; then on the first of `pools` with room.
-async fn unhosted(
+/// Places a conference that has no node, in `phase`, on the first of `pools` with room.
+async fn place_first(
     ctx: &Context,
     conf: &Conference,
     status: ConferenceStatus,
     pools: &[Arc<MediaPool>],
-    growing: &MediaPool,
+    phase: ConferencePhase,
     now: i64,
 ) -> Result<Action> {
-    let warmup = i64::from(growing.spec.scaling.warmup_seconds);
-    if let Some(start) = conf.spec.start_time.as_ref().map(secs)
-        && start - warmup > now
-    {
-        let message = format!(
-            "placed {warmup}s before its start, at {}",
-            at(start - warmup).0
-        );
-        return unplaced(
-            ctx,
-            conf,
-            status,
-            Pending,
-            "NotYetDue",
-            message,
-            start - warmup - now,
-        )
-        .await;
-    }
     match choose(ctx, conf, pools, None, now) {
         Chosen::Node { pool, node } => {
-            let start_passed = conf.spec.start_time.as_ref().is_none_or(|s| secs(s) <= now);
-            let phase = if start_passed { Active } else { Scheduled };
             ctx.metrics.placement("placed");
             let strategy = format!("{:?}", pool.spec.scaling.strategy);
             settle(ctx, conf, status, &pool, &node, phase, &strategy, None, now).await
@@ -292,19 +257,46 @@ async fn unhosted(
     }
 }
 
+/// Moves a conference off draining node `from` when its pool's evacuation pace allows one
+/// more now; otherwise looks again when it will.
+async fn evacuate(
+    ctx: &Context,
+    conf: &Conference,
+    status: ConferenceStatus,
+    pools: &[Arc<MediaPool>],
+    pool: &MediaPool,
+    from: &Key,
+    now: i64,
+) -> Result<Action> {
+    let rate = pool.spec.scaling.evacuation_rate;
+    let allowed = lock(&ctx.evacuation)
+        .entry(key(pool))
+        .or_insert_with(|| EvacuationBudget::new(rate, now))
+        .take(rate, now);
+    match allowed {
+        Ok(()) => relocate(ctx, conf, status, pools, from, MoveReason::Evacuation, now).await,
+        Err(wait) => {
+            write(ctx, conf, status, None).await?;
+            Ok(Action::requeue(Duration::from_secs(
+                wait.unwrap_or(60) as u64
+            )))
+        }
+    }
+}
+
 /// Moves a conference off `from` onto a node of any of `pools`; keeps it there (with a
 /// condition) when nothing fits.
-#[allow(clippy::too_many_arguments)]
 async fn relocate(
     ctx: &Context,
     conf: &Conference,
     mut status: ConferenceStatus,
     pools: &[Arc<MediaPool>],
     from: &Key,
-    reason: &str,
-    why: &str,
+    why: MoveReason,
     now: i64,
 ) -> Result<Action> {
+    let reason = why.as_str();
+    let why = why.message();
     match choose(ctx, conf, pools, Some(&from.1), now) {
         Chosen::Node { pool, node } => {
             ctx.metrics.placement(if reason == "Failover" {

@@ -1,8 +1,11 @@
 //! A media node's phase from what is observed of its pod, its heartbeat and its load:
 //! Pending → Starting → Ready → Draining → Drained, or Failed when the pod fails or goes
-//! away after starting, or the heartbeat of a running node goes stale.
+//! away after starting, or the heartbeat of a running node goes stale (`liveness`, the rule
+//! the conference controller moves conferences by).
 
 use conclave_crds::MediaNodePhase::{self, *};
+
+use super::liveness::{Liveness, heartbeat_lost};
 
 /// What the node controller observed of one media node.
 #[derive(Clone, Debug, PartialEq)]
@@ -95,11 +98,18 @@ fn observe(o: &NodeObservation, current: MediaNodePhase) -> NodeVerdict {
     if pod.ended {
         return verdict(Failed, "PodFailed");
     }
-    if stale && matches!(current, Ready | Draining) {
-        if o.pool_stalled {
-            return verdict(current, "HeartbeatsStalled");
-        }
+    let liveness = Liveness {
+        phase: current,
+        heartbeat_age: o.heartbeat_age,
+        heartbeat_timeout: o.heartbeat_timeout,
+        pool_stalled: o.pool_stalled,
+    };
+    if heartbeat_lost(&liveness) {
         return verdict(Failed, "HeartbeatStale");
+    }
+    if stale && matches!(current, Ready | Draining) {
+        // Silent like most of its pool: kept (see `liveness`).
+        return verdict(current, "HeartbeatsStalled");
     }
     if o.draining {
         return if o.hosting {

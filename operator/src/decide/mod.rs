@@ -1,19 +1,22 @@
-//! The operator's decisions as pure functions over plain data: where a conference goes
-//! (`placement`), which pool of a region it lands on or grows (`region`), how big a pool
-//! should be (`autoscale`), when the next conference may be moved off a draining node
-//! (`evacuation`), when the cluster's disruptions make a node drain (`disruption`), what a
-//! node's phase is (`lifecycle`), what in a pool spec cannot run (`pool_spec`), which nodes a
-//! template change replaces and how fast (`rollout`), the signaling URL of a pool
-//! (`signaling`) and whether its TLS Secrets can be served (`certificate`), whether a pool's
-//! heartbeats stalled together (`stall`) and which peers its TURN relays may reach
-//! (`turn_peers`). No Kubernetes types, no I/O, no clock: the reconcilers gather these inputs
-//! from the API, call the functions, and apply the result.
+//! The operator's decisions as pure functions over plain data: a conference's next step
+//! (`conference`), where it goes (`placement`), which pool of a region it lands on or grows
+//! (`region`), whether a media node is alive (`liveness`), how big a pool should be
+//! (`autoscale`), when the next conference may be moved off a draining node (`evacuation`),
+//! when the cluster's disruptions make a node drain (`disruption`), what a node's phase is
+//! (`lifecycle`), what in a pool spec cannot run (`pool_spec`), which nodes a template change
+//! replaces and how fast (`rollout`), the signaling URL of a pool (`signaling`) and whether
+//! its TLS Secrets can be served (`certificate`), whether a pool's heartbeats stalled
+//! together (`stall`) and which peers its TURN relays may reach (`turn_peers`). No
+//! Kubernetes types, no I/O, no clock: the reconcilers gather these inputs from the API, call
+//! the functions, and apply the result.
 
 pub mod autoscale;
 pub mod certificate;
+pub mod conference;
 pub mod disruption;
 pub mod evacuation;
 pub mod lifecycle;
+pub mod liveness;
 pub mod placement;
 pub mod pool_spec;
 pub mod region;
