@@ -31,6 +31,7 @@ pub async fn serve(addr: SocketAddr, health: Arc<Health>) -> std::io::Result<()>
         )
         .with_state(health);
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving health and metrics");
     axum::serve(listener, app).await
 }
 

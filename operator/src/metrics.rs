@@ -1,5 +1,5 @@
 //! Prometheus metrics of the operator: reconciles, errors by kind, durations, placements,
-//! scale decisions and media nodes by phase.
+//! scale decisions and media nodes by namespace, pool and phase (removed with their pool).
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -29,9 +29,15 @@ struct OutcomeLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabel {
+    namespace: String,
     pool: String,
     phase: String,
 }
+
+/// The phases media nodes are counted by.
+const PHASES: [&str; 6] = [
+    "Pending", "Starting", "Ready", "Draining", "Drained", "Failed",
+];
 
 /// All operator metrics and their registry.
 pub struct Metrics {
@@ -133,14 +139,26 @@ impl Metrics {
         }
     }
 
-    /// Sets the count of `pool`'s nodes in `phase`.
-    pub fn nodes(&self, pool: &str, phase: &str, n: i64) {
+    /// Sets the count of the nodes of pool `pool` of `namespace` in `phase`.
+    pub fn nodes(&self, namespace: &str, pool: &str, phase: &str, n: i64) {
         self.nodes
             .get_or_create(&PhaseLabel {
+                namespace: namespace.to_owned(),
                 pool: pool.to_owned(),
                 phase: phase.to_owned(),
             })
             .set(n);
+    }
+
+    /// Removes the series of a deleted pool.
+    pub fn forget_pool(&self, namespace: &str, pool: &str) {
+        for phase in PHASES {
+            self.nodes.remove(&PhaseLabel {
+                namespace: namespace.to_owned(),
+                pool: pool.to_owned(),
+                phase: phase.to_owned(),
+            });
+        }
     }
 
     /// The metrics in Prometheus text format.
@@ -168,5 +186,28 @@ impl Drop for ReconcileTimer<'_> {
                 controller: self.controller,
             })
             .observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deleted_pool_leaves_no_series() {
+        let m = Metrics::default();
+        m.nodes("rtc", "eu", "Ready", 2);
+        m.nodes("rtc", "us", "Ready", 1);
+        assert!(
+            m.render().contains(
+                r#"conclave_operator_media_nodes{namespace="rtc",pool="eu",phase="Ready"} 2"#
+            ),
+            "{}",
+            m.render()
+        );
+        m.forget_pool("rtc", "eu");
+        let out = m.render();
+        assert!(!out.contains(r#"pool="eu""#), "{out}");
+        assert!(out.contains(r#"pool="us""#), "{out}");
     }
 }

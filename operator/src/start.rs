@@ -12,7 +12,7 @@ use futures::{StreamExt, future};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::client::ClientBuilder;
-use kube::runtime::controller::Controller;
+use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -24,6 +24,7 @@ use crate::controllers::{conference, error_policy, node, pool};
 use crate::fence::{Fence, FenceLayer};
 use crate::http::{Health, serve};
 use crate::leader::LeaderLease;
+use crate::ledger::Key;
 use crate::metrics::Metrics;
 use crate::pacing::Pacer;
 use crate::shutdown::Shutdown;
@@ -301,6 +302,21 @@ impl Context {
     }
 }
 
+/// The key of an object a controller found deleted: kube reports one as `ObjectNotFound`
+/// instead of reconciling it.
+fn deleted<T, E1, E2>(result: &std::result::Result<T, controller::Error<E1, E2>>) -> Option<Key>
+where
+    E1: std::error::Error + 'static,
+    E2: std::error::Error + 'static,
+{
+    match result {
+        Err(controller::Error::ObjectNotFound(obj)) => {
+            Some((obj.namespace.clone().unwrap_or_default(), obj.name.clone()))
+        }
+        _ => None,
+    }
+}
+
 /// The pool a labelled child belongs to.
 fn pool_of_label<K: ResourceExt>(o: &K) -> Option<ObjectRef<MediaPool>> {
     let pool = o.labels().get(labels::POOL)?;
@@ -323,7 +339,13 @@ async fn pools(ctx: &Arc<Context>, feeds: PoolFeeds, shutdown: &Shutdown) {
         .watches_stream(feeds.secrets, |s| pool_of_label(&s))
         .graceful_shutdown_on(shutdown.clone().requested())
         .run(pool::reconcile, error_policy("pool"), ctx.clone())
-        .for_each(|_| future::ready(()))
+        .for_each(|result| {
+            if let Some(k) = deleted(&result) {
+                info!(namespace = %k.0, pool = %k.1, "forgot deleted pool");
+                ctx.forget_pool(&k);
+            }
+            future::ready(())
+        })
         .await;
 }
 
@@ -386,7 +408,12 @@ async fn nodes(ctx: &Arc<Context>, feeds: NodeFeeds, shutdown: &Shutdown) {
         })
         .graceful_shutdown_on(shutdown.clone().requested())
         .run(node::reconcile, error_policy("node"), ctx.clone())
-        .for_each(|_| future::ready(()))
+        .for_each(|result| {
+            if let Some(k) = deleted(&result) {
+                ctx.forget_node(&k);
+            }
+            future::ready(())
+        })
         .await;
 }
 

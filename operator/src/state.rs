@@ -145,6 +145,31 @@ impl Context {
         }
     }
 
+    /// Forgets what was kept about pool `k` once it is deleted: pacing, evacuation budget,
+    /// nodes being created, children applied, stall times, template hash, watch
+    /// fingerprints and metric series.
+    pub fn forget_pool(&self, k: &Key) {
+        self.pool_pacer.forget(k);
+        lock(&self.evacuation).remove(k);
+        lock(&self.creating).remove(k);
+        lock(&self.turn_applied).remove(k);
+        lock(&self.identity_applied).remove(k);
+        lock(&self.stalls).remove(k);
+        lock(&self.templates).remove(k);
+        let mut seen = lock(&self.seen);
+        for what in ["pool-spec", "pool-turn"] {
+            seen.remove(&format!("{what}/{k:?}"));
+        }
+        self.metrics.forget_pool(&k.0, &k.1);
+    }
+
+    /// Forgets what was kept about media node `k` once it is deleted.
+    pub fn forget_node(&self, k: &Key) {
+        self.node_pacer.forget(k);
+        lock(&self.budgets_applied).remove(k);
+        lock(&self.seen).remove(&format!("medianode/{k:?}"));
+    }
+
     /// The pool whose autoscaler counts `conference` as demand while it waits for a node: the
     /// pool it names, or of its region's pools the first that can still grow
     /// (`decide::region::pool_to_grow`).

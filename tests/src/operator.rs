@@ -1,14 +1,15 @@
 //! The operator binary run as a local process against a test namespace (tests, the placement
 //! benchmark): its log goes to the artifacts, and it is killed when dropped.
 
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use crate::error::{Context, Error};
 use crate::testenv::settings::default_bin_dir;
 
-/// A running `conclave-operator run` watching one namespace.
-pub struct Operator(Child);
+/// A running `conclave-operator run` watching one namespace, and its log.
+pub struct Operator(Child, PathBuf);
 
 impl Operator {
     /// Starts the operator with `kubeconfig`, watching `namespace`, logging to `log`.
@@ -29,7 +30,16 @@ impl Operator {
                 what: format!("{} (build it with `make build`)", binary.display()),
                 source,
             })?;
-        Ok(Operator(child))
+        Ok(Operator(child, log.to_owned()))
+    }
+
+    /// Where the operator serves /metrics (it binds a free port and logs it), once it does.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        let log = std::fs::read_to_string(&self.1).ok()?;
+        log.lines()
+            .find(|l| l.contains("serving health and metrics"))?
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("addr=")?.parse().ok())
     }
 
     /// The operator's process id.

@@ -1,7 +1,8 @@
 //! The operator on the real control plane, with media-node pods run by real kubelets from the
 //! media-node image: a pool of two nodes comes up Ready with the local Nodes' addresses, a
 //! conference is placed on one of them with join info, and deleting a media-node pod by hand
-//! fails that node and brings a replacement. A new media-node image rolls the pool a new
+//! fails that node and brings a replacement; the operator's series of the pool name its
+//! namespace and go when it is deleted. A new media-node image rolls the pool a new
 //! node first (the default surge of one), never fewer Ready nodes than the pool needs, and
 //! the conference moves once, onto a new node. Conferences that name a region take the pool
 //! they land on: its relays in their join info, and its autoscaler when they wait.
@@ -26,7 +27,7 @@ const TIMEOUT: Duration = Duration::from_secs(90);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_comes_up_places_a_conference_and_replaces_a_lost_node() {
-    let (env, ns, _operator) = common::start("pool").await;
+    let (env, ns, operator) = common::start("pool").await;
     let ports = ports();
     let port = ports.signaling;
     create(
@@ -124,6 +125,37 @@ async fn pool_comes_up_places_a_conference_and_replaces_a_lost_node() {
     wait::until("two Ready media nodes again", TIMEOUT, || async {
         let ready = ready_nodes(&ns).await;
         (ready.len() == 2 && ready.iter().all(|n| n.name_any() != host)).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+
+    // The operator's series of the pool carry its namespace, and go with the pool.
+    let series = format!(
+        r#"conclave_operator_media_nodes{{namespace="{}",pool="default",phase="Ready"}} 2"#,
+        ns.name()
+    );
+    let metrics = || async {
+        let addr = operator.metrics_address()?;
+        let r = conclave_testenv::http::get(addr, "/metrics", &[], Duration::from_secs(5))
+            .await
+            .ok()?;
+        Some(r.body)
+    };
+    wait::until(
+        "the pool's series in the operator's metrics",
+        TIMEOUT,
+        || async { metrics().await.filter(|m| m.contains(&series)) },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    ns.api::<MediaPool>()
+        .delete("default", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait::until("the deleted pool's series gone", TIMEOUT, || async {
+        metrics().await.filter(|m| {
+            !m.contains(r#"pool="default""#) && m.contains("conclave_operator_reconciles")
+        })
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));

@@ -818,6 +818,7 @@ pub fn pools_of_conference(ctx: &Context, c: &Conference) -> Vec<ObjectRef<Media
 
 /// Counts nodes by phase for the metrics of `pool`.
 fn record_phases(ctx: &Context, pool: &MediaPool, views: &[NodeView]) {
+    let ns = pool.namespace().unwrap_or_default();
     for phase in [
         "Pending", "Starting", "Ready", "Draining", "Drained", "Failed",
     ] {
@@ -826,6 +827,7 @@ fn record_phases(ctx: &Context, pool: &MediaPool, views: &[NodeView]) {
             .filter(|v| format!("{:?}", v.phase) == phase)
             .count();
         ctx.metrics.nodes(
+            &ns,
             &pool.name_any(),
             phase,
             i64::try_from(n).unwrap_or(i64::MAX),
