@@ -115,6 +115,7 @@ pub async fn run(kube_config: kube::Config, config: RunConfig) -> anyhow::Result
 
     let (caches, pool_feeds, node_feeds, conference_feeds) =
         start_watches(&watch_client, config.watch_namespace.as_deref());
+    metrics.count_conferences(caches.conferences.clone());
     let filled = async {
         caches.pools.wait_until_ready().await?;
         caches.nodes.wait_until_ready().await?;

@@ -530,6 +530,7 @@ async fn every_rendered_manifest_passes_strict_server_validation() {
         "serviceAccount": {"name": "conclave", "annotations": {"example.com/role": "operator"}},
         "defaultPool": {"enabled": true},
         "serviceMonitor": {"enabled": true},
+        "prometheusRule": {"enabled": true},
         "grafanaDashboard": {"enabled": true}
     });
     let rendered = helm.template("full", ns.name(), &everything).await.unwrap();
@@ -541,6 +542,7 @@ async fn every_rendered_manifest_passes_strict_server_validation() {
         "RoleBinding",
         "ServiceMonitor",
         "PodMonitor",
+        "PrometheusRule",
     ] {
         assert!(
             checked.iter().any(|k| k == kind),

@@ -2,7 +2,7 @@
 //! media-node image: a pool of two nodes comes up Ready with the local Nodes' addresses, a
 //! conference is placed on one of them with join info, and deleting a media-node pod by hand
 //! fails that node and brings a replacement; the operator's series of the pool name its
-//! namespace and go when it is deleted. A new media-node image rolls the pool a new
+//! namespace and go when it is deleted, and it counts conferences by namespace and phase. A new media-node image rolls the pool a new
 //! node first (the default surge of one), never fewer Ready nodes than the pool needs, and
 //! the conference moves once, onto a new node. Conferences that name a region take the pool
 //! they land on: its relays in their join info, and its autoscaler when they wait.
@@ -141,10 +141,18 @@ async fn pool_comes_up_places_a_conference_and_replaces_a_lost_node() {
             .ok()?;
         Some(r.body)
     };
+    let conferences = format!(
+        r#"conclave_operator_conferences{{namespace="{}",phase="Active"}} 1"#,
+        ns.name()
+    );
     wait::until(
         "the pool's series in the operator's metrics",
         TIMEOUT,
-        || async { metrics().await.filter(|m| m.contains(&series)) },
+        || async {
+            metrics()
+                .await
+                .filter(|m| m.contains(&series) && m.contains(&conferences))
+        },
     )
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));

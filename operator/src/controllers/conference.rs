@@ -111,7 +111,14 @@ pub async fn reconcile(conf: Arc<Conference>, ctx: Arc<Context>) -> Result<Actio
             )
             .await
         }
-        Step::Place { phase } => place_first(&ctx, &conf, status, &pools, phase, t).await,
+        Step::Place { phase } => {
+            // Due since its creation, or since its warm-up began when it is scheduled.
+            let created = conf.metadata.creation_timestamp.as_ref().map_or(t, secs);
+            let due = facts
+                .start_time
+                .map_or(created, |start| created.max(start - facts.warmup_seconds));
+            place_first(&ctx, &conf, status, &pools, phase, t - due, t).await
+        }
         Step::AwaitCache => Ok(Action::requeue(Duration::from_millis(500))),
         Step::Move { from, why } => {
             let from = (ckey.0.clone(), from);
@@ -234,18 +241,21 @@ async fn stay(
     }))
 }
 
-/// Places a conference that has no node, in `phase`, on the first of `pools` with room.
+/// Places a conference that has no node and has been due for `waited` seconds, in `phase`,
+/// on the first of `pools` with room.
 async fn place_first(
     ctx: &Context,
     conf: &Conference,
     status: ConferenceStatus,
     pools: &[Arc<MediaPool>],
     phase: ConferencePhase,
+    waited: i64,
     now: i64,
 ) -> Result<Action> {
     match choose(ctx, conf, pools, None, now) {
         Chosen::Node { pool, node } => {
             ctx.metrics.placement("placed");
+            ctx.metrics.placement_delay(waited as f64);
             let strategy = format!("{:?}", pool.spec.scaling.strategy);
             settle(ctx, conf, status, &pool, &node, phase, &strategy, None, now).await
         }

@@ -1,8 +1,15 @@
-//! Prometheus metrics of the operator: reconciles, errors by kind, durations, placements,
-//! scale decisions and media nodes by namespace, pool and phase (removed with their pool).
+//! Prometheus metrics of the operator: reconciles, errors by kind, durations, placements and
+//! how long conferences waited for one, scale decisions, media nodes by namespace, pool and
+//! phase (removed with their pool), conferences by namespace and phase, the build, and the
+//! process (`scrape`).
+
+mod scrape;
 
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use conclave_crds::Conference;
+use kube::runtime::reflector::Store;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -39,9 +46,16 @@ const PHASES: [&str; 6] = [
     "Pending", "Starting", "Ready", "Draining", "Drained", "Failed",
 ];
 
-/// All operator metrics and their registry.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabel {
+    version: &'static str,
+}
+
+/// All operator metrics and their registries (`process_` metrics go unprefixed).
 pub struct Metrics {
     registry: Mutex<Registry>,
+    process: Registry,
+    placement_delay: Histogram,
     reconciles: Family<ControllerLabel, Counter>,
     errors: Family<ErrorLabel, Counter>,
     durations: Family<ControllerLabel, Histogram>,
@@ -61,6 +75,20 @@ impl Default for Metrics {
         let placements = Family::<OutcomeLabel, Counter>::default();
         let scale = Family::<OutcomeLabel, Counter>::default();
         let nodes = Family::<PhaseLabel, Gauge>::default();
+        // Whole seconds: creation timestamps have no finer precision.
+        let placement_delay = Histogram::new(exponential_buckets(0.5, 2.0, 12));
+        let build = Family::<BuildLabel, Gauge>::default();
+        build
+            .get_or_create(&BuildLabel {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("build_info", "The operator's version", build);
+        registry.register(
+            "placement_delay_seconds",
+            "Time from a conference being due (created, or its warm-up before startTime began) to its first placement",
+            placement_delay.clone(),
+        );
         registry.register(
             "reconciles",
             "Reconciles run, by controller",
@@ -91,8 +119,15 @@ impl Default for Metrics {
             "Media nodes by pool and phase",
             nodes.clone(),
         );
+        let mut process = Registry::default();
+        let started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        process.register_collector(Box::new(scrape::Process { started }));
         Self {
             registry: Mutex::new(registry),
+            process,
+            placement_delay,
             reconciles,
             errors,
             durations,
@@ -130,6 +165,16 @@ impl Metrics {
             .inc();
     }
 
+    /// Records that a conference waited `seconds` for its first placement.
+    pub fn placement_delay(&self, seconds: f64) {
+        self.placement_delay.observe(seconds.max(0.0));
+    }
+
+    /// Counts the conferences of `store` by namespace and phase at each scrape.
+    pub fn count_conferences(&self, store: Store<Conference>) {
+        lock_registry(&self.registry).register_collector(Box::new(scrape::Conferences(store)));
+    }
+
     /// Counts `n` autoscaler actions of kind `action`.
     pub fn scale(&self, action: &'static str, n: u64) {
         if n > 0 {
@@ -163,12 +208,18 @@ impl Metrics {
 
     /// The metrics in Prometheus text format.
     pub fn render(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
-        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        let _ = encode_registry(&mut out, &lock_registry(&self.registry));
+        let _ = encode_registry(&mut out, &self.process);
+        let _ = encode_eof(&mut out);
         out
     }
+}
+
+fn lock_registry(registry: &Mutex<Registry>) -> std::sync::MutexGuard<'_, Registry> {
+    registry.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Records a reconcile's duration when dropped.
@@ -209,5 +260,28 @@ mod tests {
         let out = m.render();
         assert!(!out.contains(r#"pool="eu""#), "{out}");
         assert!(out.contains(r#"pool="us""#), "{out}");
+    }
+
+    #[test]
+    fn build_and_process_metrics_follow_prometheus_names() {
+        let m = Metrics::default();
+        m.placement_delay(0.3);
+        let out = m.render();
+        let build = format!(
+            "conclave_operator_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        for want in [
+            build.as_str(),
+            "conclave_operator_placement_delay_seconds_count 1",
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_start_time_seconds ",
+        ] {
+            assert!(out.contains(want), "{want} missing from:\n{out}");
+        }
+        assert_eq!(out.matches("# EOF").count(), 1, "{out}");
+        assert!(out.trim_end().ends_with("# EOF"), "{out}");
     }
 }
