@@ -13,7 +13,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::client::ClientBuilder;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::Reporter;
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -144,10 +144,13 @@ pub async fn run(kube_config: kube::Config, config: RunConfig) -> anyhow::Result
         pool_pacer: Pacer::new(PACING),
         node_pacer: Pacer::new(PACING),
         metrics,
-        reporter: Reporter {
-            controller: "conclave-operator".into(),
-            instance: Some(identity.clone()),
-        },
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "conclave-operator".into(),
+                instance: Some(identity.clone()),
+            },
+        ),
     });
     let adopted = seed_ledger(&ctx);
     info!(adopted, "reservation ledger rebuilt from conference status");

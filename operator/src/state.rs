@@ -10,7 +10,7 @@ use conclave_crds::capacity::Usage;
 use conclave_crds::{Conference, MediaNode, MediaNodePhase, MediaPool, labels};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
-use kube::runtime::events::Reporter;
+use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
@@ -85,8 +85,9 @@ pub struct Context {
     pub node_pacer: Pacer,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Who writes Events.
-    pub reporter: Reporter,
+    /// Writes Events: one for the process, so that an Event repeated within its cache's
+    /// lifetime becomes a series (count and last time) on one Event instead of new ones.
+    pub recorder: Recorder,
 }
 
 /// Locks `m`, recovering the data if a panicking thread poisoned it (every holder leaves

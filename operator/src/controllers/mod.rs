@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use conclave_crds::labels;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -67,7 +67,6 @@ pub async fn event<K: Resource<DynamicType = ()>>(
     reason: &str,
     note: String,
 ) {
-    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
     let ev = Event {
         type_: if warning {
             EventType::Warning
@@ -79,7 +78,7 @@ pub async fn event<K: Resource<DynamicType = ()>>(
         action: reason.to_owned(),
         secondary: None,
     };
-    if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
+    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
         warn!(error = %e, reason, "publishing event failed");
     }
 }
