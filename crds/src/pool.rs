@@ -34,6 +34,8 @@ use crate::shared::{NodeCapacity, PortRange};
 #[x_kube(validation = Rule::new("self.mediaNode.udpPortRange.max - self.mediaNode.udpPortRange.min + 1 >= self.nodeCapacity.participants").message("spec.mediaNode.udpPortRange must hold at least spec.nodeCapacity.participants ports (one UDP port per participant): widen the range or lower nodeCapacity.participants"))]
 #[x_kube(validation = Rule::new("!self.turn.enabled || self.turn.relayPortRange.max < self.mediaNode.udpPortRange.min || self.turn.relayPortRange.min > self.mediaNode.udpPortRange.max").message("spec.turn.relayPortRange must not overlap spec.mediaNode.udpPortRange: TURN relays and media nodes may share a host"))]
 #[x_kube(validation = Rule::new("!has(self.turn.tls) || (self.turn.tls.port != self.turn.port && self.turn.tls.port != self.mediaNode.signalingPort)").message("spec.turn.tls.port must differ from spec.turn.port and spec.mediaNode.signalingPort: relays and media nodes listen on their Nodes' own ports"))]
+#[x_kube(validation = Rule::new("has(self.mediaNode.metricsPort) ? self.mediaNode.metricsPort != self.mediaNode.signalingPort : self.mediaNode.signalingPort < 65535").message("spec.mediaNode.metricsPort must differ from spec.mediaNode.signalingPort (it defaults to signalingPort + 1, so set it when signalingPort is 65535)"))]
+#[x_kube(validation = Rule::new("(has(self.mediaNode.metricsPort) ? self.mediaNode.metricsPort : self.mediaNode.signalingPort + 1) != self.turn.port").message("spec.mediaNode.metricsPort (default signalingPort + 1) must differ from spec.turn.port: media nodes and relays listen on their Nodes' own ports"))]
 #[x_kube(validation = Rule::new("(has(self.region) ? self.region : '') == (has(oldSelf.region) ? oldSelf.region : '')").message("spec.region is immutable: conferences were placed by it; create a new pool for another region"))]
 pub struct MediaPoolSpec {
     /// Region of this pool (a DNS label such as `eu-west-1`). Conferences that ask for a
@@ -227,6 +229,11 @@ pub struct MediaNodeTemplate {
     #[schemars(range(min = 1024, max = 65535))]
     #[serde(default = "default_signaling_port")]
     pub signaling_port: u16,
+    /// TCP port of the media node's `/metrics`, kept off the public signaling port: scrape it
+    /// from inside the cluster, do not expose it. Default: `signalingPort` + 1.
+    #[schemars(range(min = 1024, max = 65535))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_port: Option<u16>,
     /// UDP ports the media node binds for ICE, one per participant. Open them in firewalls.
     #[serde(default = "default_udp_range")]
     pub udp_port_range: PortRange,
@@ -283,12 +290,21 @@ fn default_heartbeat_timeout() -> u32 {
     15
 }
 
+impl MediaNodeTemplate {
+    /// The port of the media node's `/metrics`: `metricsPort`, or the signaling port + 1.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
+            .unwrap_or_else(|| self.signaling_port.saturating_add(1))
+    }
+}
+
 impl Default for MediaNodeTemplate {
     fn default() -> Self {
         Self {
             image: default_media_image(),
             resources: None,
             signaling_port: default_signaling_port(),
+            metrics_port: None,
             udp_port_range: default_udp_range(),
             host_network: true,
             node_selector: None,

@@ -41,6 +41,13 @@ pub async fn run(config: Config) -> Result<()> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| Error::Serve { addr, source })?;
+    let metrics_addr = (config.pod_ip, config.metrics_port()).into();
+    let metrics = TcpListener::bind(metrics_addr)
+        .await
+        .map_err(|source| Error::Serve {
+            addr: metrics_addr,
+            source,
+        })?;
     let client = kube::Client::try_default()
         .await
         .map_err(|source| Error::Kube {
@@ -49,22 +56,34 @@ pub async fn run(config: Config) -> Result<()> {
         })?;
     let mut sigterm =
         signal(SignalKind::terminate()).map_err(|source| Error::Serve { addr, source })?;
-    run_node(&config, client, listener, async move {
+    run_node(&config, client, listener, Some(metrics), async move {
         sigterm.recv().await;
     })
     .await
 }
 
-/// Runs the node on an already-bound signaling listener with a Kubernetes client until it
-/// drained: after `stop` resolves (SIGTERM) or its MediaNode is set to draining.
+/// Runs the node on an already-bound signaling listener (and `/metrics` on `metrics`, when
+/// given) with a Kubernetes client until it drained: after `stop` resolves (SIGTERM) or its
+/// MediaNode is set to draining.
 pub async fn run_node(
     config: &Config,
     client: kube::Client,
     listener: TcpListener,
+    metrics: Option<TcpListener>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let state = NodeState::new(node_settings(config));
     let (stop_tx, mut stop_rx) = watch::channel(false);
+    if let Some(metrics) = metrics {
+        let mut stopping = stop_rx.clone();
+        tokio::spawn(crate::server::serve_metrics(
+            metrics,
+            Arc::clone(&state),
+            async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            },
+        ));
+    }
     let stopped = async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     };

@@ -42,6 +42,10 @@ pub struct Config {
     /// TCP port of the signaling WebSocket and HTTP probes.
     #[arg(long, default_value_t = 7880)]
     pub signaling_port: u16,
+    /// TCP port of `/metrics`, kept off the public signaling port (do not expose it);
+    /// default the signaling port + 1.
+    #[arg(long)]
+    pub metrics_port: Option<u16>,
     /// First UDP port peer connections may bind.
     #[arg(long, default_value_t = 50000)]
     pub udp_port_min: u16,
@@ -90,6 +94,12 @@ pub struct Config {
 }
 
 impl Config {
+    /// The port `/metrics` is served on.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
+            .unwrap_or_else(|| self.signaling_port.saturating_add(1))
+    }
+
     /// Interval between load reports.
     pub fn heartbeat(&self) -> Duration {
         Duration::from_secs(self.heartbeat_seconds.max(1))

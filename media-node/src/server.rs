@@ -83,7 +83,6 @@ pub fn router(node: Arc<NodeState>, limits: SignalingLimits) -> Router {
         .route("/rtc", get(rtc))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .merge(crate::web::routes())
         .with_state(served)
 }
@@ -132,6 +131,27 @@ async fn readyz(State(node): State<Arc<NodeState>>) -> Response {
         Ok(what) => (StatusCode::OK, what).into_response(),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
     }
+}
+
+/// Serves `/metrics` of `node` on `listener`, kept off the public signaling port, until
+/// `shutdown` resolves.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    node: Arc<NodeState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let addr = listener.local_addr().map_err(|source| Error::Serve {
+        addr: ([0, 0, 0, 0], 0).into(),
+        source,
+    })?;
+    tracing::info!(%addr, "metrics listening");
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(node);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| Error::Serve { addr, source })
 }
 
 async fn metrics(State(node): State<Arc<NodeState>>) -> Response {

@@ -255,7 +255,27 @@ async fn probes_and_metrics() {
     };
     assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
     assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
-    let metrics = get("/metrics").await;
+    // Metrics are not on the public signaling port, but on their own.
+    assert!(get("/metrics").await.starts_with("HTTP/1.1 404"));
+    let listener = tokio::net::TcpListener::bind((common::LOOPBACK, 0))
+        .await
+        .unwrap();
+    let metrics_host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(conclave_media_node::server::serve_metrics(
+        listener,
+        std::sync::Arc::clone(&node.node),
+        std::future::pending(),
+    ));
+    let metrics = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(&metrics_host).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
     assert!(metrics.contains("conclave_media_node_rooms 1"), "{metrics}");
     assert!(
         metrics.contains(r#"conclave_media_node_packets_dropped_total{reason="queue_full"} 0"#),

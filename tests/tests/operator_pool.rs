@@ -1,11 +1,13 @@
 //! The operator on the real control plane, with media-node pods run by real kubelets from the
-//! media-node image: a pool of two nodes comes up Ready with the local Nodes' addresses, a
-//! conference is placed on one of them with join info, and deleting a media-node pod by hand
-//! fails that node and brings a replacement; the operator's series of the pool name its
-//! namespace and go when it is deleted, and it counts conferences by namespace and phase. A new media-node image rolls the pool a new
-//! node first (the default surge of one), never fewer Ready nodes than the pool needs, and
-//! the conference moves once, onto a new node. Conferences that name a region take the pool
-//! they land on: its relays in their join info, and its autoscaler when they wait.
+//! media-node image: a pool of two nodes comes up Ready with the local Nodes' addresses (and
+//! metrics on their own port, not the public signaling one), a conference is placed on one of
+//! them with join info, and deleting a media-node pod by hand fails that node and brings a
+//! replacement; the operator's series of the pool name its namespace and go when it is
+//! deleted, and it counts conferences by namespace and phase. A new media-node image rolls
+//! the pool a new node first (the default surge of one), never fewer Ready nodes than the
+//! pool needs, and the conference moves once, onto a new node. Conferences that name a region
+//! take the pool they land on: its relays in their join info, and its autoscaler when they
+//! wait.
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
 
@@ -60,6 +62,29 @@ async fn pool_comes_up_places_a_conference_and_replaces_a_lost_node() {
         .collect();
     publics.dedup();
     assert_eq!(publics.len(), 2, "one media node per local Node (hostPort)");
+
+    // Metrics on their own port (signaling + 1), not on the public signaling port.
+    let public: std::net::IpAddr = publics[0].clone().unwrap().parse().unwrap();
+    let get = |port: u16| async move {
+        conclave_testenv::http::get(
+            (public, port).into(),
+            "/metrics",
+            &[],
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap()
+    };
+    let metrics = get(port + 1).await;
+    assert!(
+        metrics.status == 200 && metrics.body.contains("conclave_media_node_rooms"),
+        "{metrics:?}"
+    );
+    assert_eq!(
+        get(port).await.status,
+        404,
+        "no metrics on the signaling port"
+    );
 
     create(&ns, &conference("standup", "default", 8, json!({}))).await;
     let placed = wait::until("conference Active with join info", TIMEOUT, || async {

@@ -117,13 +117,21 @@ fn render(node_name: &str, pool: &MediaPool, settings: &PodSettings<'_>) -> Pod 
             secret_key("CONCLAVE_TURN_SECRET", &secret, labels::SECRET_TURN_SECRET),
             literal("RUST_LOG", settings.log),
         ]),
-        ports: Some(vec![ContainerPort {
-            name: Some("signaling".to_owned()),
-            container_port: port,
-            host_port: tpl.host_network.then_some(port),
-            protocol: Some("TCP".to_owned()),
-            ..Default::default()
-        }]),
+        ports: Some(
+            [
+                ("signaling", port),
+                ("metrics", i32::from(tpl.metrics_port())),
+            ]
+            .into_iter()
+            .map(|(name, port)| ContainerPort {
+                name: Some(name.to_owned()),
+                container_port: port,
+                host_port: tpl.host_network.then_some(port),
+                protocol: Some("TCP".to_owned()),
+                ..Default::default()
+            })
+            .collect(),
+        ),
         readiness_probe: Some(probe("/readyz", 2)),
         liveness_probe: Some(probe("/healthz", 10)),
         resources: tpl.resources.clone(),
@@ -195,6 +203,7 @@ fn args(pool: &MediaPool) -> Vec<String> {
     let tpl = &pool.spec.media_node;
     let mut args = vec![
         format!("--signaling-port={}", tpl.signaling_port),
+        format!("--metrics-port={}", tpl.metrics_port()),
         format!("--udp-port-min={}", tpl.udp_port_range.min),
         format!("--udp-port-max={}", tpl.udp_port_range.max),
         format!("--drain-grace-seconds={}", drain_seconds(pool)),
@@ -376,6 +385,7 @@ mod tests {
             c.args.clone().unwrap(),
             vec![
                 "--signaling-port=7990",
+                "--metrics-port=7991",
                 "--udp-port-min=51000",
                 "--udp-port-max=51999",
                 "--drain-grace-seconds=3600",
@@ -384,8 +394,21 @@ mod tests {
         );
         // The drain fits in the grace period, with time to say goodbye.
         assert_eq!(spec.termination_grace_period_seconds, Some(3630));
-        let port = &c.ports.clone().unwrap()[0];
-        assert_eq!((port.container_port, port.host_port), (7990, Some(7990)));
+        let ports: Vec<_> = c
+            .ports
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.name.unwrap(), p.container_port, p.host_port))
+            .collect();
+        assert_eq!(
+            ports,
+            vec![
+                ("signaling".to_owned(), 7990, Some(7990)),
+                ("metrics".to_owned(), 7991, Some(7991))
+            ],
+            "metrics off the public signaling port"
+        );
         let env = c.env.clone().unwrap();
         let get = |n: &str| env.iter().find(|e| e.name == n).cloned().unwrap();
         assert_eq!(get("MEDIA_NODE_NAME").value, Some(node.name_any()));
