@@ -12,6 +12,11 @@ use prometheus_client::registry::Registry;
 use crate::forward::DropReason;
 use crate::node::{NodeState, SignalingCut};
 
+/// Bucket bounds of the forwarding-delay histogram, microseconds.
+const DELAY_BOUNDS_US: [u64; 13] = [
+    25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 20_000, 40_000, 80_000, 160_000,
+];
+
 #[derive(Debug)]
 struct NodeCollector(Arc<NodeState>);
 
@@ -49,18 +54,6 @@ impl prometheus_client::collector::Collector for NodeCollector {
         )?;
         gauge(
             &mut enc,
-            "ingress_bitrate_bps",
-            "Media received, bits per second.",
-            load.ingress_mbps * 1e6,
-        )?;
-        gauge(
-            &mut enc,
-            "egress_bitrate_bps",
-            "Media forwarded, bits per second.",
-            load.egress_mbps * 1e6,
-        )?;
-        gauge(
-            &mut enc,
             "cpu_cores",
             "CPU used by the process, cores.",
             load.cpu,
@@ -91,8 +84,14 @@ impl prometheus_client::collector::Collector for NodeCollector {
         )?;
         counter(
             &mut enc,
+            "bytes_received",
+            "RTP bytes received from publishers (rate() for the ingress bitrate).",
+            s.forward.received_bytes_total(),
+        )?;
+        counter(
+            &mut enc,
             "bytes_forwarded",
-            "RTP bytes forwarded to subscribers.",
+            "RTP bytes forwarded to subscribers (rate() for the egress bitrate).",
             s.forward.forwarded_bytes_total(),
         )?;
         counter(
@@ -138,9 +137,23 @@ impl prometheus_client::collector::Collector for NodeCollector {
                     .encode(family.encode_family(&labels)?)?;
             }
         }
-        let mut family = enc.encode_descriptor(
+        let buckets = s.delay.cumulative(&DELAY_BOUNDS_US);
+        enc.encode_descriptor(
             "forward_delay_seconds",
-            "Forwarding delay inside the node (ingress to egress), quantiles.",
+            "Forwarding delay inside the node (ingress to egress).",
+            None,
+            MetricType::Histogram,
+        )?
+        // The +Inf bucket, not the separate count, so that count and buckets agree.
+        .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            s.delay.sum().as_secs_f64(),
+            buckets.last().map_or(0, |(_, n)| *n),
+            &buckets,
+            None,
+        )?;
+        let mut family = enc.encode_descriptor(
+            "forward_delay_quantile_seconds",
+            "Forwarding delay inside the node, p50 and p99 since start at 10 µs resolution (for benchmarks).",
             None,
             MetricType::Gauge,
         )?;

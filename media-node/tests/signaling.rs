@@ -277,6 +277,17 @@ async fn probes_and_metrics() {
         out
     };
     assert!(metrics.contains("conclave_media_node_rooms 1"), "{metrics}");
+    // Counters and a histogram, per Prometheus conventions: no bitrate gauges.
+    for series in [
+        "conclave_media_node_bytes_received_total 0",
+        "conclave_media_node_bytes_forwarded_total 0",
+        r#"conclave_media_node_forward_delay_seconds_bucket{le="0.001"} 0"#,
+        r#"conclave_media_node_forward_delay_seconds_bucket{le="+Inf"} 0"#,
+        "conclave_media_node_forward_delay_seconds_count 0",
+    ] {
+        assert!(metrics.contains(series), "{series} missing from {metrics}");
+    }
+    assert!(!metrics.contains("bitrate_bps"), "{metrics}");
     assert!(
         metrics.contains(r#"conclave_media_node_packets_dropped_total{reason="queue_full"} 0"#),
         "{metrics}"

@@ -56,7 +56,16 @@ pub fn node_process() {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .expect("bind");
+        let metrics = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind");
         println!("ws://{}/rtc", listener.local_addr().expect("addr"));
+        println!("{}", metrics.local_addr().expect("addr"));
+        tokio::spawn(conclave_media_node::server::serve_metrics(
+            metrics,
+            Arc::clone(&node),
+            std::future::pending(),
+        ));
         // Every bench client connects from loopback: one address holds all the sockets.
         let mut limits = conclave_media_node::signaling::SignalingLimits::default();
         limits.connections.per_address = limits.connections.per_node;
@@ -96,7 +105,8 @@ impl Drop for NodeProcess {
     }
 }
 
-fn start(cpus: Option<&str>) -> anyhow::Result<(NodeProcess, String)> {
+/// The node process, its signaling URL and the address of its `/metrics`.
+fn start(cpus: Option<&str>) -> anyhow::Result<(NodeProcess, String, String)> {
     let exe = std::env::current_exe()?;
     let mut command = match cpus {
         Some(cpus) => {
@@ -113,11 +123,12 @@ fn start(cpus: Option<&str>) -> anyhow::Result<(NodeProcess, String)> {
             .spawn()
             .context("starting the node process")?,
     );
-    let mut line = String::new();
-    BufReader::new(child.0.stdout.take().context("node stdout")?)
-        .read_line(&mut line)
-        .context("reading the node's URL")?;
-    Ok((child, line.trim().to_owned()))
+    let mut out = BufReader::new(child.0.stdout.take().context("node stdout")?);
+    let (mut url, mut metrics) = (String::new(), String::new());
+    out.read_line(&mut url).context("reading the node's URL")?;
+    out.read_line(&mut metrics)
+        .context("reading the node's metrics address")?;
+    Ok((child, url.trim().to_owned(), metrics.trim().to_owned()))
 }
 
 fn metric(text: &str, name: &str) -> f64 {
@@ -128,9 +139,8 @@ fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-async fn scrape(url: &str) -> String {
+async fn scrape(host: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let host = url.trim_start_matches("ws://").trim_end_matches("/rtc");
     let Ok(mut s) = tokio::net::TcpStream::connect(host).await else {
         return String::new();
     };
@@ -144,7 +154,7 @@ async fn scrape(url: &str) -> String {
 
 /// Runs `load` against a fresh media node pinned to `cpus`.
 pub async fn run(load: &Load, cpus: Option<&str>) -> anyhow::Result<Outcome> {
-    let (node, url) = start(cpus)?;
+    let (node, url, metrics_at) = start(cpus)?;
     let pid = node.0.id();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let idle = load::proc_stats(pid);
@@ -158,12 +168,13 @@ pub async fn run(load: &Load, cpus: Option<&str>) -> anyhow::Result<Outcome> {
     let all = load::connect_all(load, &join).await?;
     let media = load::start_media(load, &all);
     let complete = load::warm_up(&all).await;
-    let m0 = scrape(&url).await;
+    let m0 = scrape(&metrics_at).await;
     let window = load::measure(pid, &all, load.seconds).await;
-    let m1 = scrape(&url).await;
+    let m1 = scrape(&metrics_at).await;
     let delta = |name: &str| metric(&m1, name) - metric(&m0, name);
     let quantile = |q: &str| {
-        let name = format!("conclave_media_node_forward_delay_seconds{{quantile=\"{q}\"}}");
+        let name =
+            format!("conclave_media_node_forward_delay_quantile_seconds{{quantile=\"{q}\"}}");
         Duration::from_secs_f64(metric(&m1, &name).max(0.0))
     };
     let node_counters = NodeCounters {

@@ -85,6 +85,33 @@ impl DelayHistogram {
         Duration::from_micros(upper_bound_us(self.buckets.len() - 1))
     }
 
+    /// Cumulative counts at each of `bounds_us` (ascending, microseconds) and at +Inf (all,
+    /// as `f64::MAX`, which prometheus-client writes `+Inf`), bounds in seconds, for a
+    /// Prometheus histogram: how many delays were at most each bound
+    /// (of the buckets wholly below it).
+    pub fn cumulative(&self, bounds_us: &[u64]) -> Vec<(f64, u64)> {
+        let mut out = Vec::with_capacity(bounds_us.len() + 1);
+        let (mut seen, mut bucket) = (0, 0);
+        for &bound in bounds_us {
+            while bucket < self.buckets.len() && upper_bound_us(bucket) <= bound {
+                seen += self.buckets[bucket].load(Ordering::Relaxed);
+                bucket += 1;
+            }
+            out.push((bound as f64 / 1e6, seen));
+        }
+        let rest: u64 = self.buckets[bucket..]
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .sum();
+        out.push((f64::MAX, seen + rest));
+        out
+    }
+
+    /// Sum of the recorded delays.
+    pub fn sum(&self) -> Duration {
+        Duration::from_micros(self.sum_us.load(Ordering::Relaxed))
+    }
+
     /// Clears all counts (between benchmark phases).
     pub fn reset(&self) {
         for b in &self.buckets {
@@ -98,6 +125,25 @@ impl DelayHistogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cumulative_counts_at_coarser_bounds() {
+        let h = DelayHistogram::default();
+        for us in [5, 15, 95, 400, 30_000] {
+            h.record(Duration::from_micros(us));
+        }
+        assert_eq!(
+            h.cumulative(&[10, 100, 1_000, 40_000]),
+            vec![
+                (0.00001, 1),
+                (0.0001, 3),
+                (0.001, 4),
+                (0.04, 5),
+                (f64::MAX, 5)
+            ]
+        );
+        assert_eq!(h.sum(), Duration::from_micros(30_515));
+    }
 
     #[test]
     fn quantiles_within_a_bucket() {
