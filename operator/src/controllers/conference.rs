@@ -18,7 +18,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use tracing::info;
 
-use super::{apply_status, event};
+use super::{apply_status_at, event};
 use crate::decide::conference::{ConferenceFacts, Host, HostNode, MoveReason, Step, step};
 use crate::decide::evacuation::EvacuationBudget;
 use crate::decide::liveness::Liveness;
@@ -564,41 +564,51 @@ async fn end(
 /// sees the label go. A first placement writes metadata first: nobody is being left, and the
 /// status write's watch event then already carries the finalizer, so the reconcile it
 /// triggers has nothing left to patch (the other order cost a second patch per placement).
+///
+/// Each write is conditional on the resourceVersion the decision was made on (the second on
+/// the first's result): a write decided on an older object conflicts instead of landing, so a
+/// leader paused mid-request that wakes after another took over cannot undo its placements.
 async fn write(
     ctx: &Context,
     conf: &Conference,
     status: ConferenceStatus,
     label: Option<(&str, Option<&str>)>,
 ) -> Result<()> {
+    let seen = conf.resource_version();
     if matches!(label, Some((_, None))) {
-        write_metadata(ctx, conf, label).await?;
-        write_status(ctx, conf, status).await
+        let rv = write_metadata(ctx, conf, label, seen).await?;
+        write_status(ctx, conf, status, rv).await.map(|_| ())
     } else {
-        write_status(ctx, conf, status).await?;
-        write_metadata(ctx, conf, label).await
+        let rv = write_status(ctx, conf, status, seen).await?;
+        write_metadata(ctx, conf, label, rv).await.map(|_| ())
     }
 }
 
+/// Writes the status if it changed, at resourceVersion `rv`; returns the resourceVersion after.
 async fn write_status(
     ctx: &Context,
     conf: &Conference,
     mut status: ConferenceStatus,
-) -> Result<()> {
+    rv: Option<String>,
+) -> Result<Option<String>> {
     status.participants = None;
     status.observed_generation = conf.metadata.generation;
     let mut old = conf.status.clone().unwrap_or_default();
     old.participants = None;
-    if old != status {
-        apply_status(ctx, conf, &status).await?;
+    if old == status {
+        return Ok(rv);
     }
-    Ok(())
+    apply_status_at(ctx, conf, &status, rv.as_deref()).await
 }
 
+/// Patches the label, annotation and finalizer if needed, at resourceVersion `rv`; returns
+/// the resourceVersion after.
 async fn write_metadata(
     ctx: &Context,
     conf: &Conference,
     label: Option<(&str, Option<&str>)>,
-) -> Result<()> {
+    rv: Option<String>,
+) -> Result<Option<String>> {
     let has_finalizer = conf
         .finalizers()
         .iter()
@@ -607,13 +617,16 @@ async fn write_metadata(
         conf.labels().get(labels::MEDIA_NODE).map(String::as_str) == Some(node)
     });
     if has_finalizer && label_right {
-        return Ok(());
+        return Ok(rv);
     }
     let mut finalizers: Vec<String> = conf.finalizers().to_vec();
     if !has_finalizer {
         finalizers.push(labels::CONFERENCE_FINALIZER.to_owned());
     }
     let mut metadata = serde_json::json!({"finalizers": finalizers});
+    if let Some(rv) = &rv {
+        metadata["resourceVersion"] = serde_json::json!(rv);
+    }
     if let Some((node, previous)) = label {
         metadata["labels"] = serde_json::json!({labels::MEDIA_NODE: node});
         if let Some(prev) = previous {
@@ -622,14 +635,15 @@ async fn write_metadata(
     }
     let api: Api<Conference> =
         Api::namespaced(ctx.client.clone(), &conf.namespace().unwrap_or_default());
-    api.patch(
-        &conf.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&serde_json::json!({"metadata": metadata})),
-    )
-    .await
-    .action(|| format!("labelling conference {}", conf.name_any()))?;
-    Ok(())
+    let patched = api
+        .patch(
+            &conf.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"metadata": metadata})),
+        )
+        .await
+        .action(|| format!("labelling conference {}", conf.name_any()))?;
+    Ok(patched.resource_version())
 }
 
 /// Removes the operator's finalizer with a JSON patch that tests the entry it removes, so it

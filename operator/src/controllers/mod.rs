@@ -47,16 +47,40 @@ where
         + std::fmt::Debug,
     S: Serialize,
 {
+    apply_status_at(ctx, obj, status, None).await.map(|_| ())
+}
+
+/// Applies `status` to the status of `obj` as [`apply_status`] does, only if the object is
+/// still at `resource_version` when one is given (the API server refuses it with a conflict
+/// otherwise: a write decided on an older object, or by a leader that was paused while
+/// another took over, never lands); returns the object's new resourceVersion.
+pub async fn apply_status_at<K, S>(
+    ctx: &Context,
+    obj: &K,
+    status: &S,
+    resource_version: Option<&str>,
+) -> Result<Option<String>>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+    S: Serialize,
+{
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
+    let mut patch = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(&obj.name_any(), &apply_params(), &Patch::Apply(&patch))
+    if let Some(rv) = resource_version {
+        patch["metadata"] = serde_json::json!({"resourceVersion": rv});
+    }
+    let applied = api
+        .patch_status(&obj.name_any(), &apply_params(), &Patch::Apply(&patch))
         .await
         .action(|| format!("applying status of {} {}", K::kind(&()), obj.name_any()))?;
-    Ok(())
+    Ok(applied.meta().resource_version.clone())
 }
 
 /// Publishes an Event about `obj`; failures are logged, never fatal.
