@@ -271,6 +271,10 @@ pub struct MediaNodeTemplate {
 fn default_media_image() -> String {
     concat!("localhost/conclave/media-node:", env!("CARGO_PKG_VERSION")).to_owned()
 }
+/// The media node's metrics port when none is set: the one after its signaling port.
+pub fn default_metrics_port(signaling_port: u16) -> u16 {
+    signaling_port.saturating_add(1)
+}
 fn default_connections_per_address() -> u32 {
     256
 }
@@ -291,10 +295,11 @@ fn default_heartbeat_timeout() -> u32 {
 }
 
 impl MediaNodeTemplate {
-    /// The port of the media node's `/metrics`: `metricsPort`, or the signaling port + 1.
+    /// The port of the media node's `/metrics`: `metricsPort`, or the default for its
+    /// signaling port.
     pub fn metrics_port(&self) -> u16 {
         self.metrics_port
-            .unwrap_or_else(|| self.signaling_port.saturating_add(1))
+            .unwrap_or_else(|| default_metrics_port(self.signaling_port))
     }
 }
 

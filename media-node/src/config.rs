@@ -97,7 +97,7 @@ impl Config {
     /// The port `/metrics` is served on.
     pub fn metrics_port(&self) -> u16 {
         self.metrics_port
-            .unwrap_or_else(|| self.signaling_port.saturating_add(1))
+            .unwrap_or_else(|| conclave_crds::pool::default_metrics_port(self.signaling_port))
     }
 
     /// Interval between load reports.

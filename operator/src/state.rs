@@ -15,10 +15,10 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
 use crate::config::RunConfig;
-use crate::decide::NodeView;
 use crate::decide::evacuation::EvacuationBudget;
 use crate::decide::region::{Headroom, pool_to_grow};
 use crate::decide::stall::heartbeats_stalled;
+use crate::decide::{NodeView, is_live};
 use crate::ledger::{Key, Ledger};
 use crate::metrics::Metrics;
 use crate::pacing::Pacer;
@@ -189,7 +189,7 @@ impl Context {
         pool_to_grow(&headroom).and_then(|i| pools.get(i).cloned())
     }
 
-    /// Media nodes of `pool` that are neither draining nor Failed or Drained.
+    /// Live media nodes of `pool` (`decide::is_live`), as its autoscaler counts them.
     fn live_nodes(&self, pool: &MediaPool) -> u32 {
         let ns = pool.namespace().unwrap_or_default();
         let live = self
@@ -197,11 +197,7 @@ impl Context {
             .iter()
             .filter(|n| {
                 let phase = n.status.as_ref().and_then(|s| s.phase);
-                !n.spec.draining
-                    && !matches!(
-                        phase,
-                        Some(MediaNodePhase::Failed | MediaNodePhase::Drained)
-                    )
+                is_live(phase.unwrap_or(MediaNodePhase::Pending), n.spec.draining)
             })
             .count();
         u32::try_from(live).unwrap_or(u32::MAX)

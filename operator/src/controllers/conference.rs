@@ -47,15 +47,18 @@ pub async fn reconcile(conf: Arc<Conference>, ctx: Arc<Context>) -> Result<Actio
     let reserved = lock(&ctx.ledger).node_of(&ckey).cloned();
     // A placed conference takes the policy, relays and evacuation pace of the pool it landed
     // on; an unplaced one the warm-up of the pool that grows for it.
-    let host_pool = reserved
+    let node = reserved.as_ref().and_then(|(ns, name)| ctx.node(ns, name));
+    let host_pool = node
         .as_ref()
-        .and_then(|(ns, name)| ctx.node(ns, name))
         .and_then(|n| ctx.pool(&ckey.0, &n.spec.pool))
         .or_else(|| pools.first().cloned());
-    let growing = ctx.growing_pool(&conf).or_else(|| pools.first().cloned());
+    let growing = match reserved {
+        None => ctx.growing_pool(&conf).or_else(|| pools.first().cloned()),
+        Some(_) => None,
+    };
     let host = reserved
         .as_ref()
-        .map(|(ns, name)| host_of(&ctx, ns, name, host_pool.as_deref(), t));
+        .map(|(_, name)| host_of(&ctx, name, node.as_deref(), host_pool.as_deref(), t));
     let facts = ConferenceFacts {
         deleting,
         phase,
@@ -130,7 +133,6 @@ pub async fn reconcile(conf: Arc<Conference>, ctx: Arc<Context>) -> Result<Actio
             }
         }
         Step::Stay { phase, recheck } => {
-            let node = reserved.as_ref().and_then(|(ns, name)| ctx.node(ns, name));
             stay(
                 &ctx,
                 &conf,
@@ -170,24 +172,24 @@ fn adopt_reservation(
     }
 }
 
-/// What the conference controller knows of node `name`, holding the conference's
-/// reservation, whose pool is `pool`.
+/// What the conference controller knows of node `name` (its MediaNode `node`, `None` when
+/// gone), holding the conference's reservation, whose pool is `pool`.
 fn host_of<'a>(
     ctx: &Context,
-    ns: &str,
     name: &'a str,
+    node: Option<&MediaNode>,
     pool: Option<&MediaPool>,
     now: i64,
 ) -> Host<'a> {
-    let node = ctx.node(ns, name).map(|n| {
+    let node = node.map(|n| {
         let timeout = pool.map_or(i64::MAX, |p| {
             i64::from(p.spec.media_node.heartbeat_timeout_seconds)
         });
-        let age = heartbeat_age(&n, now);
+        let age = heartbeat_age(n, now);
         let stale = age.is_some_and(|a| a > timeout);
         HostNode {
             liveness: Liveness {
-                phase: phase_of(&n),
+                phase: phase_of(n),
                 heartbeat_age: age,
                 heartbeat_timeout: timeout,
                 // Looked up only for a stale heartbeat: it builds the pool's views.

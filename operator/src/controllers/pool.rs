@@ -53,13 +53,9 @@ pub async fn reconcile(pool: Arc<MediaPool>, ctx: Arc<Context>) -> Result<Action
     let secret_problem = ensure_secret(&ctx, &pool).await?;
     ensure_identity(&ctx, &pool).await?;
 
-    let (views, waiting) = {
-        let ledger = lock(&ctx.ledger);
-        (
-            ctx.pool_views(&pool, &ledger),
-            waiting_conferences(&ctx, &pool),
-        )
-    };
+    let views = ctx.pool_views(&pool, &lock(&ctx.ledger));
+    // Read from the conference cache, not the ledger: no need to hold its lock.
+    let waiting = waiting_conferences(&ctx, &pool);
     record_phases(&ctx, &pool, &views);
     let policy = scaling_policy(&pool);
     let input = ScalingInput {
@@ -196,58 +192,30 @@ pub async fn reconcile(pool: Arc<MediaPool>, ctx: Arc<Context>) -> Result<Action
             &t,
         );
     }
-    match &relay_tls {
-        None => status
-            .conditions
-            .retain(|c| c.type_ != labels::condition::TURN_TLS),
-        Some(served) => {
-            let (ok, reason, message) = match served {
-                RelayTls::Serving(_) => (
-                    true,
-                    "CertificateValid",
-                    "the relays serve TURN over TLS with the Secret's certificate".to_owned(),
-                ),
-                RelayTls::Refused(problem) => (
-                    false,
-                    "CertificateInvalid",
-                    format!("{problem}; the relays run without TLS until it is fixed"),
-                ),
-            };
-            set_condition(
-                &mut status.conditions,
-                labels::condition::TURN_TLS,
-                ok,
-                reason,
-                &message,
-                pool.metadata.generation,
-                &t,
-            );
+    let relay_certificate = relay_tls.as_ref().map(|served| match served {
+        RelayTls::Serving(_) => {
+            Ok("the relays serve TURN over TLS with the Secret's certificate".to_owned())
         }
-    }
-    match (&pool.spec.signaling, &tls_problem) {
-        (None, _) => status
-            .conditions
-            .retain(|c| c.type_ != labels::condition::SIGNALING_TLS),
-        (Some(tls), problem) => {
-            set_condition(
-                &mut status.conditions,
-                labels::condition::SIGNALING_TLS,
-                problem.is_none(),
-                if problem.is_some() {
-                    "CertificateInvalid"
-                } else {
-                    "CertificateValid"
-                },
-                &problem.clone().unwrap_or_else(|| {
-                    format!(
-                        "Secret {} holds a certificate for *.{}; media nodes serve https and wss",
-                        tls.tls_secret_name, tls.domain
-                    )
-                }),
-                pool.metadata.generation,
-                &t,
-            );
-        }
+        RelayTls::Refused(problem) => Err(format!(
+            "{problem}; the relays run without TLS until it is fixed"
+        )),
+    });
+    let signaling_certificate = pool.spec.signaling.as_ref().map(|tls| {
+        tls_problem.clone().map_or_else(
+            || {
+                Ok(format!(
+                    "Secret {} holds a certificate for *.{}; media nodes serve https and wss",
+                    tls.tls_secret_name, tls.domain
+                ))
+            },
+            Err,
+        )
+    });
+    for (type_, certificate) in [
+        (labels::condition::TURN_TLS, relay_certificate),
+        (labels::condition::SIGNALING_TLS, signaling_certificate),
+    ] {
+        certificate_condition(&mut status, type_, certificate, &pool, &t);
     }
     let (ok, reason, message) = match (&secret_problem, spec_problems.is_empty()) {
         (_, false) => (
@@ -299,6 +267,7 @@ fn scaling_policy(pool: &MediaPool) -> ScalingPolicy {
 /// (`Context::growing_pool`).
 fn waiting_conferences(ctx: &Context, pool: &MediaPool) -> Vec<WaitingConference> {
     let ns = pool.namespace().unwrap_or_default();
+    let mut grows_here = std::collections::HashMap::new();
     ctx.caches
         .conferences
         .state()
@@ -307,11 +276,16 @@ fn waiting_conferences(ctx: &Context, pool: &MediaPool) -> Vec<WaitingConference
             c.namespace().as_deref() == Some(ns.as_str()) && c.metadata.deletion_timestamp.is_none()
         })
         .filter(|c| is_waiting(c))
-        .filter(|c| match &c.spec.pool {
-            Some(p) => *p == pool.name_any(),
-            None => ctx
-                .growing_pool(c)
-                .is_some_and(|p| p.name_any() == pool.name_any()),
+        .filter(|c| match (&c.spec.pool, &c.spec.region) {
+            (Some(p), _) => *p == pool.name_any(),
+            // Which pool grows is the same for every conference of a region: decided once.
+            (None, Some(region)) if pool.spec.region.as_ref() == Some(region) => {
+                *grows_here.entry(region.clone()).or_insert_with(|| {
+                    ctx.growing_pool(c)
+                        .is_some_and(|p| p.name_any() == pool.name_any())
+                })
+            }
+            (None, _) => false,
         })
         .map(|c| WaitingConference {
             max_participants: c.spec.max_participants,
@@ -417,6 +391,34 @@ async fn apply_plan(
         .scale("drain", (plan.drain.len() + rollout_drains.len()) as u64);
     ctx.metrics.scale("delete", plan.delete.len() as u64);
     Ok(())
+}
+
+/// Sets the certificate condition `type_`: True with what the Secret serves, False with what
+/// is wrong with it; removed when the pool asks for no such TLS (`None`).
+fn certificate_condition(
+    status: &mut MediaPoolStatus,
+    type_: &str,
+    certificate: Option<std::result::Result<String, String>>,
+    pool: &MediaPool,
+    t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) {
+    let Some(certificate) = certificate else {
+        status.conditions.retain(|c| c.type_ != type_);
+        return;
+    };
+    let (ok, reason, message) = match &certificate {
+        Ok(serves) => (true, "CertificateValid", serves),
+        Err(problem) => (false, "CertificateInvalid", problem),
+    };
+    set_condition(
+        &mut status.conditions,
+        type_,
+        ok,
+        reason,
+        message,
+        pool.metadata.generation,
+        t,
+    );
 }
 
 /// The UpToDate condition: True once no media node of an older pod template is left (the
@@ -721,21 +723,22 @@ async fn reconcile_turn(
             .action(|| format!("applying TURN Service {name}"))?;
         lock(&ctx.turn_applied).insert(key(pool), wanted);
     }
+    let relays = ready_relays(ctx, pool);
     Ok(Some(TurnStatus {
         replicas,
         urls: turn_urls(
-            &turn_addresses(ctx, pool),
+            &turn_addresses(ctx, &relays),
             t.port,
-            tls.filter(|tls| relay_serves(ctx, pool, tls.certificate))
+            tls.filter(|tls| serves(&relays, tls.certificate))
                 .map(|tls| turn_tls::url(tls.tls)),
         ),
     }))
 }
 
-/// Public addresses of the Nodes running Ready TURN pods of `pool` (they use the host
+/// Public addresses of the Nodes running the Ready relay pods `relays` (they use the host
 /// network, as media nodes do).
-fn turn_addresses(ctx: &Context, pool: &MediaPool) -> Vec<String> {
-    let mut addrs: Vec<String> = ready_relays(ctx, pool)
+fn turn_addresses(ctx: &Context, relays: &[Arc<Pod>]) -> Vec<String> {
+    let mut addrs: Vec<String> = relays
         .iter()
         .filter_map(|p| p.spec.as_ref()?.node_name.clone())
         .filter_map(|n| ctx.caches.kube_nodes.get(&ObjectRef::new(&n)))
@@ -746,11 +749,11 @@ fn turn_addresses(ctx: &Context, pool: &MediaPool) -> Vec<String> {
     addrs
 }
 
-/// Whether a Ready relay of `pool` serves TLS with the certificate of hash `certificate`
+/// Whether one of the Ready `relays` serves TLS with the certificate of hash `certificate`
 /// (right after TLS is turned on or the certificate renewed, the relays are still being
 /// replaced).
-fn relay_serves(ctx: &Context, pool: &MediaPool, certificate: &str) -> bool {
-    ready_relays(ctx, pool).iter().any(|p| {
+fn serves(relays: &[Arc<Pod>], certificate: &str) -> bool {
+    relays.iter().any(|p| {
         p.annotations()
             .get(turn_tls::CERTIFICATE_ANNOTATION)
             .map(String::as_str)
@@ -819,9 +822,7 @@ pub fn pools_of_conference(ctx: &Context, c: &Conference) -> Vec<ObjectRef<Media
 /// Counts nodes by phase for the metrics of `pool`.
 fn record_phases(ctx: &Context, pool: &MediaPool, views: &[NodeView]) {
     let ns = pool.namespace().unwrap_or_default();
-    for phase in [
-        "Pending", "Starting", "Ready", "Draining", "Drained", "Failed",
-    ] {
+    for phase in crate::metrics::PHASES {
         let n = views
             .iter()
             .filter(|v| format!("{:?}", v.phase) == phase)

@@ -60,7 +60,22 @@ pub struct NodeView {
     pub outdated: bool,
 }
 
+/// Whether a node in `phase`, with `spec.draining` as `draining`, is live: Pending, Starting
+/// or Ready and not draining. The autoscaler sizes the pool (and maxNodes bounds it) by these.
+pub fn is_live(phase: MediaNodePhase, draining: bool) -> bool {
+    !draining
+        && matches!(
+            phase,
+            MediaNodePhase::Pending | MediaNodePhase::Starting | MediaNodePhase::Ready
+        )
+}
+
 impl NodeView {
+    /// [`is_live`] for this node.
+    pub fn is_live(&self) -> bool {
+        is_live(self.phase, self.draining)
+    }
+
     /// What the node has committed: the larger of reserved and reported.
     pub fn committed(&self) -> Usage {
         Usage::committed(self.reserved, self.reported)

@@ -93,7 +93,7 @@ pub fn plan(input: &RolloutInput<'_>) -> RolloutPlan {
     let live: Vec<&NodeView> = input
         .nodes
         .iter()
-        .filter(|n| is_live(n) && !input.autoscaler_drains.contains(&n.name))
+        .filter(|n| n.is_live() && !input.autoscaler_drains.contains(&n.name))
         .collect();
     let (outdated, current): (Vec<&NodeView>, Vec<&NodeView>) =
         live.iter().partition(|n| n.outdated);
@@ -229,15 +229,6 @@ fn blocked(
         free: u32::try_from(free_on(&staying).participants).unwrap_or(u32::MAX),
         at_max_nodes: live_after_adds >= ceiling && ceiling < surge_ceiling,
     })
-}
-
-/// Pending, Starting or Ready, and not draining.
-fn is_live(node: &NodeView) -> bool {
-    !node.draining
-        && matches!(
-            node.phase,
-            MediaNodePhase::Pending | MediaNodePhase::Starting | MediaNodePhase::Ready
-        )
 }
 
 fn is_ready(node: &NodeView) -> bool {
@@ -587,7 +578,7 @@ mod tests {
                 autoscaler_drains: &[],
                 now: NOW,
             });
-            let live: Vec<&NodeView> = nodes.iter().filter(|n| is_live(n)).collect();
+            let live: Vec<&NodeView> = nodes.iter().filter(|n| n.is_live()).collect();
             let ready = live.iter().filter(|n| is_ready(n)).count() as u64;
             let drained_ready: Vec<&NodeView> = live
                 .iter()

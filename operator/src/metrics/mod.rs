@@ -9,6 +9,8 @@ use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use conclave_crds::Conference;
+
+use crate::state::lock;
 use kube::runtime::reflector::Store;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -42,7 +44,7 @@ struct PhaseLabel {
 }
 
 /// The phases media nodes are counted by.
-const PHASES: [&str; 6] = [
+pub const PHASES: [&str; 6] = [
     "Pending", "Starting", "Ready", "Draining", "Drained", "Failed",
 ];
 
@@ -172,7 +174,7 @@ impl Metrics {
 
     /// Counts the conferences of `store` by namespace and phase at each scrape.
     pub fn count_conferences(&self, store: Store<Conference>) {
-        lock_registry(&self.registry).register_collector(Box::new(scrape::Conferences(store)));
+        lock(&self.registry).register_collector(Box::new(scrape::Conferences(store)));
     }
 
     /// Counts `n` autoscaler actions of kind `action`.
@@ -211,15 +213,11 @@ impl Metrics {
         use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = encode_registry(&mut out, &lock_registry(&self.registry));
+        let _ = encode_registry(&mut out, &lock(&self.registry));
         let _ = encode_registry(&mut out, &self.process);
         let _ = encode_eof(&mut out);
         out
     }
-}
-
-fn lock_registry(registry: &Mutex<Registry>) -> std::sync::MutexGuard<'_, Registry> {
-    registry.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Records a reconcile's duration when dropped.
