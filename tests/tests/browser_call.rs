@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chromium::Chromium;
-use common::fixtures::{create, drain, pool, ports, ready_nodes};
+use common::fixtures::{create, drain, media_pods_on, pod_ready, pool, ports, ready_nodes};
 use conclave_crds::token::{JoinClaims, mint};
 use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaPool, labels};
 use conclave_testenv::images::Image;
@@ -476,12 +476,7 @@ async fn turn_ready(env: &TestEnv, ns: &TestNamespace) -> Vec<String> {
             )))
             .await
             .ok()?;
-        let ready = pods.items.iter().any(|p| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        });
+        let ready = pods.items.iter().any(pod_ready);
         (ready && !urls.is_empty()).then_some(urls)
     })
     .await
@@ -991,29 +986,7 @@ async fn a_pool_of_three_rolls_to_a_new_image_and_the_call_goes_on() {
     wait::until(
         "three Ready media-node pods, all of the new image",
         TIMEOUT,
-        || async {
-            let pods = ns.api::<Pod>().list(&Default::default()).await.ok()?;
-            let media: Vec<&Pod> = pods
-                .items
-                .iter()
-                .filter(|p| {
-                    p.labels().get(labels::COMPONENT).map(String::as_str)
-                        == Some(labels::COMPONENT_MEDIA_NODE)
-                })
-                .collect();
-            let new_and_ready = |p: &Pod| {
-                let image = p.spec.as_ref()?.containers.first()?.image.clone()?;
-                let ready = p
-                    .status
-                    .as_ref()?
-                    .conditions
-                    .as_ref()?
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True");
-                Some(image == next && ready)
-            };
-            (media.len() == 3 && media.iter().all(|p| new_and_ready(p) == Some(true))).then_some(())
-        },
+        || async { (media_pods_on(&ns, &next).await == Some((3, 3))).then_some(()) },
     )
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, &ns)));

@@ -18,10 +18,12 @@ use conclave_testenv::images::Image;
 use conclave_testenv::{TestNamespace, wait};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 
 mod common;
-use common::fixtures::{conference, create, pool, ports, ready_nodes, wait_for_ready_nodes};
+use common::fixtures::{
+    all_nodes, conference, create, media_pods_on, pool, ports, ready_nodes, wait_for_ready_nodes,
+};
 use common::report;
 use serde_json::json;
 
@@ -244,16 +246,11 @@ async fn a_new_image_adds_a_node_before_draining_an_old_one() {
             "the rollout did not finish in 240 s\n{}",
             report(env, &ns)
         );
-        let nodes = ns
-            .api::<MediaNode>()
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items;
-        let live = nodes.iter().filter(|n| is_live(n)).count();
+        let live = all_nodes(&ns).await.iter().filter(|n| is_live(n)).count();
         fewest_ready = fewest_ready.min(ready_nodes(&ns).await.len());
         most_live = most_live.max(live);
-        if up_to_date(&ns).await && new_pods_ready(&ns, &next).await == 2 {
+        let new_ready = media_pods_on(&ns, &next).await.map(|(_, ready)| ready);
+        if up_to_date(&ns).await && new_ready == Some(2) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -296,36 +293,6 @@ async fn up_to_date(ns: &TestNamespace) -> bool {
             .iter()
             .any(|c| c.type_ == labels::condition::UP_TO_DATE && c.status == "True")
     })
-}
-
-/// Ready media-node pods of image `image`, or 0 while any media-node pod runs another image.
-async fn new_pods_ready(ns: &TestNamespace, image: &str) -> usize {
-    let pods = ns
-        .api::<Pod>()
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items;
-    let media: Vec<&Pod> = pods
-        .iter()
-        .filter(|p| {
-            p.labels().get(labels::COMPONENT).map(String::as_str)
-                == Some(labels::COMPONENT_MEDIA_NODE)
-        })
-        .collect();
-    let image_of = |p: &Pod| p.spec.as_ref()?.containers.first()?.image.clone();
-    if media.iter().any(|p| image_of(p).as_deref() != Some(image)) {
-        return 0;
-    }
-    media
-        .iter()
-        .filter(|p| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        })
-        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,7 +25,7 @@ use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, P
 use serde_json::json;
 
 mod common;
-use common::fixtures::{create, pool, ports};
+use common::fixtures::{create, pod_ready, pool, ports};
 use common::report;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -155,12 +155,8 @@ async fn coturn_serves_relays_on_the_published_address_with_pool_credentials() {
         .unwrap();
     assert!(
         selected.items.iter().any(|p| {
-            let s = p.status.clone().unwrap_or_default();
-            s.pod_ip.as_deref() == Some(host.as_str())
-                && s.conditions
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            p.status.as_ref().and_then(|s| s.pod_ip.as_deref()) == Some(host.as_str())
+                && pod_ready(p)
         }),
         "the Service selects a Ready relay pod on {host}"
     );

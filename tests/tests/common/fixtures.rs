@@ -5,9 +5,11 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
-use conclave_crds::{Conference, MediaNode, MediaNodePhase, MediaPool};
+use conclave_crds::{Conference, MediaNode, MediaNodePhase, MediaPool, labels};
 use conclave_testenv::images::Image;
 use conclave_testenv::{TestEnv, TestNamespace, wait};
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use rand::Rng;
 use serde_json::{Value, json};
@@ -140,6 +142,33 @@ pub async fn all_nodes(ns: &TestNamespace) -> Vec<MediaNode> {
         .await
         .map(|l| l.items)
         .unwrap_or_default()
+}
+
+/// Whether `pod`'s Ready condition is True.
+pub fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The media-node pods of the namespace as (all, Ready) once every one runs `image`; `None`
+/// while any runs another (or they cannot be listed).
+pub async fn media_pods_on(ns: &TestNamespace, image: &str) -> Option<(usize, usize)> {
+    let pods = ns.api::<Pod>().list(&ListParams::default()).await.ok()?;
+    let media: Vec<&Pod> = pods
+        .items
+        .iter()
+        .filter(|p| {
+            p.labels().get(labels::COMPONENT).map(String::as_str)
+                == Some(labels::COMPONENT_MEDIA_NODE)
+        })
+        .collect();
+    let image_of = |p: &Pod| p.spec.as_ref()?.containers.first()?.image.clone();
+    if media.iter().any(|p| image_of(p).as_deref() != Some(image)) {
+        return None;
+    }
+    Some((media.len(), media.iter().filter(|p| pod_ready(p)).count()))
 }
 
 /// Merges `patch` into `base` (objects key by key, anything else replaced).
