@@ -14,25 +14,27 @@ use tokio::sync::watch;
 use crate::cluster;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::media::{MediaSettings, PortPool};
+use crate::media::{MediaSettings, UdpMux};
 use crate::node::{NodeSettings, NodeState};
 use crate::room::task::CloseReason;
 
-/// Settings of the node from its configuration.
-pub fn node_settings(config: &Config) -> NodeSettings {
-    NodeSettings {
+/// Settings of the node from its configuration; binds the media port (inside the runtime).
+pub fn node_settings(config: &Config) -> Result<NodeSettings> {
+    let addr = (config.pod_ip, config.udp_port).into();
+    let port = UdpMux::bind(addr).map_err(|source| Error::MediaPort { addr, source })?;
+    Ok(NodeSettings {
         name: config.node_name.clone(),
         join_key: config.join_key.clone().into_bytes(),
         turn_secret: config.turn_secret.clone().into_bytes(),
         media: MediaSettings {
             bind_ip: config.pod_ip,
-            ports: PortPool::new(config.udp_port_min, config.udp_port_max),
+            port,
             ice_disconnected: Duration::from_secs(5),
             ice_failed: Duration::from_secs(15),
         },
         peer_disconnect: Duration::from_secs(config.peer_disconnect_seconds),
         chat_max_bytes: config.chat_max_bytes,
-    }
+    })
 }
 
 /// Runs the node until it drained or SIGTERM asked it to stop.
@@ -72,7 +74,7 @@ pub async fn run_node(
     metrics: Option<TcpListener>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let state = NodeState::new(node_settings(config));
+    let state = NodeState::new(node_settings(config)?);
     let (stop_tx, mut stop_rx) = watch::channel(false);
     if let Some(metrics) = metrics {
         let mut stopping = stop_rx.clone();

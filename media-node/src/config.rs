@@ -46,12 +46,9 @@ pub struct Config {
     /// default the signaling port + 1.
     #[arg(long)]
     pub metrics_port: Option<u16>,
-    /// First UDP port peer connections may bind.
-    #[arg(long, default_value_t = 50000)]
-    pub udp_port_min: u16,
-    /// Last UDP port peer connections may bind.
-    #[arg(long, default_value_t = 59999)]
-    pub udp_port_max: u16,
+    /// The UDP port every peer connection of the node shares (ICE, DTLS, SRTP).
+    #[arg(long, default_value_t = 7882)]
+    pub udp_port: u16,
     /// Seconds between load reports (heartbeats) to the MediaNode status.
     #[arg(long, env = "CONCLAVE_HEARTBEAT_SECONDS", default_value_t = 5)]
     pub heartbeat_seconds: u64,
@@ -135,15 +132,14 @@ mod tests {
         let c = Config::try_parse_from([
             "media-node",
             "--signaling-port=7881",
-            "--udp-port-min=50000",
-            "--udp-port-max=50099",
+            "--udp-port=50000",
             "--node-name=n1",
             "--join-key=k",
             "--pod-ip=127.0.0.2",
         ])
         .expect("parses");
         assert_eq!(c.signaling_port, 7881);
-        assert_eq!((c.udp_port_min, c.udp_port_max), (50000, 50099));
+        assert_eq!(c.udp_port, 50000);
         assert_eq!(c.pod_ip.to_string(), "127.0.0.2");
         assert_eq!(c.heartbeat(), Duration::from_secs(5));
         assert_eq!(c.signaling_limits(), SignalingLimits::default());

@@ -13,17 +13,13 @@ pub enum Error {
         /// The crate's error.
         source: webrtc::error::Error,
     },
-    /// No UDP port of the configured range could be bound.
-    #[error(
-        "no free UDP port in {min}..={max} on {ip}: widen --udp-port-min/--udp-port-max or take fewer participants"
-    )]
-    NoUdpPort {
+    /// The media port could not be bound.
+    #[error("media port {addr}/udp: {source}: is --udp-port taken by another process?")]
+    MediaPort {
         /// Bind address.
-        ip: std::net::IpAddr,
-        /// Range start.
-        min: u16,
-        /// Range end.
-        max: u16,
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
     },
     /// The signaling listener failed.
     #[error("signaling server on {addr}: {source}")]

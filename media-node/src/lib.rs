@@ -19,6 +19,7 @@ pub mod node;
 pub mod room;
 pub mod server;
 pub mod signaling;
+pub mod sync;
 pub mod tls;
 pub mod web;
 

@@ -10,6 +10,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::forward::DropReason;
+use crate::media::mux::PortDrop;
 use crate::node::{NodeState, SignalingCut};
 
 /// Bucket bounds of the forwarding-delay histogram, microseconds.
@@ -135,6 +136,31 @@ impl prometheus_client::collector::Collector for NodeCollector {
                 let labels = [("reason", reason.as_str())];
                 ConstCounter::new(s.forward.dropped_total(reason))
                     .encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let port = node.settings.media.port.counters();
+        counter(
+            &mut enc,
+            "port_datagrams_received",
+            "Datagrams read from the media node's UDP port.",
+            port.received(),
+        )?;
+        counter(
+            &mut enc,
+            "port_probes_answered",
+            "STUN binding requests naming no peer connection (reachability probes) answered.",
+            port.probes_answered(),
+        )?;
+        {
+            let mut family = enc.encode_descriptor(
+                "port_datagrams_dropped",
+                "Datagrams the UDP port dropped before any peer connection saw them, by reason.",
+                None,
+                MetricType::Counter,
+            )?;
+            for reason in PortDrop::ALL {
+                let labels = [("reason", reason.as_str())];
+                ConstCounter::new(port.dropped(reason)).encode(family.encode_family(&labels)?)?;
             }
         }
         let buckets = s.delay.cumulative(&DELAY_BOUNDS_US);

@@ -184,8 +184,7 @@ async fn node_follows_its_medianode_pool_and_conferences() {
         "--pod-ip=127.0.0.1",
         &format!("--join-key={}", std::str::from_utf8(KEY).expect("utf8")),
         "--turn-secret=turn-secret",
-        "--udp-port-min=53500",
-        "--udp-port-max=53599",
+        "--udp-port=0",
         "--heartbeat-seconds=1",
         "--drain-grace-seconds=30",
     ])

@@ -204,8 +204,8 @@ async fn node_capacity_is_enforced() {
     );
 }
 
-#[test]
-fn admissions_in_flight_count_against_the_node_capacity() {
+#[tokio::test]
+async fn admissions_in_flight_count_against_the_node_capacity() {
     let node = conclave_media_node::NodeState::new(settings());
     node.set_capacity(conclave_crds::NodeCapacity {
         participants: 3,

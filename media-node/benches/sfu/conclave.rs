@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use conclave_media_node::media::{MediaSettings, PortPool};
+use conclave_media_node::media::{MediaSettings, UdpMux};
 use conclave_media_node::room::MediaPolicy;
 use conclave_media_node::{NodeSettings, NodeState, RoomSettings};
 
@@ -38,7 +38,7 @@ pub fn node_process() {
             turn_secret: Vec::new(),
             media: MediaSettings {
                 bind_ip: ip,
-                ports: PortPool::new(56_000, 56_999),
+                port: UdpMux::bind((ip, 56_000).into()).expect("media port"),
                 ice_disconnected: Duration::from_secs(5),
                 ice_failed: Duration::from_secs(15),
             },

@@ -1,12 +1,13 @@
 //! How the node builds one participant's peer connection: codecs and feedback, the interceptor
 //! chain (NACK/RTX, reports, TWCC receive, the feedback tap), SRTP preferring AES-GCM, ICE on
-//! one UDP port of the node's range at the pod IP (NAT 1:1 is applied to the candidates the node
-//! hands out, see `nat`).
+//! the node's one UDP port (see `mux` and `peer_socket`; the candidates the node hands out name
+//! that port at the published address, see `nat`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{Registry, Slot};
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::transport::RTCDtlsRole;
@@ -20,25 +21,23 @@ use webrtc::peer_connection::{
 };
 
 use super::feedback::{FeedbackTap, PeerFeedback};
-use super::ports::{PortLease, PortPool};
+use super::mux::UdpMux;
+use super::peer_socket::PeerSocket;
 use super::publication::AUDIO_LEVEL_URI;
 use crate::error::{Error, Result};
 
 /// Where and how the node's peer connections bind.
 #[derive(Clone, Debug)]
 pub struct MediaSettings {
-    /// Address sockets bind to (the pod IP).
+    /// Address the port is bound to (the pod IP).
     pub bind_ip: IpAddr,
-    /// Ports peer connections take one each of.
-    pub ports: Arc<PortPool>,
+    /// The node's UDP port, shared by every peer connection.
+    pub port: Arc<UdpMux>,
     /// ICE consent: a peer is `disconnected` after this long without traffic.
     pub ice_disconnected: Duration,
     /// ICE consent: and `failed` after this long.
     pub ice_failed: Duration,
 }
-
-/// Binding attempts before giving up (ports of the range may be taken by other processes).
-const BIND_ATTEMPTS: usize = 32;
 
 /// The application end of the chain, above every built-in interceptor.
 const FEEDBACK_SLOT: usize = 14_000;
@@ -70,62 +69,54 @@ pub fn media_engine() -> Result<MediaEngine> {
     Ok(engine)
 }
 
-/// Builds a peer connection bound to a free port of the range. Returns it with the port lease
-/// (dropping the lease returns the port) and the feedback receiver of its tap.
+/// Builds a peer connection on the node's port. Returns it with its place on the port (the
+/// peer task registers its ICE username fragments there) and the feedback receiver of its tap.
 pub async fn build_peer(
     settings: &MediaSettings,
     handler: Arc<dyn PeerConnectionEventHandler>,
 ) -> Result<(
     Arc<dyn PeerConnection>,
-    PortLease,
+    Arc<PeerSocket>,
     mpsc::Receiver<PeerFeedback>,
 )> {
-    let (min, max) = settings.ports.range();
-    for _ in 0..BIND_ATTEMPTS {
-        let Some(lease) = settings.ports.lease() else {
-            break;
-        };
-        let addr = SocketAddr::new(settings.bind_ip, lease.port());
-        let (feedback_tx, feedback_rx) = mpsc::channel(256);
-        let mut engine = media_engine()?;
-        let registry = register_default_interceptors(Registry::new(), &mut engine)
-            .map_err(Error::webrtc("registering interceptors"))?
-            .with(Slot::Custom(FEEDBACK_SLOT), FeedbackTap::new(feedback_tx));
-        // Answering as DTLS client puts the node's SRTP profile list, AES-GCM first, in the
-        // ClientHello, and the browser (DTLS server) chooses from it; as DTLS server, rtc-dtls
-        // would take the first profile of the client's list (Chromium lists AES-CM first).
-        let setting = SettingEngineBuilder::new()
-            .with_answering_dtls_role(RTCDtlsRole::Client)
-            .with_srtp_protection_profiles(vec![
-                SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
-                SrtpProtectionProfile::Srtp_Aead_Aes_256_Gcm,
-                SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
-            ])
-            .with_ice_timeouts(
-                Some(settings.ice_disconnected),
-                Some(settings.ice_failed),
-                Some(Duration::from_secs(2)),
-            )
-            .with_include_loopback_candidate(settings.bind_ip.is_loopback());
-        let built = PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_media_engine(engine)
-            .with_interceptor_registry(registry)
-            .with_setting_engine(setting.build())
-            .with_handler(Arc::clone(&handler))
-            .with_udp_addrs(vec![addr])
-            .build()
-            .await;
-        match built {
-            Ok(pc) => return Ok((Arc::new(pc), lease, feedback_rx)),
-            Err(e) => {
-                tracing::debug!(%addr, error = %e, "port unavailable, trying the next one");
-            }
-        }
-    }
-    Err(Error::NoUdpPort {
-        ip: settings.bind_ip,
-        min,
-        max,
-    })
+    let socket = PeerSocket::new(Arc::clone(&settings.port));
+    let (feedback_tx, feedback_rx) = mpsc::channel(256);
+    let mut engine = media_engine()?;
+    let registry = register_default_interceptors(Registry::new(), &mut engine)
+        .map_err(Error::webrtc("registering interceptors"))?
+        .with(Slot::Custom(FEEDBACK_SLOT), FeedbackTap::new(feedback_tx));
+    // Answering as DTLS client puts the node's SRTP profile list, AES-GCM first, in the
+    // ClientHello, and the browser (DTLS server) chooses from it; as DTLS server, rtc-dtls
+    // would take the first profile of the client's list (Chromium lists AES-CM first).
+    let setting = SettingEngineBuilder::new()
+        .with_answering_dtls_role(RTCDtlsRole::Client)
+        .with_srtp_protection_profiles(vec![
+            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+            SrtpProtectionProfile::Srtp_Aead_Aes_256_Gcm,
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+        ])
+        .with_ice_timeouts(
+            Some(settings.ice_disconnected),
+            Some(settings.ice_failed),
+            Some(Duration::from_secs(2)),
+        )
+        // No multicast socket per peer connection: clients reach the node's published
+        // address, and the node learns theirs from their checks.
+        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        .with_include_loopback_candidate(settings.bind_ip.is_loopback());
+    // The driver binds an ephemeral socket here; the runtime closes it and puts the peer
+    // connection on the port instead (its host candidate keeps the ephemeral name until the
+    // node rewrites it).
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(engine)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(setting.build())
+        .with_handler(handler)
+        .with_runtime(Arc::clone(&socket) as Arc<dyn webrtc::runtime::Runtime>)
+        .with_udp_addrs(vec![SocketAddr::new(settings.bind_ip, 0)])
+        .build()
+        .await
+        .map_err(Error::webrtc("building a peer connection"))?;
+    Ok((Arc::new(pc), socket, feedback_rx))
 }

@@ -10,7 +10,7 @@ use webrtc::peer_connection::{
     PeerConnectionEventHandler, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
 };
 
-use super::nat::{NatMapping, map_candidate};
+use super::nat::HostCandidate;
 use crate::room::model::ParticipantId;
 use crate::room::task::RoomEvent;
 use crate::signaling::protocol::Candidate;
@@ -19,7 +19,7 @@ use crate::signaling::protocol::Candidate;
 pub struct PeerEvents {
     participant: ParticipantId,
     room: mpsc::WeakUnboundedSender<RoomEvent>,
-    nat: Option<NatMapping>,
+    host: HostCandidate,
 }
 
 impl PeerEvents {
@@ -27,12 +27,12 @@ impl PeerEvents {
     pub fn new(
         participant: ParticipantId,
         room: mpsc::WeakUnboundedSender<RoomEvent>,
-        nat: Option<NatMapping>,
+        host: HostCandidate,
     ) -> Self {
         Self {
             participant,
             room,
-            nat,
+            host,
         }
     }
 
@@ -53,7 +53,7 @@ impl PeerConnectionEventHandler for PeerEvents {
         self.send(RoomEvent::LocalCandidate {
             participant: self.participant,
             candidate: Candidate {
-                candidate: map_candidate(self.nat, init.candidate),
+                candidate: self.host.candidate(&init.candidate),
                 sdp_mid: init.sdp_mid,
                 sdp_m_line_index: init.sdp_mline_index,
                 username_fragment: init.username_fragment,

@@ -1,16 +1,19 @@
-//! Media with the webrtc crate: ports, peer connection construction, the RTCP feedback tap,
-//! the event handler, publications (reader tasks), subscriptions (writer tasks), the
-//! per-participant peer task and the chat relay.
+//! Media with the webrtc crate: the node's one UDP port and each peer connection's place on it,
+//! peer connection construction, the RTCP feedback tap, the event handler, publications
+//! (reader tasks), subscriptions (writer tasks), the per-participant peer task and the chat
+//! relay.
 
 pub mod chat;
 pub mod engine;
 pub mod feedback;
 pub mod handler;
+pub mod mux;
 pub mod nat;
 pub mod peer;
-pub mod ports;
+pub mod peer_socket;
 pub mod publication;
+pub mod stun;
 pub mod subscription;
 
 pub use engine::MediaSettings;
-pub use ports::PortPool;
+pub use mux::UdpMux;

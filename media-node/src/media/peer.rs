@@ -19,8 +19,8 @@ use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDes
 use webrtc::rtp_transceiver::RtpSender;
 
 use super::feedback::PeerFeedback;
-use super::nat::{NatMapping, map_sdp};
-use super::ports::PortLease;
+use super::nat::HostCandidate;
+use super::peer_socket::PeerSocket;
 use super::publication::{Publication, Sink, StreamFormat};
 use super::subscription::{
     QUEUE_DEPTH, SubscriptionControl, forwardable_extensions, run_subscription,
@@ -73,7 +73,7 @@ struct SubscriptionEntry {
 pub struct PeerTask {
     id: ParticipantId,
     pc: Arc<dyn PeerConnection>,
-    _port: PortLease,
+    socket: Arc<PeerSocket>,
     outbound: mpsc::Sender<ServerMessage>,
     room: mpsc::WeakUnboundedSender<RoomEvent>,
     stats: Arc<NodeStats>,
@@ -83,7 +83,7 @@ pub struct PeerTask {
     needs_offer: bool,
     remote_set: bool,
     pending_candidates: Vec<RTCIceCandidateInit>,
-    nat: Option<NatMapping>,
+    host: HostCandidate,
 }
 
 impl PeerTask {
@@ -92,17 +92,17 @@ impl PeerTask {
     pub fn new(
         id: ParticipantId,
         pc: Arc<dyn PeerConnection>,
-        port: PortLease,
+        socket: Arc<PeerSocket>,
         outbound: mpsc::Sender<ServerMessage>,
         room: mpsc::WeakUnboundedSender<RoomEvent>,
         stats: Arc<NodeStats>,
         quality: Quality,
-        nat: Option<NatMapping>,
+        host: HostCandidate,
     ) -> Self {
         Self {
             id,
             pc,
-            _port: port,
+            socket,
             outbound,
             room,
             stats,
@@ -112,7 +112,7 @@ impl PeerTask {
             needs_offer: false,
             remote_set: false,
             pending_candidates: Vec::new(),
-            nat,
+            host,
         }
     }
 
@@ -227,11 +227,13 @@ impl PeerTask {
             Ok(a) => a,
             Err(e) => return self.negotiation_error("answer", e),
         };
+        // Checks naming the answer's fragment may arrive as soon as the client has it.
+        self.socket.accept_fragments_of(&answer.sdp);
         if let Err(e) = self.pc.set_local_description(answer.clone()).await {
             return self.negotiation_error("answer", e);
         }
         self.send(ServerMessage::Answer {
-            sdp: map_sdp(self.nat, answer.sdp),
+            sdp: self.host.sdp(&answer.sdp),
         });
         self.flush_candidates().await;
         self.refresh_negotiations().await;
@@ -298,13 +300,14 @@ impl PeerTask {
             Ok(o) => o,
             Err(e) => return self.negotiation_error("offer", e),
         };
+        self.socket.accept_fragments_of(&offer.sdp);
         if let Err(e) = self.pc.set_local_description(offer.clone()).await {
             return self.negotiation_error("offer", e);
         }
         self.needs_offer = false;
         self.awaiting_answer = true;
         self.send(ServerMessage::Offer {
-            sdp: map_sdp(self.nat, offer.sdp),
+            sdp: self.host.sdp(&offer.sdp),
         });
     }
 

@@ -2,6 +2,7 @@
 //! fans it out to each subscription's own queue (never waiting on one), the per-layer bitrate
 //! meter, audio levels for speaker detection, and rate-limited keyframe requests upstream.
 
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -95,11 +96,6 @@ impl std::fmt::Debug for Publication {
             .field("info", &self.info)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Critical sections here do not panic; a poisoned lock still guards consistent data.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Publication {

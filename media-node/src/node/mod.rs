@@ -4,6 +4,7 @@
 
 pub mod stats;
 
+use crate::sync::lock;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -97,11 +98,6 @@ pub struct NodeState {
     pub load_changed: tokio::sync::watch::Sender<()>,
     /// Woken when a room closes (drain waits on it).
     pub room_closed: Notify,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // No critical section here panics; a poisoned map is still consistent.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn read<T: Clone>(l: &RwLock<T>) -> T {

@@ -3,6 +3,7 @@
 //! either cap is refused before the WebSocket upgrade; an admitted one holds a
 //! [`ConnectionPermit`] until its session ends. Addresses with no connection are forgotten.
 
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -86,11 +87,6 @@ struct Counts {
 pub struct Connections {
     caps: ConnectionCaps,
     counts: Arc<Mutex<Counts>>,
-}
-
-fn lock(m: &Mutex<Counts>) -> std::sync::MutexGuard<'_, Counts> {
-    // No critical section here panics; the counts stay consistent.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Connections {

@@ -19,7 +19,7 @@ use super::protocol::{ClientMessage, ErrorCode, ServerMessage, parse_client};
 use crate::cluster::directory::{Placement, locate};
 use crate::media::engine::build_peer;
 use crate::media::handler::PeerEvents;
-use crate::media::nat::NatMapping;
+use crate::media::nat::HostCandidate;
 use crate::media::peer::{PeerCommand, PeerTask};
 use crate::node::{NodeState, SignalingCut};
 use crate::room::model::ParticipantId;
@@ -335,9 +335,12 @@ async fn join(
         }
     };
     let participant = node.next_participant_id();
-    let nat = NatMapping::between(node.settings.media.bind_ip, node.public_ip());
-    let handler = Arc::new(PeerEvents::new(participant, room.events(), nat));
-    let (pc, port, feedback) = match build_peer(&node.settings.media, handler).await {
+    let host = HostCandidate {
+        ip: node.public_ip().unwrap_or(node.settings.media.bind_ip),
+        port: node.settings.media.port.local_addr().port(),
+    };
+    let handler = Arc::new(PeerEvents::new(participant, room.events(), host));
+    let (pc, socket, feedback) = match build_peer(&node.settings.media, handler).await {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(conference, error = %e, "cannot build a peer connection");
@@ -350,12 +353,12 @@ async fn join(
     let peer = PeerTask::new(
         participant,
         pc,
-        port,
+        socket,
         outbound_tx.clone(),
         room.events(),
         Arc::clone(&node.stats),
         quality,
-        nat,
+        host,
     );
     tokio::spawn(peer.run(peer_rx, feedback));
     let identity = claims.identity;

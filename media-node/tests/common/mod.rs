@@ -5,12 +5,11 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use conclave_crds::token::{JoinClaims, mint};
 use conclave_media_node::client::{Client, ClientConfig, Publish};
-use conclave_media_node::media::{MediaSettings, PortPool};
+use conclave_media_node::media::{MediaSettings, UdpMux};
 use conclave_media_node::room::MediaPolicy;
 use conclave_media_node::signaling::SignalingLimits;
 use conclave_media_node::{NodeSettings, NodeState, RoomSettings};
@@ -20,8 +19,6 @@ pub const KEY: &[u8] = b"test-pool-key";
 pub const CONFERENCE: &str = "standup";
 pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-static NEXT_RANGE: AtomicU16 = AtomicU16::new(0);
-
 pub struct TestNode {
     pub node: Arc<NodeState>,
     pub url: String,
@@ -29,15 +26,13 @@ pub struct TestNode {
 }
 
 pub fn settings() -> NodeSettings {
-    // Each node of a test binary gets its own slice of ports.
-    let base = 52_000 + NEXT_RANGE.fetch_add(1, Ordering::Relaxed) * 100;
     NodeSettings {
         name: "test-node".into(),
         join_key: KEY.to_vec(),
         turn_secret: b"turn-secret".to_vec(),
         media: MediaSettings {
             bind_ip: LOOPBACK,
-            ports: PortPool::new(base, base + 99),
+            port: UdpMux::bind((LOOPBACK, 0).into()).expect("media port"),
             ice_disconnected: Duration::from_secs(2),
             ice_failed: Duration::from_secs(4),
         },

@@ -1,0 +1,505 @@
+//! The media node's one UDP port. Every peer connection's traffic goes through one socket:
+//! a receive task reads it in batches (recvmmsg, GRO) and hands each datagram to the peer
+//! connection it belongs to, found by the remote address, or, for the ICE check that opens
+//! a path, by the node's username fragment the check names. A binding request naming no one
+//! (a reachability probe) is answered here. Everything else is dropped and counted. Sends
+//! from every peer connection go out of the same socket (sendmsg, GSO).
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use futures::task::AtomicWaker;
+use webrtc::runtime::{BATCH_SIZE, RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+
+use super::stun::{self, Binding, Kind};
+use crate::sync::lock;
+
+/// Datagrams waiting for one peer connection's driver; more are dropped (`QueueFull`).
+const INBOX_DEPTH: usize = 1024;
+/// Remote addresses the port keeps routes for, over all peer connections.
+const MAX_ROUTES: usize = 65_536;
+/// Reachability probes answered per second (a bucket of this size refilled each second):
+/// an unauthenticated answer must not make the port a reflector.
+const PROBES_PER_SECOND: f64 = 50.0;
+/// The largest datagram read (GRO may coalesce several of them into one buffer).
+const DATAGRAM_LEN: usize = 1500;
+/// Received bytes are copied into arenas of this size, so a datagram costs no allocation.
+const ARENA_LEN: usize = 256 * 1024;
+/// Socket buffers asked for (the kernel caps them at net.core.rmem_max / wmem_max): a frame
+/// burst to every subscriber, or from every publisher, must not overflow them.
+const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Why the port dropped a datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortDrop {
+    /// Not STUN, DTLS or RTP (RFC 7983), or a malformed STUN message.
+    Malformed,
+    /// From an address no peer connection has a path with, and not an ICE check naming one.
+    UnknownSource,
+    /// The peer connection's inbox was full.
+    QueueFull,
+    /// A reachability probe over the answer rate.
+    ProbeLimited,
+}
+
+impl PortDrop {
+    /// Every reason, for metrics.
+    pub const ALL: [PortDrop; 4] = [
+        PortDrop::Malformed,
+        PortDrop::UnknownSource,
+        PortDrop::QueueFull,
+        PortDrop::ProbeLimited,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortDrop::Malformed => "malformed",
+            PortDrop::UnknownSource => "unknown_source",
+            PortDrop::QueueFull => "queue_full",
+            PortDrop::ProbeLimited => "probe_limited",
+        }
+    }
+}
+
+/// Counters of the port, read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct PortCounters {
+    received: AtomicU64,
+    probes_answered: AtomicU64,
+    dropped: [AtomicU64; 4],
+}
+
+impl PortCounters {
+    /// Datagrams read from the port.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+    /// Reachability probes answered.
+    pub fn probes_answered(&self) -> u64 {
+        self.probes_answered.load(Ordering::Relaxed)
+    }
+    /// Datagrams dropped for `reason`.
+    pub fn dropped(&self, reason: PortDrop) -> u64 {
+        self.dropped[reason as usize].load(Ordering::Relaxed)
+    }
+    fn drop_one(&self, reason: PortDrop) {
+        self.dropped[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Who gets what arrives: by remote address, and by the node's ICE username fragment.
+#[derive(Debug, Default)]
+struct Routes {
+    by_address: HashMap<SocketAddr, Weak<Endpoint>>,
+    by_fragment: HashMap<String, Weak<Endpoint>>,
+    probe_tokens: f64,
+    probe_refilled: Option<Instant>,
+}
+
+impl Routes {
+    fn learn(&mut self, address: SocketAddr, endpoint: &Arc<Endpoint>) {
+        if self
+            .by_address
+            .get(&address)
+            .is_some_and(|e| e.as_ptr() == Arc::as_ptr(endpoint))
+        {
+            return;
+        }
+        if self.by_address.len() >= MAX_ROUTES {
+            self.by_address.retain(|_, e| e.strong_count() > 0);
+            if self.by_address.len() >= MAX_ROUTES {
+                return;
+            }
+        }
+        self.by_address.insert(address, Arc::downgrade(endpoint));
+    }
+
+    fn may_answer_probe(&mut self, now: Instant) -> bool {
+        let elapsed = self
+            .probe_refilled
+            .map_or(1.0, |t| now.duration_since(t).as_secs_f64());
+        self.probe_tokens =
+            (self.probe_tokens + elapsed * PROBES_PER_SECOND).min(PROBES_PER_SECOND);
+        self.probe_refilled = Some(now);
+        if self.probe_tokens >= 1.0 {
+            self.probe_tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The socket and routing state, shared by the receive task and the endpoints.
+#[derive(Debug)]
+struct Shared {
+    io: tokio::net::UdpSocket,
+    batch: UdpSocketState,
+    routes: Mutex<Routes>,
+    counters: PortCounters,
+}
+
+impl Shared {
+    fn poll_send(&self, cx: &mut Context<'_>, transmit: &Transmit<'_>) -> Poll<io::Result<usize>> {
+        loop {
+            match self.io.poll_send_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+            // Through `try_io`, so tokio learns when the socket stops being writable.
+            match self.io.try_io(tokio::io::Interest::WRITABLE, || {
+                self.batch
+                    .try_send(UdpSockRef::from(&self.io), transmit)
+                    .map(|()| transmit.contents.len())
+            }) {
+                Err(ref e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    /// Routes one batch of received datagrams under one lock.
+    fn deliver(&self, datagrams: impl Iterator<Item = (SocketAddr, Bytes)>) {
+        let mut routes = lock(&self.routes);
+        let mut woken: Vec<Arc<Endpoint>> = Vec::new();
+        for (from, datagram) in datagrams {
+            self.counters.received.fetch_add(1, Ordering::Relaxed);
+            let endpoint = match stun::kind(&datagram) {
+                Kind::Unknown => {
+                    self.counters.drop_one(PortDrop::Malformed);
+                    continue;
+                }
+                Kind::Stun => match stun::binding(&datagram) {
+                    Some(Binding::Check(fragment)) => {
+                        match routes.by_fragment.get(fragment).and_then(Weak::upgrade) {
+                            Some(endpoint) => {
+                                routes.learn(from, &endpoint);
+                                Some(endpoint)
+                            }
+                            None => None,
+                        }
+                    }
+                    Some(Binding::Probe) => {
+                        if routes.may_answer_probe(Instant::now()) {
+                            self.answer_probe(&datagram, from);
+                        } else {
+                            self.counters.drop_one(PortDrop::ProbeLimited);
+                        }
+                        continue;
+                    }
+                    None => routes.by_address.get(&from).and_then(Weak::upgrade),
+                },
+                Kind::Dtls | Kind::Media => routes.by_address.get(&from).and_then(Weak::upgrade),
+            };
+            let Some(endpoint) = endpoint else {
+                self.counters.drop_one(PortDrop::UnknownSource);
+                continue;
+            };
+            if endpoint.push(from, datagram) {
+                if !woken.iter().any(|e| Arc::ptr_eq(e, &endpoint)) {
+                    woken.push(endpoint);
+                }
+            } else {
+                self.counters.drop_one(PortDrop::QueueFull);
+            }
+        }
+        drop(routes);
+        for endpoint in woken {
+            endpoint.waker.wake();
+        }
+    }
+
+    fn answer_probe(&self, request: &[u8], from: SocketAddr) {
+        let mut out = [0u8; stun::MAX_RESPONSE_LEN];
+        let n = stun::success_response(request, from, &mut out);
+        // Best effort: a probe that meets a full send buffer is simply not answered.
+        if self.io.try_send_to(&out[..n], from).is_ok() {
+            self.counters
+                .probes_answered
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The media node's single UDP port.
+#[derive(Debug)]
+pub struct UdpMux {
+    shared: Arc<Shared>,
+    local: SocketAddr,
+    receiver: tokio::task::AbortHandle,
+}
+
+impl Drop for UdpMux {
+    fn drop(&mut self) {
+        self.receiver.abort();
+    }
+}
+
+impl UdpMux {
+    /// Binds the port (port 0: one the system picks) and starts reading it. Must be called
+    /// inside the tokio runtime.
+    pub fn bind(addr: SocketAddr) -> io::Result<Arc<Self>> {
+        let socket = std::net::UdpSocket::bind(addr)?;
+        socket.set_nonblocking(true)?;
+        let sized = socket2::SockRef::from(&socket);
+        for (what, result) in [
+            ("receive", sized.set_recv_buffer_size(SOCKET_BUFFER)),
+            ("send", sized.set_send_buffer_size(SOCKET_BUFFER)),
+        ] {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "the media port keeps its default {what} buffer");
+            }
+        }
+        let io = tokio::net::UdpSocket::from_std(socket)?;
+        let batch = UdpSocketState::new(UdpSockRef::from(&io))?;
+        let local = io.local_addr()?;
+        let shared = Arc::new(Shared {
+            io,
+            batch,
+            routes: Mutex::new(Routes::default()),
+            counters: PortCounters::default(),
+        });
+        let receiver = tokio::spawn(receive(Arc::clone(&shared))).abort_handle();
+        Ok(Arc::new(Self {
+            shared,
+            local,
+            receiver,
+        }))
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The port's counters.
+    pub fn counters(&self) -> &PortCounters {
+        &self.shared.counters
+    }
+
+    /// A new endpoint: one peer connection's view of the port, which believes it is bound
+    /// at `presented` (the address its ICE agent names its host candidate after).
+    pub fn endpoint(&self, presented: SocketAddr) -> Arc<Endpoint> {
+        Arc::new(Endpoint {
+            shared: Arc::clone(&self.shared),
+            presented,
+            inbox: Mutex::new(VecDeque::new()),
+            waker: AtomicWaker::new(),
+        })
+    }
+}
+
+/// Reads the port until the node drops it.
+async fn receive(shared: Arc<Shared>) {
+    let gro = shared.batch.gro_segments().max(1);
+    let mut buffers = vec![vec![0u8; DATAGRAM_LEN * gro]; BATCH_SIZE];
+    let mut meta = [RecvMeta::default(); BATCH_SIZE];
+    let mut arena = BytesMut::with_capacity(ARENA_LEN);
+    loop {
+        if let Err(e) = shared.io.readable().await {
+            tracing::error!(error = %e, "the media port cannot be read");
+            return;
+        }
+        let received = shared.io.try_io(tokio::io::Interest::READABLE, || {
+            let mut slices: Vec<IoSliceMut<'_>> =
+                buffers.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+            let n = shared
+                .batch
+                .recv(UdpSockRef::from(&shared.io), &mut slices, &mut meta)?;
+            if n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        });
+        let n = match received {
+            Ok(n) => n,
+            Err(e) if transient(&e) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the media port");
+                continue;
+            }
+        };
+        let datagrams =
+            buffers.iter().zip(&meta).take(n).flat_map(|(buffer, m)| {
+                segments(&buffer[..m.len], m.stride).map(move |d| (m.addr, d))
+            });
+        let copied: Vec<(SocketAddr, Bytes)> = datagrams
+            .map(|(from, d)| {
+                if arena.capacity() < d.len() {
+                    arena = BytesMut::with_capacity(ARENA_LEN);
+                }
+                arena.extend_from_slice(d);
+                (from, arena.split().freeze())
+            })
+            .collect();
+        shared.deliver(copied.into_iter());
+    }
+}
+
+/// The datagrams of one received buffer, `stride` bytes each but the last (GRO coalesces
+/// a flow's datagrams); an empty datagram is one too.
+fn segments(buffer: &[u8], stride: usize) -> impl Iterator<Item = &[u8]> {
+    let empty = buffer.is_empty().then_some(buffer);
+    buffer.chunks(stride.max(1)).chain(empty)
+}
+
+/// Errors a socket shared by many peers reports for one of them (ICMP unreachable and the
+/// like), or readiness races: reading goes on.
+fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::TimedOut
+    )
+}
+
+/// One peer connection's view of the port: datagrams routed to it, and sends from the shared
+/// socket. Dropping it removes its routes.
+#[derive(Debug)]
+pub struct Endpoint {
+    shared: Arc<Shared>,
+    presented: SocketAddr,
+    inbox: Mutex<VecDeque<(SocketAddr, Bytes)>>,
+    waker: AtomicWaker,
+}
+
+impl Endpoint {
+    fn push(&self, from: SocketAddr, datagram: Bytes) -> bool {
+        let mut inbox = lock(&self.inbox);
+        if inbox.len() >= INBOX_DEPTH {
+            return false;
+        }
+        inbox.push_back((from, datagram));
+        true
+    }
+
+    /// Routes ICE checks naming `fragment` (the node's ICE username fragment of this peer
+    /// connection) here. A fragment already taken by a live endpoint is left to it.
+    pub fn accept_fragment(self: &Arc<Self>, fragment: &str) {
+        let mut routes = lock(&self.shared.routes);
+        let taken = routes
+            .by_fragment
+            .get(fragment)
+            .is_some_and(|e| e.strong_count() > 0 && e.as_ptr() != Arc::as_ptr(self));
+        if taken {
+            tracing::warn!(fragment, "ICE username fragment already in use on the port");
+            return;
+        }
+        routes
+            .by_fragment
+            .insert(fragment.to_owned(), Arc::downgrade(self));
+    }
+
+    /// Routes what `address` sends here (a path this peer connection opens).
+    fn learn(self: &Arc<Self>, address: SocketAddr) {
+        lock(&self.shared.routes).learn(address, self);
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        let me: *const Endpoint = self;
+        let mut routes = lock(&self.shared.routes);
+        routes.by_address.retain(|_, e| e.as_ptr() != me);
+        routes.by_fragment.retain(|_, e| e.as_ptr() != me);
+    }
+}
+
+/// An endpoint as the webrtc driver's socket.
+#[derive(Debug)]
+pub struct EndpointSocket(pub Arc<Endpoint>);
+
+impl webrtc::runtime::AsyncUdpSocket for EndpointSocket {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.0.presented)
+    }
+
+    fn max_gso_segments(&self) -> usize {
+        self.0.shared.batch.max_gso_segments()
+    }
+
+    fn poll_send(&self, cx: &mut Context<'_>, transmit: &Transmit<'_>) -> Poll<io::Result<usize>> {
+        // A connectivity check the node sends opens a path: its answer comes from there.
+        if stun::kind(transmit.contents) == Kind::Stun {
+            self.0.learn(transmit.destination);
+        }
+        self.0.shared.poll_send(cx, transmit)
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        let filled = self.fill(bufs, meta);
+        if filled > 0 {
+            return Poll::Ready(Ok(filled));
+        }
+        self.0.waker.register(cx.waker());
+        // A datagram pushed between the first look and the registration is not missed.
+        match self.fill(bufs, meta) {
+            0 => Poll::Pending,
+            n => Poll::Ready(Ok(n)),
+        }
+    }
+}
+
+impl EndpointSocket {
+    fn fill(&self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> usize {
+        let mut inbox = lock(&self.0.inbox);
+        let mut n = 0;
+        for (buf, m) in bufs.iter_mut().zip(meta.iter_mut()) {
+            let Some((from, datagram)) = inbox.pop_front() else {
+                break;
+            };
+            let len = datagram.len().min(buf.len());
+            buf[..len].copy_from_slice(&datagram[..len]);
+            m.addr = from;
+            m.len = len;
+            m.stride = len.max(1);
+            m.ecn = None;
+            m.dst_ip = None;
+            n += 1;
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_coalesced_buffer_splits_at_the_stride() {
+        let buffer = [1u8; 2500];
+        let lengths: Vec<usize> = segments(&buffer, 1000).map(<[u8]>::len).collect();
+        assert_eq!(lengths, vec![1000, 1000, 500]);
+        assert_eq!(segments(&buffer[..40], 40).count(), 1);
+        assert_eq!(
+            segments(&[], 0).map(<[u8]>::len).collect::<Vec<_>>(),
+            vec![0]
+        );
+    }
+
+    #[test]
+    fn probes_are_answered_up_to_the_rate() {
+        let mut routes = Routes::default();
+        let start = Instant::now();
+        let answered = (0..200).filter(|_| routes.may_answer_probe(start)).count();
+        assert_eq!(answered, PROBES_PER_SECOND as usize);
+        assert!(!routes.may_answer_probe(start));
+        assert!(routes.may_answer_probe(start + std::time::Duration::from_millis(100)));
+    }
+}
