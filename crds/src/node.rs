@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::shared::{NodeCapacity, PortRange};
+use crate::shared::NodeCapacity;
 
 /// One media node (SFU pod). Created by the operator for its MediaPool; a person may set
 /// `spec.draining` to drain it by hand.
@@ -97,9 +97,9 @@ pub struct NodeAddresses {
     /// WebSocket URL of the signaling endpoint clients connect to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signaling_url: Option<String>,
-    /// UDP ports media arrives on.
+    /// The UDP port media arrives on, at the public address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub udp_port_range: Option<PortRange>,
+    pub udp_port: Option<u16>,
 }
 
 /// Load of a media node, written by the media node itself.

@@ -31,8 +31,8 @@ use crate::shared::{NodeCapacity, PortRange};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.mediaNode.udpPortRange.max - self.mediaNode.udpPortRange.min + 1 >= self.nodeCapacity.participants").message("spec.mediaNode.udpPortRange must hold at least spec.nodeCapacity.participants ports (one UDP port per participant): widen the range or lower nodeCapacity.participants"))]
-#[x_kube(validation = Rule::new("!self.turn.enabled || self.turn.relayPortRange.max < self.mediaNode.udpPortRange.min || self.turn.relayPortRange.min > self.mediaNode.udpPortRange.max").message("spec.turn.relayPortRange must not overlap spec.mediaNode.udpPortRange: TURN relays and media nodes may share a host"))]
+#[x_kube(validation = Rule::new("!has(self.mediaNode.udpPort) || !has(self.mediaNode.udpPortRange)").message("spec.mediaNode.udpPortRange is replaced by spec.mediaNode.udpPort (media nodes use one UDP port): remove udpPortRange"))]
+#[x_kube(validation = Rule::new("!self.turn.enabled || (has(self.mediaNode.udpPort) ? self.mediaNode.udpPort : (has(self.mediaNode.udpPortRange) ? self.mediaNode.udpPortRange.min : 7882)) < self.turn.relayPortRange.min || (has(self.mediaNode.udpPort) ? self.mediaNode.udpPort : (has(self.mediaNode.udpPortRange) ? self.mediaNode.udpPortRange.min : 7882)) > self.turn.relayPortRange.max").message("spec.turn.relayPortRange must not contain spec.mediaNode.udpPort (default 7882): TURN relays and media nodes may share a host"))]
 #[x_kube(validation = Rule::new("!has(self.turn.tls) || (self.turn.tls.port != self.turn.port && self.turn.tls.port != self.mediaNode.signalingPort)").message("spec.turn.tls.port must differ from spec.turn.port and spec.mediaNode.signalingPort: relays and media nodes listen on their Nodes' own ports"))]
 #[x_kube(validation = Rule::new("has(self.mediaNode.metricsPort) ? self.mediaNode.metricsPort != self.mediaNode.signalingPort : self.mediaNode.signalingPort < 65535").message("spec.mediaNode.metricsPort must differ from spec.mediaNode.signalingPort (it defaults to signalingPort + 1, so set it when signalingPort is 65535)"))]
 #[x_kube(validation = Rule::new("(has(self.mediaNode.metricsPort) ? self.mediaNode.metricsPort : self.mediaNode.signalingPort + 1) != self.turn.port").message("spec.mediaNode.metricsPort (default signalingPort + 1) must differ from spec.turn.port: media nodes and relays listen on their Nodes' own ports"))]
@@ -234,12 +234,21 @@ pub struct MediaNodeTemplate {
     #[schemars(range(min = 1024, max = 65535))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_port: Option<u16>,
-    /// UDP ports the media node binds for ICE, one per participant. Open them in firewalls.
-    #[serde(default = "default_udp_range")]
-    pub udp_port_range: PortRange,
-    /// Run on the host network so the UDP range is reachable at the Node's address without
-    /// NAT through kube-proxy. Default true; false only suits clusters with routable pod IPs.
-    #[serde(default = "default_true")]
+    /// The one UDP port all of a media node's peer connections share (ICE, DTLS, SRTP):
+    /// open it in firewalls, on the Nodes the pool runs on. Default 7882 (or the first port of
+    /// a pool's deprecated `udpPortRange`). Pools on the same Nodes need distinct ports.
+    #[schemars(range(min = 1024, max = 65535))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_port: Option<u16>,
+    /// Deprecated: media nodes bind one UDP port, `udpPort`. A pool that still sets a range
+    /// keeps working on the range's first port (so firewall rules made for it hold); replace
+    /// it with `udpPort`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_port_range: Option<PortRange>,
+    /// Run on the host network instead of publishing the signaling and UDP ports as
+    /// hostPorts of the pod. Default false: the pod keeps its own network namespace and the
+    /// Node's address serves both ports through the CNI's port mapping.
+    #[serde(default)]
     pub host_network: bool,
     /// Nodes the media-node pods may be scheduled on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -281,12 +290,8 @@ fn default_connections_per_address() -> u32 {
 fn default_signaling_port() -> u16 {
     7880
 }
-fn default_udp_range() -> PortRange {
-    PortRange {
-        min: 50000,
-        max: 59999,
-    }
-}
+/// The media node's UDP port when a pool sets none.
+pub const DEFAULT_UDP_PORT: u16 = 7882;
 fn default_true() -> bool {
     true
 }
@@ -301,6 +306,14 @@ impl MediaNodeTemplate {
         self.metrics_port
             .unwrap_or_else(|| default_metrics_port(self.signaling_port))
     }
+
+    /// The media node's UDP port: `udpPort`, else the first port of the deprecated
+    /// `udpPortRange`, else 7882.
+    pub fn udp_port(&self) -> u16 {
+        self.udp_port
+            .or(self.udp_port_range.map(|r| r.min))
+            .unwrap_or(DEFAULT_UDP_PORT)
+    }
 }
 
 impl Default for MediaNodeTemplate {
@@ -310,8 +323,9 @@ impl Default for MediaNodeTemplate {
             resources: None,
             signaling_port: default_signaling_port(),
             metrics_port: None,
-            udp_port_range: default_udp_range(),
-            host_network: true,
+            udp_port: None,
+            udp_port_range: None,
+            host_network: false,
             node_selector: None,
             tolerations: None,
             affinity: None,

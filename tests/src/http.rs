@@ -1,10 +1,13 @@
-//! A minimal HTTP/1.1 GET over a plain TCP connection, enough for readiness probes and for
-//! tests talking to pods (no TLS, no redirects, body read until the server closes).
+//! A minimal HTTP/1.1 GET over a plain TCP connection, or over a port forwarded to a pod
+//! through the API server, enough for readiness probes and for tests talking to pods (no TLS,
+//! no redirects, body read until the server closes).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::Error;
@@ -25,19 +28,64 @@ pub async fn get(
 ) -> Result<Response, Error> {
     let peer = addr.to_string();
     let exchange = async {
-        let mut stream = TcpStream::connect(addr).await?;
-        let mut request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-probe/1.36\r\nAccept: */*\r\nConnection: close\r\n"
-        );
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut raw = Vec::new();
-        stream.take(1 << 20).read_to_end(&mut raw).await?;
-        Ok::<_, std::io::Error>(raw)
+        let stream = TcpStream::connect(addr).await?;
+        exchange(stream, &peer, path, headers).await
     };
+    finish(&peer, path, timeout, exchange).await
+}
+
+/// Sends `GET path` to `port` of pod `name`, forwarded through the API server (the pod's own
+/// address need not be reachable from here); bounded by `timeout`.
+pub async fn get_pod(
+    pods: &Api<Pod>,
+    name: &str,
+    port: u16,
+    path: &str,
+    timeout: Duration,
+) -> Result<Response, Error> {
+    let peer = format!("pod/{name}:{port}");
+    let exchange = async {
+        let mut forward = pods
+            .portforward(name, &[port])
+            .await
+            .map_err(std::io::Error::other)?;
+        let stream = forward
+            .take_stream(port)
+            .ok_or_else(|| std::io::Error::other("no forwarded stream"))?;
+        let raw = exchange(stream, "localhost", path, &[]).await;
+        forward.abort();
+        raw
+    };
+    finish(&peer, path, timeout, exchange).await
+}
+
+/// Writes the request and reads the response until the server closes (at most 1 MiB).
+async fn exchange(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    host: &str,
+    path: &str,
+    headers: &[(String, String)],
+) -> std::io::Result<Vec<u8>> {
+    let mut request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: kube-probe/1.36\r\nAccept: */*\r\nConnection: close\r\n"
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.take(1 << 20).read_to_end(&mut raw).await?;
+    Ok(raw)
+}
+
+/// The response of `exchange` within `timeout`, parsed.
+async fn finish(
+    peer: &str,
+    path: &str,
+    timeout: Duration,
+    exchange: impl Future<Output = std::io::Result<Vec<u8>>>,
+) -> Result<Response, Error> {
     let raw = match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok(raw)) => raw,
         Ok(Err(e)) => {
@@ -53,7 +101,10 @@ pub async fn get(
             });
         }
     };
-    parse(&raw).map_err(|detail| Error::Http { peer, detail })
+    parse(&raw).map_err(|detail| Error::Http {
+        peer: peer.to_owned(),
+        detail,
+    })
 }
 
 /// Splits a raw HTTP/1.x response into status and body (chunked bodies are not decoded).

@@ -39,7 +39,7 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 /// cluster), bound to its pod address, and a
 /// default pool of two media nodes on ports no other test uses.
 fn install_values(ns: &str, metrics_port: u16, signaling_port: u16) -> serde_json::Value {
-    let udp_min = 41000 + (signaling_port % 50) * 200;
+    let udp_port = 41000 + (signaling_port % 50) * 200;
     json!({
         // Parent charts pass `global`: the schema accepts it.
         "global": {"imageRegistry": "registry.example.com"},
@@ -56,7 +56,7 @@ fn install_values(ns: &str, metrics_port: u16, signaling_port: u16) -> serde_jso
                 "scaling": {"minNodes": 2, "maxNodes": 2, "bufferParticipants": 10},
                 "mediaNode": {
                     "signalingPort": signaling_port,
-                    "udpPortRange": {"min": udp_min, "max": udp_min + 199},
+                    "udpPort": udp_port,
                     "heartbeatTimeoutSeconds": 6
                 },
                 "turn": {"enabled": false}

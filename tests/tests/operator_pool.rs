@@ -65,27 +65,40 @@ async fn pool_comes_up_places_a_conference_and_replaces_a_lost_node() {
     publics.dedup();
     assert_eq!(publics.len(), 2, "one media node per local Node (hostPort)");
 
-    // Metrics on their own port (signaling + 1), not on the public signaling port.
+    // Metrics on their own port (signaling + 1), at the pod's address only, and not on the
+    // public signaling port.
+    let pods = ns.api::<k8s_openapi::api::core::v1::Pod>();
+    let pod = nodes[0].name_any();
+    let in_pod = |port: u16| {
+        let (pods, pod) = (pods.clone(), pod.clone());
+        async move {
+            conclave_testenv::http::get_pod(&pods, &pod, port, "/metrics", Duration::from_secs(10))
+                .await
+                .unwrap()
+        }
+    };
+    let metrics = in_pod(port + 1).await;
+    assert!(
+        metrics.status == 200 && metrics.body.contains("conclave_media_node_rooms"),
+        "{metrics:?}"
+    );
     let public: std::net::IpAddr = publics[0].clone().unwrap().parse().unwrap();
-    let get = |port: u16| async move {
+    let on_node = |port: u16| {
         conclave_testenv::http::get(
             (public, port).into(),
             "/metrics",
             &[],
             Duration::from_secs(5),
         )
-        .await
-        .unwrap()
     };
-    let metrics = get(port + 1).await;
-    assert!(
-        metrics.status == 200 && metrics.body.contains("conclave_media_node_rooms"),
-        "{metrics:?}"
-    );
     assert_eq!(
-        get(port).await.status,
+        on_node(port).await.unwrap().status,
         404,
         "no metrics on the signaling port"
+    );
+    assert!(
+        on_node(port + 1).await.is_err(),
+        "the metrics port is not published on the Node's address"
     );
 
     create(&ns, &conference("standup", "default", 8, json!({}))).await;

@@ -335,6 +335,6 @@ fn addresses(
         public,
         internal,
         signaling_url,
-        udp_port_range: Some(pool.spec.media_node.udp_port_range),
+        udp_port: Some(pool.spec.media_node.udp_port()),
     }
 }

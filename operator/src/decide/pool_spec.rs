@@ -25,9 +25,9 @@ pub fn problems(spec: &MediaPoolSpec) -> Vec<String> {
                 turn.port
             ));
         }
-        if contains(&spec.media_node.udp_port_range, turn.port) {
+        if spec.media_node.udp_port() == turn.port {
             found.push(format!(
-                "spec.turn.port {} lies inside spec.mediaNode.udpPortRange; both bind on the host network, move one of them",
+                "spec.turn.port {} is also spec.mediaNode.udpPort; relays and media nodes may share a Node, move one of them",
                 turn.port
             ));
         }
@@ -143,10 +143,7 @@ mod tests {
         let mut s = spec();
         s.media_node.image = "ghcr.io/Conclave/media-node".into();
         s.turn.image = "coturn /coturn".into();
-        s.media_node.udp_port_range = PortRange {
-            min: 3000,
-            max: 4000,
-        };
+        s.media_node.udp_port = Some(3478);
         s.turn.port = 3478;
         s.turn.relay_port_range = PortRange {
             min: 3400,
@@ -158,7 +155,7 @@ mod tests {
             "spec.mediaNode.image",
             "spec.turn.image",
             "spec.turn.relayPortRange",
-            "spec.mediaNode.udpPortRange",
+            "spec.mediaNode.udpPort",
         ]) {
             assert!(problem.contains(field), "{problem} should name {field}");
         }

@@ -117,17 +117,20 @@ fn render(node_name: &str, pool: &MediaPool, settings: &PodSettings<'_>) -> Pod 
             secret_key("CONCLAVE_TURN_SECRET", &secret, labels::SECRET_TURN_SECRET),
             literal("RUST_LOG", settings.log),
         ]),
+        // Clients reach signaling and media at the Node's address: on the host network, or
+        // through hostPorts. Metrics are scraped at the pod's own address.
         ports: Some(
             [
-                ("signaling", port),
-                ("metrics", i32::from(tpl.metrics_port())),
+                ("signaling", port, "TCP", true),
+                ("media", i32::from(tpl.udp_port()), "UDP", true),
+                ("metrics", i32::from(tpl.metrics_port()), "TCP", false),
             ]
             .into_iter()
-            .map(|(name, port)| ContainerPort {
+            .map(|(name, port, protocol, public)| ContainerPort {
                 name: Some(name.to_owned()),
                 container_port: port,
-                host_port: tpl.host_network.then_some(port),
-                protocol: Some("TCP".to_owned()),
+                host_port: (public || tpl.host_network).then_some(port),
+                protocol: Some(protocol.to_owned()),
                 ..Default::default()
             })
             .collect(),
@@ -204,8 +207,7 @@ fn args(pool: &MediaPool) -> Vec<String> {
     let mut args = vec![
         format!("--signaling-port={}", tpl.signaling_port),
         format!("--metrics-port={}", tpl.metrics_port()),
-        format!("--udp-port-min={}", tpl.udp_port_range.min),
-        format!("--udp-port-max={}", tpl.udp_port_range.max),
+        format!("--udp-port={}", tpl.udp_port()),
         format!("--drain-grace-seconds={}", drain_seconds(pool)),
         format!(
             "--max-connections-per-address={}",
@@ -309,7 +311,7 @@ mod tests {
 
     fn pool() -> MediaPool {
         let spec: MediaPoolSpec = serde_json::from_value(serde_json::json!({
-            "mediaNode": {"signalingPort": 7990, "udpPortRange": {"min": 51000, "max": 51999}}
+            "mediaNode": {"signalingPort": 7990, "udpPort": 51000}
         }))
         .unwrap();
         let mut p = MediaPool::new("eu", spec);
@@ -380,34 +382,57 @@ mod tests {
         let c = &spec.containers[0];
         assert_eq!(pod.metadata.name, Some(node.name_any()));
         assert_eq!(pod.metadata.owner_references.unwrap()[0].uid, "node-uid");
-        assert_eq!(spec.host_network, Some(true));
+        assert_eq!(spec.host_network, Some(false));
         assert_eq!(
             c.args.clone().unwrap(),
             vec![
                 "--signaling-port=7990",
                 "--metrics-port=7991",
-                "--udp-port-min=51000",
-                "--udp-port-max=51999",
+                "--udp-port=51000",
                 "--drain-grace-seconds=3600",
                 "--max-connections-per-address=256"
             ]
         );
         // The drain fits in the grace period, with time to say goodbye.
         assert_eq!(spec.termination_grace_period_seconds, Some(3630));
-        let ports: Vec<_> = c
-            .ports
-            .clone()
-            .unwrap()
-            .into_iter()
-            .map(|p| (p.name.unwrap(), p.container_port, p.host_port))
-            .collect();
+        let ports = |pod: Pod| -> Vec<_> {
+            pod.spec.unwrap().containers[0]
+                .ports
+                .clone()
+                .unwrap()
+                .into_iter()
+                .map(|p| {
+                    (
+                        p.name.unwrap(),
+                        p.container_port,
+                        p.host_port,
+                        p.protocol.unwrap(),
+                    )
+                })
+                .collect()
+        };
+        let port = |name: &str, n, host: bool, protocol: &str| {
+            (name.to_owned(), n, host.then_some(n), protocol.to_owned())
+        };
         assert_eq!(
-            ports,
+            ports(media_node_pod(&node, &pool(), &settings)),
             vec![
-                ("signaling".to_owned(), 7990, Some(7990)),
-                ("metrics".to_owned(), 7991, Some(7991))
+                port("signaling", 7990, true, "TCP"),
+                port("media", 51000, true, "UDP"),
+                port("metrics", 7991, false, "TCP"),
             ],
-            "metrics off the public signaling port"
+            "signaling and media at the Node's address, metrics only at the pod's"
+        );
+        let mut on_host = pool();
+        on_host.spec.media_node.host_network = true;
+        assert_eq!(
+            ports(media_node_pod(&node, &on_host, &settings)),
+            vec![
+                port("signaling", 7990, true, "TCP"),
+                port("media", 51000, true, "UDP"),
+                port("metrics", 7991, true, "TCP"),
+            ],
+            "on the host network every port is the Node's"
         );
         let env = c.env.clone().unwrap();
         let get = |n: &str| env.iter().find(|e| e.name == n).cloned().unwrap();

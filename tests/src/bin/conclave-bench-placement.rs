@@ -131,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
             "nodeCapacity": {"participants": NODE_PARTICIPANTS, "rooms": NODE_ROOMS},
             "scaling": {"minNodes": NODES, "maxNodes": NODES, "bufferParticipants": 0},
             "mediaNode": {"image": "ghcr.io/conclave-dev/media-node:bench", "signalingPort": SIGNALING_PORT,
-                          "udpPortRange": {"min": 56000, "max": 56999}},
+                          "udpPort": 56000},
             "turn": {"enabled": false}
         }
     }))?;

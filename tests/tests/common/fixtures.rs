@@ -19,8 +19,7 @@ use serde_json::{Value, json};
 #[derive(Clone, Copy, Debug)]
 pub struct Ports {
     pub signaling: u16,
-    pub udp_min: u16,
-    pub udp_max: u16,
+    pub udp: u16,
     pub turn: u16,
     pub relay_min: u16,
     pub relay_max: u16,
@@ -35,8 +34,7 @@ pub fn ports() -> Ports {
         % 40;
     Ports {
         signaling: 31000 + slot * 10,
-        udp_min: 50000 + slot * 200,
-        udp_max: 50199 + slot * 200,
+        udp: 50000 + slot * 200,
         turn: 34000 + slot * 10,
         relay_min: 40000 + slot * 100,
         relay_max: 40099 + slot * 100,
@@ -53,7 +51,7 @@ pub fn pool(name: &str, ports: Ports, spec: Value) -> MediaPool {
             "mediaNode": {
                 "image": Image::MediaNode.reference(),
                 "signalingPort": ports.signaling,
-                "udpPortRange": {"min": ports.udp_min, "max": ports.udp_max},
+                "udpPort": ports.udp,
                 "heartbeatTimeoutSeconds": 6
             },
             "turn": {

@@ -52,7 +52,7 @@ async fn install_chart(demo: &Demo) -> anyhow::Result<()> {
             "spec": {
                 "nodeCapacity": {"participants": 100, "rooms": 20},
                 "scaling": {"minNodes": n, "maxNodes": n, "bufferParticipants": 10},
-                "mediaNode": {"udpPortRange": {"min": 50000, "max": 50999}},
+                "mediaNode": {"udpPort": 50000},
                 "turn": {"enabled": true, "allowedPeers": [nodes_range]}
             }
         }
