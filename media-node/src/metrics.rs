@@ -151,6 +151,12 @@ impl prometheus_client::collector::Collector for NodeCollector {
             "STUN binding requests naming no peer connection (reachability probes) answered.",
             port.probes_answered(),
         )?;
+        counter(
+            &mut enc,
+            "port_checks_withheld",
+            "ICE checks not sent, to addresses that never reached the node.",
+            port.checks_withheld(),
+        )?;
         {
             let mut family = enc.encode_descriptor(
                 "port_datagrams_dropped",

@@ -4,6 +4,13 @@
 //! a path, by the node's username fragment the check names. A binding request naming no one
 //! (a reachability probe) is answered here. Everything else is dropped and counted. Sends
 //! from every peer connection go out of the same socket (sendmsg, GSO).
+//!
+//! The node sends ICE checks only to addresses that reached it first (it answers and sends
+//! triggered checks; clients, the controlling side, open the paths). Behind a hostPort the
+//! Node's connection tracking maps a client's packets to the pod; a check the pod sent first
+//! would open a second mapping, and the client's packets would then reach the pod from a
+//! translated port. It also keeps a client from making the node send to addresses of its
+//! choosing.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSliceMut};
@@ -73,6 +80,7 @@ impl PortDrop {
 pub struct PortCounters {
     received: AtomicU64,
     probes_answered: AtomicU64,
+    checks_withheld: AtomicU64,
     dropped: [AtomicU64; 4],
 }
 
@@ -84,6 +92,10 @@ impl PortCounters {
     /// Reachability probes answered.
     pub fn probes_answered(&self) -> u64 {
         self.probes_answered.load(Ordering::Relaxed)
+    }
+    /// ICE checks not sent, to addresses that never reached the node.
+    pub fn checks_withheld(&self) -> u64 {
+        self.checks_withheld.load(Ordering::Relaxed)
     }
     /// Datagrams dropped for `reason`.
     pub fn dropped(&self, reason: PortDrop) -> u64 {
@@ -401,9 +413,12 @@ impl Endpoint {
             .insert(fragment.to_owned(), Arc::downgrade(self));
     }
 
-    /// Routes what `address` sends here (a path this peer connection opens).
-    fn learn(self: &Arc<Self>, address: SocketAddr) {
-        lock(&self.shared.routes).learn(address, self);
+    /// Whether `address` reached this peer connection (so the node may send checks there).
+    fn reached_by(self: &Arc<Self>, address: SocketAddr) -> bool {
+        lock(&self.shared.routes)
+            .by_address
+            .get(&address)
+            .is_some_and(|e| e.as_ptr() == Arc::as_ptr(self))
     }
 }
 
@@ -430,9 +445,16 @@ impl webrtc::runtime::AsyncUdpSocket for EndpointSocket {
     }
 
     fn poll_send(&self, cx: &mut Context<'_>, transmit: &Transmit<'_>) -> Poll<io::Result<usize>> {
-        // A connectivity check the node sends opens a path: its answer comes from there.
-        if stun::kind(transmit.contents) == Kind::Stun {
-            self.0.learn(transmit.destination);
+        // Checks only where the client reached the node first (see the module's note); the
+        // driver is told it was sent, as if lost on the way.
+        if stun::kind(transmit.contents) == Kind::Stun && !self.0.reached_by(transmit.destination)
+        {
+            self.0
+                .shared
+                .counters
+                .checks_withheld
+                .fetch_add(1, Ordering::Relaxed);
+            return Poll::Ready(Ok(transmit.contents.len()));
         }
         self.0.shared.poll_send(cx, transmit)
     }
