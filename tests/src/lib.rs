@@ -16,6 +16,7 @@ pub mod manifests;
 pub mod media_node_role;
 pub mod operator;
 pub mod scale;
+pub mod sockets;
 pub mod testenv;
 pub mod turn_probe;
 pub mod wait;

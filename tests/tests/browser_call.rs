@@ -15,7 +15,9 @@
 //! Chromium trusts through its NSS store; a missing Secret is reported on the pool and no URL
 //! is published until it exists, then every placed conference's URL answers; a call relayed
 //! only over TURN TLS on port 443 (`relay=tls`) flows once the pool's Secret exists (before,
-//! its TurnTLS condition names the missing Secret). Screenshots go to the test artifacts.
+//! its TurnTLS condition names the missing Secret). Two pools pinned to one Kubernetes node, off
+//! the host network, each carry a call, and each media node holds one UDP socket, idle or in
+//! the call (`ss -uanp` in its pod). Screenshots go to the test artifacts.
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
 
@@ -116,9 +118,14 @@ fn host(c: &Conference) -> String {
 
 /// The pool's keys: (join-token key, TURN shared secret).
 async fn keys(ns: &TestNamespace) -> (Vec<u8>, Vec<u8>) {
+    keys_of(ns, "web").await
+}
+
+/// The keys of pool `pool`.
+async fn keys_of(ns: &TestNamespace, pool: &str) -> (Vec<u8>, Vec<u8>) {
     let secret = ns
         .api::<Secret>()
-        .get(&labels::pool_secret_name("web"))
+        .get(&labels::pool_secret_name(pool))
         .await
         .unwrap();
     let data = secret.data.unwrap();
@@ -138,10 +145,21 @@ fn now() -> u64 {
 /// The join link an application would hand out: the node's page with the signaling URL and
 /// a token, capturing small video (two cores run all the browsers).
 fn link(signaling_url: &str, key: &[u8], identity: &str, extra: &str) -> String {
+    link_to(CONFERENCE, signaling_url, key, identity, extra)
+}
+
+/// The join link of `identity` to `conference`.
+fn link_to(
+    conference: &str,
+    signaling_url: &str,
+    key: &[u8],
+    identity: &str,
+    extra: &str,
+) -> String {
     let token = mint(
         key,
         &JoinClaims {
-            conference: CONFERENCE.into(),
+            conference: conference.into(),
             identity: identity.into(),
             exp: now() + 3600,
             publish: true,
@@ -1309,5 +1327,104 @@ async fn a_call_relayed_only_over_turn_tls_on_port_443() {
         );
     }
     screenshot(env, &mut browsers, "alice", "turn-tls").await;
+    browsers.close().await;
+}
+
+/// Two pools on their own ports, both pinned to one Kubernetes node, neither on the host
+/// network: two media nodes share the Node, each carries its own call of two browsers, and
+/// each holds as many UDP sockets in the call as it did idle (`ss -uanp` in its pod).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_media_nodes_share_a_kubernetes_node_and_each_call_uses_one_udp_port() {
+    let _one_at_a_time = chromium::exclusive().await;
+    let (env, ns, _operator) = common::start("browser-port").await;
+    let target = env.nodes()[0].name.clone();
+    let calls = [
+        ("web", "standup", ["alice", "bob"]),
+        ("side", "review", ["carol", "dave"]),
+    ];
+    for (pool_name, _, _) in calls {
+        let spec = json!({
+            "nodeCapacity": {"participants": 20, "rooms": 5},
+            "scaling": {"minNodes": 1, "maxNodes": 1, "bufferParticipants": 0},
+            "mediaNode": {"nodeSelector": {"kubernetes.io/hostname": target}}
+        });
+        create(&ns, &pool(pool_name, ports(), spec)).await;
+    }
+    let nodes = common::fixtures::wait_for_ready_nodes(env, &ns, 2).await;
+    let mut idle = BTreeMap::new();
+    for n in &nodes {
+        let pod = ns.api::<Pod>().get(&n.name_any()).await.unwrap();
+        let spec = pod.spec.unwrap();
+        assert_eq!(
+            spec.node_name.as_deref(),
+            Some(target.as_str()),
+            "{} elsewhere",
+            n.name_any()
+        );
+        assert_ne!(
+            spec.host_network,
+            Some(true),
+            "{} on the host network",
+            n.name_any()
+        );
+        let pid = conclave_testenv::sockets::process_with_env("MEDIA_NODE_NAME", &n.name_any())
+            .unwrap_or_else(|| panic!("no process of media node {}", n.name_any()));
+        let sockets = conclave_testenv::sockets::udp_sockets(pid).await.unwrap();
+        println!("{} idle, ss -uanp:\n{}", n.name_any(), sockets.join("\n"));
+        idle.insert(n.name_any(), (pid, sockets.len()));
+    }
+
+    let mut browsers = Chromium::start(&env.artifacts().join("browser-port")).await;
+    let all: Vec<&str> = calls.iter().flat_map(|(_, _, names)| *names).collect();
+    let mut urls = Vec::new();
+    for (pool_name, conference_name, names) in calls {
+        let conf: Conference = serde_json::from_value(json!({
+            "apiVersion": "conclave.dev/v1alpha1", "kind": "Conference",
+            "metadata": {"name": conference_name}, "spec": {"pool": pool_name, "maxParticipants": 4}
+        }))
+        .unwrap();
+        ns.api::<Conference>()
+            .create(&PostParams::default(), &conf)
+            .await
+            .unwrap();
+        let placed = wait::until("conference Active with join info", TIMEOUT, || async {
+            let c = ns.api::<Conference>().get(conference_name).await.ok()?;
+            let s = c.status.clone()?;
+            (s.phase == Some(ConferencePhase::Active) && s.join.is_some()).then_some(c)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, &ns)));
+        let url = join_url(&placed);
+        let (key, _) = keys_of(&ns, pool_name).await;
+        let links: Vec<(&str, String)> = names
+            .iter()
+            .map(|n| (*n, link_to(conference_name, &url, &key, n, "")))
+            .collect();
+        open_all(&mut browsers, &links).await;
+        urls.push(url);
+    }
+    assert_ne!(urls[0], urls[1], "each call has its own media node");
+    for n in &all {
+        if let Err(e) = connected(&mut browsers, n).await {
+            fail(env, &ns, &mut browsers, &all, &e).await;
+        }
+    }
+    for (_, _, [a, b]) in calls {
+        for (n, other) in [(a, b), (b, a)] {
+            if let Err(e) = video_flows(&mut browsers, n, &[(other, "camera")]).await {
+                fail(env, &ns, &mut browsers, &all, &e).await;
+            }
+        }
+    }
+    for (name, (pid, idle_count)) in &idle {
+        let sockets = conclave_testenv::sockets::udp_sockets(*pid).await.unwrap();
+        println!("{name} in a call, ss -uanp:\n{}", sockets.join("\n"));
+        assert_eq!(
+            sockets.len(),
+            *idle_count,
+            "media node {name} holds as many UDP sockets in a call as idle"
+        );
+    }
+    screenshot(env, &mut browsers, "carol", "two-nodes-one-host").await;
     browsers.close().await;
 }

@@ -447,8 +447,7 @@ impl webrtc::runtime::AsyncUdpSocket for EndpointSocket {
     fn poll_send(&self, cx: &mut Context<'_>, transmit: &Transmit<'_>) -> Poll<io::Result<usize>> {
         // Checks only where the client reached the node first (see the module's note); the
         // driver is told it was sent, as if lost on the way.
-        if stun::kind(transmit.contents) == Kind::Stun && !self.0.reached_by(transmit.destination)
-        {
+        if stun::kind(transmit.contents) == Kind::Stun && !self.0.reached_by(transmit.destination) {
             self.0
                 .shared
                 .counters
