@@ -97,6 +97,16 @@ pub struct RunConfig {
     /// RUST_LOG value passed to media-node pods.
     #[arg(long, env = "MEDIA_NODE_LOG", default_value = "info")]
     pub media_node_log: String,
+    /// Probe each media node's published address and UDP port (a STUN binding request) before
+    /// it takes conferences. Turn off only where the operator cannot reach the addresses
+    /// clients use (then they are assumed to work).
+    #[arg(
+        long,
+        env = "PROBE_MEDIA_ADDRESSES",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub probe_media_addresses: bool,
 }
 
 /// Settings of `conclave-operator token`.

@@ -16,6 +16,7 @@ pub mod leader;
 pub mod ledger;
 pub mod metrics;
 pub mod pacing;
+pub mod probe;
 pub mod release_cmd;
 pub mod resources;
 pub mod shutdown;

@@ -138,6 +138,7 @@ pub async fn run(kube_config: kube::Config, config: RunConfig) -> anyhow::Result
         turn_applied: Mutex::default(),
         identity_applied: Mutex::default(),
         budgets_applied: Mutex::default(),
+        probes: Mutex::default(),
         templates: Mutex::default(),
         stalls: Mutex::default(),
         seen: Mutex::default(),

@@ -69,6 +69,8 @@ pub struct Context {
     /// The pool generation whose media-node identity (ServiceAccount, RoleBinding) was last
     /// applied.
     pub identity_applied: Mutex<HashMap<Key, i64>>,
+    /// The last probe of each media node's published address (see `decide::reachability`).
+    pub probes: Mutex<HashMap<Key, crate::decide::reachability::ProbeRecord>>,
     /// Media nodes whose pod's PodDisruptionBudget this process applied (removed once the node
     /// drained or failed).
     pub budgets_applied: Mutex<std::collections::HashSet<Key>>,
@@ -168,6 +170,7 @@ impl Context {
     pub fn forget_node(&self, k: &Key) {
         self.node_pacer.forget(k);
         lock(&self.budgets_applied).remove(k);
+        lock(&self.probes).remove(k);
         lock(&self.seen).remove(&format!("medianode/{k:?}"));
     }
 

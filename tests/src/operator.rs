@@ -14,12 +14,37 @@ pub struct Operator(Child, PathBuf);
 impl Operator {
     /// Starts the operator with `kubeconfig`, watching `namespace`, logging to `log`.
     pub fn start(kubeconfig: &Path, namespace: &str, log: &Path) -> Result<Operator, Error> {
+        Self::start_with(kubeconfig, namespace, log, &[])
+    }
+
+    /// Starts the operator for simulated media nodes (kwok pods, whose published addresses
+    /// reach nothing): it does not probe their addresses.
+    pub fn start_simulated(
+        kubeconfig: &Path,
+        namespace: &str,
+        log: &Path,
+    ) -> Result<Operator, Error> {
+        Self::start_with(
+            kubeconfig,
+            namespace,
+            log,
+            &["--probe-media-addresses=false"],
+        )
+    }
+
+    fn start_with(
+        kubeconfig: &Path,
+        namespace: &str,
+        log: &Path,
+        extra: &[&str],
+    ) -> Result<Operator, Error> {
         let file = std::fs::File::create(log).context(format!("create {}", log.display()))?;
         let stderr = file.try_clone().context("clone the operator log handle")?;
         let binary = default_bin_dir().join("conclave-operator");
         let child = Command::new(&binary)
             .args(["run", "--leader-elect=false", "--metrics-addr=127.0.0.1:0"])
             .arg(format!("--watch-namespace={namespace}"))
+            .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,kube=warn")
             .stdin(Stdio::null())

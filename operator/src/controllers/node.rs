@@ -20,6 +20,7 @@ use super::{apply_params, apply_status, event, paced};
 use crate::decide::disruption::{DisruptionObservation, drain_cause};
 use crate::decide::lifecycle::{NodeObservation, PodObservation, node_phase};
 use crate::decide::pool_spec;
+use crate::decide::reachability::{self, ProbeRecord, Reachability};
 use crate::decide::signaling::{Signaling, signaling_url};
 use crate::error::{KubeContext, Result};
 use crate::resources::media_node::{PodSettings, disruption_budget, media_node_pod};
@@ -60,6 +61,15 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
         .and_then(|n| ctx.caches.kube_nodes.get(&ObjectRef::new(&n)));
     let addresses = addresses(&node, &pool, pod.as_deref(), kube_node.as_deref());
     let t = now();
+    let pod_ready = pod.as_deref().map(observe_pod).is_some_and(|p| p.ready);
+    let probe_target = addresses
+        .public
+        .as_deref()
+        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+        .zip(addresses.udp_port)
+        .map(|(ip, port)| std::net::SocketAddr::new(ip, port))
+        .filter(|_| pod_ready);
+    let reachability = probe_address(&ctx, node.as_ref(), probe_target, secs(&t)).await;
     let timeout = i64::from(pool.spec.media_node.heartbeat_timeout_seconds);
     let heartbeat_age = old.last_heartbeat.as_ref().map(|h| secs(&t) - secs(h));
     let draining = node.spec.draining
@@ -74,6 +84,7 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
         draining,
         pod: pod.as_deref().map(observe_pod),
         has_address: addresses.public.is_some(),
+        reachability,
         heartbeat_age,
         heartbeat_timeout: timeout,
         hosting,
@@ -105,6 +116,21 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
         None,
         &t,
     );
+    if let Some((reachable, reason, message)) = reachability::condition(
+        reachability,
+        probe_target,
+        kube_node.as_ref().map(|n| n.name_any()).as_deref(),
+    ) {
+        set_condition(
+            &mut status.conditions,
+            labels::condition::ADDRESS_REACHABLE,
+            reachable,
+            reason,
+            &message,
+            None,
+            &t,
+        );
+    }
     if draining {
         let rooms = reserved.rooms;
         let deadline = status.draining_since.as_ref().map(secs).unwrap_or(0)
@@ -156,9 +182,46 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
             .await;
         }
     }
-    // Recheck when the heartbeat would go stale, so a silent node is failed in time.
+    // Recheck when the heartbeat would go stale, so a silent node is failed in time, and
+    // soon when its address did not answer.
     let recheck = heartbeat_age.map_or(10, |age| (timeout - age + 1).clamp(1, 30));
+    let recheck = if reachability == Reachability::Unreachable {
+        recheck.min(reachability::REPROBE_UNANSWERED_SECONDS)
+    } else {
+        recheck
+    };
     Ok(Action::requeue(Duration::from_secs(recheck as u64)))
+}
+
+/// Probes the node's published address when due and returns what is known of it.
+async fn probe_address(
+    ctx: &Context,
+    node: &MediaNode,
+    target: Option<std::net::SocketAddr>,
+    now: i64,
+) -> Reachability {
+    let node_key = key(node);
+    let last = lock(&ctx.probes).get(&node_key).copied();
+    let Some(target) = target else {
+        return Reachability::Unknown;
+    };
+    if !ctx.config.probe_media_addresses {
+        return Reachability::Assumed;
+    }
+    if !reachability::probe_due(last.as_ref(), target, now) {
+        return reachability::reachability(last.as_ref(), Some(target));
+    }
+    let answered = crate::probe::answers_binding(target).await;
+    if last.is_none_or(|l| l.answered != answered || l.target != target) {
+        info!(node = %node.name_any(), %target, answered, "probed the media node's published address");
+    }
+    let record = ProbeRecord {
+        target,
+        answered,
+        at: now,
+    };
+    lock(&ctx.probes).insert(node_key, record);
+    reachability::reachability(Some(&record), Some(target))
 }
 
 /// The status fields the operator owns, for change detection (timestamps of conditions are
@@ -184,7 +247,13 @@ fn health_message(reason: &str, age: Option<i64>, timeout: i64) -> String {
         "PodGone" => "the media-node pod disappeared after starting; a replacement node is created"
             .to_owned(),
         "PodFailed" => "the media-node pod ended".to_owned(),
-        "Ready" => "the media node runs, heartbeats and has a public address".to_owned(),
+        "Ready" => "the media node runs, heartbeats, and its public address answers".to_owned(),
+        "AddressUnverified" => {
+            "waiting for the public address to answer the operator's probe".to_owned()
+        }
+        "AddressUnreachable" => {
+            "the public address does not answer; see the AddressReachable condition".to_owned()
+        }
         other => other.to_owned(),
     }
 }

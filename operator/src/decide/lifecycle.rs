@@ -6,6 +6,7 @@
 use conclave_crds::MediaNodePhase::{self, *};
 
 use super::liveness::{Liveness, heartbeat_lost};
+use super::reachability::Reachability;
 
 /// What the node controller observed of one media node.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,6 +19,8 @@ pub struct NodeObservation {
     pub pod: Option<PodObservation>,
     /// Whether a public address could be determined.
     pub has_address: bool,
+    /// Whether that address and the node's UDP port answered the operator's probe.
+    pub reachability: Reachability,
     /// Seconds since the last heartbeat, if there was one.
     pub heartbeat_age: Option<i64>,
     /// The pool's heartbeat timeout, seconds.
@@ -120,7 +123,17 @@ fn observe(o: &NodeObservation, current: MediaNodePhase) -> NodeVerdict {
     }
     match (pod.scheduled, pod.ready && o.has_address && fresh) {
         (false, _) => verdict(Pending, "PodNotScheduled"),
-        (true, true) => verdict(Ready, "Ready"),
+        // A Ready node stays Ready until its address is known not to answer, and one that
+        // hosts conferences keeps them (the condition says what is wrong).
+        (true, true) => match o.reachability {
+            Reachability::Reachable | Reachability::Assumed => verdict(Ready, "Ready"),
+            Reachability::Unknown if current == Ready => verdict(Ready, "Ready"),
+            Reachability::Unknown => verdict(Starting, "AddressUnverified"),
+            Reachability::Unreachable if current == Ready && o.hosting => {
+                verdict(Ready, "AddressUnreachable")
+            }
+            Reachability::Unreachable => verdict(Starting, "AddressUnreachable"),
+        },
         (true, false) if !o.has_address => verdict(Starting, "AddressUnknown"),
         (true, false) if !pod.ready => verdict(Starting, "PodNotReady"),
         (true, false) => verdict(Starting, "NoHeartbeat"),
@@ -145,6 +158,7 @@ mod tests {
             draining: false,
             pod,
             has_address: true,
+            reachability: Reachability::Reachable,
             heartbeat_age: Some(1),
             heartbeat_timeout: 15,
             hosting: false,
@@ -183,6 +197,38 @@ mod tests {
         assert_eq!(
             phase(&obs(Some(Starting), Some(running()))),
             (Ready, "Ready")
+        );
+    }
+
+    #[test]
+    fn ready_only_once_the_published_address_answered() {
+        let with = |current, reachability, hosting| {
+            let mut o = obs(Some(current), Some(running()));
+            o.reachability = reachability;
+            o.hosting = hosting;
+            phase(&o)
+        };
+        use Reachability::*;
+        assert_eq!(
+            with(Starting, Unknown, false),
+            (Starting, "AddressUnverified")
+        );
+        assert_eq!(
+            with(Starting, Unreachable, false),
+            (Starting, "AddressUnreachable")
+        );
+        assert_eq!(with(Starting, Reachable, false), (Ready, "Ready"));
+        // An operator that just started has probed nothing yet: Ready nodes stay Ready.
+        assert_eq!(with(Ready, Unknown, false), (Ready, "Ready"));
+        // An address that stopped answering takes an idle node out of placement, and leaves
+        // a hosting one its conferences.
+        assert_eq!(
+            with(Ready, Unreachable, false),
+            (Starting, "AddressUnreachable")
+        );
+        assert_eq!(
+            with(Ready, Unreachable, true),
+            (Ready, "AddressUnreachable")
         );
     }
 

@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod liveness;
 pub mod placement;
 pub mod pool_spec;
+pub mod reachability;
 pub mod region;
 pub mod rollout;
 pub mod signaling;

@@ -164,7 +164,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // moments can leave its first MediaNodes unreconciled (reported to the operator's
         // authors); the figures here are about the day, not that race.
         day::create_pool(&c.client, NAMESPACE, &s.day).await?;
-        let operator = conclave_testenv::operator::Operator::start(
+        let operator = conclave_testenv::operator::Operator::start_simulated(
             &c.kubeconfig,
             NAMESPACE,
             &c.log("operator.log"),

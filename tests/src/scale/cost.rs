@@ -167,7 +167,7 @@ pub async fn run(
     sim: &Simulator,
     settings: &CostSettings,
 ) -> Result<CostOutcome, Error> {
-    let operator = Operator::start(kubeconfig, namespace, &log_dir.join("operator.log"))?;
+    let operator = Operator::start_simulated(kubeconfig, namespace, &log_dir.join("operator.log"))?;
     let peak = PeakRss::start(operator.pid());
     let nodes: Api<MediaNode> = Api::namespaced(client.clone(), namespace);
     let began = Instant::now();
@@ -309,7 +309,7 @@ async fn restart(
 ) -> Result<(f64, f64), Error> {
     let api: Api<Conference> = Api::namespaced(client.clone(), namespace);
     let began = Instant::now();
-    let operator = Operator::start(
+    let operator = Operator::start_simulated(
         kubeconfig,
         namespace,
         &log_dir.join("operator-restarted.log"),

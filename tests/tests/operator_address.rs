@@ -1,0 +1,141 @@
+//! A media node takes conferences only once its published address answers: with the
+//! `conclave.dev/public-ip` annotation of its Kubernetes node pointing at another node, the
+//! operator's STUN probe of that address and the pool's UDP port goes unanswered, the
+//! MediaNode stays Starting with an `AddressReachable` condition naming the address and where
+//! it comes from, and the conference waits unplaced; removing the annotation lets the probe
+//! through, the node becomes Ready and the conference is placed on it. Its own binary: the
+//! annotation changes a Node every test of a binary shares.
+
+#![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::fixtures::{conference, create, pool, ports};
+use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, labels};
+use conclave_testenv::{TestNamespace, wait};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Sets the public-ip annotation of a Node, and removes it when dropped (a failing test too).
+struct PublicIpAnnotation {
+    nodes: Api<Node>,
+    node: String,
+}
+
+impl PublicIpAnnotation {
+    async fn set(client: Client, node: &str, ip: Option<&str>) -> Self {
+        let nodes: Api<Node> = Api::all(client);
+        let patch = json!({"metadata": {"annotations": {labels::PUBLIC_IP: ip}}});
+        nodes
+            .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        Self {
+            nodes,
+            node: node.to_owned(),
+        }
+    }
+}
+
+impl Drop for PublicIpAnnotation {
+    fn drop(&mut self) {
+        let patch = json!({"metadata": {"annotations": {labels::PUBLIC_IP: null}}});
+        let (nodes, node) = (self.nodes.clone(), self.node.clone());
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async move {
+                let _ = nodes
+                    .patch(&node, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await;
+            });
+        });
+    }
+}
+
+/// The pool's one MediaNode, once its AddressReachable condition has status `status`.
+async fn reachable_condition(ns: &TestNamespace, status: &str) -> (MediaNode, String) {
+    wait::until(
+        &format!("a MediaNode with AddressReachable {status}"),
+        TIMEOUT,
+        || async {
+            let nodes = ns.api::<MediaNode>().list(&Default::default()).await.ok()?;
+            let node = nodes.items.into_iter().next()?;
+            let condition = node
+                .status
+                .as_ref()?
+                .conditions
+                .iter()
+                .find(|c| c.type_ == labels::condition::ADDRESS_REACHABLE && c.status == status)?
+                .clone();
+            Some((node, condition.message))
+        },
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_published_address_does_not_answer_takes_no_conference_until_fixed() {
+    let (env, ns, _operator) = common::start("address").await;
+    let [target, elsewhere, ..] = env.nodes() else {
+        panic!("the test cluster has at least two nodes");
+    };
+    let wrong = elsewhere.address.to_string();
+    let annotation = PublicIpAnnotation::set(ns.client(), &target.name, Some(&wrong)).await;
+    let ports = ports();
+    create(
+        &ns,
+        &pool(
+            "pinned",
+            ports,
+            json!({
+                "scaling": {"minNodes": 1, "maxNodes": 1, "bufferParticipants": 0},
+                "mediaNode": {"nodeSelector": {"kubernetes.io/hostname": target.name}}
+            }),
+        ),
+    )
+    .await;
+    create(&ns, &conference("standup", "pinned", 4, json!({}))).await;
+
+    // The operator probed the wrong address and says so; the node is not Ready and the
+    // conference is not placed.
+    let (node, message) = reachable_condition(&ns, "False").await;
+    println!("AddressReachable False: {message}");
+    let probed = format!("{wrong}:{}/udp", ports.udp);
+    assert!(message.contains(&probed), "{message} names {probed}");
+    assert!(
+        message.contains(&format!("annotation of Node {}", target.name)),
+        "{message}"
+    );
+    assert_eq!(
+        node.status.clone().unwrap().phase,
+        Some(MediaNodePhase::Starting),
+        "not Ready while its address does not answer"
+    );
+    let waiting = ns.api::<Conference>().get("standup").await.unwrap();
+    let status = waiting.status.clone().unwrap_or_default();
+    assert_eq!(status.media_node, None, "placed on an unreachable node");
+    assert_ne!(status.phase, Some(ConferencePhase::Active));
+
+    // Fixed: the probe reaches the node at its Node's own address.
+    drop(annotation);
+    let (node, message) = reachable_condition(&ns, "True").await;
+    println!("AddressReachable True: {message}");
+    assert!(
+        message.contains(&format!("{}:{}/udp", target.address, ports.udp)),
+        "{message}"
+    );
+    let placed = wait::until("the conference placed on the node", TIMEOUT, || async {
+        let c = ns.api::<Conference>().get("standup").await.ok()?;
+        let s = c.status?;
+        (s.phase == Some(ConferencePhase::Active)).then_some(s.media_node?)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, &ns)));
+    assert_eq!(placed, node.name_any());
+}
