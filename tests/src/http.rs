@@ -1,12 +1,9 @@
-//! A minimal HTTP/1.1 GET over a plain TCP connection, or over a port forwarded to a pod
-//! through the API server, enough for readiness probes and for tests talking to pods (no TLS,
-//! no redirects, body read until the server closes).
+//! A minimal HTTP/1.1 GET over a plain TCP connection, enough for readiness probes and for
+//! tests talking to pods (no TLS, no redirects, body read until the server closes).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -30,31 +27,6 @@ pub async fn get(
     let exchange = async {
         let stream = TcpStream::connect(addr).await?;
         exchange(stream, &peer, path, headers).await
-    };
-    finish(&peer, path, timeout, exchange).await
-}
-
-/// Sends `GET path` to `port` of pod `name`, forwarded through the API server (the pod's own
-/// address need not be reachable from here); bounded by `timeout`.
-pub async fn get_pod(
-    pods: &Api<Pod>,
-    name: &str,
-    port: u16,
-    path: &str,
-    timeout: Duration,
-) -> Result<Response, Error> {
-    let peer = format!("pod/{name}:{port}");
-    let exchange = async {
-        let mut forward = pods
-            .portforward(name, &[port])
-            .await
-            .map_err(std::io::Error::other)?;
-        let stream = forward
-            .take_stream(port)
-            .ok_or_else(|| std::io::Error::other("no forwarded stream"))?;
-        let raw = exchange(stream, "localhost", path, &[]).await;
-        forward.abort();
-        raw
     };
     finish(&peer, path, timeout, exchange).await
 }

@@ -67,17 +67,24 @@ async fn pool_comes_up_places_a_conference_and_replaces_a_lost_node() {
 
     // Metrics on their own port (signaling + 1), at the pod's address only, and not on the
     // public signaling port.
-    let pods = ns.api::<k8s_openapi::api::core::v1::Pod>();
-    let pod = nodes[0].name_any();
-    let in_pod = |port: u16| {
-        let (pods, pod) = (pods.clone(), pod.clone());
-        async move {
-            conclave_testenv::http::get_pod(&pods, &pod, port, "/metrics", Duration::from_secs(10))
-                .await
-                .unwrap()
-        }
-    };
-    let metrics = in_pod(port + 1).await;
+    let pod_ip: std::net::IpAddr = nodes[0]
+        .status
+        .clone()
+        .unwrap()
+        .addresses
+        .unwrap()
+        .internal
+        .unwrap()
+        .parse()
+        .unwrap();
+    let metrics = conclave_testenv::http::get(
+        (pod_ip, port + 1).into(),
+        "/metrics",
+        &[],
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
     assert!(
         metrics.status == 200 && metrics.body.contains("conclave_media_node_rooms"),
         "{metrics:?}"
