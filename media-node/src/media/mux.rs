@@ -178,11 +178,11 @@ impl Shared {
         }
     }
 
-    /// Routes one batch of received datagrams under one lock.
-    fn deliver(&self, datagrams: impl Iterator<Item = (SocketAddr, Bytes)>) {
+    /// Routes one batch of received datagrams under one lock, then wakes the peer
+    /// connections that got some (`woken` is scratch space, kept between batches).
+    fn deliver(&self, datagrams: &mut Vec<(SocketAddr, Bytes)>, woken: &mut Vec<Arc<Endpoint>>) {
         let mut routes = lock(&self.routes);
-        let mut woken: Vec<Arc<Endpoint>> = Vec::new();
-        for (from, datagram) in datagrams {
+        for (from, datagram) in datagrams.drain(..) {
             self.counters.received.fetch_add(1, Ordering::Relaxed);
             let endpoint = match stun::kind(&datagram) {
                 Kind::Unknown => {
@@ -224,7 +224,7 @@ impl Shared {
             }
         }
         drop(routes);
-        for endpoint in woken {
+        for endpoint in woken.drain(..) {
             endpoint.waker.wake();
         }
     }
@@ -312,17 +312,20 @@ impl UdpMux {
 /// Reads the port until the node drops it.
 async fn receive(shared: Arc<Shared>) {
     let gro = shared.batch.gro_segments().max(1);
-    let mut buffers = vec![vec![0u8; DATAGRAM_LEN * gro]; BATCH_SIZE];
+    // Reused for every read: nothing is allocated per datagram (the arena is refilled in
+    // 256 KiB steps once the datagrams it holds are consumed).
+    let mut buffers: [Vec<u8>; BATCH_SIZE] = std::array::from_fn(|_| vec![0u8; DATAGRAM_LEN * gro]);
     let mut meta = [RecvMeta::default(); BATCH_SIZE];
     let mut arena = BytesMut::with_capacity(ARENA_LEN);
+    let mut batch: Vec<(SocketAddr, Bytes)> = Vec::with_capacity(BATCH_SIZE * gro);
+    let mut woken = Vec::with_capacity(BATCH_SIZE);
     loop {
         if let Err(e) = shared.io.readable().await {
             tracing::error!(error = %e, "the media port cannot be read");
             return;
         }
         let received = shared.io.try_io(tokio::io::Interest::READABLE, || {
-            let mut slices: Vec<IoSliceMut<'_>> =
-                buffers.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+            let mut slices = buffers.each_mut().map(|b| IoSliceMut::new(b));
             let n = shared
                 .batch
                 .recv(UdpSockRef::from(&shared.io), &mut slices, &mut meta)?;
@@ -343,16 +346,14 @@ async fn receive(shared: Arc<Shared>) {
             buffers.iter().zip(&meta).take(n).flat_map(|(buffer, m)| {
                 segments(&buffer[..m.len], m.stride).map(move |d| (m.addr, d))
             });
-        let copied: Vec<(SocketAddr, Bytes)> = datagrams
-            .map(|(from, d)| {
-                if arena.capacity() < d.len() {
-                    arena = BytesMut::with_capacity(ARENA_LEN);
-                }
-                arena.extend_from_slice(d);
-                (from, arena.split().freeze())
-            })
-            .collect();
-        shared.deliver(copied.into_iter());
+        for (from, d) in datagrams {
+            if arena.capacity() < d.len() {
+                arena = BytesMut::with_capacity(ARENA_LEN);
+            }
+            arena.extend_from_slice(d);
+            batch.push((from, arena.split().freeze()));
+        }
+        shared.deliver(&mut batch, &mut woken);
     }
 }
 
