@@ -122,8 +122,8 @@ pub async fn run_node(
     // Wait for the operator to publish the public address before taking rooms.
     let pool = loop {
         let f = facts.borrow().clone();
-        if let (Some(_), Some(pool)) = (f.public_ip, f.pool) {
-            break Some(pool);
+        if let (Some(_), Some(pool), Some(uid)) = (f.public_ip, f.pool, f.uid) {
+            break Some((pool, uid));
         }
         tokio::select! {
             changed = facts.changed() => if changed.is_err() {
@@ -132,8 +132,16 @@ pub async fn run_node(
             _ = &mut stop => break None,
         }
     };
-    if let Some(pool) = pool {
+    if let Some((pool, uid)) = pool {
         tracing::info!(node = %config.node_name, %pool, "address published; taking rooms");
+        watches.push(tokio::spawn(cluster::lease::run(
+            client.clone(),
+            ns.clone(),
+            config.node_name.clone(),
+            pool.clone(),
+            uid,
+            config.heartbeat(),
+        )));
         watches.push(tokio::spawn(cluster::directory::run(
             client.clone(),
             ns.clone(),

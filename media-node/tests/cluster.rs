@@ -1,7 +1,7 @@
 //! The node against a real Kubernetes API server (the project's local control plane, see
 //! tests/controlplane): it waits for its published address, opens a room for the Conference
 //! labelled with its name, hands out TURN credentials from its pool, reports load by
-//! server-side apply without touching operator fields, tells clients to reconnect when the
+//! server-side apply without touching operator fields, renews its own Lease, tells clients to reconnect when the
 //! conference moves, and drains when its MediaNode is set to draining.
 //!
 //! Needs the control plane binary (`make controlplane`; path in CONCLAVE_CONTROLPLANE or
@@ -288,6 +288,39 @@ async fn node_follows_its_medianode_pool_and_conferences() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(reported, "load reported by server-side apply");
+
+    // Liveness: the node's own Lease, owned by its MediaNode, renewed every heartbeat (1 s).
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(kube.clone(), NS);
+    let renewed = || async {
+        let lease = leases.get("node-a").await.ok()?;
+        let owner = lease
+            .metadata
+            .owner_references
+            .clone()?
+            .first()?
+            .kind
+            .clone();
+        assert_eq!(owner, "MediaNode");
+        lease.spec?.renew_time.map(|t| t.0)
+    };
+    let mut first = None;
+    for _ in 0..50 {
+        first = renewed().await;
+        if first.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let first = first.expect("the node's Lease exists");
+    let mut later = None;
+    for _ in 0..50 {
+        later = renewed().await.filter(|t| *t > first);
+        if later.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(later.is_some(), "the Lease is renewed (first {first})");
 
     // The operator moves the conference: clients are sent to the new node.
     conferences

@@ -10,6 +10,7 @@ use conclave_crds::capacity::Usage;
 use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaPool, labels};
 use futures::{StreamExt, future};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::client::ClientBuilder;
 use kube::runtime::controller::{self, Controller};
@@ -123,6 +124,7 @@ pub async fn run(kube_config: kube::Config, config: RunConfig) -> anyhow::Result
         caches.pods.wait_until_ready().await?;
         caches.kube_nodes.wait_until_ready().await?;
         caches.secrets.wait_until_ready().await?;
+        caches.leases.wait_until_ready().await?;
         caches.deployments.wait_until_ready().await
     };
     if shutdown.unless(filled).await.transpose()?.is_none() {
@@ -265,7 +267,14 @@ fn start_watches(
         api::<Deployment>(client, ns),
         component(labels::COMPONENT_TURN),
     );
+    // No controller reacts to a renewal: the node controller rechecks liveness on its own
+    // schedule, and reads the renew times from this cache.
+    let (leases, []) = watch(
+        api::<Lease>(client, ns),
+        component(labels::COMPONENT_MEDIA_NODE),
+    );
     let caches = Caches {
+        leases,
         pools,
         nodes,
         conferences,

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use conclave_crds::capacity::Usage;
 use conclave_crds::{Conference, MediaNode, MediaNodePhase, MediaPool, labels};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -18,7 +19,7 @@ use crate::config::RunConfig;
 use crate::decide::evacuation::EvacuationBudget;
 use crate::decide::region::{Headroom, pool_to_grow};
 use crate::decide::stall::heartbeats_stalled;
-use crate::decide::{NodeView, is_live};
+use crate::decide::{NodeView, UnixSeconds, is_live};
 use crate::ledger::{Key, Ledger};
 use crate::metrics::Metrics;
 use crate::pacing::Pacer;
@@ -42,6 +43,8 @@ pub struct Caches {
     pub secrets: Store<Secret>,
     /// TURN Deployments.
     pub deployments: Store<Deployment>,
+    /// Media nodes' Leases (their liveness: each node renews its own).
+    pub leases: Store<Lease>,
 }
 
 /// What a pool's TURN Deployment was last applied from: pool generation, replicas, and the
@@ -104,6 +107,29 @@ pub fn key<K: ResourceExt>(o: &K) -> Key {
 }
 
 impl Context {
+    /// When media node `node` last showed it is alive: the renew time of its Lease, or the
+    /// `status.lastHeartbeat` it reports with its load (media nodes older than their Leases
+    /// only send that), whichever is later.
+    pub fn heartbeat(&self, node: &MediaNode) -> Option<UnixSeconds> {
+        let reported = node
+            .status
+            .as_ref()
+            .and_then(|s| s.last_heartbeat.as_ref())
+            .map(secs);
+        let lease = self
+            .caches
+            .leases
+            .get(&ObjectRef::new(&node.name_any()).within(&node.namespace().unwrap_or_default()))
+            .and_then(|l| {
+                l.spec
+                    .as_ref()?
+                    .renew_time
+                    .as_ref()
+                    .map(|t| t.0.as_second())
+            });
+        reported.max(lease)
+    }
+
     /// The pool named `name` in `ns`.
     pub fn pool(&self, ns: &str, name: &str) -> Option<Arc<MediaPool>> {
         self.caches.pools.get(&ObjectRef::new(name).within(ns))
@@ -262,7 +288,7 @@ impl Context {
                 .as_ref()
                 .map(secs)
                 .unwrap_or(0),
-            last_heartbeat: status.and_then(|s| s.last_heartbeat.as_ref()).map(secs),
+            last_heartbeat: self.heartbeat(node),
             capacity: node.spec.capacity,
             reserved: ledger.reserved_on(&key(node)),
             reported: Usage {

@@ -1,6 +1,6 @@
 //! End to end: conferences leave their media node. A node a person drains hands its
 //! conferences to another node at the pool's evacuation rate and is deleted once empty; a node
-//! whose process freezes (its heartbeat goes stale) has its conference re-placed with new join
+//! whose process freezes (its Lease is no longer renewed: its heartbeat goes stale) has its conference re-placed with new join
 //! info within seconds of the heartbeat timeout; but when every node of a pool goes quiet at
 //! once, nothing is failed or moved until the heartbeats come back.
 
@@ -196,12 +196,13 @@ async fn a_frozen_node_loses_its_conference_within_seconds_of_its_heartbeat_goin
     // Freeze the media node: the pod stays, the heartbeat stops.
     let frozen = freeze(&ns, &host).await;
 
-    // The node's last heartbeat, as seen while waiting (a write in flight at the freeze may
-    // still land; once deleted, the node's last value stays).
+    // The node's last heartbeat (its Lease's renew time), as seen while waiting (a renewal
+    // in flight at the freeze may still land; once deleted, the last value seen stays).
     let last_heartbeat = Mutex::new(None);
+    let leases = ns.api::<k8s_openapi::api::coordination::v1::Lease>();
     let moved = wait::until("the standup moved to another node", TIMEOUT, || async {
-        if let Ok(Some(n)) = ns.api::<MediaNode>().get_opt(&host).await
-            && let Some(beat) = n.status.and_then(|s| s.last_heartbeat)
+        if let Ok(Some(lease)) = leases.get_opt(&host).await
+            && let Some(beat) = lease.spec.and_then(|s| s.renew_time)
         {
             *last_heartbeat.lock().unwrap() = Some(beat.0);
         }
@@ -220,7 +221,8 @@ async fn a_frozen_node_loses_its_conference_within_seconds_of_its_heartbeat_goin
     let stale_at = last_heartbeat + k8s_openapi::jiff::SignedDuration::from_secs(timeout);
     let after_stale = observed.duration_since(stale_at);
     println!("failover: conference moved {after_stale:#} after the heartbeat went stale");
-    // The heartbeat time has second precision and the check polls every 200 ms: 1 s of slack.
+    // The operator reads heartbeat times to the second and the check polls every 200 ms: 1 s
+    // of slack.
     assert!(
         after_stale <= k8s_openapi::jiff::SignedDuration::from_secs(6),
         "moved {after_stale:#} after the heartbeat went stale (limit 5 s)"

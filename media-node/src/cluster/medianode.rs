@@ -18,6 +18,8 @@ use crate::node::NodeState;
 pub struct NodeFacts {
     /// spec.pool.
     pub pool: Option<String>,
+    /// metadata.uid (its Lease's owner).
+    pub uid: Option<String>,
     /// status.addresses.public, parsed.
     pub public_ip: Option<IpAddr>,
     /// spec.draining.
@@ -29,6 +31,7 @@ pub fn facts(node: &MediaNode) -> NodeFacts {
     let addresses = node.status.as_ref().and_then(|s| s.addresses.as_ref());
     NodeFacts {
         pool: Some(node.spec.pool.clone()).filter(|p| !p.is_empty()),
+        uid: node.metadata.uid.clone(),
         public_ip: addresses
             .and_then(|a| a.public.as_deref())
             .and_then(|ip| ip.parse().ok()),

@@ -1,7 +1,9 @@
-//! Load reports: every heartbeat interval, and at once after a burst of joins or leaves,
-//! server-side apply of `status.load` and `status.lastHeartbeat` on this node's MediaNode and
-//! `status.participants` on each of its conferences, under the media node's own field manager
-//! (the patches are `conclave_crds::report`'s).
+//! Load reports, server-side applied under the media node's own field manager (the patches are
+//! `conclave_crds::report`'s): `status.load` (with `status.lastHeartbeat`, the time of the
+//! report) on this node's MediaNode when the load changed meaningfully (see
+//! `worth_reporting`), at most every half second after a burst of joins or leaves and at least
+//! every minute; and `status.participants` on each of its conferences whose count changed.
+//! Liveness is the node's Lease (see `lease`), not these reports.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +21,32 @@ use crate::node::{LoadSnapshot, NodeState};
 
 /// Reports at most this often, however many joins and leaves happen.
 const MIN_INTERVAL: Duration = Duration::from_millis(500);
+/// The load is written at least this often, changed or not.
+const REFRESH: Duration = Duration::from_secs(60);
+/// Rates that moved less than this fraction (and than the floors below) are not news.
+const RELATIVE_CHANGE: f64 = 0.2;
+const CPU_FLOOR_CORES: f64 = 0.05;
+const BITRATE_FLOOR_MBPS: f64 = 1.0;
+
+/// Whether `now` is worth a status write after `last` was written `since` ago: any change of
+/// rooms, participants or tracks (placement and the autoscaler count them), a rate that moved
+/// by a fifth and more than its floor, or the refresh being due.
+pub fn worth_reporting(last: Option<&LoadSnapshot>, now: &LoadSnapshot, since: Duration) -> bool {
+    let Some(last) = last else {
+        return true;
+    };
+    let moved = |a: f64, b: f64, floor: f64| (a - b).abs() > floor.max(RELATIVE_CHANGE * a.max(b));
+    since >= REFRESH
+        || (
+            last.rooms,
+            last.participants,
+            last.tracks_in,
+            last.tracks_out,
+        ) != (now.rooms, now.participants, now.tracks_in, now.tracks_out)
+        || moved(last.cpu, now.cpu, CPU_FLOOR_CORES)
+        || moved(last.ingress_mbps, now.ingress_mbps, BITRATE_FLOOR_MBPS)
+        || moved(last.egress_mbps, now.egress_mbps, BITRATE_FLOOR_MBPS)
+}
 
 /// The MediaNode status patch of `load`, rounded to two decimals.
 pub fn node_patch(load: &LoadSnapshot, now: Time) -> Value {
@@ -50,23 +78,29 @@ pub async fn run(client: Client, namespace: String, state: Arc<NodeState>, inter
     );
 }
 
-/// `status.load` and `status.lastHeartbeat` on this node's MediaNode. A write that takes
-/// longer than the interval is abandoned for a fresh one.
+/// `status.load` and `status.lastHeartbeat` on this node's MediaNode, looked at every
+/// interval and after joins and leaves, written when worth it. A write that takes longer than
+/// the interval is abandoned for a fresh one (and the load is written again next time).
 async fn heartbeats(nodes: Api<MediaNode>, state: Arc<NodeState>, interval: Duration) {
     let params = PatchParams::apply(labels::MEDIA_NODE_MANAGER).force();
     let mut changed = state.load_changed.subscribe();
+    let mut last: Option<(LoadSnapshot, tokio::time::Instant)> = None;
     loop {
-        let now = Time(k8s_openapi::jiff::Timestamp::now());
-        let patch = node_patch(&state.stats.load(), now);
-        let patch = Patch::Apply(&patch);
-        let write = nodes.patch_status(&state.settings.name, &params, &patch);
-        match tokio::time::timeout(interval, write).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(node = %state.settings.name, error = %e, "load report failed")
-            }
-            Err(_) => {
-                tracing::warn!(node = %state.settings.name, ?interval, "load report timed out")
+        let load = state.stats.load();
+        let since = last.map_or(Duration::MAX, |(_, at)| at.elapsed());
+        if worth_reporting(last.as_ref().map(|(l, _)| l), &load, since) {
+            let now = Time(k8s_openapi::jiff::Timestamp::now());
+            let patch = node_patch(&load, now);
+            let patch = Patch::Apply(&patch);
+            let write = nodes.patch_status(&state.settings.name, &params, &patch);
+            match tokio::time::timeout(interval, write).await {
+                Ok(Ok(_)) => last = Some((load, tokio::time::Instant::now())),
+                Ok(Err(e)) => {
+                    tracing::warn!(node = %state.settings.name, error = %e, "load report failed")
+                }
+                Err(_) => {
+                    tracing::warn!(node = %state.settings.name, ?interval, "load report timed out")
+                }
             }
         }
         next_report(&mut changed, interval).await;
@@ -122,6 +156,51 @@ async fn next_report(changed: &mut tokio::sync::watch::Receiver<()>, interval: D
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_meaningful_load_changes_are_written_before_the_refresh() {
+        let base = LoadSnapshot {
+            rooms: 2,
+            participants: 9,
+            tracks_in: 4,
+            tracks_out: 20,
+            ingress_mbps: 10.0,
+            egress_mbps: 40.0,
+            cpu: 0.5,
+        };
+        let soon = Duration::from_secs(5);
+        assert!(worth_reporting(None, &base, soon), "the first report");
+        assert!(!worth_reporting(Some(&base), &base, soon));
+        assert!(worth_reporting(Some(&base), &base, REFRESH), "the refresh");
+        let joined = LoadSnapshot {
+            participants: 10,
+            ..base
+        };
+        assert!(worth_reporting(Some(&base), &joined, soon), "a join");
+        let jitter = LoadSnapshot {
+            cpu: 0.55,
+            egress_mbps: 44.0,
+            ..base
+        };
+        assert!(
+            !worth_reporting(Some(&base), &jitter, soon),
+            "10 % is jitter"
+        );
+        let busier = LoadSnapshot {
+            egress_mbps: 60.0,
+            ..base
+        };
+        assert!(
+            worth_reporting(Some(&base), &busier, soon),
+            "half as much again"
+        );
+        let idle = LoadSnapshot::default();
+        let tiny = LoadSnapshot { cpu: 0.04, ..idle };
+        assert!(
+            !worth_reporting(Some(&idle), &tiny, soon),
+            "below the floor"
+        );
+    }
 
     #[test]
     fn patches_carry_only_media_node_fields() {

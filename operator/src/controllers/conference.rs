@@ -185,7 +185,7 @@ fn host_of<'a>(
         let timeout = pool.map_or(i64::MAX, |p| {
             i64::from(p.spec.media_node.heartbeat_timeout_seconds)
         });
-        let age = heartbeat_age(n, now);
+        let age = ctx.heartbeat(n).map(|h| now - h);
         let stale = age.is_some_and(|a| a > timeout);
         HostNode {
             liveness: Liveness {
@@ -196,11 +196,7 @@ fn host_of<'a>(
                 pool_stalled: stale && pool.is_some_and(|p| ctx.heartbeats_stalled(p, now)),
             },
             draining: n.spec.draining,
-            last_heartbeat: n
-                .status
-                .as_ref()
-                .and_then(|s| s.last_heartbeat.as_ref())
-                .map(secs),
+            last_heartbeat: ctx.heartbeat(n),
         }
     });
     Host { name, node }
@@ -689,14 +685,6 @@ fn phase_of(node: &MediaNode) -> MediaNodePhase {
         .as_ref()
         .and_then(|s| s.phase)
         .unwrap_or(MediaNodePhase::Pending)
-}
-
-fn heartbeat_age(node: &MediaNode, now: i64) -> Option<i64> {
-    node.status
-        .as_ref()?
-        .last_heartbeat
-        .as_ref()
-        .map(|h| now - secs(h))
 }
 
 /// Join info of a conference on `node`: its signaling URL and public address, and the pool's

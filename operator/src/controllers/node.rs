@@ -71,7 +71,7 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
         .filter(|_| pod_ready);
     let reachability = probe_address(&ctx, node.as_ref(), probe_target, secs(&t)).await;
     let timeout = i64::from(pool.spec.media_node.heartbeat_timeout_seconds);
-    let heartbeat_age = old.last_heartbeat.as_ref().map(|h| secs(&t) - secs(h));
+    let heartbeat_age = ctx.heartbeat(&node).map(|h| secs(&t) - h);
     let draining = node.spec.draining
         || start_drain(&ctx, &node, pod.as_deref(), kube_node.as_deref()).await?;
     let reserved = lock(&ctx.ledger).reserved_on(&key(node.as_ref()));

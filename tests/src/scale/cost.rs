@@ -80,8 +80,13 @@ pub struct CostOutcome {
     pub cpu_seconds_per_1000_placements: f64,
     /// Operator CPU while only heartbeats arrive (cores).
     pub steady_cpu_cores: f64,
-    /// MediaNode status writes per second during the steady phase.
+    /// Heartbeats per second during the steady phase: Lease renewals and MediaNode status
+    /// writes of the simulated media nodes.
     pub steady_heartbeats_per_second: f64,
+    /// Requests per second the API server served during the steady phase (all clients, all
+    /// resources, watches excluded), and of those, MediaNode status writes.
+    pub steady_api_requests_per_second: f64,
+    pub steady_medianode_status_writes_per_second: f64,
     pub api: ApiCost,
     /// Restart → a new conference has join info.
     pub restart_to_placement_seconds: f64,
@@ -223,12 +228,15 @@ pub async fn run(
     let cpu1 = cpu_seconds(pid).unwrap_or(0.0);
     let api1 = apiserver::request_counts(client).await?;
     let sim1 = writes(sim);
+    let renewals1 = sim.writes.lease_renewals.load(Ordering::Relaxed);
     let rss_mib_after_placements = rss_mib(pid).unwrap_or(0.0);
     let api = api_cost(&api1, &api0, sim0, sim1, created, placed);
 
     tokio::time::sleep(Duration::from_secs(settings.steady_seconds)).await;
     let cpu2 = cpu_seconds(pid).unwrap_or(0.0);
+    let api2 = apiserver::request_counts(client).await?;
     let sim2 = writes(sim);
+    let renewals2 = sim.writes.lease_renewals.load(Ordering::Relaxed);
     let rss_mib_after_steady = rss_mib(pid).unwrap_or(0.0);
     let media_nodes_not_ready = want.saturating_sub(ready_nodes(&nodes).await);
     let quiet = settings.steady_seconds.max(1) as f64;
@@ -254,11 +262,25 @@ pub async fn run(
         steady,
         placement,
         steady_cpu_cores,
-        steady_heartbeats_per_second: (sim2.0 - sim1.0) as f64 / quiet,
+        steady_heartbeats_per_second: ((sim2.0 - sim1.0) + (renewals2 - renewals1)) as f64 / quiet,
+        steady_api_requests_per_second: steady_requests(&api2, &api1, |_, _| true) / quiet,
+        steady_medianode_status_writes_per_second: steady_requests(&api2, &api1, |r, s| {
+            r == "medianodes" && s == "status"
+        }) / quiet,
         api,
         restart_to_placement_seconds,
         rss_mib_after_restart,
     })
+}
+
+/// Requests served between two readings, watches excluded, of the (resource, subresource)
+/// pairs `which` accepts.
+fn steady_requests(after: &Counts, before: &Counts, which: impl Fn(&str, &str) -> bool) -> f64 {
+    apiserver::delta(after, before)
+        .iter()
+        .filter(|((r, s, v), _)| v != "WATCH" && which(r, s))
+        .map(|(_, n)| n)
+        .sum()
 }
 
 /// Operator requests = requests for Conclave objects and Events − the simulator's status

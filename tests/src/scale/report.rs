@@ -303,7 +303,7 @@ pub fn cost_markdown(c: &CostOutcome, machine: &Machine, heartbeat_seconds: u64)
         st.in_flight
     );
     m.push_str("| figure | measured | goal |\n|---|---|---|\n");
-    let rows: [(&str, String, String); 10] = [
+    let rows: [(&str, String, String); 11] = [
         (
             "operator resident memory: nodes Ready / after placements / steady / peak",
             format!(
@@ -370,6 +370,14 @@ pub fn cost_markdown(c: &CostOutcome, machine: &Machine, heartbeat_seconds: u64)
             format!(
                 "{:.3} cores at {:.0} heartbeats/s",
                 c.steady_cpu_cores, c.steady_heartbeats_per_second
+            ),
+            String::new(),
+        ),
+        (
+            "API server requests with only heartbeats arriving (of them MediaNode status writes)",
+            format!(
+                "{:.0}/s ({:.0}/s)",
+                c.steady_api_requests_per_second, c.steady_medianode_status_writes_per_second
             ),
             String::new(),
         ),

@@ -1,9 +1,10 @@
 //! The load simulator: stands in for every media node whose pod kwok runs. From the moment
 //! the pod is Running and the MediaNode has a public address (when the real media node starts
 //! reporting) until the pod or MediaNode goes away, it does what the media node's reporter
-//! does: every heartbeat interval, and 500 ms after a change of its rooms, a server-side apply
-//! of `status.load` and `status.lastHeartbeat` under the field manager `conclave-media-node`,
-//! and, in a task of its own, `status.participants` of each conference whose count changed. Participants join a
+//! does, under the field manager `conclave-media-node`: every heartbeat interval a renewal of
+//! its Lease; a server-side apply of `status.load` and `status.lastHeartbeat` when the load
+//! changed (500 ms after a change of its rooms) and at least every minute; and, in a task of
+//! its own, `status.participants` of each conference whose count changed. Participants join a
 //! conference placed on the node once it is Active (after a join delay) and leave when it is
 //! deleted; how many come is the conference's attendees annotation (else maxParticipants).
 //!
@@ -16,11 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use conclave_crds::node::NodeLoad;
-use conclave_crds::report::{load_report, participants_report};
+use conclave_crds::report::{lease_renewal, load_report, participants_report};
 use conclave_crds::{Conference, ConferencePhase, MediaNode, labels};
 use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -35,6 +37,8 @@ pub const ATTENDEES: &str = "bench.conclave.dev/attendees";
 
 /// Reports at most this often after a change (the media node's MIN_INTERVAL).
 const SETTLE: Duration = Duration::from_millis(500);
+/// The load is written at least this often, changed or not (the media node's REFRESH).
+const LOAD_REFRESH: Duration = Duration::from_secs(60);
 
 /// How the simulated media nodes behave.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -50,6 +54,8 @@ pub struct Behaviour {
 pub struct Writes {
     /// MediaNode status applies.
     pub node_reports: AtomicU64,
+    /// Lease renewals.
+    pub lease_renewals: AtomicU64,
     /// Conference status applies.
     pub conference_reports: AtomicU64,
     /// Applies that failed.
@@ -77,6 +83,8 @@ struct World {
     by_node: HashMap<String, BTreeSet<String>>,
     pods_running: HashSet<String>,
     nodes_addressed: HashSet<String>,
+    /// MediaNode uids and pools, for their Leases.
+    node_owners: HashMap<String, (String, String)>,
     tasks: HashMap<String, (Arc<watch::Sender<()>>, JoinHandle<()>)>,
 }
 
@@ -207,6 +215,14 @@ fn on_node(shared: &Shared, name: &str, node: Option<&MediaNode>) {
         world.nodes_addressed.insert(name.to_owned());
     } else {
         world.nodes_addressed.remove(name);
+    }
+    match node.and_then(|n| Some((n.metadata.uid.clone()?, n.spec.pool.clone()))) {
+        Some(owner) => {
+            world.node_owners.insert(name.to_owned(), owner);
+        }
+        None => {
+            world.node_owners.remove(name);
+        }
     }
     supervise(shared, &mut world, name);
 }
@@ -385,23 +401,53 @@ async fn report_loop(target: ReportTarget, node: String, changed: Arc<watch::Sen
     );
 }
 
+/// The Lease renewal and, when the load changed or a minute passed, the load report.
 async fn heartbeats(target: &ReportTarget, node: &str, mut changed: watch::Receiver<()>) {
     let nodes: Api<MediaNode> = Api::namespaced(target.client.clone(), &target.namespace);
+    let leases: Api<Lease> = Api::namespaced(target.client.clone(), &target.namespace);
     let params = PatchParams::apply(labels::MEDIA_NODE_MANAGER).force();
     let interval = Duration::from_secs(target.behaviour.heartbeat_seconds.max(1));
     let join_delay = Duration::from_millis(target.behaviour.join_delay_ms);
+    let mut last: Option<(NodeLoad, Instant)> = None;
+    let mut renewed = Instant::now() - interval;
     loop {
-        let report = report_of(&lock(&target.world), node, join_delay, Instant::now());
-        let now = Time(k8s_openapi::jiff::Timestamp::now());
-        let patch = load_report(&report.load, &now);
-        target.writes.node_reports.fetch_add(1, Ordering::Relaxed);
-        let patch = Patch::Apply(&patch);
-        let write = nodes.patch_status(node, &params, &patch);
-        if !matches!(tokio::time::timeout(interval, write).await, Ok(Ok(_))) {
-            target.writes.errors.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(node, "simulated load report failed or timed out");
+        let (report, owner) = {
+            let world = lock(&target.world);
+            let report = report_of(&world, node, join_delay, Instant::now());
+            (report, world.node_owners.get(node).cloned())
+        };
+        if renewed.elapsed() >= interval
+            && let Some((uid, pool)) = owner
+        {
+            renewed = Instant::now();
+            let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
+            let body = lease_renewal(node, &pool, &uid, interval * 3, &now);
+            target.writes.lease_renewals.fetch_add(1, Ordering::Relaxed);
+            let patch = Patch::Apply(&body);
+            let renew = leases.patch(node, &params, &patch);
+            if !matches!(tokio::time::timeout(interval, renew).await, Ok(Ok(_))) {
+                target.writes.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(node, "simulated lease renewal failed or timed out");
+            }
         }
-        next_report(&mut changed, interval).await;
+        let due = last
+            .as_ref()
+            .is_none_or(|(load, at)| *load != report.load || at.elapsed() >= LOAD_REFRESH);
+        if due {
+            let now = Time(k8s_openapi::jiff::Timestamp::now());
+            let patch = load_report(&report.load, &now);
+            target.writes.node_reports.fetch_add(1, Ordering::Relaxed);
+            let patch = Patch::Apply(&patch);
+            let write = nodes.patch_status(node, &params, &patch);
+            if matches!(tokio::time::timeout(interval, write).await, Ok(Ok(_))) {
+                last = Some((report.load, Instant::now()));
+            } else {
+                target.writes.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(node, "simulated load report failed or timed out");
+            }
+        }
+        let until_renewal = interval.saturating_sub(renewed.elapsed()).max(SETTLE);
+        next_report(&mut changed, until_renewal).await;
     }
 }
 
