@@ -25,6 +25,20 @@ fn counter(enc: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: u64) -> s
     ConstCounter::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Counter)?)
 }
 
+/// A counter family with one series per `reason` label.
+fn counters_by_reason(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    values: impl IntoIterator<Item = (&'static str, u64)>,
+) -> std::fmt::Result {
+    let mut family = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (reason, v) in values {
+        ConstCounter::new(v).encode(family.encode_family(&[("reason", reason)])?)?;
+    }
+    Ok(())
+}
+
 fn gauge(enc: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: f64) -> std::fmt::Result {
     ConstGauge::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Gauge)?)
 }
@@ -113,31 +127,18 @@ impl prometheus_client::collector::Collector for NodeCollector {
             "Signaling WebSockets open, joined or not.",
             f64::from(s.signaling.open_sockets()),
         )?;
-        {
-            let mut family = enc.encode_descriptor(
-                "signaling_cuts",
-                "Signaling sockets refused or closed and frames dropped by the endpoint's limits, by reason.",
-                None,
-                MetricType::Counter,
-            )?;
-            for cut in SignalingCut::ALL {
-                let labels = [("reason", cut.as_str())];
-                ConstCounter::new(s.signaling.cuts(cut)).encode(family.encode_family(&labels)?)?;
-            }
-        }
-        {
-            let mut family = enc.encode_descriptor(
-                "packets_dropped",
-                "RTP packets not forwarded to a subscriber, by reason.",
-                None,
-                MetricType::Counter,
-            )?;
-            for reason in DropReason::ALL {
-                let labels = [("reason", reason.as_str())];
-                ConstCounter::new(s.forward.dropped_total(reason))
-                    .encode(family.encode_family(&labels)?)?;
-            }
-        }
+        counters_by_reason(
+            &mut enc,
+            "signaling_cuts",
+            "Signaling sockets refused or closed and frames dropped by the endpoint's limits, by reason.",
+            SignalingCut::ALL.map(|c| (c.as_str(), s.signaling.cuts(c))),
+        )?;
+        counters_by_reason(
+            &mut enc,
+            "packets_dropped",
+            "RTP packets not forwarded to a subscriber, by reason.",
+            DropReason::ALL.map(|r| (r.as_str(), s.forward.dropped_total(r))),
+        )?;
         let port = node.settings.media.port.counters();
         counter(
             &mut enc,
@@ -157,18 +158,12 @@ impl prometheus_client::collector::Collector for NodeCollector {
             "ICE checks not sent, to addresses that never reached the node.",
             port.checks_withheld(),
         )?;
-        {
-            let mut family = enc.encode_descriptor(
-                "port_datagrams_dropped",
-                "Datagrams the UDP port dropped before any peer connection saw them, by reason.",
-                None,
-                MetricType::Counter,
-            )?;
-            for reason in PortDrop::ALL {
-                let labels = [("reason", reason.as_str())];
-                ConstCounter::new(port.dropped(reason)).encode(family.encode_family(&labels)?)?;
-            }
-        }
+        counters_by_reason(
+            &mut enc,
+            "port_datagrams_dropped",
+            "Datagrams the UDP port dropped before any peer connection saw them, by reason.",
+            PortDrop::ALL.map(|r| (r.as_str(), port.dropped(r))),
+        )?;
         let buckets = s.delay.cumulative(&DELAY_BOUNDS_US);
         enc.encode_descriptor(
             "forward_delay_seconds",
