@@ -16,7 +16,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use tracing::info;
 
-use super::{apply_params, apply_status_at, event, paced};
+use super::{apply_params, apply_status, event, paced};
 use crate::decide::disruption::{DisruptionObservation, drain_cause};
 use crate::decide::lifecycle::{NodeObservation, PodObservation, node_phase};
 use crate::decide::pool_spec;
@@ -167,16 +167,7 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
         lock(&ctx.budgets_applied).remove(&key(node.as_ref()));
     }
     if operator_view(&old) != operator_view(&status) {
-        // Conditional on the object it was decided on: a leader paused mid-reconcile that wakes
-        // after another took over cannot land it (the media node's rare load reports make
-        // conflicts rare; one is retried with the fresh object).
-        apply_status_at(
-            &ctx,
-            node.as_ref(),
-            &status,
-            node.metadata.resource_version.as_deref(),
-        )
-        .await?;
+        apply_status(&ctx, node.as_ref(), &status).await?;
         if current != Some(verdict.phase) {
             let from = current.map_or("none".to_owned(), |p| format!("{p:?}"));
             info!(node = %node.name_any(), pool = %pool.name_any(), from, to = ?verdict.phase, reason = verdict.reason, "media node phase");
