@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::Error;
@@ -25,39 +25,19 @@ pub async fn get(
 ) -> Result<Response, Error> {
     let peer = addr.to_string();
     let exchange = async {
-        let stream = TcpStream::connect(addr).await?;
-        exchange(stream, &peer, path, headers).await
+        let mut stream = TcpStream::connect(addr).await?;
+        let mut request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-probe/1.36\r\nAccept: */*\r\nConnection: close\r\n"
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut raw = Vec::new();
+        stream.take(1 << 20).read_to_end(&mut raw).await?;
+        Ok::<_, std::io::Error>(raw)
     };
-    finish(&peer, path, timeout, exchange).await
-}
-
-/// Writes the request and reads the response until the server closes (at most 1 MiB).
-async fn exchange(
-    mut stream: impl AsyncRead + AsyncWrite + Unpin,
-    host: &str,
-    path: &str,
-    headers: &[(String, String)],
-) -> std::io::Result<Vec<u8>> {
-    let mut request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: kube-probe/1.36\r\nAccept: */*\r\nConnection: close\r\n"
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut raw = Vec::new();
-    stream.take(1 << 20).read_to_end(&mut raw).await?;
-    Ok(raw)
-}
-
-/// The response of `exchange` within `timeout`, parsed.
-async fn finish(
-    peer: &str,
-    path: &str,
-    timeout: Duration,
-    exchange: impl Future<Output = std::io::Result<Vec<u8>>>,
-) -> Result<Response, Error> {
     let raw = match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok(raw)) => raw,
         Ok(Err(e)) => {
@@ -73,10 +53,7 @@ async fn finish(
             });
         }
     };
-    parse(&raw).map_err(|detail| Error::Http {
-        peer: peer.to_owned(),
-        detail,
-    })
+    parse(&raw).map_err(|detail| Error::Http { peer, detail })
 }
 
 /// Splits a raw HTTP/1.x response into status and body (chunked bodies are not decoded).

@@ -79,24 +79,45 @@ async fn two_ready_nodes(env: &TestEnv, ns: &TestNamespace) {
     .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, ns)));
 }
 
-/// A conference, placed and Active with join info.
+/// A conference of the pool `web`, placed and Active with join info.
 async fn conference(env: &TestEnv, ns: &TestNamespace) -> Conference {
+    conference_named(env, ns, "web", CONFERENCE, 8).await
+}
+
+/// Conference `name` of `pool` for `max` participants, placed and Active with join info.
+async fn conference_named(
+    env: &TestEnv,
+    ns: &TestNamespace,
+    pool: &str,
+    name: &str,
+    max: u32,
+) -> Conference {
     let conf: Conference = serde_json::from_value(json!({
         "apiVersion": "conclave.dev/v1alpha1", "kind": "Conference",
-        "metadata": {"name": CONFERENCE}, "spec": {"pool": "web", "maxParticipants": 8}
+        "metadata": {"name": name}, "spec": {"pool": pool, "maxParticipants": max}
     }))
     .unwrap();
     ns.api::<Conference>()
         .create(&PostParams::default(), &conf)
         .await
         .unwrap();
-    active(env, ns, None).await
+    active_named(env, ns, name, None).await
 }
 
 /// The conference once Active with join info, on another node than `not_on` when given.
 async fn active(env: &TestEnv, ns: &TestNamespace, not_on: Option<&str>) -> Conference {
+    active_named(env, ns, CONFERENCE, not_on).await
+}
+
+/// Conference `name` once Active with join info, on another node than `not_on` when given.
+async fn active_named(
+    env: &TestEnv,
+    ns: &TestNamespace,
+    name: &str,
+    not_on: Option<&str>,
+) -> Conference {
     wait::until("conference Active with join info", TIMEOUT, || async {
-        let c = ns.api::<Conference>().get(CONFERENCE).await.ok()?;
+        let c = ns.api::<Conference>().get(name).await.ok()?;
         let s = c.status.clone()?;
         let placed = s.phase == Some(ConferencePhase::Active)
             && s.join.is_some()
@@ -1378,22 +1399,7 @@ async fn two_media_nodes_share_a_kubernetes_node_and_each_call_uses_one_udp_port
     let all: Vec<&str> = calls.iter().flat_map(|(_, _, names)| *names).collect();
     let mut urls = Vec::new();
     for (pool_name, conference_name, names) in calls {
-        let conf: Conference = serde_json::from_value(json!({
-            "apiVersion": "conclave.dev/v1alpha1", "kind": "Conference",
-            "metadata": {"name": conference_name}, "spec": {"pool": pool_name, "maxParticipants": 4}
-        }))
-        .unwrap();
-        ns.api::<Conference>()
-            .create(&PostParams::default(), &conf)
-            .await
-            .unwrap();
-        let placed = wait::until("conference Active with join info", TIMEOUT, || async {
-            let c = ns.api::<Conference>().get(conference_name).await.ok()?;
-            let s = c.status.clone()?;
-            (s.phase == Some(ConferencePhase::Active) && s.join.is_some()).then_some(c)
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, &ns)));
+        let placed = conference_named(env, &ns, pool_name, conference_name, 4).await;
         let url = join_url(&placed);
         let (key, _) = keys_of(&ns, pool_name).await;
         let links: Vec<(&str, String)> = names

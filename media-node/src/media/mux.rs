@@ -116,12 +116,20 @@ struct Routes {
 }
 
 impl Routes {
-    fn learn(&mut self, address: SocketAddr, endpoint: &Arc<Endpoint>) {
-        if self
-            .by_address
+    /// The peer connection `address` has a path with.
+    fn reached_from(&self, address: SocketAddr) -> Option<Arc<Endpoint>> {
+        self.by_address.get(&address).and_then(Weak::upgrade)
+    }
+
+    /// Whether what `address` sends goes to `endpoint`.
+    fn routes_to(&self, address: SocketAddr, endpoint: &Arc<Endpoint>) -> bool {
+        self.by_address
             .get(&address)
             .is_some_and(|e| e.as_ptr() == Arc::as_ptr(endpoint))
-        {
+    }
+
+    fn learn(&mut self, address: SocketAddr, endpoint: &Arc<Endpoint>) {
+        if self.routes_to(address, endpoint) {
             return;
         }
         if self.by_address.len() >= MAX_ROUTES {
@@ -181,9 +189,11 @@ impl Shared {
     /// Routes one batch of received datagrams under one lock, then wakes the peer
     /// connections that got some (`woken` is scratch space, kept between batches).
     fn deliver(&self, datagrams: &mut Vec<(SocketAddr, Bytes)>, woken: &mut Vec<Arc<Endpoint>>) {
+        self.counters
+            .received
+            .fetch_add(datagrams.len() as u64, Ordering::Relaxed);
         let mut routes = lock(&self.routes);
         for (from, datagram) in datagrams.drain(..) {
-            self.counters.received.fetch_add(1, Ordering::Relaxed);
             let endpoint = match stun::kind(&datagram) {
                 Kind::Unknown => {
                     self.counters.drop_one(PortDrop::Malformed);
@@ -207,9 +217,10 @@ impl Shared {
                         }
                         continue;
                     }
-                    None => routes.by_address.get(&from).and_then(Weak::upgrade),
+                    // Answers to the node's own checks, and indications.
+                    None => routes.reached_from(from),
                 },
-                Kind::Dtls | Kind::Media => routes.by_address.get(&from).and_then(Weak::upgrade),
+                Kind::Dtls | Kind::Media => routes.reached_from(from),
             };
             let Some(endpoint) = endpoint else {
                 self.counters.drop_one(PortDrop::UnknownSource);
@@ -416,10 +427,7 @@ impl Endpoint {
 
     /// Whether `address` reached this peer connection (so the node may send checks there).
     fn reached_by(self: &Arc<Self>, address: SocketAddr) -> bool {
-        lock(&self.shared.routes)
-            .by_address
-            .get(&address)
-            .is_some_and(|e| e.as_ptr() == Arc::as_ptr(self))
+        lock(&self.shared.routes).routes_to(address, self)
     }
 }
 

@@ -61,14 +61,14 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
         .and_then(|n| ctx.caches.kube_nodes.get(&ObjectRef::new(&n)));
     let addresses = addresses(&node, &pool, pod.as_deref(), kube_node.as_deref());
     let t = now();
-    let pod_ready = pod.as_deref().map(observe_pod).is_some_and(|p| p.ready);
+    let observed_pod = pod.as_deref().map(observe_pod);
     let probe_target = addresses
         .public
         .as_deref()
         .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
         .zip(addresses.udp_port)
         .map(|(ip, port)| std::net::SocketAddr::new(ip, port))
-        .filter(|_| pod_ready);
+        .filter(|_| observed_pod.is_some_and(|p| p.ready));
     let reachability = probe_address(&ctx, node.as_ref(), probe_target, secs(&t)).await;
     let timeout = i64::from(pool.spec.media_node.heartbeat_timeout_seconds);
     let heartbeat_age = ctx.heartbeat(&node).map(|h| secs(&t) - h);
@@ -82,7 +82,7 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
     let verdict = node_phase(&NodeObservation {
         current,
         draining,
-        pod: pod.as_deref().map(observe_pod),
+        pod: observed_pod,
         has_address: addresses.public.is_some(),
         reachability,
         heartbeat_age,
