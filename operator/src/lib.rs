@@ -3,7 +3,7 @@
 //!
 //! Layout: `decide` holds the pure decisions (placement, autoscaling, evacuation pacing);
 //! `resources` builds child objects; `controllers` gather inputs, decide and apply;
-//! `state` holds the shared watch caches and the reservation ledger.
+//! `state` holds the shared watch caches (with `index`) and the reservation ledger.
 
 pub mod check_cmd;
 pub mod config;
@@ -12,9 +12,11 @@ pub mod decide;
 pub mod error;
 pub mod fence;
 pub mod http;
+pub mod index;
 pub mod leader;
 pub mod ledger;
 pub mod metrics;
+pub mod own_writes;
 pub mod pacing;
 pub mod probe;
 pub mod release_cmd;

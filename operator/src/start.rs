@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use conclave_crds::capacity::Usage;
 use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaPool, labels};
 use futures::{StreamExt, future};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -21,16 +20,19 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{error, info};
 
 use crate::config::RunConfig;
+use crate::controllers::conference::reservation_of;
 use crate::controllers::{conference, error_policy, node, pool};
 use crate::fence::{Fence, FenceLayer};
 use crate::http::{Health, serve};
+use crate::index::{ConferenceKey, Index, conference_keys, node_keys};
 use crate::leader::LeaderLease;
 use crate::ledger::Key;
 use crate::metrics::Metrics;
+use crate::own_writes::OwnWrites;
 use crate::pacing::Pacer;
 use crate::shutdown::Shutdown;
 use crate::state::{Caches, Context, key, lock};
-use crate::watches::{Feed, watch};
+use crate::watches::{Feed, watch, watch_indexed};
 
 /// Shortest time between two passes over one pool or one media node: every placement
 /// triggers both, and their status need not change more often.
@@ -196,11 +198,7 @@ fn seed_ledger(ctx: &Context) -> usize {
             c.metadata.deletion_timestamp.as_ref(),
         ) {
             let ckey = key(c.as_ref());
-            ledger.reserve(
-                ckey.clone(),
-                (ckey.0, node),
-                Usage::conference(c.spec.max_participants),
-            );
+            ledger.reserve(ckey.clone(), (ckey.0, node), reservation_of(&c));
             n += 1;
         }
     }
@@ -255,8 +253,22 @@ fn start_watches(
 ) -> (Caches, PoolFeeds, NodeFeeds, ConferenceFeeds) {
     let any = watcher::Config::default;
     let (pools, [pools_p, pools_n, pools_c]) = watch(api::<MediaPool>(client, ns), any());
-    let (nodes, [nodes_p, nodes_n, nodes_c]) = watch(api::<MediaNode>(client, ns), any());
-    let (conferences, [conferences_p, conferences_c]) = watch(api::<Conference>(client, ns), any());
+    let node_index = Index::new(node_keys);
+    let (nodes, [nodes_p, nodes_n, nodes_c]) = {
+        let index = node_index.clone();
+        watch_indexed(api::<MediaNode>(client, ns), any(), move |e| {
+            index.observe(e)
+        })
+    };
+    let conference_index = Index::new(conference_keys);
+    let own_conferences = Arc::new(OwnWrites::default());
+    let (conferences, [conferences_p, conferences_c]) = {
+        let (index, own) = (conference_index.clone(), Arc::clone(&own_conferences));
+        watch_indexed(api::<Conference>(client, ns), any(), move |e| {
+            index.observe(e);
+            own.observe(e);
+        })
+    };
     let (pods, [pods_p, pods_n]) = watch(
         api::<Pod>(client, ns),
         watcher::Config::default().labels(labels::COMPONENT),
@@ -277,7 +289,10 @@ fn start_watches(
         leases,
         pools,
         nodes,
+        node_index,
         conferences,
+        conference_index,
+        own_conferences,
         pods,
         kube_nodes,
         secrets,
@@ -465,15 +480,8 @@ async fn conferences(ctx: &Arc<Context>, feeds: ConferenceFeeds, shutdown: &Shut
             }
             let ns = p.namespace().unwrap_or_default();
             for_pool
-                .caches
-                .conferences
-                .state()
+                .indexed_conferences(&ns, &ConferenceKey::Pool(p.name_any()))
                 .iter()
-                .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
-                .filter(|c| {
-                    c.status.as_ref().and_then(|s| s.pool.as_deref()) == Some(p.name_any().as_str())
-                        || c.spec.pool.as_deref() == Some(p.name_any().as_str())
-                })
                 .map(|c| ObjectRef::from(c.as_ref()))
                 .collect()
         })
@@ -487,14 +495,10 @@ async fn conferences(ctx: &Arc<Context>, feeds: ConferenceFeeds, shutdown: &Shut
         .await;
 }
 
-/// Conferences of `ns` waiting for a node.
+/// Conferences of `ns` waiting for a node (not placed, not over).
 fn waiting_in_namespace(ctx: &Context, ns: &str) -> Vec<ObjectRef<Conference>> {
-    ctx.caches
-        .conferences
-        .state()
+    ctx.indexed_conferences(ns, &ConferenceKey::Unplaced)
         .iter()
-        .filter(|c| c.namespace().as_deref() == Some(ns))
-        .filter(|c| c.status.as_ref().is_none_or(|s| s.media_node.is_none()))
         .map(|c| ObjectRef::from(c.as_ref()))
         .collect()
 }

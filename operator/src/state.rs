@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use conclave_crds::capacity::Usage;
+use conclave_crds::shared::find_condition;
 use conclave_crds::{Conference, MediaNode, MediaNodePhase, MediaPool, labels};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -20,8 +21,10 @@ use crate::decide::evacuation::EvacuationBudget;
 use crate::decide::region::{Headroom, pool_to_grow};
 use crate::decide::stall::heartbeats_stalled;
 use crate::decide::{NodeView, UnixSeconds, is_live};
+use crate::index::{ConferenceKey, Index, NodeKey};
 use crate::ledger::{Key, Ledger};
 use crate::metrics::Metrics;
+use crate::own_writes::OwnWrites;
 use crate::pacing::Pacer;
 use crate::resources::media_node::{PodSettings, TEMPLATE_HASH_LABEL, pod_template_hash};
 use crate::time::secs;
@@ -33,8 +36,14 @@ pub struct Caches {
     pub pools: Store<MediaPool>,
     /// MediaNodes.
     pub nodes: Store<MediaNode>,
+    /// MediaNodes by pool and by Kubernetes Node.
+    pub node_index: Index<MediaNode, NodeKey>,
     /// Conferences.
     pub conferences: Store<Conference>,
+    /// Conferences by node, by pool, and those unplaced.
+    pub conference_index: Index<Conference, ConferenceKey>,
+    /// Conferences as this operator last wrote them, until the watch shows the write.
+    pub own_conferences: Arc<OwnWrites<Conference>>,
     /// Pods labelled as Conclave components.
     pub pods: Store<Pod>,
     /// Kubernetes Nodes.
@@ -142,15 +151,29 @@ impl Context {
 
     /// MediaNodes of pool `pool` in `ns`.
     pub fn nodes_of_pool(&self, ns: &str, pool: &str) -> Vec<Arc<MediaNode>> {
-        let mut v: Vec<_> = self
-            .caches
-            .nodes
-            .state()
-            .into_iter()
-            .filter(|n| n.namespace().as_deref() == Some(ns) && n.spec.pool == pool)
-            .collect();
-        v.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-        v
+        self.indexed_nodes(ns, &NodeKey::Pool(pool.to_owned()))
+    }
+
+    /// MediaNodes of `ns` under `key` in the node index, in name order.
+    pub fn indexed_nodes(&self, ns: &str, key: &NodeKey) -> Vec<Arc<MediaNode>> {
+        let names = self.caches.node_index.names(ns, key);
+        names
+            .iter()
+            .filter_map(|name| self.node(ns, name))
+            .collect()
+    }
+
+    /// Conferences of `ns` under `key` in the conference index, in name order.
+    pub fn indexed_conferences(&self, ns: &str, key: &ConferenceKey) -> Vec<Arc<Conference>> {
+        let names = self.caches.conference_index.names(ns, key);
+        names
+            .iter()
+            .filter_map(|name| {
+                self.caches
+                    .conferences
+                    .get(&ObjectRef::new(name).within(ns))
+            })
+            .collect()
     }
 
     /// Pools a conference may be placed in: the one it names, or every pool of its region.
@@ -297,6 +320,9 @@ impl Context {
             },
             region: pool.spec.region.clone(),
             outdated: self.outdated(node, template),
+            unreachable: status
+                .and_then(|s| find_condition(&s.conditions, labels::condition::ADDRESS_REACHABLE))
+                .is_some_and(|c| c.status == "False"),
         }
     }
 
@@ -327,17 +353,8 @@ impl Context {
             .is_some_and(|&seen| now - seen <= timeout)
     }
 
-    /// Conferences whose status names `node` as their media node.
+    /// Conferences whose status or label names `node` as their media node.
     pub fn conferences_on(&self, ns: &str, node: &str) -> Vec<Arc<Conference>> {
-        self.caches
-            .conferences
-            .state()
-            .into_iter()
-            .filter(|c| c.namespace().as_deref() == Some(ns))
-            .filter(|c| {
-                c.status.as_ref().and_then(|s| s.media_node.as_deref()) == Some(node)
-                    || c.labels().get(labels::MEDIA_NODE).map(String::as_str) == Some(node)
-            })
-            .collect()
+        self.indexed_conferences(ns, &ConferenceKey::Node(node.to_owned()))
     }
 }

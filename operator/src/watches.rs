@@ -26,6 +26,19 @@ pub fn watch<K, const N: usize>(api: Api<K>, config: watcher::Config) -> (Store<
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
+    watch_indexed(api, config, |_: &watcher::Event<K>| ())
+}
+
+/// [`watch`], with `index` following every event right after the cache (see `index`), so
+/// both answer for the same version when a feed delivers an object.
+pub fn watch_indexed<K, const N: usize>(
+    api: Api<K>,
+    config: watcher::Config,
+    index: impl Fn(&watcher::Event<K>) + Send + 'static,
+) -> (Store<K>, [Feed<K>; N])
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
     let (reader, writer) = reflector::store();
     let channels: [_; N] = std::array::from_fn(|_| mpsc::unbounded::<K>());
     let senders: Vec<_> = channels.iter().map(|(s, _)| s.clone()).collect();
@@ -33,6 +46,12 @@ where
         .default_backoff()
         .modify(|o: &mut K| o.managed_fields_mut().clear())
         .reflect(writer)
+        .map(move |event| {
+            if let Ok(event) = &event {
+                index(event);
+            }
+            event
+        })
         .touched_objects();
     tokio::spawn(async move {
         let mut touched = std::pin::pin!(touched);

@@ -24,6 +24,7 @@ use crate::decide::evacuation::EvacuationBudget;
 use crate::decide::liveness::Liveness;
 use crate::decide::placement::{NoFitReason, Placement, PlacementPolicy, PlacementRequest, place};
 use crate::decide::region::region_reason;
+use crate::decide::reservation::{Reservation, Span};
 use crate::error::{Error, KubeContext, Result};
 use crate::ledger::Key;
 use crate::state::{Context, key, lock};
@@ -35,6 +36,7 @@ use ConferencePhase::*;
 /// reservation, asks `decide::conference::step` for the one step to take, and applies it.
 pub async fn reconcile(conf: Arc<Conference>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile("conference");
+    let conf = ctx.caches.own_conferences.freshest(conf);
     let ckey = key(conf.as_ref());
     let status = conf.status.clone().unwrap_or_default();
     let phase = status.phase.unwrap_or(Pending);
@@ -147,6 +149,18 @@ pub async fn reconcile(conf: Arc<Conference>, ctx: Arc<Context>) -> Result<Actio
     }
 }
 
+/// What `conf` reserves on its node: its maxParticipants and a room, from its startTime to
+/// its endTime.
+pub fn reservation_of(conf: &Conference) -> Reservation {
+    Reservation {
+        usage: Usage::conference(conf.spec.max_participants),
+        span: Span::of(
+            conf.spec.start_time.as_ref().map(secs),
+            conf.spec.end_time.as_ref().map(secs),
+        ),
+    }
+}
+
 /// After a restart (or when another replica placed it), takes the reservation the
 /// conference's status records, unless the ledger already knows better.
 fn adopt_reservation(
@@ -167,7 +181,7 @@ fn adopt_reservation(
         ledger.reserve(
             ckey.clone(),
             (ckey.0.clone(), node.clone()),
-            Usage::conference(conf.spec.max_participants),
+            reservation_of(conf),
         );
     }
 }
@@ -372,6 +386,7 @@ fn choose(
         max_participants: conf.spec.max_participants,
         region: conf.spec.region.clone(),
         exclude: exclude.map(str::to_owned).into_iter().collect(),
+        span: reservation_of(conf).span,
     };
     let mut reasons = Vec::new();
     for pool in pools {
@@ -385,7 +400,7 @@ fn choose(
                 ledger.reserve(
                     ckey.clone(),
                     (ckey.0.clone(), node.clone()),
-                    Usage::conference(conf.spec.max_participants),
+                    reservation_of(conf),
                 );
                 return Chosen::Node {
                     pool: Arc::clone(pool),
@@ -566,6 +581,8 @@ async fn end(
 /// Each write is conditional on the resourceVersion the decision was made on (the second on
 /// the first's result): a write decided on an older object conflicts instead of landing, so a
 /// leader paused mid-request that wakes after another took over cannot undo its placements.
+/// What was written is remembered (`own_writes`), so the next reconcile decides on it even
+/// if the watch has not delivered it yet.
 async fn write(
     ctx: &Context,
     conf: &Conference,
@@ -574,39 +591,65 @@ async fn write(
 ) -> Result<()> {
     let seen = conf.resource_version();
     if matches!(label, Some((_, None))) {
-        let rv = write_metadata(ctx, conf, label, seen).await?;
-        write_status(ctx, conf, status, rv).await.map(|_| ())
+        let rv = remember(
+            ctx,
+            seen.clone(),
+            write_metadata(ctx, conf, label, seen).await?,
+        );
+        let rv2 = write_status(ctx, conf, status, rv.clone()).await?;
+        remember(ctx, rv, rv2);
     } else {
-        let rv = write_status(ctx, conf, status, seen).await?;
-        write_metadata(ctx, conf, label, rv).await.map(|_| ())
+        let rv = remember(
+            ctx,
+            seen.clone(),
+            write_status(ctx, conf, status, seen).await?,
+        );
+        let rv2 = write_metadata(ctx, conf, label, rv.clone()).await?;
+        remember(ctx, rv, rv2);
     }
+    Ok(())
 }
 
-/// Writes the status if it changed, at resourceVersion `rv`; returns the resourceVersion after.
+/// Records a write based on resourceVersion `before` that produced `after` (None when
+/// nothing needed writing), so the next reconcile reads it even before the watch delivers it;
+/// returns the resourceVersion the next write is based on.
+fn remember(ctx: &Context, before: Option<String>, after: Option<Conference>) -> Option<String> {
+    let Some(after) = after else {
+        return before;
+    };
+    let rv = after.resource_version();
+    ctx.caches.own_conferences.wrote(before, after);
+    rv
+}
+
+/// Writes the status if it changed, at resourceVersion `rv`; returns the conference as
+/// written (None when unchanged).
 async fn write_status(
     ctx: &Context,
     conf: &Conference,
     mut status: ConferenceStatus,
     rv: Option<String>,
-) -> Result<Option<String>> {
+) -> Result<Option<Conference>> {
     status.participants = None;
     status.observed_generation = conf.metadata.generation;
     let mut old = conf.status.clone().unwrap_or_default();
     old.participants = None;
     if old == status {
-        return Ok(rv);
+        return Ok(None);
     }
-    apply_status_at(ctx, conf, &status, rv.as_deref()).await
+    apply_status_at(ctx, conf, &status, rv.as_deref())
+        .await
+        .map(Some)
 }
 
 /// Patches the label, annotation and finalizer if needed, at resourceVersion `rv`; returns
-/// the resourceVersion after.
+/// the conference as written (None when nothing needed patching).
 async fn write_metadata(
     ctx: &Context,
     conf: &Conference,
     label: Option<(&str, Option<&str>)>,
     rv: Option<String>,
-) -> Result<Option<String>> {
+) -> Result<Option<Conference>> {
     let has_finalizer = conf
         .finalizers()
         .iter()
@@ -615,7 +658,7 @@ async fn write_metadata(
         conf.labels().get(labels::MEDIA_NODE).map(String::as_str) == Some(node)
     });
     if has_finalizer && label_right {
-        return Ok(rv);
+        return Ok(None);
     }
     let mut finalizers: Vec<String> = conf.finalizers().to_vec();
     if !has_finalizer {
@@ -641,7 +684,7 @@ async fn write_metadata(
         )
         .await
         .action(|| format!("labelling conference {}", conf.name_any()))?;
-    Ok(patched.resource_version())
+    Ok(Some(patched))
 }
 
 /// Removes the operator's finalizer with a JSON patch that tests the entry it removes, so it

@@ -53,13 +53,13 @@ where
 /// Applies `status` to the status of `obj` as [`apply_status`] does, only if the object is
 /// still at `resource_version` when one is given (the API server refuses it with a conflict
 /// otherwise: a write decided on an older object, or by a leader that was paused while
-/// another took over, never lands); returns the object's new resourceVersion.
+/// another took over, never lands); returns the object as written.
 pub async fn apply_status_at<K, S>(
     ctx: &Context,
     obj: &K,
     status: &S,
     resource_version: Option<&str>,
-) -> Result<Option<String>>
+) -> Result<K>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -80,7 +80,7 @@ where
         .patch_status(&obj.name_any(), &apply_params(), &Patch::Apply(&patch))
         .await
         .action(|| format!("applying status of {} {}", K::kind(&()), obj.name_any()))?;
-    Ok(applied.meta().resource_version.clone())
+    Ok(applied)
 }
 
 /// Publishes an Event about `obj`; failures are logged, never fatal.
@@ -107,7 +107,12 @@ pub async fn event<K: Resource<DynamicType = ()>>(
     }
 }
 
-/// Retry policy shared by the controllers: count the error, back off a little.
+/// Retry policy shared by the controllers: count the error, back off a little. A conflict
+/// means the object changed after the cache saw it, so the watch is about to deliver the new
+/// version, and that triggers the next reconcile; retrying sooner would only write again
+/// against the same stale version (at a busy moment, when the watch lags by seconds, one
+/// conference then cost a refused write every second). The requeue is the fallback if the
+/// watch never delivers.
 pub fn error_policy<K>(
     controller: &'static str,
 ) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
@@ -115,9 +120,12 @@ pub fn error_policy<K>(
         ctx.metrics.error(controller, error.kind());
         warn!(controller, %error, "reconcile failed");
         Action::requeue(Duration::from_secs(if error.kind() == "conflict" {
-            1
+            CONFLICT_FALLBACK_SECONDS
         } else {
             5
         }))
     }
 }
+
+/// How long after a conflict a reconcile runs again if no watch event brought it sooner.
+const CONFLICT_FALLBACK_SECONDS: u64 = 15;

@@ -74,7 +74,7 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
     let heartbeat_age = ctx.heartbeat(&node).map(|h| secs(&t) - h);
     let draining = node.spec.draining
         || start_drain(&ctx, &node, pod.as_deref(), kube_node.as_deref()).await?;
-    let reserved = lock(&ctx.ledger).reserved_on(&key(node.as_ref()));
+    let reserved = lock(&ctx.ledger).reserved_on(&key(node.as_ref())).total();
     let load = old.load.clone().unwrap_or_default();
     let hosting = reserved.rooms > 0 || load.participants > 0 || load.rooms > 0;
     let stale = heartbeat_age.is_some_and(|a| a > timeout);

@@ -33,6 +33,7 @@ use crate::decide::stall::heartbeats_stalled;
 use crate::decide::turn_peers::{PeerPolicy, suggested_range};
 use crate::decide::{NodeView, pool_spec};
 use crate::error::{KubeContext, Result, is_conflict, is_not_found};
+use crate::index::ConferenceKey;
 use crate::resources::content_hash;
 use crate::resources::identity;
 use crate::resources::media_node::new_media_node;
@@ -268,13 +269,9 @@ fn scaling_policy(pool: &MediaPool) -> ScalingPolicy {
 fn waiting_conferences(ctx: &Context, pool: &MediaPool) -> Vec<WaitingConference> {
     let ns = pool.namespace().unwrap_or_default();
     let mut grows_here = std::collections::HashMap::new();
-    ctx.caches
-        .conferences
-        .state()
+    ctx.indexed_conferences(&ns, &ConferenceKey::Unplaced)
         .into_iter()
-        .filter(|c| {
-            c.namespace().as_deref() == Some(ns.as_str()) && c.metadata.deletion_timestamp.is_none()
-        })
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
         .filter(|c| is_waiting(c))
         .filter(|c| match (&c.spec.pool, &c.spec.region) {
             (Some(p), _) => *p == pool.name_any(),
@@ -290,6 +287,7 @@ fn waiting_conferences(ctx: &Context, pool: &MediaPool) -> Vec<WaitingConference
         .map(|c| WaitingConference {
             max_participants: c.spec.max_participants,
             start_time: c.spec.start_time.as_ref().map(secs),
+            end_time: c.spec.end_time.as_ref().map(secs),
         })
         .collect()
 }
@@ -801,7 +799,7 @@ fn pool_status(
         ready_nodes: count(ready.len()),
         draining_nodes: count(views.iter().filter(|v| v.draining).count()),
         participants: views.iter().map(|v| v.reported.participants).sum(),
-        reserved_participants: views.iter().map(|v| v.reserved.participants).sum(),
+        reserved_participants: views.iter().map(|v| v.reserved.total().participants).sum(),
         capacity: ready.iter().map(|v| v.capacity.participants).sum(),
         updated_nodes: 0,
         surplus_since: plan.surplus_since.map(at),

@@ -2,7 +2,9 @@
 //!
 //! Demand is what live nodes have committed (reserved or reported, whichever is larger), plus
 //! conferences waiting for placement (ad hoc, or scheduled to start within the warm-up window),
-//! plus the pool's buffer of spare participants. Waiting conferences are packed (first fit,
+//! plus the pool's buffer of spare participants, looking ahead over the warm-up window: a
+//! reservation counts only over its conference's span (`reservation`), so a meeting booked for
+//! 10:00 is carried by the room of one that ends at 10:00 instead of by a new node. Waiting conferences are packed (first fit,
 //! largest first) onto the free room of live nodes, opening new nodes where none fits; then
 //! nodes are added until the free participants on live nodes reach the buffer. Everything is
 //! clamped to minNodes..=maxNodes.
@@ -15,6 +17,7 @@
 //! Drained nodes are deleted at once. A node hosting a live conference is never deleted
 //! before its drain timeout.
 
+use super::reservation::{Reservation, Reservations, Span};
 use super::{NodeView, UnixSeconds};
 use conclave_crds::capacity::{Usage, nodes_for};
 use conclave_crds::{MediaNodePhase, NodeCapacity};
@@ -27,6 +30,8 @@ pub struct WaitingConference {
     pub max_participants: u32,
     /// Its startTime, if scheduled.
     pub start_time: Option<UnixSeconds>,
+    /// Its endTime, if it has one.
+    pub end_time: Option<UnixSeconds>,
 }
 
 /// The pool's scaling policy, from `spec.scaling` and `spec.nodeCapacity`.
@@ -96,6 +101,7 @@ pub fn plan(input: &ScalingInput<'_>) -> ScalingPlan {
         &waiting.due,
         policy.node_capacity,
         new_node_limit,
+        horizon(input),
     );
     let add = nodes_to_add(policy, live, &packing);
     let shrink = if add > 0 {
@@ -198,10 +204,40 @@ fn judge_draining(node: &NodeView, timeout: i64, now: UnixSeconds) -> Draining {
     }
 }
 
+/// The moments the plan looks at: from now to the end of the warm-up window, within which
+/// every waiting or placed scheduled conference starts.
+#[derive(Clone, Copy)]
+struct Horizon {
+    now: UnixSeconds,
+    span: Span,
+}
+
+fn horizon(input: &ScalingInput<'_>) -> Horizon {
+    Horizon {
+        now: input.now,
+        span: Span::of(
+            None,
+            Some(
+                input
+                    .now
+                    .saturating_add(input.policy.warmup_seconds.max(0))
+                    .saturating_add(1),
+            ),
+        ),
+    }
+}
+
+impl Horizon {
+    /// What `node` has committed at its worst moment of the horizon.
+    fn committed(&self, node: &NodeView) -> Usage {
+        node.committed_over(self.span, self.now)
+    }
+}
+
 /// The waiting conferences that count as demand now.
 struct Waiting {
-    /// Their maxParticipants, largest first.
-    due: Vec<u32>,
+    /// Their reservations, largest first.
+    due: Vec<Reservation>,
     /// Seconds until the next scheduled conference enters the warm-up window.
     next_due_in: Option<i64>,
 }
@@ -218,13 +254,18 @@ impl Waiting {
                 .start_time
                 .map_or(0, |start| start.saturating_sub(input.now));
             if starts_in <= warmup {
-                waiting.due.push(conference.max_participants);
+                waiting.due.push(Reservation {
+                    usage: Usage::conference(conference.max_participants),
+                    span: Span::of(conference.start_time, conference.end_time),
+                });
             } else {
                 let due_in = starts_in.saturating_sub(warmup);
                 waiting.next_due_in = earliest(waiting.next_due_in, Some(due_in));
             }
         }
-        waiting.due.sort_unstable_by(|a, b| b.cmp(a));
+        waiting
+            .due
+            .sort_by_key(|r| std::cmp::Reverse(r.usage.participants));
         waiting
     }
 }
@@ -261,7 +302,14 @@ impl Total {
 /// A live or planned node while waiting conferences are packed onto it.
 struct Bin {
     capacity: NodeCapacity,
-    used: Usage,
+    reserved: Reservations,
+    reported: Usage,
+}
+
+impl Bin {
+    fn committed_over(&self, span: Span, now: UnixSeconds) -> Usage {
+        self.reserved.committed_over(self.reported, span, now)
+    }
 }
 
 /// The outcome of packing the waiting conferences.
@@ -275,40 +323,63 @@ struct Packing {
 }
 
 /// Packs the `due` conferences (largest first) onto the first live node, in name order, with
-/// room for them, opening new nodes of `new_node` capacity where none has, at most
-/// `new_node_limit` of them (maxNodes). A conference that fits neither a live node now nor an
-/// empty new node is skipped: placement reports it TooLarge.
-fn pack(live: &[&NodeView], due: &[u32], new_node: NodeCapacity, new_node_limit: u64) -> Packing {
+/// room for them over their span, opening new nodes of `new_node` capacity where none has, at
+/// most `new_node_limit` of them (maxNodes). A conference that fits neither a live node nor an
+/// empty new node is skipped: placement reports it TooLarge. Free participants are counted
+/// at each node's worst moment of the horizon.
+fn pack(
+    live: &[&NodeView],
+    due: &[Reservation],
+    new_node: NodeCapacity,
+    new_node_limit: u64,
+    horizon: Horizon,
+) -> Packing {
     let mut bins: Vec<Bin> = live
         .iter()
         .map(|node| Bin {
-            capacity: node.capacity,
-            used: node.committed(),
+            // Placement gives a node whose address does not answer nothing new.
+            capacity: if node.unreachable {
+                NodeCapacity {
+                    participants: 0,
+                    rooms: 0,
+                    ..node.capacity
+                }
+            } else {
+                node.capacity
+            },
+            reserved: node.reserved.clone(),
+            reported: node.reported,
         })
         .collect();
     let mut new_nodes = 0;
     let mut demand = Total::default();
-    for &max_participants in due {
-        let conference = Usage::conference(max_participants);
-        if let Some(bin) = bins
-            .iter_mut()
-            .find(|b| b.capacity.fits(b.used, conference))
-        {
-            bin.used = bin.used.plus(conference);
-        } else if !new_node.fits(Usage::default(), conference) {
+    for &conference in due {
+        let fits = |bin: &Bin| {
+            bin.capacity.fits(
+                bin.committed_over(conference.span, horizon.now),
+                conference.usage,
+            )
+        };
+        if let Some(bin) = bins.iter_mut().find(|bin| fits(bin)) {
+            bin.reserved.add(conference);
+        } else if !new_node.fits(Usage::default(), conference.usage) {
             continue;
         } else if new_nodes < new_node_limit {
             bins.push(Bin {
                 capacity: new_node,
-                used: conference,
+                reserved: Reservations::from_iter([conference]),
+                reported: Usage::default(),
             });
             new_nodes += 1;
         }
-        demand = demand.add(conference);
+        demand = demand.add(conference.usage);
     }
     let free_participants = bins
         .iter()
-        .map(|bin| u64::from(bin.capacity.free_participants(bin.used)))
+        .map(|bin| {
+            let worst = bin.committed_over(horizon.span, horizon.now);
+            u64::from(bin.capacity.free_participants(worst))
+        })
         .sum();
     Packing {
         new_nodes,
@@ -352,7 +423,7 @@ fn shrink(input: &ScalingInput<'_>, live: &[&NodeView], waiting: Total) -> Shrin
             ..Shrink::default()
         };
     }
-    let surplus = surplus_nodes(&by_emptiest, policy, waiting);
+    let surplus = surplus_nodes(&by_emptiest, policy, waiting, horizon(input));
     if surplus.is_empty() {
         return Shrink::default();
     }
@@ -373,17 +444,18 @@ fn shrink(input: &ScalingInput<'_>, live: &[&NodeView], waiting: Total) -> Shrin
 }
 
 /// The emptiest live nodes that can go while at least minNodes stay and the nodes that stay
-/// still carry everything committed (the load of the drained nodes moves to them), the waiting
-/// demand and the buffer, in participants and in rooms. Stops at the first node that cannot
-/// go, so a fuller node is never drained while an emptier one stays.
+/// still carry everything committed over the horizon (the load of the drained nodes moves to
+/// them), the waiting demand and the buffer, in participants and in rooms. Stops at the first
+/// node that cannot go, so a fuller node is never drained while an emptier one stays.
 fn surplus_nodes<'a>(
     by_emptiest: &[&'a NodeView],
     policy: &ScalingPolicy,
     waiting: Total,
+    horizon: Horizon,
 ) -> Vec<&'a NodeView> {
-    let committed = by_emptiest
-        .iter()
-        .fold(Total::default(), |sum, node| sum.add(node.committed()));
+    let committed = by_emptiest.iter().fold(Total::default(), |sum, node| {
+        sum.add(horizon.committed(node))
+    });
     let needed = Total {
         participants: committed.participants
             + waiting.participants
@@ -453,6 +525,7 @@ fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decide::reservation::Span;
     use proptest::prelude::*;
 
     const NOW: UnixSeconds = 1_000_000;
@@ -489,10 +562,12 @@ mod tests {
             reserved: Usage {
                 participants,
                 rooms: u32::from(participants > 0),
-            },
+            }
+            .into(),
             reported: Usage::default(),
             region: None,
             outdated: false,
+            unreachable: false,
         }
     }
 
@@ -516,6 +591,7 @@ mod tests {
         WaitingConference {
             max_participants,
             start_time: None,
+            end_time: None,
         }
     }
 
@@ -523,6 +599,7 @@ mod tests {
         WaitingConference {
             max_participants,
             start_time: Some(NOW + seconds),
+            end_time: None,
         }
     }
 
@@ -747,10 +824,21 @@ mod tests {
                     reserved: Usage {
                         participants: 10,
                         rooms: 50,
-                    },
+                    }
+                    .into(),
                     ..node("a", 0)
                 }],
                 waiting: vec![ad_hoc(5)],
+                want: adding(1, 2),
+                ..Case::default()
+            },
+            Case {
+                what: "a node whose address does not answer takes nothing: another is added",
+                nodes: vec![NodeView {
+                    unreachable: true,
+                    ..node("a", 0)
+                }],
+                waiting: vec![ad_hoc(10)],
                 want: adding(1, 2),
                 ..Case::default()
             },
@@ -802,6 +890,91 @@ mod tests {
                 nodes: vec![node("a", 0)],
                 waiting: vec![starting_in(-60, 180)],
                 want: adding(1, 2),
+                ..Case::default()
+            },
+        ]);
+    }
+
+    /// A Ready node holding reservations of `held` (participants, span) only.
+    fn holding(name: &str, held: &[(u32, Span)]) -> NodeView {
+        NodeView {
+            reserved: held
+                .iter()
+                .map(|&(participants, span)| Reservation {
+                    usage: Usage::conference(participants),
+                    span,
+                })
+                .collect(),
+            ..node(name, 0)
+        }
+    }
+
+    fn between(from: Option<i64>, until: Option<i64>) -> Span {
+        Span::of(from.map(|f| NOW + f), until.map(|u| NOW + u))
+    }
+
+    fn booked(starts_in: i64, ends_in: i64, max_participants: u32) -> WaitingConference {
+        WaitingConference {
+            end_time: Some(NOW + ends_in),
+            ..starting_in(starts_in, max_participants)
+        }
+    }
+
+    #[test]
+    fn reservations_count_over_their_span() {
+        let lean = ScalingPolicy {
+            buffer_participants: 20,
+            ..policy()
+        };
+        check(vec![
+            Case {
+                what: "a booking is carried by the room of a meeting that ends at its start",
+                policy: lean.clone(),
+                nodes: vec![holding("a", &[(180, between(None, Some(200)))])],
+                waiting: vec![booked(200, 2000, 150)],
+                want: steady(1),
+                ..Case::default()
+            },
+            Case {
+                what: "a meeting ending a minute after the booking starts needs another node",
+                policy: lean.clone(),
+                nodes: vec![holding("a", &[(180, between(None, Some(260)))])],
+                waiting: vec![booked(200, 2000, 150)],
+                want: adding(1, 2),
+                ..Case::default()
+            },
+            Case {
+                what: "the buffer must stay free at the worst moment of the warm-up window",
+                policy: lean.clone(),
+                nodes: vec![holding(
+                    "a",
+                    &[
+                        (100, between(None, Some(200))),
+                        (190, between(Some(200), None)),
+                    ],
+                )],
+                want: adding(1, 2),
+                ..Case::default()
+            },
+            Case {
+                what: "what stays carries each moment's load, not every booking at once",
+                policy: ScalingPolicy {
+                    min_nodes: 0,
+                    buffer_participants: 0,
+                    ..policy()
+                },
+                nodes: vec![
+                    holding(
+                        "a",
+                        &[
+                            (120, between(None, Some(100))),
+                            (120, between(Some(100), None)),
+                        ],
+                    ),
+                    holding("b", &[(60, between(None, None))]),
+                ],
+                surplus_since: Some(NOW - 300),
+                want: draining(&["b"], 1),
                 ..Case::default()
             },
         ]);
@@ -1013,14 +1186,16 @@ mod tests {
                         reserved: Usage {
                             participants: 10,
                             rooms: 40,
-                        },
+                        }
+                        .into(),
                         ..node("a", 0)
                     },
                     NodeView {
                         reserved: Usage {
                             participants: 10,
                             rooms: 40,
-                        },
+                        }
+                        .into(),
                         ..node("b", 0)
                     },
                 ],
@@ -1171,10 +1346,11 @@ mod tests {
                             rooms: cap.1,
                             egress_mbps: 1000,
                         },
-                        reserved,
+                        reserved: reserved.into(),
                         reported,
                         region: None,
                         outdated: false,
+                        unreachable: false,
                     },
                 )
                 .collect()
@@ -1210,6 +1386,7 @@ mod tests {
             WaitingConference {
                 max_participants: max,
                 start_time: start.map(|s| NOW + s),
+                end_time: None,
             }
         });
         prop::collection::vec(one, 0..8)
@@ -1240,7 +1417,84 @@ mod tests {
         })
     }
 
+    /// Ready nodes holding reservations over random spans around NOW.
+    fn arb_booked_nodes() -> impl Strategy<Value = Vec<NodeView>> {
+        let span = (
+            prop::option::of(-600i64..600),
+            prop::option::of(-300i64..1200),
+        )
+            .prop_map(|(from, until)| between(from, until));
+        let reservation = (1u32..120, span).prop_map(|(participants, span)| Reservation {
+            usage: Usage::conference(participants),
+            span,
+        });
+        let one = (
+            prop::collection::vec(reservation, 0..5),
+            0u32..150,
+            (50u32..250, 2u32..10),
+        );
+        prop::collection::vec(one, 1..6).prop_map(|nodes| {
+            nodes
+                .into_iter()
+                .enumerate()
+                .map(|(i, (held, reported, cap))| NodeView {
+                    reserved: held.into_iter().collect(),
+                    reported: Usage {
+                        participants: reported,
+                        rooms: 1,
+                    },
+                    capacity: NodeCapacity {
+                        participants: cap.0,
+                        rooms: cap.1,
+                        egress_mbps: 1000,
+                    },
+                    ..node(&format!("n{i:02}"), 0)
+                })
+                .collect()
+        })
+    }
+
     proptest! {
+        /// The autoscaler and placement agree: when the plan adds no node for a waiting
+        /// conference, placement finds it a node.
+        #[test]
+        fn what_the_plan_counts_as_room_placement_can_use(
+            nodes in arb_booked_nodes(),
+            max_participants in 1u32..120,
+            starts_in in prop::option::of(0i64..300),
+            lasts in prop::option::of(1i64..1200),
+        ) {
+            let policy = ScalingPolicy { buffer_participants: 0, min_nodes: 0, ..policy() };
+            let start = starts_in.map(|s| NOW + s);
+            let waiting = [WaitingConference {
+                max_participants,
+                start_time: start,
+                end_time: lasts.map(|l| start.unwrap_or(NOW) + l),
+            }];
+            let plan = run(&policy, &nodes, &waiting, None);
+            if plan.add == 0 && max_participants <= NODE.participants {
+                let request = crate::decide::placement::PlacementRequest {
+                    max_participants,
+                    region: None,
+                    exclude: Vec::new(),
+                    span: Span::of(start, waiting[0].end_time),
+                };
+                let placed = crate::decide::placement::place(
+                    &request,
+                    &nodes,
+                    crate::decide::placement::PlacementPolicy {
+                        strategy: conclave_crds::pool::Strategy::Packed,
+                        heartbeat_timeout_seconds: 15,
+                    },
+                    NOW,
+                );
+                prop_assert!(
+                    matches!(placed, crate::decide::placement::Placement::Node(_)),
+                    "the plan adds nothing, placement says {:?}", placed
+                );
+            }
+        }
+
         #[test]
         fn desired_stays_within_min_and_max(
             policy in arb_policy(), nodes in arb_nodes(), waiting in arb_waiting(),
@@ -1380,12 +1634,12 @@ mod tests {
                 draining_since: node_times.0,
                 created_at: node_times.1,
                 capacity,
-                reserved: Usage { participants: load.0, rooms: load.1 },
+                reserved: Usage { participants: load.0, rooms: load.1 }.into(),
                 reported: Usage { participants: load.1, rooms: load.0 },
                 ..node("a", 0)
             };
             let nodes = [node.clone(), NodeView { name: "b".into(), ..node }];
-            let waiting = [WaitingConference { max_participants: load.0, start_time: start }];
+            let waiting = [WaitingConference { max_participants: load.0, start_time: start, end_time: None }];
             let input = ScalingInput {
                 policy: &policy,
                 nodes: &nodes,

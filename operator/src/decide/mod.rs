@@ -3,8 +3,8 @@
 //! (`region`), whether a media node is alive (`liveness`), how big a pool should be
 //! (`autoscale`), when the next conference may be moved off a draining node (`evacuation`),
 //! when the cluster's disruptions make a node drain (`disruption`), what a node's phase is
-//! (`lifecycle`), what in a pool spec cannot run (`pool_spec`), which nodes a template change
-//! replaces and how fast (`rollout`), the signaling URL of a pool (`signaling`) and whether
+//! (`lifecycle`), when a node's reservations occupy it (`reservation`), what in a pool spec
+//! cannot run (`pool_spec`), which nodes a template change replaces and how fast (`rollout`), the signaling URL of a pool (`signaling`) and whether
 //! its TLS Secrets can be served (`certificate`), whether a pool's heartbeats stalled
 //! together (`stall`) and which peers its TURN relays may reach (`turn_peers`). No
 //! Kubernetes types, no I/O, no clock: the reconcilers gather these inputs from the API, call
@@ -21,6 +21,7 @@ pub mod placement;
 pub mod pool_spec;
 pub mod reachability;
 pub mod region;
+pub mod reservation;
 pub mod rollout;
 pub mod signaling;
 pub mod stall;
@@ -28,6 +29,7 @@ pub mod turn_peers;
 
 use conclave_crds::capacity::Usage;
 use conclave_crds::{MediaNodePhase, NodeCapacity};
+use reservation::{Reservations, Span};
 
 /// Seconds since the Unix epoch; every time input is one of these.
 pub type UnixSeconds = i64;
@@ -49,9 +51,9 @@ pub struct NodeView {
     pub last_heartbeat: Option<UnixSeconds>,
     /// `spec.capacity`.
     pub capacity: NodeCapacity,
-    /// Sum over the conferences placed here (holding a reservation) of their maxParticipants,
-    /// and their count as rooms.
-    pub reserved: Usage,
+    /// The reservations of the conferences placed here: each its maxParticipants and one
+    /// room, over its span.
+    pub reserved: Reservations,
     /// Participants and rooms the media node reports (status.load).
     pub reported: Usage,
     /// Region of the node's pool, if any.
@@ -59,6 +61,9 @@ pub struct NodeView {
     /// Its pod was made from an older template of the pool: the rollout replaces it, and
     /// placement prefers other nodes.
     pub outdated: bool,
+    /// Its published address did not answer the operator's last probe (`AddressReachable`
+    /// False): it keeps what it hosts but takes no new conference.
+    pub unreachable: bool,
 }
 
 /// Whether a node in `phase`, with `spec.draining` as `draining`, is live: Pending, Starting
@@ -77,8 +82,16 @@ impl NodeView {
         is_live(self.phase, self.draining)
     }
 
-    /// What the node has committed: the larger of reserved and reported.
+    /// What the node has committed, whenever: the larger of everything reserved and what it
+    /// reports connected. A node with any commitment is not empty.
     pub fn committed(&self) -> Usage {
-        Usage::committed(self.reserved, self.reported)
+        Usage::committed(self.reserved.total(), self.reported)
+    }
+
+    /// What the node has committed at the worst moment of `span` from `now` on: the
+    /// reservations occupied then, plus what it reports connected beyond the reservations
+    /// occupied now (participants who joined early, or a conference reserved elsewhere).
+    pub fn committed_over(&self, span: Span, now: UnixSeconds) -> Usage {
+        self.reserved.committed_over(self.reported, span, now)
     }
 }

@@ -1,13 +1,15 @@
 //! Placement: choose the media node for a conference.
 //!
 //! Eligible nodes are Ready, not draining, with a heartbeat no older than the pool's
-//! heartbeat timeout, and with room for the conference (`maxParticipants` participants and one
-//! room) on top of what they have committed. `Packed` picks the most-loaded eligible node (so
+//! heartbeat timeout, an address that answered its last probe, and with room for the conference (`maxParticipants` participants and one
+//! room) on top of what they have committed over the conference's span (a conference ending
+//! when this one starts leaves its room to it: see `reservation`). `Packed` picks the most-loaded eligible node (so
 //! others empty and can be removed); `Distributed` the least-loaded. Nodes in the conference's
 //! preferred region win over others, then nodes a rollout keeps over outdated ones (so a
 //! conference moved off an old node is not moved again). Ties break by name, so the choice
 //! is deterministic.
 
+use super::reservation::Span;
 use super::{NodeView, UnixSeconds};
 use conclave_crds::MediaNodePhase;
 use conclave_crds::capacity::Usage;
@@ -23,6 +25,8 @@ pub struct PlacementRequest {
     pub region: Option<String>,
     /// Nodes that must not be chosen (the node a conference is moving away from).
     pub exclude: Vec<String>,
+    /// When the conference occupies its node.
+    pub span: Span,
 }
 
 /// Pool settings placement needs.
@@ -85,25 +89,43 @@ pub fn place(
             node_capacity: largest_node,
         });
     }
-    let open: Vec<&NodeView> = nodes
+    let open: Vec<Candidate<'_>> = nodes
         .iter()
         .filter(|node| takes_conferences(node, request, policy, now))
+        .map(|node| Candidate {
+            node,
+            load: node.committed_over(request.span, now),
+        })
         .collect();
     if open.is_empty() {
         return Placement::NoFit(NoFitReason::NoReadyNode);
     }
     let wanted = Usage::conference(request.max_participants);
     open.iter()
-        .filter(|node| node.capacity.fits(node.committed(), wanted))
+        .filter(|c| c.node.capacity.fits(c.load, wanted))
         .min_by(|a, b| preference(a, b, request, policy.strategy))
         .map_or_else(
             || Placement::NoFit(full(&open)),
-            |node| Placement::Node(node.name.clone()),
+            |c| Placement::Node(c.node.name.clone()),
         )
 }
 
+/// A node that takes conferences, with what it has committed over the request's span.
+struct Candidate<'a> {
+    node: &'a NodeView,
+    load: Usage,
+}
+
+impl Candidate<'_> {
+    /// Rooms the node can still open over the span.
+    fn free_rooms(&self) -> u32 {
+        self.node.capacity.rooms.saturating_sub(self.load.rooms)
+    }
+}
+
 /// True when `node` may take a new conference for `request` at `now`, whatever its load:
-/// Ready, not draining, a heartbeat no older than the timeout, and not excluded.
+/// Ready, not draining, a heartbeat no older than the timeout, its address answering, and not
+/// excluded.
 fn takes_conferences(
     node: &NodeView,
     request: &PlacementRequest,
@@ -113,6 +135,7 @@ fn takes_conferences(
     node.phase == MediaNodePhase::Ready
         && !node.draining
         && heartbeat_is_fresh(node, policy.heartbeat_timeout_seconds, now)
+        && !node.unreachable
         && !request.exclude.contains(&node.name)
 }
 
@@ -126,44 +149,39 @@ fn heartbeat_is_fresh(node: &NodeView, timeout: i64, now: UnixSeconds) -> bool {
 /// Orders two fitting nodes, the preferred first: the request's region, then current before
 /// outdated, then load by strategy, then name.
 fn preference(
-    a: &NodeView,
-    b: &NodeView,
+    a: &Candidate<'_>,
+    b: &Candidate<'_>,
     request: &PlacementRequest,
     strategy: Strategy,
 ) -> Ordering {
-    let outside_region = |node: &NodeView| {
-        request.region.is_some() && node.region.as_deref() != request.region.as_deref()
+    let outside_region = |c: &Candidate<'_>| {
+        request.region.is_some() && c.node.region.as_deref() != request.region.as_deref()
     };
     outside_region(a)
         .cmp(&outside_region(b))
-        .then_with(|| a.outdated.cmp(&b.outdated))
+        .then_with(|| a.node.outdated.cmp(&b.node.outdated))
         .then_with(|| load_preference(a, b, strategy))
-        .then_with(|| a.name.cmp(&b.name))
+        .then_with(|| a.node.name.cmp(&b.node.name))
 }
 
 /// Packed: most committed participants first, then fewest free rooms. Distributed: fewest
 /// committed participants first, then most free rooms.
-fn load_preference(a: &NodeView, b: &NodeView, strategy: Strategy) -> Ordering {
-    let fewer_participants = a.committed().participants.cmp(&b.committed().participants);
-    let fewer_free_rooms = free_rooms(a).cmp(&free_rooms(b));
+fn load_preference(a: &Candidate<'_>, b: &Candidate<'_>, strategy: Strategy) -> Ordering {
+    let fewer_participants = a.load.participants.cmp(&b.load.participants);
+    let fewer_free_rooms = a.free_rooms().cmp(&b.free_rooms());
     match strategy {
         Strategy::Packed => fewer_participants.reverse().then(fewer_free_rooms),
         Strategy::Distributed => fewer_participants.then(fewer_free_rooms.reverse()),
     }
 }
 
-/// Rooms the node can still open.
-fn free_rooms(node: &NodeView) -> u32 {
-    node.capacity.rooms.saturating_sub(node.committed().rooms)
-}
-
 /// The `Full` reason for nodes that take conferences but have no room for this one.
-fn full(open: &[&NodeView]) -> NoFitReason {
+fn full(open: &[Candidate<'_>]) -> NoFitReason {
     NoFitReason::Full {
         ready_nodes: u32::try_from(open.len()).unwrap_or(u32::MAX),
         largest_free: open
             .iter()
-            .map(|node| node.capacity.free_participants(node.committed()))
+            .map(|c| c.node.capacity.free_participants(c.load))
             .max()
             .unwrap_or(0),
     }
@@ -172,6 +190,7 @@ fn full(open: &[&NodeView]) -> NoFitReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decide::reservation::Reservation;
     use conclave_crds::NodeCapacity;
     use conclave_crds::pool::Strategy;
     use proptest::prelude::*;
@@ -199,10 +218,12 @@ mod tests {
             reserved: Usage {
                 participants,
                 rooms: u32::from(participants > 0),
-            },
+            }
+            .into(),
             reported: Usage::default(),
             region: None,
             outdated: false,
+            unreachable: false,
         }
     }
 
@@ -216,15 +237,17 @@ mod tests {
     fn with_rooms(rooms: u32, base: NodeView) -> NodeView {
         NodeView {
             reserved: Usage {
-                participants: base.reserved.participants,
+                participants: base.reserved.total().participants,
                 rooms,
-            },
+            }
+            .into(),
             ..base
         }
     }
 
     fn request(max_participants: u32) -> PlacementRequest {
         PlacementRequest {
+            span: Span::ALWAYS,
             max_participants,
             region: None,
             exclude: Vec::new(),
@@ -262,6 +285,58 @@ mod tests {
     }
 
     #[test]
+    fn spans() {
+        let holding = |name: &str, participants: u32, span: Span| NodeView {
+            reserved: [Reservation {
+                usage: Usage::conference(participants),
+                span,
+            }]
+            .into_iter()
+            .collect(),
+            ..node(name, 0)
+        };
+        let until = |t: i64| Span::of(None, Some(NOW + t));
+        let from = |t: i64| Span::of(Some(NOW + t), None);
+        let over = |span: Span, max| PlacementRequest {
+            span,
+            ..request(max)
+        };
+        check(vec![
+            Case {
+                what: "a booking takes the room of a meeting that ends at its start",
+                request: over(Span::of(Some(NOW + 600), Some(NOW + 4200)), 120),
+                nodes: vec![holding("a", 150, until(600)), node("b", 100)],
+                strategy: Strategy::Packed,
+                want: on("a"),
+            },
+            Case {
+                what: "an ad-hoc conference does not take that room while the meeting runs",
+                request: request(60),
+                nodes: vec![holding("a", 150, until(600)), node("b", 100)],
+                strategy: Strategy::Packed,
+                want: on("b"),
+            },
+            Case {
+                what: "a conference ending before a booking starts fits in front of it",
+                request: over(until(600), 100),
+                nodes: vec![holding("a", 150, from(600)), node("b", 150)],
+                strategy: Strategy::Packed,
+                want: on("a"),
+            },
+            Case {
+                what: "one with no end does not: it would run into the booking",
+                request: request(100),
+                nodes: vec![holding("a", 150, from(600))],
+                strategy: Strategy::Packed,
+                want: no_fit(NoFitReason::Full {
+                    ready_nodes: 1,
+                    largest_free: 50,
+                }),
+            },
+        ]);
+    }
+
+    #[test]
     fn eligibility() {
         use MediaNodePhase::*;
         let phase = |phase, base: NodeView| NodeView { phase, ..base };
@@ -296,6 +371,19 @@ mod tests {
                     .collect(),
                 strategy: Strategy::Packed,
                 want: no_fit(NoFitReason::NoReadyNode),
+            },
+            Case {
+                what: "a Ready node whose address stopped answering takes nothing new",
+                request: request(10),
+                nodes: vec![
+                    NodeView {
+                        unreachable: true,
+                        ..node("a", 100)
+                    },
+                    node("b", 0),
+                ],
+                strategy: Strategy::Packed,
+                want: on("b"),
             },
             Case {
                 what: "a Ready node marked draining takes nothing; the other one does",
@@ -665,13 +753,15 @@ mod tests {
                         reserved: Usage {
                             participants: res.0,
                             rooms: res.1,
-                        },
+                        }
+                        .into(),
                         reported: Usage {
                             participants: rep.0,
                             rooms: rep.1,
                         },
                         region: region.map(str::to_owned),
                         outdated: false,
+                        unreachable: false,
                     },
                 )
                 .collect()
@@ -685,6 +775,7 @@ mod tests {
             prop::collection::vec(0usize..12, 0..3),
         )
             .prop_map(|(max_participants, region, exclude)| PlacementRequest {
+                span: Span::ALWAYS,
                 max_participants,
                 region: region.map(str::to_owned),
                 exclude: exclude.into_iter().map(|i| format!("n{i:02}")).collect(),
@@ -702,6 +793,7 @@ mod tests {
             && node
                 .last_heartbeat
                 .is_some_and(|beat| NOW - beat <= HEARTBEAT_TIMEOUT)
+            && !node.unreachable
             && !request.exclude.contains(&node.name)
             && node.capacity.fits(
                 node.committed(),
@@ -801,8 +893,10 @@ mod tests {
                         .iter_mut()
                         .find(|n| n.name == name)
                         .expect("place names one of the given nodes");
-                    let conference = Usage::conference(request.max_participants);
-                    chosen.reserved = chosen.reserved.plus(conference);
+                    chosen.reserved.add(Reservation {
+                        usage: Usage::conference(request.max_participants),
+                        span: request.span,
+                    });
                 }
                 for (node, was_within) in nodes.iter().zip(&initially_within) {
                     prop_assert!(!was_within || within(node), "{} over-committed", node.name);
@@ -825,7 +919,7 @@ mod tests {
                     rooms: capacity.1,
                     egress_mbps: 0,
                 },
-                reserved: Usage { participants: load.0, rooms: load.1 },
+                reserved: Usage { participants: load.0, rooms: load.1 }.into(),
                 reported: Usage { participants: load.1, rooms: load.0 },
                 last_heartbeat: beat,
                 ..node("a", 0)

@@ -277,10 +277,12 @@ mod tests {
             reserved: Usage {
                 participants,
                 rooms: u32::from(participants > 0),
-            },
+            }
+            .into(),
             reported: Usage::default(),
             region: None,
             outdated: old,
+            unreachable: false,
         }
     }
 
@@ -550,7 +552,7 @@ mod tests {
                         n = starting(
                             10,
                             NodeView {
-                                reserved: Usage::default(),
+                                reserved: Usage::default().into(),
                                 ..n
                             },
                         );

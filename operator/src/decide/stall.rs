@@ -63,10 +63,11 @@ mod tests {
             created_at: 0,
             last_heartbeat: Some(NOW - beat_age),
             capacity: NodeCapacity::default(),
-            reserved: Usage::default(),
+            reserved: Usage::default().into(),
             reported: Usage::default(),
             region: None,
             outdated: false,
+            unreachable: false,
         }
     }
 

@@ -2,7 +2,9 @@
 //! simulator), then M conferences placed as fast as the placement load generator offers them.
 //! Measures the operator's resident memory and CPU from /proc, API requests per placement
 //! from the API server's counters (minus what the simulator and the load generator sent),
-//! and how long a restarted operator takes to rebuild its state and place again.
+//! and how long a restarted operator takes to rebuild its state and place again. Before the
+//! placements it measures the API server's own ceiling for the writes they need (`ceiling`),
+//! with the same nodes heartbeating, so the placement rate is judged against that.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::apiserver::{self, Counts};
+use super::ceiling::{self, Ceiling};
 use super::simulator::Simulator;
 use crate::bench::placement::{self, Load, Outcome};
 use crate::bench::process::{cpu_seconds, rss_mib};
@@ -76,6 +79,10 @@ pub struct CostOutcome {
     pub steady: Outcome,
     /// The rest, offered as fast as `in_flight` allows.
     pub placement: Outcome,
+    /// The API server's ceiling for the writes of as many placements, measured just before.
+    pub ceiling: Ceiling,
+    /// The placement rate as a share of that ceiling.
+    pub share_of_ceiling: f64,
     pub cpu_seconds_placements: f64,
     pub cpu_seconds_per_1000_placements: f64,
     /// Operator CPU while only heartbeats arrive (cores).
@@ -200,6 +207,13 @@ pub async fn run(
     tokio::time::sleep(Duration::from_secs(10)).await;
     let pid = operator.pid();
     let rss_mib_nodes_ready = rss_mib(pid).unwrap_or(0.0);
+    let burst = settings.conferences.saturating_sub(settings.steady_count);
+    let ceiling = ceiling::measure(client, burst, settings.in_flight).await?;
+    tracing::info!(
+        placements_per_second = ceiling.placements_per_second,
+        writes_per_second = ceiling.writes_per_second,
+        "API server ceiling for placement writes"
+    );
 
     let cpu0 = cpu_seconds(pid).unwrap_or(0.0);
     let api0 = apiserver::request_counts(client).await?;
@@ -217,7 +231,7 @@ pub async fn run(
     let load = Load {
         run: "burst".into(),
         rate: None,
-        count: settings.conferences.saturating_sub(settings.steady_count),
+        count: burst,
         ..steady_load
     };
     let placement = placement::run(client, namespace, &load, Duration::from_secs(600)).await?;
@@ -259,8 +273,10 @@ pub async fn run(
         media_nodes_not_ready,
         cpu_seconds_per_1000_placements: cpu_seconds_placements * 1000.0 / placed.max(1) as f64,
         cpu_seconds_placements,
+        share_of_ceiling: placement.placements_per_second / ceiling.placements_per_second.max(1e-9),
         steady,
         placement,
+        ceiling,
         steady_cpu_cores,
         steady_heartbeats_per_second: ((sim2.0 - sim1.0) + (renewals2 - renewals1)) as f64 / quiet,
         steady_api_requests_per_second: steady_requests(&api2, &api1, |_, _| true) / quiet,

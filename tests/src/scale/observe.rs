@@ -24,6 +24,9 @@ pub struct ConferenceTrace {
     pub joined: Option<Instant>,
     /// First seen Pending for want of capacity (not merely not yet due).
     pub waiting_since: Option<Instant>,
+    /// The reason of its Placed condition as last seen before it had join info (none when it
+    /// never had a status before).
+    pub reason_before_join: Option<String>,
     /// Its media node, as last seen.
     pub node: Option<String>,
     /// Why it was interrupted while live, if it was (moved, or its node deleted).
@@ -218,6 +221,9 @@ fn on_conference(rec: &mut Record, c: &Conference, now: Instant) {
         .iter()
         .find(|c| c.type_ == labels::condition::PLACED)
         .map(|c| c.reason.clone());
+    if trace.joined.is_none() {
+        trace.reason_before_join = placed_reason.clone();
+    }
     if phase == Some(ConferencePhase::Pending)
         && trace.waiting_since.is_none()
         && trace.joined.is_none()

@@ -232,10 +232,11 @@ pub fn day_markdown(
         (
             "scheduled conferences with a Ready node before their start".into(),
             format!(
-                "{} of {} ({:.1} %)",
+                "{} of {} ({:.1} %){}",
                 s.scheduled_ready_before_start,
                 s.scheduled,
-                100.0 * s.scheduled_ready_fraction
+                100.0 * s.scheduled_ready_fraction,
+                late_reasons(s)
             ),
             format!("≥ 95 %: {}", verdict(s.scheduled_ready_fraction >= 0.95)),
         ),
@@ -284,6 +285,23 @@ pub fn day_markdown(
     m
 }
 
+/// Why the late scheduled conferences were late: the Placed reason each last showed before
+/// join info (", late: Full 12, NotYetDue 3"), or nothing when none was late.
+fn late_reasons(s: &super::summary::DaySummary) -> String {
+    if s.late_by_reason.is_empty() {
+        return String::new();
+    }
+    let reasons: Vec<String> = s
+        .late_by_reason
+        .iter()
+        .map(|(reason, n)| format!("{reason} {n}"))
+        .collect();
+    format!(
+        "; late, by last reason before join info: {}",
+        reasons.join(", ")
+    )
+}
+
 /// Markdown of the operator's cost.
 pub fn cost_markdown(c: &CostOutcome, machine: &Machine, heartbeat_seconds: u64) -> String {
     let st = &c.settings;
@@ -303,7 +321,8 @@ pub fn cost_markdown(c: &CostOutcome, machine: &Machine, heartbeat_seconds: u64)
         st.in_flight
     );
     m.push_str("| figure | measured | goal |\n|---|---|---|\n");
-    let rows: [(&str, String, String); 11] = [
+    let ceiling = &c.ceiling;
+    let rows: [(&str, String, String); 12] = [
         (
             "operator resident memory: nodes Ready / after placements / steady / peak",
             format!(
@@ -353,12 +372,32 @@ pub fn cost_markdown(c: &CostOutcome, machine: &Machine, heartbeat_seconds: u64)
             ),
         ),
         (
+            "API server ceiling for the writes of a placement (create, metadata patch, status \
+             apply; no operator), same run",
+            format!(
+                "{:.0} placements/s ({:.0} writes/s, {} per placement; {} of {} written, p99 {:.0} ms)",
+                ceiling.placements_per_second,
+                ceiling.writes_per_second,
+                ceiling.writes_per_placement,
+                ceiling.conferences,
+                ceiling.conferences + ceiling.errors,
+                ceiling.latency.p99_ms
+            ),
+            String::new(),
+        ),
+        (
             "placement rate (as fast as offered), create → join p50 / p99",
             format!(
-                "{:.0} /s, {:.0} ms / {:.0} ms",
-                p.placements_per_second, p.create_to_join.p50_ms, p.create_to_join.p99_ms
+                "{:.0} /s = {:.2} of the ceiling, {:.0} ms / {:.0} ms",
+                p.placements_per_second,
+                c.share_of_ceiling,
+                p.create_to_join.p50_ms,
+                p.create_to_join.p99_ms
             ),
-            format!("≥ 400/s: {}", verdict(p.placements_per_second >= 400.0)),
+            format!(
+                "≥ 0.8 of the ceiling: {}",
+                verdict(c.share_of_ceiling >= 0.8)
+            ),
         ),
         (
             "operator CPU per 1,000 placements (heartbeats included)",

@@ -35,6 +35,9 @@ pub struct DaySummary {
     /// Scheduled conferences with join info (a Ready node reserved) by their startTime.
     pub scheduled_ready_before_start: usize,
     pub scheduled_ready_fraction: f64,
+    /// Scheduled conferences not ready by their start, by the reason of their Placed
+    /// condition as last seen before join info ("none": no status yet).
+    pub late_by_reason: std::collections::BTreeMap<String, usize>,
     /// MediaNode appearance → Ready.
     pub node_start: Percentiles,
     /// Running media nodes (pod up: Starting, Ready or Draining).
@@ -82,6 +85,14 @@ pub fn summarize(
             if c.scheduled && joined <= start_of(c.start_at) {
                 s.scheduled_ready_before_start += 1;
             }
+        }
+        if c.scheduled
+            && trace
+                .joined
+                .is_none_or(|joined| joined > start_of(c.start_at))
+        {
+            let reason = trace.reason_before_join.as_deref().unwrap_or("none");
+            *s.late_by_reason.entry(reason.to_owned()).or_default() += 1;
         }
         if let Some(since) = trace.waiting_since {
             s.waited_pending += 1;

@@ -1,0 +1,251 @@
+//! Reservations over time: what a media node has promised its conferences, and when.
+//!
+//! A conference holds its reservation from the moment it is placed, but it occupies the node
+//! only over its span: from its `startTime` (a scheduled conference is placed during the
+//! pool's warm-up, before it starts) until its `endTime` (the operator ends it then). Two
+//! conferences whose spans do not overlap share the same capacity, so a meeting booked for
+//! 10:00 fits on the node of one that ends at 10:00. A span with no start is occupied from now
+//! on; one with no end, for ever.
+
+use super::UnixSeconds;
+use conclave_crds::capacity::Usage;
+
+/// When a conference occupies its node: `[from, until)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    /// Its startTime; None when it has no start time (ad hoc) or starts now.
+    pub from: Option<UnixSeconds>,
+    /// Its endTime; None when it has none.
+    pub until: Option<UnixSeconds>,
+}
+
+impl Span {
+    /// Occupied from now on, for ever: an ad-hoc conference.
+    pub const ALWAYS: Span = Span {
+        from: None,
+        until: None,
+    };
+
+    /// The span of a conference with these start and end times.
+    pub fn of(start: Option<UnixSeconds>, end: Option<UnixSeconds>) -> Self {
+        Span {
+            from: start,
+            until: end,
+        }
+    }
+
+    /// True when the conference occupies its node at `t`.
+    fn covers(&self, t: UnixSeconds) -> bool {
+        self.from.is_none_or(|from| from <= t) && self.until.is_none_or(|until| t < until)
+    }
+
+    /// The first moment of the span at or after `now`.
+    fn first_moment(&self, now: UnixSeconds) -> UnixSeconds {
+        self.from.map_or(now, |from| from.max(now))
+    }
+}
+
+/// One conference's reservation: how much, and when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    /// Its maxParticipants and one room.
+    pub usage: Usage,
+    /// When it occupies the node.
+    pub span: Span,
+}
+
+/// Everything reserved on one node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reservations(Vec<Reservation>);
+
+impl Reservations {
+    /// Adds a reservation.
+    pub fn add(&mut self, reservation: Reservation) {
+        self.0.push(reservation);
+    }
+
+    /// Everything held, whenever it is occupied: a node holding any reservation is not
+    /// empty.
+    pub fn total(&self) -> Usage {
+        self.0
+            .iter()
+            .fold(Usage::default(), |sum, r| sum.plus(r.usage))
+    }
+
+    /// What is occupied at `t`.
+    pub fn at(&self, t: UnixSeconds) -> Usage {
+        self.0
+            .iter()
+            .filter(|r| r.span.covers(t))
+            .fold(Usage::default(), |sum, r| sum.plus(r.usage))
+    }
+
+    /// The most occupied at any moment of `span` from `now` on (participants and rooms each
+    /// at their own worst moment, so never less than the truth). Occupation only grows where
+    /// a reservation starts, so the span's first moment and those starts are the moments
+    /// that count.
+    pub fn peak(&self, span: Span, now: UnixSeconds) -> Usage {
+        let first = span.first_moment(now);
+        let starts = self
+            .0
+            .iter()
+            .filter_map(|r| r.span.from)
+            .filter(|&from| from > first && span.covers(from));
+        std::iter::once(first)
+            .chain(starts)
+            .map(|t| self.at(t))
+            .fold(Usage::default(), |worst, usage| Usage {
+                participants: worst.participants.max(usage.participants),
+                rooms: worst.rooms.max(usage.rooms),
+            })
+    }
+
+    /// What a node holding these reservations and reporting `reported` connected has
+    /// committed at the worst moment of `span` from `now` on: the reservations occupied then,
+    /// plus what it reports beyond the reservations occupied now (participants who joined a
+    /// booking early, or a conference reserved elsewhere).
+    pub fn committed_over(&self, reported: Usage, span: Span, now: UnixSeconds) -> Usage {
+        let occupied = self.at(now);
+        let unreserved = Usage {
+            participants: reported.participants.saturating_sub(occupied.participants),
+            rooms: reported.rooms.saturating_sub(occupied.rooms),
+        };
+        self.peak(span, now).plus(unreserved)
+    }
+}
+
+impl From<Usage> for Reservations {
+    /// One reservation occupied from now on, for ever.
+    fn from(usage: Usage) -> Self {
+        if usage == Usage::default() {
+            return Reservations::default();
+        }
+        Reservations(vec![Reservation {
+            usage,
+            span: Span::ALWAYS,
+        }])
+    }
+}
+
+impl FromIterator<Reservation> for Reservations {
+    fn from_iter<I: IntoIterator<Item = Reservation>>(iter: I) -> Self {
+        Reservations(iter.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NOW: UnixSeconds = 1_000_000;
+    const HOUR: i64 = 3600;
+
+    fn held(participants: u32, from: Option<i64>, until: Option<i64>) -> Reservation {
+        Reservation {
+            usage: Usage::conference(participants),
+            span: Span::of(from, until),
+        }
+    }
+
+    #[test]
+    fn a_meeting_ending_when_another_starts_shares_its_capacity() {
+        let node: Reservations = [held(80, None, Some(NOW + HOUR))].into_iter().collect();
+        let next = Span::of(Some(NOW + HOUR), Some(NOW + 2 * HOUR));
+        assert_eq!(node.peak(next, NOW), Usage::default());
+        let overlapping = Span::of(Some(NOW + HOUR - 60), Some(NOW + 2 * HOUR));
+        assert_eq!(node.peak(overlapping, NOW), Usage::conference(80));
+    }
+
+    #[test]
+    fn a_booking_occupies_only_from_its_start() {
+        let node: Reservations = [held(30, Some(NOW + 900), Some(NOW + HOUR))]
+            .into_iter()
+            .collect();
+        assert_eq!(node.at(NOW), Usage::default());
+        assert_eq!(node.at(NOW + 900), Usage::conference(30));
+        assert_eq!(node.total(), Usage::conference(30));
+        // An ad-hoc conference placed now runs into the booking.
+        assert_eq!(node.peak(Span::ALWAYS, NOW), Usage::conference(30));
+        // One that ends before the booking starts does not.
+        assert_eq!(
+            node.peak(Span::of(None, Some(NOW + 900)), NOW),
+            Usage::default()
+        );
+    }
+
+    #[test]
+    fn the_peak_is_the_worst_moment() {
+        let node: Reservations = [
+            held(40, None, Some(NOW + 600)),
+            held(50, Some(NOW + 300), None),
+            held(20, Some(NOW + 1200), None),
+        ]
+        .into_iter()
+        .collect();
+        // 90 at NOW+300..600, 50 after, 70 from NOW+1200.
+        assert_eq!(node.peak(Span::ALWAYS, NOW).participants, 90);
+        assert_eq!(
+            node.peak(Span::of(Some(NOW + 600), None), NOW).participants,
+            70
+        );
+        assert_eq!(node.peak(Span::ALWAYS, NOW).rooms, 2);
+    }
+
+    #[test]
+    fn connected_participants_beyond_the_reservations_count_too() {
+        let node: Reservations = [
+            held(20, None, Some(NOW + 600)),
+            held(30, Some(NOW + 600), None),
+        ]
+        .into_iter()
+        .collect();
+        // Everyone connected is in the running conference: the booking is what counts later.
+        let later = Span::of(Some(NOW + 600), None);
+        assert_eq!(
+            node.committed_over(Usage::conference(20), later, NOW),
+            Usage::conference(30)
+        );
+        // Five joined the booking early: they stay on top of it.
+        let early = Usage {
+            participants: 25,
+            rooms: 2,
+        };
+        assert_eq!(node.committed_over(early, later, NOW).participants, 35);
+    }
+
+    #[test]
+    fn an_open_reservation_is_always_occupied() {
+        let node = Reservations::from(Usage::conference(10));
+        assert_eq!(node.at(NOW), Usage::conference(10));
+        assert_eq!(node.at(NOW + 100 * HOUR), Usage::conference(10));
+        assert_eq!(
+            Reservations::from(Usage::default()),
+            Reservations::default()
+        );
+    }
+
+    proptest! {
+        /// The peak over a span is never below what is occupied at any moment of it.
+        #[test]
+        fn the_peak_bounds_every_moment(
+            booked in prop::collection::vec((1u32..50, prop::option::of(0i64..100), prop::option::of(0i64..100)), 0..8),
+            from in prop::option::of(0i64..100),
+            until in prop::option::of(0i64..100),
+            t in 0i64..100,
+        ) {
+            let node: Reservations = booked
+                .iter()
+                .map(|&(p, f, u)| held(p, f, u))
+                .collect();
+            let span = Span::of(from, until);
+            let peak = node.peak(span, 0);
+            if span.covers(t) {
+                let now = node.at(t);
+                prop_assert!(now.participants <= peak.participants);
+                prop_assert!(now.rooms <= peak.rooms);
+            }
+            prop_assert!(peak.participants <= node.total().participants);
+        }
+    }
+}
