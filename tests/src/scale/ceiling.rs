@@ -1,15 +1,17 @@
-//! The API server's own ceiling for the writes one placement needs, measured in the same run
+//! The API server's own ceiling for the writes one placement brings, measured in the same run
 //! as the placements it bounds: for each conference, the client's create, then the operator's
 //! metadata patch (finalizer and media-node label, conditional on the resourceVersion) and its
-//! status apply (phase, node, join info, the Placed condition), one after the other, with as
-//! many conferences in flight as the placement load, in a namespace no operator watches. The
-//! rate of conferences so written is what placement would reach if the operator cost nothing
-//! and reacted at once.
+//! status apply (phase, node, join info, the Placed condition), then the participant count
+//! its media node reports once people joined (the simulated media nodes write it for every
+//! conference of the placement run too), one after the other, with as many conferences in
+//! flight as the placement load, in a namespace nobody watches. The rate of conferences so
+//! written is what placement would reach if the operator cost nothing and reacted at once.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use conclave_crds::report::participants_report;
 use conclave_crds::{Conference, labels};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -25,8 +27,9 @@ use crate::error::{Context, Error};
 /// Namespace the ceiling is measured in.
 pub const NAMESPACE: &str = "ceiling";
 
-/// API writes of one placement: the create, the metadata patch and the status apply.
-pub const WRITES_PER_PLACEMENT: u32 = 3;
+/// API writes of one placement: the create, the metadata patch, the status apply and the
+/// media node's participant report.
+pub const WRITES_PER_PLACEMENT: u32 = 4;
 
 /// What was measured.
 #[derive(Clone, Debug, Serialize)]
@@ -87,9 +90,18 @@ pub async fn measure(client: &Client, count: usize, in_flight: usize) -> Result<
     }
     let seconds = began.elapsed().as_secs_f64();
     let conferences = latencies.len();
-    let _ = namespaces
+    // Its deletion (the namespace controller lists and deletes every kind) must not run
+    // beside the placements measured next.
+    namespaces
         .delete(NAMESPACE, &DeleteParams::background())
-        .await;
+        .await
+        .context("delete the ceiling namespace")?;
+    crate::wait::until(
+        "the ceiling namespace to be deleted",
+        Duration::from_secs(300),
+        || async { matches!(namespaces.get_opt(NAMESPACE).await, Ok(None)).then_some(()) },
+    )
+    .await?;
     Ok(Ceiling {
         conferences,
         errors: errors.load(Ordering::Relaxed),
@@ -102,8 +114,8 @@ pub async fn measure(client: &Client, count: usize, in_flight: usize) -> Result<
     })
 }
 
-/// The three writes of one placement of conference `name`, as the load generator and the
-/// operator send them.
+/// The writes of one placement of conference `name`, as the load generator, the operator and
+/// the media node send them.
 async fn place(api: &Api<Conference>, name: &str) -> Result<(), kube::Error> {
     let conference: Conference = serde_json::from_value(json!({
         "apiVersion": "conclave.dev/v1alpha1", "kind": "Conference",
@@ -150,6 +162,12 @@ async fn place(api: &Api<Conference>, name: &str) -> Result<(), kube::Error> {
                 }],
             },
         })),
+    )
+    .await?;
+    api.patch_status(
+        name,
+        &PatchParams::apply(labels::MEDIA_NODE_MANAGER).force(),
+        &Patch::Apply(participants_report(5)),
     )
     .await?;
     Ok(())
