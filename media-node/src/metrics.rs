@@ -9,6 +9,8 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+use std::sync::atomic::Ordering;
+
 use crate::forward::DropReason;
 use crate::media::mux::PortDrop;
 use crate::node::{NodeState, SignalingCut};
@@ -164,6 +166,36 @@ impl prometheus_client::collector::Collector for NodeCollector {
             "Datagrams the UDP port dropped before any peer connection saw them, by reason.",
             PortDrop::ALL.map(|r| (r.as_str(), port.dropped(r))),
         )?;
+        let repair = &node.settings.media.repair;
+        for (name, help, value) in [
+            (
+                "repair_packets_requested",
+                "Packets asked of publishers again (NACK), one per sequence number asked.",
+                &repair.requested,
+            ),
+            (
+                "repair_packets_repaired",
+                "Packets that arrived from publishers after being asked for again.",
+                &repair.repaired,
+            ),
+            (
+                "repair_packets_given_up",
+                "Packets from publishers given up on (asked too often, or a gap too wide).",
+                &repair.given_up,
+            ),
+            (
+                "repair_duplicates_dropped",
+                "Copies of packets already received from publishers, dropped.",
+                &repair.duplicates,
+            ),
+            (
+                "repair_keyframes_requested",
+                "Keyframes asked of publishers because repair failed.",
+                &repair.keyframes,
+            ),
+        ] {
+            counter(&mut enc, name, help, value.load(Ordering::Relaxed))?;
+        }
         let buckets = s.delay.cumulative(&DELAY_BOUNDS_US);
         enc.encode_descriptor(
             "forward_delay_seconds",

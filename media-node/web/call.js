@@ -217,6 +217,54 @@ export class Call extends EventTarget {
     return out;
   }
 
+  /**
+   * Video RTP counters of the peer connection as getStats reports them: what this page sends
+   * (outbound-rtp: packets, retransmissions, NACKs and keyframe requests received) and what
+   * it receives (inbound-rtp: packets, losses left after recovery, NACKs and keyframe
+   * requests sent, freezes), one entry per stream.
+   */
+  async videoRtp() {
+    const s = this.#session;
+    if (!s?.pc) return { outbound: [], inbound: [] };
+    const report = await s.pc.getStats();
+    const outbound = [];
+    const inbound = [];
+    report.forEach((r) => {
+      if (r.kind !== 'video') return;
+      if (r.type === 'outbound-rtp') {
+        outbound.push({
+          ssrc: r.ssrc,
+          rid: r.rid ?? null,
+          packetsSent: r.packetsSent ?? 0,
+          retransmittedPacketsSent: r.retransmittedPacketsSent ?? 0,
+          bytesSent: r.bytesSent ?? 0,
+          nackCount: r.nackCount ?? 0,
+          pliCount: r.pliCount ?? 0,
+          firCount: r.firCount ?? 0,
+        });
+      } else if (r.type === 'inbound-rtp') {
+        const trackId = s.remoteMids.get(r.mid);
+        const info = this.#trackInfo(trackId);
+        const p = info && this.participants.get(info.participant);
+        inbound.push({
+          identity: p?.identity ?? null,
+          source: info?.source ?? null,
+          packetsReceived: r.packetsReceived ?? 0,
+          packetsLost: r.packetsLost ?? 0,
+          retransmittedPacketsReceived: r.retransmittedPacketsReceived ?? 0,
+          nackCount: r.nackCount ?? 0,
+          pliCount: r.pliCount ?? 0,
+          firCount: r.firCount ?? 0,
+          framesDecoded: r.framesDecoded ?? 0,
+          freezeCount: r.freezeCount ?? 0,
+          totalFreezesDuration: r.totalFreezesDuration ?? 0,
+          bytesReceived: r.bytesReceived ?? 0,
+        });
+      }
+    });
+    return { outbound, inbound };
+  }
+
   /** The peer connection's negotiation state and transceivers, for diagnostics. */
   describePeer() {
     const s = this.#session;

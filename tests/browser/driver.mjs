@@ -13,6 +13,7 @@
 //   {"op": "state", "name": "alice"}                -> state, reason, signalingUrl, origin, secure
 //   {"op": "waitState", "name": "alice", "state": "connected", "timeoutMs": 30000}
 //   {"op": "video", "name": "alice"}                -> inbound video stats per track
+//   {"op": "videoRtp", "name": "alice"}             -> video RTP counters, sent and received
 //   {"op": "gapWatch", "name": "alice"}             starts timing gaps in decoded camera video
 //   {"op": "gapReport", "name": "alice"}            -> per sender: longest gap (ms) without a
 //                                                     decoded frame since gapWatch, and now
@@ -118,6 +119,10 @@ async function video({ name }) {
 // Samples decoded camera frames per sender every 50 ms in the page: a sender's gap is the
 // time since its last newly decoded frame, across peer connections (a move to another node
 // starts a new one, whose counters start again at 0).
+async function videoRtp({ name }) {
+  return { rtp: await page(name).evaluate(() => window.conclave.call.videoRtp()) };
+}
+
 async function gapWatch({ name }) {
   await page(name).evaluate(() => {
     const gaps = { last: {}, longest: {}, frames: {} };
@@ -243,7 +248,7 @@ async function close() {
   return {};
 }
 
-const OPS = { open, state, waitState, video, gapWatch, gapReport, peer, mediaPath, chat, chatLog, shareScreen, click, tiles, turnProbe, screenshot, logs, close };
+const OPS = { open, state, waitState, video, videoRtp, gapWatch, gapReport, peer, mediaPath, chat, chatLog, shareScreen, click, tiles, turnProbe, screenshot, logs, close };
 
 const lines = createInterface({ input: process.stdin });
 for await (const line of lines) {

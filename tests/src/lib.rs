@@ -12,6 +12,7 @@ pub mod http;
 pub mod images;
 pub mod kubectl;
 pub mod logs;
+pub mod lossy_link;
 pub mod manifests;
 pub mod media_node_role;
 pub mod operator;

@@ -25,20 +25,21 @@ mod chromium;
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use chromium::Chromium;
+use chromium::call::{connected, fail, open_all, video_flows};
+use common::call::{active_named, conference_named, join_url, keys_of, link_to, now};
 use common::fixtures::{create, drain, media_pods_on, pod_ready, pool, ports, ready_nodes};
-use conclave_crds::token::{JoinClaims, mint};
 use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaPool, labels};
 use conclave_testenv::images::Image;
 use conclave_testenv::operator::Operator;
 use conclave_testenv::{TestEnv, TestNamespace, wait};
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -84,53 +85,9 @@ async fn conference(env: &TestEnv, ns: &TestNamespace) -> Conference {
     conference_named(env, ns, "web", CONFERENCE, 8).await
 }
 
-/// Conference `name` of `pool` for `max` participants, placed and Active with join info.
-async fn conference_named(
-    env: &TestEnv,
-    ns: &TestNamespace,
-    pool: &str,
-    name: &str,
-    max: u32,
-) -> Conference {
-    let conf: Conference = serde_json::from_value(json!({
-        "apiVersion": "conclave.dev/v1alpha1", "kind": "Conference",
-        "metadata": {"name": name}, "spec": {"pool": pool, "maxParticipants": max}
-    }))
-    .unwrap();
-    ns.api::<Conference>()
-        .create(&PostParams::default(), &conf)
-        .await
-        .unwrap();
-    active_named(env, ns, name, None).await
-}
-
 /// The conference once Active with join info, on another node than `not_on` when given.
 async fn active(env: &TestEnv, ns: &TestNamespace, not_on: Option<&str>) -> Conference {
     active_named(env, ns, CONFERENCE, not_on).await
-}
-
-/// Conference `name` once Active with join info, on another node than `not_on` when given.
-async fn active_named(
-    env: &TestEnv,
-    ns: &TestNamespace,
-    name: &str,
-    not_on: Option<&str>,
-) -> Conference {
-    wait::until("conference Active with join info", TIMEOUT, || async {
-        let c = ns.api::<Conference>().get(name).await.ok()?;
-        let s = c.status.clone()?;
-        let placed = s.phase == Some(ConferencePhase::Active)
-            && s.join.is_some()
-            && s.media_node.is_some()
-            && s.media_node.as_deref() != not_on;
-        placed.then_some(c)
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, ns)))
-}
-
-fn join_url(c: &Conference) -> String {
-    c.status.clone().unwrap().join.unwrap().signaling_url
 }
 
 fn host(c: &Conference) -> String {
@@ -142,113 +99,10 @@ async fn keys(ns: &TestNamespace) -> (Vec<u8>, Vec<u8>) {
     keys_of(ns, "web").await
 }
 
-/// The keys of pool `pool`.
-async fn keys_of(ns: &TestNamespace, pool: &str) -> (Vec<u8>, Vec<u8>) {
-    let secret = ns
-        .api::<Secret>()
-        .get(&labels::pool_secret_name(pool))
-        .await
-        .unwrap();
-    let data = secret.data.unwrap();
-    (
-        data[labels::SECRET_JOIN_KEY].0.clone(),
-        data[labels::SECRET_TURN_SECRET].0.clone(),
-    )
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 /// The join link an application would hand out: the node's page with the signaling URL and
 /// a token, capturing small video (two cores run all the browsers).
 fn link(signaling_url: &str, key: &[u8], identity: &str, extra: &str) -> String {
     link_to(CONFERENCE, signaling_url, key, identity, extra)
-}
-
-/// The join link of `identity` to `conference`.
-fn link_to(
-    conference: &str,
-    signaling_url: &str,
-    key: &[u8],
-    identity: &str,
-    extra: &str,
-) -> String {
-    let token = mint(
-        key,
-        &JoinClaims {
-            conference: conference.into(),
-            identity: identity.into(),
-            exp: now() + 3600,
-            publish: true,
-        },
-    );
-    let page = signaling_url
-        .replacen("wss://", "https://", 1)
-        .replacen("ws://", "http://", 1)
-        .trim_end_matches("rtc")
-        .to_owned();
-    format!("{page}?url={signaling_url}&token={token}&quality=low{extra}")
-}
-
-/// Inbound video of `name` keyed by (identity, source): (framesDecoded, bytesReceived).
-async fn inbound(browsers: &mut Chromium, name: &str) -> BTreeMap<(String, String), (u64, u64)> {
-    let v = browsers.send(json!({"op": "video", "name": name})).await;
-    let mut out = BTreeMap::new();
-    for t in v["tracks"].as_array().unwrap() {
-        // Tracks the page could not attribute show up as "?<track id>" in failure messages.
-        let identity = t["identity"]
-            .as_str()
-            .map_or_else(|| format!("?{}", t["trackId"]), str::to_owned);
-        let source = t["source"].as_str().unwrap_or("?").to_owned();
-        out.insert(
-            (identity, source),
-            (
-                t["framesDecoded"].as_u64().unwrap_or(0),
-                t["bytesReceived"].as_u64().unwrap_or(0),
-            ),
-        );
-    }
-    out
-}
-
-/// Waits until `name` receives video from every (identity, source) in `from` with decoded
-/// frames and received bytes growing over three samples; returns the last sample.
-async fn video_flows(
-    browsers: &mut Chromium,
-    name: &str,
-    from: &[(&str, &str)],
-) -> Result<BTreeMap<(String, String), (u64, u64)>, String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
-    let mut last = String::new();
-    while tokio::time::Instant::now() < deadline {
-        let mut samples = Vec::new();
-        for _ in 0..3 {
-            samples.push(inbound(browsers, name).await);
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-        }
-        let growing = from.iter().all(|(identity, source)| {
-            let key = ((*identity).to_owned(), (*source).to_owned());
-            let series: Vec<(u64, u64)> = samples
-                .iter()
-                .filter_map(|s| s.get(&key).copied())
-                .collect();
-            series.len() == 3
-                && series
-                    .windows(2)
-                    .all(|w| w[1].0 > w[0].0 && w[1].1 > w[0].1)
-        });
-        last = format!("{:?}", samples.last());
-        if growing {
-            return Ok(samples.pop().unwrap_or_default());
-        }
-    }
-    Err(format!(
-        "{name} did not receive growing video from {from:?}; last sample {last}"
-    ))
 }
 
 async fn screenshot(env: &TestEnv, browsers: &mut Chromium, name: &str, what: &str) {
@@ -258,37 +112,6 @@ async fn screenshot(env: &TestEnv, browsers: &mut Chromium, name: &str, what: &s
     browsers
         .send(json!({"op": "screenshot", "name": name, "path": path}))
         .await;
-}
-
-/// Fails with the browsers' consoles and peer connections, and the cluster's logs.
-async fn fail(
-    env: &TestEnv,
-    ns: &TestNamespace,
-    browsers: &mut Chromium,
-    names: &[&str],
-    e: &str,
-) -> ! {
-    let mut consoles = String::new();
-    for n in names {
-        let peer = browsers
-            .try_send(json!({"op": "peer", "name": n}))
-            .await
-            .unwrap_or_else(|e| json!(e));
-        consoles.push_str(&format!(
-            "--- {n}: peer {}\nconsole:\n{}\n",
-            peer["peer"],
-            browsers.console(n).await
-        ));
-    }
-    panic!("{e}\n{consoles}\n{}", common::report(env, ns));
-}
-
-async fn open_all(browsers: &mut Chromium, links: &[(&str, String)]) {
-    for (name, link) in links {
-        browsers
-            .send(json!({"op": "open", "name": name, "link": link}))
-            .await;
-    }
 }
 
 /// Opens the call page for each of `names` with a link to `signaling_url` (and `extra` query).
@@ -304,14 +127,6 @@ async fn open_each(
         .map(|n| (*n, link(signaling_url, key, n, extra)))
         .collect();
     open_all(browsers, &links).await;
-}
-
-async fn connected(browsers: &mut Chromium, name: &str) -> Result<Value, String> {
-    browsers
-        .try_send(
-            json!({"op": "waitState", "name": name, "state": "connected", "timeoutMs": 45000}),
-        )
-        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

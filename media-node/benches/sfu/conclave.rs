@@ -41,6 +41,7 @@ pub fn node_process() {
                 port: UdpMux::bind((ip, 56_000).into()).expect("media port"),
                 ice_disconnected: Duration::from_secs(5),
                 ice_failed: Duration::from_secs(15),
+                repair: Default::default(),
             },
             peer_disconnect: Duration::from_secs(10),
             chat_max_bytes: 1024,

@@ -7,6 +7,7 @@ pub mod delay;
 pub mod forwarder;
 pub mod keyframe;
 pub mod layers;
+pub mod repair;
 pub mod rewrite;
 
 pub use counters::{DropReason, ForwardCounters};

@@ -8,8 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rtc::ice::mdns::MulticastDnsMode;
+use rtc::interceptor::NackResponderBuilder;
 use rtc::interceptor::{Registry, Slot};
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+};
 use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpHeaderExtensionCapability, RtpCodecKind,
@@ -24,6 +27,7 @@ use super::feedback::{FeedbackTap, PeerFeedback};
 use super::mux::UdpMux;
 use super::peer_socket::PeerSocket;
 use super::publication::AUDIO_LEVEL_URI;
+use super::recovery::{RECOVERY_SLOT, Recovery, RepairCounters};
 use crate::error::{Error, Result};
 
 /// Where and how the node's peer connections bind.
@@ -37,6 +41,8 @@ pub struct MediaSettings {
     pub ice_disconnected: Duration,
     /// ICE consent: and `failed` after this long.
     pub ice_failed: Duration,
+    /// What loss recovery towards publishers did, on every peer connection.
+    pub repair: Arc<RepairCounters>,
 }
 
 /// The application end of the chain, above every built-in interceptor.
@@ -69,6 +75,32 @@ pub fn media_engine() -> Result<MediaEngine> {
     Ok(engine)
 }
 
+/// rtc's default chain with the node's own loss recovery towards publishers in place of its
+/// NACK generator (see `recovery`): RTX unwrapped, gaps asked for on a round-trip schedule,
+/// copies dropped. Towards subscribers, rtc's NACK responder answers from what the node sent.
+fn interceptors(engine: &mut MediaEngine, repair: &Arc<RepairCounters>) -> Result<Registry> {
+    for parameter in ["", "pli"] {
+        engine.register_feedback(
+            RTCPFeedback {
+                typ: "nack".to_owned(),
+                parameter: parameter.to_owned(),
+            },
+            RtpCodecKind::Video,
+        );
+    }
+    configure_simulcast_extension_headers(engine)
+        .map_err(Error::webrtc("registering simulcast header extensions"))?;
+    let registry = Registry::new()
+        .with(Slot::NackResponder, NackResponderBuilder::new().build())
+        .with(
+            Slot::Custom(RECOVERY_SLOT),
+            Recovery::new(Arc::clone(repair)),
+        );
+    let registry = configure_twcc_receiver_only(registry, engine)
+        .map_err(Error::webrtc("registering the TWCC receiver"))?;
+    Ok(configure_rtcp_reports(registry))
+}
+
 /// Builds a peer connection on the node's port. Returns it with its place on the port (the
 /// peer task registers its ICE username fragments there) and the feedback receiver of its tap.
 pub async fn build_peer(
@@ -82,8 +114,7 @@ pub async fn build_peer(
     let socket = PeerSocket::new(Arc::clone(&settings.port));
     let (feedback_tx, feedback_rx) = mpsc::channel(256);
     let mut engine = media_engine()?;
-    let registry = register_default_interceptors(Registry::new(), &mut engine)
-        .map_err(Error::webrtc("registering interceptors"))?
+    let registry = interceptors(&mut engine, &settings.repair)?
         .with(Slot::Custom(FEEDBACK_SLOT), FeedbackTap::new(feedback_tx));
     // Answering as DTLS client puts the node's SRTP profile list, AES-GCM first, in the
     // ClientHello, and the browser (DTLS server) chooses from it; as DTLS server, rtc-dtls

@@ -12,6 +12,7 @@ pub mod nat;
 pub mod peer;
 pub mod peer_socket;
 pub mod publication;
+pub mod recovery;
 pub mod stun;
 pub mod subscription;
 

@@ -200,6 +200,7 @@ pub async fn run_subscription(
         mid: None,
         stats,
     };
+    let rtcp = tokio::spawn(discard_rtcp(Arc::clone(&sub.local)));
     let mut refresh = tokio::time::interval(LAYER_REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -216,6 +217,19 @@ pub async fn run_subscription(
                 sub.forward(&item).await;
             }
             _ = refresh.tick() => sub.refresh().await,
+        }
+    }
+    rtcp.abort();
+}
+
+/// Reads and drops the subscriber's RTCP about `local`, which the peer connection queues for
+/// the track as well as handing it to the feedback tap (which acts on it): unread, the queue
+/// fills and every further packet is logged as an error. Until the track is bound it has no
+/// queue; it is looked at again a little later.
+async fn discard_rtcp(local: Arc<TrackLocalStaticRTP>) {
+    loop {
+        if local.poll().await.is_none() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 }

@@ -35,6 +35,7 @@ pub fn settings() -> NodeSettings {
             port: UdpMux::bind((LOOPBACK, 0).into()).expect("media port"),
             ice_disconnected: Duration::from_secs(2),
             ice_failed: Duration::from_secs(4),
+            repair: Default::default(),
         },
         peer_disconnect: Duration::from_secs(2),
         chat_max_bytes: 256,

@@ -18,6 +18,15 @@ pub struct LocalNode {
     pub address: Ipv4Addr,
 }
 
+impl LocalNode {
+    /// The node's network namespace (`ip netns exec <name>`): the control plane names it
+    /// `conclave<slot>-<node>`, its slot being the third octet of the node network
+    /// 10.213.<slot>.0/24.
+    pub fn netns(&self) -> String {
+        format!("conclave{}-{}", self.address.octets()[2], self.name)
+    }
+}
+
 /// The /16 holding the nodes' addresses (a cluster's nodes share a /24 of it): what a pool's
 /// `spec.turn.allowedPeers` lists so that its relays reach media nodes at these private
 /// addresses. None without nodes.

@@ -3,6 +3,8 @@
 //! it one JSON command per line, one JSON reply per line. Browser tests of one binary run one
 //! at a time ([`exclusive`]): a few Chromium processes already fill two cores.
 
+pub mod call;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;

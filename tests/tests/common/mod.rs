@@ -3,6 +3,7 @@
 
 #![allow(dead_code, reason = "each test binary uses a subset")]
 
+pub mod call;
 pub mod fixtures;
 pub mod tls;
 

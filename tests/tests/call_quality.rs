@@ -1,0 +1,306 @@
+//! Calls on a bad network, in real browsers through a media node on a real node: with 5 %
+//! of the datagrams to and from the media node's port dropped at random on the wire (each
+//! participant's path, both ways: publisher to node, node to subscriber), video recovers what
+//! was lost. Each direction of a two-person call is measured over a minute from the browsers'
+//! own getStats counters: the loss left after recovery, freezes, the NACKs and keyframe
+//! requests sent, and the retransmissions made for the packets the network dropped. The
+//! figures go to the test output and to `call-loss.json` in the artifacts.
+
+#![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
+
+mod chromium;
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chromium::Chromium;
+use chromium::call::{connected, fail, open_all, video_flows};
+use common::call::{conference_named, join_url, keys_of, link_to};
+use common::fixtures::{create, pool, ports};
+use conclave_crds::MediaNode;
+use conclave_testenv::lossy_link::{LinkCounters, LossyLink};
+use k8s_openapi::api::core::v1::Pod;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// Share of datagrams dropped each way, percent.
+const LOSS_PERCENT: u8 = 5;
+/// How long the call is measured under loss.
+const WINDOW: Duration = Duration::from_secs(60);
+
+/// Goals: loss left at the receiver after recovery, at most this share of the video packets.
+const MAX_RESIDUAL_LOSS: f64 = 0.005;
+/// At most this many freezes per minute.
+const MAX_FREEZES_PER_MINUTE: f64 = 1.0;
+/// Retransmitted packets, at most this many per packet the network dropped.
+const MAX_RETRANSMISSIONS_PER_LOSS: f64 = 2.0;
+
+/// The browsers' video counters of one direction of the call, publisher to subscriber.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+struct Direction {
+    /// Video packets the publisher sent, retransmissions included.
+    sent: u64,
+    /// Of those, retransmissions (the node's NACKs answered).
+    retransmitted_by_publisher: u64,
+    /// NACKs and keyframe requests the publisher received from the node.
+    nacks_to_publisher: u64,
+    plis_to_publisher: u64,
+    /// Video packets the subscriber received on the media stream, and those it counts lost
+    /// there (before repair by retransmission).
+    received: u64,
+    lost: i64,
+    /// Of the received, retransmissions (the node answering the subscriber's NACKs).
+    retransmitted_to_subscriber: u64,
+    /// NACKs and keyframe requests the subscriber sent.
+    nacks_by_subscriber: u64,
+    plis_by_subscriber: u64,
+    frames_decoded: u64,
+    freezes: u64,
+    freeze_seconds: f64,
+}
+
+/// One direction's figures against the goals.
+#[derive(Debug, Serialize)]
+struct Figures {
+    publisher: String,
+    subscriber: String,
+    counters: Direction,
+    residual_loss: f64,
+    freezes_per_minute: f64,
+    /// Video packets the network dropped, estimated from the link's drop rate each way.
+    dropped: f64,
+    retransmissions_per_loss: f64,
+}
+
+fn sum(entries: &Value, field: &str) -> u64 {
+    entries
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e[field].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// The counters of `publisher`'s camera as `subscriber` receives it, from their `videoRtp`.
+fn direction(publisher: &Value, subscriber: &Value, publisher_name: &str) -> Direction {
+    let outbound = &publisher["rtp"]["outbound"];
+    let inbound: Vec<&Value> = subscriber["rtp"]["inbound"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["identity"] == publisher_name && e["source"] == "camera")
+        .collect();
+    let field = |name: &str| inbound.iter().map(|e| e[name].as_u64().unwrap_or(0)).sum();
+    Direction {
+        sent: sum(outbound, "packetsSent"),
+        retransmitted_by_publisher: sum(outbound, "retransmittedPacketsSent"),
+        nacks_to_publisher: sum(outbound, "nackCount"),
+        plis_to_publisher: sum(outbound, "pliCount"),
+        received: field("packetsReceived"),
+        lost: inbound
+            .iter()
+            .map(|e| e["packetsLost"].as_i64().unwrap_or(0))
+            .sum(),
+        retransmitted_to_subscriber: field("retransmittedPacketsReceived"),
+        nacks_by_subscriber: field("nackCount"),
+        plis_by_subscriber: field("pliCount"),
+        frames_decoded: field("framesDecoded"),
+        freezes: field("freezeCount"),
+        freeze_seconds: inbound
+            .iter()
+            .map(|e| e["totalFreezesDuration"].as_f64().unwrap_or(0.0))
+            .sum(),
+    }
+}
+
+impl Direction {
+    fn since(&self, e: &Direction) -> Direction {
+        Direction {
+            sent: self.sent - e.sent,
+            retransmitted_by_publisher: self.retransmitted_by_publisher
+                - e.retransmitted_by_publisher,
+            nacks_to_publisher: self.nacks_to_publisher - e.nacks_to_publisher,
+            plis_to_publisher: self.plis_to_publisher - e.plis_to_publisher,
+            received: self.received - e.received,
+            lost: self.lost - e.lost,
+            retransmitted_to_subscriber: self.retransmitted_to_subscriber
+                - e.retransmitted_to_subscriber,
+            nacks_by_subscriber: self.nacks_by_subscriber - e.nacks_by_subscriber,
+            plis_by_subscriber: self.plis_by_subscriber - e.plis_by_subscriber,
+            frames_decoded: self.frames_decoded - e.frames_decoded,
+            freezes: self.freezes - e.freezes,
+            freeze_seconds: self.freeze_seconds - e.freeze_seconds,
+        }
+    }
+}
+
+/// The figures of direction `d` over `window`, with the link's drop rates over it.
+fn figures(publisher: &str, subscriber: &str, d: Direction, link: LinkCounters) -> Figures {
+    let rate = |dropped: u64, seen: u64| dropped as f64 / seen.max(1) as f64;
+    let upstream = rate(link.arrived_dropped, link.arrived);
+    let downstream = rate(link.left_dropped, link.left);
+    // The node sent the subscriber what arrived and what it retransmitted; the share of it
+    // that the link dropped never reached the subscriber's counters.
+    let node_sent = d.received as f64 / (1.0 - downstream);
+    let dropped = upstream * d.sent as f64 + downstream * node_sent;
+    let retransmitted = d.retransmitted_by_publisher as f64
+        + d.retransmitted_to_subscriber as f64 / (1.0 - downstream);
+    // Chromium counts a packet repaired by retransmission (RTX) as received on the
+    // retransmission stream, not on the media stream, whose `packetsLost` therefore holds
+    // the losses before repair: what is left after is that less what retransmissions
+    // repaired (an estimate: a packet retransmitted twice and received twice repairs once).
+    let expected = d.received as i64 + d.lost;
+    let unrepaired = (d.lost - d.retransmitted_to_subscriber as i64).max(0);
+    Figures {
+        publisher: publisher.to_owned(),
+        subscriber: subscriber.to_owned(),
+        counters: d,
+        residual_loss: unrepaired as f64 / expected.max(1) as f64,
+        freezes_per_minute: d.freezes as f64 * 60.0 / WINDOW.as_secs_f64(),
+        dropped,
+        retransmissions_per_loss: retransmitted / dropped.max(1.0),
+    }
+}
+
+/// The media node's loss-recovery and drop counters from its metrics page at `addr`.
+async fn node_counters(addr: std::net::SocketAddr) -> BTreeMap<String, f64> {
+    let page = conclave_testenv::http::get(addr, "/metrics", &[], Duration::from_secs(5))
+        .await
+        .unwrap();
+    page.body
+        .lines()
+        .filter(|l| {
+            l.starts_with("conclave_media_node_repair_")
+                || l.starts_with("conclave_media_node_packets_")
+        })
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+async fn video_rtp(browsers: &mut Chromium, name: &str) -> Value {
+    browsers.send(json!({"op": "videoRtp", "name": name})).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_recovers_from_five_percent_loss_on_each_hop() {
+    let _one_at_a_time = chromium::exclusive().await;
+    let (env, ns, _operator) = common::start("call-loss").await;
+    let ports = ports();
+    let spec = json!({
+        "nodeCapacity": {"participants": 20, "rooms": 5},
+        "scaling": {"minNodes": 1, "maxNodes": 1, "bufferParticipants": 0}
+    });
+    create(&ns, &pool("web", ports, spec)).await;
+    let placed = conference_named(env, &ns, "web", "standup", 4).await;
+    let media_node = placed.status.clone().unwrap().media_node.unwrap();
+    let pod = ns.api::<Pod>().get(&media_node).await.unwrap();
+    let host = pod.spec.unwrap().node_name.unwrap();
+    let netns = env.node(&host).unwrap().netns();
+    let internal = ns.api::<MediaNode>().get(&media_node).await.unwrap();
+    let pod_ip: std::net::IpAddr = internal
+        .status
+        .unwrap()
+        .addresses
+        .unwrap()
+        .internal
+        .unwrap()
+        .parse()
+        .unwrap();
+    let metrics = std::net::SocketAddr::new(
+        pod_ip,
+        conclave_crds::pool::default_metrics_port(ports.signaling),
+    );
+
+    let names = ["alice", "bob"];
+    let url = join_url(&placed);
+    let (key, _) = keys_of(&ns, "web").await;
+    let mut browsers = Chromium::start(&env.artifacts().join("call-loss")).await;
+    let links: Vec<(&str, String)> = names
+        .iter()
+        .map(|n| (*n, link_to("standup", &url, &key, n, "")))
+        .collect();
+    open_all(&mut browsers, &links).await;
+    for n in names {
+        if let Err(e) = connected(&mut browsers, n).await {
+            fail(env, &ns, &mut browsers, &names, &e).await;
+        }
+    }
+    for (n, other) in [("alice", "bob"), ("bob", "alice")] {
+        if let Err(e) = video_flows(&mut browsers, n, &[(other, "camera")]).await {
+            fail(env, &ns, &mut browsers, &names, &e).await;
+        }
+    }
+
+    let link = LossyLink::start(&netns, ports.udp, LOSS_PERCENT)
+        .await
+        .unwrap();
+    let link_before = link.counters().await.unwrap();
+    let node_before = node_counters(metrics).await;
+    let before = [
+        video_rtp(&mut browsers, "alice").await,
+        video_rtp(&mut browsers, "bob").await,
+    ];
+    tokio::time::sleep(WINDOW).await;
+    let after = [
+        video_rtp(&mut browsers, "alice").await,
+        video_rtp(&mut browsers, "bob").await,
+    ];
+    let link_counters = link.counters().await.unwrap().since(&link_before);
+    drop(link);
+    let node: BTreeMap<String, f64> = node_counters(metrics)
+        .await
+        .into_iter()
+        .map(|(k, v)| {
+            let before = node_before.get(&k).copied().unwrap_or(0.0);
+            (k, v - before)
+        })
+        .filter(|(_, v)| *v != 0.0)
+        .collect();
+    println!("link over {WINDOW:?}: {link_counters:?}");
+    println!("media node over {WINDOW:?}: {node:#?}");
+
+    let mut all = Vec::new();
+    for (p, s) in [(0, 1), (1, 0)] {
+        let d = direction(&after[p], &after[s], names[p])
+            .since(&direction(&before[p], &before[s], names[p]));
+        let f = figures(names[p], names[s], d, link_counters);
+        println!("{}", serde_json::to_string_pretty(&f).unwrap());
+        all.push(f);
+    }
+    std::fs::write(
+        env.artifacts().join("call-loss.json"),
+        serde_json::to_string_pretty(
+            &json!({"link": link_counters, "mediaNode": node, "directions": all}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    browsers.close().await;
+
+    for f in &all {
+        let who = format!("{} to {}", f.publisher, f.subscriber);
+        assert!(
+            f.counters.frames_decoded > 0 && f.counters.received > 0,
+            "{who}: no video under loss: {f:?}"
+        );
+        assert!(
+            f.residual_loss < MAX_RESIDUAL_LOSS,
+            "{who}: {:.2} % of video lost after recovery: {f:?}",
+            f.residual_loss * 100.0
+        );
+        assert!(
+            f.freezes_per_minute <= MAX_FREEZES_PER_MINUTE,
+            "{who}: {:.1} freezes a minute: {f:?}",
+            f.freezes_per_minute
+        );
+        assert!(
+            f.retransmissions_per_loss <= MAX_RETRANSMISSIONS_PER_LOSS,
+            "{who}: {:.1} retransmissions per dropped packet: {f:?}",
+            f.retransmissions_per_loss
+        );
+    }
+}
