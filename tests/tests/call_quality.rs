@@ -18,7 +18,9 @@ use chromium::Chromium;
 use chromium::call::{connected, fail, open_all, video_flows};
 use common::call::{conference_named, join_url, keys_of, link_to};
 use common::fixtures::{create, pool, ports};
-use conclave_crds::MediaNode;
+use std::net::{IpAddr, SocketAddr};
+
+use conclave_crds::{Conference, MediaNode, MediaPool};
 use conclave_testenv::lossy_link::{LinkCounters, LossyLink};
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
@@ -163,8 +165,18 @@ fn figures(publisher: &str, subscriber: &str, d: Direction, link: LinkCounters) 
     }
 }
 
+/// Where the media node hosting `conference` serves its metrics (its pod's address).
+async fn metrics_of(ns: &conclave_testenv::TestNamespace, conference: &Conference) -> SocketAddr {
+    let name = conference.status.clone().unwrap().media_node.unwrap();
+    let node = ns.api::<MediaNode>().get(&name).await.unwrap();
+    let status = node.status.unwrap();
+    let pod_ip: IpAddr = status.addresses.unwrap().internal.unwrap().parse().unwrap();
+    let pool = ns.api::<MediaPool>().get(&node.spec.pool).await.unwrap();
+    SocketAddr::new(pod_ip, pool.spec.media_node.metrics_port())
+}
+
 /// The media node's loss-recovery and drop counters from its metrics page at `addr`.
-async fn node_counters(addr: std::net::SocketAddr) -> BTreeMap<String, f64> {
+async fn node_counters(addr: SocketAddr) -> BTreeMap<String, f64> {
     let page = conclave_testenv::http::get(addr, "/metrics", &[], Duration::from_secs(5))
         .await
         .unwrap();
@@ -200,20 +212,7 @@ async fn video_recovers_from_five_percent_loss_on_each_hop() {
     let pod = ns.api::<Pod>().get(&media_node).await.unwrap();
     let host = pod.spec.unwrap().node_name.unwrap();
     let netns = env.node(&host).unwrap().netns();
-    let internal = ns.api::<MediaNode>().get(&media_node).await.unwrap();
-    let pod_ip: std::net::IpAddr = internal
-        .status
-        .unwrap()
-        .addresses
-        .unwrap()
-        .internal
-        .unwrap()
-        .parse()
-        .unwrap();
-    let metrics = std::net::SocketAddr::new(
-        pod_ip,
-        conclave_crds::pool::default_metrics_port(ports.signaling),
-    );
+    let metrics = metrics_of(&ns, &placed).await;
 
     let names = ["alice", "bob"];
     let url = join_url(&placed);

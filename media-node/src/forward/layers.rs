@@ -1,6 +1,13 @@
 //! Simulcast layer selection for one subscription: which layer the subscriber should get,
 //! from its bandwidth estimate, the quality it asked for and the layers the publisher sends.
 //! A switch happens only on a keyframe of the new layer; until then the old one keeps flowing.
+//!
+//! A receiver's estimate cannot rise far above what it receives (REMB stays under about 1.5×
+//! the incoming rate), so a subscriber held on a low layer would never be estimated fit for a
+//! higher one. After [`SelectorConfig::probe_after`] held below what it asked for, the
+//! selector tries the next layer up (a probe) and keeps it while the estimate does not fall
+//! below [`PROBE_CONGESTION`] of what it was when the probe began; a fall ends the probe and
+//! the next waits twice as long (up to [`SelectorConfig::max_probe_wait`]).
 
 use std::time::{Duration, Instant};
 
@@ -69,6 +76,16 @@ pub enum LayerVerdict {
     AwaitingKeyframe,
 }
 
+/// A probe ends when the estimate falls below this share of its value at the probe's start.
+pub const PROBE_CONGESTION: f64 = 0.85;
+
+/// A layer tried above what the estimate carries.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Probe {
+    layer: Layer,
+    estimate_bps: u64,
+}
+
 /// Tuning of layer selection.
 #[derive(Clone, Copy, Debug)]
 pub struct SelectorConfig {
@@ -80,6 +97,10 @@ pub struct SelectorConfig {
     pub upgrade_hold: Duration,
     /// Keyframe requests for a pending switch are at least this far apart.
     pub keyframe_request_interval: Duration,
+    /// Held below the asked-for layer by the estimate this long, the next layer up is tried.
+    pub probe_after: Duration,
+    /// Longest wait between probes (the wait doubles after each failed one).
+    pub max_probe_wait: Duration,
 }
 
 impl Default for SelectorConfig {
@@ -89,6 +110,8 @@ impl Default for SelectorConfig {
             downgrade_headroom: 1.0,
             upgrade_hold: Duration::from_secs(3),
             keyframe_request_interval: Duration::from_millis(500),
+            probe_after: Duration::from_secs(4),
+            max_probe_wait: Duration::from_secs(32),
         }
     }
 }
@@ -104,6 +127,10 @@ pub struct LayerSelector {
     stats: LayerStats,
     last_downgrade: Option<Instant>,
     last_keyframe_request: Option<Instant>,
+    /// Since when the estimate has held the subscriber below the layer it asked for.
+    limited_since: Option<Instant>,
+    probe: Option<Probe>,
+    probe_wait: Duration,
 }
 
 impl LayerSelector {
@@ -118,7 +145,15 @@ impl LayerSelector {
             stats: LayerStats::default(),
             last_downgrade: None,
             last_keyframe_request: None,
+            limited_since: None,
+            probe: None,
+            probe_wait: config.probe_after,
         }
+    }
+
+    /// The layer being tried above what the estimate carries, if any.
+    pub fn probing(&self) -> Option<Layer> {
+        self.probe.map(|p| p.layer)
     }
 
     /// The layer being forwarded now.
@@ -203,7 +238,55 @@ impl LayerSelector {
         let Some(best) = self.choose(now) else {
             return;
         };
-        self.target = Some(best);
+        self.target = Some(self.probe_over(best, now));
+    }
+
+    /// The layer to aim at given `best`, the one the estimate carries: a probe's layer while it
+    /// lasts, a new probe when the estimate has held the subscriber down long enough.
+    fn probe_over(&mut self, best: Layer, now: Instant) -> Layer {
+        let (Some(estimate), Some(top)) = (self.estimate_bps, self.top_allowed()) else {
+            return best;
+        };
+        if let Some(probe) = self.probe {
+            if best >= probe.layer || probe.layer > top {
+                // The estimate caught up (or the layer went away): the probe did its work.
+                self.probe = None;
+                self.probe_wait = self.config.probe_after;
+            } else if (estimate as f64) < probe.estimate_bps as f64 * PROBE_CONGESTION {
+                // The link did not carry it.
+                self.probe = None;
+                self.probe_wait = (self.probe_wait * 2).min(self.config.max_probe_wait);
+                self.limited_since = Some(now);
+                return best;
+            } else {
+                return probe.layer;
+            }
+        }
+        if best >= top {
+            self.limited_since = None;
+            return best;
+        }
+        let since = *self.limited_since.get_or_insert(now);
+        let settled = self.current == Some(best);
+        if settled && now.duration_since(since) >= self.probe_wait {
+            let next = (best + 1..=top).find(|l| self.stats.active[usize::from(*l)]);
+            if let Some(layer) = next {
+                self.probe = Some(Probe {
+                    layer,
+                    estimate_bps: estimate,
+                });
+                self.limited_since = None;
+                return layer;
+            }
+        }
+        best
+    }
+
+    /// The highest layer that flows and the requested quality allows.
+    fn top_allowed(&self) -> Option<Layer> {
+        (0..=self.requested.max_layer().min(MAX_LAYERS as Layer - 1))
+            .rev()
+            .find(|l| self.stats.active[usize::from(*l)])
     }
 
     fn choose(&self, now: Instant) -> Option<Layer> {
@@ -320,6 +403,59 @@ mod tests {
         assert_eq!(sel.target(), Some(1));
         sel.set_estimate(2_000_000, t0 + Duration::from_secs(5));
         assert_eq!(sel.target(), Some(2));
+    }
+
+    #[test]
+    fn held_down_by_the_estimate_it_probes_the_next_layer_and_keeps_it_unless_the_estimate_falls() {
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let mut sel = LayerSelector::new(SelectorConfig::default());
+        sel.set_stats(three_layers(), t0);
+        // 300 kbit/s carries only the lowest layer; the estimate stays there (it cannot rise
+        // much above what the subscriber receives).
+        sel.set_estimate(300_000, t0);
+        settled(&mut sel, t0);
+        assert_eq!(sel.current(), Some(0));
+        sel.set_estimate(300_000, s(3));
+        assert_eq!(sel.target(), Some(0), "not before probe_after");
+        sel.set_estimate(300_000, s(4));
+        assert_eq!(sel.target(), Some(1), "a probe of the next layer");
+        assert_eq!(sel.probing(), Some(1));
+        settled(&mut sel, s(4));
+        // The estimate holds or grows: the probe layer is kept.
+        sel.set_estimate(320_000, s(5));
+        assert_eq!(sel.target(), Some(1));
+        // It catches up with the layer: no longer a probe.
+        sel.set_estimate(700_000, s(8));
+        assert_eq!(sel.target(), Some(1));
+        assert_eq!(sel.probing(), None);
+        // Later, the same for the top layer.
+        sel.set_estimate(700_000, s(12));
+        assert_eq!(sel.target(), Some(2));
+        // That one congests the link: the estimate falls, back to what it carries, and the
+        // next probe waits twice as long.
+        settled(&mut sel, s(12));
+        sel.set_estimate(500_000, s(13));
+        assert_eq!(sel.probing(), None);
+        assert_eq!(sel.target(), Some(1));
+        settled(&mut sel, s(13));
+        sel.set_estimate(700_000, s(20));
+        assert_eq!(sel.target(), Some(1), "the wait doubled to 8 s");
+        sel.set_estimate(700_000, s(21));
+        assert_eq!(sel.target(), Some(2));
+    }
+
+    #[test]
+    fn no_probe_above_the_requested_quality() {
+        let t0 = Instant::now();
+        let mut sel = LayerSelector::new(SelectorConfig::default());
+        sel.set_stats(three_layers(), t0);
+        sel.set_requested(Quality::Low, t0);
+        sel.set_estimate(300_000, t0);
+        settled(&mut sel, t0);
+        sel.set_estimate(300_000, t0 + Duration::from_secs(60));
+        assert_eq!(sel.target(), Some(0));
+        assert_eq!(sel.probing(), None);
     }
 
     #[test]

@@ -250,10 +250,16 @@ pub async fn run_reader(publication: Arc<Publication>, stats: Arc<NodeStats>, di
                 let layer = match layers.get(&ssrc) {
                     Some(l) => *l,
                     None => {
-                        // A stream without OnOpen/rid (single layer): it is layer 0.
-                        let l = 0;
+                        // No OnOpen seen for this stream (the driver drops one when the
+                        // track's queue is full): its rid is in the track's codings, which
+                        // the driver fills before it sends OnOpen. None: a single layer, 0.
+                        let rid = track.codings().await.into_iter().find_map(|c| {
+                            let c = c.rtp_coding_parameters;
+                            (c.ssrc == Some(ssrc) && !c.rid.is_empty()).then_some(c.rid)
+                        });
+                        let l = rid.map_or(0, |rid| layer_for_rid(&rid, layers.len()));
                         layers.insert(ssrc, l);
-                        publication.layer_ssrc[0].store(ssrc, Ordering::Relaxed);
+                        publication.layer_ssrc[usize::from(l)].store(ssrc, Ordering::Relaxed);
                         l
                     }
                 };

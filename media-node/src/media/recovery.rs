@@ -1,5 +1,7 @@
 //! Loss recovery towards publishers, in each peer connection's interceptor chain: a
-//! retransmission (RFC 4588 RTX) is turned back into the packet it repairs, each received
+//! retransmission (RFC 4588 RTX) is turned back into the packet it repairs (found by the
+//! SSRC the SDP paired with it, or, for simulcast layers, by the rid its `repaired-rtp-stream-id`
+//! names), each received
 //! video stream's gaps are asked for again with NACKs on the schedule of
 //! [`crate::forward::repair`], packets already received are dropped, and a keyframe is asked
 //! for (PLI) only when repair failed. Towards subscribers, rtc's NACK responder answers from
@@ -14,12 +16,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use bytes::Bytes;
 use rtc::interceptor::{AttributedPacket, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::{
     TransportLayerNack, nack_pairs_from_sequence_numbers,
 };
 use rtc::sansio::Protocol;
+use rtc::sdp::extmap::{SDES_MID_URI, SDES_REPAIR_RTP_STREAM_ID_URI, SDES_RTP_STREAM_ID_URI};
 use rtc::shared::TransportContext;
 use rtc::shared::error::Error;
 
@@ -42,6 +46,41 @@ pub struct RepairCounters {
     pub duplicates: AtomicU64,
     /// Keyframes asked for because repair failed.
     pub keyframes: AtomicU64,
+}
+
+/// Retransmission streams and simulcast layers kept track of at most, whatever a peer sends.
+const MAX_NAMED: usize = 32;
+
+/// Header extension ids naming streams, as negotiated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct NameIds {
+    mid: Option<u8>,
+    rid: Option<u8>,
+    rrid: Option<u8>,
+}
+
+impl NameIds {
+    fn from(info: &StreamInfo) -> NameIds {
+        let id = |uri: &str| {
+            info.rtp_header_extensions
+                .iter()
+                .find(|e| e.uri == uri)
+                .and_then(|e| u8::try_from(e.id).ok())
+        };
+        NameIds {
+            mid: id(SDES_MID_URI),
+            rid: id(SDES_RTP_STREAM_ID_URI),
+            rrid: id(SDES_REPAIR_RTP_STREAM_ID_URI),
+        }
+    }
+}
+
+/// A simulcast layer by its names: the media section's mid and the layer's rid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Named {
+    mid: Bytes,
+    rid: Bytes,
+    of: RepairOf,
 }
 
 /// How a retransmission stream maps back to the stream it repairs.
@@ -72,6 +111,12 @@ pub struct Recovery {
     rtx: HashMap<u32, RepairOf>,
     /// Repair state of each received stream that negotiated NACK, by SSRC.
     streams: HashMap<u32, RepairSchedule>,
+    /// Payload types of the streams bound, by SSRC.
+    bound: HashMap<u32, u8>,
+    /// Extension ids naming streams, from the streams bound.
+    names: NameIds,
+    /// Simulcast layers seen with their rid (Chromium sends it on a layer's first packets).
+    layers: Vec<Named>,
     counters: Arc<RepairCounters>,
     sender_ssrc: u32,
     reads: VecDeque<TaggedPacket>,
@@ -84,6 +129,9 @@ impl Recovery {
         Self {
             rtx: HashMap::new(),
             streams: HashMap::new(),
+            bound: HashMap::new(),
+            names: NameIds::default(),
+            layers: Vec::new(),
             counters,
             sender_ssrc: rand::random(),
             reads: VecDeque::new(),
@@ -97,6 +145,47 @@ impl Recovery {
             transport: TransportContext::default(),
             message: AttributedPacket::new(Packet::Rtcp(vec![packet])),
         });
+    }
+
+    /// Learns the layer a packet of a bound stream names with its rid, if it carries one.
+    fn learn_layer(&mut self, header: &rtc::rtp::Header) {
+        let (Some(rid_id), Some(payload_type)) = (self.names.rid, self.bound.get(&header.ssrc))
+        else {
+            return;
+        };
+        let Some(rid) = header.get_extension(rid_id) else {
+            return;
+        };
+        let mid = self
+            .names
+            .mid
+            .and_then(|id| header.get_extension(id))
+            .unwrap_or_default();
+        let of = RepairOf {
+            ssrc: header.ssrc,
+            payload_type: *payload_type,
+        };
+        if self.layers.iter().any(|l| l.of == of) || self.layers.len() >= MAX_NAMED {
+            return;
+        }
+        self.layers.push(Named { mid, rid, of });
+    }
+
+    /// The stream a retransmission from an SSRC the SDP did not pair repairs, by the rid its
+    /// `repaired-rtp-stream-id` names (simulcast); remembered for its next packets.
+    fn repaired_by_name(&mut self, header: &rtc::rtp::Header) -> Option<RepairOf> {
+        let rrid = header.get_extension(self.names.rrid?)?;
+        let mid = self.names.mid.and_then(|id| header.get_extension(id));
+        let mut matching = self
+            .layers
+            .iter()
+            .filter(|l| l.rid == rrid && mid.as_ref().is_none_or(|m| *m == l.mid));
+        let of = matching.next()?.of;
+        if matching.next().is_some() || self.rtx.len() >= MAX_NAMED {
+            return None;
+        }
+        self.rtx.insert(header.ssrc, of);
+        Some(of)
     }
 
     /// Whether `info` negotiated generic NACK.
@@ -116,7 +205,16 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Recovery {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtp(packet) = &mut msg.message.packet {
-            if let Some(of) = self.rtx.get(&packet.header.ssrc).copied()
+            let ssrc = packet.header.ssrc;
+            let repairs = match self.rtx.get(&ssrc) {
+                Some(of) => Some(*of),
+                None if !self.bound.contains_key(&ssrc) => self.repaired_by_name(&packet.header),
+                None => {
+                    self.learn_layer(&packet.header);
+                    None
+                }
+            };
+            if let Some(of) = repairs
                 && !unwrap_rtx(packet, of)
             {
                 // Padding: it served the bandwidth estimate below; nothing to hand on.
@@ -199,6 +297,10 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Recovery {
 
 impl Interceptor for Recovery {
     fn bind_remote_stream(&mut self, info: &StreamInfo) {
+        let names = NameIds::from(info);
+        if names.rrid.is_some() {
+            self.names = names;
+        }
         if let (Some(ssrc_rtx), Some(_)) = (info.ssrc_rtx, info.payload_type_rtx) {
             self.rtx.insert(
                 ssrc_rtx,
@@ -209,16 +311,20 @@ impl Interceptor for Recovery {
             );
         }
         // The retransmission stream is bound too, in its own right; it is never repaired.
-        if Self::nack_negotiated(info) && !self.rtx.contains_key(&info.ssrc) {
-            self.streams.entry(info.ssrc).or_default();
+        if !self.rtx.contains_key(&info.ssrc) {
+            self.bound.insert(info.ssrc, info.payload_type);
+            if Self::nack_negotiated(info) {
+                self.streams.entry(info.ssrc).or_default();
+            }
         }
     }
 
     fn unbind_remote_stream(&mut self, info: &StreamInfo) {
         self.streams.remove(&info.ssrc);
-        if let Some(ssrc_rtx) = info.ssrc_rtx {
-            self.rtx.remove(&ssrc_rtx);
-        }
+        self.bound.remove(&info.ssrc);
+        self.rtx
+            .retain(|rtx, of| *rtx != info.ssrc && of.ssrc != info.ssrc);
+        self.layers.retain(|l| l.of.ssrc != info.ssrc);
     }
 
     fn bind_local_stream(&mut self, _info: &StreamInfo) {}
@@ -315,6 +421,68 @@ mod tests {
         assert_eq!(r.counters.repaired.load(Ordering::Relaxed), 1);
         assert_eq!(r.counters.duplicates.load(Ordering::Relaxed), 1);
         assert_eq!(r.poll_timeout(), None, "nothing left to ask for");
+    }
+
+    #[test]
+    fn a_simulcast_layer_is_repaired_by_the_rid_its_retransmissions_name() {
+        use rtc::interceptor::RTPHeaderExtension;
+        let t = Instant::now();
+        let mut r = Recovery::new(Arc::default());
+        let extensions = [
+            (1u8, SDES_MID_URI),
+            (2u8, SDES_RTP_STREAM_ID_URI),
+            (3u8, SDES_REPAIR_RTP_STREAM_ID_URI),
+        ]
+        .map(|(id, uri)| RTPHeaderExtension {
+            uri: uri.to_owned(),
+            id: id.into(),
+        })
+        .to_vec();
+        for ssrc in [1000, 1001] {
+            r.bind_remote_stream(&StreamInfo {
+                rtp_header_extensions: extensions.clone(),
+                ..video(ssrc, None)
+            });
+        }
+        let named = |mut m: TaggedPacket, names: &[(u8, &'static [u8])]| {
+            if let Packet::Rtp(p) = &mut m.message.packet {
+                for (id, value) in names {
+                    p.header
+                        .set_extension(*id, Bytes::from_static(value))
+                        .unwrap();
+                }
+            }
+            m
+        };
+        r.handle_read(named(rtp(1000, 96, 7, b"a", t), &[(1, b"0"), (2, b"q")]))
+            .unwrap();
+        r.handle_read(named(rtp(1001, 96, 70, b"A", t), &[(1, b"0"), (2, b"h")]))
+            .unwrap();
+        r.handle_read(rtp(1001, 96, 72, b"C", t)).unwrap();
+        // A retransmission of layer h from an SSRC no SDP named, then one without names.
+        r.handle_read(named(
+            rtp(3001, 97, 1, &[0, 71, b'B'], t),
+            &[(1, b"0"), (3, b"h")],
+        ))
+        .unwrap();
+        r.handle_read(rtp(3001, 97, 2, &[0, 71, b'B'], t)).unwrap();
+        // Naming a layer nobody sent: passed on untouched (the endpoint drops it).
+        r.handle_read(named(
+            rtp(3002, 97, 1, &[0, 1, b'x'], t),
+            &[(1, b"0"), (3, b"f")],
+        ))
+        .unwrap();
+        assert_eq!(
+            read_seqs(&mut r),
+            vec![
+                (1000, 7, b"a".to_vec()),
+                (1001, 70, b"A".to_vec()),
+                (1001, 72, b"C".to_vec()),
+                (1001, 71, b"B".to_vec()),
+                (3002, 1, vec![0, 1, b'x']),
+            ]
+        );
+        assert_eq!(r.counters.duplicates.load(Ordering::Relaxed), 1);
     }
 
     #[test]

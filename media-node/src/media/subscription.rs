@@ -26,11 +26,15 @@ pub const QUEUE_DEPTH: usize = 512;
 const LAYER_REFRESH: Duration = Duration::from_millis(250);
 
 /// Header extensions never copied from the publisher: they name the publisher's media section
-/// and simulcast stream, not the subscriber's.
-const PUBLISHER_ONLY_EXTENSIONS: [&str; 3] = [
+/// and simulcast stream, not the subscriber's; and the publisher's transport-wide sequence
+/// numbers, which would have the subscriber report on a numbering the node does not keep
+/// (without them, the subscriber estimates its downlink itself and sends REMB, which picks its
+/// layer).
+const PUBLISHER_ONLY_EXTENSIONS: [&str; 4] = [
     "urn:ietf:params:rtp-hdrext:sdes:mid",
     "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
     "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
 ];
 
 /// What the subscription's task is told.
@@ -159,7 +163,8 @@ impl Subscription {
                     }
                     Err(_) => self.stats.forward.dropped(DropReason::WriteFailed),
                 }
-                if out.switched_to.is_some() {
+                if let Some(layer) = out.switched_to {
+                    tracing::debug!(track = %self.publication.info.id, subscriber = %self.sink.subscriber, layer, "layer switched");
                     self.publish_wanted();
                 }
             }
@@ -247,7 +252,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn publisher_stream_names_are_not_forwarded() {
+    fn publisher_stream_names_and_transport_numbers_are_not_forwarded() {
         let publisher = vec![
             (1, "urn:ietf:params:rtp-hdrext:ssrc-audio-level".to_owned()),
             (3, "urn:ietf:params:rtp-hdrext:sdes:mid".to_owned()),
@@ -255,6 +260,7 @@ mod tests {
                 10,
                 "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id".to_owned(),
             ),
+            (5, rtc::sdp::extmap::TRANSPORT_CC_URI.to_owned()),
         ];
         let kept = forwardable_extensions(&publisher);
         assert_eq!(kept.len(), 1);
