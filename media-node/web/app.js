@@ -71,6 +71,8 @@ async function start() {
   call.setLocalTracks(local);
   await fillDevicePicker();
 
+  // Each received video comes in the layer its tile needs (small tiles, low layers).
+  view.onTileWidth = (trackId, width) => call.fitReceivedVideo(trackId, width);
   const render = () => view.render(call, self);
   const controls = () => {
     $('#mic').textContent = call.micMuted ? 'Unmute' : 'Mute';

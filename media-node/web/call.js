@@ -23,6 +23,25 @@ const ICE_RESTARTS_BEFORE_RECONNECT = 2;
 const MAX_REDIRECTS = 5;
 const UNREACHABLE_MS = 10000;
 
+/**
+ * Camera layers to publish when the conference forwards simulcast, lowest first, for a
+ * capture `width` pixels wide: the layers step down by halves to about 320 pixels, as many as
+ * Chromium sends for that size (three from 960, two from 480); none below 480 (one plain
+ * encoding).
+ */
+function simulcastLayers(width) {
+  const layers = [
+    { rid: 'q', maxBitrate: 150_000 },
+    { rid: 'h', maxBitrate: 500_000 },
+    { rid: 'f', maxBitrate: 1_500_000 },
+  ];
+  const count = width >= 960 ? 3 : width >= 480 ? 2 : 0;
+  return layers.slice(0, count).map((layer, i) => ({ ...layer, scaleResolutionDownBy: 2 ** (count - 1 - i) }));
+}
+
+/** Receive qualities from lowest to highest, as `setQuality` names them. */
+const QUALITIES = ['low', 'medium', 'high'];
+
 /** Reads the claims of a join token (the page needs the conference and the identity). */
 export function tokenClaims(token) {
   const part = String(token).split('.')[1];
@@ -334,6 +353,8 @@ export class Call extends EventTarget {
       pc: null,
       chat: null,
       joined: false,
+      simulcast: false,
+      qualities: new Map(),
       sources: new Map(),
       remoteMids: new Map(),
       ownTracks: new Map(),
@@ -507,6 +528,7 @@ export class Call extends EventTarget {
     this.#redirects = 0;
     this.selfId = m.participantId;
     this.chat = m.chat ?? null;
+    session.simulcast = m.simulcast === true;
     this.participants.clear();
     this.received.clear();
     this.speaker = null;
@@ -577,8 +599,26 @@ export class Call extends EventTarget {
 
   #add(session, source, track) {
     const stream = source === 'screen' ? new MediaStream([track]) : this.#local.stream;
-    const sender = session.pc.addTrack(track, stream);
+    const layers = source === 'camera' && session.simulcast ? simulcastLayers(track.getSettings().width ?? 0) : [];
+    const sender = layers.length
+      ? session.pc.addTransceiver(track, { direction: 'sendrecv', streams: [stream], sendEncodings: layers }).sender
+      : session.pc.addTrack(track, stream);
     session.sources.set(sender, source);
+  }
+
+  /**
+   * Asks the node for the layer of received video `trackId` that a tile `width` device pixels
+   * wide needs, never above the quality asked for at join; sent only when it changes.
+   */
+  fitReceivedVideo(trackId, width) {
+    const s = this.#session;
+    if (!s?.joined || !trackId) return;
+    const fits = width < 400 ? 'low' : width < 800 ? 'medium' : 'high';
+    const cap = this.#options.quality ?? 'high';
+    const quality = QUALITIES[Math.min(QUALITIES.indexOf(fits), QUALITIES.indexOf(cap))];
+    if (s.qualities.get(trackId) === quality) return;
+    s.qualities.set(trackId, quality);
+    s.socket.send('setQuality', { trackId, quality });
   }
 
   #senderOf(session, source) {

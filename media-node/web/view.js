@@ -34,6 +34,11 @@ export class View {
   #audio;
   #tiles = new Map();
   #sounds = new Map();
+  /** Called with (trackId, width in device pixels) when a received video's tile changes. */
+  onTileWidth = null;
+  #sizes = new ResizeObserver((entries) => {
+    for (const e of entries) this.#reportWidth(e.target, e.contentRect.width);
+  });
 
   constructor(root) {
     this.root = root;
@@ -89,12 +94,12 @@ export class View {
       const live = (info) => (info && !info.muted ? call.received.get(info.id) ?? null : null);
       wanted.set(`${p.id}:camera`, {
         key: `${p.id}:camera`, participant: p.id, identity: p.identity, source: 'camera',
-        track: live(camera), muted: !mic || mic.muted,
+        track: live(camera), trackId: camera?.id, muted: !mic || mic.muted,
       });
       if (screen) {
         wanted.set(`${p.id}:screen`, {
           key: `${p.id}:screen`, participant: p.id, identity: p.identity, source: 'screen',
-          track: live(screen),
+          track: live(screen), trackId: screen.id,
         });
       }
       for (const a of infos.filter((t) => t.kind === 'audio')) {
@@ -104,6 +109,7 @@ export class View {
     }
     for (const [key, tile] of this.#tiles) {
       if (!wanted.has(key)) {
+        this.#sizes.unobserve(tile.root);
         tile.root.remove();
         this.#tiles.delete(key);
       }
@@ -114,6 +120,7 @@ export class View {
         tile = this.#tile(want);
         this.#tiles.set(key, tile);
         this.#grid.append(tile.root);
+        if (!want.self) this.#sizes.observe(tile.root);
       }
       this.#update(tile, want, call.speaker);
     }
@@ -150,7 +157,16 @@ export class View {
       tile.track = want.track;
       tile.video.srcObject = want.track ? new MediaStream([want.track]) : null;
     }
+    if (!want.self && tile.root.dataset.trackId !== (want.trackId ?? '')) {
+      tile.root.dataset.trackId = want.trackId ?? '';
+      this.#reportWidth(tile.root, tile.root.clientWidth);
+    }
     tile.root.classList.toggle('no-video', !want.track);
+  }
+
+  #reportWidth(root, cssWidth) {
+    const trackId = root.dataset.trackId;
+    if (trackId && cssWidth > 0) this.onTileWidth?.(trackId, Math.round(cssWidth * devicePixelRatio));
   }
 
   #renderAudio(sounds) {

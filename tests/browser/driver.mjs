@@ -9,7 +9,7 @@
 //    "devices": "fake" (default) | "denied" (permission prompts refused) | "none" (no devices),
 //    "tls": {"home": "/dir", "hostResolverRules": "MAP n1.media.test 10.0.0.1"} (optional: an
 //    https link; Chromium runs with HOME=home, whose .pki/nssdb trusts the test CA, and maps
-//    host names without DNS)}
+//    host names without DNS), "viewport": {"width": 1100, "height": 700} (the default)}
 //   {"op": "state", "name": "alice"}                -> state, reason, signalingUrl, origin, secure
 //   {"op": "waitState", "name": "alice", "state": "connected", "timeoutMs": 30000}
 //   {"op": "video", "name": "alice"}                -> inbound video stats per track
@@ -68,7 +68,7 @@ function page(name) {
   return b.page;
 }
 
-async function open({ name, link, devices = 'fake', tls = null }) {
+async function open({ name, link, devices = 'fake', tls = null, viewport = { width: 1100, height: 700 } }) {
   const flags = DEVICES[devices];
   if (!flags) throw new Error(`devices must be one of ${Object.keys(DEVICES).join(', ')}`);
   // A page over plain http from a real node's address is no secure context, and the camera
@@ -80,7 +80,7 @@ async function open({ name, link, devices = 'fake', tls = null }) {
     : [`--unsafely-treat-insecure-origin-as-secure=${new URL(link).origin}`];
   const env = tls ? { ...process.env, HOME: tls.home } : undefined;
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, env, args: [...BASE_ARGS, ...flags, ...secure] });
-  const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
+  const context = await browser.newContext({ viewport });
   const p = await context.newPage();
   const console = [];
   p.on('console', (m) => console.push(`${m.type()}: ${m.text()}`));

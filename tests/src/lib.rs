@@ -15,6 +15,7 @@ pub mod logs;
 pub mod lossy_link;
 pub mod manifests;
 pub mod media_node_role;
+pub mod narrow_link;
 pub mod operator;
 pub mod scale;
 pub mod sockets;

@@ -4,7 +4,12 @@
 //! was lost. Each direction of a two-person call is measured over a minute from the browsers'
 //! own getStats counters: the loss left after recovery, freezes, the NACKs and keyframe
 //! requests sent, and the retransmissions made for the packets the network dropped. The
-//! figures go to the test output and to `call-loss.json` in the artifacts.
+//! figures go to the test output and to `call-loss.json` in the artifacts. A camera published
+//! in simulcast layers reaches each subscriber in the layer it asks for (the one capped at low
+//! quality decodes smaller frames than the one whose tile asks for more), also after a third
+//! participant joined and published; and a subscriber whose downlink is held to 300 kbit/s
+//! gets the low layer, then the higher one again when the limit is lifted, while the other
+//! keeps its layer.
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
 
@@ -22,6 +27,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use conclave_crds::{Conference, MediaNode, MediaPool};
 use conclave_testenv::lossy_link::{LinkCounters, LossyLink};
+use conclave_testenv::narrow_link::NarrowLink;
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -302,4 +308,229 @@ async fn video_recovers_from_five_percent_loss_on_each_hop() {
             f.retransmissions_per_loss
         );
     }
+}
+
+/// Opens the call page for `name` at `link` with `devices`, in a 1600×900 window: three
+/// tiles of about 420 px, which ask for the middle layer.
+async fn open_wide(browsers: &mut Chromium, name: &str, link: &str, devices: &str) {
+    browsers
+        .send(json!({
+            "op": "open", "name": name, "link": link, "devices": devices,
+            "viewport": {"width": 1600, "height": 900}
+        }))
+        .await;
+}
+
+/// The join link of `name` to the conference `standup` capturing and receiving at `quality`.
+fn link_at(url: &str, key: &[u8], name: &str, quality: &str) -> String {
+    link_to("standup", url, key, name, "").replace("quality=low", &format!("quality={quality}"))
+}
+
+/// The width of the frames `name` decodes of `publisher`'s camera, once it decodes some.
+async fn decoded_width(browsers: &mut Chromium, name: &str, publisher: &str) -> Option<u64> {
+    let v = browsers.send(json!({"op": "video", "name": name})).await;
+    v["tracks"]
+        .as_array()?
+        .iter()
+        .find(|t| t["identity"] == publisher && t["source"] == "camera")
+        .and_then(|t| t["frameWidth"].as_u64())
+        .filter(|w| *w > 0)
+}
+
+/// Waits up to `within` until `name` decodes `publisher`'s camera at a width `wanted` accepts;
+/// the seconds it took and the width, or the last width seen.
+async fn width_until(
+    browsers: &mut Chromium,
+    name: &str,
+    publisher: &str,
+    within: Duration,
+    wanted: impl Fn(u64) -> bool,
+) -> Result<(f64, u64), Option<u64>> {
+    let started = tokio::time::Instant::now();
+    let mut last = None;
+    while started.elapsed() < within {
+        last = decoded_width(browsers, name, publisher).await;
+        if let Some(w) = last.filter(|w| wanted(*w)) {
+            return Ok((started.elapsed().as_secs_f64(), w));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(last)
+}
+
+/// The pool `web` of one media node, and its conference `standup` placed: the conference, its
+/// signaling URL, the pool's join key, and the network namespace of the Kubernetes node
+/// hosting the media node.
+async fn one_node_call(
+    env: &conclave_testenv::TestEnv,
+    ns: &conclave_testenv::TestNamespace,
+) -> (Conference, String, Vec<u8>, String) {
+    let spec = json!({
+        "nodeCapacity": {"participants": 20, "rooms": 5},
+        "scaling": {"minNodes": 1, "maxNodes": 1, "bufferParticipants": 0}
+    });
+    create(ns, &pool("web", ports(), spec)).await;
+    let placed = conference_named(env, ns, "web", "standup", 4).await;
+    let media_node = placed.status.clone().unwrap().media_node.unwrap();
+    let pod = ns.api::<Pod>().get(&media_node).await.unwrap();
+    let netns = env
+        .node(&pod.spec.unwrap().node_name.unwrap())
+        .unwrap()
+        .netns();
+    let url = join_url(&placed);
+    let (key, _) = keys_of(ns, "web").await;
+    (placed, url, key, netns)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulcast_camera_reaches_each_subscriber_in_the_layer_it_asks_for() {
+    let _one_at_a_time = chromium::exclusive().await;
+    let (env, ns, _operator) = common::start("call-layers").await;
+    let (placed, url, key, _) = one_node_call(env, &ns).await;
+    // Alice captures 1280×720 and publishes three layers; Bob receives at most the low one;
+    // Carol's tile asks for what fits it, up to medium. Bob and Carol publish too (Carol two
+    // layers), so Alice's connection is renegotiated after she began to send.
+    let names = ["alice", "bob", "carol"];
+    let mut browsers = Chromium::start(&env.artifacts().join("call-layers")).await;
+    for (n, quality) in [("alice", "high"), ("bob", "low"), ("carol", "medium")] {
+        open_wide(&mut browsers, n, &link_at(&url, &key, n, quality), "fake").await;
+    }
+    for n in names {
+        if let Err(e) = connected(&mut browsers, n).await {
+            fail(env, &ns, &mut browsers, &names, &e).await;
+        }
+    }
+    for n in ["bob", "carol"] {
+        if let Err(e) = video_flows(&mut browsers, n, &[("alice", "camera")]).await {
+            let node = node_counters(metrics_of(&ns, &placed).await).await;
+            let sent = video_rtp(&mut browsers, "alice").await;
+            let e = format!("{e}\nmedia node: {node:#?}\nalice sends: {sent}");
+            fail(env, &ns, &mut browsers, &names, &e).await;
+        }
+    }
+    // Layers settle on keyframes: wait until both decode alice's camera at their layer.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut widths = (None, None);
+    while tokio::time::Instant::now() < deadline {
+        widths = (
+            decoded_width(&mut browsers, "bob", "alice").await,
+            decoded_width(&mut browsers, "carol", "alice").await,
+        );
+        if let (Some(bob), Some(carol)) = widths
+            && bob < carol
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let sent = video_rtp(&mut browsers, "alice").await;
+    let layers: Vec<String> = sent["rtp"]["outbound"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| o["packetsSent"].as_u64().unwrap_or(0) > 0)
+        .filter_map(|o| o["rid"].as_str().map(str::to_owned))
+        .collect();
+    println!("alice sends layers {layers:?}; bob and carol decode widths {widths:?}");
+    let (Some(bob), Some(carol)) = widths else {
+        let e = format!("bob and carol decode no video of alice: {widths:?}");
+        fail(env, &ns, &mut browsers, &names, &e).await
+    };
+    browsers.close().await;
+    assert!(
+        layers.len() >= 2,
+        "alice publishes simulcast layers: {layers:?}"
+    );
+    assert!(
+        bob <= 320,
+        "bob, capped at low, decodes {bob} px wide frames"
+    );
+    assert!(
+        carol > bob,
+        "carol decodes larger frames ({carol}) than bob ({bob})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_on_a_narrow_link_gets_the_low_layer_and_the_high_one_back() {
+    let _one_at_a_time = chromium::exclusive().await;
+    let (env, ns, _operator) = common::start("call-narrow").await;
+    let (_, url, key, netns) = one_node_call(env, &ns).await;
+    // Alice publishes three layers (1280×720 capture); Bob and Carol only watch.
+    let names = ["alice", "bob", "carol"];
+    let mut browsers = Chromium::start(&env.artifacts().join("call-narrow")).await;
+    for (n, devices) in [("alice", "fake"), ("bob", "none"), ("carol", "none")] {
+        open_wide(&mut browsers, n, &link_at(&url, &key, n, "high"), devices).await;
+    }
+    for n in names {
+        if let Err(e) = connected(&mut browsers, n).await {
+            fail(env, &ns, &mut browsers, &names, &e).await;
+        }
+    }
+    let mut widths = Vec::new();
+    for n in ["bob", "carol"] {
+        match width_until(&mut browsers, n, "alice", Duration::from_secs(30), |w| {
+            w > 320
+        })
+        .await
+        {
+            Ok((_, w)) => widths.push(w),
+            Err(last) => {
+                let e = format!("{n} never decodes more than the lowest layer: {last:?}");
+                fail(env, &ns, &mut browsers, &names, &e).await
+            }
+        }
+    }
+    let (bob_wide, carol_wide) = (widths[0], widths[1]);
+    let path = browsers
+        .send(json!({"op": "mediaPath", "name": "bob"}))
+        .await;
+    let bob_address: std::net::SocketAddrV4 = path["path"]["localAddress"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("bob's media path names no IPv4 address: {path}"));
+
+    let narrow = NarrowLink::start(&netns, bob_address, 300).await.unwrap();
+    let down = width_until(
+        &mut browsers,
+        "bob",
+        "alice",
+        Duration::from_secs(20),
+        |w| w <= 320,
+    )
+    .await;
+    let carol_meanwhile = decoded_width(&mut browsers, "carol", "alice").await;
+    drop(narrow);
+    let up = width_until(
+        &mut browsers,
+        "bob",
+        "alice",
+        Duration::from_secs(30),
+        |w| w >= bob_wide,
+    )
+    .await;
+    println!(
+        "bob decodes {bob_wide} px wide unlimited; at 300 kbit/s {down:?} (seconds, width); \
+         lifted {up:?}; carol {carol_wide} px before, {carol_meanwhile:?} meanwhile"
+    );
+    browsers.close().await;
+    let (down_seconds, _) = down.unwrap_or_else(|last| {
+        panic!("bob on 300 kbit/s still decodes {last:?} px wide frames after 20 s")
+    });
+    let (up_seconds, _) = up.unwrap_or_else(|last| {
+        panic!("bob, the limit lifted, decodes {last:?} px wide frames after 30 s")
+    });
+    assert!(
+        down_seconds <= 5.0,
+        "the low layer took {down_seconds:.1} s (goal 5 s)"
+    );
+    assert!(
+        up_seconds <= 15.0,
+        "the high layer came back after {up_seconds:.1} s (goal 15 s)"
+    );
+    assert_eq!(
+        carol_meanwhile,
+        Some(carol_wide),
+        "carol, on an unlimited link, kept her layer"
+    );
 }

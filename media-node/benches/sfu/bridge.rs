@@ -83,6 +83,7 @@ async fn participant(tcp: tokio::net::TcpStream, room: Arc<Room>) -> anyhow::Res
                 participants: Vec::new(),
                 chat: None,
                 fallback_urls: Vec::new(),
+                simulcast: true,
             }));
             token
         }

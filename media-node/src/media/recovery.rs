@@ -10,6 +10,14 @@
 //! It sits above the TWCC receiver, which must see every arrival (retransmissions and copies
 //! included) for the publisher's bandwidth estimate, and below the receiver reports, which
 //! then count repaired packets as received.
+//!
+//! A simulcast layer named only by its rid is found by that name, which a browser sends on a
+//! layer's packets only until a report acknowledges its SSRC; webrtc-rs forgets which SSRC a
+//! rid names whenever the publisher's connection is renegotiated (someone joins, say) and
+//! drops the layer's packets from then on unless they name it again. So reports about such
+//! layers are withheld (removed from outgoing receiver and sender reports): the browser keeps
+//! naming them, at the cost of a few bytes per packet and of report-based statistics for
+//! those layers on the publisher's side.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -19,6 +27,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use rtc::interceptor::{AttributedPacket, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::{
     TransportLayerNack, nack_pairs_from_sequence_numbers,
 };
@@ -188,6 +198,34 @@ impl Recovery {
         Some(of)
     }
 
+    /// Whether `ssrc` is a simulcast layer named by its rid.
+    fn named_layer(&self, ssrc: u32) -> bool {
+        self.layers.iter().any(|l| l.of.ssrc == ssrc)
+    }
+
+    /// `packet` without its report blocks about layers named by rid; None when it has none.
+    fn without_layer_reports(
+        &self,
+        packet: &dyn rtc::rtcp::Packet,
+    ) -> Option<Box<dyn rtc::rtcp::Packet>> {
+        let any = packet.as_any();
+        if let Some(rr) = any.downcast_ref::<ReceiverReport>()
+            && rr.reports.iter().any(|r| self.named_layer(r.ssrc))
+        {
+            let mut rr = rr.clone();
+            rr.reports.retain(|r| !self.named_layer(r.ssrc));
+            return Some(Box::new(rr));
+        }
+        if let Some(sr) = any.downcast_ref::<SenderReport>()
+            && sr.reports.iter().any(|r| self.named_layer(r.ssrc))
+        {
+            let mut sr = sr.clone();
+            sr.reports.retain(|r| !self.named_layer(r.ssrc));
+            return Some(Box::new(sr));
+        }
+        None
+    }
+
     /// Whether `info` negotiated generic NACK.
     fn nack_negotiated(info: &StreamInfo) -> bool {
         info.rtcp_feedback
@@ -243,7 +281,16 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Recovery {
         self.reads.pop_front()
     }
 
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+    fn handle_write(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if !self.layers.is_empty()
+            && let Packet::Rtcp(packets) = &mut msg.message.packet
+        {
+            for packet in packets.iter_mut() {
+                if let Some(stripped) = self.without_layer_reports(packet.as_ref()) {
+                    *packet = stripped;
+                }
+            }
+        }
         self.writes.push_back(msg);
         Ok(())
     }
@@ -298,7 +345,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Recovery {
 impl Interceptor for Recovery {
     fn bind_remote_stream(&mut self, info: &StreamInfo) {
         let names = NameIds::from(info);
-        if names.rrid.is_some() {
+        if names.rid.is_some() || names.rrid.is_some() {
             self.names = names;
         }
         if let (Some(ssrc_rtx), Some(_)) = (info.ssrc_rtx, info.payload_type_rtx) {
@@ -483,6 +530,59 @@ mod tests {
             ]
         );
         assert_eq!(r.counters.duplicates.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn reports_about_layers_named_by_rid_are_withheld() {
+        use rtc::interceptor::RTPHeaderExtension;
+        use rtc::rtcp::reception_report::ReceptionReport;
+        let t = Instant::now();
+        let mut r = Recovery::new(Arc::default());
+        r.bind_remote_stream(&StreamInfo {
+            rtp_header_extensions: vec![RTPHeaderExtension {
+                uri: SDES_RTP_STREAM_ID_URI.to_owned(),
+                id: 2,
+            }],
+            ..video(1000, None)
+        });
+        r.bind_remote_stream(&video(7, None));
+        let mut layer = rtp(1000, 96, 1, b"a", t);
+        if let Packet::Rtp(p) = &mut layer.message.packet {
+            p.header.set_extension(2, Bytes::from_static(b"q")).unwrap();
+        }
+        r.handle_read(layer).unwrap();
+        let block = |ssrc| ReceptionReport {
+            ssrc,
+            ..ReceptionReport::default()
+        };
+        let rr = ReceiverReport {
+            ssrc: 1,
+            reports: vec![block(1000), block(7)],
+            ..ReceiverReport::default()
+        };
+        r.handle_write(TaggedPacket {
+            now: t,
+            transport: TransportContext::default(),
+            message: AttributedPacket::new(Packet::Rtcp(vec![Box::new(rr)])),
+        })
+        .unwrap();
+        let Some(TaggedPacket {
+            message:
+                AttributedPacket {
+                    packet: Packet::Rtcp(packets),
+                    ..
+                },
+            ..
+        }) = r.poll_write()
+        else {
+            panic!("the report goes out");
+        };
+        let rr = packets[0]
+            .as_any()
+            .downcast_ref::<ReceiverReport>()
+            .unwrap();
+        let ssrcs: Vec<u32> = rr.reports.iter().map(|b| b.ssrc).collect();
+        assert_eq!(ssrcs, vec![7]);
     }
 
     #[test]

@@ -218,6 +218,7 @@ impl RoomTask {
                 max_message_bytes: self.node.settings.chat_max_bytes,
             }),
             fallback_urls: self.node.fallback_urls(),
+            simulcast: policy.simulcast && policy.video,
         });
         if let Some(speaker) = self.speaker.current() {
             member.send(ServerMessage::ActiveSpeaker {

@@ -215,6 +215,10 @@ pub enum ServerMessage {
         /// this node stops answering (they redirect to the conference's new node).
         #[serde(default)]
         fallback_urls: Vec<String>,
+        /// The conference forwards simulcast layers: publish camera video in up to three
+        /// (rids `q`, `h`, `f`, lowest first).
+        #[serde(default)]
+        simulcast: bool,
     },
     /// Fresh ICE servers (new TURN credentials), sent before the ones given at `joined`
     /// expire: the client uses them for its next ICE gathering, and restarts ICE at once when
