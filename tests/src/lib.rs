@@ -16,6 +16,7 @@ pub mod lossy_link;
 pub mod manifests;
 pub mod media_node_role;
 pub mod narrow_link;
+pub mod netns;
 pub mod operator;
 pub mod scale;
 pub mod sockets;

@@ -6,12 +6,10 @@
 //! own namespace fails the send call, which no real network does. Dropping the [`LossyLink`]
 //! deletes the table.
 
-use std::process::Stdio;
-
 use serde::Serialize;
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
+
+use crate::netns::{exec, undo};
 
 /// The table's name in the node's namespace.
 const TABLE: &str = "conclave_loss";
@@ -66,43 +64,11 @@ fn script(port: u16, percent: u8) -> String {
     )
 }
 
-/// Runs `nft args` in network namespace `netns`, with `input` on stdin; its stdout.
-async fn nft(netns: &str, args: &[&str], input: Option<&str>) -> Result<String, String> {
-    let what = format!("ip netns exec {netns} nft {}", args.join(" "));
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", netns, "nft"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{what}: {e}"))?;
-    let mut stdin = child.stdin.take().ok_or("no stdin")?;
-    if let Some(input) = input {
-        stdin
-            .write_all(input.as_bytes())
-            .await
-            .map_err(|e| format!("{what}: {e}"))?;
-    }
-    drop(stdin);
-    let output = child
-        .wait_with_output()
-        .await
-        .map_err(|e| format!("{what}: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "{what}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
 impl LossyLink {
     /// Drops `percent` % of the UDP datagrams forwarded to and from pods' `port` in network
     /// namespace `netns` (a node's, see [`crate::LocalNode::netns`]), each way.
     pub async fn start(netns: &str, port: u16, percent: u8) -> Result<LossyLink, String> {
-        nft(netns, &["-f", "-"], Some(&script(port, percent))).await?;
+        exec(netns, &["nft", "-f", "-"], Some(&script(port, percent))).await?;
         Ok(LossyLink {
             netns: netns.to_owned(),
         })
@@ -110,9 +76,9 @@ impl LossyLink {
 
     /// What the link saw and dropped so far.
     pub async fn counters(&self) -> Result<LinkCounters, String> {
-        let listed = nft(
+        let listed = exec(
             &self.netns,
-            &["-j", "list", "counters", "table", "inet", TABLE],
+            &["nft", "-j", "list", "counters", "table", "inet", TABLE],
             None,
         )
         .await?;
@@ -141,20 +107,7 @@ fn parse_counters(listed: &str) -> Result<LinkCounters, String> {
 
 impl Drop for LossyLink {
     fn drop(&mut self) {
-        // Synchronous: a Drop may run outside the runtime, or while it shuts down.
-        let _ = std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.netns,
-                "nft",
-                "delete",
-                "table",
-                "inet",
-                TABLE,
-            ])
-            .stderr(Stdio::null())
-            .status();
+        undo(&self.netns, &["nft", "delete", "table", "inet", TABLE]);
     }
 }
 

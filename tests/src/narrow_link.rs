@@ -5,30 +5,12 @@
 
 use std::net::SocketAddrV4;
 
-use tokio::process::Command;
+use crate::netns::{exec, undo};
 
 /// A rate limit applied until dropped.
 pub struct NarrowLink {
     netns: String,
     device: String,
-}
-
-/// Runs `ip netns exec netns args...`; its stdout.
-async fn run(netns: &str, args: &[&str]) -> Result<String, String> {
-    let what = format!("ip netns exec {netns} {}", args.join(" "));
-    let output = Command::new("ip")
-        .args(["netns", "exec", netns])
-        .args(args)
-        .output()
-        .await
-        .map_err(|e| format!("{what}: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "{what}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// The device named in `ip route get` output (`... dev <name> ...`).
@@ -65,7 +47,7 @@ impl NarrowLink {
     /// Limits what network namespace `netns` (a node's) sends to `to` to `kbit` kilobits per
     /// second.
     pub async fn start(netns: &str, to: SocketAddrV4, kbit: u32) -> Result<NarrowLink, String> {
-        let route = run(netns, &["ip", "route", "get", &to.ip().to_string()]).await?;
+        let route = exec(netns, &["ip", "route", "get", &to.ip().to_string()], None).await?;
         let device = route_device(&route)
             .ok_or_else(|| format!("no device in the route to {to}: {route}"))?
             .to_owned();
@@ -75,7 +57,7 @@ impl NarrowLink {
         };
         for command in commands(&link.device, to, kbit) {
             let args: Vec<&str> = command.iter().map(String::as_str).collect();
-            run(netns, &args).await?;
+            exec(netns, &args, None).await?;
         }
         Ok(link)
     }
@@ -83,21 +65,10 @@ impl NarrowLink {
 
 impl Drop for NarrowLink {
     fn drop(&mut self) {
-        // Synchronous: a Drop may run outside the runtime, or while it shuts down.
-        let _ = std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.netns,
-                "tc",
-                "qdisc",
-                "del",
-                "dev",
-                &self.device,
-                "root",
-            ])
-            .stderr(std::process::Stdio::null())
-            .status();
+        undo(
+            &self.netns,
+            &["tc", "qdisc", "del", "dev", &self.device, "root"],
+        );
     }
 }
 

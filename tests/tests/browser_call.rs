@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chromium::Chromium;
-use chromium::call::{connected, fail, open_all, video_flows};
+use chromium::call::{all_connected, fail, open_all, video_flows};
 use common::call::{active_named, conference_named, join_url, keys_of, link_to, now};
 use common::fixtures::{create, drain, media_pods_on, pod_ready, pool, ports, ready_nodes};
 use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaPool, labels};
@@ -138,11 +138,7 @@ async fn three_browsers_see_each_other_chat_and_share_a_screen() {
     let names = ["alice", "bob", "carol"];
     let mut browsers = Chromium::start(&env.artifacts().join("browser-call")).await;
     open_each(&mut browsers, &names, &url, &key, "").await;
-    for n in names {
-        if let Err(e) = connected(&mut browsers, n).await {
-            fail(env, &ns, &mut browsers, &names, &e).await;
-        }
-    }
+    all_connected(env, &ns, &mut browsers, &names).await;
 
     // Everyone sees the two others' cameras.
     for n in names {
@@ -347,11 +343,7 @@ async fn a_call_forced_through_turn_flows_and_expired_credentials_are_refused() 
     let names = ["alice", "bob"];
     let mut browsers = Chromium::start(&env.artifacts().join("browser-turn")).await;
     open_each(&mut browsers, &names, &url, &key, "&relay=1").await;
-    for n in names {
-        if let Err(e) = connected(&mut browsers, n).await {
-            fail(env, &ns, &mut browsers, &names, &e).await;
-        }
-    }
+    all_connected(env, &ns, &mut browsers, &names).await;
     for (n, other) in [("alice", "bob"), ("bob", "alice")] {
         if let Err(e) = video_flows(&mut browsers, n, &[(other, "camera")]).await {
             fail(env, &ns, &mut browsers, &names, &e).await;
@@ -607,11 +599,7 @@ async fn denied_or_missing_devices_are_explained_and_the_call_still_works() {
                          "link": link(&url, &key, name, "")}))
             .await;
     }
-    for n in names {
-        if let Err(e) = connected(&mut browsers, n).await {
-            fail(env, &ns, &mut browsers, &names, &e).await;
-        }
-    }
+    all_connected(env, &ns, &mut browsers, &names).await;
     for (n, code, words) in [
         (
             "dave",
@@ -971,11 +959,7 @@ async fn a_call_over_https_and_wss_with_the_pools_certificate() {
             .send(json!({"op": "open", "name": n, "link": link, "tls": tls}))
             .await;
     }
-    for n in names {
-        if let Err(e) = connected(&mut browsers, n).await {
-            fail(env, &ns, &mut browsers, &names, &e).await;
-        }
-    }
+    all_connected(env, &ns, &mut browsers, &names).await;
     let to_connect = started.elapsed();
     for n in names {
         let state = browsers.send(json!({"op": "state", "name": n})).await;
@@ -1225,11 +1209,7 @@ async fn two_media_nodes_share_a_kubernetes_node_and_each_call_uses_one_udp_port
         urls.push(url);
     }
     assert_ne!(urls[0], urls[1], "each call has its own media node");
-    for n in &all {
-        if let Err(e) = connected(&mut browsers, n).await {
-            fail(env, &ns, &mut browsers, &all, &e).await;
-        }
-    }
+    all_connected(env, &ns, &mut browsers, &all).await;
     for (_, _, [a, b]) in calls {
         for (n, other) in [(a, b), (b, a)] {
             if let Err(e) = video_flows(&mut browsers, n, &[(other, "camera")]).await {

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chromium::Chromium;
-use chromium::call::{connected, fail, open_all, video_flows};
+use chromium::call::{all_connected, fail, open_all, video_flows};
 use common::call::{conference_named, join_url, keys_of, link_to};
 use common::fixtures::{create, pool, ports};
 use std::net::{IpAddr, SocketAddr};
@@ -207,40 +207,24 @@ async fn video_rtp(browsers: &mut Chromium, name: &str) -> Value {
 async fn video_recovers_from_five_percent_loss_on_each_hop() {
     let _one_at_a_time = chromium::exclusive().await;
     let (env, ns, _operator) = common::start("call-loss").await;
-    let ports = ports();
-    let spec = json!({
-        "nodeCapacity": {"participants": 20, "rooms": 5},
-        "scaling": {"minNodes": 1, "maxNodes": 1, "bufferParticipants": 0}
-    });
-    create(&ns, &pool("web", ports, spec)).await;
-    let placed = conference_named(env, &ns, "web", "standup", 4).await;
-    let media_node = placed.status.clone().unwrap().media_node.unwrap();
-    let pod = ns.api::<Pod>().get(&media_node).await.unwrap();
-    let host = pod.spec.unwrap().node_name.unwrap();
-    let netns = env.node(&host).unwrap().netns();
-    let metrics = metrics_of(&ns, &placed).await;
-
+    let call = one_node_call(env, &ns).await;
+    let (placed, url, key, netns) = (&call.conference, &call.url, &call.key, &call.netns);
+    let metrics = metrics_of(&ns, placed).await;
     let names = ["alice", "bob"];
-    let url = join_url(&placed);
-    let (key, _) = keys_of(&ns, "web").await;
     let mut browsers = Chromium::start(&env.artifacts().join("call-loss")).await;
     let links: Vec<(&str, String)> = names
         .iter()
-        .map(|n| (*n, link_to("standup", &url, &key, n, "")))
+        .map(|n| (*n, link_to("standup", url, key, n, "")))
         .collect();
     open_all(&mut browsers, &links).await;
-    for n in names {
-        if let Err(e) = connected(&mut browsers, n).await {
-            fail(env, &ns, &mut browsers, &names, &e).await;
-        }
-    }
+    all_connected(env, &ns, &mut browsers, &names).await;
     for (n, other) in [("alice", "bob"), ("bob", "alice")] {
         if let Err(e) = video_flows(&mut browsers, n, &[(other, "camera")]).await {
             fail(env, &ns, &mut browsers, &names, &e).await;
         }
     }
 
-    let link = LossyLink::start(&netns, ports.udp, LOSS_PERCENT)
+    let link = LossyLink::start(netns, call.udp_port, LOSS_PERCENT)
         .await
         .unwrap();
     let link_before = link.counters().await.unwrap();
@@ -358,51 +342,63 @@ async fn width_until(
     Err(last)
 }
 
-/// The pool `web` of one media node, and its conference `standup` placed: the conference, its
-/// signaling URL, the pool's join key, and the network namespace of the Kubernetes node
-/// hosting the media node.
+/// A call on the pool `web` of one media node: its conference `standup`, placed.
+struct OneNodeCall {
+    conference: Conference,
+    /// The conference's signaling URL and the pool's join key.
+    url: String,
+    key: Vec<u8>,
+    /// The network namespace of the Kubernetes node hosting the media node, and its UDP port.
+    netns: String,
+    udp_port: u16,
+}
+
 async fn one_node_call(
     env: &conclave_testenv::TestEnv,
     ns: &conclave_testenv::TestNamespace,
-) -> (Conference, String, Vec<u8>, String) {
+) -> OneNodeCall {
+    let ports = ports();
     let spec = json!({
         "nodeCapacity": {"participants": 20, "rooms": 5},
         "scaling": {"minNodes": 1, "maxNodes": 1, "bufferParticipants": 0}
     });
-    create(ns, &pool("web", ports(), spec)).await;
-    let placed = conference_named(env, ns, "web", "standup", 4).await;
-    let media_node = placed.status.clone().unwrap().media_node.unwrap();
+    create(ns, &pool("web", ports, spec)).await;
+    let conference = conference_named(env, ns, "web", "standup", 4).await;
+    let media_node = conference.status.clone().unwrap().media_node.unwrap();
     let pod = ns.api::<Pod>().get(&media_node).await.unwrap();
     let netns = env
         .node(&pod.spec.unwrap().node_name.unwrap())
         .unwrap()
         .netns();
-    let url = join_url(&placed);
+    let url = join_url(&conference);
     let (key, _) = keys_of(ns, "web").await;
-    (placed, url, key, netns)
+    OneNodeCall {
+        conference,
+        url,
+        key,
+        netns,
+        udp_port: ports.udp,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_simulcast_camera_reaches_each_subscriber_in_the_layer_it_asks_for() {
     let _one_at_a_time = chromium::exclusive().await;
     let (env, ns, _operator) = common::start("call-layers").await;
-    let (placed, url, key, _) = one_node_call(env, &ns).await;
+    let call = one_node_call(env, &ns).await;
+    let (placed, url, key) = (&call.conference, &call.url, &call.key);
     // Alice captures 1280×720 and publishes three layers; Bob receives at most the low one;
     // Carol's tile asks for what fits it, up to medium. Bob and Carol publish too (Carol two
     // layers), so Alice's connection is renegotiated after she began to send.
     let names = ["alice", "bob", "carol"];
     let mut browsers = Chromium::start(&env.artifacts().join("call-layers")).await;
     for (n, quality) in [("alice", "high"), ("bob", "low"), ("carol", "medium")] {
-        open_wide(&mut browsers, n, &link_at(&url, &key, n, quality), "fake").await;
+        open_wide(&mut browsers, n, &link_at(url, key, n, quality), "fake").await;
     }
-    for n in names {
-        if let Err(e) = connected(&mut browsers, n).await {
-            fail(env, &ns, &mut browsers, &names, &e).await;
-        }
-    }
+    all_connected(env, &ns, &mut browsers, &names).await;
     for n in ["bob", "carol"] {
         if let Err(e) = video_flows(&mut browsers, n, &[("alice", "camera")]).await {
-            let node = node_counters(metrics_of(&ns, &placed).await).await;
+            let node = node_counters(metrics_of(&ns, placed).await).await;
             let sent = video_rtp(&mut browsers, "alice").await;
             let e = format!("{e}\nmedia node: {node:#?}\nalice sends: {sent}");
             fail(env, &ns, &mut browsers, &names, &e).await;
@@ -455,18 +451,15 @@ async fn a_simulcast_camera_reaches_each_subscriber_in_the_layer_it_asks_for() {
 async fn a_subscriber_on_a_narrow_link_gets_the_low_layer_and_the_high_one_back() {
     let _one_at_a_time = chromium::exclusive().await;
     let (env, ns, _operator) = common::start("call-narrow").await;
-    let (_, url, key, netns) = one_node_call(env, &ns).await;
+    let call = one_node_call(env, &ns).await;
+    let (url, key, netns) = (&call.url, &call.key, &call.netns);
     // Alice publishes three layers (1280×720 capture); Bob and Carol only watch.
     let names = ["alice", "bob", "carol"];
     let mut browsers = Chromium::start(&env.artifacts().join("call-narrow")).await;
     for (n, devices) in [("alice", "fake"), ("bob", "none"), ("carol", "none")] {
-        open_wide(&mut browsers, n, &link_at(&url, &key, n, "high"), devices).await;
+        open_wide(&mut browsers, n, &link_at(url, key, n, "high"), devices).await;
     }
-    for n in names {
-        if let Err(e) = connected(&mut browsers, n).await {
-            fail(env, &ns, &mut browsers, &names, &e).await;
-        }
-    }
+    all_connected(env, &ns, &mut browsers, &names).await;
     let mut widths = Vec::new();
     for n in ["bob", "carol"] {
         match width_until(&mut browsers, n, "alice", Duration::from_secs(30), |w| {
@@ -490,7 +483,7 @@ async fn a_subscriber_on_a_narrow_link_gets_the_low_layer_and_the_high_one_back(
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("bob's media path names no IPv4 address: {path}"));
 
-    let narrow = NarrowLink::start(&netns, bob_address, 300).await.unwrap();
+    let narrow = NarrowLink::start(netns, bob_address, 300).await.unwrap();
     let down = width_until(
         &mut browsers,
         "bob",

@@ -108,3 +108,18 @@ pub async fn connected(browsers: &mut Chromium, name: &str) -> Result<Value, Str
         )
         .await
 }
+
+/// Waits until every one of `names` is connected; fails the test with the browsers' state and
+/// the cluster's logs otherwise.
+pub async fn all_connected(
+    env: &TestEnv,
+    ns: &TestNamespace,
+    browsers: &mut Chromium,
+    names: &[&str],
+) {
+    for n in names {
+        if let Err(e) = connected(browsers, n).await {
+            fail(env, ns, browsers, names, &e).await;
+        }
+    }
+}
