@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the npm packages of the browser tests (tests/browser: playwright-core, which drives
+# Installs the npm packages of the browser tests (tests/browser: axe-core, and playwright-core, which drives
 # Debian's chromium; no browser is downloaded) from the committed package-lock.json, when
 # missing or older than the lock file.
 set -euo pipefail

@@ -75,10 +75,11 @@ async function start() {
   view.onTileWidth = (trackId, width) => call.fitReceivedVideo(trackId, width);
   const render = () => view.render(call, self);
   const controls = () => {
-    $('#mic').textContent = call.micMuted ? 'Unmute' : 'Mute';
+    // Toggles keep their names; aria-pressed (and its style) says whether each is on.
+    $('#mic').setAttribute('aria-pressed', String(call.micMuted));
     $('#mic').disabled = !local.microphone;
-    $('#camera').textContent = call.localCamera ? 'Camera off' : 'Camera on';
-    $('#screen').textContent = call.localScreen ? 'Stop sharing' : 'Share screen';
+    $('#camera').setAttribute('aria-pressed', String(!call.localCamera));
+    $('#screen').setAttribute('aria-pressed', String(Boolean(call.localScreen)));
     $('#screen').disabled = !navigator.mediaDevices?.getDisplayMedia;
   };
   call.addEventListener('state', (e) => {
@@ -129,6 +130,15 @@ async function start() {
     }
   });
   $('#leave').addEventListener('click', () => call.leave());
+  // Keyboard shortcuts (aria-keyshortcuts on the buttons), not while typing.
+  document.addEventListener('keydown', (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.target.closest?.('input, textarea, select')) return;
+    const button = { m: '#mic', v: '#camera' }[e.key.toLowerCase()];
+    if (button && !$(button).disabled) {
+      e.preventDefault();
+      $(button).click();
+    }
+  });
   $('#rejoin').addEventListener('click', () => location.reload());
   $('#device-audioinput').addEventListener('change', async (e) => {
     saveChoice('audioinput', e.target.value);

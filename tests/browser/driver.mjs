@@ -23,11 +23,17 @@
 //   {"op": "chatLog", "name": "alice"}              -> messages received
 //   {"op": "shareScreen", "name": "alice"}
 //   {"op": "click", "name": "alice", "selector": "#mic"}
+//   {"op": "key", "name": "alice", "key": "m"}      presses a key on the page
+//   {"op": "attribute", "name": "alice", "selector": "#mic", "attribute": "aria-pressed"}
+//   {"op": "box", "name": "alice", "selector": "#mic"} -> its bounding box in CSS pixels
+//   {"op": "axe", "name": "alice"}                  -> accessibility violations (axe-core)
 //   {"op": "tiles", "name": "alice"}                -> tiles shown, with video sizes
 //   {"op": "turnProbe", "name": "alice", "iceServers": [...]} -> relay candidates gathered
 //   {"op": "screenshot", "name": "alice", "path": "/abs/file.png"}
 //   {"op": "close"}
 
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
 
@@ -195,6 +201,34 @@ async function click({ name, selector }) {
   return {};
 }
 
+async function key({ name, key: pressed }) {
+  await page(name).keyboard.press(pressed);
+  return {};
+}
+
+async function attribute({ name, selector, attribute: which }) {
+  return { value: await page(name).getAttribute(selector, which) };
+}
+
+async function box({ name, selector }) {
+  return { box: await page(name).locator(selector).boundingBox() };
+}
+
+// axe-core's rules run in the page; only violations come back, with the elements they name.
+// The page's Content-Security-Policy refuses added script tags: axe is evaluated through the
+// DevTools protocol instead, as the driver's other page functions are.
+async function axe({ name }) {
+  const p = page(name);
+  const source = await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+  await p.evaluate(source);
+  const result = await p.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  return {
+    violations: result.violations.map((v) => ({
+      id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' ')),
+    })),
+  };
+}
+
 async function tiles({ name }) {
   const shown = await page(name).$$eval('#grid .tile', (all) => all.map((t) => {
     const v = t.querySelector('video');
@@ -248,7 +282,7 @@ async function close() {
   return {};
 }
 
-const OPS = { open, state, waitState, video, videoRtp, gapWatch, gapReport, peer, mediaPath, chat, chatLog, shareScreen, click, tiles, turnProbe, screenshot, logs, close };
+const OPS = { open, state, waitState, video, videoRtp, gapWatch, gapReport, peer, mediaPath, chat, chatLog, shareScreen, click, key, attribute, box, axe, tiles, turnProbe, screenshot, logs, close };
 
 const lines = createInterface({ input: process.stdin });
 for await (const line of lines) {

@@ -153,6 +153,20 @@ async fn three_browsers_see_each_other_chat_and_share_a_screen() {
         }
     }
 
+    // The page passes axe-core's checks, and its controls keep their size at 1100×700.
+    let axe = browsers.send(json!({"op": "axe", "name": "alice"})).await;
+    println!("axe-core on alice's page: {}", axe["violations"]);
+    assert_eq!(
+        axe["violations"],
+        json!([]),
+        "accessibility violations on alice's page"
+    );
+    let mic = browsers
+        .send(json!({"op": "box", "name": "alice", "selector": "#mic"}))
+        .await;
+    let height = mic["box"]["height"].as_f64().unwrap();
+    assert!(height < 60.0, "the mute button is {height} px high: {mic}");
+
     // Chat over the data channel reaches the others, not the sender's own log.
     browsers
         .send(json!({"op": "chat", "name": "alice", "text": "hello from alice"}))
@@ -209,16 +223,40 @@ async fn three_browsers_see_each_other_chat_and_share_a_screen() {
     }
     println!("alice sees {} speaking", speaking["identity"]);
 
-    // Bob mutes and unmutes his microphone; carol turns her camera off and on again.
-    for (muted, what) in [(true, "bob shown muted"), (false, "bob shown unmuted")] {
-        browsers
-            .send(json!({"op": "click", "name": "bob", "selector": "#mic"}))
-            .await;
+    // Bob mutes and unmutes his microphone, with the button and then with the M key, and the
+    // button says it is pressed; carol turns her camera off and on again.
+    let steps = [
+        (
+            json!({"op": "click", "name": "bob", "selector": "#mic"}),
+            true,
+        ),
+        (
+            json!({"op": "click", "name": "bob", "selector": "#mic"}),
+            false,
+        ),
+        (json!({"op": "key", "name": "bob", "key": "m"}), true),
+        (json!({"op": "key", "name": "bob", "key": "m"}), false),
+    ];
+    for (step, muted) in steps {
+        browsers.send(step).await;
+        let what = if muted {
+            "bob shown muted"
+        } else {
+            "bob shown unmuted"
+        };
         if let Err(e) =
             tile_until(&mut browsers, "alice", "bob", what, |t| t["muted"] == muted).await
         {
             fail(env, &ns, &mut browsers, &names, &e).await;
         }
+        let pressed = browsers
+            .send(json!({"op": "attribute", "name": "bob", "selector": "#mic", "attribute": "aria-pressed"}))
+            .await;
+        assert_eq!(
+            pressed["value"],
+            json!(muted.to_string()),
+            "bob's mute button"
+        );
     }
     browsers
         .send(json!({"op": "click", "name": "carol", "selector": "#camera"}))
