@@ -61,6 +61,11 @@ pub const ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../web/view.js"),
     },
+    Asset {
+        path: "/level.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../web/level.js"),
+    },
 ];
 
 fn respond(asset: &'static Asset) -> Response {

@@ -5,6 +5,7 @@
 
 import { Call, State, tokenClaims } from './call.js';
 import { explain, listDevices, loadChoice, openDevice, openLocalMedia, saveChoice } from './devices.js';
+import { MicLevel, spoke } from './level.js';
 import { View } from './view.js';
 
 const $ = (selector) => document.querySelector(selector);
@@ -129,6 +130,28 @@ async function start() {
       if (error.name !== 'NotAllowedError') view.showNotice(`Screen sharing failed: ${error.message}`);
     }
   });
+  // The microphone's level beside its button, and "you are muted" when speaking while muted
+  // (sound in the last second; shown for 3 s after the last sound heard).
+  let meter = null;
+  const recent = [];
+  let hintUntil = 0;
+  setInterval(() => {
+    const track = call.localMicrophone;
+    if (meter?.source !== track) {
+      meter?.stop();
+      meter = track ? new MicLevel(track) : null;
+    }
+    const level = meter ? meter.level() : 0;
+    $('#mic-level').value = Math.min(1, level * 4);
+    recent.push(level);
+    if (recent.length > 20) recent.shift();
+    if (call.micMuted && spoke(recent)) hintUntil = Date.now() + 3000;
+    $('#muted-hint').hidden = !(call.micMuted && Date.now() < hintUntil);
+  }, 50);
+  // Each participant's connection quality on their tile, every two seconds.
+  setInterval(() => {
+    call.receptionQuality().then((grades) => view.showQuality(grades)).catch(() => {});
+  }, 2000);
   $('#leave').addEventListener('click', () => call.leave());
   // Keyboard shortcuts (aria-keyshortcuts on the buttons), not while typing.
   document.addEventListener('keydown', (e) => {

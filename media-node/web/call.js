@@ -42,6 +42,16 @@ function simulcastLayers(width) {
 /** Receive qualities from lowest to highest, as `setQuality` names them. */
 const QUALITIES = ['low', 'medium', 'high'];
 
+/**
+ * A connection's quality from the share of packets `loss` lost on the way (before repair) and
+ * the round trip `rtt` in seconds: 'good', 'fair' or 'poor'.
+ */
+export function grade(loss, rtt) {
+  if (loss < 0.02 && rtt < 0.3) return 'good';
+  if (loss < 0.08 && rtt < 0.6) return 'fair';
+  return 'poor';
+}
+
 /** Reads the claims of a join token (the page needs the conference and the identity). */
 export function tokenClaims(token) {
   const part = String(token).split('.')[1];
@@ -125,6 +135,10 @@ export class Call extends EventTarget {
     this.#local.microphone = microphone;
     this.#local.camera = camera;
     for (const t of [microphone, camera]) if (t) this.#local.stream.addTrack(t);
+  }
+
+  get localMicrophone() {
+    return this.#local.microphone;
   }
 
   get localCamera() {
@@ -284,6 +298,42 @@ export class Call extends EventTarget {
     return { outbound, inbound };
   }
 
+  /**
+   * How well each remote participant reaches this page since the last call, by participant
+   * id: the share of their packets lost on the way to it (before repair) and the round trip
+   * to the node, graded (see `grade`).
+   */
+  async receptionQuality() {
+    const s = this.#session;
+    if (!s?.pc) return new Map();
+    const report = await s.pc.getStats();
+    let rtt = 0;
+    report.forEach((r) => {
+      if (r.type === 'transport' && r.selectedCandidatePairId) {
+        rtt = report.get(r.selectedCandidatePairId)?.currentRoundTripTime ?? 0;
+      }
+    });
+    const totals = new Map();
+    report.forEach((r) => {
+      if (r.type !== 'inbound-rtp') return;
+      const info = this.#trackInfo(s.remoteMids.get(r.mid));
+      if (!info) return;
+      const t = totals.get(info.participant) ?? { received: 0, lost: 0 };
+      t.received += r.packetsReceived ?? 0;
+      t.lost += Math.max(0, r.packetsLost ?? 0);
+      totals.set(info.participant, t);
+    });
+    const graded = new Map();
+    for (const [participant, now] of totals) {
+      const before = s.receptionBase.get(participant) ?? { received: 0, lost: 0 };
+      const received = now.received - before.received;
+      const lost = Math.max(0, now.lost - before.lost);
+      graded.set(participant, grade(lost / Math.max(1, received + lost), rtt));
+    }
+    s.receptionBase = totals;
+    return graded;
+  }
+
   /** The peer connection's negotiation state and transceivers, for diagnostics. */
   describePeer() {
     const s = this.#session;
@@ -355,6 +405,7 @@ export class Call extends EventTarget {
       joined: false,
       simulcast: false,
       qualities: new Map(),
+      receptionBase: new Map(),
       sources: new Map(),
       remoteMids: new Map(),
       ownTracks: new Map(),

@@ -139,9 +139,11 @@ export class View {
     const caption = element('figcaption');
     const name = element('span', 'name');
     const mic = element('span', 'mic', 'muted');
-    caption.append(name, mic);
+    const quality = element('span', 'quality');
+    quality.hidden = true;
+    caption.append(name, mic, quality);
     root.append(video, avatar, caption);
-    return { root, video, avatar, name, mic, track: null };
+    return { root, video, avatar, name, mic, quality, track: null };
   }
 
   #update(tile, want, speaker) {
@@ -162,6 +164,18 @@ export class View {
       this.#reportWidth(tile.root, tile.root.clientWidth);
     }
     tile.root.classList.toggle('no-video', !want.track);
+  }
+
+  /** Shows each remote participant's connection quality (`good`/`fair`/`poor`) on their tiles. */
+  showQuality(grades) {
+    const byId = new Map([...grades].map(([id, grade]) => [String(id), grade]));
+    for (const tile of this.#tiles.values()) {
+      const grade = byId.get(tile.root.dataset.participant);
+      if (tile.root.classList.contains('self') || !grade) continue;
+      tile.quality.hidden = false;
+      tile.quality.dataset.quality = grade;
+      tile.quality.textContent = `connection ${grade}`;
+    }
   }
 
   #reportWidth(root, cssWidth) {

@@ -237,6 +237,7 @@ async function tiles({ name }) {
       source: t.dataset.source,
       self: t.classList.contains('self'),
       muted: !t.querySelector('.mic').hidden,
+      quality: t.querySelector('.quality')?.dataset.quality ?? null,
       speaking: t.classList.contains('speaking'),
       video: !t.classList.contains('no-video'),
       width: v.videoWidth,

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chromium::Chromium;
-use chromium::call::{all_connected, fail, open_all, video_flows};
+use chromium::call::{all_connected, fail, open_all, tile_until, video_flows};
 use common::call::{active_named, conference_named, join_url, keys_of, link_to, now};
 use common::fixtures::{create, drain, media_pods_on, pod_ready, pool, ports, ready_nodes};
 use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaPool, labels};
@@ -166,6 +166,17 @@ async fn three_browsers_see_each_other_chat_and_share_a_screen() {
         .await;
     let height = mic["box"]["height"].as_f64().unwrap();
     assert!(height < 60.0, "the mute button is {height} px high: {mic}");
+    // On loopback, alice's page grades both others' connections good.
+    for other in ["bob", "carol"] {
+        let what = format!("{other}'s connection as good");
+        if let Err(e) = tile_until(&mut browsers, "alice", other, &what, |t| {
+            t["quality"] == "good"
+        })
+        .await
+        {
+            fail(env, &ns, &mut browsers, &names, &e).await;
+        }
+    }
 
     // Chat over the data channel reaches the others, not the sender's own log.
     browsers
@@ -257,6 +268,10 @@ async fn three_browsers_see_each_other_chat_and_share_a_screen() {
             json!(muted.to_string()),
             "bob's mute button"
         );
+        // His fake microphone beeps: muted, he is told so; unmuted, the hint goes.
+        if let Err(e) = hint_until(&mut browsers, "bob", muted).await {
+            fail(env, &ns, &mut browsers, &names, &e).await;
+        }
     }
     browsers
         .send(json!({"op": "click", "name": "carol", "selector": "#camera"}))
@@ -310,29 +325,21 @@ async fn three_browsers_see_each_other_chat_and_share_a_screen() {
 }
 
 /// Waits until `viewer` shows the camera tile of `identity` in a state `check` accepts.
-async fn tile_until(
-    browsers: &mut Chromium,
-    viewer: &str,
-    identity: &str,
-    what: &str,
-    check: impl Fn(&Value) -> bool,
-) -> Result<(), String> {
-    let mut last = Value::Null;
-    for _ in 0..60 {
-        let tiles = browsers.send(json!({"op": "tiles", "name": viewer})).await;
-        last = tiles["tiles"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["identity"] == identity && t["source"] == "camera")
-            .cloned()
-            .unwrap_or(Value::Null);
-        if check(&last) {
+/// Waits until `name`'s "you are muted" hint is shown (or hidden when not `shown`).
+async fn hint_until(browsers: &mut Chromium, name: &str, shown: bool) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let hidden = browsers
+            .send(json!({"op": "attribute", "name": name, "selector": "#muted-hint", "attribute": "hidden"}))
+            .await;
+        if hidden["value"].is_null() == shown {
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("{name}'s muted hint never became shown={shown}"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(format!("{viewer} never showed {what}; tile {last}"))
 }
 
 async fn chat_log(browsers: &mut Chromium, name: &str) -> Vec<(String, String)> {

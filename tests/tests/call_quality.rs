@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chromium::Chromium;
-use chromium::call::{all_connected, fail, open_all, video_flows};
+use chromium::call::{all_connected, fail, open_all, tile_until, video_flows};
 use common::call::{conference_named, join_url, keys_of, link_to};
 use common::fixtures::{create, pool, ports};
 use std::net::{IpAddr, SocketAddr};
@@ -238,6 +238,16 @@ async fn video_recovers_from_five_percent_loss_on_each_hop() {
         video_rtp(&mut browsers, "alice").await,
         video_rtp(&mut browsers, "bob").await,
     ];
+    // Bob's page grades Alice's connection below good: a tenth of her packets is lost on the
+    // way before repair.
+    let graded = tile_until(
+        &mut browsers,
+        "bob",
+        "alice",
+        "alice's connection below good",
+        |t| t["quality"] == "fair" || t["quality"] == "poor",
+    )
+    .await;
     let link_counters = link.counters().await.unwrap().since(&link_before);
     drop(link);
     let node: BTreeMap<String, f64> = node_counters(metrics)
@@ -269,6 +279,9 @@ async fn video_recovers_from_five_percent_loss_on_each_hop() {
     )
     .unwrap();
     browsers.close().await;
+    if let Err(e) = graded {
+        panic!("{e}");
+    }
 
     for f in &all {
         let who = format!("{} to {}", f.publisher, f.subscriber);

@@ -123,3 +123,30 @@ pub async fn all_connected(
         }
     }
 }
+
+/// Waits until `viewer`'s camera tile of `identity` passes `check` (its `tiles` entry);
+/// what it showed last otherwise.
+pub async fn tile_until(
+    browsers: &mut Chromium,
+    viewer: &str,
+    identity: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Result<(), String> {
+    let mut last = Value::Null;
+    for _ in 0..60 {
+        let tiles = browsers.send(json!({"op": "tiles", "name": viewer})).await;
+        last = tiles["tiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["identity"] == identity && t["source"] == "camera")
+            .cloned()
+            .unwrap_or(Value::Null);
+        if check(&last) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(format!("{viewer} never showed {what}; tile {last}"))
+}
