@@ -90,7 +90,9 @@ export class View {
       const infos = [...p.tracks.values()];
       const mic = infos.find((t) => t.kind === 'audio');
       const camera = infos.find((t) => t.source === 'camera' && t.kind === 'video');
-      const screen = infos.find((t) => t.source === 'screen' && t.kind === 'video');
+      // A stopped share stays published, muted (the node keeps the track until its publisher
+      // leaves): only a live one gets a tile, and sharing again publishes a new track.
+      const screen = infos.find((t) => t.source === 'screen' && t.kind === 'video' && !t.muted);
       const live = (info) => (info && !info.muted ? call.received.get(info.id) ?? null : null);
       wanted.set(`${p.id}:camera`, {
         key: `${p.id}:camera`, participant: p.id, identity: p.identity, source: 'camera',

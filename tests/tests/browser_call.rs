@@ -321,10 +321,40 @@ async fn three_browsers_see_each_other_chat_and_share_a_screen() {
     for n in names {
         screenshot(env, &mut browsers, n, "call").await;
     }
+
+    // Alice stops sharing: the others' screen tiles of her go.
+    browsers
+        .send(json!({"op": "click", "name": "alice", "selector": "#screen"}))
+        .await;
+    for n in ["bob", "carol"] {
+        let mut gone = false;
+        for _ in 0..40 {
+            let tiles = browsers.send(json!({"op": "tiles", "name": n})).await;
+            gone = !tiles["tiles"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["identity"] == "alice" && t["source"] == "screen");
+            if gone {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        if !gone {
+            let e = format!("{n} still shows alice's screen after she stopped sharing");
+            fail(env, &ns, &mut browsers, &names, &e).await;
+        }
+    }
+    // Sharing again shows again.
+    browsers
+        .send(json!({"op": "shareScreen", "name": "alice"}))
+        .await;
+    if let Err(e) = video_flows(&mut browsers, "bob", &[("alice", "screen")]).await {
+        fail(env, &ns, &mut browsers, &names, &e).await;
+    }
     browsers.close().await;
 }
 
-/// Waits until `viewer` shows the camera tile of `identity` in a state `check` accepts.
 /// Waits until `name`'s "you are muted" hint is shown (or hidden when not `shown`).
 async fn hint_until(browsers: &mut Chromium, name: &str, shown: bool) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
