@@ -345,11 +345,29 @@ async fn three_browsers_see_each_other_chat_and_share_a_screen() {
             fail(env, &ns, &mut browsers, &names, &e).await;
         }
     }
-    // Sharing again shows again.
+    // Sharing again shows again: a new track, whose tile plays (the stopped one's inbound
+    // stream stays, idle).
     browsers
         .send(json!({"op": "shareScreen", "name": "alice"}))
         .await;
-    if let Err(e) = video_flows(&mut browsers, "bob", &[("alice", "screen")]).await {
+    let mut shown = Value::Null;
+    for _ in 0..80 {
+        let tiles = browsers.send(json!({"op": "tiles", "name": "bob"})).await;
+        shown = tiles["tiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["identity"] == "alice" && t["source"] == "screen")
+            .cloned()
+            .unwrap_or(Value::Null);
+        if shown["width"].as_u64() > Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    if shown["width"].as_u64() <= Some(0) {
+        let e =
+            format!("bob shows no playing screen tile of alice after she shared again: {shown}");
         fail(env, &ns, &mut browsers, &names, &e).await;
     }
     browsers.close().await;
