@@ -34,6 +34,8 @@ pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
 pub enum Arrival {
     /// Not seen before: forward it.
     New,
+    /// Not seen before, and asked for again: a repair. Forward it.
+    Repaired,
     /// Already received (a second retransmission, a copy): drop it.
     Duplicate,
     /// Older than the window kept: drop it.
@@ -71,10 +73,8 @@ pub struct RepairSchedule {
     rtt: Duration,
     keyframe_wanted: bool,
     last_keyframe: Option<Instant>,
-    /// Packets given up on, duplicates dropped, and packets repaired, since the start.
-    pub given_up: u64,
-    pub duplicates: u64,
-    pub repaired: u64,
+    /// Packets given up on since [`take_given_up`](Self::take_given_up) last counted them.
+    given_up: u64,
 }
 
 impl Default for RepairSchedule {
@@ -87,8 +87,6 @@ impl Default for RepairSchedule {
             keyframe_wanted: false,
             last_keyframe: None,
             given_up: 0,
-            duplicates: 0,
-            repaired: 0,
         }
     }
 }
@@ -118,6 +116,12 @@ impl RepairSchedule {
     /// Packets waiting to be repaired.
     pub fn missing(&self) -> usize {
         self.missing.len()
+    }
+
+    /// Packets given up on (too many tries, a gap too wide, too many missing) since the last
+    /// call.
+    pub fn take_given_up(&mut self) -> u64 {
+        std::mem::take(&mut self.given_up)
     }
 
     fn bit(seq: u64) -> (usize, u64) {
@@ -195,16 +199,15 @@ impl RepairSchedule {
             return Arrival::TooOld;
         }
         if let Some(m) = self.missing.remove(&seq) {
-            if let Some(asked) = m.asked {
-                let sample = now.saturating_duration_since(asked);
-                self.rtt = ((self.rtt * 7 + sample) / 8).clamp(MIN_RTT, MAX_RTT);
-                self.repaired += 1;
-            }
             self.set_received(seq, true);
-            return Arrival::New;
+            let Some(asked) = m.asked else {
+                return Arrival::New;
+            };
+            let sample = now.saturating_duration_since(asked);
+            self.rtt = ((self.rtt * 7 + sample) / 8).clamp(MIN_RTT, MAX_RTT);
+            return Arrival::Repaired;
         }
         if self.is_received(seq) {
-            self.duplicates += 1;
             return Arrival::Duplicate;
         }
         // Older than the gap it fell in was noticed (given up already): late, but new.
@@ -284,9 +287,8 @@ mod tests {
             "not again within a round trip"
         );
         // 11 is repaired 4 ms after it was asked for: the round trip estimate moves down.
-        assert_eq!(r.on_packet(11, first + ms(4)), Arrival::New);
+        assert_eq!(r.on_packet(11, first + ms(4)), Arrival::Repaired);
         assert!(r.rtt() < INITIAL_RTT);
-        assert_eq!(r.repaired, 1);
         let retry = r.next_deadline().unwrap();
         assert_eq!(r.due(retry).nacks, vec![12]);
         assert_eq!(r.missing(), 1);
@@ -309,7 +311,8 @@ mod tests {
         }
         assert_eq!(asked, usize::from(MAX_TRIES));
         assert_eq!(keyframes, 1);
-        assert_eq!(r.given_up, 1);
+        assert_eq!(r.take_given_up(), 1);
+        assert_eq!(r.take_given_up(), 0, "counted once");
         assert_eq!(r.next_deadline(), None);
         // Arriving after all, it is still new to the subscribers.
         assert_eq!(r.on_packet(2, now), Arrival::New);
@@ -323,7 +326,6 @@ mod tests {
         r.on_packet(101, t);
         assert_eq!(r.on_packet(101, t), Arrival::Duplicate);
         assert_eq!(r.on_packet(100, t), Arrival::Duplicate);
-        assert_eq!(r.duplicates, 2);
         for s in 102..1200u16 {
             r.on_packet(s, t);
         }
@@ -353,8 +355,8 @@ mod tests {
         r.on_packet(65534, t);
         r.on_packet(1, t);
         assert_eq!(r.due(t + REORDER_ALLOWANCE).nacks, vec![65535, 0]);
-        assert_eq!(r.on_packet(0, t + ms(20)), Arrival::New);
-        assert_eq!(r.on_packet(65535, t + ms(20)), Arrival::New);
+        assert_eq!(r.on_packet(0, t + ms(20)), Arrival::Repaired);
+        assert_eq!(r.on_packet(65535, t + ms(20)), Arrival::Repaired);
         assert_eq!(r.missing(), 0);
     }
 
@@ -376,7 +378,7 @@ mod tests {
                 now += ms(dt);
                 position += delta;
                 let seq = (position & 0xffff) as u16;
-                if r.on_packet(seq, now) == Arrival::New {
+                if matches!(r.on_packet(seq, now), Arrival::New | Arrival::Repaired) {
                     prop_assert!(new.insert(seq), "{} new twice", seq);
                 }
                 prop_assert!(r.missing() <= MAX_MISSING);

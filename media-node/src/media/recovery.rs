@@ -259,12 +259,15 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Recovery {
                 return Ok(());
             }
             if let Some(stream) = self.streams.get_mut(&packet.header.ssrc) {
-                let before = stream.repaired;
-                match stream.on_packet(packet.header.sequence_number, msg.now) {
-                    Arrival::New => {
-                        if stream.repaired > before {
-                            self.counters.repaired.fetch_add(1, Ordering::Relaxed);
-                        }
+                let arrival = stream.on_packet(packet.header.sequence_number, msg.now);
+                // A jump ahead gives up on what falls out of the window, or on a gap too wide.
+                self.counters
+                    .given_up
+                    .fetch_add(stream.take_given_up(), Ordering::Relaxed);
+                match arrival {
+                    Arrival::New => {}
+                    Arrival::Repaired => {
+                        self.counters.repaired.fetch_add(1, Ordering::Relaxed);
                     }
                     Arrival::Duplicate | Arrival::TooOld => {
                         self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
@@ -305,11 +308,10 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Recovery {
             if stream.next_deadline().is_none_or(|t| t > now) {
                 continue;
             }
-            let given_up = stream.given_up;
             let due = stream.due(now);
             self.counters
                 .given_up
-                .fetch_add(stream.given_up - given_up, Ordering::Relaxed);
+                .fetch_add(stream.take_given_up(), Ordering::Relaxed);
             if !due.nacks.is_empty() {
                 self.counters
                     .requested
@@ -598,6 +600,17 @@ mod tests {
         }
         assert_eq!(read_seqs(&mut r).len(), 3);
         assert_eq!(r.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_gap_too_wide_to_repair_counts_as_given_up() {
+        let t = Instant::now();
+        let mut r = Recovery::new(Arc::default());
+        r.bind_remote_stream(&video(1000, None));
+        r.handle_read(rtp(1000, 96, 1, b"a", t)).unwrap();
+        r.handle_read(rtp(1000, 96, 1000, b"b", t)).unwrap();
+        assert_eq!(r.counters.given_up.load(Ordering::Relaxed), 998);
+        assert_eq!(nacked(&mut r), Vec::<u16>::new());
     }
 
     #[test]
