@@ -234,13 +234,11 @@ export class Call extends EventTarget {
     const out = [];
     report.forEach((r) => {
       if (r.type !== 'inbound-rtp' || r.kind !== 'video') return;
-      const trackId = s.remoteMids.get(r.mid);
-      const info = this.#trackInfo(trackId);
-      const p = info && this.participants.get(info.participant);
+      const { trackId, info, identity } = this.#origin(s, r);
       out.push({
         trackId: trackId ?? null,
         participant: info?.participant ?? null,
-        identity: p?.identity ?? null,
+        identity,
         source: info?.source ?? null,
         framesDecoded: r.framesDecoded ?? 0,
         bytesReceived: r.bytesReceived ?? 0,
@@ -276,11 +274,9 @@ export class Call extends EventTarget {
           firCount: r.firCount ?? 0,
         });
       } else if (r.type === 'inbound-rtp') {
-        const trackId = s.remoteMids.get(r.mid);
-        const info = this.#trackInfo(trackId);
-        const p = info && this.participants.get(info.participant);
+        const { info, identity } = this.#origin(s, r);
         inbound.push({
-          identity: p?.identity ?? null,
+          identity,
           source: info?.source ?? null,
           packetsReceived: r.packetsReceived ?? 0,
           packetsLost: r.packetsLost ?? 0,
@@ -316,7 +312,7 @@ export class Call extends EventTarget {
     const totals = new Map();
     report.forEach((r) => {
       if (r.type !== 'inbound-rtp') return;
-      const info = this.#trackInfo(s.remoteMids.get(r.mid));
+      const { info } = this.#origin(s, r);
       if (!info) return;
       const t = totals.get(info.participant) ?? { received: 0, lost: 0 };
       t.received += r.packetsReceived ?? 0;
@@ -608,6 +604,14 @@ export class Call extends EventTarget {
       identity: p.identity,
       tracks: new Map((p.tracks ?? []).map((t) => [t.id, t])),
     });
+  }
+
+  /** Where inbound-rtp stats entry `r` comes from: the node's track id, its info, its sender. */
+  #origin(session, r) {
+    const trackId = session.remoteMids.get(r.mid);
+    const info = this.#trackInfo(trackId);
+    const identity = (info && this.participants.get(info.participant)?.identity) ?? null;
+    return { trackId, info, identity };
   }
 
   #trackInfo(trackId) {
