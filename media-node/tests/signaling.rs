@@ -179,6 +179,47 @@ async fn joins_need_a_valid_token_for_a_hosted_conference_and_room() {
     );
 }
 
+/// Sends `join` for `identity` with `name` on a fresh socket; the first reply.
+async fn join_named(node: &TestNode, identity: &str, name: &str) -> (ServerMessage, RawSocket) {
+    let mut ws = raw(&node.url).await;
+    let join = serde_json::json!({
+        "v": 1, "type": "join", "conference": CONFERENCE, "token": token(identity), "name": name,
+    });
+    ws.send(Message::Text(join.to_string().into()))
+        .await
+        .expect("send");
+    let reply = next_server(&mut ws).await.expect("a reply to join");
+    (reply, ws)
+}
+
+type RawSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn others_see_the_name_asked_for_in_join_and_bad_names_are_refused() {
+    let node = start(10, MediaPolicy::default()).await;
+    let (reply, _alice) = join_named(&node, "alice", "  Ana María ").await;
+    assert!(matches!(reply, ServerMessage::Joined { .. }), "{reply:?}");
+    let (reply, _bob) = join_named(&node, "bob", "").await;
+    let ServerMessage::Joined { participants, .. } = reply else {
+        panic!("bob joins: {reply:?}");
+    };
+    let names: Vec<_> = participants
+        .iter()
+        .map(|p| (p.identity.as_str(), p.name.as_str()))
+        .collect();
+    assert_eq!(names, [("alice", "Ana María")]);
+
+    for bad in ["x".repeat(65), "Bob\n(admin)".to_owned()] {
+        let (reply, _) = join_named(&node, "mallory", &bad).await;
+        let ServerMessage::Error { code, message, .. } = reply else {
+            panic!("a bad name is refused: {reply:?}");
+        };
+        assert_eq!(code, ErrorCode::Malformed);
+        assert!(message.contains("join.name"), "{message}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_capacity_is_enforced() {
     let node = start(10, MediaPolicy::default()).await;

@@ -1,7 +1,8 @@
 // The call page: reads the join link (?url=<signaling URL>&token=<join token>), opens the
-// camera and microphone, joins, and wires the controls (mute, camera, screen share, devices,
-// chat, leave) to the call and the view. `window.conclave` exposes the call for debugging
-// and for the end-to-end tests.
+// camera and microphone, shows the lobby (preview, name, devices, microphone and camera
+// toggles; skipped with join=now), joins, and wires the controls (mute, camera, screen
+// share, devices, chat, leave) to the call and the view. `window.conclave` exposes the call
+// for debugging and for the end-to-end tests.
 
 import { Call, State, tokenClaims } from './call.js';
 import { explain, listDevices, loadChoice, openDevice, openLocalMedia, saveChoice } from './devices.js';
@@ -9,22 +10,24 @@ import { MicLevel, spoke } from './level.js';
 import { View } from './view.js';
 
 const $ = (selector) => document.querySelector(selector);
+const $$ = (selector) => [...document.querySelectorAll(selector)];
 const params = new URLSearchParams(location.search);
 const view = new View(document.body);
+const NAME_KEY = 'conclave.name';
 
 function showJoinForm(problem) {
   $('#join-form').hidden = false;
-  $('#call').hidden = true;
   $('#join-url').value = params.get('url') ?? '';
   $('#join-token').value = params.get('token') ?? '';
   if (problem) $('#join-problem').textContent = problem;
 }
 
-async function fillDevicePicker() {
+/** Fills every device picker (the lobby's and the call's) with the devices and the choice. */
+async function fillDevicePickers() {
   const devices = await listDevices();
   const choice = loadChoice();
-  for (const kind of ['audioinput', 'videoinput', 'audiooutput']) {
-    const select = $(`#device-${kind}`);
+  for (const select of $$('select[data-device]')) {
+    const kind = select.dataset.device;
     select.replaceChildren();
     devices[kind].forEach((d, i) => {
       const option = document.createElement('option');
@@ -35,6 +38,23 @@ async function fillDevicePicker() {
     });
     select.disabled = devices[kind].length === 0;
     if (kind === 'audiooutput' && !('setSinkId' in HTMLMediaElement.prototype)) select.disabled = true;
+  }
+}
+
+/** The name this browser joined with last time, if any. */
+function savedName() {
+  try {
+    return localStorage.getItem(NAME_KEY) ?? '';
+  } catch {
+    return '';
+  }
+}
+
+function saveName(name) {
+  try {
+    localStorage.setItem(NAME_KEY, name);
+  } catch {
+    // Storage disabled: the name lasts for this page only.
   }
 }
 
@@ -62,27 +82,78 @@ async function start() {
     relayOverTls: params.get('relay') === 'tls',
   });
   window.conclave = { call, claims };
-  const self = { identity: claims.identity ?? 'you' };
+  const identity = claims.identity ?? 'you';
+  const self = { identity, name: identity };
   $('#conference').textContent = claims.conference;
+  $('#lobby-conference').textContent = claims.conference;
   document.title = `${claims.conference} · Conclave`;
+  const lobby = params.get('join') !== 'now';
+  $(lobby ? '#lobby' : '#call').hidden = false;
 
   const local = await openLocalMedia(quality);
-  view.showNotice(explain(local.problems));
+  const notice = (text) => {
+    view.showNotice(text);
+    $('#lobby-notice').hidden = !text;
+    $('#lobby-notice').textContent = text;
+  };
+  notice(explain(local.problems));
   window.conclave.deviceProblems = local.problems.map((p) => ({ code: p.code, kind: p.kind }));
   call.setLocalTracks(local);
-  await fillDevicePicker();
+  await fillDevicePickers();
 
   // Each received video comes in the layer its tile needs (small tiles, low layers).
   view.onTileWidth = (trackId, width) => call.fitReceivedVideo(trackId, width);
   const render = () => view.render(call, self);
+  const preview = () => {
+    const track = call.localCamera;
+    const video = $('#preview-video');
+    if ((video.srcObject?.getVideoTracks()[0] ?? null) !== track) video.srcObject = track ? new MediaStream([track]) : null;
+    $('#preview').classList.toggle('no-video', !track);
+    $('#preview-off').hidden = Boolean(track);
+  };
   const controls = () => {
     // Toggles keep their names; aria-pressed (and its style) says whether each is on.
-    $('#mic').setAttribute('aria-pressed', String(call.micMuted));
-    $('#mic').disabled = !local.microphone;
-    $('#camera').setAttribute('aria-pressed', String(!call.localCamera));
+    for (const mic of [$('#mic'), $('#lobby-mic')]) {
+      mic.setAttribute('aria-pressed', String(call.micMuted));
+      mic.disabled = !call.localMicrophone;
+    }
+    for (const camera of [$('#camera'), $('#lobby-camera')]) camera.setAttribute('aria-pressed', String(!call.localCamera));
     $('#screen').setAttribute('aria-pressed', String(Boolean(call.localScreen)));
     $('#screen').disabled = !navigator.mediaDevices?.getDisplayMedia;
+    preview();
   };
+  const toggleMic = () => {
+    call.setMicrophoneMuted(!call.micMuted);
+    controls();
+    render();
+  };
+  const toggleCamera = async () => {
+    if (call.localCamera) {
+      await call.setCamera(null);
+    } else {
+      try {
+        await call.setCamera(await openDevice('video', quality));
+        notice('');
+      } catch (error) {
+        notice(error.message);
+      }
+    }
+    controls();
+  };
+  // A device chosen in one picker is chosen in all, and used at once, in the lobby or the call.
+  const chooseDevice = async (kind, deviceId) => {
+    saveChoice(kind, deviceId);
+    for (const select of $$(`select[data-device="${kind}"]`)) select.value = deviceId;
+    try {
+      if (kind === 'audioinput') await call.setMicrophone(await openDevice('audio', quality, deviceId));
+      if (kind === 'videoinput') await call.setCamera(await openDevice('video', quality, deviceId));
+    } catch (error) {
+      notice(error.message);
+    }
+    if (kind === 'audiooutput') view.routeAllAudio(deviceId);
+    controls();
+  };
+
   call.addEventListener('state', (e) => {
     view.showState(e.detail.state, e.detail.reason);
     document.body.dataset.state = e.detail.state;
@@ -101,24 +172,12 @@ async function start() {
     $('#chat-send').disabled = !e.detail;
   });
 
-  $('#mic').addEventListener('click', () => {
-    call.setMicrophoneMuted(!call.micMuted);
-    controls();
-    render();
-  });
-  $('#camera').addEventListener('click', async () => {
-    if (call.localCamera) {
-      await call.setCamera(null);
-    } else {
-      try {
-        await call.setCamera(await openDevice('video', quality));
-        view.showNotice('');
-      } catch (error) {
-        view.showNotice(error.message);
-      }
-    }
-    controls();
-  });
+  for (const id of ['#mic', '#lobby-mic']) $(id).addEventListener('click', toggleMic);
+  for (const id of ['#camera', '#lobby-camera']) $(id).addEventListener('click', toggleCamera);
+  for (const select of $$('select[data-device]')) {
+    select.addEventListener('change', (e) => chooseDevice(select.dataset.device, e.target.value));
+  }
+  navigator.mediaDevices?.addEventListener?.('devicechange', fillDevicePickers);
   $('#screen').addEventListener('click', async () => {
     if (call.localScreen) {
       call.stopScreenShare();
@@ -130,7 +189,7 @@ async function start() {
       if (error.name !== 'NotAllowedError') view.showNotice(`Screen sharing failed: ${error.message}`);
     }
   });
-  // The microphone's level beside its button, and "you are muted" when speaking while muted
+  // The microphone's level beside its buttons, and "you are muted" when speaking while muted
   // (sound in the last second; shown for 3 s after the last sound heard).
   let meter = null;
   const recent = [];
@@ -142,7 +201,7 @@ async function start() {
       meter = track ? new MicLevel(track) : null;
     }
     const level = meter ? meter.level() : 0;
-    $('#mic-level').value = Math.min(1, level * 4);
+    for (const id of ['#mic-level', '#lobby-level']) $(id).value = Math.min(1, level * 4);
     recent.push(level);
     if (recent.length > 20) recent.shift();
     if (call.micMuted && spoke(recent)) hintUntil = Date.now() + 3000;
@@ -153,40 +212,18 @@ async function start() {
     call.receptionQuality().then((grades) => view.showQuality(grades)).catch(() => {});
   }, 2000);
   $('#leave').addEventListener('click', () => call.leave());
+  $('#sound').addEventListener('click', () => view.resumeSound());
   // Keyboard shortcuts (aria-keyshortcuts on the buttons), not while typing.
   document.addEventListener('keydown', (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey || e.target.closest?.('input, textarea, select')) return;
+    const action = { m: toggleMic, v: toggleCamera }[e.key.toLowerCase()];
     const button = { m: '#mic', v: '#camera' }[e.key.toLowerCase()];
-    if (button && !$(button).disabled) {
+    if (action && !$(button).disabled) {
       e.preventDefault();
-      $(button).click();
+      action();
     }
   });
   $('#rejoin').addEventListener('click', () => location.reload());
-  $('#device-audioinput').addEventListener('change', async (e) => {
-    saveChoice('audioinput', e.target.value);
-    try {
-      await call.setMicrophone(await openDevice('audio', quality, e.target.value));
-      local.microphone = true;
-    } catch (error) {
-      view.showNotice(error.message);
-    }
-    controls();
-  });
-  $('#device-videoinput').addEventListener('change', async (e) => {
-    saveChoice('videoinput', e.target.value);
-    try {
-      await call.setCamera(await openDevice('video', quality, e.target.value));
-    } catch (error) {
-      view.showNotice(error.message);
-    }
-    controls();
-  });
-  $('#device-audiooutput').addEventListener('change', (e) => {
-    saveChoice('audiooutput', e.target.value);
-    view.routeAllAudio(e.target.value);
-  });
-  navigator.mediaDevices?.addEventListener?.('devicechange', fillDevicePicker);
   $('#chat-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const text = $('#chat-input').value.trim();
@@ -196,10 +233,28 @@ async function start() {
     }
   });
 
-  view.showState(call.state, '');
+  const enter = () => {
+    $('#lobby').hidden = true;
+    $('#call').hidden = false;
+    view.showState(call.state, '');
+    controls();
+    render();
+    call.join({ name: self.name });
+  };
   controls();
-  render();
-  call.join();
+  if (!lobby) {
+    enter();
+    return;
+  }
+  $('#lobby-name').value = savedName() || identity;
+  $('#lobby-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    self.name = $('#lobby-name').value.trim() || identity;
+    saveName(self.name);
+    enter();
+  });
+  $('#lobby-join').disabled = false;
+  $('#lobby-join').focus();
 }
 
 start().catch((error) => view.showNotice(`The page failed to start: ${error.message}`));

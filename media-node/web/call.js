@@ -94,7 +94,7 @@ export class Call extends EventTarget {
   #unreachable = new Map();
   #local = { microphone: null, camera: null, screen: null, stream: new MediaStream() };
 
-  /** Participant id to {id, identity, tracks: Map(node track id to track info)}. */
+  /** Participant id to {id, identity, name, tracks: Map(node track id to track info)}. */
   participants = new Map();
   /** Node track id to the received MediaStreamTrack. */
   received = new Map();
@@ -149,7 +149,9 @@ export class Call extends EventTarget {
     return this.#local.screen;
   }
 
-  join() {
+  /** Joins, shown to the others as `name` (the token's identity when empty). */
+  join({ name = '' } = {}) {
+    this.#options.name = name.trim();
     this.#connect(this.#options.signalingUrl);
   }
 
@@ -228,21 +230,36 @@ export class Call extends EventTarget {
 
   /** Inbound video as getStats reports it, one entry per received video track. */
   async inboundVideo() {
+    return this.#inbound('video', (r) => ({
+      framesDecoded: r.framesDecoded ?? 0,
+      bytesReceived: r.bytesReceived ?? 0,
+      frameWidth: r.frameWidth ?? 0,
+    }));
+  }
+
+  /** Inbound audio as getStats reports it, one entry per received audio track. */
+  async inboundAudio() {
+    return this.#inbound('audio', (r) => ({
+      packetsReceived: r.packetsReceived ?? 0,
+      audioLevel: r.audioLevel ?? 0,
+    }));
+  }
+
+  /** The inbound-rtp entries of `kind`, each with where it comes from and `fields(entry)`. */
+  async #inbound(kind, fields) {
     const s = this.#session;
     if (!s?.pc) return [];
     const report = await s.pc.getStats();
     const out = [];
     report.forEach((r) => {
-      if (r.type !== 'inbound-rtp' || r.kind !== 'video') return;
+      if (r.type !== 'inbound-rtp' || r.kind !== kind) return;
       const { trackId, info, identity } = this.#origin(s, r);
       out.push({
         trackId: trackId ?? null,
         participant: info?.participant ?? null,
         identity,
         source: info?.source ?? null,
-        framesDecoded: r.framesDecoded ?? 0,
-        bytesReceived: r.bytesReceived ?? 0,
-        frameWidth: r.frameWidth ?? 0,
+        ...fields(r),
       });
     });
     return out;
@@ -345,6 +362,7 @@ export class Call extends EventTarget {
         currentDirection: t.currentDirection,
         nodeTrack: s.remoteMids.get(t.mid) ?? null,
         source: s.sources.get(t.sender) ?? null,
+        sending: t.sender.track?.id ?? null,
       })),
     };
   }
@@ -423,6 +441,7 @@ export class Call extends EventTarget {
       conference: this.#options.conference,
       token: this.#options.token,
       ...(this.#options.quality ? { quality: this.#options.quality } : {}),
+      ...(this.#options.name ? { name: this.#options.name } : {}),
     });
   }
 
@@ -602,6 +621,7 @@ export class Call extends EventTarget {
     this.participants.set(p.id, {
       id: p.id,
       identity: p.identity,
+      name: p.name || p.identity,
       tracks: new Map((p.tracks ?? []).map((t) => [t.id, t])),
     });
   }
@@ -704,7 +724,7 @@ export class Call extends EventTarget {
       if (typeof e.data !== 'string') return;
       try {
         const m = JSON.parse(e.data);
-        this.#emit('chat', { participantId: m.participantId, identity: m.identity, message: String(m.message) });
+        this.#emit('chat', { participantId: m.participantId, identity: m.identity, name: m.name || m.identity, message: String(m.message) });
       } catch {
         // Not a relayed chat message.
       }

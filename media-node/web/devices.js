@@ -40,26 +40,38 @@ export async function listDevices() {
   return lists;
 }
 
+// The chosen device is asked for exactly: asked for as `ideal`, Chromium keeps to a device
+// already open, or to the first one.
 function constraints(kind, deviceId, quality) {
-  if (kind === 'audio') return deviceId ? { deviceId: { ideal: deviceId } } : true;
+  const device = deviceId ? { deviceId: { exact: deviceId } } : {};
+  if (kind === 'audio') return deviceId ? device : true;
   const size = CAPTURE[quality] ?? CAPTURE.medium;
-  const video = {
+  return {
     width: { ideal: size.width },
     height: { ideal: size.height },
     frameRate: { ideal: size.frameRate },
+    ...device,
   };
-  if (deviceId) video.deviceId = { ideal: deviceId };
-  return video;
 }
 
-/** Opens one device ('audio' or 'video') with the user's choice; throws a DeviceError. */
-export async function openDevice(kind, quality, deviceId = loadChoice()[kind === 'audio' ? 'audioinput' : 'videoinput']) {
+/**
+ * Opens one device ('audio' or 'video'): `deviceId` when given (the one the user just
+ * picked), else the one remembered, else any (the remembered one may be gone); throws a
+ * DeviceError.
+ */
+export async function openDevice(kind, quality, deviceId = null) {
   if (!navigator.mediaDevices?.getUserMedia) {
     throw new DeviceError('unsupported', kind, 'This browser cannot use cameras or microphones here (the page needs HTTPS or localhost).');
   }
+  const remembered = deviceId ? null : loadChoice()[kind === 'audio' ? 'audioinput' : 'videoinput'];
+  const open = async (id) => (await navigator.mediaDevices.getUserMedia({ [kind]: constraints(kind, id, quality) })).getTracks()[0];
   try {
-    const stream = await navigator.mediaDevices.getUserMedia({ [kind]: constraints(kind, deviceId, quality) });
-    return stream.getTracks()[0];
+    try {
+      return await open(deviceId ?? remembered);
+    } catch (error) {
+      if (!remembered || !['OverconstrainedError', 'NotFoundError'].includes(error.name)) throw error;
+      return await open(null);
+    }
   } catch (error) {
     const problem = DeviceError.from(error, kind);
     problem.cause = error;

@@ -1,6 +1,7 @@
 // What the user sees: the participant grid (camera and screen tiles with names, muted marks
-// and the active speaker), remote audio, the connection state and the chat log. Built with
-// DOM calls only (no HTML strings), so names and messages from others are never markup.
+// and the active speaker), remote audio (and a Play sound button where the browser blocks it),
+// the connection state and the chat log. Built with DOM calls only (no HTML strings), so
+// names and messages from others are never markup.
 
 import { routeAudio } from './devices.js';
 
@@ -48,6 +49,7 @@ export class View {
     this.stateReason = root.querySelector('#state-reason');
     this.notice = root.querySelector('#notice');
     this.chatLog = root.querySelector('#chat-log');
+    this.soundButton = root.querySelector('#sound');
   }
 
   showState(state, reason) {
@@ -65,9 +67,9 @@ export class View {
     this.notice.textContent = text;
   }
 
-  addChat({ identity, message, own }) {
+  addChat({ identity, name, message, own }) {
     const line = element('li', own ? 'own' : '');
-    line.append(element('span', 'who', own ? 'You' : identity), element('span', 'text', message));
+    line.append(element('span', 'who', own ? 'You' : name ?? identity), element('span', 'text', message));
     this.chatLog.append(line);
     this.chatLog.scrollTop = this.chatLog.scrollHeight;
   }
@@ -76,12 +78,12 @@ export class View {
   render(call, self) {
     const wanted = new Map();
     wanted.set('self:camera', {
-      key: 'self:camera', participant: call.selfId, identity: self.identity,
+      key: 'self:camera', participant: call.selfId, identity: self.identity, name: self.name,
       source: 'camera', track: call.localCamera, muted: call.micMuted, self: true,
     });
     if (call.localScreen) {
       wanted.set('self:screen', {
-        key: 'self:screen', participant: call.selfId, identity: self.identity,
+        key: 'self:screen', participant: call.selfId, identity: self.identity, name: self.name,
         source: 'screen', track: call.localScreen, self: true,
       });
     }
@@ -95,12 +97,12 @@ export class View {
       const screen = infos.find((t) => t.source === 'screen' && t.kind === 'video' && !t.muted);
       const live = (info) => (info && !info.muted ? call.received.get(info.id) ?? null : null);
       wanted.set(`${p.id}:camera`, {
-        key: `${p.id}:camera`, participant: p.id, identity: p.identity, source: 'camera',
+        key: `${p.id}:camera`, participant: p.id, identity: p.identity, name: p.name, source: 'camera',
         track: live(camera), trackId: camera?.id, muted: !mic || mic.muted,
       });
       if (screen) {
         wanted.set(`${p.id}:screen`, {
-          key: `${p.id}:screen`, participant: p.id, identity: p.identity, source: 'screen',
+          key: `${p.id}:screen`, participant: p.id, identity: p.identity, name: p.name, source: 'screen',
           track: live(screen), trackId: screen.id,
         });
       }
@@ -153,10 +155,11 @@ export class View {
     tile.root.dataset.identity = want.identity;
     tile.root.classList.toggle('self', Boolean(want.self));
     tile.root.classList.toggle('speaking', want.participant != null && want.participant === speaker);
-    const who = want.self ? `${want.identity} (you)` : want.identity;
+    const shown = want.name || want.identity;
+    const who = want.self ? `${shown} (you)` : shown;
     tile.name.textContent = want.source === 'screen' ? `${who}: screen` : who;
     tile.mic.hidden = want.source === 'screen' || !want.muted;
-    tile.avatar.textContent = initials(want.identity);
+    tile.avatar.textContent = initials(shown);
     if (tile.track !== want.track) {
       tile.track = want.track;
       tile.video.srcObject = want.track ? new MediaStream([want.track]) : null;
@@ -195,12 +198,31 @@ export class View {
     for (const [id, track] of sounds) {
       if (this.#sounds.has(id)) continue;
       const audio = element('audio');
+      audio.dataset.track = id;
       audio.autoplay = true;
       audio.srcObject = new MediaStream([track]);
       routeAudio(audio);
       this.#audio.append(audio);
       this.#sounds.set(id, audio);
+      this.#play(audio);
     }
+  }
+
+  /**
+   * Starts remote audio. A browser that allows sound only after a user gesture (a page
+   * opened with join=now, without the lobby's Join click) refuses: the page then offers a
+   * "Play sound" button, and the click on it is that gesture.
+   */
+  #play(audio) {
+    audio.play().catch((error) => {
+      if (error.name === 'NotAllowedError' && this.#sounds.has(audio.dataset.track)) this.soundButton.hidden = false;
+    });
+  }
+
+  /** Plays every remote audio again after the user allowed sound (the Play sound click). */
+  async resumeSound() {
+    const results = await Promise.allSettled([...this.#sounds.values()].map((a) => a.play()));
+    this.soundButton.hidden = results.every((r) => r.status === 'fulfilled');
   }
 
   /** Sends remote audio to another speaker. */

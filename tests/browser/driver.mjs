@@ -9,7 +9,10 @@
 //    "devices": "fake" (default) | "denied" (permission prompts refused) | "none" (no devices),
 //    "tls": {"home": "/dir", "hostResolverRules": "MAP n1.media.test 10.0.0.1"} (optional: an
 //    https link; Chromium runs with HOME=home, whose .pki/nssdb trusts the test CA, and maps
-//    host names without DNS), "viewport": {"width": 1100, "height": 700} (the default)}
+//    host names without DNS), "viewport": {"width": 1100, "height": 700} (the default),
+//    "lobby": "join" (the default: joins from the lobby as a user would, with the Join
+//    button) | "stay" (stays in the lobby), "autoplay": "allowed" (the default) | "gesture"
+//    (sound plays only after a user gesture, as in a browser the user has not used yet)}
 //   {"op": "state", "name": "alice"}                -> state, reason, signalingUrl, origin, secure
 //   {"op": "waitState", "name": "alice", "state": "connected", "timeoutMs": 30000}
 //   {"op": "video", "name": "alice"}                -> inbound video stats per track
@@ -28,6 +31,15 @@
 //   {"op": "box", "name": "alice", "selector": "#mic"} -> its bounding box in CSS pixels
 //   {"op": "axe", "name": "alice"}                  -> accessibility violations (axe-core)
 //   {"op": "tiles", "name": "alice"}                -> tiles shown, with video sizes
+//   {"op": "fill", "name": "alice", "selector": "#lobby-name", "text": "Ana"}
+//   {"op": "choose", "name": "alice", "selector": "#device-videoinput", "index": 1}
+//                                                   picks a device -> its id and label
+//   {"op": "local", "name": "alice"}                -> the local tracks (ids, devices), what each
+//                                                     sender sends, the lobby preview
+//   {"op": "audio", "name": "alice"}                -> inbound audio stats per track
+//   {"op": "viewport", "name": "alice", "width": 390, "height": 844} resizes the page
+//   {"op": "sounds", "name": "alice"}               -> remote audio elements: playing, speaker
+//   {"op": "layout", "name": "alice", "selectors": ["#mic"]} -> viewport, page width, boxes
 //   {"op": "turnProbe", "name": "alice", "iceServers": [...]} -> relay candidates gathered
 //   {"op": "screenshot", "name": "alice", "path": "/abs/file.png"}
 //   {"op": "close"}
@@ -49,14 +61,20 @@ const BASE_ARGS = [
   '--disable-sync',
   '--no-first-run',
   '--mute-audio',
-  '--autoplay-policy=no-user-gesture-required',
 ];
+
+/** Flags for when a page may play sound. */
+const AUTOPLAY = {
+  allowed: ['--autoplay-policy=no-user-gesture-required'],
+  gesture: ['--autoplay-policy=user-gesture-required'],
+};
 
 /** Flags for each kind of media devices a participant has. */
 const DEVICES = {
-  // Fake camera and microphone, every permission prompt accepted.
+  // Fake cameras and microphones, every permission prompt accepted. Of the three cameras, the
+  // second gives depth frames (Y16) no video encoder takes; the first and third send video.
   fake: [
-    '--use-fake-device-for-media-stream',
+    '--use-fake-device-for-media-stream=device-count=3',
     '--use-fake-ui-for-media-stream',
     '--auto-select-desktop-capture-source=Entire screen',
   ],
@@ -74,9 +92,10 @@ function page(name) {
   return b.page;
 }
 
-async function open({ name, link, devices = 'fake', tls = null, viewport = { width: 1100, height: 700 } }) {
+async function open({ name, link, devices = 'fake', tls = null, viewport = { width: 1100, height: 700 }, lobby = 'join', autoplay = 'allowed' }) {
   const flags = DEVICES[devices];
   if (!flags) throw new Error(`devices must be one of ${Object.keys(DEVICES).join(', ')}`);
+  if (!AUTOPLAY[autoplay]) throw new Error(`autoplay must be one of ${Object.keys(AUTOPLAY).join(', ')}`);
   // A page over plain http from a real node's address is no secure context, and the camera
   // needs one: Chromium is told to treat exactly this node's origin as secure. Over https the
   // page is a secure context of its own: the certificate is checked against the NSS store in
@@ -85,20 +104,48 @@ async function open({ name, link, devices = 'fake', tls = null, viewport = { wid
     ? [`--host-resolver-rules=${tls.hostResolverRules}`]
     : [`--unsafely-treat-insecure-origin-as-secure=${new URL(link).origin}`];
   const env = tls ? { ...process.env, HOME: tls.home } : undefined;
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, env, args: [...BASE_ARGS, ...flags, ...secure] });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, env, args: [...BASE_ARGS, ...flags, ...AUTOPLAY[autoplay], ...secure] });
   const context = await browser.newContext({ viewport });
   const p = await context.newPage();
   const console = [];
   p.on('console', (m) => console.push(`${m.type()}: ${m.text()}`));
   p.on('pageerror', (e) => console.push(`pageerror: ${e.message}`));
-  browsers.set(name, { browser, page: p, console });
+  // Playwright evaluates with a user gesture, which lets a page play sound: a page that must
+  // not get one (autoplay: gesture) is read through the DevTools protocol, without.
+  const quiet = autoplay === 'gesture' ? await context.newCDPSession(p) : null;
+  browsers.set(name, { browser, page: p, console, quiet });
   await p.goto(link);
-  await p.waitForFunction(() => window.conclave?.call, null, { timeout: 15000 });
+  await waitFor(name, () => Boolean(window.conclave?.call), 15000);
+  if (lobby === 'join' && await read(name, () => !document.querySelector('#lobby').hidden)) {
+    await p.click('#lobby-join:not([disabled])', { timeout: 15000 });
+  }
   return {};
 }
 
+/** Runs `fn` (no arguments) in the page of `name`; its result. */
+async function read(name, fn) {
+  const b = browsers.get(name);
+  if (!b) throw new Error(`no browser named ${name}`);
+  if (!b.quiet) return b.page.evaluate(fn);
+  const { result, exceptionDetails } = await b.quiet.send('Runtime.evaluate', {
+    expression: `(${fn})()`, awaitPromise: true, returnByValue: true, userGesture: false,
+  });
+  if (exceptionDetails) throw new Error(exceptionDetails.exception?.description ?? exceptionDetails.text);
+  return result.value;
+}
+
+/** Waits until `fn` is true in the page of `name`, polling every 200 ms. */
+async function waitFor(name, fn, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await read(name, fn).catch(() => false)) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${fn}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
 async function state({ name }) {
-  return page(name).evaluate(() => {
+  return read(name, () => {
     const c = window.conclave.call;
     return {
       state: c.state,
@@ -114,7 +161,8 @@ async function state({ name }) {
 }
 
 async function waitState({ name, state: wanted, timeoutMs = 30000 }) {
-  await page(name).waitForFunction((s) => window.conclave.call.state === s, wanted, { timeout: timeoutMs, polling: 200 });
+  const is = new Function(`return window.conclave.call.state === ${JSON.stringify(wanted)};`);
+  await waitFor(name, is, timeoutMs);
   return state({ name });
 }
 
@@ -234,6 +282,7 @@ async function tiles({ name }) {
     const v = t.querySelector('video');
     return {
       identity: t.dataset.identity,
+      name: t.querySelector('.name').textContent,
       source: t.dataset.source,
       self: t.classList.contains('self'),
       muted: !t.querySelector('.mic').hidden,
@@ -245,6 +294,62 @@ async function tiles({ name }) {
     };
   }));
   return { tiles: shown };
+}
+
+async function fill({ name, selector, text }) {
+  await page(name).fill(selector, text);
+  return {};
+}
+
+async function choose({ name, selector, index }) {
+  const p = page(name);
+  const options = await p.$$eval(`${selector} option`, (all) => all.map((o) => ({ value: o.value, label: o.textContent })));
+  if (!options[index]) throw new Error(`${selector} has ${options.length} options, not ${index + 1}`);
+  await p.selectOption(selector, options[index].value);
+  return options[index];
+}
+
+async function local({ name }) {
+  return page(name).evaluate(() => {
+    const c = window.conclave.call;
+    const device = (t) => (t ? { id: t.id, deviceId: t.getSettings().deviceId, label: t.label, live: t.readyState === 'live' } : null);
+    const preview = document.querySelector('#preview-video');
+    return {
+      microphone: device(c.localMicrophone),
+      camera: device(c.localCamera),
+      micMuted: c.micMuted,
+      preview: { width: preview.videoWidth, playing: !preview.paused && preview.srcObject !== null },
+      sending: c.describePeer()?.transceivers.filter((t) => t.source).map((t) => ({ source: t.source, track: t.sending })) ?? [],
+    };
+  });
+}
+
+async function audio({ name }) {
+  return { tracks: await page(name).evaluate(() => window.conclave.call.inboundAudio()) };
+}
+
+async function viewport({ name, width, height }) {
+  await page(name).setViewportSize({ width, height });
+  return {};
+}
+
+async function sounds({ name }) {
+  return read(name, () => ({
+    sounds: [...document.querySelectorAll('#audio audio')].map((a) => ({
+      track: a.dataset.track, playing: !a.paused, sinkId: a.sinkId,
+    })),
+    playSoundShown: !document.querySelector('#sound').hidden,
+  }));
+}
+
+async function layout({ name, selectors = [] }) {
+  const p = page(name);
+  const page_ = await p.evaluate(() => ({
+    width: innerWidth, height: innerHeight, scrollWidth: document.documentElement.scrollWidth,
+  }));
+  const boxes = {};
+  for (const selector of selectors) boxes[selector] = await p.locator(selector).first().boundingBox();
+  return { page: page_, boxes };
 }
 
 async function turnProbe({ name, iceServers }) {
@@ -283,7 +388,7 @@ async function close() {
   return {};
 }
 
-const OPS = { open, state, waitState, video, videoRtp, gapWatch, gapReport, peer, mediaPath, chat, chatLog, shareScreen, click, key, attribute, box, axe, tiles, turnProbe, screenshot, logs, close };
+const OPS = { open, state, waitState, video, videoRtp, gapWatch, gapReport, peer, mediaPath, chat, chatLog, shareScreen, click, key, attribute, box, axe, tiles, fill, choose, local, audio, sounds, layout, viewport, turnProbe, screenshot, logs, close };
 
 const lines = createInterface({ input: process.stdin });
 for await (const line of lines) {

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chromium::Chromium;
-use chromium::call::{all_connected, fail, open_all, tile_until, video_flows};
+use chromium::call::{all_connected, fail, open_all, screenshot, tile_until, video_flows};
 use common::call::{active_named, conference_named, join_url, keys_of, link_to, now};
 use common::fixtures::{create, drain, media_pods_on, pod_ready, pool, ports, ready_nodes};
 use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaPool, labels};
@@ -103,15 +103,6 @@ async fn keys(ns: &TestNamespace) -> (Vec<u8>, Vec<u8>) {
 /// a token, capturing small video (two cores run all the browsers).
 fn link(signaling_url: &str, key: &[u8], identity: &str, extra: &str) -> String {
     link_to(CONFERENCE, signaling_url, key, identity, extra)
-}
-
-async fn screenshot(env: &TestEnv, browsers: &mut Chromium, name: &str, what: &str) {
-    let dir = env.artifacts().join("screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{what}-{name}.png"));
-    browsers
-        .send(json!({"op": "screenshot", "name": name, "path": path}))
-        .await;
 }
 
 /// Opens the call page for each of `names` with a link to `signaling_url` (and `extra` query).

@@ -192,6 +192,7 @@ impl Client {
             conference: config.conference.clone(),
             token: config.token.clone(),
             quality: None,
+            name: None,
         };
         let _ = out_tx.send(Message::Text(client_text(&join).into()));
         let joined = loop {

@@ -34,6 +34,8 @@ pub struct ChatRelay {
     pub participant_id: ParticipantId,
     /// Sender's identity.
     pub identity: String,
+    /// Sender's display name.
+    pub name: String,
     /// The message text as sent.
     pub message: String,
 }

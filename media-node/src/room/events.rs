@@ -46,6 +46,8 @@ pub struct JoinRequest {
     pub participant: ParticipantId,
     /// Identity from the token.
     pub identity: String,
+    /// The name others see (checked by `signaling::display_name`).
+    pub name: String,
     /// Whether the token allows publishing.
     pub may_publish: bool,
     /// Initial quality.

@@ -166,6 +166,7 @@ impl RoomTask {
                 let relay = ChatRelay {
                     participant_id: id,
                     identity: member.identity.clone(),
+                    name: member.name.clone(),
                     message,
                 };
                 let Ok(text) = serde_json::to_string(&relay) else {

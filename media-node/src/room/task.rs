@@ -30,6 +30,8 @@ const TICK: Duration = Duration::from_millis(250);
 
 pub(super) struct Member {
     pub(super) identity: String,
+    /// The name others see.
+    pub(super) name: String,
     pub(super) outbound: mpsc::Sender<ServerMessage>,
     pub(super) peer: mpsc::UnboundedSender<PeerCommand>,
     /// Sources the client declared for its tracks, by client track id.
@@ -126,6 +128,10 @@ impl RoomTask {
         Some(ParticipantInfo {
             id,
             identity: p.identity.clone(),
+            name: self
+                .members
+                .get(&id)
+                .map_or_else(|| p.identity.clone(), |m| m.name.clone()),
             tracks: p.tracks.values().cloned().collect(),
         })
     }
@@ -195,6 +201,7 @@ impl RoomTask {
         let policy = self.room.policy();
         let member = Member {
             identity: request.identity.clone(),
+            name: request.name,
             outbound: request.outbound,
             peer: request.peer,
             declared: HashMap::new(),

@@ -56,6 +56,9 @@ pub enum ClientMessage {
         /// Initial quality for subscribed video.
         #[serde(default)]
         quality: Option<Quality>,
+        /// The name others see; the token's identity when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
     },
     /// An SDP offer (publishing, or renegotiation started by the client).
     Offer {
@@ -137,6 +140,8 @@ pub struct ParticipantInfo {
     pub id: ParticipantId,
     /// Identity from its token.
     pub identity: String,
+    /// The name it asked to be shown by (its identity when it asked for none).
+    pub name: String,
     /// Its published tracks.
     pub tracks: Vec<TrackInfo>,
 }
@@ -422,7 +427,8 @@ mod tests {
             Ok(ClientMessage::Join {
                 conference: "standup".into(),
                 token: "t".into(),
-                quality: None
+                quality: None,
+                name: None,
             })
         );
     }
@@ -458,6 +464,7 @@ mod tests {
                 conference: "c".into(),
                 token: "t".into(),
                 quality: Some(Quality::Medium),
+                name: Some("Ana".into()),
             },
             ClientMessage::Offer {
                 sdp: "v=0".into(),

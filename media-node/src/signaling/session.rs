@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use super::budget::{MessageBudget, Verdict};
 use super::connections::ConnectionPermit;
+use super::display_name::display_name;
 use super::limits::SignalingLimits;
 use super::protocol::{ClientMessage, ErrorCode, ServerMessage, parse_client};
 use crate::cluster::directory::{Placement, locate};
@@ -229,11 +230,13 @@ pub async fn serve(
                 conference,
                 token,
                 quality,
+                name,
             })) => match Box::pin(join(
                 &mut session,
                 &conference,
                 &token,
                 quality.unwrap_or_default(),
+                name.as_deref(),
             ))
             .await
             {
@@ -301,6 +304,7 @@ async fn join(
     conference: &str,
     token: &str,
     quality: crate::forward::layers::Quality,
+    name: Option<&str>,
 ) -> Option<(
     RoomHandle,
     ParticipantId,
@@ -319,6 +323,14 @@ async fn join(
             session
                 .close_with(ErrorCode::Unauthorized, e.to_string())
                 .await;
+            return None;
+        }
+    };
+    let name = match display_name(name, &claims.identity) {
+        Ok(n) => n,
+        Err(reason) => {
+            node.stats.join_refused();
+            session.close_with(ErrorCode::Malformed, reason).await;
             return None;
         }
     };
@@ -365,6 +377,7 @@ async fn join(
     let request = JoinRequest {
         participant,
         identity: identity.clone(),
+        name,
         may_publish: claims.publish,
         quality,
         outbound: outbound_tx,

@@ -1,5 +1,8 @@
 //! The call page in Chromium as the browser tests drive it: opening links, waiting until a
-//! participant is connected and receives video, and failing with what the browsers saw.
+//! participant is connected and receives video, screenshots, and failing with what the
+//! browsers saw.
+
+#![allow(dead_code, reason = "each test binary uses a subset")]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -90,6 +93,16 @@ pub async fn fail(
         ));
     }
     panic!("{e}\n{consoles}\n{}", crate::common::report(env, ns));
+}
+
+/// Saves what `name` shows as `screenshots/<what>-<name>.png` in the test artifacts.
+pub async fn screenshot(env: &TestEnv, browsers: &mut Chromium, name: &str, what: &str) {
+    let dir = env.artifacts().join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let path = dir.join(format!("{what}-{name}.png"));
+    browsers
+        .send(json!({"op": "screenshot", "name": name, "path": path}))
+        .await;
 }
 
 pub async fn open_all(browsers: &mut Chromium, links: &[(&str, String)]) {
