@@ -88,6 +88,12 @@ pub struct MediaOptions {
     /// The chat data channel, relayed by the media node.
     #[serde(default = "yes")]
     pub data_channel: bool,
+    /// At most this many camera videos are forwarded to each participant (last-N): those of
+    /// the participants its page shows (`viewing`), then of the most recent speakers. Screen
+    /// shares and audio always flow. Unset: every camera video.
+    #[schemars(range(min = 1, max = 100))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_n: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -102,6 +108,7 @@ impl Default for MediaOptions {
             simulcast: true,
             screen_share: true,
             data_channel: true,
+            last_n: None,
         }
     }
 }

@@ -25,11 +25,13 @@ pub enum DropReason {
     Muted,
     /// Writing to the peer connection failed (it is closing).
     WriteFailed,
+    /// The subscriber is not shown this video now (last-N): paused until it is.
+    Paused,
 }
 
 impl DropReason {
     /// Every reason, in a stable order (metrics label values).
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::OtherLayer,
         DropReason::AwaitingKeyframe,
         DropReason::BeforeSwitch,
@@ -39,6 +41,7 @@ impl DropReason {
         DropReason::CodecUnsupported,
         DropReason::Muted,
         DropReason::WriteFailed,
+        DropReason::Paused,
     ];
 
     /// The label value used in metrics and logs.
@@ -53,6 +56,7 @@ impl DropReason {
             DropReason::CodecUnsupported => "codec_unsupported",
             DropReason::Muted => "muted",
             DropReason::WriteFailed => "write_failed",
+            DropReason::Paused => "paused",
         }
     }
 

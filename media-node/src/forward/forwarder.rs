@@ -118,6 +118,7 @@ pub struct Forwarder {
     selector: LayerSelector,
     rewriter: Rewriter,
     muted: bool,
+    paused: bool,
 }
 
 impl Forwarder {
@@ -134,6 +135,7 @@ impl Forwarder {
             selector: LayerSelector::new(config.selector),
             rewriter: Rewriter::new(config.clock_rate),
             muted: false,
+            paused: false,
         }
     }
 
@@ -155,6 +157,30 @@ impl Forwarder {
     /// Mutes or unmutes forwarding (publisher mute, or media switched off).
     pub fn set_muted(&mut self, muted: bool) {
         self.muted = muted;
+    }
+
+    /// Pauses forwarding (the subscriber is not shown this video: last-N) or resumes it; a
+    /// resumed subscription starts again on a keyframe of the layer it aims at.
+    pub fn set_paused(&mut self, paused: bool, now: Instant) {
+        if paused == self.paused {
+            return;
+        }
+        self.paused = paused;
+        self.selector.restart();
+        if !paused {
+            self.selector.aim(now);
+        }
+    }
+
+    /// Whether forwarding is paused.
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+
+    /// The layers the publisher needs to send for this subscription: none while paused, else
+    /// every layer up to the quality asked for.
+    pub fn demand(&self) -> u8 {
+        if self.paused { 0 } else { self.selector.usable_mask() }
     }
 
     /// The layer selector, for quality requests, estimates and layer statistics.
@@ -191,6 +217,9 @@ impl Forwarder {
     pub fn on_packet(&mut self, packet: InboundPacket<'_>, now: Instant) -> Decision {
         if self.muted {
             return Decision::Drop(DropReason::Muted);
+        }
+        if self.paused {
+            return Decision::Drop(DropReason::Paused);
         }
         if !self.negotiated {
             return Decision::Drop(DropReason::NotNegotiated);
@@ -311,6 +340,39 @@ mod tests {
             f.on_packet(packet(0, 1, VP8_KEY), Instant::now()),
             Decision::Drop(DropReason::CodecUnsupported)
         );
+    }
+
+    #[test]
+    fn a_paused_video_sends_nothing_and_resumes_on_a_keyframe_with_contiguous_output() {
+        let t0 = Instant::now();
+        let mut f = video();
+        f.negotiated(&negotiation());
+        f.set_requested(Quality::Medium, t0);
+        let Decision::Forward(first) = f.on_packet(packet(0, 10, VP8_KEY), t0) else {
+            panic!("the first keyframe starts forwarding");
+        };
+        assert_eq!(f.demand(), 0b011, "layers up to medium may be used");
+
+        f.set_paused(true, t0);
+        assert_eq!(f.demand(), 0, "a paused video needs no layer");
+        for (seq, payload) in [(11, VP8_DELTA), (12, VP8_KEY)] {
+            assert_eq!(
+                f.on_packet(packet(0, seq, payload), t0),
+                Decision::Drop(DropReason::Paused)
+            );
+        }
+
+        let t1 = t0 + Duration::from_secs(2);
+        f.set_paused(false, t1);
+        assert_eq!(f.keyframe_request(t1), Some(0), "resuming asks for a keyframe");
+        assert_eq!(
+            f.on_packet(packet(0, 13, VP8_DELTA), t1),
+            Decision::Drop(DropReason::AwaitingKeyframe)
+        );
+        let Decision::Forward(resumed) = f.on_packet(packet(0, 14, VP8_KEY), t1) else {
+            panic!("the keyframe resumes forwarding");
+        };
+        assert_eq!(resumed.seq, first.seq.wrapping_add(1), "no gap in the sequence");
     }
 
     fn video_config() -> ForwarderConfig {

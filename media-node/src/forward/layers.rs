@@ -172,6 +172,27 @@ impl LayerSelector {
         bit(self.current) | bit(self.target)
     }
 
+    /// Forgets the layer forwarded (a paused subscription): the next one starts on a keyframe.
+    pub fn restart(&mut self) {
+        self.current = None;
+        self.target = None;
+        self.probe = None;
+        self.limited_since = None;
+        self.last_keyframe_request = None;
+    }
+
+    /// Aims at a layer now, from what is known (a subscription resumed).
+    pub fn aim(&mut self, now: Instant) {
+        self.retarget(now);
+    }
+
+    /// The layers this subscriber may use: every layer up to the quality it asked for (the
+    /// estimate may take it lower at any time, so those are needed too).
+    pub fn usable_mask(&self) -> u8 {
+        let top = self.requested.max_layer().min(MAX_LAYERS as Layer - 1);
+        (1u8 << (top + 1)) - 1
+    }
+
     /// Sets the quality the subscriber asked for.
     pub fn set_requested(&mut self, quality: Quality, now: Instant) {
         self.requested = quality;

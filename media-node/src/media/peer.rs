@@ -55,6 +55,8 @@ pub enum PeerCommand {
     Unsubscribe(TrackId),
     /// Quality for one subscribed track or all.
     SetQuality(Option<TrackId>, Quality),
+    /// Pause (true) or resume forwarding one subscribed video (last-N).
+    SetPaused(TrackId, bool),
     /// Close the peer connection and end the task.
     Close,
 }
@@ -195,6 +197,15 @@ impl PeerTask {
                             .control
                             .try_send(SubscriptionControl::Quality(quality));
                     }
+                }
+            }
+            PeerCommand::SetPaused(track, paused) => {
+                if let Some(entry) = self.subscriptions.get(&track) {
+                    // A full control queue loses this change; the room sends the set again
+                    // at its next change.
+                    let _ = entry
+                        .control
+                        .try_send(SubscriptionControl::Paused(paused));
                 }
             }
             PeerCommand::Close => {}
@@ -409,6 +420,7 @@ impl PeerTask {
             subscriber: self.id,
             queue: queue_tx,
             wanted: std::sync::atomic::AtomicU8::new(0b111),
+            demand: std::sync::atomic::AtomicU8::new(forwarder.demand()),
         });
         publication.add_sink(Arc::clone(&sink));
         tokio::spawn(run_subscription(

@@ -45,8 +45,11 @@ pub struct Sink {
     pub subscriber: ParticipantId,
     /// Bounded queue to the subscription's task.
     pub queue: mpsc::Sender<Arc<ForwardItem>>,
-    /// Bit mask of layers the subscription wants now.
+    /// Bit mask of layers the subscription wants now (none: paused).
     pub wanted: AtomicU8,
+    /// Bit mask of layers the publisher must send for this subscription (dynacast): none
+    /// while paused, else every layer up to the quality asked for.
+    pub demand: AtomicU8,
 }
 
 /// The codec and extensions of a publisher's stream.
@@ -135,6 +138,13 @@ impl Publication {
         *sinks = Arc::from(list);
     }
 
+    /// The layers some subscription needs: what the publisher must send.
+    pub fn demand(&self) -> u8 {
+        lock(&self.sinks)
+            .iter()
+            .fold(0, |mask, s| mask | s.demand.load(Ordering::Relaxed))
+    }
+
     /// Subscriptions attached.
     pub fn sink_count(&self) -> usize {
         lock(&self.sinks).len()
@@ -207,8 +217,13 @@ impl Publication {
 pub fn fan_out(sinks: &[Arc<Sink>], item: &Arc<ForwardItem>, stats: &NodeStats) {
     let bit = 1u8 << item.layer;
     for sink in sinks {
-        if sink.wanted.load(Ordering::Relaxed) & bit == 0 {
-            stats.forward.dropped(DropReason::OtherLayer);
+        let wanted = sink.wanted.load(Ordering::Relaxed);
+        if wanted & bit == 0 {
+            stats.forward.dropped(if wanted == 0 {
+                DropReason::Paused
+            } else {
+                DropReason::OtherLayer
+            });
             continue;
         }
         if sink.queue.try_send(Arc::clone(item)).is_err() {
@@ -300,6 +315,7 @@ mod tests {
             subscriber: ParticipantId(id),
             queue,
             wanted: AtomicU8::new(wanted),
+            demand: AtomicU8::new(wanted),
         });
         (sink, rx)
     }

@@ -48,6 +48,8 @@ pub enum SubscriptionControl {
     Estimate(u64),
     /// The subscriber asked for a keyframe.
     KeyframeRequest,
+    /// Pause forwarding (the subscriber is not shown this video: last-N), or resume it.
+    Paused(bool),
 }
 
 /// Extensions the forwarder may pass on: the publisher's minus those naming its own streams.
@@ -108,6 +110,9 @@ impl Subscription {
         self.sink
             .wanted
             .store(wanted(&self.forwarder), Ordering::Relaxed);
+        self.sink
+            .demand
+            .store(self.forwarder.demand(), Ordering::Relaxed);
     }
 
     async fn control(&mut self, command: SubscriptionControl) {
@@ -120,6 +125,12 @@ impl Subscription {
             }
             SubscriptionControl::Quality(q) => self.forwarder.set_requested(q, now),
             SubscriptionControl::Estimate(bps) => self.forwarder.set_estimate(bps, now),
+            SubscriptionControl::Paused(paused) => {
+                self.forwarder.set_paused(paused, now);
+                if let Some(layer) = self.forwarder.keyframe_request(now) {
+                    self.publication.request_keyframe(layer).await;
+                }
+            }
             SubscriptionControl::KeyframeRequest => {
                 if let Some(layer) = self.forwarder.current_layer() {
                     self.publication.request_keyframe(layer).await;
@@ -239,9 +250,11 @@ async fn discard_rtcp(local: Arc<TrackLocalStaticRTP>) {
     }
 }
 
-/// The mask of layers to queue: what the forwarder wants, or every layer before it chose.
+/// The mask of layers to queue: none while paused, else what the forwarder wants, or every
+/// layer before it chose.
 fn wanted(forwarder: &Forwarder) -> u8 {
     match forwarder.wanted_layers() {
+        _ if forwarder.paused() => 0,
         0 => 0b111,
         m => m,
     }

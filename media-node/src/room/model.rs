@@ -85,6 +85,8 @@ pub struct MediaPolicy {
     pub screen_share: bool,
     /// The chat data channel is relayed.
     pub data_channel: bool,
+    /// At most this many camera videos forwarded to each participant (last-N).
+    pub last_n: Option<u32>,
 }
 
 impl From<&conclave_crds::conference::MediaOptions> for MediaPolicy {
@@ -95,6 +97,7 @@ impl From<&conclave_crds::conference::MediaOptions> for MediaPolicy {
             simulcast: m.simulcast,
             screen_share: m.screen_share,
             data_channel: m.data_channel,
+            last_n: m.last_n,
         }
     }
 }

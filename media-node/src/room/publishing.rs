@@ -42,6 +42,7 @@ impl RoomTask {
                 },
                 None,
             );
+            self.refresh_forwarding();
         }
     }
 
@@ -94,6 +95,7 @@ impl RoomTask {
                             .send(PeerCommand::Subscribe(Arc::clone(&publication)));
                     }
                 }
+                self.refresh_forwarding();
             }
             Err(e) => {
                 member.send(ServerMessage::error(ErrorCode::MediaRefused, e.to_string()));

@@ -4,7 +4,7 @@
 //! reconnect when it moved). Publishing, mute and chat are in `publishing`. Every webrtc
 //! callback reaches it as a [`RoomEvent`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use webrtc::peer_connection::RTCPeerConnectionState;
 pub use super::events::{CloseReason, JoinRequest, RoomEvent, RoomSettings};
 pub use super::handle::RoomHandle;
 use super::model::{ParticipantId, Room, TrackId, TrackKind, TrackSource};
+use super::last_n::SpeakingOrder;
 use super::speaker::{IntervalLevels, SpeakerDetector};
 use crate::media::chat::CHAT_LABEL;
 use crate::media::peer::PeerCommand;
@@ -40,6 +41,12 @@ pub(super) struct Member {
     pub(super) client_tracks: HashMap<String, TrackId>,
     pub(super) chat: Option<Arc<dyn DataChannel>>,
     pub(super) disconnected_since: Option<Instant>,
+    /// With last-N: the participants its page shows (`viewing`).
+    pub(super) viewing: Vec<ParticipantId>,
+    /// With last-N: the camera tracks paused for it, and whose cameras it was last told it
+    /// receives (`forwardedVideos`).
+    pub(super) paused: BTreeSet<TrackId>,
+    pub(super) forwarded: Option<BTreeSet<ParticipantId>>,
 }
 
 impl Member {
@@ -58,6 +65,8 @@ pub(super) struct RoomTask {
     pub(super) members: HashMap<ParticipantId, Member>,
     pub(super) publications: HashMap<TrackId, Arc<Publication>>,
     pub(super) speaker: SpeakerDetector,
+    /// Who spoke last, for last-N.
+    pub(super) speaking: SpeakingOrder,
 }
 
 /// Runs the task of one room until it closes.
@@ -79,6 +88,7 @@ pub(super) async fn run(
         members: HashMap::new(),
         publications: HashMap::new(),
         speaker: SpeakerDetector::default(),
+        speaking: SpeakingOrder::default(),
     };
     task.run(events).await;
 }
@@ -208,6 +218,9 @@ impl RoomTask {
             client_tracks: HashMap::new(),
             chat: None,
             disconnected_since: None,
+            viewing: Vec::new(),
+            paused: BTreeSet::new(),
+            forwarded: None,
         };
         let others: Vec<ParticipantInfo> = self
             .room
@@ -226,6 +239,7 @@ impl RoomTask {
             }),
             fallback_urls: self.node.fallback_urls(),
             simulcast: policy.simulcast && policy.video,
+            last_n: policy.last_n,
         });
         if let Some(speaker) = self.speaker.current() {
             member.send(ServerMessage::ActiveSpeaker {
@@ -240,6 +254,7 @@ impl RoomTask {
             }
         }
         self.members.insert(id, member);
+        self.speaking.joined(id);
         self.node.stats.participant_joined();
         self.handle
             .participants
@@ -251,6 +266,7 @@ impl RoomTask {
                 Some(id),
             );
         }
+        self.refresh_forwarding();
         tracing::info!(conference = %self.room.conference(), participant = %id, identity = %request.identity, "joined");
         let _ = reply.send(Ok(()));
     }
@@ -278,6 +294,12 @@ impl RoomTask {
             ClientMessage::IceRestart {} => peer(PeerCommand::RestartIce),
             ClientMessage::SetQuality { quality, track_id } => {
                 peer(PeerCommand::SetQuality(track_id, quality));
+            }
+            ClientMessage::Viewing { participant_ids } => {
+                // Only the first lastN can be forwarded; the rest of a long list is dropped.
+                let keep = self.room.policy().last_n.unwrap_or(0) as usize;
+                member.viewing = participant_ids.into_iter().take(keep).collect();
+                self.refresh_forwarding();
             }
             ClientMessage::Ping {} => member.send(ServerMessage::Pong {}),
             ClientMessage::Leave {} => self.remove(id, Some("left")),
@@ -337,6 +359,8 @@ impl RoomTask {
             }
         }
         if let Some(speaker) = self.speaker.interval(&levels, now) {
+            self.speaking.spoke(speaker);
+            self.refresh_forwarding();
             self.broadcast(
                 &ServerMessage::ActiveSpeaker {
                     participant_id: Some(speaker),
@@ -381,6 +405,8 @@ impl RoomTask {
                 );
             }
         }
+        self.speaking.left(id);
+        self.refresh_forwarding();
         if self.speaker.remove(id) {
             self.broadcast(
                 &ServerMessage::ActiveSpeaker {

@@ -93,6 +93,12 @@ pub enum ClientMessage {
         #[serde(default)]
         track_id: Option<TrackId>,
     },
+    /// The participants whose video the client shows now (its page of the grid): with
+    /// last-N, their cameras are forwarded first.
+    Viewing {
+        /// Participant ids, most important first.
+        participant_ids: Vec<ParticipantId>,
+    },
     /// Ask the node to restart ICE (it sends a new offer).
     IceRestart {},
     /// Keep-alive.
@@ -111,6 +117,7 @@ impl ClientMessage {
             ClientMessage::Candidate { .. } => "candidate",
             ClientMessage::Mute { .. } => "mute",
             ClientMessage::SetQuality { .. } => "setQuality",
+            ClientMessage::Viewing { .. } => "viewing",
             ClientMessage::IceRestart {} => "iceRestart",
             ClientMessage::Ping {} => "ping",
             ClientMessage::Leave {} => "leave",
@@ -224,6 +231,10 @@ pub enum ServerMessage {
         /// (rids `q`, `h`, `f`, lowest first).
         #[serde(default)]
         simulcast: bool,
+        /// At most this many camera videos are forwarded to each participant (last-N); which
+        /// ones, `forwardedVideos` says. Absent: every camera video.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_n: Option<u32>,
     },
     /// Fresh ICE servers (new TURN credentials), sent before the ones given at `joined`
     /// expire: the client uses them for its next ICE gathering, and restarts ICE at once when
@@ -278,6 +289,12 @@ pub enum ServerMessage {
         track_id: TrackId,
         /// New state.
         muted: bool,
+    },
+    /// With last-N: the participants whose camera video the node forwards to this client now
+    /// (the others' cameras are paused for it until they are in this list again).
+    ForwardedVideos {
+        /// Participant ids.
+        participant_ids: Vec<ParticipantId>,
     },
     /// The active speaker changed.
     ActiveSpeaker {
@@ -359,13 +376,14 @@ impl ProtocolError {
     }
 }
 
-const KNOWN_TYPES: [&str; 9] = [
+const KNOWN_TYPES: [&str; 10] = [
     "join",
     "offer",
     "answer",
     "candidate",
     "mute",
     "setQuality",
+    "viewing",
     "iceRestart",
     "ping",
     "leave",
@@ -474,6 +492,9 @@ mod tests {
                 }],
             },
             ClientMessage::Answer { sdp: "v=0".into() },
+            ClientMessage::Viewing {
+                participant_ids: vec![ParticipantId(3), ParticipantId(9)],
+            },
             ClientMessage::Mute {
                 track_id: "x".into(),
                 muted: true,
@@ -552,7 +573,8 @@ mod tests {
                 Just("answer"),
                 Just("candidate"),
                 Just("mute"),
-                Just("setQuality")
+                Just("setQuality"),
+                Just("viewing")
             ]
             .prop_map(serde_json::Value::from),
         ];
