@@ -84,6 +84,7 @@ async fn participant(tcp: tokio::net::TcpStream, room: Arc<Room>) -> anyhow::Res
                 chat: None,
                 fallback_urls: Vec::new(),
                 simulcast: true,
+                last_n: None,
             }));
             token
         }

@@ -417,6 +417,7 @@ mod tests {
                 simulcast: false,
                 screen_share: false,
                 data_channel: false,
+                last_n: None,
             },
         );
         r.join(A, "alice", true).expect("join");
