@@ -1,9 +1,11 @@
 //! The forwarding core: per-subscription decisions on which RTP packets go out and how they
-//! are rewritten. Plain state machines fed packets and an explicit `Instant`; no tokio, no
-//! webrtc types, so every rule is tested with simulated time.
+//! are rewritten, and which layers publishers are asked to send (`dynacast`). Plain state
+//! machines fed packets and an explicit `Instant`; no tokio, no webrtc types, so every rule
+//! is tested with simulated time.
 
 pub mod counters;
 pub mod delay;
+pub mod dynacast;
 pub mod forwarder;
 pub mod keyframe;
 pub mod layers;

@@ -1,10 +1,12 @@
-//! Applies last-N in a room: after anything that changes who should see whose camera
-//! (someone joined, left, published, turned a camera off or on, spoke, or showed another
-//! page), each participant's cameras beyond the limit are paused and the others resumed, and
-//! the participant is told whose camera it receives (`forwardedVideos`). The choice itself
-//! is `last_n`.
+//! Applies last-N and dynacast in a room. After anything that changes who should see whose
+//! camera (someone joined, left, published, turned a camera off or on, spoke, or showed
+//! another page), each participant's cameras beyond the limit are paused and the others
+//! resumed, and the participant is told whose camera it receives (`forwardedVideos`); the
+//! choice itself is `last_n`. At each tick, each video's publisher is told which layers
+//! someone receives (`publishLayers`); when, is `forward::dynacast`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 use super::last_n::forwarded_cameras;
 use super::model::{ParticipantId, TrackId, TrackKind, TrackSource};
@@ -13,6 +15,29 @@ use crate::media::peer::PeerCommand;
 use crate::signaling::protocol::ServerMessage;
 
 impl RoomTask {
+    /// Tells publishers which layers of their videos someone receives, when that changed.
+    pub(super) fn ask_publishers(&mut self, now: Instant) {
+        let publications = &self.publications;
+        self.layer_demand
+            .retain(|track, _| publications.contains_key(track));
+        for (track, p) in publications {
+            if p.info.kind != TrackKind::Video {
+                continue;
+            }
+            let demand = self.layer_demand.entry(track.clone()).or_default();
+            if let Some(mask) = demand.update(p.demand(), now) {
+                let layers = (0..3u8).filter(|l| mask & (1 << l) != 0).collect();
+                tracing::debug!(track = %track, ?layers, "publisher asked for layers");
+                if let Some(m) = self.members.get(&p.info.participant) {
+                    m.send(ServerMessage::PublishLayers {
+                        track_id: track.clone(),
+                        layers,
+                    });
+                }
+            }
+        }
+    }
+
     /// Pauses and resumes camera videos so that each participant receives at most the
     /// conference's `lastN`; nothing without one.
     pub(super) fn refresh_forwarding(&mut self) {

@@ -17,6 +17,7 @@ pub use super::events::{CloseReason, JoinRequest, RoomEvent, RoomSettings};
 pub use super::handle::RoomHandle;
 use super::model::{ParticipantId, Room, TrackId, TrackKind, TrackSource};
 use super::last_n::SpeakingOrder;
+use crate::forward::dynacast::LayerDemand;
 use super::speaker::{IntervalLevels, SpeakerDetector};
 use crate::media::chat::CHAT_LABEL;
 use crate::media::peer::PeerCommand;
@@ -67,6 +68,8 @@ pub(super) struct RoomTask {
     pub(super) speaker: SpeakerDetector,
     /// Who spoke last, for last-N.
     pub(super) speaking: SpeakingOrder,
+    /// The layers each video's publisher was asked to send (dynacast).
+    pub(super) layer_demand: HashMap<TrackId, LayerDemand>,
 }
 
 /// Runs the task of one room until it closes.
@@ -89,6 +92,7 @@ pub(super) async fn run(
         publications: HashMap::new(),
         speaker: SpeakerDetector::default(),
         speaking: SpeakingOrder::default(),
+        layer_demand: HashMap::new(),
     };
     task.run(events).await;
 }
@@ -358,6 +362,7 @@ impl RoomTask {
                 e.loudness += l.loudness;
             }
         }
+        self.ask_publishers(now);
         if let Some(speaker) = self.speaker.interval(&levels, now) {
             self.speaking.spoke(speaker);
             self.refresh_forwarding();

@@ -290,6 +290,15 @@ pub enum ServerMessage {
         /// New state.
         muted: bool,
     },
+    /// Dynacast: send only these layers of your video `track_id` (0 the lowest: `q`, then `h`,
+    /// `f`; 0 alone for a video sent in one encoding); none: pause it. Nobody receives the
+    /// others. Until told, send every layer.
+    PublishLayers {
+        /// The node's id of the client's track.
+        track_id: TrackId,
+        /// Layers to send.
+        layers: Vec<u8>,
+    },
     /// With last-N: the participants whose camera video the node forwards to this client now
     /// (the others' cameras are paused for it until they are in this list again).
     ForwardedVideos {

@@ -1,8 +1,10 @@
-//! Last-N end to end: in a conference that forwards at most two cameras to each participant,
-//! a viewer among four camera publishers receives packets of exactly the two it is told of
-//! (`forwardedVideos`): the first to join, then the one who speaks, then the one its page
-//! shows (`viewing`); a paused camera's packets stop and a resumed one's start again. Without
-//! a limit every camera flows and nothing is said.
+//! Big rooms end to end. Last-N: in a conference that forwards at most two cameras to each
+//! participant, a viewer among four camera publishers receives packets of exactly the two it
+//! is told of (`forwardedVideos`): the first to join, then the one who speaks, then the one
+//! its page shows (`viewing`); a paused camera's packets stop and a resumed one's start
+//! again. Without a limit every camera flows and nothing is said. Dynacast: publishers are
+//! asked for the layers someone receives (`publishLayers`): none for a camera nobody is
+//! forwarded, up to the quality asked for otherwise, more at once when a subscriber asks.
 
 mod common;
 
@@ -13,6 +15,7 @@ use common::*;
 use conclave_media_node::client::{Client, MediaShape, Publish};
 use conclave_media_node::room::model::{TrackKind, TrackSource};
 use conclave_media_node::room::{MediaPolicy, ParticipantId};
+use conclave_media_node::forward::Quality;
 use conclave_media_node::signaling::protocol::{ClientMessage, ServerMessage};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -147,4 +150,61 @@ async fn without_a_limit_every_camera_flows_and_nothing_is_said() {
         })
         .await;
     assert_eq!(said, None);
+}
+
+/// Waits until `publisher` is asked to send exactly `layers` of its video.
+async fn asked(publisher: &mut Client, layers: &[u8], within: Duration) -> bool {
+    publisher
+        .wait_for(within, |m| {
+            matches!(m, ServerMessage::PublishLayers { layers: l, .. } if l == layers)
+        })
+        .await
+        .is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishers_are_asked_only_for_the_layers_someone_receives() {
+    let policy = MediaPolicy {
+        last_n: Some(1),
+        ..MediaPolicy::default()
+    };
+    let node = start(10, policy).await;
+    let simulcast = Publish {
+        audio: false,
+        video_layers: 3,
+        chat: false,
+    };
+    let mut a = camera_publisher(&node, "a", simulcast.clone()).await;
+    let c = camera_publisher(&node, "c", simulcast.clone()).await;
+    let mut b = camera_publisher(&node, "b", simulcast).await;
+    let viewer = client(&node, "viewer", viewer()).await;
+    // Everyone watches small tiles.
+    for p in [&a, &b, &c, &viewer] {
+        p.send(&ClientMessage::SetQuality {
+            quality: Quality::Low,
+            track_id: None,
+        });
+    }
+    // With one place each, b, c and the viewer receive a (the first to join), a receives c:
+    // nobody receives b. After the hold, a is asked for its lowest layer, b for nothing.
+    let hold = conclave_media_node::forward::dynacast::HOLD + Duration::from_secs(3);
+    assert!(asked(&mut a, &[0], hold).await, "a is asked for its lowest layer only");
+    assert!(asked(&mut b, &[], hold).await, "b is asked to send nothing");
+    // The viewer's page shows b: b's lowest layer is asked for at once, then every layer
+    // when the viewer asks for high quality.
+    viewer.send(&ClientMessage::Viewing {
+        participant_ids: vec![b.participant],
+    });
+    assert!(
+        asked(&mut b, &[0], Duration::from_secs(2)).await,
+        "b is asked for its lowest layer at once"
+    );
+    viewer.send(&ClientMessage::SetQuality {
+        quality: Quality::High,
+        track_id: None,
+    });
+    assert!(
+        asked(&mut b, &[0, 1, 2], Duration::from_secs(2)).await,
+        "b is asked for every layer at once"
+    );
 }
