@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use common::*;
 use conclave_media_node::client::{Client, MediaShape, Publish};
+use conclave_media_node::forward::Quality;
 use conclave_media_node::room::model::{TrackKind, TrackSource};
 use conclave_media_node::room::{MediaPolicy, ParticipantId};
-use conclave_media_node::forward::Quality;
 use conclave_media_node::signaling::protocol::{ClientMessage, ServerMessage};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -68,9 +68,15 @@ async fn told(viewer: &mut Client, want: &[ParticipantId]) {
 
 /// The cameras whose packets keep arriving at `viewer` over a second (after a second for
 /// paused ones to stop and resumed ones to start).
-async fn flowing(viewer: &Client, cameras: &BTreeMap<ParticipantId, String>) -> BTreeSet<ParticipantId> {
+async fn flowing(
+    viewer: &Client,
+    cameras: &BTreeMap<ParticipantId, String>,
+) -> BTreeSet<ParticipantId> {
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let before: Vec<u64> = cameras.values().map(|t| viewer.stats.track(t).packets()).collect();
+    let before: Vec<u64> = cameras
+        .values()
+        .map(|t| viewer.stats.track(t).packets())
+        .collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
     cameras
         .iter()
@@ -155,9 +161,10 @@ async fn without_a_limit_every_camera_flows_and_nothing_is_said() {
 /// Waits until `publisher` is asked to send exactly `layers` of its video.
 async fn asked(publisher: &mut Client, layers: &[u8], within: Duration) -> bool {
     publisher
-        .wait_for(within, |m| {
-            matches!(m, ServerMessage::PublishLayers { layers: l, .. } if l == layers)
-        })
+        .wait_for(
+            within,
+            |m| matches!(m, ServerMessage::PublishLayers { layers: l, .. } if l == layers),
+        )
         .await
         .is_some()
 }
@@ -188,7 +195,10 @@ async fn publishers_are_asked_only_for_the_layers_someone_receives() {
     // With one place each, b, c and the viewer receive a (the first to join), a receives c:
     // nobody receives b. After the hold, a is asked for its lowest layer, b for nothing.
     let hold = conclave_media_node::forward::dynacast::HOLD + Duration::from_secs(3);
-    assert!(asked(&mut a, &[0], hold).await, "a is asked for its lowest layer only");
+    assert!(
+        asked(&mut a, &[0], hold).await,
+        "a is asked for its lowest layer only"
+    );
     assert!(asked(&mut b, &[], hold).await, "b is asked to send nothing");
     // The viewer's page shows b: b's lowest layer is asked for at once, then every layer
     // when the viewer asks for high quality.

@@ -103,6 +103,8 @@ async function start() {
 
   // Each received video comes in the layer its tile needs (small tiles, low layers).
   view.onTileWidth = (trackId, width) => call.fitReceivedVideo(trackId, width);
+  // With last-N, the page of the grid shown is what the node forwards first.
+  view.onViewing = (participantIds) => call.setViewing(participantIds);
   const render = () => view.render(call, self);
   const preview = () => {
     const track = call.localCamera;
@@ -112,12 +114,16 @@ async function start() {
     $('#preview-off').hidden = Boolean(track);
   };
   const controls = () => {
-    // Toggles keep their names; aria-pressed (and its style) says whether each is on.
+    // Toggles keep their names; aria-pressed (and its style) says whether each is on. The
+    // lobby's start disabled, until the devices are open and the buttons wired.
     for (const mic of [$('#mic'), $('#lobby-mic')]) {
       mic.setAttribute('aria-pressed', String(call.micMuted));
       mic.disabled = !call.localMicrophone;
     }
-    for (const camera of [$('#camera'), $('#lobby-camera')]) camera.setAttribute('aria-pressed', String(!call.localCamera));
+    for (const camera of [$('#camera'), $('#lobby-camera')]) {
+      camera.setAttribute('aria-pressed', String(!call.localCamera));
+      camera.disabled = false;
+    }
     $('#screen').setAttribute('aria-pressed', String(Boolean(call.localScreen)));
     $('#screen').disabled = !navigator.mediaDevices?.getDisplayMedia;
     preview();
@@ -212,6 +218,12 @@ async function start() {
     call.receptionQuality().then((grades) => view.showQuality(grades)).catch(() => {});
   }, 2000);
   $('#leave').addEventListener('click', () => call.leave());
+  for (const [id, step] of [['#page-prev', -1], ['#page-next', 1]]) {
+    $(id).addEventListener('click', () => {
+      view.page = Math.max(0, view.page + step);
+      render();
+    });
+  }
   $('#sound').addEventListener('click', () => view.resumeSound());
   // Keyboard shortcuts (aria-keyshortcuts on the buttons), not while typing.
   document.addEventListener('keydown', (e) => {

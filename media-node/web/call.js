@@ -105,6 +105,14 @@ export class Call extends EventTarget {
   /** Chat settings of the conference, null when switched off. */
   chat = null;
   micMuted = false;
+  /**
+   * With last-N (`lastN` set): the most camera videos the node forwards, and the participants
+   * whose cameras it forwards now; null without.
+   */
+  lastN = null;
+  forwarded = null;
+  /** The layers of each own video the node asked for, by source (dynacast). */
+  sentLayers = new Map();
   /** Why the call failed or ended, for the user. */
   reason = '';
   /** Fresh TURN credentials received from the node during the call (`iceServers`). */
@@ -551,6 +559,11 @@ export class Call extends EventTarget {
       case 'activeSpeaker':
         this.speaker = m.participantId ?? null;
         return this.#emit('speaker');
+      case 'forwardedVideos':
+        this.forwarded = new Set(m.participantIds ?? []);
+        return this.#emit('participants');
+      case 'publishLayers':
+        return this.#sendLayers(session, m.trackId, m.layers ?? []);
       case 'left':
         session.leftReason = m.reason;
         return;
@@ -595,6 +608,10 @@ export class Call extends EventTarget {
     this.selfId = m.participantId;
     this.chat = m.chat ?? null;
     session.simulcast = m.simulcast === true;
+    this.lastN = Number.isInteger(m.lastN) ? m.lastN : null;
+    this.sentLayers.clear();
+    this.forwarded = this.lastN === null ? null : new Set();
+    session.viewing = null;
     this.participants.clear();
     this.received.clear();
     this.speaker = null;
@@ -694,6 +711,37 @@ export class Call extends EventTarget {
     if (s.qualities.get(trackId) === quality) return;
     s.qualities.set(trackId, quality);
     s.socket.send('setQuality', { trackId, quality });
+  }
+
+  /**
+   * Shows the node which participants' videos the page shows now (its page of the grid):
+   * with last-N their cameras are forwarded first. Sent only when it changes.
+   */
+  setViewing(participantIds) {
+    const s = this.#session;
+    if (!s?.joined || this.lastN === null) return;
+    const key = participantIds.join(',');
+    if (s.viewing === key) return;
+    s.viewing = key;
+    s.socket.send('viewing', { participantIds });
+  }
+
+  /** Sends only `layers` (0 the lowest) of own video `trackId`, as the node asks (dynacast). */
+  async #sendLayers(session, trackId, layers) {
+    const source = [...session.ownTracks].find(([, id]) => id === trackId)?.[0];
+    const sender = source && this.#senderOf(session, source);
+    if (!sender) return;
+    const parameters = sender.getParameters();
+    if (!parameters.encodings?.length) return;
+    parameters.encodings.forEach((encoding, i) => {
+      encoding.active = layers.includes(i);
+    });
+    try {
+      await sender.setParameters(parameters);
+      this.sentLayers.set(source, layers);
+    } catch (error) {
+      this.#emit('notice', `Could not change what the ${source} sends: ${error.message}`);
+    }
   }
 
   #senderOf(session, source) {

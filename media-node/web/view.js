@@ -30,8 +30,28 @@ function initials(name) {
     .join('') || '?';
 }
 
+/**
+ * The pages of the grid with last-N, `size` other participants a page (ids of `others` in
+ * the order they joined): the first holds `stage`, those whose cameras the node forwards (the
+ * most recent speakers), then others up to `size` (their cameras are off: were one on, the
+ * node would forward it); the rest follow in the order they joined.
+ */
+export function paginate(others, stage, size) {
+  const first = stage.filter((id) => others.includes(id)).slice(0, size);
+  for (const id of others) if (first.length < size && !first.includes(id)) first.push(id);
+  const rest = others.filter((id) => !first.includes(id));
+  const pages = [first];
+  for (let i = 0; i < rest.length; i += size) pages.push(rest.slice(i, i + size));
+  return pages;
+}
+
 export class View {
   #grid;
+  /** With last-N: the page of the grid shown, and its first page when last looked at. */
+  page = 0;
+  #stage = [];
+  /** Called with the participant ids the grid shows when the page changes (last-N). */
+  onViewing = null;
   #audio;
   #tiles = new Map();
   #sounds = new Map();
@@ -88,6 +108,7 @@ export class View {
       });
     }
     const sounds = new Map();
+    const shown = this.#paginate(call);
     for (const p of call.participants.values()) {
       const infos = [...p.tracks.values()];
       const mic = infos.find((t) => t.kind === 'audio');
@@ -96,10 +117,15 @@ export class View {
       // leaves): only a live one gets a tile, and sharing again publishes a new track.
       const screen = infos.find((t) => t.source === 'screen' && t.kind === 'video' && !t.muted);
       const live = (info) => (info && !info.muted ? call.received.get(info.id) ?? null : null);
-      wanted.set(`${p.id}:camera`, {
-        key: `${p.id}:camera`, participant: p.id, identity: p.identity, name: p.name, source: 'camera',
-        track: live(camera), trackId: camera?.id, muted: !mic || mic.muted,
-      });
+      // Paused by last-N: the camera shows initials until the node forwards it again.
+      const forwarded = !call.forwarded || call.forwarded.has(p.id);
+      // Another page's participants get no tile; screens and sound are never paged.
+      if (!shown || shown.includes(p.id)) {
+        wanted.set(`${p.id}:camera`, {
+          key: `${p.id}:camera`, participant: p.id, identity: p.identity, name: p.name, source: 'camera',
+          track: forwarded ? live(camera) : null, trackId: camera?.id, muted: !mic || mic.muted,
+        });
+      }
       if (screen) {
         wanted.set(`${p.id}:screen`, {
           key: `${p.id}:screen`, participant: p.id, identity: p.identity, name: p.name, source: 'screen',
@@ -130,6 +156,28 @@ export class View {
     }
     this.#grid.dataset.count = String(this.#tiles.size);
     this.#renderAudio(sounds);
+  }
+
+  /**
+   * With last-N, the participants on the page shown (null: everyone), and the pager; tells
+   * `onViewing` when the page's participants change.
+   */
+  #paginate(call) {
+    const pager = this.root.querySelector('#pager');
+    if (call.lastN === null) {
+      pager.hidden = true;
+      return null;
+    }
+    const others = [...call.participants.keys()];
+    if (this.page === 0) this.#stage = [...(call.forwarded ?? [])];
+    const pages = paginate(others, this.#stage, call.lastN);
+    this.page = Math.min(this.page, pages.length - 1);
+    pager.hidden = pages.length < 2;
+    this.root.querySelector('#page-label').textContent = `Page ${this.page + 1} of ${pages.length}`;
+    this.root.querySelector('#page-prev').disabled = this.page === 0;
+    this.root.querySelector('#page-next').disabled = this.page === pages.length - 1;
+    this.onViewing?.(this.page === 0 ? [] : pages[this.page]);
+    return pages[this.page];
   }
 
   #tile(want) {

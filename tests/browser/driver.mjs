@@ -12,7 +12,14 @@
 //    host names without DNS), "viewport": {"width": 1100, "height": 700} (the default),
 //    "lobby": "join" (the default: joins from the lobby as a user would, with the Join
 //    button) | "stay" (stays in the lobby), "autoplay": "allowed" (the default) | "gesture"
-//    (sound plays only after a user gesture, as in a browser the user has not used yet)}
+//    (sound plays only after a user gesture, as in a browser the user has not used yet),
+//    "muted": true (mutes in the lobby before joining), "cameraFps": 5 (the fake cameras'
+//    frame rate, for rooms of many browsers), "shared": "room" (participants opened with the
+//    same group share one Chromium, each in a context of its own: its own page, renderer and
+//    storage, one browser and GPU process for all, which two cores can carry for a big room)}
+//   {"op": "enter", "name": "alice", "link": "...", "muted": false} opens another link in the
+//                                                     same browser, joining from its lobby
+//   {"op": "cpu", "name": "alice"}                  -> CPU seconds of the whole browser so far
 //   {"op": "state", "name": "alice"}                -> state, reason, signalingUrl, origin, secure
 //   {"op": "waitState", "name": "alice", "state": "connected", "timeoutMs": 30000}
 //   {"op": "video", "name": "alice"}                -> inbound video stats per track
@@ -29,6 +36,7 @@
 //   {"op": "key", "name": "alice", "key": "m"}      presses a key on the page
 //   {"op": "attribute", "name": "alice", "selector": "#mic", "attribute": "aria-pressed"}
 //   {"op": "box", "name": "alice", "selector": "#mic"} -> its bounding box in CSS pixels
+//   {"op": "text", "name": "alice", "selector": "#page-label"} -> its text, whether visible
 //   {"op": "axe", "name": "alice"}                  -> accessibility violations (axe-core)
 //   {"op": "tiles", "name": "alice"}                -> tiles shown, with video sizes
 //   {"op": "fill", "name": "alice", "selector": "#lobby-name", "text": "Ana"}
@@ -85,6 +93,8 @@ const DEVICES = {
 };
 
 const browsers = new Map();
+/** Browsers several participants share (`shared` in `open`), by group name. */
+const sharedBrowsers = new Map();
 
 function page(name) {
   const b = browsers.get(name);
@@ -92,8 +102,8 @@ function page(name) {
   return b.page;
 }
 
-async function open({ name, link, devices = 'fake', tls = null, viewport = { width: 1100, height: 700 }, lobby = 'join', autoplay = 'allowed' }) {
-  const flags = DEVICES[devices];
+async function open({ name, link, devices = 'fake', tls = null, viewport = { width: 1100, height: 700 }, lobby = 'join', autoplay = 'allowed', muted = false, cameraFps = null, shared = null }) {
+  const flags = DEVICES[devices].map((f) => (cameraFps && f.startsWith('--use-fake-device-for-media-stream') ? `${f},fps=${cameraFps}` : f));
   if (!flags) throw new Error(`devices must be one of ${Object.keys(DEVICES).join(', ')}`);
   if (!AUTOPLAY[autoplay]) throw new Error(`autoplay must be one of ${Object.keys(AUTOPLAY).join(', ')}`);
   // A page over plain http from a real node's address is no secure context, and the camera
@@ -104,7 +114,9 @@ async function open({ name, link, devices = 'fake', tls = null, viewport = { wid
     ? [`--host-resolver-rules=${tls.hostResolverRules}`]
     : [`--unsafely-treat-insecure-origin-as-secure=${new URL(link).origin}`];
   const env = tls ? { ...process.env, HOME: tls.home } : undefined;
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, env, args: [...BASE_ARGS, ...flags, ...AUTOPLAY[autoplay], ...secure] });
+  const launch = () => chromium.launch({ executablePath: CHROMIUM, headless: true, env, args: [...BASE_ARGS, ...flags, ...AUTOPLAY[autoplay], ...secure] });
+  if (shared && !sharedBrowsers.has(shared)) sharedBrowsers.set(shared, launch());
+  const browser = await (shared ? sharedBrowsers.get(shared) : launch());
   const context = await browser.newContext({ viewport });
   const p = await context.newPage();
   const console = [];
@@ -114,12 +126,33 @@ async function open({ name, link, devices = 'fake', tls = null, viewport = { wid
   // not get one (autoplay: gesture) is read through the DevTools protocol, without.
   const quiet = autoplay === 'gesture' ? await context.newCDPSession(p) : null;
   browsers.set(name, { browser, page: p, console, quiet });
+  return enter({ name, link, lobby, muted });
+}
+
+// Opens `link` in the page of `name`; from the lobby, joins (muted when `muted`) unless told
+// to stay.
+async function enter({ name, link, lobby = 'join', muted = false }) {
+  const p = page(name);
   await p.goto(link);
-  await waitFor(name, () => Boolean(window.conclave?.call), 15000);
+  await waitFor(name, () => Boolean(window.conclave?.call), 60000);
   if (lobby === 'join' && await read(name, () => !document.querySelector('#lobby').hidden)) {
+    if (muted) await p.click('#lobby-mic:not([disabled])', { timeout: 15000 });
     await p.click('#lobby-join:not([disabled])', { timeout: 15000 });
   }
   return {};
+}
+
+// CPU seconds used so far by the browser of `name`, all its processes (the page's renderer,
+// where video is decoded, the GPU and utility processes, the browser itself).
+async function cpu({ name }) {
+  const b = browsers.get(name);
+  if (!b) throw new Error(`no browser named ${name}`);
+  b.cdp ??= await b.browser.newBrowserCDPSession();
+  const { processInfo } = await b.cdp.send('SystemInfo.getProcessInfo');
+  return {
+    seconds: processInfo.reduce((sum, p) => sum + (p.cpuTime ?? 0), 0),
+    byType: Object.fromEntries(processInfo.map((p) => [`${p.type}-${p.id}`, p.cpuTime])),
+  };
 }
 
 /** Runs `fn` (no arguments) in the page of `name`; its result. */
@@ -258,6 +291,11 @@ async function attribute({ name, selector, attribute: which }) {
   return { value: await page(name).getAttribute(selector, which) };
 }
 
+async function text({ name, selector }) {
+  const l = page(name).locator(selector).first();
+  return { text: await l.textContent(), visible: await l.isVisible() };
+}
+
 async function box({ name, selector }) {
   return { box: await page(name).locator(selector).boundingBox() };
 }
@@ -383,12 +421,14 @@ async function logs({ name }) {
 }
 
 async function close() {
-  await Promise.all([...browsers.values()].map((b) => b.browser.close().catch(() => {})));
+  const all = new Set([...browsers.values()].map((b) => b.browser));
+  await Promise.all([...all].map((b) => b.close().catch(() => {})));
   browsers.clear();
+  sharedBrowsers.clear();
   return {};
 }
 
-const OPS = { open, state, waitState, video, videoRtp, gapWatch, gapReport, peer, mediaPath, chat, chatLog, shareScreen, click, key, attribute, box, axe, tiles, fill, choose, local, audio, sounds, layout, viewport, turnProbe, screenshot, logs, close };
+const OPS = { open, state, waitState, video, videoRtp, gapWatch, gapReport, peer, mediaPath, chat, chatLog, shareScreen, click, key, attribute, text, box, axe, tiles, fill, choose, local, audio, sounds, layout, viewport, enter, cpu, turnProbe, screenshot, logs, close };
 
 const lines = createInterface({ input: process.stdin });
 for await (const line of lines) {

@@ -378,7 +378,23 @@ impl Client {
             keyframe_requests,
             candidates_seen,
         };
-        if !tracks.is_empty() || client.chat.is_some() {
+        {
+            // The client offers first (the node offers only once it answered): with nothing
+            // to send, a receive-only transceiver makes the offer.
+            if tracks.is_empty() && client.chat.is_none() {
+                client
+                    .pc
+                    .add_transceiver_from_kind(
+                        RtpCodecKind::Audio,
+                        Some(rtc::rtp_transceiver::RTCRtpTransceiverInit {
+                            direction: rtc::rtp_transceiver::RTCRtpTransceiverDirection::Recvonly,
+                            streams: Vec::new(),
+                            send_encodings: Vec::new(),
+                        }),
+                    )
+                    .await
+                    .map_err(rtc_err)?;
+            }
             let offer = client.pc.create_offer(None).await.map_err(rtc_err)?;
             client
                 .pc

@@ -180,7 +180,11 @@ impl Forwarder {
     /// The layers the publisher needs to send for this subscription: none while paused, else
     /// every layer up to the quality asked for.
     pub fn demand(&self) -> u8 {
-        if self.paused { 0 } else { self.selector.usable_mask() }
+        if self.paused {
+            0
+        } else {
+            self.selector.usable_mask()
+        }
     }
 
     /// The layer selector, for quality requests, estimates and layer statistics.
@@ -364,7 +368,11 @@ mod tests {
 
         let t1 = t0 + Duration::from_secs(2);
         f.set_paused(false, t1);
-        assert_eq!(f.keyframe_request(t1), Some(0), "resuming asks for a keyframe");
+        assert_eq!(
+            f.keyframe_request(t1),
+            Some(0),
+            "resuming asks for a keyframe"
+        );
         assert_eq!(
             f.on_packet(packet(0, 13, VP8_DELTA), t1),
             Decision::Drop(DropReason::AwaitingKeyframe)
@@ -372,7 +380,11 @@ mod tests {
         let Decision::Forward(resumed) = f.on_packet(packet(0, 14, VP8_KEY), t1) else {
             panic!("the keyframe resumes forwarding");
         };
-        assert_eq!(resumed.seq, first.seq.wrapping_add(1), "no gap in the sequence");
+        assert_eq!(
+            resumed.seq,
+            first.seq.wrapping_add(1),
+            "no gap in the sequence"
+        );
     }
 
     fn video_config() -> ForwarderConfig {

@@ -203,9 +203,7 @@ impl PeerTask {
                 if let Some(entry) = self.subscriptions.get(&track) {
                     // A full control queue loses this change; the room sends the set again
                     // at its next change.
-                    let _ = entry
-                        .control
-                        .try_send(SubscriptionControl::Paused(paused));
+                    let _ = entry.control.try_send(SubscriptionControl::Paused(paused));
                 }
             }
             PeerCommand::Close => {}
@@ -303,8 +301,12 @@ impl PeerTask {
         }
     }
 
+    /// Offers what changed, once the client's first offer was answered: answering first, the
+    /// node takes the DTLS client role for the whole session (the engine answers as client);
+    /// had it offered first, it would be the DTLS server, and its answers to the client's
+    /// later offers would switch roles, which browsers refuse ("Failed to set SSL role").
     async fn maybe_offer(&mut self) {
-        if !self.needs_offer || self.awaiting_answer {
+        if !self.needs_offer || self.awaiting_answer || !self.remote_set {
             return;
         }
         let offer = match self.pc.create_offer(None).await {

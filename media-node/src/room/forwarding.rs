@@ -69,10 +69,14 @@ impl RoomTask {
                 .flat_map(|(_, tracks)| tracks.iter().cloned())
                 .collect();
             for track in paused.difference(&member.paused) {
-                let _ = member.peer.send(PeerCommand::SetPaused(track.clone(), true));
+                let _ = member
+                    .peer
+                    .send(PeerCommand::SetPaused(track.clone(), true));
             }
             for track in member.paused.difference(&paused) {
-                let _ = member.peer.send(PeerCommand::SetPaused(track.clone(), false));
+                let _ = member
+                    .peer
+                    .send(PeerCommand::SetPaused(track.clone(), false));
             }
             member.paused = paused;
             if member.forwarded.as_ref() != Some(&shown) {

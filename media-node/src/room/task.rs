@@ -15,10 +15,10 @@ use webrtc::peer_connection::RTCPeerConnectionState;
 
 pub use super::events::{CloseReason, JoinRequest, RoomEvent, RoomSettings};
 pub use super::handle::RoomHandle;
-use super::model::{ParticipantId, Room, TrackId, TrackKind, TrackSource};
 use super::last_n::SpeakingOrder;
-use crate::forward::dynacast::LayerDemand;
+use super::model::{ParticipantId, Room, TrackId, TrackKind, TrackSource};
 use super::speaker::{IntervalLevels, SpeakerDetector};
+use crate::forward::dynacast::LayerDemand;
 use crate::media::chat::CHAT_LABEL;
 use crate::media::peer::PeerCommand;
 use crate::media::publication::Publication;

@@ -86,8 +86,15 @@ pub async fn fail(
             .try_send(json!({"op": "peer", "name": n}))
             .await
             .unwrap_or_else(|e| json!(e));
+        let state = browsers
+            .try_send(json!({"op": "state", "name": n}))
+            .await
+            .unwrap_or_else(|e| json!(e));
         consoles.push_str(&format!(
-            "--- {n}: peer {}\nconsole:\n{}\n",
+            "--- {n}: state {} ({}), notice {}\npeer {}\nconsole:\n{}\n",
+            state["state"],
+            state["reason"],
+            state["notice"],
             peer["peer"],
             browsers.console(n).await
         ));

@@ -1,0 +1,275 @@
+//! A big room in real browsers on a real node: five Chromium participants (fake cameras at
+//! 320×180 and 5 fps, all muted) in a conference with `lastN: 2`; four share one Chromium,
+//! each in a context of its own, and the one measured has its own. Each page decodes exactly
+//! two camera videos, those of the first to join. Dynacast: the cameras nobody is forwarded
+//! stop being sent (their publishers' packets stop). The grid pages: the first page shows the
+//! two forwarded, the second the others, whose videos the node forwards once that page is
+//! shown. The CPU of one receiving browser is measured over ten seconds in this room and, for
+//! comparison, in the same call without last-N (every page decoding four videos); the
+//! figures go to the test output and to `big-room.json` in the artifacts. Twelve browsers do
+//! not fit on two cores (load average above 90: the media node's lease lapsed and its
+//! conference was moved), so the room is five, with the same rules at a limit of two.
+
+#![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
+
+mod chromium;
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use chromium::Chromium;
+use chromium::call::{connected, fail, screenshot, video_flows};
+use common::call::{active_named, join_url, keys_of, link_to};
+use common::fixtures::{conference, create, pool, ports};
+use conclave_testenv::{TestEnv, TestNamespace};
+use serde_json::{Value, json};
+
+const PEOPLE: usize = 5;
+const LAST_N: usize = 2;
+/// The receiving participant whose browser's CPU is measured.
+const MEASURED: &str = "p01";
+/// The fake cameras' frame rate: twelve browsers at 15 fps overwhelm two cores.
+const CAMERA_FPS: u32 = 5;
+/// How long a browser's CPU is measured in each call.
+const CPU_WINDOW: Duration = Duration::from_secs(10);
+
+fn names() -> Vec<String> {
+    (1..=PEOPLE).map(|i| format!("p{i:02}")).collect()
+}
+
+/// The cameras the node forwards to `viewer`: those of the first to join, [`LAST_N`] in all
+/// (nobody speaks: Chromium's fake microphone beeps too briefly to count as a speaker; the
+/// media node's tests cover speakers).
+fn expected(viewer: &str) -> BTreeSet<String> {
+    names()
+        .into_iter()
+        .filter(|o| o != viewer)
+        .take(LAST_N)
+        .collect()
+}
+
+/// Identity → camera frames decoded by `name`.
+async fn decoded(browsers: &mut Chromium, name: &str) -> BTreeMap<String, u64> {
+    let v = browsers.send(json!({"op": "video", "name": name})).await;
+    v["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["source"] == "camera")
+        .filter_map(|t| {
+            Some((
+                t["identity"].as_str()?.to_owned(),
+                t["framesDecoded"].as_u64()?,
+            ))
+        })
+        .collect()
+}
+
+/// The participants whose camera `name` keeps decoding over two seconds.
+async fn decoding(browsers: &mut Chromium, name: &str) -> BTreeSet<String> {
+    let before = decoded(browsers, name).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    decoded(browsers, name)
+        .await
+        .into_iter()
+        .filter(|(who, frames)| *frames > before.get(who).copied().unwrap_or(0))
+        .map(|(who, _)| who)
+        .collect()
+}
+
+/// Video packets `name` has sent.
+async fn video_sent(browsers: &mut Chromium, name: &str) -> u64 {
+    let v = browsers.send(json!({"op": "videoRtp", "name": name})).await;
+    v["rtp"]["outbound"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["packetsSent"].as_u64())
+        .sum()
+}
+
+/// Waits until `check` holds for `name`'s decoding set, for up to 30 s; the set.
+async fn decoding_until(
+    browsers: &mut Chromium,
+    name: &str,
+    what: &str,
+    check: impl Fn(&BTreeSet<String>) -> bool,
+) -> Result<BTreeSet<String>, String> {
+    let mut last = BTreeSet::new();
+    for _ in 0..10 {
+        last = decoding(browsers, name).await;
+        if check(&last) {
+            return Ok(last);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Err(format!("{name} never decoded {what}; decoding {last:?}"))
+}
+
+/// The CPU share of one core `name`'s browser uses over [`CPU_WINDOW`], and the camera frames
+/// a second it decodes meanwhile.
+async fn cpu_of(browsers: &mut Chromium, name: &str) -> (f64, f64) {
+    let cpu = |v: Value| v["seconds"].as_f64().unwrap();
+    let frames = |d: BTreeMap<String, u64>| d.values().sum::<u64>() as f64;
+    let started = Instant::now();
+    let cpu0 = cpu(browsers.send(json!({"op": "cpu", "name": name})).await);
+    let frames0 = frames(decoded(browsers, name).await);
+    tokio::time::sleep(CPU_WINDOW).await;
+    let cpu1 = cpu(browsers.send(json!({"op": "cpu", "name": name})).await);
+    let frames1 = frames(decoded(browsers, name).await);
+    let secs = started.elapsed().as_secs_f64();
+    ((cpu1 - cpu0) / secs, (frames1 - frames0) / secs)
+}
+
+async fn join_all(
+    browsers: &mut Chromium,
+    link: &dyn Fn(&str) -> String,
+    op: &str,
+) -> Result<(), String> {
+    // One at a time: twelve browsers starting together overwhelm two cores.
+    for n in names() {
+        // The measured browser is one of its own; the others share one Chromium.
+        let shared = (n != MEASURED).then_some("room");
+        browsers
+            .send(json!({"op": op, "name": n, "link": link(&n), "muted": true,
+                         "shared": shared, "cameraFps": CAMERA_FPS,
+                         "viewport": {"width": 960, "height": 600}}))
+            .await;
+        connected(browsers, &n).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_people_with_last_n_two_decode_two_videos_and_page_to_the_others() {
+    let _one_at_a_time = chromium::exclusive().await;
+    let (env, ns, _operator) = common::start("big-room").await;
+    let spec = json!({
+        "nodeCapacity": {"participants": 30, "rooms": 5},
+        "scaling": {"minNodes": 1, "maxNodes": 1, "bufferParticipants": 0}
+    });
+    create(&ns, &pool("web", ports(), spec)).await;
+    let max = PEOPLE as u32;
+    create(
+        &ns,
+        &conference("big", "web", max, json!({"media": {"lastN": LAST_N}})),
+    )
+    .await;
+    create(&ns, &conference("big-all", "web", max, json!({}))).await;
+    let big = active_named(env, &ns, "big", None).await;
+    let all = active_named(env, &ns, "big-all", None).await;
+    let (key, _) = keys_of(&ns, "web").await;
+    let mut browsers = Chromium::start(&env.artifacts().join("big-room")).await;
+    let names = names();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let links = (join_url(&big), join_url(&all));
+    let result = big_room(env, &ns, &mut browsers, &key, &links).await;
+    if let Err(e) = result {
+        fail(env, &ns, &mut browsers, &name_refs, &e).await;
+    }
+    browsers.close().await;
+}
+
+async fn big_room(
+    env: &TestEnv,
+    _ns: &TestNamespace,
+    browsers: &mut Chromium,
+    key: &[u8],
+    (big, all): &(String, String),
+) -> Result<(), String> {
+    let to_big = |n: &str| link_to("big", big, key, n, "");
+    join_all(browsers, &to_big, "open").await?;
+
+    // Each page decodes LAST_N cameras: those of the first to join.
+    for n in names() {
+        let want = expected(&n);
+        let got = decoding_until(browsers, &n, "the first to join", |d| *d == want).await?;
+        println!("{n} decodes {} cameras: {got:?}", got.len());
+    }
+    screenshot(env, browsers, MEASURED, "big-room-page-1").await;
+
+    // Dynacast: the cameras nobody receives stop being sent.
+    let received: BTreeSet<String> = names().iter().flat_map(|n| expected(n)).collect();
+    for n in names().into_iter().filter(|n| !received.contains(n)) {
+        let mut last = (0, 0);
+        let mut stopped = false;
+        for _ in 0..20 {
+            let a = video_sent(browsers, &n).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let b = video_sent(browsers, &n).await;
+            last = (a, b);
+            if b == a {
+                stopped = true;
+                break;
+            }
+        }
+        if !stopped {
+            return Err(format!(
+                "{n}'s camera, received by nobody, still sends: {last:?}"
+            ));
+        }
+        println!("{n} sends no video: nobody receives it");
+    }
+
+    // The measured participant pages on: the second page shows the others, whose cameras
+    // now reach it.
+    let label = browsers
+        .send(json!({"op": "text", "name": MEASURED, "selector": "#page-label"}))
+        .await;
+    let pages = (PEOPLE - 1).div_ceil(LAST_N);
+    if label["text"] != format!("Page 1 of {pages}") || label["visible"] != true {
+        return Err(format!("{MEASURED}'s pager: {label}"));
+    }
+    browsers
+        .send(json!({"op": "click", "name": MEASURED, "selector": "#page-next"}))
+        .await;
+    let first_page = expected(MEASURED);
+    let second: Vec<String> = names()
+        .into_iter()
+        .filter(|n| n != MEASURED && !first_page.contains(n))
+        .take(LAST_N)
+        .collect();
+    let from: Vec<(&str, &str)> = second.iter().map(|n| (n.as_str(), "camera")).collect();
+    video_flows(browsers, MEASURED, &from).await?;
+    let on_page = decoding(browsers, MEASURED).await;
+    if on_page.len() > LAST_N {
+        return Err(format!(
+            "{MEASURED} decodes {} cameras on page 2: {on_page:?}",
+            on_page.len()
+        ));
+    }
+    println!("{MEASURED} on page 2 decodes {on_page:?}");
+    screenshot(env, browsers, MEASURED, "big-room-page-2").await;
+    browsers
+        .send(json!({"op": "click", "name": MEASURED, "selector": "#page-prev"}))
+        .await;
+    decoding_until(browsers, MEASURED, "the first page again", |d| {
+        *d == first_page
+    })
+    .await?;
+
+    // The CPU of a receiving browser with last-N, then in the same call without it.
+    let with_last_n = cpu_of(browsers, MEASURED).await;
+    let to_all = |n: &str| link_to("big-all", all, key, n, "");
+    join_all(browsers, &to_all, "enter").await?;
+    let everyone = decoding_until(browsers, MEASURED, "every camera", |d| {
+        d.len() == PEOPLE - 1
+    })
+    .await?;
+    println!(
+        "without last-N {MEASURED} decodes {} cameras",
+        everyone.len()
+    );
+    let without = cpu_of(browsers, MEASURED).await;
+    let figures = json!({
+        "people": PEOPLE,
+        "lastN": LAST_N,
+        "receivingBrowserCpuCores": {"withLastN": with_last_n.0, "withoutLastN": without.0},
+        "decodedFramesPerSecond": {"withLastN": with_last_n.1, "withoutLastN": without.1},
+    });
+    println!("big room: {figures}");
+    std::fs::write(env.artifacts().join("big-room.json"), figures.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
