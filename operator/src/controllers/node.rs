@@ -19,6 +19,7 @@ use tracing::info;
 use super::{apply_params, apply_status, event, paced};
 use crate::decide::disruption::{DisruptionObservation, drain_cause};
 use crate::decide::lifecycle::{NodeObservation, PodObservation, node_phase};
+use crate::decide::node_status::{DrainProgress, NodeFacts, node_step, should_create_pod};
 use crate::decide::pool_spec;
 use crate::decide::reachability::{self, ProbeRecord, Reachability};
 use crate::decide::signaling::{Signaling, signaling_url};
@@ -45,11 +46,8 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
         .pods
         .get(&ObjectRef::new(&node.name_any()).within(&ns));
     let current = old.phase;
-    if pod.is_none()
-        && matches!(current, None | Some(MediaNodePhase::Pending))
-        && !node.spec.draining
-        && pool_spec::problems(&pool.spec).is_empty()
-    {
+    let spec_runs = pool_spec::problems(&pool.spec).is_empty();
+    if should_create_pod(current, pod.is_some(), node.spec.draining, spec_runs) {
         pod = Some(Arc::new(create_pod(&ctx, &node, &pool).await?));
     }
     if pod.is_some() {
@@ -103,67 +101,33 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
         last_heartbeat: None,
         conditions: old.conditions.clone(),
     };
-    let healthy = matches!(
-        verdict.phase,
-        MediaNodePhase::Ready | MediaNodePhase::Draining
-    ) && !pool_stalled;
-    set_condition(
-        &mut status.conditions,
-        labels::condition::HEALTHY,
-        healthy,
-        verdict.reason,
-        &health_message(verdict.reason, heartbeat_age, timeout),
-        None,
-        &t,
-    );
-    if let Some((reachable, reason, message)) = reachability::condition(
+    let step = node_step(&NodeFacts {
+        verdict,
+        pool_stalled,
+        heartbeat_age,
+        heartbeat_timeout: timeout,
         reachability,
         probe_target,
-        kube_node.as_ref().map(|n| n.name_any()).as_deref(),
-    ) {
+        kube_node: kube_node.as_ref().map(|n| n.name_any()),
+        draining: draining.then(|| DrainProgress {
+            rooms: reserved.rooms,
+            deadline: status.draining_since.as_ref().map(secs).unwrap_or(0)
+                + i64::from(pool.spec.scaling.drain_timeout_seconds),
+            evacuation_rate: pool.spec.scaling.evacuation_rate,
+        }),
+    });
+    for c in &step.conditions {
         set_condition(
             &mut status.conditions,
-            labels::condition::ADDRESS_REACHABLE,
-            reachable,
-            reason,
-            &message,
+            c.type_,
+            c.ok,
+            c.reason,
+            &c.message,
             None,
             &t,
         );
     }
-    if draining {
-        let rooms = reserved.rooms;
-        let deadline = status.draining_since.as_ref().map(secs).unwrap_or(0)
-            + i64::from(pool.spec.scaling.drain_timeout_seconds);
-        let message = if rooms == 0 {
-            "no conferences left; the pod is being removed".to_owned()
-        } else if pool.spec.scaling.evacuation_rate == 0 {
-            format!(
-                "{rooms} conferences left; evacuation is off (evacuationRate 0), waiting for them to end until {}",
-                crate::time::at(deadline).0
-            )
-        } else {
-            format!(
-                "{rooms} conferences left, moving at {} per minute where other nodes have room; the pod is removed at {} at the latest",
-                pool.spec.scaling.evacuation_rate,
-                crate::time::at(deadline).0
-            )
-        };
-        set_condition(
-            &mut status.conditions,
-            labels::condition::DRAINING,
-            true,
-            "Draining",
-            &message,
-            None,
-            &t,
-        );
-    }
-
-    if matches!(
-        verdict.phase,
-        MediaNodePhase::Drained | MediaNodePhase::Failed
-    ) {
+    if step.release_budget {
         lock(&ctx.budgets_applied).remove(&key(node.as_ref()));
     }
     if operator_view(&old) != operator_view(&status) {
@@ -182,15 +146,7 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
             .await;
         }
     }
-    // Recheck when the heartbeat would go stale, so a silent node is failed in time, and
-    // soon when its address did not answer.
-    let recheck = heartbeat_age.map_or(10, |age| (timeout - age + 1).clamp(1, 30));
-    let recheck = if reachability == Reachability::Unreachable {
-        recheck.min(reachability::REPROBE_UNANSWERED_SECONDS)
-    } else {
-        recheck
-    };
-    Ok(Action::requeue(Duration::from_secs(recheck as u64)))
+    Ok(Action::requeue(Duration::from_secs(step.recheck_seconds)))
 }
 
 /// Probes the node's published address when due and returns what is known of it.
@@ -231,30 +187,6 @@ fn operator_view(s: &MediaNodeStatus) -> MediaNodeStatus {
         load: None,
         last_heartbeat: None,
         ..s.clone()
-    }
-}
-
-fn health_message(reason: &str, age: Option<i64>, timeout: i64) -> String {
-    match reason {
-        "HeartbeatStale" => format!(
-            "no heartbeat for {}s (timeout {timeout}s)",
-            age.unwrap_or(0)
-        ),
-        "HeartbeatsStalled" => format!(
-            "no heartbeat for {}s (timeout {timeout}s), like most of its pool: treated as a control-plane problem, so the node is not failed and its conferences stay; see the pool's Heartbeats condition",
-            age.unwrap_or(0)
-        ),
-        "PodGone" => "the media-node pod disappeared after starting; a replacement node is created"
-            .to_owned(),
-        "PodFailed" => "the media-node pod ended".to_owned(),
-        "Ready" => "the media node runs, heartbeats, and its public address answers".to_owned(),
-        "AddressUnverified" => {
-            "waiting for the public address to answer the operator's probe".to_owned()
-        }
-        "AddressUnreachable" => {
-            "the public address does not answer; see the AddressReachable condition".to_owned()
-        }
-        other => other.to_owned(),
     }
 }
 
