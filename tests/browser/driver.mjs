@@ -13,7 +13,8 @@
 //    "lobby": "join" (the default: joins from the lobby as a user would, with the Join
 //    button) | "stay" (stays in the lobby), "autoplay": "allowed" (the default) | "gesture"
 //    (sound plays only after a user gesture, as in a browser the user has not used yet),
-//    "muted": true (mutes in the lobby before joining), "cameraFps": 5 (the fake cameras'
+//    "muted": true (mutes in the lobby before joining), "scale": 2 (device pixels per CSS
+//    pixel, as on a high-density screen), "cameraFps": 5 (the fake cameras'
 //    frame rate, for rooms of many browsers), "shared": "room" (participants opened with the
 //    same group share one Chromium, each in a context of its own: its own page, renderer and
 //    storage, one browser and GPU process for all, which two cores can carry for a big room)}
@@ -102,7 +103,7 @@ function page(name) {
   return b.page;
 }
 
-async function open({ name, link, devices = 'fake', tls = null, viewport = { width: 1100, height: 700 }, lobby = 'join', autoplay = 'allowed', muted = false, cameraFps = null, shared = null }) {
+async function open({ name, link, devices = 'fake', tls = null, viewport = { width: 1100, height: 700 }, lobby = 'join', autoplay = 'allowed', muted = false, cameraFps = null, shared = null, scale = 1 }) {
   const flags = DEVICES[devices].map((f) => (cameraFps && f.startsWith('--use-fake-device-for-media-stream') ? `${f},fps=${cameraFps}` : f));
   if (!flags) throw new Error(`devices must be one of ${Object.keys(DEVICES).join(', ')}`);
   if (!AUTOPLAY[autoplay]) throw new Error(`autoplay must be one of ${Object.keys(AUTOPLAY).join(', ')}`);
@@ -117,7 +118,7 @@ async function open({ name, link, devices = 'fake', tls = null, viewport = { wid
   const launch = () => chromium.launch({ executablePath: CHROMIUM, headless: true, env, args: [...BASE_ARGS, ...flags, ...AUTOPLAY[autoplay], ...secure] });
   if (shared && !sharedBrowsers.has(shared)) sharedBrowsers.set(shared, launch());
   const browser = await (shared ? sharedBrowsers.get(shared) : launch());
-  const context = await browser.newContext({ viewport });
+  const context = await browser.newContext({ viewport, deviceScaleFactor: scale });
   const p = await context.newPage();
   const console = [];
   p.on('console', (m) => console.push(`${m.type()}: ${m.text()}`));

