@@ -450,3 +450,45 @@ async fn chat_switched_off_is_refused() {
         "{refused:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpublished_track_is_gone_for_the_others() {
+    let node = start(10, MediaPolicy::default()).await;
+    let alice = client(&node, "alice", publisher()).await;
+    let _media = alice.start_media(MediaShape::default());
+    let mut bob = client(&node, "bob", viewer()).await;
+    let Some(ServerMessage::TrackPublished { track }) = bob
+        .wait_for(WAIT, |m| matches!(m, ServerMessage::TrackPublished { track } if track.kind == TrackKind::Audio))
+        .await
+    else {
+        panic!("bob learns alice's audio track");
+    };
+    let counter = bob.stats.track(&track.id);
+    assert!(
+        eventually(WAIT, || counter.packets() > 10).await,
+        "alice's audio flows"
+    );
+    alice.send(&ClientMessage::Unpublish {
+        track_id: "mic".into(),
+    });
+    let gone = bob
+        .wait_for(WAIT, |m| {
+            matches!(m, ServerMessage::TrackUnpublished { .. })
+        })
+        .await;
+    assert_eq!(
+        gone,
+        Some(ServerMessage::TrackUnpublished {
+            track_id: track.id.clone(),
+            participant_id: alice.participant,
+        })
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = counter.packets();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        counter.packets(),
+        after,
+        "nothing of it reaches bob any more"
+    );
+}

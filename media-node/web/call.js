@@ -225,8 +225,13 @@ export class Call extends EventTarget {
     const track = this.#local.screen;
     if (!track) return;
     this.#local.screen = null;
-    this.#sendMute('screen', true);
+    // The node stops publishing it and tells the others it is gone.
     const s = this.#session;
+    const trackId = s?.ownTracks.get('screen');
+    if (trackId) {
+      s.ownTracks.delete('screen');
+      s.socket.send('unpublish', { trackId });
+    }
     const sender = s && this.#senderOf(s, 'screen');
     if (sender) {
       s.sources.delete(sender);

@@ -113,8 +113,8 @@ export class View {
       const infos = [...p.tracks.values()];
       const mic = infos.find((t) => t.kind === 'audio');
       const camera = infos.find((t) => t.source === 'camera' && t.kind === 'video');
-      // A stopped share stays published, muted (the node keeps the track until its publisher
-      // leaves): only a live one gets a tile, and sharing again publishes a new track.
+      // A stopped share is unpublished; one muted (a client that only mutes it) gets no tile
+      // either. Sharing again publishes a new track.
       const screen = infos.find((t) => t.source === 'screen' && t.kind === 'video' && !t.muted);
       const live = (info) => (info && !info.muted ? call.received.get(info.id) ?? null : null);
       // Paused by last-N: the camera shows initials until the node forwards it again.

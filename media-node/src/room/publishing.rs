@@ -128,6 +128,7 @@ impl RoomTask {
             },
             None,
         );
+        self.refresh_forwarding();
     }
 
     pub(super) async fn data_channel(&mut self, id: ParticipantId, channel: Arc<dyn DataChannel>) {

@@ -315,6 +315,10 @@ impl RoomTask {
                     .unwrap_or(track_id);
                 self.mute(id, &track, muted);
             }
+            ClientMessage::Unpublish { track_id } => {
+                let track = member.client_tracks.remove(&track_id).unwrap_or(track_id);
+                self.unpublish(id, &track);
+            }
         }
     }
 

@@ -85,6 +85,12 @@ pub enum ClientMessage {
         /// New state.
         muted: bool,
     },
+    /// Stop publishing one of the client's tracks (a screen share that ended): the others
+    /// are told it is gone.
+    Unpublish {
+        /// The client's track id (msid) or the node's track id.
+        track_id: String,
+    },
     /// Ask for a video quality, for one subscribed track or all.
     SetQuality {
         /// Quality bound.
@@ -116,6 +122,7 @@ impl ClientMessage {
             ClientMessage::Answer { .. } => "answer",
             ClientMessage::Candidate { .. } => "candidate",
             ClientMessage::Mute { .. } => "mute",
+            ClientMessage::Unpublish { .. } => "unpublish",
             ClientMessage::SetQuality { .. } => "setQuality",
             ClientMessage::Viewing { .. } => "viewing",
             ClientMessage::IceRestart {} => "iceRestart",
@@ -385,12 +392,13 @@ impl ProtocolError {
     }
 }
 
-const KNOWN_TYPES: [&str; 10] = [
+const KNOWN_TYPES: [&str; 11] = [
     "join",
     "offer",
     "answer",
     "candidate",
     "mute",
+    "unpublish",
     "setQuality",
     "viewing",
     "iceRestart",
@@ -503,6 +511,9 @@ mod tests {
             ClientMessage::Answer { sdp: "v=0".into() },
             ClientMessage::Viewing {
                 participant_ids: vec![ParticipantId(3), ParticipantId(9)],
+            },
+            ClientMessage::Unpublish {
+                track_id: "screen-1".into(),
             },
             ClientMessage::Mute {
                 track_id: "x".into(),
