@@ -228,8 +228,7 @@ async function start() {
   // Keyboard shortcuts (aria-keyshortcuts on the buttons), not while typing.
   document.addEventListener('keydown', (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey || e.target.closest?.('input, textarea, select')) return;
-    const action = { m: toggleMic, v: toggleCamera }[e.key.toLowerCase()];
-    const button = { m: '#mic', v: '#camera' }[e.key.toLowerCase()];
+    const [button, action] = { m: ['#mic', toggleMic], v: ['#camera', toggleCamera] }[e.key.toLowerCase()] ?? [];
     if (action && !$(button).disabled) {
       e.preventDefault();
       action();

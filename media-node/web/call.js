@@ -111,8 +111,6 @@ export class Call extends EventTarget {
    */
   lastN = null;
   forwarded = null;
-  /** The layers of each own video the node asked for, by source (dynacast). */
-  sentLayers = new Map();
   /** Why the call failed or ended, for the user. */
   reason = '';
   /** Fresh TURN credentials received from the node during the call (`iceServers`). */
@@ -614,7 +612,6 @@ export class Call extends EventTarget {
     this.chat = m.chat ?? null;
     session.simulcast = m.simulcast === true;
     this.lastN = Number.isInteger(m.lastN) ? m.lastN : null;
-    this.sentLayers.clear();
     this.forwarded = this.lastN === null ? null : new Set();
     session.viewing = null;
     this.participants.clear();
@@ -743,7 +740,6 @@ export class Call extends EventTarget {
     });
     try {
       await sender.setParameters(parameters);
-      this.sentLayers.set(source, layers);
     } catch (error) {
       this.#emit('notice', `Could not change what the ${source} sends: ${error.message}`);
     }

@@ -104,8 +104,8 @@ function page(name) {
 }
 
 async function open({ name, link, devices = 'fake', tls = null, viewport = { width: 1100, height: 700 }, lobby = 'join', autoplay = 'allowed', muted = false, cameraFps = null, shared = null, scale = 1 }) {
+  if (!DEVICES[devices]) throw new Error(`devices must be one of ${Object.keys(DEVICES).join(', ')}`);
   const flags = DEVICES[devices].map((f) => (cameraFps && f.startsWith('--use-fake-device-for-media-stream') ? `${f},fps=${cameraFps}` : f));
-  if (!flags) throw new Error(`devices must be one of ${Object.keys(DEVICES).join(', ')}`);
   if (!AUTOPLAY[autoplay]) throw new Error(`autoplay must be one of ${Object.keys(AUTOPLAY).join(', ')}`);
   // A page over plain http from a real node's address is no secure context, and the camera
   // needs one: Chromium is told to treat exactly this node's origin as secure. Over https the

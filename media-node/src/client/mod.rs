@@ -378,34 +378,32 @@ impl Client {
             keyframe_requests,
             candidates_seen,
         };
-        {
-            // The client offers first (the node offers only once it answered): with nothing
-            // to send, a receive-only transceiver makes the offer.
-            if tracks.is_empty() && client.chat.is_none() {
-                client
-                    .pc
-                    .add_transceiver_from_kind(
-                        RtpCodecKind::Audio,
-                        Some(rtc::rtp_transceiver::RTCRtpTransceiverInit {
-                            direction: rtc::rtp_transceiver::RTCRtpTransceiverDirection::Recvonly,
-                            streams: Vec::new(),
-                            send_encodings: Vec::new(),
-                        }),
-                    )
-                    .await
-                    .map_err(rtc_err)?;
-            }
-            let offer = client.pc.create_offer(None).await.map_err(rtc_err)?;
+        // The client offers first (the node offers only once it answered): with nothing
+        // to send, a receive-only transceiver makes the offer.
+        if tracks.is_empty() && client.chat.is_none() {
             client
                 .pc
-                .set_local_description(offer.clone())
+                .add_transceiver_from_kind(
+                    RtpCodecKind::Audio,
+                    Some(rtc::rtp_transceiver::RTCRtpTransceiverInit {
+                        direction: rtc::rtp_transceiver::RTCRtpTransceiverDirection::Recvonly,
+                        streams: Vec::new(),
+                        send_encodings: Vec::new(),
+                    }),
+                )
                 .await
                 .map_err(rtc_err)?;
-            client.send(&ClientMessage::Offer {
-                sdp: offer.sdp,
-                tracks,
-            });
         }
+        let offer = client.pc.create_offer(None).await.map_err(rtc_err)?;
+        client
+            .pc
+            .set_local_description(offer.clone())
+            .await
+            .map_err(rtc_err)?;
+        client.send(&ClientMessage::Offer {
+            sdp: offer.sdp,
+            tracks,
+        });
         Ok(client)
     }
 

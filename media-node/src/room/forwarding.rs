@@ -11,6 +11,7 @@ use std::time::Instant;
 use super::last_n::forwarded_cameras;
 use super::model::{ParticipantId, TrackId, TrackKind, TrackSource};
 use super::task::RoomTask;
+use crate::forward::layers::{Layer, MAX_LAYERS};
 use crate::media::peer::PeerCommand;
 use crate::signaling::protocol::ServerMessage;
 
@@ -26,7 +27,9 @@ impl RoomTask {
             }
             let demand = self.layer_demand.entry(track.clone()).or_default();
             if let Some(mask) = demand.update(p.demand(), now) {
-                let layers = (0..3u8).filter(|l| mask & (1 << l) != 0).collect();
+                let layers = (0..MAX_LAYERS as Layer)
+                    .filter(|l| mask & (1 << l) != 0)
+                    .collect();
                 tracing::debug!(track = %track, ?layers, "publisher asked for layers");
                 if let Some(m) = self.members.get(&p.info.participant) {
                     m.send(ServerMessage::PublishLayers {
