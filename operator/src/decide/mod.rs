@@ -4,12 +4,13 @@
 //! (`autoscale`), when the next conference may be moved off a draining node (`evacuation`),
 //! when the cluster's disruptions make a node drain (`disruption`), what a node's phase is
 //! (`lifecycle`) and what its status says (`node_status`), when a node's reservations occupy
-//! it (`reservation`), what in a pool spec cannot run (`pool_spec`), which nodes a template
-//! change replaces and how fast (`rollout`), the signaling URL of a pool (`signaling`) and
-//! whether its TLS Secrets can be served (`certificate`), whether a pool's heartbeats stalled
-//! together (`stall`) and which peers its TURN relays may reach (`turn_peers`). No
-//! Kubernetes types, no I/O, no clock: the reconcilers gather these inputs from the API, call
-//! the functions, and apply the result.
+//! it (`reservation`), what in a pool spec cannot run (`pool_spec`), what the pool controller
+//! does and publishes in one pass (`pool_step`, its conditions' words in `pool_conditions`),
+//! which nodes a template change replaces and how fast (`rollout`), the signaling URL of a
+//! pool (`signaling`) and whether its TLS Secrets can be served (`certificate`), whether a
+//! pool's heartbeats stalled together (`stall`) and which peers its TURN relays may reach
+//! (`turn_peers`). No Kubernetes types, no I/O, no clock: the reconcilers gather these inputs
+//! from the API, call the functions, and apply the result.
 
 pub mod autoscale;
 pub mod certificate;
@@ -20,7 +21,9 @@ pub mod lifecycle;
 pub mod liveness;
 pub mod node_status;
 pub mod placement;
+pub mod pool_conditions;
 pub mod pool_spec;
+pub mod pool_step;
 pub mod reachability;
 pub mod region;
 pub mod reservation;
