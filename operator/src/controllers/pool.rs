@@ -1,20 +1,20 @@
 //! The pool controller: for each MediaPool, keeps its Secret, sizes its fleet of MediaNodes
 //! with the autoscaler (create, drain, delete), replaces nodes of an older pod template with
-//! the rollout, runs its TURN relays, and publishes the pool
-//! status. Triggered by changes of the pool, its nodes (load included) and its conferences.
+//! the rollout, runs its TURN relays, and publishes the pool status. It gathers the facts,
+//! takes the step `decide::pool_step` gives, and applies it. Triggered by changes of the
+//! pool, its nodes (load included) and its conferences.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conclave_crds::capacity::turn_replicas;
 use conclave_crds::pool::TurnStatus;
-use conclave_crds::shared::set_condition;
-use conclave_crds::{
-    Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool, MediaPoolStatus, labels,
-};
+use conclave_crds::shared::{find_condition, set_condition};
+use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaPool, MediaPoolStatus, labels};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -23,15 +23,13 @@ use tracing::info;
 
 use super::node::public_address;
 use super::{apply_params, apply_status, event, paced};
-use crate::decide::autoscale::{
-    ScalingInput, ScalingPlan, ScalingPolicy, WaitingConference, needed_nodes, plan,
-};
+use crate::decide::autoscale::{ScalingPolicy, WaitingConference};
 use crate::decide::certificate::{self, CERT_FILE, KEY_FILE, Names, SecretFiles};
-use crate::decide::rollout::{self, Hold, RolloutInput, RolloutPlan, RolloutPolicy};
+use crate::decide::pool_conditions::{PublishedAddress, RelayTls, SignalingTls, TurnPeers};
+use crate::decide::pool_step::{Drain, PoolEvent, PoolFacts, PoolStep, Relays, Scaling, pool_step};
+use crate::decide::rollout::RolloutPolicy;
 use crate::decide::signaling::certificate_problem;
-use crate::decide::stall::heartbeats_stalled;
-use crate::decide::turn_peers::{PeerPolicy, suggested_range};
-use crate::decide::{NodeView, pool_spec};
+use crate::decide::{NodeView, UnixSeconds, pool_spec};
 use crate::error::{KubeContext, Result, is_conflict, is_not_found};
 use crate::index::ConferenceKey;
 use crate::resources::content_hash;
@@ -43,7 +41,8 @@ use crate::resources::turn_tls::{self, Serving};
 use crate::state::{Context, key, lock};
 use crate::time::{at, now, secs};
 
-/// Reconciles one MediaPool.
+/// Reconciles one MediaPool: gathers its facts, takes the step `decide::pool_step` gives, and
+/// applies it.
 pub async fn reconcile(pool: Arc<MediaPool>, ctx: Arc<Context>) -> Result<Action> {
     if let Some(action) = paced(&ctx.pool_pacer, pool.as_ref()) {
         return Ok(action);
@@ -51,203 +50,76 @@ pub async fn reconcile(pool: Arc<MediaPool>, ctx: Arc<Context>) -> Result<Action
     let _timer = ctx.metrics.reconcile("pool");
     let t = now();
     let old = pool.status.clone().unwrap_or_default();
+    // Written before deciding, whatever the step: the pool's Secret (its problem is a fact of
+    // the step) and the media nodes' identity, which every node of the pool needs.
     let secret_problem = ensure_secret(&ctx, &pool).await?;
     ensure_identity(&ctx, &pool).await?;
 
-    let views = ctx.pool_views(&pool, &lock(&ctx.ledger));
-    // Read from the conference cache, not the ledger: no need to hold its lock.
-    let waiting = waiting_conferences(&ctx, &pool);
-    record_phases(&ctx, &pool, &views);
-    let policy = scaling_policy(&pool);
-    let input = ScalingInput {
-        policy: &policy,
-        nodes: &views,
-        waiting: &waiting,
-        surplus_since: old.surplus_since.as_ref().map(secs),
-        now: secs(&t),
-    };
-    let mut decision = plan(&input);
-    let spec_problems = pool_spec::problems(&pool.spec);
-    let tls_problem = signaling_tls_problem(&ctx, &pool).await?;
-    let rollout = if spec_problems.is_empty() && tls_problem.is_none() {
-        rollout::plan(&RolloutInput {
-            policy: RolloutPolicy {
-                max_surge: pool.spec.rollout.max_surge,
-                max_unavailable: pool.spec.rollout.max_unavailable,
-            },
-            nodes: &views,
-            needed: needed_nodes(&input),
-            max_nodes: policy.max_nodes,
-            autoscaler_adds: decision.add,
-            autoscaler_drains: &decision.drain,
-            now: secs(&t),
-        })
-    } else {
-        // Nothing new is created from a spec that cannot run (a new media node could not
-        // serve TLS signaling without its certificate), so nothing old is replaced either;
-        // what runs is left alone.
-        decision.add = 0;
-        RolloutPlan::default()
-    };
-    let in_flight = nodes_in_flight(&ctx, &pool, &views);
-    decision.add = (decision.add + rollout.add).saturating_sub(in_flight);
-    apply_plan(&ctx, &pool, &decision, &rollout.drain).await?;
+    let facts = gather(&ctx, &pool, &old, secret_problem, secs(&t)).await?;
+    record_phases(&ctx, &pool, &facts.nodes);
+    let step = pool_step(&facts);
 
-    let relay_tls = turn_tls(&ctx, &pool).await?;
-    let turn = if spec_problems.is_empty() {
-        let certificate = match &relay_tls {
-            Some(RelayTls::Serving(hash)) => Some(hash.as_str()),
-            _ => None,
-        };
-        reconcile_turn(&ctx, &pool, &views, certificate).await?
-    } else {
-        old.turn.clone()
+    apply_plan(&ctx, &pool, &step.scaling).await?;
+    let turn = match &step.relays {
+        Relays::Reconcile { certificate } => {
+            reconcile_turn(&ctx, &pool, &facts.nodes, certificate.as_deref()).await?
+        }
+        Relays::Untouched => old.turn.clone(),
     };
-    let mut status = pool_status(&pool, &views, &decision, turn, &old);
-    status.updated_nodes = rollout.updated;
-    let (current, reason, message) = rollout_condition(&pool, &views, &rollout);
-    set_condition(
-        &mut status.conditions,
-        labels::condition::UP_TO_DATE,
-        current,
-        reason,
-        &message,
-        pool.metadata.generation,
-        &t,
-    );
-    let ready = status.ready_nodes > 0;
-    set_condition(
-        &mut status.conditions,
-        labels::condition::READY,
-        ready,
-        if ready {
-            "CapacityAvailable"
-        } else {
-            "NoReadyNodes"
-        },
-        &format!(
-            "{} of {} media nodes Ready, {} participants of capacity free",
-            status.ready_nodes,
-            status.nodes,
-            status
-                .capacity
-                .saturating_sub(status.reserved_participants.max(status.participants))
-        ),
-        pool.metadata.generation,
-        &t,
-    );
-    let stall = heartbeats_stalled(
-        &views,
-        i64::from(pool.spec.media_node.heartbeat_timeout_seconds),
-        secs(&t),
-    );
-    let (flowing, reason, message) = match stall {
-        None => (
-            true,
-            "Current",
-            "media nodes heartbeat; one that stops is failed and its conferences move".to_owned(),
-        ),
-        Some(s) => (
-            false,
-            "Stalled",
-            format!(
-                "{} of {} media nodes stopped heartbeating at once: treated as a control-plane problem (an overloaded or unreachable API server), so none is failed for it and no conference moves until heartbeats resume; a media-node pod that fails or goes away is still failed over",
-                s.stale, s.heartbeating
-            ),
-        ),
-    };
-    let was_flowing = old
-        .conditions
-        .iter()
-        .find(|c| c.type_ == labels::condition::HEARTBEATS)
-        .is_none_or(|c| c.status == "True");
-    set_condition(
-        &mut status.conditions,
-        labels::condition::HEARTBEATS,
-        flowing,
-        reason,
-        &message,
-        pool.metadata.generation,
-        &t,
-    );
-    if was_flowing && !flowing {
-        tracing::warn!(pool = %pool.name_any(), %message, "media-node heartbeats stalled");
+    let status = pool_status(&pool, &step, turn, &old, &t);
+    for e in &step.events {
+        match e {
+            PoolEvent::HeartbeatsStalled(message) => {
+                tracing::warn!(pool = %pool.name_any(), %message, "media-node heartbeats stalled")
+            }
+        }
         event(
             &ctx,
             pool.as_ref(),
-            true,
-            "HeartbeatsStalled",
-            message.clone(),
+            e.warning(),
+            e.reason(),
+            e.message().to_owned(),
         )
         .await;
     }
-    if pool.spec.turn.enabled {
-        let (ok, reason, message) = turn_peers(&ctx, &pool);
-        set_condition(
-            &mut status.conditions,
-            labels::condition::TURN_PEERS,
-            ok,
-            reason,
-            &message,
-            pool.metadata.generation,
-            &t,
-        );
-    }
-    let relay_certificate = relay_tls.as_ref().map(|served| match served {
-        RelayTls::Serving(_) => {
-            Ok("the relays serve TURN over TLS with the Secret's certificate".to_owned())
-        }
-        RelayTls::Refused(problem) => Err(format!(
-            "{problem}; the relays run without TLS until it is fixed"
-        )),
-    });
-    let signaling_certificate = pool.spec.signaling.as_ref().map(|tls| {
-        tls_problem.clone().map_or_else(
-            || {
-                Ok(format!(
-                    "Secret {} holds a certificate for *.{}; media nodes serve https and wss",
-                    tls.tls_secret_name, tls.domain
-                ))
-            },
-            Err,
-        )
-    });
-    for (type_, certificate) in [
-        (labels::condition::TURN_TLS, relay_certificate),
-        (labels::condition::SIGNALING_TLS, signaling_certificate),
-    ] {
-        certificate_condition(&mut status, type_, certificate, &pool, &t);
-    }
-    let (ok, reason, message) = match (&secret_problem, spec_problems.is_empty()) {
-        (_, false) => (
-            false,
-            "InvalidSpec",
-            format!(
-                "no media nodes or TURN relays are created until the spec is fixed: {}",
-                spec_problems.join("; ")
-            ),
-        ),
-        (Some(problem), true) => (false, "SecretMissing", problem.clone()),
-        (None, true) => (
-            true,
-            "Applied",
-            "the pool's Secret, media nodes and TURN relays are in place".to_owned(),
-        ),
-    };
-    set_condition(
-        &mut status.conditions,
-        labels::condition::RECONCILED,
-        ok,
-        reason,
-        &message,
-        pool.metadata.generation,
-        &t,
-    );
     if status != old {
         apply_status(&ctx, pool.as_ref(), &status).await?;
     }
-    let recheck = decision.recheck_after.unwrap_or(60).clamp(1, 300);
-    Ok(Action::requeue(Duration::from_secs(recheck as u64)))
+    Ok(Action::requeue(Duration::from_secs(step.recheck_seconds)))
+}
+
+/// Everything `pool_step` looks at, read from the caches, the ledger and the TLS Secrets.
+async fn gather(
+    ctx: &Context,
+    pool: &MediaPool,
+    old: &MediaPoolStatus,
+    secret_problem: Option<String>,
+    now: UnixSeconds,
+) -> Result<PoolFacts> {
+    let nodes = ctx.pool_views(pool, &lock(&ctx.ledger));
+    // Read from the conference cache, not the ledger: no need to hold its lock.
+    let waiting = waiting_conferences(ctx, pool);
+    let in_flight = nodes_in_flight(ctx, pool, &nodes);
+    Ok(PoolFacts {
+        scaling: scaling_policy(pool),
+        rollout: RolloutPolicy {
+            max_surge: pool.spec.rollout.max_surge,
+            max_unavailable: pool.spec.rollout.max_unavailable,
+        },
+        heartbeat_timeout: i64::from(pool.spec.media_node.heartbeat_timeout_seconds),
+        nodes,
+        waiting,
+        in_flight,
+        surplus_since: old.surplus_since.as_ref().map(secs),
+        heartbeats_flowed: find_condition(&old.conditions, labels::condition::HEARTBEATS)
+            .is_none_or(|c| c.status == "True"),
+        secret_problem,
+        spec_problems: pool_spec::problems(&pool.spec),
+        signaling: signaling_tls(ctx, pool).await?,
+        relay_tls: turn_tls(ctx, pool).await?,
+        turn_peers: pool.spec.turn.enabled.then(|| turn_peers(ctx, pool)),
+        now,
+    })
 }
 
 fn scaling_policy(pool: &MediaPool) -> ScalingPolicy {
@@ -312,13 +184,8 @@ fn nodes_in_flight(ctx: &Context, pool: &MediaPool, views: &[NodeView]) -> u32 {
     u32::try_from(names.len()).unwrap_or(u32::MAX)
 }
 
-/// Applies the autoscaler's plan (its adds include the rollout's) and the rollout's drains.
-async fn apply_plan(
-    ctx: &Context,
-    pool: &MediaPool,
-    plan: &ScalingPlan,
-    rollout_drains: &[String],
-) -> Result<()> {
+/// Creates, drains and deletes media nodes as the step says.
+async fn apply_plan(ctx: &Context, pool: &MediaPool, plan: &Scaling) -> Result<()> {
     let ns = pool.namespace().unwrap_or_default();
     let api: Api<MediaNode> = Api::namespaced(ctx.client.clone(), &ns);
     for _ in 0..plan.add {
@@ -351,29 +218,19 @@ async fn apply_plan(
         )
         .await;
     }
-    let surplus = plan
-        .drain
-        .iter()
-        .map(|n| (n, "ScalingDown", "capacity is surplus"));
-    let outdated = rollout_drains.iter().map(|n| {
-        (
-            n,
-            "RollingUpdate",
-            "its pod runs an older template of the pool",
-        )
-    });
-    for (name, reason, why) in surplus.chain(outdated) {
+    for Drain { node: name, why } in &plan.drain {
         let patch = serde_json::json!({"spec": {"draining": true}});
         api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .action(|| format!("draining media node {name}"))?;
-        info!(pool = %pool.name_any(), node = %name, why, "draining media node");
+        let why_text = why.explanation();
+        info!(pool = %pool.name_any(), node = %name, why = why_text, "draining media node");
         event(
             ctx,
             pool,
             false,
-            reason,
-            format!("draining media node {name}: {why}"),
+            why.reason(),
+            format!("draining media node {name}: {why_text}"),
         )
         .await;
     }
@@ -385,128 +242,30 @@ async fn apply_plan(
         }
     }
     ctx.metrics.scale("add", u64::from(plan.add));
-    ctx.metrics
-        .scale("drain", (plan.drain.len() + rollout_drains.len()) as u64);
+    ctx.metrics.scale("drain", plan.drain.len() as u64);
     ctx.metrics.scale("delete", plan.delete.len() as u64);
     Ok(())
 }
 
-/// Sets the certificate condition `type_`: True with what the Secret serves, False with what
-/// is wrong with it; removed when the pool asks for no such TLS (`None`).
-fn certificate_condition(
-    status: &mut MediaPoolStatus,
-    type_: &str,
-    certificate: Option<std::result::Result<String, String>>,
-    pool: &MediaPool,
-    t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
-) {
-    let Some(certificate) = certificate else {
-        status.conditions.retain(|c| c.type_ != type_);
-        return;
-    };
-    let (ok, reason, message) = match &certificate {
-        Ok(serves) => (true, "CertificateValid", serves),
-        Err(problem) => (false, "CertificateInvalid", problem),
-    };
-    set_condition(
-        &mut status.conditions,
-        type_,
-        ok,
-        reason,
-        message,
-        pool.metadata.generation,
-        t,
-    );
-}
-
-/// The UpToDate condition: True once no media node of an older pod template is left (the
-/// drained ones included); otherwise the rollout's progress and what holds it up.
-fn rollout_condition(
-    pool: &MediaPool,
-    views: &[NodeView],
-    rollout: &RolloutPlan,
-) -> (bool, &'static str, String) {
-    let left = views.iter().filter(|v| v.outdated).count();
-    if left == 0 {
-        return (
-            true,
-            "AllNodesUpdated",
-            "every media node runs the pool's current pod template".to_owned(),
-        );
-    }
-    let r = &pool.spec.rollout;
-    let progress = format!(
-        "{} media nodes run the current pod template, {} older ones are to be replaced and {} are draining (maxSurge {}, maxUnavailable {})",
-        rollout.updated,
-        rollout.outdated,
-        left.saturating_sub(rollout.outdated as usize),
-        r.max_surge,
-        r.max_unavailable
-    );
-    let held = match &rollout.hold {
-        None => return (false, "RollingUpdate", progress),
-        Some(Hold::NewNodeNotReady { node, seconds }) => format!(
-            "new media node {node} is not Ready after {seconds} s: see its Healthy condition and its pod's events; with hostNetwork a new node needs a Kubernetes node where the pool's ports are free: add one, or set spec.rollout.maxSurge: 0 and spec.rollout.maxUnavailable: 1 to replace nodes in place"
-        ),
-        Some(Hold::Blocked {
-            at_max_nodes: true, ..
-        }) => format!(
-            "spec.scaling.maxNodes ({}) leaves no room for a new node and spec.rollout.maxUnavailable is {}: raise spec.scaling.maxNodes, or set spec.rollout.maxUnavailable: 1 to drain a node before its replacement is Ready",
-            pool.spec.scaling.max_nodes, r.max_unavailable
-        ),
-        Some(Hold::Blocked {
-            node,
-            participants,
-            free,
-            ..
-        }) => format!(
-            "media node {node} carries {participants} participants and the other Ready nodes have room for {free}: raise spec.rollout.maxSurge to add nodes first; otherwise the rollout goes on as conferences end"
-        ),
-    };
-    (
-        false,
-        "RolloutBlocked",
-        format!("{progress}; held up: {held}"),
-    )
-}
-
-/// The TurnPeers condition: whether the relays may forward to every media node's published
-/// address under the pool's peer policy (`decide::turn_peers`).
-fn turn_peers(ctx: &Context, pool: &MediaPool) -> (bool, &'static str, String) {
-    let policy = PeerPolicy {
-        allowed: &pool.spec.turn.allowed_peers,
-        allow_loopback: pool.spec.turn.allow_loopback_peers,
-    };
+/// What the TurnPeers condition looks at: the relays' peer policy and the published
+/// addresses of the pool's media nodes.
+fn turn_peers(ctx: &Context, pool: &MediaPool) -> TurnPeers {
     let ns = pool.namespace().unwrap_or_default();
-    let refused: Vec<String> = ctx
+    let addresses = ctx
         .nodes_of_pool(&ns, &pool.name_any())
         .iter()
         .filter_map(|n| {
-            let public = n.status.as_ref()?.addresses.as_ref()?.public.clone()?;
-            let ip: std::net::IpAddr = public.parse().ok()?;
-            let kind = policy.refuses(ip)?;
-            Some(format!(
-                "{} at {ip} ({kind} address; allow {})",
-                n.name_any(),
-                suggested_range(ip)
-            ))
+            let public = n.status.as_ref()?.addresses.as_ref()?.public.as_deref()?;
+            Some(PublishedAddress {
+                node: n.name_any(),
+                ip: public.parse().ok()?,
+            })
         })
         .collect();
-    if refused.is_empty() {
-        (
-            true,
-            "MediaNodesAllowed",
-            "the relays may forward to every media node's address; other private, loopback and link-local peers are refused".to_owned(),
-        )
-    } else {
-        (
-            false,
-            "MediaNodeAddressRefused",
-            format!(
-                "the TURN relays refuse to forward to media nodes {}: add their ranges to spec.turn.allowedPeers, or clients that need TURN cannot reach them",
-                refused.join(", ")
-            ),
-        )
+    TurnPeers {
+        allowed: pool.spec.turn.allowed_peers.clone(),
+        allow_loopback: pool.spec.turn.allow_loopback_peers,
+        addresses,
     }
 }
 
@@ -551,27 +310,23 @@ async fn ensure_secret(ctx: &Context, pool: &MediaPool) -> Result<Option<String>
     }
 }
 
-/// What keeps the media nodes of `pool` from serving TLS signaling with the Secret
-/// `spec.signaling.tlsSecretName`; `None` without `spec.signaling` or when the Secret is fine.
-async fn signaling_tls_problem(ctx: &Context, pool: &MediaPool) -> Result<Option<String>> {
+/// The media nodes' TLS signaling with the Secret `spec.signaling.tlsSecretName` and what
+/// keeps it from being served; `None` without `spec.signaling`.
+async fn signaling_tls(ctx: &Context, pool: &MediaPool) -> Result<Option<SignalingTls>> {
     let Some(tls) = &pool.spec.signaling else {
         return Ok(None);
     };
     let secret = tls_secret(ctx, pool, &tls.tls_secret_name).await?;
-    Ok(certificate_problem(
-        &tls.tls_secret_name,
-        &tls.domain,
-        secret.as_ref().map(TlsSecret::files),
-        k8s_openapi::jiff::Timestamp::now().as_second(),
-    ))
-}
-
-/// The relays' TLS (`spec.turn.tls`), once its Secret was checked.
-enum RelayTls {
-    /// The Secret can be served for the relays' host: the hash of its certificate.
-    Serving(String),
-    /// What is wrong with the Secret.
-    Refused(String),
+    Ok(Some(SignalingTls {
+        secret_name: tls.tls_secret_name.clone(),
+        domain: tls.domain.clone(),
+        problem: certificate_problem(
+            &tls.tls_secret_name,
+            &tls.domain,
+            secret.as_ref().map(TlsSecret::files),
+            k8s_openapi::jiff::Timestamp::now().as_second(),
+        ),
+    }))
 }
 
 /// The relays' TLS, `None` without `spec.turn.tls`.
@@ -781,30 +536,41 @@ fn ready_relays(ctx: &Context, pool: &MediaPool) -> Vec<Arc<Pod>> {
         .collect()
 }
 
+/// The pool's status after the step: its figures, the relays' status `turn`, and its
+/// conditions set (timestamps kept where nothing changed).
 fn pool_status(
     pool: &MediaPool,
-    views: &[NodeView],
-    plan: &ScalingPlan,
+    step: &PoolStep,
     turn: Option<TurnStatus>,
     old: &MediaPoolStatus,
+    t: &Time,
 ) -> MediaPoolStatus {
-    let ready: Vec<&NodeView> = views
-        .iter()
-        .filter(|v| v.phase == MediaNodePhase::Ready && !v.draining)
-        .collect();
-    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    let f = &step.figures;
+    let mut conditions = old.conditions.clone();
+    for c in &step.conditions {
+        set_condition(
+            &mut conditions,
+            c.type_,
+            c.ok,
+            c.reason.as_str(),
+            &c.message,
+            pool.metadata.generation,
+            t,
+        );
+    }
+    conditions.retain(|c| !step.absent.contains(&c.type_.as_str()));
     MediaPoolStatus {
-        desired_nodes: plan.desired_nodes,
-        nodes: count(views.len()),
-        ready_nodes: count(ready.len()),
-        draining_nodes: count(views.iter().filter(|v| v.draining).count()),
-        participants: views.iter().map(|v| v.reported.participants).sum(),
-        reserved_participants: views.iter().map(|v| v.reserved.total().participants).sum(),
-        capacity: ready.iter().map(|v| v.capacity.participants).sum(),
-        updated_nodes: 0,
-        surplus_since: plan.surplus_since.map(at),
+        desired_nodes: f.desired_nodes,
+        nodes: f.nodes,
+        ready_nodes: f.ready_nodes,
+        draining_nodes: f.draining_nodes,
+        participants: f.participants,
+        reserved_participants: f.reserved_participants,
+        capacity: f.capacity,
+        updated_nodes: f.updated_nodes,
+        surplus_since: f.surplus_since.map(at),
         turn,
-        conditions: old.conditions.clone(),
+        conditions,
         observed_generation: pool.metadata.generation,
     }
 }
