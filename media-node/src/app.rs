@@ -32,6 +32,7 @@ pub fn node_settings(config: &Config) -> Result<NodeSettings> {
             ice_disconnected: Duration::from_secs(5),
             ice_failed: Duration::from_secs(15),
             repair: Default::default(),
+            estimates: Default::default(),
         },
         peer_disconnect: Duration::from_secs(config.peer_disconnect_seconds),
         chat_max_bytes: config.chat_max_bytes,

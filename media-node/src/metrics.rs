@@ -196,6 +196,21 @@ impl prometheus_client::collector::Collector for NodeCollector {
         ] {
             counter(&mut enc, name, help, value.load(Ordering::Relaxed))?;
         }
+        let estimates = &node.settings.media.estimates;
+        let mut family = enc.encode_descriptor(
+            "downlink_estimates",
+            "Subscribers' downlink estimates taken, by source: the node's own from transport-wide feedback, or REMB from a peer sending none (REMB from a peer that does is ignored).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (source, value) in [
+            ("transport_wide", &estimates.transport_wide),
+            ("remb", &estimates.remb),
+            ("remb_ignored", &estimates.remb_ignored),
+        ] {
+            ConstCounter::new(value.load(Ordering::Relaxed))
+                .encode(family.encode_family(&[("source", source)])?)?;
+        }
         let buckets = s.delay.cumulative(&DELAY_BOUNDS_US);
         enc.encode_descriptor(
             "forward_delay_seconds",

@@ -236,6 +236,7 @@ async fn node_follows_its_medianode_pool_and_conferences() {
         token: token("alice"),
         bind_ip: LOOPBACK,
         publish: common::viewer(),
+        transport_feedback: true,
     })
     .await
     .expect("alice joins the conference the watch opened");

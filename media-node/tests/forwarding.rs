@@ -18,7 +18,8 @@ async fn subscribers_receive_published_media_and_layers_switch() {
     let node = start(10, MediaPolicy::default()).await;
     let alice = client(&node, "alice", publisher()).await;
     let media = alice.start_media(MediaShape::default());
-    let bob = client(&node, "bob", viewer()).await;
+    // Bob reports his downlink with REMB only (no transport-wide feedback), as some clients do.
+    let bob = remb_client(&node, "bob", viewer()).await;
 
     // Bob learns of alice's two tracks and receives both.
     let stats = bob.stats.clone();

@@ -140,6 +140,7 @@ async fn joins_need_a_valid_token_for_a_hosted_conference_and_room() {
         token,
         bind_ip: LOOPBACK,
         publish: viewer(),
+        transport_feedback: true,
     };
     let err = Client::connect(config("abc".into(), CONFERENCE))
         .await
@@ -235,6 +236,7 @@ async fn node_capacity_is_enforced() {
         token: token("bob"),
         bind_ip: LOOPBACK,
         publish: viewer(),
+        transport_feedback: true,
     })
     .await
     .err()

@@ -200,6 +200,7 @@ async fn a_flooding_client_is_rate_limited_and_cut_off_while_its_room_carries_on
         token: token("mallory"),
         bind_ip: LOOPBACK,
         publish: quiet(),
+        transport_feedback: true,
     })
     .await
     .expect("mallory joins");

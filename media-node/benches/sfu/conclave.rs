@@ -42,6 +42,7 @@ pub fn node_process() {
                 ice_disconnected: Duration::from_secs(5),
                 ice_failed: Duration::from_secs(15),
                 repair: Default::default(),
+                estimates: Default::default(),
             },
             peer_disconnect: Duration::from_secs(10),
             chat_max_bytes: 1024,

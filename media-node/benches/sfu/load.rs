@@ -122,6 +122,7 @@ async fn connect(join: &Join<'_>, identity: &str, video_layers: usize) -> anyhow
             video_layers,
             chat: false,
         },
+        transport_feedback: true,
     })
     .await
     .with_context(|| format!("connecting {identity}"))

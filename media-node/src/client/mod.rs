@@ -15,7 +15,10 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use rtc::interceptor::{Registry, Slot};
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_nack, configure_rtcp_reports, configure_simulcast_extension_headers,
+    register_default_interceptors,
+};
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtp::Packet;
 use rtc::rtp::header::Header;
@@ -91,6 +94,9 @@ pub struct ClientConfig {
     pub bind_ip: IpAddr,
     /// What to publish.
     pub publish: Publish,
+    /// Sends transport-wide congestion feedback about what it receives, as browsers do.
+    /// Without it the node takes this client's downlink estimate from REMB (`send_remb`).
+    pub transport_feedback: bool,
 }
 
 /// Shape of the synthetic media a publishing client sends.
@@ -220,9 +226,17 @@ impl Client {
         let connected = Arc::new(AtomicBool::new(false));
         let (feedback_tx, mut feedback_rx) = mpsc::channel(64);
         let mut engine = media_engine().map_err(rtc_err)?;
-        let registry = register_default_interceptors(Registry::new(), &mut engine)
-            .map_err(rtc_err)?
-            .with(Slot::Custom(14_000), FeedbackTap::new(feedback_tx));
+        let registry = if config.transport_feedback {
+            register_default_interceptors(Registry::new(), &mut engine).map_err(rtc_err)?
+        } else {
+            // The default chain without transport-wide feedback (and without negotiating it).
+            configure_simulcast_extension_headers(&mut engine).map_err(rtc_err)?;
+            configure_rtcp_reports(configure_nack(Registry::new(), &mut engine))
+        }
+        .with(
+            Slot::Custom(14_000),
+            FeedbackTap::new(feedback_tx, Default::default()),
+        );
         let pc = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_media_engine(engine)

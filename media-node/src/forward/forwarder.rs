@@ -212,6 +212,11 @@ impl Forwarder {
         self.selector.current()
     }
 
+    /// The layer the selector aims at, and whether that is a probe.
+    pub fn target_layer(&self) -> (Option<Layer>, bool) {
+        (self.selector.target(), self.selector.probing().is_some())
+    }
+
     /// A layer to request a keyframe for, when a switch waits on one.
     pub fn keyframe_request(&mut self, now: Instant) -> Option<Layer> {
         self.selector.keyframe_request(now)

@@ -2,12 +2,15 @@
 //! from its bandwidth estimate, the quality it asked for and the layers the publisher sends.
 //! A switch happens only on a keyframe of the new layer; until then the old one keeps flowing.
 //!
-//! A receiver's estimate cannot rise far above what it receives (REMB stays under about 1.5×
-//! the incoming rate), so a subscriber held on a low layer would never be estimated fit for a
-//! higher one. After [`SelectorConfig::probe_after`] held below what it asked for, the
-//! selector tries the next layer up (a probe) and keeps it while the estimate does not fall
-//! below [`PROBE_CONGESTION`] of what it was when the probe began; a fall ends the probe and
-//! the next waits twice as long (up to [`SelectorConfig::max_probe_wait`]).
+//! An estimate cannot rise far above what the subscriber receives (the node's own and REMB
+//! both stay under about 1.5× the incoming rate), so a subscriber held on a low layer would
+//! never be estimated fit for a higher one. After [`SelectorConfig::probe_after`] held below
+//! what it asked for, the selector tries the next layer up (a probe) and keeps it while the
+//! estimate does not fall below [`PROBE_CONGESTION`] of the highest it reached since the probe
+//! began; a fall ends the probe and the next waits twice as long (up to
+//! [`SelectorConfig::max_probe_wait`]). The probe is over once the estimate carries the layer
+//! with the headroom of an upgrade. An estimate that rises to carry a higher layer on its own
+//! says the link changed, and the wait starts over.
 
 use std::time::{Duration, Instant};
 
@@ -76,14 +79,16 @@ pub enum LayerVerdict {
     AwaitingKeyframe,
 }
 
-/// A probe ends when the estimate falls below this share of its value at the probe's start.
-pub const PROBE_CONGESTION: f64 = 0.85;
+/// A probe ends when the estimate falls below this share of the highest it reached since the
+/// probe began (a congested path cuts the node's own estimate by 15 %).
+pub const PROBE_CONGESTION: f64 = 0.9;
 
 /// A layer tried above what the estimate carries.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Probe {
     layer: Layer,
-    estimate_bps: u64,
+    /// The highest estimate since the probe began.
+    peak_bps: u64,
 }
 
 /// Tuning of layer selection.
@@ -131,6 +136,8 @@ pub struct LayerSelector {
     limited_since: Option<Instant>,
     probe: Option<Probe>,
     probe_wait: Duration,
+    /// The highest layer the estimate alone carried when last judged.
+    carried: Option<Layer>,
 }
 
 impl LayerSelector {
@@ -148,6 +155,7 @@ impl LayerSelector {
             limited_since: None,
             probe: None,
             probe_wait: config.probe_after,
+            carried: None,
         }
     }
 
@@ -268,18 +276,31 @@ impl LayerSelector {
         let (Some(estimate), Some(top)) = (self.estimate_bps, self.top_allowed()) else {
             return best;
         };
-        if let Some(probe) = self.probe {
-            if best >= probe.layer || probe.layer > top {
+        if self.carried.is_some_and(|c| best > c) {
+            self.probe_wait = self.config.probe_after;
+            self.limited_since = None;
+        }
+        self.carried = Some(best);
+        let probe_rate = self
+            .probe
+            .map(|p| self.stats.bitrate_bps[usize::from(p.layer)] as f64);
+        if let Some(probe) = self.probe.as_mut() {
+            // Caught up only with the headroom an upgrade needs: a layer whose rate swings
+            // around the estimate would otherwise be kept one moment and left the next.
+            let caught_up = probe_rate
+                .is_some_and(|rate| rate <= estimate as f64 * self.config.upgrade_headroom);
+            if caught_up || probe.layer > top {
                 // The estimate caught up (or the layer went away): the probe did its work.
                 self.probe = None;
                 self.probe_wait = self.config.probe_after;
-            } else if (estimate as f64) < probe.estimate_bps as f64 * PROBE_CONGESTION {
+            } else if (estimate as f64) < probe.peak_bps as f64 * PROBE_CONGESTION {
                 // The link did not carry it.
                 self.probe = None;
                 self.probe_wait = (self.probe_wait * 2).min(self.config.max_probe_wait);
                 self.limited_since = Some(now);
                 return best;
             } else {
+                probe.peak_bps = probe.peak_bps.max(estimate);
                 return probe.layer;
             }
         }
@@ -294,7 +315,7 @@ impl LayerSelector {
             if let Some(layer) = next {
                 self.probe = Some(Probe {
                     layer,
-                    estimate_bps: estimate,
+                    peak_bps: estimate,
                 });
                 self.limited_since = None;
                 return layer;
@@ -464,6 +485,72 @@ mod tests {
         assert_eq!(sel.target(), Some(1), "the wait doubled to 8 s");
         sel.set_estimate(700_000, s(21));
         assert_eq!(sel.target(), Some(2));
+    }
+
+    #[test]
+    fn a_probe_ends_on_a_fall_from_its_peak_and_a_rise_of_the_estimate_resets_the_wait() {
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let mut sel = LayerSelector::new(SelectorConfig::default());
+        sel.set_stats(three_layers(), t0);
+        sel.set_estimate(300_000, t0);
+        settled(&mut sel, t0);
+        sel.set_estimate(300_000, s(4));
+        assert_eq!(sel.probing(), Some(1));
+        settled(&mut sel, s(4));
+        // The estimate climbs while the probe flows, then the path queues and it is cut by
+        // 15 %: still above what the probe began from, but a fall from its peak.
+        sel.set_estimate(400_000, s(5));
+        assert_eq!(sel.probing(), Some(1));
+        sel.set_estimate(340_000, s(6));
+        assert_eq!(sel.probing(), None);
+        assert_eq!(sel.target(), Some(0));
+        settled(&mut sel, s(6));
+        // Failed probes double the wait: 8 s, then 16 s.
+        sel.set_estimate(300_000, s(14));
+        assert_eq!(sel.probing(), Some(1));
+        settled(&mut sel, s(14));
+        sel.set_estimate(200_000, s(15));
+        assert_eq!(sel.probing(), None);
+        settled(&mut sel, s(15));
+        sel.set_estimate(300_000, s(25));
+        assert_eq!(sel.target(), Some(0), "16 s to wait");
+        // The link is freed: the estimate alone rises to carry the middle layer, and the
+        // wait for the top layer starts over at 4 s instead of 32.
+        sel.set_estimate(800_000, s(26));
+        assert_eq!(sel.target(), Some(1));
+        settled(&mut sel, s(26));
+        sel.set_estimate(800_000, s(29));
+        assert_eq!(sel.target(), Some(1));
+        sel.set_estimate(800_000, s(30));
+        assert_eq!(sel.probing(), Some(2));
+    }
+
+    #[test]
+    fn a_probe_is_not_ended_by_its_layer_dipping_under_the_estimate() {
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let mut sel = LayerSelector::new(SelectorConfig::default());
+        sel.set_stats(three_layers(), t0);
+        sel.set_estimate(300_000, t0);
+        settled(&mut sel, t0);
+        sel.set_estimate(300_000, s(4));
+        assert_eq!(sel.probing(), Some(1));
+        settled(&mut sel, s(4));
+        sel.set_estimate(450_000, s(5));
+        // The encoder's middle layer dips to 400 kbit/s, under the estimate: not yet carried
+        // with an upgrade's headroom, so still a probe, and kept when the layer swings back.
+        let mut dipped = three_layers();
+        dipped.bitrate_bps[1] = 400_000;
+        sel.set_stats(dipped, s(5));
+        assert_eq!(sel.probing(), Some(1));
+        sel.set_stats(three_layers(), s(6));
+        assert_eq!(sel.target(), Some(1));
+        // Carried with headroom (500k ≤ 0.8 × 700k): the probe is over, the layer stays.
+        sel.set_estimate(700_000, s(7));
+        assert_eq!(sel.probing(), None);
+        sel.set_stats(three_layers(), s(8));
+        assert_eq!(sel.target(), Some(1));
     }
 
     #[test]

@@ -5,12 +5,14 @@
 
 pub mod counters;
 pub mod delay;
+pub mod downlink;
 pub mod dynacast;
 pub mod forwarder;
 pub mod keyframe;
 pub mod layers;
 pub mod repair;
 pub mod rewrite;
+pub mod trendline;
 
 pub use counters::{DropReason, ForwardCounters};
 pub use delay::DelayHistogram;

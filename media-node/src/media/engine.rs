@@ -1,5 +1,5 @@
 //! How the node builds one participant's peer connection: codecs and feedback, the interceptor
-//! chain (NACK/RTX, reports, TWCC receive, the feedback tap), SRTP preferring AES-GCM, ICE on
+//! chain (NACK/RTX, reports, TWCC both ways with the send-side estimate, the feedback tap), SRTP preferring AES-GCM, ICE on
 //! the node's one UDP port (see `mux` and `peer_socket`; the candidates the node hands out name
 //! that port at the published address, see `nat`).
 
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rtc::ice::mdns::MulticastDnsMode;
-use rtc::interceptor::NackResponderBuilder;
+use rtc::interceptor::{CongestionControlBuilder, NackResponderBuilder, TwccSenderBuilder};
 use rtc::interceptor::{Registry, Slot};
 use rtc::peer_connection::configuration::interceptor_registry::{
     configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
@@ -23,7 +23,8 @@ use webrtc::peer_connection::{
     RTCConfigurationBuilder, SettingEngineBuilder, SrtpProtectionProfile,
 };
 
-use super::feedback::{FeedbackTap, PeerFeedback};
+use super::congestion::DownlinkEstimator;
+use super::feedback::{EstimateCounters, FeedbackTap, PeerFeedback};
 use super::mux::UdpMux;
 use super::peer_socket::PeerSocket;
 use super::publication::AUDIO_LEVEL_URI;
@@ -43,6 +44,8 @@ pub struct MediaSettings {
     pub ice_failed: Duration,
     /// What loss recovery towards publishers did, on every peer connection.
     pub repair: Arc<RepairCounters>,
+    /// Where subscribers' downlink estimates came from, on every peer connection.
+    pub estimates: Arc<EstimateCounters>,
 }
 
 /// The application end of the chain, above every built-in interceptor.
@@ -54,7 +57,7 @@ pub fn media_engine() -> Result<MediaEngine> {
     engine
         .register_default_codecs()
         .map_err(Error::webrtc("registering codecs"))?;
-    // Receivers may report their downlink with REMB; subscribers' estimates drive layer choice.
+    // Receivers that do not send transport-wide feedback may report their downlink with REMB.
     engine.register_feedback(
         RTCPFeedback {
             typ: "goog-remb".to_owned(),
@@ -77,7 +80,10 @@ pub fn media_engine() -> Result<MediaEngine> {
 
 /// rtc's default chain with the node's own loss recovery towards publishers in place of its
 /// NACK generator (see `recovery`): RTX unwrapped, gaps asked for on a round-trip schedule,
-/// copies dropped. Towards subscribers, rtc's NACK responder answers from what the node sent.
+/// copies dropped. Towards subscribers, rtc's NACK responder answers from what the node sent,
+/// and every packet the node sends carries a transport-wide sequence number, so the
+/// subscriber's feedback drives the node's own estimate of its downlink (see `congestion`).
+/// No pacer: the estimate picks layers, it does not queue packets.
 fn interceptors(engine: &mut MediaEngine, repair: &Arc<RepairCounters>) -> Result<Registry> {
     for parameter in ["", "pli"] {
         engine.register_feedback(
@@ -95,6 +101,11 @@ fn interceptors(engine: &mut MediaEngine, repair: &Arc<RepairCounters>) -> Resul
         .with(
             Slot::Custom(RECOVERY_SLOT),
             Recovery::new(Arc::clone(repair)),
+        )
+        .with(Slot::TwccSender, TwccSenderBuilder::new().build())
+        .with(
+            Slot::CongestionControl,
+            CongestionControlBuilder::new(DownlinkEstimator::new()).build(),
         );
     let registry = configure_twcc_receiver_only(registry, engine)
         .map_err(Error::webrtc("registering the TWCC receiver"))?;
@@ -114,8 +125,10 @@ pub async fn build_peer(
     let socket = PeerSocket::new(Arc::clone(&settings.port));
     let (feedback_tx, feedback_rx) = mpsc::channel(256);
     let mut engine = media_engine()?;
-    let registry = interceptors(&mut engine, &settings.repair)?
-        .with(Slot::Custom(FEEDBACK_SLOT), FeedbackTap::new(feedback_tx));
+    let registry = interceptors(&mut engine, &settings.repair)?.with(
+        Slot::Custom(FEEDBACK_SLOT),
+        FeedbackTap::new(feedback_tx, Arc::clone(&settings.estimates)),
+    );
     // Answering as DTLS client puts the node's SRTP profile list, AES-GCM first, in the
     // ClientHello, and the browser (DTLS server) chooses from it; as DTLS server, rtc-dtls
     // would take the first profile of the client's list (Chromium lists AES-CM first).

@@ -1,18 +1,25 @@
 //! An interceptor at the application end of each peer connection's chain that taps inbound
-//! RTCP: keyframe requests (PLI/FIR) and bandwidth estimates (REMB, or the congestion
-//! controller's target when configured) from a subscriber go to its peer task,
-//! which routes them to the subscription and on to the publisher. Everything else passes on.
+//! RTCP: keyframe requests (PLI/FIR) and downlink estimates from a subscriber go to its peer
+//! task, which routes them to the subscription and on to the publisher. The estimate is the
+//! node's own from the subscriber's transport-wide feedback (the congestion control
+//! interceptor's `TargetBitrateChanged`, see `congestion`); REMB counts only from a peer that
+//! sends no transport-wide feedback. Everything else passes on.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
 use tokio::sync::mpsc;
+
+use super::congestion::NO_CEILING_BPS;
 
 /// Feedback from a peer about the streams the node sends it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -29,18 +36,37 @@ pub enum PeerFeedback {
     },
 }
 
+/// Where the downlink estimates of every peer connection came from.
+#[derive(Debug, Default)]
+pub struct EstimateCounters {
+    /// The node's own, from transport-wide feedback.
+    pub transport_wide: AtomicU64,
+    /// The peer's REMB, from peers sending no transport-wide feedback.
+    pub remb: AtomicU64,
+    /// REMB ignored because the peer sends transport-wide feedback.
+    pub remb_ignored: AtomicU64,
+}
+
 /// The tap; one per peer connection.
 pub struct FeedbackTap {
     events: mpsc::Sender<PeerFeedback>,
+    counters: Arc<EstimateCounters>,
+    /// The peer sends transport-wide feedback: its REMB is not used.
+    transport_wide: bool,
+    /// An estimate from REMB was reported.
+    remb_used: bool,
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
 }
 
 impl FeedbackTap {
     /// A tap sending what it sees to `events` (dropped when the receiver lags).
-    pub fn new(events: mpsc::Sender<PeerFeedback>) -> Self {
+    pub fn new(events: mpsc::Sender<PeerFeedback>, counters: Arc<EstimateCounters>) -> Self {
         Self {
             events,
+            counters,
+            transport_wide: false,
+            remb_used: false,
             reads: VecDeque::new(),
             writes: VecDeque::new(),
         }
@@ -52,9 +78,18 @@ impl FeedbackTap {
         let _ = self.events.try_send(event);
     }
 
-    fn inspect(&self, packet: &dyn rtc::rtcp::Packet) {
+    fn inspect(&mut self, packet: &dyn rtc::rtcp::Packet) {
         let any = packet.as_any();
-        if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
+        if any.is::<TransportLayerCc>() {
+            if !self.transport_wide && self.remb_used {
+                // The node's own estimate takes over, and it starts with no ceiling: the
+                // last REMB must not hold the peer down.
+                self.emit(PeerFeedback::Estimate {
+                    bps: NO_CEILING_BPS as u64,
+                });
+            }
+            self.transport_wide = true;
+        } else if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
             self.emit(PeerFeedback::KeyframeRequest {
                 media_ssrc: pli.media_ssrc,
             });
@@ -68,10 +103,23 @@ impl FeedbackTap {
             && remb.bitrate.is_finite()
             && remb.bitrate >= 0.0
         {
+            if self.transport_wide {
+                self.counters.remb_ignored.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            self.counters.remb.fetch_add(1, Ordering::Relaxed);
+            self.remb_used = true;
             self.emit(PeerFeedback::Estimate {
                 bps: remb.bitrate as u64,
             });
         }
+    }
+
+    fn estimated(&self, bits_per_second: f64) {
+        self.counters.transport_wide.fetch_add(1, Ordering::Relaxed);
+        self.emit(PeerFeedback::Estimate {
+            bps: bits_per_second as u64,
+        });
     }
 }
 
@@ -93,9 +141,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {
                 && bits_per_second.is_finite()
                 && *bits_per_second >= 0.0
             {
-                self.emit(PeerFeedback::Estimate {
-                    bps: *bits_per_second as u64,
-                });
+                self.estimated(*bits_per_second);
             }
         }
         self.reads.push_back(msg);
@@ -130,7 +176,7 @@ mod tests {
     #[test]
     fn reports_keyframe_requests_and_estimates() {
         let (tx, mut rx) = mpsc::channel(16);
-        let tap = FeedbackTap::new(tx);
+        let mut tap = FeedbackTap::new(tx, Default::default());
         tap.inspect(&PictureLossIndication {
             sender_ssrc: 1,
             media_ssrc: 42,
@@ -154,5 +200,29 @@ mod tests {
             Some(PeerFeedback::Estimate { bps: 250_000 })
         );
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn remb_counts_only_until_transport_wide_feedback_arrives() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let counters = Arc::new(EstimateCounters::default());
+        let mut tap = FeedbackTap::new(tx, Arc::clone(&counters));
+        let remb = |bitrate| ReceiverEstimatedMaximumBitrate {
+            sender_ssrc: 1,
+            bitrate,
+            ssrcs: vec![42],
+        };
+        tap.inspect(&remb(300_000.0));
+        tap.inspect(&TransportLayerCc::default());
+        tap.inspect(&remb(200_000.0));
+        tap.estimated(400_000.0);
+        let estimates: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(
+            estimates,
+            [300_000, NO_CEILING_BPS as u64, 400_000].map(|bps| PeerFeedback::Estimate { bps })
+        );
+        assert_eq!(counters.remb.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.remb_ignored.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.transport_wide.load(Ordering::Relaxed), 1);
     }
 }

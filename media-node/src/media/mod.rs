@@ -1,9 +1,10 @@
 //! Media with the webrtc crate: the node's one UDP port and each peer connection's place on it,
-//! peer connection construction, the RTCP feedback tap, the event handler, publications
+//! peer connection construction, the send-side estimate, the RTCP feedback tap, the event handler, publications
 //! (reader tasks), subscriptions (writer tasks), the per-participant peer task and the chat
 //! relay.
 
 pub mod chat;
+pub mod congestion;
 pub mod engine;
 pub mod feedback;
 pub mod handler;

@@ -504,6 +504,7 @@ impl PeerTask {
                 }
             }
             PeerFeedback::Estimate { bps } => {
+                tracing::debug!(participant = %self.id, bps, "downlink estimate");
                 let (video, audio): (Vec<_>, Vec<_>) = self
                     .subscriptions
                     .values()

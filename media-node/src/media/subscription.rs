@@ -16,7 +16,7 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 
 use super::publication::{ForwardItem, Publication, Sink};
 use crate::forward::forwarder::Negotiation;
-use crate::forward::layers::Quality;
+use crate::forward::layers::{Layer, Quality};
 use crate::forward::{Decision, DropReason, Forwarder, InboundPacket};
 use crate::node::NodeStats;
 
@@ -115,8 +115,35 @@ impl Subscription {
             .store(self.forwarder.demand(), Ordering::Relaxed);
     }
 
+    /// Logs a change of the layer aimed at, with what the selector knew.
+    fn retargeted(&self, before: (Option<Layer>, bool), cause: &str, estimate: Option<u64>) {
+        let after = self.forwarder.target_layer();
+        if after != before {
+            let stats = self.publication.layer_stats();
+            tracing::debug!(
+                track = %self.publication.info.id,
+                subscriber = %self.sink.subscriber,
+                from = ?before.0,
+                to = ?after.0,
+                probe = after.1,
+                cause,
+                estimate,
+                layer_bps = ?stats.bitrate_bps,
+                active = ?stats.active,
+                "layer target"
+            );
+        }
+    }
+
     async fn control(&mut self, command: SubscriptionControl) {
         let now = Instant::now();
+        let before = self.forwarder.target_layer();
+        if let SubscriptionControl::Estimate(bps) = command {
+            self.forwarder.set_estimate(bps, now);
+            self.retargeted(before, "estimate", Some(bps));
+            self.publish_wanted();
+            return;
+        }
         match command {
             SubscriptionControl::Negotiated(n, m) => {
                 self.forwarder.negotiated(&n);
@@ -124,7 +151,7 @@ impl Subscription {
                 self.mid = m;
             }
             SubscriptionControl::Quality(q) => self.forwarder.set_requested(q, now),
-            SubscriptionControl::Estimate(bps) => self.forwarder.set_estimate(bps, now),
+            SubscriptionControl::Estimate(_) => {}
             SubscriptionControl::Paused(paused) => {
                 self.forwarder.set_paused(paused, now);
                 if let Some(layer) = self.forwarder.keyframe_request(now) {
@@ -187,8 +214,10 @@ impl Subscription {
 
     async fn refresh(&mut self) {
         let now = Instant::now();
+        let before = self.forwarder.target_layer();
         self.forwarder
             .set_layer_stats(self.publication.layer_stats(), now);
+        self.retargeted(before, "layer stats", None);
         self.publish_wanted();
         if let Some(layer) = self.forwarder.keyframe_request(now) {
             self.publication.request_keyframe(layer).await;

@@ -36,6 +36,7 @@ pub fn settings() -> NodeSettings {
             ice_disconnected: Duration::from_secs(2),
             ice_failed: Duration::from_secs(4),
             repair: Default::default(),
+            estimates: Default::default(),
         },
         peer_disconnect: Duration::from_secs(2),
         chat_max_bytes: 256,
@@ -122,12 +123,27 @@ pub fn token_for(identity: &str, conference: &str) -> String {
 }
 
 pub async fn client(node: &TestNode, identity: &str, publish: Publish) -> Client {
+    connect(node, identity, publish, true).await
+}
+
+/// A client that reports its downlink only with REMB, sending no transport-wide feedback.
+pub async fn remb_client(node: &TestNode, identity: &str, publish: Publish) -> Client {
+    connect(node, identity, publish, false).await
+}
+
+async fn connect(
+    node: &TestNode,
+    identity: &str,
+    publish: Publish,
+    transport_feedback: bool,
+) -> Client {
     Client::connect(ClientConfig {
         url: node.url.clone(),
         conference: CONFERENCE.into(),
         token: token(identity),
         bind_ip: LOOPBACK,
         publish,
+        transport_feedback,
     })
     .await
     .expect("client joins")
