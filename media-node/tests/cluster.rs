@@ -237,6 +237,7 @@ async fn node_follows_its_medianode_pool_and_conferences() {
         bind_ip: LOOPBACK,
         publish: common::viewer(),
         transport_feedback: true,
+        offer_first: true,
     })
     .await
     .expect("alice joins the conference the watch opened");

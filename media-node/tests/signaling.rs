@@ -141,6 +141,7 @@ async fn joins_need_a_valid_token_for_a_hosted_conference_and_room() {
         bind_ip: LOOPBACK,
         publish: viewer(),
         transport_feedback: true,
+        offer_first: true,
     };
     let err = Client::connect(config("abc".into(), CONFERENCE))
         .await
@@ -237,6 +238,7 @@ async fn node_capacity_is_enforced() {
         bind_ip: LOOPBACK,
         publish: viewer(),
         transport_feedback: true,
+        offer_first: true,
     })
     .await
     .err()

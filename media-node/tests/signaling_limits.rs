@@ -201,6 +201,7 @@ async fn a_flooding_client_is_rate_limited_and_cut_off_while_its_room_carries_on
         bind_ip: LOOPBACK,
         publish: quiet(),
         transport_feedback: true,
+        offer_first: true,
     })
     .await
     .expect("mallory joins");

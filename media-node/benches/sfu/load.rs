@@ -101,8 +101,9 @@ pub struct Participant {
 }
 
 /// How to join an SFU: its signaling URL, the conference, a token per identity, and whether a
-/// publisher receives the others on a second connection (Janus: a publisher handle only
-/// sends) or on its own (Conclave).
+/// publisher receives the others on a second connection, where the SFU makes the first offer
+/// (Janus: a publisher handle only sends, a subscriber handle offers), or on its own, every
+/// connection offering first (Conclave).
 pub struct Join<'a> {
     pub url: &'a str,
     pub ip: IpAddr,
@@ -123,6 +124,7 @@ async fn connect(join: &Join<'_>, identity: &str, video_layers: usize) -> anyhow
             chat: false,
         },
         transport_feedback: true,
+        offer_first: !join.separate_receivers,
     })
     .await
     .with_context(|| format!("connecting {identity}"))

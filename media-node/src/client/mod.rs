@@ -97,6 +97,10 @@ pub struct ClientConfig {
     /// Sends transport-wide congestion feedback about what it receives, as browsers do.
     /// Without it the node takes this client's downlink estimate from REMB (`send_remb`).
     pub transport_feedback: bool,
+    /// Offers first even with nothing to send (a receive-only offer), as the media node
+    /// expects; otherwise a client with nothing to send waits for the server's offer (as
+    /// Janus's subscribers do, in the benchmark).
+    pub offer_first: bool,
 }
 
 /// Shape of the synthetic media a publishing client sends.
@@ -394,7 +398,11 @@ impl Client {
         };
         // The client offers first (the node offers only once it answered): with nothing
         // to send, a receive-only transceiver makes the offer.
-        if tracks.is_empty() && client.chat.is_none() {
+        let nothing_to_send = tracks.is_empty() && client.chat.is_none();
+        if nothing_to_send && !config.offer_first {
+            return Ok(client);
+        }
+        if nothing_to_send {
             client
                 .pc
                 .add_transceiver_from_kind(

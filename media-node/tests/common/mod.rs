@@ -144,6 +144,7 @@ async fn connect(
         bind_ip: LOOPBACK,
         publish,
         transport_feedback,
+        offer_first: true,
     })
     .await
     .expect("client joins")
