@@ -245,8 +245,13 @@ pub fn pool_step(f: &PoolFacts) -> PoolStep {
         conditions::ready(figures.ready_nodes, figures.nodes, free),
         heartbeats,
     ];
-    set.extend(f.turn_peers.as_ref().map(conditions::turn_peers));
     let mut absent = Vec::new();
+    // A condition whose subject went away (TURN, or a TLS Secret, turned off) is removed,
+    // not left saying what it said last.
+    match &f.turn_peers {
+        Some(peers) => set.push(conditions::turn_peers(peers)),
+        None => absent.push(condition::TURN_PEERS),
+    }
     match &f.relay_tls {
         Some(tls) => set.push(conditions::relay_certificate(tls)),
         None => absent.push(condition::TURN_TLS),
@@ -428,7 +433,14 @@ mod tests {
                 condition::RECONCILED
             ]
         );
-        assert_eq!(step.absent, [condition::TURN_TLS, condition::SIGNALING_TLS]);
+        assert_eq!(
+            step.absent,
+            [
+                condition::TURN_PEERS,
+                condition::TURN_TLS,
+                condition::SIGNALING_TLS
+            ]
+        );
         for (type_, want) in [
             (condition::UP_TO_DATE, PoolReason::AllNodesUpdated),
             (condition::READY, PoolReason::CapacityAvailable),
@@ -635,7 +647,7 @@ mod tests {
             state(&step, condition::RECONCILED),
             (true, PoolReason::Applied)
         );
-        assert_eq!(step.absent, [condition::TURN_TLS]);
+        assert_eq!(step.absent, [condition::TURN_PEERS, condition::TURN_TLS]);
 
         f.signaling = signaling(None);
         let step = pool_step(&f);
@@ -676,7 +688,10 @@ mod tests {
                 "the relays serve TURN over TLS with the Secret's certificate"
             )
         );
-        assert_eq!(step.absent, [condition::SIGNALING_TLS]);
+        assert_eq!(
+            step.absent,
+            [condition::TURN_PEERS, condition::SIGNALING_TLS]
+        );
         let step = pool_step(&f(RelayTls::Refused("it expired".into())));
         assert_eq!(step.relays, Relays::Reconcile { certificate: None });
         let c = condition(&step, condition::TURN_TLS);
