@@ -9,6 +9,12 @@
 //! figures go to the test output and to `big-room.json` in the artifacts. Twelve browsers do
 //! not fit on two cores (load average above 90: the media node's lease lapsed and its
 //! conference was moved), so the room is five, with the same rules at a limit of two.
+//!
+//! The twelve-person room with `lastN: 6` is one browser and eleven synthetic participants
+//! (the media node's test client, each sending a real VP8 keyframe of 320×180 as every frame,
+//! 5 a second, which the browser decodes): the page decodes the six cameras of the first to
+//! join, and, in the same room without last-N, all eleven; its browser's CPU is measured in
+//! both (`big-room-12.json`).
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
 
@@ -20,8 +26,9 @@ use std::time::{Duration, Instant};
 
 use chromium::Chromium;
 use chromium::call::{connected, fail, screenshot, video_flows};
-use common::call::{active_named, join_url, keys_of, link_to};
+use common::call::{active_named, join_url, keys_of, link_to, token};
 use common::fixtures::{conference, create, pool, ports};
+use conclave_media_node::client::{Client, ClientConfig, MediaShape, Publish};
 use conclave_testenv::{TestEnv, TestNamespace};
 use serde_json::{Value, json};
 
@@ -272,4 +279,156 @@ async fn big_room(
     std::fs::write(env.artifacts().join("big-room.json"), figures.to_string())
         .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// People in the twelve-person room, and its limit.
+const TWELVE: usize = 12;
+const TWELVE_LAST_N: usize = 6;
+
+/// The synthetic participants of the twelve-person room, in the order they join.
+fn synthetic_names() -> Vec<String> {
+    (2..=TWELVE).map(|i| format!("s{i:02}")).collect()
+}
+
+/// The address this host reaches the media node of `signaling_url` from.
+fn local_address_towards(signaling_url: &str) -> std::net::IpAddr {
+    let host = signaling_url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split([':', '/']).next())
+        .unwrap();
+    let probe = std::net::UdpSocket::bind(("0.0.0.0", 0)).unwrap();
+    probe.connect((host, 9)).unwrap();
+    probe.local_addr().unwrap().ip()
+}
+
+/// Joins the synthetic participants to `conference` one after another, each publishing a
+/// decodable camera at [`CAMERA_FPS`].
+async fn synthetic_cameras(
+    conference: &str,
+    signaling_url: &str,
+    key: &[u8],
+) -> Result<Vec<(Client, tokio::task::JoinHandle<()>)>, String> {
+    let bind_ip = local_address_towards(signaling_url);
+    let mut joined = Vec::new();
+    for n in synthetic_names() {
+        let client = Client::connect(ClientConfig {
+            url: signaling_url.to_owned(),
+            conference: conference.to_owned(),
+            token: token(conference, key, &n),
+            bind_ip,
+            publish: Publish {
+                audio: false,
+                video_layers: 1,
+                chat: false,
+            },
+            transport_feedback: true,
+            offer_first: true,
+        })
+        .await
+        .map_err(|e| format!("{n} could not join {conference}: {e:?}"))?;
+        let media = client.start_media(MediaShape {
+            fps: CAMERA_FPS,
+            decodable: true,
+            ..MediaShape::default()
+        });
+        joined.push((client, media));
+    }
+    Ok(joined)
+}
+
+/// Stops the synthetic cameras and closes their connections.
+async fn leave(cameras: Vec<(Client, tokio::task::JoinHandle<()>)>) {
+    for (client, media) in cameras {
+        media.abort();
+        client.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twelve_people_with_last_n_six_decode_six_videos() {
+    let _one_at_a_time = chromium::exclusive().await;
+    let (env, ns, _operator) = common::start("big-room-12").await;
+    let spec = json!({
+        "nodeCapacity": {"participants": 30, "rooms": 5},
+        "scaling": {"minNodes": 1, "maxNodes": 1, "bufferParticipants": 0}
+    });
+    create(&ns, &pool("web", ports(), spec)).await;
+    let max = TWELVE as u32;
+    create(
+        &ns,
+        &conference(
+            "twelve",
+            "web",
+            max,
+            json!({"media": {"lastN": TWELVE_LAST_N}}),
+        ),
+    )
+    .await;
+    create(&ns, &conference("twelve-all", "web", max, json!({}))).await;
+    let limited = join_url(&active_named(env, &ns, "twelve", None).await);
+    let all = join_url(&active_named(env, &ns, "twelve-all", None).await);
+    let (key, _) = keys_of(&ns, "web").await;
+    let mut browsers = Chromium::start(&env.artifacts().join("big-room-12")).await;
+    let result = twelve(env, &mut browsers, &key, &limited, &all).await;
+    if let Err(e) = result {
+        fail(env, &ns, &mut browsers, &[MEASURED], &e).await;
+    }
+    browsers.close().await;
+}
+
+async fn twelve(
+    env: &TestEnv,
+    browsers: &mut Chromium,
+    key: &[u8],
+    limited: &str,
+    all: &str,
+) -> Result<(), String> {
+    let cameras = synthetic_cameras("twelve", limited, key).await?;
+    browsers
+        .send(json!({"op": "open", "name": MEASURED, "link": link_to("twelve", limited, key, MEASURED, ""),
+                     "devices": "none", "viewport": {"width": 960, "height": 600}}))
+        .await;
+    connected(browsers, MEASURED).await?;
+    let first_six: BTreeSet<String> = synthetic_names().into_iter().take(TWELVE_LAST_N).collect();
+    let six = decoding_until(browsers, MEASURED, "the first six to join", |d| {
+        *d == first_six
+    })
+    .await?;
+    println!(
+        "with lastN {TWELVE_LAST_N}, {MEASURED} decodes {} cameras: {six:?}",
+        six.len()
+    );
+    screenshot(env, browsers, MEASURED, "big-room-12").await;
+    let with_last_n = cpu_of(browsers, MEASURED).await;
+    leave(cameras).await;
+
+    let cameras = synthetic_cameras("twelve-all", all, key).await?;
+    browsers
+        .send(json!({"op": "enter", "name": MEASURED, "link": link_to("twelve-all", all, key, MEASURED, "")}))
+        .await;
+    connected(browsers, MEASURED).await?;
+    let everyone = decoding_until(browsers, MEASURED, "all eleven cameras", |d| {
+        d.len() == TWELVE - 1
+    })
+    .await?;
+    println!(
+        "without last-N {MEASURED} decodes {} cameras",
+        everyone.len()
+    );
+    let without = cpu_of(browsers, MEASURED).await;
+    let figures = json!({
+        "people": TWELVE,
+        "lastN": TWELVE_LAST_N,
+        "decodedCameras": {"withLastN": six.len(), "withoutLastN": everyone.len()},
+        "receivingBrowserCpuCores": {"withLastN": with_last_n.0, "withoutLastN": without.0},
+        "decodedFramesPerSecond": {"withLastN": with_last_n.1, "withoutLastN": without.1},
+    });
+    leave(cameras).await;
+    println!("twelve-person room: {figures}");
+    std::fs::write(
+        env.artifacts().join("big-room-12.json"),
+        figures.to_string(),
+    )
+    .map_err(|e| e.to_string())
 }

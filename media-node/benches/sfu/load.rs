@@ -170,6 +170,7 @@ pub fn start_media(load: &Load, all: &[Participant]) -> Vec<tokio::task::JoinHan
         packet_bytes: [1000, 1000, 1000],
         keyframe_interval: 60,
         audio_pps: 50,
+        decodable: false,
     };
     all.iter()
         .filter(|p| p.publishes)

@@ -116,6 +116,10 @@ pub struct MediaShape {
     pub keyframe_interval: u32,
     /// Audio packets per second (Opus at 20 ms: 50).
     pub audio_pps: u32,
+    /// Every video frame a real VP8 keyframe (320×180) in one packet, which browsers decode,
+    /// instead of VP8-shaped packets carrying the send time (`packets_per_frame`,
+    /// `packet_bytes` and `keyframe_interval` then do not apply).
+    pub decodable: bool,
 }
 
 impl Default for MediaShape {
@@ -126,6 +130,7 @@ impl Default for MediaShape {
             packet_bytes: [400, 900, 1100],
             keyframe_interval: 90,
             audio_pps: 50,
+            decodable: false,
         }
     }
 }

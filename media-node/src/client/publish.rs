@@ -12,7 +12,7 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::peer_connection::PeerConnection;
 
-use super::synthetic::{audio_payload, video_payload};
+use super::synthetic::{audio_payload, decodable_video_payload, video_payload};
 use super::{AUDIO_LEVEL_URI, MID_URI, MediaShape, RID_URI, RIDS};
 pub(super) struct SendLeg {
     payload_type: u8,
@@ -127,12 +127,20 @@ pub(super) async fn publish_loop(
                 let l = if ssrcs.len() == 1 { 2 } else { layer };
                 let key = frame.is_multiple_of(shape.keyframe_interval.max(1))
                     || wanted[layer].swap(false, Ordering::Relaxed);
-                let n = shape.packets_per_frame[l].max(1);
+                let n = if shape.decodable {
+                    1
+                } else {
+                    shape.packets_per_frame[l].max(1)
+                };
                 let rid = (ssrcs.len() > 1).then(|| RIDS[layer]);
                 for i in 0..n {
                     let h = header(leg, *ssrc, seqs[layer], ts, i + 1 == n, rid, None);
                     seqs[layer] = seqs[layer].wrapping_add(1);
-                    let payload = video_payload(l as u8, frame, i == 0, key, shape.packet_bytes[l]);
+                    let payload = if shape.decodable {
+                        decodable_video_payload()
+                    } else {
+                        video_payload(l as u8, frame, i == 0, key, shape.packet_bytes[l])
+                    };
                     if track
                         .write_rtp(Packet { header: h, payload })
                         .await

@@ -36,6 +36,21 @@ pub fn video_payload(layer: u8, frame: u32, first: bool, keyframe: bool, size: u
     b.freeze()
 }
 
+/// A real VP8 keyframe, 320×180 (a diagonal gradient with a tint, 941 bytes), encoded once
+/// from a generated I420 frame with `vpxenc --codec=vp8 -w 320 -h 180 --i420 --ivf --limit=1
+/// --end-usage=q --cq-level=40 --min-q=40` (the frame's bytes from the IVF file): every frame
+/// of a decodable synthetic camera, so browsers decode it.
+const VP8_KEYFRAME: &[u8] = include_bytes!("vp8_keyframe.bin");
+
+/// One frame of a decodable synthetic camera: a VP8 descriptor starting the partition, then
+/// [`VP8_KEYFRAME`], in one packet.
+pub fn decodable_video_payload() -> Bytes {
+    let mut b = BytesMut::with_capacity(1 + VP8_KEYFRAME.len());
+    b.put_u8(0x10);
+    b.put_slice(VP8_KEYFRAME);
+    b.freeze()
+}
+
 /// One synthetic audio payload (no VP8 descriptor; layer byte 0).
 pub fn audio_payload(frame: u32, size: usize) -> Bytes {
     video_payload(0, frame, true, true, size)
@@ -175,6 +190,17 @@ mod tests {
             &video_payload(2, 78, false, true, 100)
         ));
         assert_eq!(read_payload(b"short"), None);
+    }
+
+    #[test]
+    fn a_decodable_frame_is_a_320_by_180_vp8_keyframe_in_one_packet() {
+        let p = decodable_video_payload();
+        assert!(is_keyframe(Codec::Vp8, &p));
+        assert!(p.len() <= 1_200, "{} bytes", p.len());
+        // The keyframe's start code, then width and height (14 bits each, little-endian).
+        assert_eq!(&p[4..7], [0x9d, 0x01, 0x2a]);
+        let dimension = |at: usize| u16::from_le_bytes([p[at], p[at + 1]]) & 0x3fff;
+        assert_eq!((dimension(7), dimension(9)), (320, 180));
     }
 
     #[test]

@@ -80,6 +80,20 @@ pub fn now() -> u64 {
         .as_secs()
 }
 
+/// A join token for `identity` in `conference`, valid for an hour, signed with the pool's
+/// `key`.
+pub fn token(conference: &str, key: &[u8], identity: &str) -> String {
+    mint(
+        key,
+        &JoinClaims {
+            conference: conference.into(),
+            identity: identity.into(),
+            exp: now() + 3600,
+            publish: true,
+        },
+    )
+}
+
 /// The join link of `identity` to `conference`.
 pub fn link_to(
     conference: &str,
@@ -88,15 +102,7 @@ pub fn link_to(
     identity: &str,
     extra: &str,
 ) -> String {
-    let token = mint(
-        key,
-        &JoinClaims {
-            conference: conference.into(),
-            identity: identity.into(),
-            exp: now() + 3600,
-            publish: true,
-        },
-    );
+    let token = token(conference, key, identity);
     let page = signaling_url
         .replacen("wss://", "https://", 1)
         .replacen("ws://", "http://", 1)
