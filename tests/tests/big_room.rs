@@ -12,7 +12,8 @@
 //!
 //! The twelve-person room with `lastN: 6` is one browser and eleven synthetic participants
 //! (the media node's test client, each sending a real VP8 keyframe of 320×180 as every frame,
-//! 5 a second, which the browser decodes): the page decodes the six cameras of the first to
+//! 5 a second, which the browser decodes; the last to join also sends audio with a voice
+//! level, so it speaks): the page decodes the cameras of the speaker and the first five to
 //! join, and, in the same room without last-N, all eleven; its browser's CPU is measured in
 //! both (`big-room-12.json`).
 
@@ -290,6 +291,10 @@ fn synthetic_names() -> Vec<String> {
     (2..=TWELVE).map(|i| format!("s{i:02}")).collect()
 }
 
+/// The one synthetic participant who speaks (sends audio with a voice level): the last to
+/// join, so only speaking earns it a place among the six.
+const SPEAKER: &str = "s12";
+
 /// The address this host reaches the media node of `signaling_url` from.
 fn local_address_towards(signaling_url: &str) -> std::net::IpAddr {
     let host = signaling_url
@@ -318,7 +323,7 @@ async fn synthetic_cameras(
             token: token(conference, key, &n),
             bind_ip,
             publish: Publish {
-                audio: false,
+                audio: n == SPEAKER,
                 video_layers: 1,
                 chat: false,
             },
@@ -390,10 +395,18 @@ async fn twelve(
                      "devices": "none", "viewport": {"width": 960, "height": 600}}))
         .await;
     connected(browsers, MEASURED).await?;
-    let first_six: BTreeSet<String> = synthetic_names().into_iter().take(TWELVE_LAST_N).collect();
-    let six = decoding_until(browsers, MEASURED, "the first six to join", |d| {
-        *d == first_six
-    })
+    // The speaker, then the first five to join.
+    let six: BTreeSet<String> = synthetic_names()
+        .into_iter()
+        .take(TWELVE_LAST_N - 1)
+        .chain([SPEAKER.to_owned()])
+        .collect();
+    let six = decoding_until(
+        browsers,
+        MEASURED,
+        "the speaker and the first five to join",
+        |d| *d == six,
+    )
     .await?;
     println!(
         "with lastN {TWELVE_LAST_N}, {MEASURED} decodes {} cameras: {six:?}",
