@@ -33,6 +33,7 @@ pub fn node_settings(config: &Config) -> Result<NodeSettings> {
             ice_failed: Duration::from_secs(15),
             repair: Default::default(),
             estimates: Default::default(),
+            retransmits: Default::default(),
         },
         peer_disconnect: Duration::from_secs(config.peer_disconnect_seconds),
         chat_max_bytes: config.chat_max_bytes,

@@ -196,6 +196,26 @@ impl prometheus_client::collector::Collector for NodeCollector {
         ] {
             counter(&mut enc, name, help, value.load(Ordering::Relaxed))?;
         }
+        let retransmits = &node.settings.media.retransmits;
+        for (name, help, value) in [
+            (
+                "retransmissions_sent",
+                "Retransmissions sent to subscribers answering their NACKs.",
+                &retransmits.sent,
+            ),
+            (
+                "retransmissions_delayed",
+                "Of those, retransmissions held back to half the subscriber's downlink ceiling.",
+                &retransmits.delayed,
+            ),
+            (
+                "retransmissions_dropped",
+                "Retransmissions to subscribers dropped: held too long, or too many held.",
+                &retransmits.dropped,
+            ),
+        ] {
+            counter(&mut enc, name, help, value.load(Ordering::Relaxed))?;
+        }
         let estimates = &node.settings.media.estimates;
         let mut family = enc.encode_descriptor(
             "downlink_estimates",

@@ -43,6 +43,7 @@ pub fn node_process() {
                 ice_failed: Duration::from_secs(15),
                 repair: Default::default(),
                 estimates: Default::default(),
+                retransmits: Default::default(),
             },
             peer_disconnect: Duration::from_secs(10),
             chat_max_bytes: 1024,

@@ -11,6 +11,7 @@ pub mod forwarder;
 pub mod keyframe;
 pub mod layers;
 pub mod repair;
+pub mod retransmit_pacing;
 pub mod rewrite;
 pub mod trendline;
 

@@ -29,6 +29,7 @@ use super::mux::UdpMux;
 use super::peer_socket::PeerSocket;
 use super::publication::AUDIO_LEVEL_URI;
 use super::recovery::{RECOVERY_SLOT, Recovery, RepairCounters};
+use super::retransmit_pacer::{RetransmitCounters, RetransmitPacing};
 use crate::error::{Error, Result};
 
 /// Where and how the node's peer connections bind.
@@ -46,6 +47,8 @@ pub struct MediaSettings {
     pub repair: Arc<RepairCounters>,
     /// Where subscribers' downlink estimates came from, on every peer connection.
     pub estimates: Arc<EstimateCounters>,
+    /// What retransmission pacing towards subscribers did, on every peer connection.
+    pub retransmits: Arc<RetransmitCounters>,
 }
 
 /// The application end of the chain, above every built-in interceptor.
@@ -83,8 +86,9 @@ pub fn media_engine() -> Result<MediaEngine> {
 /// copies dropped. Towards subscribers, rtc's NACK responder answers from what the node sent,
 /// and every packet the node sends carries a transport-wide sequence number, so the
 /// subscriber's feedback drives the node's own estimate of its downlink (see `congestion`).
-/// No pacer: the estimate picks layers, it does not queue packets.
-fn interceptors(engine: &mut MediaEngine, repair: &Arc<RepairCounters>) -> Result<Registry> {
+/// Only retransmissions are paced (see `retransmit_pacer`): the estimate picks layers, it
+/// does not queue media.
+fn interceptors(engine: &mut MediaEngine, settings: &MediaSettings) -> Result<Registry> {
     for parameter in ["", "pli"] {
         engine.register_feedback(
             RTCPFeedback {
@@ -100,7 +104,11 @@ fn interceptors(engine: &mut MediaEngine, repair: &Arc<RepairCounters>) -> Resul
         .with(Slot::NackResponder, NackResponderBuilder::new().build())
         .with(
             Slot::Custom(RECOVERY_SLOT),
-            Recovery::new(Arc::clone(repair)),
+            Recovery::new(Arc::clone(&settings.repair)),
+        )
+        .with(
+            Slot::Pacer,
+            RetransmitPacing::new(Arc::clone(&settings.retransmits)),
         )
         .with(Slot::TwccSender, TwccSenderBuilder::new().build())
         .with(
@@ -125,7 +133,7 @@ pub async fn build_peer(
     let socket = PeerSocket::new(Arc::clone(&settings.port));
     let (feedback_tx, feedback_rx) = mpsc::channel(256);
     let mut engine = media_engine()?;
-    let registry = interceptors(&mut engine, &settings.repair)?.with(
+    let registry = interceptors(&mut engine, settings)?.with(
         Slot::Custom(FEEDBACK_SLOT),
         FeedbackTap::new(feedback_tx, Arc::clone(&settings.estimates)),
     );

@@ -1,5 +1,5 @@
 //! Media with the webrtc crate: the node's one UDP port and each peer connection's place on it,
-//! peer connection construction, the send-side estimate, the RTCP feedback tap, the event handler, publications
+//! peer connection construction, the send-side estimate, retransmission pacing, the RTCP feedback tap, the event handler, publications
 //! (reader tasks), subscriptions (writer tasks), the per-participant peer task and the chat
 //! relay.
 
@@ -14,6 +14,7 @@ pub mod peer;
 pub mod peer_socket;
 pub mod publication;
 pub mod recovery;
+pub mod retransmit_pacer;
 pub mod stun;
 pub mod subscription;
 

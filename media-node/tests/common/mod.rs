@@ -37,6 +37,7 @@ pub fn settings() -> NodeSettings {
             ice_failed: Duration::from_secs(4),
             repair: Default::default(),
             estimates: Default::default(),
+            retransmits: Default::default(),
         },
         peer_disconnect: Duration::from_secs(2),
         chat_max_bytes: 256,
