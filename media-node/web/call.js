@@ -396,6 +396,7 @@ export class Call extends EventTarget {
       localProtocol: local?.relayProtocol ?? local?.protocol ?? null,
       localAddress: local ? `${local.address}:${local.port}` : null,
       remote: remote?.candidateType ?? null,
+      roundTripTime: pair.currentRoundTripTime ?? null,
       url: s.url,
     };
   }

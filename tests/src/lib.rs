@@ -5,6 +5,7 @@ pub mod bench;
 pub mod client;
 pub mod controlplane;
 pub mod crds;
+pub mod delay_relay;
 pub mod error;
 pub mod freezer;
 pub mod helm;

@@ -26,6 +26,7 @@ use common::fixtures::{create, pool, ports};
 use std::net::{IpAddr, SocketAddr};
 
 use conclave_crds::{Conference, MediaNode, MediaPool};
+use conclave_testenv::delay_relay::DelayRelay;
 use conclave_testenv::lossy_link::{LinkCounters, LossyLink};
 use conclave_testenv::narrow_link::NarrowLink;
 use k8s_openapi::api::core::v1::Pod;
@@ -205,15 +206,57 @@ async fn video_rtp(browsers: &mut Chromium, name: &str) -> Value {
     browsers.send(json!({"op": "videoRtp", "name": name})).await
 }
 
+/// The path between the browsers and the media node in a loss test.
+enum Wire {
+    /// Loss in the kernel, no added delay.
+    Lossy(LossyLink),
+    /// Loss and delay in the relay.
+    Delayed(DelayRelay),
+}
+
+impl Wire {
+    async fn counters(&self) -> LinkCounters {
+        match self {
+            Wire::Lossy(link) => link.counters().await.unwrap(),
+            Wire::Delayed(relay) => relay.counters(),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn video_recovers_from_five_percent_loss_on_each_hop() {
+    loss_call("call-loss", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_recovers_from_five_percent_loss_on_each_hop_with_a_100_ms_round_trip() {
+    // 25 ms each way on each browser's path: 50 ms between a browser and the media node,
+    // 100 ms between the browsers.
+    loss_call("call-loss-delay", Some(Duration::from_millis(25))).await;
+}
+
+/// A two-person call measured over [`WINDOW`] with [`LOSS_PERCENT`] lost each way on each
+/// participant's path, and, with `one_way`, that much delay each way on it: a round trip of
+/// twice `one_way` between a browser and the media node, four times between the browsers.
+/// The freeze goal is held only without delay: with it, the call freezes more often than
+/// the goal allows (docs/benchmarks.md), and the test reports it.
+async fn loss_call(label: &str, one_way: Option<Duration>) {
     let _one_at_a_time = chromium::exclusive().await;
-    let (env, ns, _operator) = common::start("call-loss").await;
+    let (env, ns, _operator) = common::start(label).await;
     let call = one_node_call(env, &ns).await;
     let (placed, url, key, netns) = (&call.conference, &call.url, &call.key, &call.netns);
     let metrics = metrics_of(&ns, placed).await;
     let names = ["alice", "bob"];
-    let mut browsers = Chromium::start(&env.artifacts().join("call-loss")).await;
+    // The relay sees only the flows that begin after it: it comes before the browsers.
+    let relay = match one_way {
+        Some(delay) => Some(
+            DelayRelay::start(netns, call.pod, delay, LOSS_PERCENT)
+                .await
+                .unwrap(),
+        ),
+        None => None,
+    };
+    let mut browsers = Chromium::start(&env.artifacts().join(label)).await;
     let links: Vec<(&str, String)> = names
         .iter()
         .map(|n| (*n, link_to("standup", url, key, n, "")))
@@ -226,10 +269,30 @@ async fn video_recovers_from_five_percent_loss_on_each_hop() {
         }
     }
 
-    let link = LossyLink::start(netns, call.udp_port, LOSS_PERCENT)
-        .await
-        .unwrap();
-    let link_before = link.counters().await.unwrap();
+    if let Some(delay) = one_way {
+        // The browsers' own round trip to the media node says the relay holds what it should.
+        for n in names {
+            let path = browsers.send(json!({"op": "mediaPath", "name": n})).await;
+            let rtt = path["path"]["roundTripTime"].as_f64().unwrap_or(0.0);
+            println!(
+                "{n}'s round trip to the media node: {:.0} ms",
+                rtt * 1_000.0
+            );
+            assert!(
+                rtt >= 2.0 * delay.as_secs_f64() * 0.9,
+                "{n}'s round trip to the media node is {rtt} s, not 2 × {delay:?}: {path}"
+            );
+        }
+    }
+    let link = match relay {
+        Some(relay) => Wire::Delayed(relay),
+        None => Wire::Lossy(
+            LossyLink::start(netns, call.udp_port, LOSS_PERCENT)
+                .await
+                .unwrap(),
+        ),
+    };
+    let link_before = link.counters().await;
     let node_before = node_counters(metrics).await;
     let before = [
         video_rtp(&mut browsers, "alice").await,
@@ -250,7 +313,7 @@ async fn video_recovers_from_five_percent_loss_on_each_hop() {
         |t| t["quality"] == "fair" || t["quality"] == "poor",
     )
     .await;
-    let link_counters = link.counters().await.unwrap().since(&link_before);
+    let link_counters = link.counters().await.since(&link_before);
     drop(link);
     let node: BTreeMap<String, f64> = node_counters(metrics)
         .await
@@ -273,7 +336,7 @@ async fn video_recovers_from_five_percent_loss_on_each_hop() {
         all.push(f);
     }
     std::fs::write(
-        env.artifacts().join("call-loss.json"),
+        env.artifacts().join(format!("{label}.json")),
         serde_json::to_string_pretty(
             &json!({"link": link_counters, "mediaNode": node, "directions": all}),
         )
@@ -311,7 +374,7 @@ async fn video_recovers_from_five_percent_loss_on_each_hop() {
             f.residual_loss * 100.0
         );
         assert!(
-            f.freezes_per_minute <= MAX_FREEZES_PER_MINUTE,
+            one_way.is_some() || f.freezes_per_minute <= MAX_FREEZES_PER_MINUTE,
             "{who}: {:.1} freezes a minute: {f:?}",
             f.freezes_per_minute
         );
@@ -381,6 +444,8 @@ struct OneNodeCall {
     /// The network namespace of the Kubernetes node hosting the media node, and its UDP port.
     netns: String,
     udp_port: u16,
+    /// The media node pod's own address and UDP port.
+    pod: SocketAddr,
 }
 
 async fn one_node_call(
@@ -396,6 +461,12 @@ async fn one_node_call(
     let conference = conference_named(env, ns, "web", "standup", 4).await;
     let media_node = conference.status.clone().unwrap().media_node.unwrap();
     let pod = ns.api::<Pod>().get(&media_node).await.unwrap();
+    let pod_ip: IpAddr = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_ref())
+        .and_then(|ip| ip.parse().ok())
+        .unwrap();
     let netns = env
         .node(&pod.spec.unwrap().node_name.unwrap())
         .unwrap()
@@ -408,6 +479,7 @@ async fn one_node_call(
         key,
         netns,
         udp_port: ports.udp,
+        pod: SocketAddr::new(pod_ip, ports.udp),
     }
 }
 
