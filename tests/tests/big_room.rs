@@ -130,6 +130,32 @@ async fn cpu_of(browsers: &mut Chromium, name: &str) -> (f64, f64) {
     ((cpu1 - cpu0) / secs, (frames1 - frames0) / secs)
 }
 
+/// A pool of one media node, and two conferences of `people` on it, `name` with `last_n`
+/// and `name`-all without: their signaling URLs, and the pool's join key.
+async fn room_with_and_without_last_n(
+    env: &TestEnv,
+    ns: &TestNamespace,
+    name: &str,
+    people: usize,
+    last_n: usize,
+) -> ((String, String), Vec<u8>) {
+    let spec = json!({
+        "nodeCapacity": {"participants": 30, "rooms": 5},
+        "scaling": {"minNodes": 1, "maxNodes": 1, "bufferParticipants": 0}
+    });
+    create(ns, &pool("web", ports(), spec)).await;
+    let everyone = format!("{name}-all");
+    let max = people as u32;
+    let limited = json!({"media": {"lastN": last_n}});
+    create(ns, &conference(name, "web", max, limited)).await;
+    create(ns, &conference(&everyone, "web", max, json!({}))).await;
+    let urls = (
+        join_url(&active_named(env, ns, name, None).await),
+        join_url(&active_named(env, ns, &everyone, None).await),
+    );
+    (urls, keys_of(ns, "web").await.0)
+}
+
 async fn join_all(
     browsers: &mut Chromium,
     link: &dyn Fn(&str) -> String,
@@ -153,26 +179,11 @@ async fn join_all(
 async fn five_people_with_last_n_two_decode_two_videos_and_page_to_the_others() {
     let _one_at_a_time = chromium::exclusive().await;
     let (env, ns, _operator) = common::start("big-room").await;
-    let spec = json!({
-        "nodeCapacity": {"participants": 30, "rooms": 5},
-        "scaling": {"minNodes": 1, "maxNodes": 1, "bufferParticipants": 0}
-    });
-    create(&ns, &pool("web", ports(), spec)).await;
-    let max = PEOPLE as u32;
-    create(
-        &ns,
-        &conference("big", "web", max, json!({"media": {"lastN": LAST_N}})),
-    )
-    .await;
-    create(&ns, &conference("big-all", "web", max, json!({}))).await;
-    let big = active_named(env, &ns, "big", None).await;
-    let all = active_named(env, &ns, "big-all", None).await;
-    let (key, _) = keys_of(&ns, "web").await;
+    let ((big, all), key) = room_with_and_without_last_n(env, &ns, "big", PEOPLE, LAST_N).await;
     let mut browsers = Chromium::start(&env.artifacts().join("big-room")).await;
     let names = names();
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let links = (join_url(&big), join_url(&all));
-    let result = big_room(env, &ns, &mut browsers, &key, &links).await;
+    let result = big_room(env, &ns, &mut browsers, &key, &(big, all)).await;
     if let Err(e) = result {
         fail(env, &ns, &mut browsers, &name_refs, &e).await;
     }
@@ -354,26 +365,8 @@ async fn leave(cameras: Vec<(Client, tokio::task::JoinHandle<()>)>) {
 async fn twelve_people_with_last_n_six_decode_six_videos() {
     let _one_at_a_time = chromium::exclusive().await;
     let (env, ns, _operator) = common::start("big-room-12").await;
-    let spec = json!({
-        "nodeCapacity": {"participants": 30, "rooms": 5},
-        "scaling": {"minNodes": 1, "maxNodes": 1, "bufferParticipants": 0}
-    });
-    create(&ns, &pool("web", ports(), spec)).await;
-    let max = TWELVE as u32;
-    create(
-        &ns,
-        &conference(
-            "twelve",
-            "web",
-            max,
-            json!({"media": {"lastN": TWELVE_LAST_N}}),
-        ),
-    )
-    .await;
-    create(&ns, &conference("twelve-all", "web", max, json!({}))).await;
-    let limited = join_url(&active_named(env, &ns, "twelve", None).await);
-    let all = join_url(&active_named(env, &ns, "twelve-all", None).await);
-    let (key, _) = keys_of(&ns, "web").await;
+    let ((limited, all), key) =
+        room_with_and_without_last_n(env, &ns, "twelve", TWELVE, TWELVE_LAST_N).await;
     let mut browsers = Chromium::start(&env.artifacts().join("big-room-12")).await;
     let result = twelve(env, &mut browsers, &key, &limited, &all).await;
     if let Err(e) = result {
