@@ -10,6 +10,7 @@
 //! Dropping the [`DelayRelay`] deletes the rule and stops the relay.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -138,31 +139,32 @@ impl DelayRelay {
                     c.arrived_dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                if !clients.contains_key(&client) {
-                    let Some(upstream) = free.pop() else {
-                        continue;
-                    };
-                    let (to_pod, queue) = mpsc::channel(MAX_IN_FLIGHT);
-                    relays.spawn(deliver(Arc::clone(&upstream), queue));
-                    let (back, c) = (to_clients.clone(), Arc::clone(&c));
-                    relays.spawn(async move {
-                        let mut buf = vec![0u8; 65_536];
-                        while let Ok((n, _)) = upstream.recv_from(&mut buf).await {
-                            c.left.fetch_add(1, Ordering::Relaxed);
-                            if lost(loss_percent) {
-                                c.left_dropped.fetch_add(1, Ordering::Relaxed);
-                                continue;
+                let to_pod = match clients.entry(client) {
+                    Entry::Occupied(known) => known.into_mut(),
+                    Entry::Vacant(new) => {
+                        let Some(upstream) = free.pop() else {
+                            continue;
+                        };
+                        let (to_pod, queue) = mpsc::channel(MAX_IN_FLIGHT);
+                        relays.spawn(deliver(Arc::clone(&upstream), queue));
+                        let (back, c) = (to_clients.clone(), Arc::clone(&c));
+                        relays.spawn(async move {
+                            let mut buf = vec![0u8; 65_536];
+                            while let Ok((n, _)) = upstream.recv_from(&mut buf).await {
+                                c.left.fetch_add(1, Ordering::Relaxed);
+                                if lost(loss_percent) {
+                                    c.left_dropped.fetch_add(1, Ordering::Relaxed);
+                                    continue;
+                                }
+                                let due = Instant::now() + delay;
+                                let _ = back.try_send((due, buf[..n].to_vec(), client));
                             }
-                            let due = Instant::now() + delay;
-                            let _ = back.try_send((due, buf[..n].to_vec(), client));
-                        }
-                    });
-                    clients.insert(client, to_pod);
-                }
-                if let Some(to_pod) = clients.get(&client) {
-                    let due = Instant::now() + delay;
-                    let _ = to_pod.try_send((due, buf[..n].to_vec(), pod));
-                }
+                        });
+                        new.insert(to_pod)
+                    }
+                };
+                let due = Instant::now() + delay;
+                let _ = to_pod.try_send((due, buf[..n].to_vec(), pod));
             }
         });
         exec(
