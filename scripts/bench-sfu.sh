@@ -49,7 +49,14 @@ for load in "2 8 300" "4 20 300" "4 20 600" "6 24 600"; do
   # shellcheck disable=SC2086
   "${pin_clients[@]}" "$bin" $load "$seconds" "$targets" | tee -a "$raw"
 done
+# The bare forwarder at the heaviest point: this machine's ceiling for the same work.
+heaviest="6 24 600"
+wait_idle | tee -a "$raw"
+# shellcheck disable=SC2086
+"${pin_clients[@]}" "$bin" $heaviest "$seconds" ceiling | tee -a "$raw"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+ceiling=$(grep -o 'target=ceiling.*packets_per_cpu_second=[0-9]*' "$raw" | tail -1 | sed 's/.*packets_per_cpu_second=//')
+conclave=$(grep '^| 6 × 24 × 600 | conclave ' "$raw" | tail -1 | cut -d'|' -f6 | tr -cd '0-9')
 
 {
   echo "# SFU forwarding benchmark"
@@ -69,6 +76,12 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
   grep '^|---' "$raw" | head -1
   grep '^| [0-9]' "$raw"
   echo
+  if [ -n "$ceiling" ] && [ -n "$conclave" ]; then
+    echo "Bare forwarder at 6 × 24 × 600 (the ceiling: batched receive, an AES-128-GCM seal per outgoing packet,"
+    echo "batched send, no WebRTC stack; media-node/benches/sfu/ceiling.rs): ${ceiling} packets per CPU-second."
+    echo "Conclave ÷ ceiling: $(awk -v c="$conclave" -v k="$ceiling" 'BEGIN { printf "%.2f", c / k }')."
+    echo
+  fi
   echo "Full output:"
   echo
   echo '```'

@@ -6,9 +6,11 @@
 //! own forwarding delay (Conclave only), and memory per participant.
 //!
 //! `cargo bench -p conclave-media-node --bench sfu -- [publishers] [subscribers] [pps] [seconds]
-//! [conclave|janus|both]`; `SFU_BENCH_NODE_CPUS` pins the SFU process (a taskset CPU list).
+//! [conclave|janus|both|ceiling]`; `SFU_BENCH_NODE_CPUS` pins the SFU process (a taskset CPU
+//! list). `ceiling` runs the bare forwarder instead (see `ceiling`).
 
 mod bridge;
+mod ceiling;
 mod conclave;
 mod janus;
 mod janus_api;
@@ -37,7 +39,24 @@ fn main() -> anyhow::Result<()> {
         None | Some("conclave") => &["conclave"],
         Some("janus") => &["janus"],
         Some("both") => &["conclave", "janus"],
-        Some(other) => anyhow::bail!("unknown target {other:?}: conclave, janus or both"),
+        Some("ceiling") => {
+            let cpu = std::env::var("SFU_BENCH_NODE_CPUS")
+                .ok()
+                .and_then(|c| c.split([',', '-']).next()?.parse().ok());
+            let c = ceiling::run(&load, cpu)?;
+            println!(
+                "sfu-bench target=ceiling publishers={} subscribers={} pps_per_publisher={} seconds={} forwarded_per_second={:.0} delivered={:.3} packets_per_cpu_second={:.0}",
+                load.publishers,
+                load.subscribers,
+                load.pps,
+                load.seconds,
+                c.forwarded_per_second,
+                c.delivered,
+                c.per_cpu_second
+            );
+            return Ok(());
+        }
+        Some(other) => anyhow::bail!("unknown target {other:?}: conclave, janus, both or ceiling"),
     };
     let cpus = std::env::var("SFU_BENCH_NODE_CPUS").ok();
     let runtime = tokio::runtime::Builder::new_multi_thread()
