@@ -44,7 +44,7 @@ wait_idle() {
 raw=$(mktemp)
 trap 'rm -f "$raw"' EXIT
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-for load in "2 8 300" "4 20 300" "4 20 600" "6 24 600"; do
+for load in "2 8 300" "4 20 300" "4 20 600" "6 24 600" "5 100 120"; do
   wait_idle | tee -a "$raw"
   # shellcheck disable=SC2086
   "${pin_clients[@]}" "$bin" $load "$seconds" "$targets" | tee -a "$raw"
