@@ -27,6 +27,21 @@ fn counter(enc: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: u64) -> s
     ConstCounter::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Counter)?)
 }
 
+/// A counter family with one series per value of `label`.
+fn counters_by(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl IntoIterator<Item = (&'static str, u64)>,
+) -> std::fmt::Result {
+    let mut family = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (value, v) in values {
+        ConstCounter::new(v).encode(family.encode_family(&[(label, value)])?)?;
+    }
+    Ok(())
+}
+
 /// A counter family with one series per `reason` label.
 fn counters_by_reason(
     enc: &mut DescriptorEncoder<'_>,
@@ -34,11 +49,7 @@ fn counters_by_reason(
     help: &str,
     values: impl IntoIterator<Item = (&'static str, u64)>,
 ) -> std::fmt::Result {
-    let mut family = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (reason, v) in values {
-        ConstCounter::new(v).encode(family.encode_family(&[("reason", reason)])?)?;
-    }
-    Ok(())
+    counters_by(enc, name, help, "reason", values)
 }
 
 fn gauge(enc: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: f64) -> std::fmt::Result {
@@ -166,7 +177,10 @@ impl prometheus_client::collector::Collector for NodeCollector {
             "Datagrams the UDP port dropped before any peer connection saw them, by reason.",
             PortDrop::ALL.map(|r| (r.as_str(), port.dropped(r))),
         )?;
-        let repair = &node.settings.media.repair;
+        let (repair, retransmits) = (
+            &node.settings.media.repair,
+            &node.settings.media.retransmits,
+        );
         for (name, help, value) in [
             (
                 "repair_packets_requested",
@@ -193,11 +207,6 @@ impl prometheus_client::collector::Collector for NodeCollector {
                 "Keyframes asked of publishers because repair failed.",
                 &repair.keyframes,
             ),
-        ] {
-            counter(&mut enc, name, help, value.load(Ordering::Relaxed))?;
-        }
-        let retransmits = &node.settings.media.retransmits;
-        for (name, help, value) in [
             (
                 "retransmissions_sent",
                 "Retransmissions sent to subscribers answering their NACKs.",
@@ -217,20 +226,18 @@ impl prometheus_client::collector::Collector for NodeCollector {
             counter(&mut enc, name, help, value.load(Ordering::Relaxed))?;
         }
         let estimates = &node.settings.media.estimates;
-        let mut family = enc.encode_descriptor(
+        counters_by(
+            &mut enc,
             "downlink_estimates",
             "Subscribers' downlink estimates taken, by source: the node's own from transport-wide feedback, or REMB from a peer sending none (REMB from a peer that does is ignored).",
-            None,
-            MetricType::Counter,
+            "source",
+            [
+                ("transport_wide", &estimates.transport_wide),
+                ("remb", &estimates.remb),
+                ("remb_ignored", &estimates.remb_ignored),
+            ]
+            .map(|(source, value)| (source, value.load(Ordering::Relaxed))),
         )?;
-        for (source, value) in [
-            ("transport_wide", &estimates.transport_wide),
-            ("remb", &estimates.remb),
-            ("remb_ignored", &estimates.remb_ignored),
-        ] {
-            ConstCounter::new(value.load(Ordering::Relaxed))
-                .encode(family.encode_family(&[("source", source)])?)?;
-        }
         let buckets = s.delay.cumulative(&DELAY_BOUNDS_US);
         enc.encode_descriptor(
             "forward_delay_seconds",

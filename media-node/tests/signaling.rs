@@ -329,6 +329,11 @@ async fn probes_and_metrics() {
         r#"conclave_media_node_forward_delay_seconds_bucket{le="0.001"} 0"#,
         r#"conclave_media_node_forward_delay_seconds_bucket{le="+Inf"} 0"#,
         "conclave_media_node_forward_delay_seconds_count 0",
+        "conclave_media_node_repair_keyframes_requested_total 0",
+        "conclave_media_node_retransmissions_sent_total 0",
+        "conclave_media_node_retransmissions_dropped_total 0",
+        r#"conclave_media_node_downlink_estimates_total{source="transport_wide"} 0"#,
+        r#"conclave_media_node_downlink_estimates_total{source="remb_ignored"} 0"#,
     ] {
         assert!(metrics.contains(series), "{series} missing from {metrics}");
     }
