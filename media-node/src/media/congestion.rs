@@ -7,7 +7,10 @@
 
 use std::time::Instant;
 
-use rtc::interceptor::{ArrivalGroupAccumulator, BandwidthEstimator, PacketReport, RateCalculator};
+use rtc::interceptor::{
+    ArrivalGroupAccumulator, Attribute, BandwidthEstimator, PacketReport, RateCalculator,
+    TaggedPacket,
+};
 
 use crate::forward::downlink::{DownlinkCeiling, Feedback};
 use crate::forward::trendline::Trendline;
@@ -15,6 +18,24 @@ use crate::forward::trendline::Trendline;
 /// What the estimate says while the path has shown no congestion: no limit. The interceptor
 /// reports only changes, so nothing is reported until the first ceiling.
 pub const NO_CEILING_BPS: f64 = 1e10;
+
+/// The estimates the congestion control interceptor attached to `msg`: on the read leg, to
+/// the feedback that changed the estimate (rates only).
+pub fn announced_estimates(msg: &TaggedPacket) -> impl Iterator<Item = f64> + '_ {
+    msg.message.attributes.iter().filter_map(|a| match a {
+        Attribute::TargetBitrateChanged { bits_per_second }
+            if bits_per_second.is_finite() && *bits_per_second >= 0.0 =>
+        {
+            Some(*bits_per_second)
+        }
+        _ => None,
+    })
+}
+
+/// The ceiling an announced estimate stands for: none while it says [`NO_CEILING_BPS`].
+pub fn ceiling_of(estimate_bps: f64) -> Option<f64> {
+    (estimate_bps < NO_CEILING_BPS).then_some(estimate_bps)
+}
 
 /// The estimator; one per peer connection.
 #[derive(Default)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
@@ -19,7 +19,7 @@ use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
 use tokio::sync::mpsc;
 
-use super::congestion::NO_CEILING_BPS;
+use super::congestion::{NO_CEILING_BPS, announced_estimates};
 
 /// Feedback from a peer about the streams the node sends it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -136,13 +136,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {
                 self.inspect(p.as_ref());
             }
         }
-        for attribute in &msg.message.attributes {
-            if let Attribute::TargetBitrateChanged { bits_per_second } = attribute
-                && bits_per_second.is_finite()
-                && *bits_per_second >= 0.0
-            {
-                self.estimated(*bits_per_second);
-            }
+        for bits_per_second in announced_estimates(&msg) {
+            self.estimated(bits_per_second);
         }
         self.reads.push_back(msg);
         Ok(())

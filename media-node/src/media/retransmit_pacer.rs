@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
 use rtc::shared::marshal::MarshalSize;
 
-use super::congestion::NO_CEILING_BPS;
+use super::congestion::{announced_estimates, ceiling_of};
 use crate::forward::retransmit_pacing::{Offered, RetransmitPacer};
 
 /// What retransmission pacing did, on every peer connection.
@@ -65,11 +65,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RetransmitPacing {
     type Time = Instant;
 
     fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        for attribute in &msg.message.attributes {
-            if let Attribute::TargetBitrateChanged { bits_per_second } = attribute {
-                let ceiling = (*bits_per_second < NO_CEILING_BPS).then_some(*bits_per_second);
-                self.pacer.set_ceiling(msg.now, ceiling);
-            }
+        for estimate in announced_estimates(&msg) {
+            self.pacer.set_ceiling(msg.now, ceiling_of(estimate));
         }
         self.reads.push_back(msg);
         Ok(())
