@@ -272,25 +272,46 @@ async fn big_room(
     let with_last_n = cpu_of(browsers, MEASURED).await;
     let to_all = |n: &str| link_to("big-all", all, key, n, "");
     join_all(browsers, &to_all, "enter").await?;
+    let (_, without) = measured_without_last_n(browsers, PEOPLE).await?;
+    keep_figures(
+        env,
+        "big-room.json",
+        room_figures(PEOPLE, LAST_N, with_last_n, without),
+    )
+}
+
+/// Waits until the measured page decodes every other camera of a room of `people` without
+/// last-N, then measures its browser: the cameras, and its CPU and frames (see [`cpu_of`]).
+async fn measured_without_last_n(
+    browsers: &mut Chromium,
+    people: usize,
+) -> Result<(BTreeSet<String>, (f64, f64)), String> {
     let everyone = decoding_until(browsers, MEASURED, "every camera", |d| {
-        d.len() == PEOPLE - 1
+        d.len() == people - 1
     })
     .await?;
     println!(
         "without last-N {MEASURED} decodes {} cameras",
         everyone.len()
     );
-    let without = cpu_of(browsers, MEASURED).await;
-    let figures = json!({
-        "people": PEOPLE,
-        "lastN": LAST_N,
-        "receivingBrowserCpuCores": {"withLastN": with_last_n.0, "withoutLastN": without.0},
-        "decodedFramesPerSecond": {"withLastN": with_last_n.1, "withoutLastN": without.1},
-    });
-    println!("big room: {figures}");
-    std::fs::write(env.artifacts().join("big-room.json"), figures.to_string())
-        .map_err(|e| e.to_string())?;
-    Ok(())
+    Ok((everyone, cpu_of(browsers, MEASURED).await))
+}
+
+/// The measured browser's CPU and decoded frames in a room of `people`, with `last_n` and
+/// without.
+fn room_figures(people: usize, last_n: usize, with: (f64, f64), without: (f64, f64)) -> Value {
+    json!({
+        "people": people,
+        "lastN": last_n,
+        "receivingBrowserCpuCores": {"withLastN": with.0, "withoutLastN": without.0},
+        "decodedFramesPerSecond": {"withLastN": with.1, "withoutLastN": without.1},
+    })
+}
+
+/// Prints `figures` and keeps them in the artifacts as `file`.
+fn keep_figures(env: &TestEnv, file: &str, figures: Value) -> Result<(), String> {
+    println!("{file}: {figures}");
+    std::fs::write(env.artifacts().join(file), figures.to_string()).map_err(|e| e.to_string())
 }
 
 /// People in the twelve-person room, and its limit.
@@ -414,27 +435,9 @@ async fn twelve(
         .send(json!({"op": "enter", "name": MEASURED, "link": link_to("twelve-all", all, key, MEASURED, "")}))
         .await;
     connected(browsers, MEASURED).await?;
-    let everyone = decoding_until(browsers, MEASURED, "all eleven cameras", |d| {
-        d.len() == TWELVE - 1
-    })
-    .await?;
-    println!(
-        "without last-N {MEASURED} decodes {} cameras",
-        everyone.len()
-    );
-    let without = cpu_of(browsers, MEASURED).await;
-    let figures = json!({
-        "people": TWELVE,
-        "lastN": TWELVE_LAST_N,
-        "decodedCameras": {"withLastN": six.len(), "withoutLastN": everyone.len()},
-        "receivingBrowserCpuCores": {"withLastN": with_last_n.0, "withoutLastN": without.0},
-        "decodedFramesPerSecond": {"withLastN": with_last_n.1, "withoutLastN": without.1},
-    });
+    let (everyone, without) = measured_without_last_n(browsers, TWELVE).await?;
     leave(cameras).await;
-    println!("twelve-person room: {figures}");
-    std::fs::write(
-        env.artifacts().join("big-room-12.json"),
-        figures.to_string(),
-    )
-    .map_err(|e| e.to_string())
+    let mut figures = room_figures(TWELVE, TWELVE_LAST_N, with_last_n, without);
+    figures["decodedCameras"] = json!({"withLastN": six.len(), "withoutLastN": everyone.len()});
+    keep_figures(env, "big-room-12.json", figures)
 }

@@ -354,10 +354,7 @@ async fn loss_call(label: &str, one_way: Option<Duration>) {
         .iter()
         .map(|f| f.counters.retransmitted_to_subscriber)
         .sum();
-    let node_sent = node
-        .get("conclave_media_node_retransmissions_sent_total")
-        .copied()
-        .unwrap_or_default();
+    let node_sent = series(&node, "retransmissions_sent_total");
     assert!(
         node_sent > 0.0 && subscribers_got > 0,
         "retransmissions to subscribers: the node counts {node_sent} sent, the browsers {subscribers_got} received"
@@ -642,15 +639,14 @@ async fn a_subscriber_on_a_narrow_link_gets_the_low_layer_and_the_high_one_back(
     )
     .await
     .map(|_| lifted.elapsed().as_secs_f64());
-    let estimates = node_counters(metrics_of(&ns, &call.conference).await).await;
+    let counters = node_counters(metrics_of(&ns, &call.conference).await).await;
     let estimates_from = |source: &str| {
-        estimates
-            .get(&format!(
-                "conclave_media_node_downlink_estimates_total{{source=\"{source}\"}}"
-            ))
-            .copied()
-            .unwrap_or_default()
+        series(
+            &counters,
+            &format!("downlink_estimates_total{{source=\"{source}\"}}"),
+        )
     };
+    let retransmissions = |what: &str| series(&counters, &format!("retransmissions_{what}_total"));
     println!(
         "bob decodes {bob_wide} px wide unlimited; at 300 kbit/s {down:?} (seconds, width); \
          lifted: {carol_wide} px after {middle:?}, {bob_wide} px after {high:?} s; \
@@ -662,21 +658,21 @@ async fn a_subscriber_on_a_narrow_link_gets_the_low_layer_and_the_high_one_back(
     );
     println!(
         "retransmissions to subscribers: {} sent, {} of them held back, {} dropped",
-        retransmissions(&estimates, "sent"),
-        retransmissions(&estimates, "delayed"),
-        retransmissions(&estimates, "dropped"),
+        retransmissions("sent"),
+        retransmissions("delayed"),
+        retransmissions("dropped"),
     );
     browsers.close().await;
     // Chromium sends transport-wide feedback, so the node estimates the downlinks itself:
     // the limit shows in its own estimate, and REMB is never taken.
     assert!(
         estimates_from("transport_wide") > 0.0,
-        "the node estimated no downlink from transport-wide feedback: {estimates:?}"
+        "the node estimated no downlink from transport-wide feedback: {counters:?}"
     );
     assert_eq!(
         estimates_from("remb"),
         0.0,
-        "an estimate was taken from REMB: {estimates:?}"
+        "an estimate was taken from REMB: {counters:?}"
     );
     let (down_seconds, _) = down.unwrap_or_else(|last| {
         panic!("bob on 300 kbit/s still decodes {last:?} px wide frames after 20 s")
@@ -721,10 +717,10 @@ fn time_of_day() -> String {
     )
 }
 
-/// A media node retransmission counter from `counters`, 0 when absent.
-fn retransmissions(counters: &BTreeMap<String, f64>, what: &str) -> f64 {
+/// The media node's `conclave_media_node_<name>` series from `counters`, 0 when absent.
+fn series(counters: &BTreeMap<String, f64>, name: &str) -> f64 {
     counters
-        .get(&format!("conclave_media_node_retransmissions_{what}_total"))
+        .get(&format!("conclave_media_node_{name}"))
         .copied()
         .unwrap_or_default()
 }
