@@ -96,7 +96,9 @@ struct Probe {
 pub struct SelectorConfig {
     /// Fraction of the estimate a layer may use when moving up (headroom against oscillation).
     pub upgrade_headroom: f64,
-    /// Fraction of the estimate a layer may use before it is left for a lower one.
+    /// Fraction of the estimate a layer may use before it is left for a lower one: above 1, so
+    /// that a layer whose encoder swings its rate by a third around the estimate (the node's
+    /// own estimate sits at what arrives once a probe has flowed) is not left and taken again.
     pub downgrade_headroom: f64,
     /// No upgrade for this long after a downgrade.
     pub upgrade_hold: Duration,
@@ -112,7 +114,7 @@ impl Default for SelectorConfig {
     fn default() -> Self {
         Self {
             upgrade_headroom: 0.8,
-            downgrade_headroom: 1.0,
+            downgrade_headroom: 1.25,
             upgrade_hold: Duration::from_secs(3),
             keyframe_request_interval: Duration::from_millis(500),
             probe_after: Duration::from_secs(4),
@@ -551,6 +553,24 @@ mod tests {
         assert_eq!(sel.probing(), None);
         sel.set_stats(three_layers(), s(8));
         assert_eq!(sel.target(), Some(1));
+    }
+
+    #[test]
+    fn a_layer_swinging_a_little_above_the_estimate_is_kept() {
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let mut sel = LayerSelector::new(SelectorConfig::default());
+        sel.set_stats(three_layers(), t0);
+        sel.set_estimate(700_000, t0);
+        settled(&mut sel, t0);
+        assert_eq!(sel.current(), Some(1));
+        // As measured in a browser call: the middle layer at 500 kbit/s against an estimate of
+        // 475 kbit/s that has not fallen. It stays.
+        sel.set_estimate(475_000, s(1));
+        assert_eq!(sel.target(), Some(1));
+        // Well above the estimate (congestion cut it), it is left.
+        sel.set_estimate(380_000, s(2));
+        assert_eq!(sel.target(), Some(0));
     }
 
     #[test]
