@@ -100,6 +100,10 @@ pub struct NodeAddresses {
     /// The UDP port media arrives on, at the public address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub udp_port: Option<u16>,
+    /// The TCP port clients without UDP reach the media node on (ICE-TCP), at the public
+    /// address; absent when the pool sets no `spec.mediaNode.tcpPort`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_port: Option<u16>,
 }
 
 /// Load of a media node, written by the media node itself.

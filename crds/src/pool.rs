@@ -36,6 +36,8 @@ use crate::shared::{NodeCapacity, PortRange};
 #[x_kube(validation = Rule::new("!has(self.turn.tls) || (self.turn.tls.port != self.turn.port && self.turn.tls.port != self.mediaNode.signalingPort)").message("spec.turn.tls.port must differ from spec.turn.port and spec.mediaNode.signalingPort: relays and media nodes listen on their Nodes' own ports"))]
 #[x_kube(validation = Rule::new("has(self.mediaNode.metricsPort) ? self.mediaNode.metricsPort != self.mediaNode.signalingPort : self.mediaNode.signalingPort < 65535").message("spec.mediaNode.metricsPort must differ from spec.mediaNode.signalingPort (it defaults to signalingPort + 1, so set it when signalingPort is 65535)"))]
 #[x_kube(validation = Rule::new("(has(self.mediaNode.metricsPort) ? self.mediaNode.metricsPort : self.mediaNode.signalingPort + 1) != self.turn.port").message("spec.mediaNode.metricsPort (default signalingPort + 1) must differ from spec.turn.port: media nodes and relays listen on their Nodes' own ports"))]
+#[x_kube(validation = Rule::new("!has(self.mediaNode.tcpPort) || (self.mediaNode.tcpPort != self.mediaNode.signalingPort && self.mediaNode.tcpPort != (has(self.mediaNode.metricsPort) ? self.mediaNode.metricsPort : self.mediaNode.signalingPort + 1))").message("spec.mediaNode.tcpPort must differ from spec.mediaNode.signalingPort and spec.mediaNode.metricsPort (default signalingPort + 1)"))]
+#[x_kube(validation = Rule::new("!has(self.mediaNode.tcpPort) || !self.turn.enabled || (self.mediaNode.tcpPort != self.turn.port && (!has(self.turn.tls) || self.mediaNode.tcpPort != self.turn.tls.port))").message("spec.mediaNode.tcpPort must differ from spec.turn.port and spec.turn.tls.port: relays and media nodes listen on their Nodes' own ports"))]
 #[x_kube(validation = Rule::new("(has(self.region) ? self.region : '') == (has(oldSelf.region) ? oldSelf.region : '')").message("spec.region is immutable: conferences were placed by it; create a new pool for another region"))]
 pub struct MediaPoolSpec {
     /// Region of this pool (a DNS label such as `eu-west-1`). Conferences that ask for a
@@ -245,7 +247,14 @@ pub struct MediaNodeTemplate {
     /// it with `udpPort`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub udp_port_range: Option<PortRange>,
-    /// Run on the host network instead of publishing the signaling and UDP ports as
+    /// The one TCP port all of a media node's peer connections share for ICE-TCP: clients
+    /// whose networks let no UDP out (some offices, some proxies) connect to it, without a
+    /// TURN relay. Unset: the media nodes offer no TCP candidates. Open it in firewalls, like
+    /// `udpPort`; pools on the same Nodes need distinct ports.
+    #[schemars(range(min = 1024, max = 65535))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_port: Option<u16>,
+    /// Run on the host network instead of publishing the signaling and media ports as
     /// hostPorts of the pod. Default false: the pod keeps its own network namespace and the
     /// Node's address serves both ports through the CNI's port mapping.
     #[serde(default)]
@@ -325,6 +334,7 @@ impl Default for MediaNodeTemplate {
             metrics_port: None,
             udp_port: None,
             udp_port_range: None,
+            tcp_port: None,
             host_network: false,
             node_selector: None,
             tolerations: None,

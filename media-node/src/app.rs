@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::cluster;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::media::{MediaSettings, UdpMux};
+use crate::media::{MediaSettings, TcpPort, UdpMux};
 use crate::node::{NodeSettings, NodeState};
 use crate::room::task::CloseReason;
 
@@ -22,6 +22,13 @@ use crate::room::task::CloseReason;
 pub fn node_settings(config: &Config) -> Result<NodeSettings> {
     let addr = (config.pod_ip, config.udp_port).into();
     let port = UdpMux::bind(addr).map_err(|source| Error::MediaPort { addr, source })?;
+    let tcp_port = config
+        .tcp_port
+        .map(|tcp| {
+            let addr = (config.pod_ip, tcp).into();
+            TcpPort::bind(addr).map_err(|source| Error::MediaTcpPort { addr, source })
+        })
+        .transpose()?;
     Ok(NodeSettings {
         name: config.node_name.clone(),
         join_key: config.join_key.clone().into_bytes(),
@@ -29,6 +36,7 @@ pub fn node_settings(config: &Config) -> Result<NodeSettings> {
         media: MediaSettings {
             bind_ip: config.pod_ip,
             port,
+            tcp_port,
             ice_disconnected: Duration::from_secs(5),
             ice_failed: Duration::from_secs(15),
             repair: Default::default(),

@@ -49,6 +49,10 @@ pub struct Config {
     /// The UDP port every peer connection of the node shares (ICE, DTLS, SRTP).
     #[arg(long, default_value_t = 7882)]
     pub udp_port: u16,
+    /// The TCP port every peer connection of the node shares for ICE-TCP, for clients whose
+    /// networks block UDP; none: the node offers no TCP candidates.
+    #[arg(long)]
+    pub tcp_port: Option<u16>,
     /// Seconds between load reports (heartbeats) to the MediaNode status.
     #[arg(long, env = "CONCLAVE_HEARTBEAT_SECONDS", default_value_t = 5)]
     pub heartbeat_seconds: u64,

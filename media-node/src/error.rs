@@ -21,6 +21,14 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The media TCP port (ICE-TCP) could not be bound.
+    #[error("media port {addr}/tcp: {source}: is --tcp-port taken by another process?")]
+    MediaTcpPort {
+        /// Bind address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The signaling listener failed.
     #[error("signaling server on {addr}: {source}")]
     Serve {

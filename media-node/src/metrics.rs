@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 
 use crate::forward::DropReason;
 use crate::media::mux::PortDrop;
+use crate::media::tcp_port::TcpRefusal;
 use crate::node::{NodeState, SignalingCut};
 
 /// Bucket bounds of the forwarding-delay histogram, microseconds.
@@ -177,6 +178,27 @@ impl prometheus_client::collector::Collector for NodeCollector {
             "Datagrams the UDP port dropped before any peer connection saw them, by reason.",
             PortDrop::ALL.map(|r| (r.as_str(), port.dropped(r))),
         )?;
+        if let Some(tcp) = &node.settings.media.tcp_port {
+            let tcp = tcp.counters();
+            counter(
+                &mut enc,
+                "tcp_connections_handed_over",
+                "ICE-TCP connections the media TCP port handed to the peer connection their first check named.",
+                tcp.handed_over(),
+            )?;
+            counters_by_reason(
+                &mut enc,
+                "tcp_connections_refused",
+                "Connections the media TCP port closed before any peer connection had them, by reason.",
+                TcpRefusal::ALL.map(|r| (r.as_str(), tcp.refused(r))),
+            )?;
+            counter(
+                &mut enc,
+                "tcp_frames_dropped",
+                "Packets not sent on an ICE-TCP connection because its send buffer was full.",
+                tcp.frames_dropped(),
+            )?;
+        }
         let (repair, retransmits) = (
             &node.settings.media.repair,
             &node.settings.media.retransmits,

@@ -238,6 +238,7 @@ async fn node_follows_its_medianode_pool_and_conferences() {
         publish: common::viewer(),
         transport_feedback: true,
         offer_first: true,
+        tcp_only: false,
     })
     .await
     .expect("alice joins the conference the watch opened");

@@ -2,6 +2,7 @@
 //! call (random bytes, malformed STUN, checks naming no peer connection, media from unknown
 //! addresses, a probe flood) is dropped and counted without disturbing the call, and a plain
 //! STUN binding request (the reachability probe) is answered with the address it came from.
+//! A client whose network lets no UDP out publishes and receives through the node's TCP port.
 
 mod common;
 
@@ -160,5 +161,53 @@ async fn garbage_on_the_port_is_dropped_and_counted_while_the_call_goes_on() {
             "conclave_media_node_port_datagrams_dropped_total{reason=\"unknown_source\"}"
         ),
         "the drops are in /metrics"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_cannot_send_udp_publishes_through_the_tcp_port() {
+    let node = start(10, MediaPolicy::default()).await;
+    let tcp = node
+        .node
+        .settings
+        .media
+        .tcp_port
+        .as_ref()
+        .expect("ICE-TCP on");
+    let alice = tcp_client(&node, "alice", publisher()).await;
+    let _media = alice.start_media(MediaShape::default());
+    let bob = tcp_client(&node, "bob", viewer()).await;
+    let carol = client(&node, "carol", viewer()).await;
+    for (who, stats) in [("bob", bob.stats.clone()), ("carol", carol.stats.clone())] {
+        assert!(
+            eventually(Duration::from_secs(15), || stats.total_packets() > 200).await,
+            "{who} receives alice's media, which came in over TCP"
+        );
+    }
+    assert!(
+        alice
+            .node_candidates()
+            .iter()
+            .any(|c| c.contains(" tcp ") && c.contains("tcptype passive")),
+        "the node offered its passive TCP candidate: {:?}",
+        alice.node_candidates()
+    );
+    assert!(
+        !alice
+            .node_candidates()
+            .iter()
+            .any(|c| c.contains("tcptype active")),
+        "the node offers no active TCP candidate: {:?}",
+        alice.node_candidates()
+    );
+    assert_eq!(
+        tcp.counters().handed_over(),
+        2,
+        "alice's and bob's connections were handed to their peer connections"
+    );
+    let metrics = conclave_media_node::metrics::render(&node.node);
+    assert!(
+        metrics.contains("conclave_media_node_tcp_connections_handed_over_total 2"),
+        "the hand-overs are in /metrics"
     );
 }

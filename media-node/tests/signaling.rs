@@ -142,6 +142,7 @@ async fn joins_need_a_valid_token_for_a_hosted_conference_and_room() {
         publish: viewer(),
         transport_feedback: true,
         offer_first: true,
+        tcp_only: false,
     };
     let err = Client::connect(config("abc".into(), CONFERENCE))
         .await
@@ -239,6 +240,7 @@ async fn node_capacity_is_enforced() {
         publish: viewer(),
         transport_feedback: true,
         offer_first: true,
+        tcp_only: false,
     })
     .await
     .err()

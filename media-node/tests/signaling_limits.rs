@@ -202,6 +202,7 @@ async fn a_flooding_client_is_rate_limited_and_cut_off_while_its_room_carries_on
         publish: quiet(),
         transport_feedback: true,
         offer_first: true,
+        tcp_only: false,
     })
     .await
     .expect("mallory joins");

@@ -44,8 +44,14 @@ pub struct LossyLink {
     netns: String,
 }
 
-/// The nftables script that drops `percent` % of UDP datagrams to and from `port`.
+/// The nftables script that drops `percent` % of UDP datagrams to and from `port` (100: all
+/// of them, a network that lets no UDP through).
 fn script(port: u16, percent: u8) -> String {
+    let chosen = if percent >= 100 {
+        String::new()
+    } else {
+        format!("numgen random mod 100 < {percent} ")
+    };
     format!(
         "table inet {TABLE} {{
   counter arrived {{}}
@@ -55,9 +61,9 @@ fn script(port: u16, percent: u8) -> String {
   chain wire {{
     type filter hook forward priority -300; policy accept;
     udp dport {port} counter name arrived
-    udp dport {port} numgen random mod 100 < {percent} counter name arrived_dropped drop
+    udp dport {port} {chosen}counter name arrived_dropped drop
     udp sport {port} counter name left
-    udp sport {port} numgen random mod 100 < {percent} counter name left_dropped drop
+    udp sport {port} {chosen}counter name left_dropped drop
   }}
 }}
 "
@@ -140,5 +146,8 @@ mod tests {
         let s = script(50000, 5);
         assert!(s.contains("udp dport 50000 numgen random mod 100 < 5"));
         assert!(s.contains("udp sport 50000 numgen random mod 100 < 5"));
+        let all = script(50000, 100);
+        assert!(all.contains("udp dport 50000 counter name arrived_dropped drop"));
+        assert!(!all.contains("numgen"));
     }
 }

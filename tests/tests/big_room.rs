@@ -361,6 +361,7 @@ async fn synthetic_cameras(
             },
             transport_feedback: true,
             offer_first: true,
+            tcp_only: false,
         })
         .await
         .map_err(|e| format!("{n} could not join {conference}: {e:?}"))?;

@@ -17,7 +17,8 @@
 //! only over TURN TLS on port 443 (`relay=tls`) flows once the pool's Secret exists (before,
 //! its TurnTLS condition names the missing Secret). Two pools pinned to one Kubernetes node, off
 //! the host network, each carry a call, and each media node holds one UDP socket, idle or in
-//! the call (`ss -uanp` in its pod). Screenshots go to the test artifacts.
+//! the call (`ss -uanp` in its pod). Browsers whose network drops all UDP to the media node
+//! call over its one TCP port (ICE-TCP). Screenshots go to the test artifacts.
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
 
@@ -1311,5 +1312,67 @@ async fn two_media_nodes_share_a_kubernetes_node_and_each_call_uses_one_udp_port
         );
     }
     screenshot(env, &mut browsers, "carol", "two-nodes-one-host").await;
+    browsers.close().await;
+}
+
+/// ICE-TCP: a network that drops every UDP datagram to and from the media node's port (an
+/// nftables table on the hosting Kubernetes node) still carries the call, over the node's one
+/// TCP port; the browsers' own statistics name TCP, and the table saw them try UDP first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_whose_network_blocks_udp_call_over_the_media_nodes_tcp_port() {
+    let _one_at_a_time = chromium::exclusive().await;
+    let (env, ns, _operator) = common::start("browser-ice-tcp").await;
+    let ports = ports();
+    // Inside this test's own range of UDP ports, which no TCP listener uses.
+    let tcp_port = ports.udp + 1;
+    let spec = json!({
+        "nodeCapacity": {"participants": 20, "rooms": 5},
+        "scaling": {"minNodes": 1, "maxNodes": 1, "bufferParticipants": 0},
+        "mediaNode": {"tcpPort": tcp_port}
+    });
+    create(&ns, &pool("web", ports, spec)).await;
+    let placed = conference(env, &ns).await;
+    let node_name = host(&placed);
+    let node = ns.api::<MediaNode>().get(&node_name).await.unwrap();
+    let addresses = node.status.unwrap().addresses.unwrap();
+    assert_eq!(
+        addresses.tcp_port,
+        Some(tcp_port),
+        "the MediaNode publishes its TCP port"
+    );
+    let pod = ns.api::<Pod>().get(&node_name).await.unwrap();
+    let netns = env
+        .node(&pod.spec.unwrap().node_name.unwrap())
+        .unwrap()
+        .netns();
+    let blocked = conclave_testenv::lossy_link::LossyLink::start(&netns, ports.udp, 100)
+        .await
+        .unwrap();
+
+    let url = join_url(&placed);
+    let (key, _) = keys(&ns).await;
+    let names = ["alice", "bob"];
+    let mut browsers = Chromium::start(&env.artifacts().join("browser-ice-tcp")).await;
+    open_each(&mut browsers, &names, &url, &key, "").await;
+    all_connected(env, &ns, &mut browsers, &names).await;
+    for (n, other) in [("alice", "bob"), ("bob", "alice")] {
+        if let Err(e) = video_flows(&mut browsers, n, &[(other, "camera")]).await {
+            fail(env, &ns, &mut browsers, &names, &e).await;
+        }
+        let path = browsers.send(json!({"op": "mediaPath", "name": n})).await;
+        println!("{n} media path {}", path["path"]);
+        assert_eq!(
+            (&path["path"]["localProtocol"], &path["path"]["remote"]),
+            (&json!("tcp"), &json!("host")),
+            "{n}'s media does not go over TCP to the node's host candidate: {path}"
+        );
+    }
+    let udp = blocked.counters().await.unwrap();
+    println!("UDP to and from the media port, dropped: {udp:?}");
+    assert!(
+        udp.arrived > 0 && udp.arrived_dropped == udp.arrived,
+        "the browsers tried UDP first and the network dropped it all: {udp:?}"
+    );
+    screenshot(env, &mut browsers, "alice", "ice-tcp").await;
     browsers.close().await;
 }

@@ -39,6 +39,7 @@ pub fn node_process() {
             media: MediaSettings {
                 bind_ip: ip,
                 port: UdpMux::bind((ip, 56_000).into()).expect("media port"),
+                tcp_port: None,
                 ice_disconnected: Duration::from_secs(5),
                 ice_failed: Duration::from_secs(15),
                 repair: Default::default(),

@@ -125,6 +125,7 @@ async fn connect(join: &Join<'_>, identity: &str, video_layers: usize) -> anyhow
         },
         transport_feedback: true,
         offer_first: !join.separate_receivers,
+        tcp_only: false,
     })
     .await
     .with_context(|| format!("connecting {identity}"))

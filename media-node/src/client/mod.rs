@@ -42,7 +42,7 @@ use crate::room::model::{ParticipantId, TrackSource};
 use crate::signaling::protocol::{
     ClientMessage, ServerMessage, TrackDescription, client_text, parse_server,
 };
-use negotiate::{Events, negotiate};
+use negotiate::{Events, negotiate, without_udp_candidates};
 use publish::publish_loop;
 use synthetic::{ReceiveStats, video_payload};
 
@@ -101,6 +101,9 @@ pub struct ClientConfig {
     /// expects; otherwise a client with nothing to send waits for the server's offer (as
     /// Janus's subscribers do, in the benchmark).
     pub offer_first: bool,
+    /// Reaches the node over ICE-TCP only, as a client whose network lets no UDP out: it
+    /// connects to the node's passive TCP candidate and ignores its UDP ones.
+    pub tcp_only: bool,
 }
 
 /// Shape of the synthetic media a publishing client sends.
@@ -268,6 +271,12 @@ impl Client {
                 connected: Arc::clone(&connected),
             }))
             .with_udp_addrs(vec![std::net::SocketAddr::new(config.bind_ip, 0)])
+            // ICE-TCP needs a local TCP candidate (its active one) to pair with the node's.
+            .with_tcp_addrs(if config.tcp_only {
+                vec![std::net::SocketAddr::new(config.bind_ip, 0)]
+            } else {
+                Vec::new()
+            })
             .build()
             .await
             .map_err(rtc_err)?;
@@ -341,6 +350,7 @@ impl Client {
         let seen = Arc::clone(&candidates_seen);
         let negotiator_pc = Arc::clone(&pc);
         let negotiator_out = out_tx.clone();
+        let tcp_only = config.tcp_only;
         tokio::spawn(async move {
             while let Some(Ok(frame)) = stream.next().await {
                 let Message::Text(text) = frame else { continue };
@@ -362,6 +372,12 @@ impl Client {
                         _ => {}
                     }
                 }
+                let message = if tcp_only {
+                    without_udp_candidates(message)
+                } else {
+                    Some(message)
+                };
+                let Some(message) = message else { continue };
                 negotiate(&negotiator_pc, &negotiator_out, &message).await;
                 if events_tx.send(message).is_err() {
                     break;

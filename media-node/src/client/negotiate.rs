@@ -68,6 +68,28 @@ impl PeerConnectionEventHandler for Events {
     }
 }
 
+/// `message` as a client that cannot send UDP sees it: without the node's UDP candidates
+/// (none, for a trickled UDP candidate).
+pub(super) fn without_udp_candidates(message: ServerMessage) -> Option<ServerMessage> {
+    let udp = |candidate: &str| {
+        candidate
+            .split(' ')
+            .nth(2)
+            .is_some_and(|p| p.eq_ignore_ascii_case("udp"))
+    };
+    let strip = |sdp: String| -> String {
+        sdp.split_inclusive('\n')
+            .filter(|l| !l.strip_prefix("a=").is_some_and(udp))
+            .collect()
+    };
+    match message {
+        ServerMessage::Candidate { candidate } if udp(&candidate.candidate) => None,
+        ServerMessage::Offer { sdp } => Some(ServerMessage::Offer { sdp: strip(sdp) }),
+        ServerMessage::Answer { sdp } => Some(ServerMessage::Answer { sdp: strip(sdp) }),
+        other => Some(other),
+    }
+}
+
 pub(super) async fn negotiate(
     pc: &Arc<dyn PeerConnection>,
     out: &mpsc::UnboundedSender<Message>,

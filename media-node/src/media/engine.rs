@@ -30,6 +30,7 @@ use super::peer_socket::PeerSocket;
 use super::publication::AUDIO_LEVEL_URI;
 use super::recovery::{RECOVERY_SLOT, Recovery, RepairCounters};
 use super::retransmit_pacer::{RetransmitCounters, RetransmitPacing};
+use super::tcp_port::TcpPort;
 use crate::error::{Error, Result};
 
 /// Where and how the node's peer connections bind.
@@ -39,6 +40,8 @@ pub struct MediaSettings {
     pub bind_ip: IpAddr,
     /// The node's UDP port, shared by every peer connection.
     pub port: Arc<UdpMux>,
+    /// The node's TCP port for ICE-TCP, shared the same way; none: no ICE-TCP.
+    pub tcp_port: Option<Arc<TcpPort>>,
     /// ICE consent: a peer is `disconnected` after this long without traffic.
     pub ice_disconnected: Duration,
     /// ICE consent: and `failed` after this long.
@@ -130,7 +133,7 @@ pub async fn build_peer(
     Arc<PeerSocket>,
     mpsc::Receiver<PeerFeedback>,
 )> {
-    let socket = PeerSocket::new(Arc::clone(&settings.port));
+    let socket = PeerSocket::new(Arc::clone(&settings.port), settings.tcp_port.clone());
     let (feedback_tx, feedback_rx) = mpsc::channel(256);
     let mut engine = media_engine()?;
     let registry = interceptors(&mut engine, settings)?.with(
@@ -158,7 +161,11 @@ pub async fn build_peer(
         .with_include_loopback_candidate(settings.bind_ip.is_loopback());
     // The driver binds an ephemeral socket here; the runtime closes it and puts the peer
     // connection on the port instead (its host candidate keeps the ephemeral name until the
-    // node rewrites it).
+    // node rewrites it). The same for the TCP listener, with ICE-TCP.
+    let tcp_addrs = match settings.tcp_port {
+        Some(_) => vec![SocketAddr::new(settings.bind_ip, 0)],
+        None => Vec::new(),
+    };
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(engine)
@@ -167,6 +174,7 @@ pub async fn build_peer(
         .with_handler(handler)
         .with_runtime(Arc::clone(&socket) as Arc<dyn webrtc::runtime::Runtime>)
         .with_udp_addrs(vec![SocketAddr::new(settings.bind_ip, 0)])
+        .with_tcp_addrs(tcp_addrs)
         .build()
         .await
         .map_err(Error::webrtc("building a peer connection"))?;

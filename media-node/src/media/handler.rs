@@ -50,10 +50,13 @@ impl PeerConnectionEventHandler for PeerEvents {
         let Ok(init) = event.candidate.to_json() else {
             return;
         };
+        let Some(candidate) = self.host.candidate(&init.candidate) else {
+            return;
+        };
         self.send(RoomEvent::LocalCandidate {
             participant: self.participant,
             candidate: Candidate {
-                candidate: self.host.candidate(&init.candidate),
+                candidate,
                 sdp_mid: init.sdp_mid,
                 sdp_m_line_index: init.sdp_mline_index,
                 username_fragment: init.username_fragment,

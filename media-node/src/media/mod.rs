@@ -1,4 +1,5 @@
-//! Media with the webrtc crate: the node's one UDP port and each peer connection's place on it,
+//! Media with the webrtc crate: the node's one UDP port (and TCP port, for ICE-TCP) and each
+//! peer connection's place on them,
 //! peer connection construction, the send-side estimate, retransmission pacing, the RTCP feedback tap, the event handler, publications
 //! (reader tasks), subscriptions (writer tasks), the per-participant peer task and the chat
 //! relay.
@@ -17,6 +18,8 @@ pub mod recovery;
 pub mod retransmit_pacer;
 pub mod stun;
 pub mod subscription;
+pub mod tcp_port;
 
 pub use engine::MediaSettings;
 pub use mux::UdpMux;
+pub use tcp_port::TcpPort;

@@ -451,9 +451,15 @@ impl PeerTask {
 
     async fn describe(&self, track: Arc<dyn TrackRemote>) {
         let codings = track.codings().await;
-        let simulcast = codings.len() > 1;
         let codec = codings.first().map(|c| c.codec.clone()).unwrap_or_default();
         let track_id = track.track_id().await;
+        // The layers seen so far can be one when the track arrives (the other layers' first
+        // packets not yet read); the offer says how many the publisher sends.
+        let offered = match self.pc.remote_description().await {
+            Some(d) => simulcast_layers_offered(&d.sdp, &track_id),
+            None => 0,
+        };
+        let simulcast = codings.len().max(offered) > 1;
         let mut extensions = Vec::new();
         for receiver in self.pc.get_receivers().await {
             if receiver.track().track_id().await == track_id {
@@ -549,9 +555,36 @@ pub fn parse_description(sdp: String, offer: bool) -> Result<RTCSessionDescripti
     }
 }
 
+/// The simulcast layers the publisher's description offers for `track_id`: the rids of the
+/// `a=simulcast:send` line of the media section whose `a=msid:` names the track (0: none).
+fn simulcast_layers_offered(sdp: &str, track_id: &str) -> usize {
+    sdp.split("\nm=")
+        .filter(|section| {
+            section.lines().any(|l| {
+                l.trim_end()
+                    .strip_prefix("a=msid:")
+                    .is_some_and(|msid| msid.split(' ').nth(1) == Some(track_id))
+            })
+        })
+        .flat_map(|section| section.lines())
+        .find_map(|l| l.trim_end().strip_prefix("a=simulcast:send "))
+        .map_or(0, |rids| {
+            rids.split(' ').next().unwrap_or("").split(';').count()
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_offer_says_how_many_layers_a_track_has() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=msid:s a1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=msid:s v1\r\na=rid:q send\r\na=simulcast:send q;h;f\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=msid:s v2\r\n";
+        assert_eq!(simulcast_layers_offered(sdp, "v1"), 3);
+        assert_eq!(simulcast_layers_offered(sdp, "v2"), 0);
+        assert_eq!(simulcast_layers_offered(sdp, "a1"), 0);
+        assert_eq!(simulcast_layers_offered(sdp, "nobody"), 0);
+    }
     use proptest::prelude::*;
 
     #[test]

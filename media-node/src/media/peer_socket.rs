@@ -3,7 +3,8 @@
 //! swaps for an endpoint of the shared port (the bound socket is closed at once, its address
 //! stays the name of the host candidate, and the node rewrites that candidate to the port).
 //! The peer task tells it the ICE username fragments its descriptions carry, so the checks
-//! that name them reach this peer connection.
+//! that name them reach this peer connection. With ICE-TCP on, the TCP listener the driver
+//! binds is swapped the same way for an endpoint of the node's TCP port (`tcp_port`).
 
 use std::future::Future;
 use std::io;
@@ -18,6 +19,7 @@ use webrtc::runtime::{
 };
 
 use super::mux::{Endpoint, EndpointSocket, UdpMux};
+use super::tcp_port::{EndpointListener, TcpEndpoint, TcpPort};
 use crate::sync::lock;
 
 /// The runtime of one peer connection, and its handle on the port.
@@ -25,6 +27,8 @@ use crate::sync::lock;
 pub struct PeerSocket {
     mux: Arc<UdpMux>,
     endpoint: Mutex<Weak<Endpoint>>,
+    tcp: Option<Arc<TcpPort>>,
+    tcp_endpoint: Mutex<Weak<TcpEndpoint>>,
     fragments: Mutex<Vec<String>>,
 }
 
@@ -33,11 +37,14 @@ pub struct PeerSocket {
 const FRAGMENTS_KEPT: usize = 2;
 
 impl PeerSocket {
-    /// A runtime placing its peer connection on `mux`.
-    pub fn new(mux: Arc<UdpMux>) -> Arc<Self> {
+    /// A runtime placing its peer connection on `mux`, and on `tcp` when the node takes
+    /// ICE-TCP.
+    pub fn new(mux: Arc<UdpMux>, tcp: Option<Arc<TcpPort>>) -> Arc<Self> {
         Arc::new(Self {
             mux,
             endpoint: Mutex::new(Weak::new()),
+            tcp,
+            tcp_endpoint: Mutex::new(Weak::new()),
             fragments: Mutex::new(Vec::new()),
         })
     }
@@ -55,6 +62,11 @@ impl PeerSocket {
             }
         }
         if let Some(endpoint) = lock(&self.endpoint).upgrade() {
+            for fragment in fragments.iter() {
+                endpoint.accept_fragment(fragment);
+            }
+        }
+        if let Some(endpoint) = lock(&self.tcp_endpoint).upgrade() {
             for fragment in fragments.iter() {
                 endpoint.accept_fragment(fragment);
             }
@@ -97,14 +109,34 @@ impl Runtime for PeerSocket {
         &self,
         listener: std::net::TcpListener,
     ) -> io::Result<Arc<dyn AsyncTcpListener>> {
-        TokioRuntime.wrap_tcp_listener(listener)
+        let presented = listener.local_addr()?;
+        drop(listener);
+        let Some(port) = &self.tcp else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the media node has no TCP port",
+            ));
+        };
+        let endpoint = port.endpoint(presented);
+        for fragment in lock(&self.fragments).iter() {
+            endpoint.accept_fragment(fragment);
+        }
+        *lock(&self.tcp_endpoint) = Arc::downgrade(&endpoint);
+        Ok(Arc::new(EndpointListener(endpoint)))
     }
 
     fn connect_tcp<'a>(
         &'a self,
-        remote_addr: SocketAddr,
+        _remote_addr: SocketAddr,
     ) -> Pin<Box<dyn Future<Output = io::Result<Arc<dyn AsyncTcpStream>>> + Send + 'a>> {
-        TokioRuntime.connect_tcp(remote_addr)
+        // Clients connect to the node, never the other way (a client must not make the node
+        // open connections to addresses of its choosing).
+        Box::pin(async {
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the media node opens no TCP connections",
+            ))
+        })
     }
 
     fn resolve_host<'a>(

@@ -122,13 +122,19 @@ pub fn success_response(
     HEADER_LEN + 4 + value_len
 }
 
+/// An ICE check naming the node's username fragment `fragment`, for tests of the ports.
+#[cfg(test)]
+pub(crate) fn check_naming(fragment: &str) -> Vec<u8> {
+    tests::request(&[(ATTR_USERNAME, format!("{fragment}:client").as_bytes())])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     /// A binding request with the given attributes (type, value), padded.
-    fn request(attributes: &[(u16, &[u8])]) -> Vec<u8> {
+    pub(super) fn request(attributes: &[(u16, &[u8])]) -> Vec<u8> {
         let mut body = Vec::new();
         for (typ, value) in attributes {
             body.extend_from_slice(&typ.to_be_bytes());

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use conclave_crds::token::{JoinClaims, mint};
 use conclave_media_node::client::{Client, ClientConfig, Publish};
-use conclave_media_node::media::{MediaSettings, UdpMux};
+use conclave_media_node::media::{MediaSettings, TcpPort, UdpMux};
 use conclave_media_node::room::MediaPolicy;
 use conclave_media_node::signaling::SignalingLimits;
 use conclave_media_node::{NodeSettings, NodeState, RoomSettings};
@@ -33,6 +33,7 @@ pub fn settings() -> NodeSettings {
         media: MediaSettings {
             bind_ip: LOOPBACK,
             port: UdpMux::bind((LOOPBACK, 0).into()).expect("media port"),
+            tcp_port: Some(TcpPort::bind((LOOPBACK, 0).into()).expect("media TCP port")),
             ice_disconnected: Duration::from_secs(2),
             ice_failed: Duration::from_secs(4),
             repair: Default::default(),
@@ -124,12 +125,17 @@ pub fn token_for(identity: &str, conference: &str) -> String {
 }
 
 pub async fn client(node: &TestNode, identity: &str, publish: Publish) -> Client {
-    connect(node, identity, publish, true).await
+    connect(node, identity, publish, true, false).await
+}
+
+/// A client that reaches the node over ICE-TCP only (its network lets no UDP out).
+pub async fn tcp_client(node: &TestNode, identity: &str, publish: Publish) -> Client {
+    connect(node, identity, publish, true, true).await
 }
 
 /// A client that reports its downlink only with REMB, sending no transport-wide feedback.
 pub async fn remb_client(node: &TestNode, identity: &str, publish: Publish) -> Client {
-    connect(node, identity, publish, false).await
+    connect(node, identity, publish, false, false).await
 }
 
 async fn connect(
@@ -137,6 +143,7 @@ async fn connect(
     identity: &str,
     publish: Publish,
     transport_feedback: bool,
+    tcp_only: bool,
 ) -> Client {
     Client::connect(ClientConfig {
         url: node.url.clone(),
@@ -146,6 +153,7 @@ async fn connect(
         publish,
         transport_feedback,
         offer_first: true,
+        tcp_only,
     })
     .await
     .expect("client joins")

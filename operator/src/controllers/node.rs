@@ -337,5 +337,6 @@ fn addresses(
         internal,
         signaling_url,
         udp_port: Some(pool.spec.media_node.udp_port()),
+        tcp_port: pool.spec.media_node.tcp_port,
     }
 }

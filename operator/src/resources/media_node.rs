@@ -126,6 +126,10 @@ fn render(node_name: &str, pool: &MediaPool, settings: &PodSettings<'_>) -> Pod 
                 ("metrics", i32::from(tpl.metrics_port()), "TCP", false),
             ]
             .into_iter()
+            .chain(
+                tpl.tcp_port
+                    .map(|tcp| ("media-tcp", i32::from(tcp), "TCP", true)),
+            )
             .map(|(name, port, protocol, public)| ContainerPort {
                 name: Some(name.to_owned()),
                 container_port: port,
@@ -214,6 +218,9 @@ fn args(pool: &MediaPool) -> Vec<String> {
             tpl.max_connections_per_address
         ),
     ];
+    if let Some(tcp) = tpl.tcp_port {
+        args.push(format!("--tcp-port={tcp}"));
+    }
     if pool.spec.signaling.is_some() {
         args.push(format!("--tls-cert={TLS_DIR}/{CERT_FILE}"));
         args.push(format!("--tls-key={TLS_DIR}/{KEY_FILE}"));
