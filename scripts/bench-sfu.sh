@@ -54,6 +54,17 @@ heaviest="6 24 600"
 wait_idle | tee -a "$raw"
 # shellcheck disable=SC2086
 "${pin_clients[@]}" "$bin" $heaviest "$seconds" ceiling | tee -a "$raw"
+# Past saturation: the same SFUs held to half a CPU (a cgroup quota) at 4 × 20 × 600, so that
+# the SFU, not the clients, falls behind; what each sheds shows in the videos intact, broken
+# and off.
+overload=""
+if [ -n "${SFU_BENCH_NODE_CPUS:-}" ]; then
+  wait_idle | tee -a "$raw"
+  # Not table rows: the table is of full-CPU runs.
+  overload=$(SFU_BENCH_NODE_SHARE=half "${pin_clients[@]}" "$bin" 4 20 600 "$seconds" "$targets" \
+    | grep -v '^|' | sed 's/^sfu-bench /sfu-bench half-cpu /' | tee -a "$raw" \
+    | grep -E '^sfu-bench |videos intact|received by clients|sfu cpu|node delay|late|shedding level' || true)
+fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 ceiling=$(grep -o 'target=ceiling.*packets_per_cpu_second=[0-9]*' "$raw" | tail -1 | sed 's/.*packets_per_cpu_second=//')
 conclave=$(grep '^| 6 × 24 × 600 | conclave ' "$raw" | tail -1 | cut -d'|' -f6 | tr -cd '0-9')
@@ -80,6 +91,17 @@ conclave=$(grep '^| 6 × 24 × 600 | conclave ' "$raw" | tail -1 | cut -d'|' -f6
     echo "Bare forwarder at 6 × 24 × 600 (the ceiling: batched receive, an AES-128-GCM seal per outgoing packet,"
     echo "batched send, no WebRTC stack; media-node/benches/sfu/ceiling.rs): ${ceiling} packets per CPU-second."
     echo "Conclave ÷ ceiling: $(awk -v c="$conclave" -v k="$ceiling" 'BEGIN { printf "%.2f", c / k }')."
+    echo
+  fi
+  if [ -n "$overload" ]; then
+    echo "Past saturation: each SFU held to half a CPU (a cgroup CPU quota) at 4 × 20 × 600, 92 videos to deliver."
+    echo "An SFU that loses packets at random breaks every video (10–90 % of its packets arrive); Conclave sheds"
+    echo "instead (media-node/src/forward/shedding.rs): top layers first, then a share of each viewer's cameras, so"
+    echo "the videos it keeps arrive whole and the others are off; the broken ones are those it tried to restore."
+    echo
+    echo '```'
+    echo "$overload"
+    echo '```'
     echo
   fi
   echo "Full output:"

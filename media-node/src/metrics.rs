@@ -153,6 +153,20 @@ impl prometheus_client::collector::Collector for NodeCollector {
             "RTP packets not forwarded to a subscriber, by reason.",
             DropReason::ALL.map(|r| (r.as_str(), s.forward.dropped_total(r))),
         )?;
+        gauge(
+            &mut enc,
+            "shedding_level",
+            "How much the node sheds because it cannot forward everything in time: 0 nothing, 1 top simulcast layers, 2 middle layers too, 3-6 a growing share of each subscriber's cameras (80, 60, 40, 20 % kept).",
+            f64::from(s.shedding_level()),
+        )?;
+        let (up, down) = s.shedding_steps();
+        counters_by(
+            &mut enc,
+            "shedding_steps",
+            "Moves of the shedding level, by direction (up: shedding more).",
+            "direction",
+            [("up", up), ("down", down)],
+        )?;
         let port = node.settings.media.port.counters();
         counter(
             &mut enc,
@@ -260,7 +274,18 @@ impl prometheus_client::collector::Collector for NodeCollector {
             ]
             .map(|(source, value)| (source, value.load(Ordering::Relaxed))),
         )?;
-        let buckets = s.delay.cumulative(&DELAY_BOUNDS_US);
+        // prometheus-client sums the buckets it is given: hand it each bucket's own count.
+        let mut below = 0;
+        let buckets: Vec<(f64, u64)> = s
+            .delay
+            .cumulative(&DELAY_BOUNDS_US)
+            .into_iter()
+            .map(|(bound, at_most)| {
+                let own = at_most - below;
+                below = at_most;
+                (bound, own)
+            })
+            .collect();
         enc.encode_descriptor(
             "forward_delay_seconds",
             "Forwarding delay inside the node (ingress to egress).",
@@ -270,7 +295,7 @@ impl prometheus_client::collector::Collector for NodeCollector {
         // The +Inf bucket, not the separate count, so that count and buckets agree.
         .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
             s.delay.sum().as_secs_f64(),
-            buckets.last().map_or(0, |(_, n)| *n),
+            below,
             &buckets,
             None,
         )?;
@@ -298,4 +323,48 @@ pub fn render(node: &Arc<NodeState>) -> String {
         tracing::warn!(error = %e, "encoding metrics");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::NodeSettings;
+    use crate::media::{MediaSettings, UdpMux};
+
+    #[tokio::test]
+    async fn the_delay_histogram_counts_each_delay_once() {
+        let node = NodeState::new(NodeSettings {
+            name: "n".into(),
+            join_key: Vec::new(),
+            turn_secret: Vec::new(),
+            media: MediaSettings {
+                bind_ip: [127, 0, 0, 1].into(),
+                port: UdpMux::bind(([127, 0, 0, 1], 0).into()).expect("port"),
+                tcp_port: None,
+                ice_disconnected: Duration::from_secs(5),
+                ice_failed: Duration::from_secs(15),
+                repair: Default::default(),
+                estimates: Default::default(),
+                retransmits: Default::default(),
+            },
+            peer_disconnect: Duration::from_secs(1),
+            chat_max_bytes: 1,
+        });
+        for ms in [5, 5, 30] {
+            node.stats.delay.record(Duration::from_millis(ms));
+        }
+        let text = render(&node);
+        for series in [
+            r#"conclave_media_node_forward_delay_seconds_bucket{le="0.0025"} 0"#,
+            r#"conclave_media_node_forward_delay_seconds_bucket{le="0.01"} 2"#,
+            r#"conclave_media_node_forward_delay_seconds_bucket{le="0.02"} 2"#,
+            r#"conclave_media_node_forward_delay_seconds_bucket{le="0.04"} 3"#,
+            r#"conclave_media_node_forward_delay_seconds_bucket{le="+Inf"} 3"#,
+            "conclave_media_node_forward_delay_seconds_count 3",
+        ] {
+            assert!(text.contains(series), "{series} missing from {text}");
+        }
+    }
 }

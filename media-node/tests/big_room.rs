@@ -5,6 +5,8 @@
 //! again. Without a limit every camera flows and nothing is said. Dynacast: publishers are
 //! asked for the layers someone receives (`publishLayers`): none for a camera nobody is
 //! forwarded, up to the quality asked for otherwise, more at once when a subscriber asks.
+//! Overload shedding: a node that sheds cameras keeps each viewer the share its level allows,
+//! the most relevant first, says so, and restores them all when the shedding ends.
 
 mod common;
 
@@ -217,4 +219,36 @@ async fn publishers_are_asked_only_for_the_layers_someone_receives() {
         asked(&mut b, &[0, 1, 2], Duration::from_secs(2)).await,
         "b is asked for every layer at once"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_sheds_load_keeps_a_share_of_each_viewers_cameras_and_restores_them() {
+    let node = start(10, MediaPolicy::default()).await;
+    let a = camera_publisher(&node, "a", camera_only()).await;
+    let b = camera_publisher(&node, "b", camera_only()).await;
+    let _c = camera_publisher(&node, "c", camera_only()).await;
+    let _d = camera_publisher(&node, "d", camera_only()).await;
+    let _e = camera_publisher(&node, "e", camera_only()).await;
+    let mut viewer = client(&node, "viewer", viewer()).await;
+    let tracks = cameras(&viewer);
+    let all: BTreeSet<_> = tracks.keys().copied().collect();
+    assert_eq!(flowing(&viewer, &tracks).await, all);
+
+    // Level 5 keeps 40 % of five cameras: the first two to join (nobody spoke).
+    node.node.stats.set_shedding_level(5);
+    told(&mut viewer, &[a.participant, b.participant]).await;
+    let kept: BTreeSet<_> = [a.participant, b.participant].into();
+    assert_eq!(flowing(&viewer, &tracks).await, kept);
+    let metrics = conclave_media_node::metrics::render(&node.node);
+    assert!(
+        metrics.contains("conclave_media_node_shedding_level 5")
+            && metrics.contains(r#"conclave_media_node_shedding_steps_total{direction="up"} 1"#),
+        "the shedding is in /metrics"
+    );
+
+    // Shedding over: every camera again, and the viewer is told so.
+    node.node.stats.set_shedding_level(0);
+    let everyone: Vec<_> = all.iter().copied().collect();
+    told(&mut viewer, &everyone).await;
+    assert_eq!(flowing(&viewer, &tracks).await, all);
 }

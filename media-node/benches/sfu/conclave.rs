@@ -156,10 +156,30 @@ async fn scrape(host: &str) -> String {
     out
 }
 
+/// Waits (up to 30 s) until the node's shedding level held for 3 s, so that an overloaded
+/// node is measured once it chose what to shed; returns how long that took.
+async fn settle(metrics_at: &str) -> Duration {
+    let started = tokio::time::Instant::now();
+    let moves = |text: &str| {
+        metric(text, "conclave_media_node_shedding_steps_total{direction=\"up\"}")
+            + metric(text, "conclave_media_node_shedding_steps_total{direction=\"down\"}")
+    };
+    let (mut last, mut since) = (moves(&scrape(metrics_at).await), started);
+    while since.elapsed() < Duration::from_secs(3) && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = moves(&scrape(metrics_at).await);
+        if now != last {
+            (last, since) = (now, tokio::time::Instant::now());
+        }
+    }
+    started.elapsed()
+}
+
 /// Runs `load` against a fresh media node pinned to `cpus`.
 pub async fn run(load: &Load, cpus: Option<&str>) -> anyhow::Result<Outcome> {
     let (node, url, metrics_at) = start(cpus)?;
     let pid = node.0.id();
+    let quota = super::quota::CpuQuota::from_env(pid)?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let idle = load::proc_stats(pid);
     let join = Join {
@@ -172,8 +192,9 @@ pub async fn run(load: &Load, cpus: Option<&str>) -> anyhow::Result<Outcome> {
     let all = load::connect_all(load, &join).await?;
     let media = load::start_media(load, &all);
     let complete = load::warm_up(&all).await;
+    let settled_after = settle(&metrics_at).await;
     let m0 = scrape(&metrics_at).await;
-    let window = load::measure(pid, &all, load.seconds).await;
+    let window = load::measure(pid, &all, load.seconds, load.pps).await;
     let m1 = scrape(&metrics_at).await;
     let delta = |name: &str| metric(&m1, name) - metric(&m0, name);
     let quantile = |q: &str| {
@@ -191,10 +212,24 @@ pub async fn run(load: &Load, cpus: Option<&str>) -> anyhow::Result<Outcome> {
         dropped_mismatch: delta(
             "conclave_media_node_packets_dropped_total{reason=\"negotiation_mismatch\"}",
         ),
+        late_share: {
+            let timed = delta("conclave_media_node_forward_delay_seconds_count");
+            let on_time = delta("conclave_media_node_forward_delay_seconds_bucket{le=\"0.04\"}");
+            if timed > 0.0 {
+                (timed - on_time) / timed
+            } else {
+                0.0
+            }
+        },
+        shedding_level: metric(&m1, "conclave_media_node_shedding_level"),
+        settled_after,
+        shedding_up: delta("conclave_media_node_shedding_steps_total{direction=\"up\"}"),
+        shedding_down: delta("conclave_media_node_shedding_steps_total{direction=\"down\"}"),
     };
     let cipher = load::cipher(&all).await;
     load::stop(media, all).await;
     drop(node);
+    drop(quota);
     Ok(Outcome {
         target: "conclave",
         window,

@@ -197,6 +197,7 @@ pub async fn start(publishers: usize, cpus: Option<&str>) -> anyhow::Result<Janu
 /// Runs `load` against a fresh Janus pinned to `cpus`, its clients joined through the bridge.
 pub async fn run(load: &Load, cpus: Option<&str>) -> anyhow::Result<Outcome> {
     let janus = start(load.publishers, cpus).await?;
+    let quota = super::quota::CpuQuota::from_env(janus.pid())?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let idle = load::proc_stats(janus.pid());
     let url = bridge::serve(&janus.url, load.publishers).await?;
@@ -211,10 +212,11 @@ pub async fn run(load: &Load, cpus: Option<&str>) -> anyhow::Result<Outcome> {
     let all = load::connect_all(load, &join).await?;
     let media = load::start_media(load, &all);
     let complete = load::warm_up(&all).await;
-    let window = load::measure(janus.pid(), &all, load.seconds).await;
+    let window = load::measure(janus.pid(), &all, load.seconds, load.pps).await;
     let cipher = load::cipher(&all).await;
     load::stop(media, all).await;
     drop(janus);
+    drop(quota);
     Ok(Outcome {
         target: "janus",
         window,

@@ -210,18 +210,69 @@ pub struct Window {
     pub rss_kib: u64,
     pub one_way_p50: Duration,
     pub one_way_p99: Duration,
+    pub tracks: TrackShares,
 }
 
-/// Measures the SFU process `pid` for `seconds` under the running load.
-pub async fn measure(pid: u32, all: &[Participant], seconds: u64) -> Window {
+/// The videos receivers should get, by how much of each arrived in the window: what an
+/// overloaded SFU chose to shed shows as tracks off, what it lost at random as tracks broken.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TrackShares {
+    /// At least 90 % of the packets arrived.
+    pub intact: usize,
+    /// Between 10 and 90 %: every frame likely damaged.
+    pub broken: usize,
+    /// Under 10 %, or never subscribed.
+    pub off: usize,
+}
+
+impl TrackShares {
+    fn count(&mut self, arrived: f64) {
+        match arrived {
+            a if a >= 0.9 => self.intact += 1,
+            a if a >= 0.1 => self.broken += 1,
+            _ => self.off += 1,
+        }
+    }
+}
+
+/// Packets each receiver got so far, by track.
+fn per_track(all: &[Participant]) -> Vec<std::collections::HashMap<String, u64>> {
+    all.iter()
+        .map(|p| {
+            p.client
+                .stats
+                .track_ids()
+                .into_iter()
+                .map(|t| {
+                    let packets = p.client.stats.track(&t).packets();
+                    (t, packets)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Measures the SFU process `pid` for `seconds` under the running load (publishers sending
+/// `pps` packets a second each).
+pub async fn measure(pid: u32, all: &[Participant], seconds: u64, pps: u32) -> Window {
     for p in all {
         for t in p.client.stats.track_ids() {
             p.client.stats.track(&t).delay.reset();
         }
     }
     let (s0, r0, t0) = (proc_stats(pid), received(all), tokio::time::Instant::now());
+    let before = per_track(all);
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let (s1, r1, elapsed) = (proc_stats(pid), received(all), t0.elapsed());
+    let mut tracks = TrackShares::default();
+    let expected = f64::from(pps) * elapsed.as_secs_f64();
+    for ((p, after), before) in all.iter().zip(per_track(all)).zip(&before) {
+        for (t, packets) in &after {
+            let earlier = before.get(t).copied().unwrap_or(0);
+            tracks.count((packets - earlier) as f64 / expected);
+        }
+        tracks.off += p.expects.saturating_sub(after.len());
+    }
     // The worst track's quantiles.
     let (mut p50, mut p99) = (Duration::ZERO, Duration::ZERO);
     for p in all {
@@ -238,6 +289,7 @@ pub async fn measure(pid: u32, all: &[Participant], seconds: u64) -> Window {
         rss_kib: s1.rss_kib,
         one_way_p50: p50,
         one_way_p99: p99,
+        tracks,
     }
 }
 

@@ -7,7 +7,9 @@
 //!
 //! `cargo bench -p conclave-media-node --bench sfu -- [publishers] [subscribers] [pps] [seconds]
 //! [conclave|janus|both|ceiling]`; `SFU_BENCH_NODE_CPUS` pins the SFU process (a taskset CPU
-//! list). `ceiling` runs the bare forwarder instead (see `ceiling`).
+//! list). `ceiling` runs the bare forwarder instead (see `ceiling`). With
+//! `SFU_BENCH_NODE_SHARE=half` the SFU process gets half a CPU (a cgroup CPU quota), to push
+//! it past saturation while the clients still keep up (overload behaviour).
 
 mod bridge;
 mod ceiling;
@@ -15,6 +17,7 @@ mod conclave;
 mod janus;
 mod janus_api;
 mod load;
+mod quota;
 mod report;
 
 use load::Load;

@@ -13,6 +13,14 @@ pub struct NodeCounters {
     pub delay_p99: Duration,
     pub dropped_queue_full: f64,
     pub dropped_mismatch: f64,
+    /// Of the packets forwarded in the window, the share that waited over 40 ms in the node.
+    pub late_share: f64,
+    /// The shedding level at the end of the window, and its moves up and down in it.
+    pub shedding_level: f64,
+    /// How long after warm-up the level held for 3 s (the window started then).
+    pub settled_after: Duration,
+    pub shedding_up: f64,
+    pub shedding_down: f64,
 }
 
 /// One SFU's result at one load point.
@@ -98,6 +106,11 @@ pub fn print(load: &Load, o: &Outcome) {
         o.kib_per_participant(load)
     );
     println!("  srtp                    {:>10}", o.cipher);
+    let t = &w.tracks;
+    println!(
+        "  videos intact/broken/off {} / {} / {} (>= 90 %, 10-90 %, < 10 % of their packets)",
+        t.intact, t.broken, t.off
+    );
     if let Some(n) = &o.node {
         println!(
             "  node forwarded          {:>10.0} packets/s (its own counter)",
@@ -111,6 +124,17 @@ pub fn print(load: &Load, o: &Outcome) {
         println!(
             "  drops queue_full={} negotiation_mismatch={}",
             n.dropped_queue_full, n.dropped_mismatch
+        );
+        println!(
+            "  late (>40 ms in node)   {:>9.1} % of forwarded",
+            100.0 * n.late_share
+        );
+        println!(
+            "  shedding level {} at the end ({} up, {} down in the window; settled {:.1} s after warm-up)",
+            n.shedding_level,
+            n.shedding_up,
+            n.shedding_down,
+            n.settled_after.as_secs_f64()
         );
     }
 }

@@ -1,7 +1,7 @@
 //! The forwarding core: per-subscription decisions on which RTP packets go out and how they
-//! are rewritten, and which layers publishers are asked to send (`dynacast`). Plain state
-//! machines fed packets and an explicit `Instant`; no tokio, no webrtc types, so every rule
-//! is tested with simulated time.
+//! are rewritten, which layers publishers are asked to send (`dynacast`), and what the node
+//! sheds under overload (`shedding`). Plain state machines fed packets and an explicit
+//! `Instant`; no tokio, no webrtc types, so every rule is tested with simulated time.
 
 pub mod counters;
 pub mod delay;
@@ -13,6 +13,7 @@ pub mod layers;
 pub mod repair;
 pub mod retransmit_pacing;
 pub mod rewrite;
+pub mod shedding;
 pub mod trendline;
 
 pub use counters::{DropReason, ForwardCounters};

@@ -430,6 +430,7 @@ impl PeerTask {
             sink,
             local,
             forwarder,
+            quality,
             queue_rx,
             control_rx,
             Arc::clone(&self.stats),

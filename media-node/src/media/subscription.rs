@@ -1,7 +1,8 @@
 //! One subscription: a subscriber's own local track and the task that drains its own queue,
 //! decides per packet with the plain [`Forwarder`], rewrites SSRC, payload type, sequence,
 //! timestamp and header extensions to the subscriber's negotiation, checks the result against
-//! that negotiation (the webrtc crate drops mismatches silently) and writes it.
+//! that negotiation (the webrtc crate drops mismatches silently) and writes it. While the node
+//! sheds layers (`forward::shedding`), it aims no higher than the level allows.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -17,6 +18,7 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use super::publication::{ForwardItem, Publication, Sink};
 use crate::forward::forwarder::Negotiation;
 use crate::forward::layers::{Layer, Quality};
+use crate::forward::shedding::layer_cap;
 use crate::forward::{Decision, DropReason, Forwarder, InboundPacket};
 use crate::node::NodeStats;
 
@@ -103,9 +105,22 @@ struct Subscription {
     negotiation: Option<Negotiation>,
     mid: Option<(u8, Bytes)>,
     stats: Arc<NodeStats>,
+    /// The quality the subscriber asked for, and the best the node's shedding allows.
+    requested: Quality,
+    shed_cap: Quality,
 }
 
 impl Subscription {
+    /// Aims at the requested quality, or lower while the node sheds layers.
+    fn apply_quality(&mut self, now: Instant) {
+        let quality = if self.shed_cap.max_layer() < self.requested.max_layer() {
+            self.shed_cap
+        } else {
+            self.requested
+        };
+        self.forwarder.set_requested(quality, now);
+    }
+
     fn publish_wanted(&self) {
         self.sink
             .wanted
@@ -150,7 +165,10 @@ impl Subscription {
                 self.negotiation = Some(n);
                 self.mid = m;
             }
-            SubscriptionControl::Quality(q) => self.forwarder.set_requested(q, now),
+            SubscriptionControl::Quality(q) => {
+                self.requested = q;
+                self.apply_quality(now);
+            }
             SubscriptionControl::Estimate(_) => {}
             SubscriptionControl::Paused(paused) => {
                 self.forwarder.set_paused(paused, now);
@@ -215,6 +233,13 @@ impl Subscription {
     async fn refresh(&mut self) {
         let now = Instant::now();
         let before = self.forwarder.target_layer();
+        let cap = layer_cap(self.stats.shedding_level());
+        if cap != self.shed_cap {
+            self.shed_cap = cap;
+            self.apply_quality(now);
+            self.retargeted(before, "overload shedding", None);
+        }
+        let before = self.forwarder.target_layer();
         self.forwarder
             .set_layer_stats(self.publication.layer_stats(), now);
         self.retargeted(before, "layer stats", None);
@@ -225,13 +250,15 @@ impl Subscription {
     }
 }
 
-/// Runs one subscription until its control channel closes (unsubscribed, or the subscriber's
-/// peer task ended).
+/// Runs one subscription, whose forwarder aims at `requested`, until its control channel
+/// closes (unsubscribed, or the subscriber's peer task ended).
+#[allow(clippy::too_many_arguments, reason = "the parts of one subscription, built by its peer")]
 pub async fn run_subscription(
     publication: Arc<Publication>,
     sink: Arc<Sink>,
     local: Arc<TrackLocalStaticRTP>,
     forwarder: Forwarder,
+    requested: Quality,
     mut queue: mpsc::Receiver<Arc<ForwardItem>>,
     mut control: mpsc::Receiver<SubscriptionControl>,
     stats: Arc<NodeStats>,
@@ -244,6 +271,8 @@ pub async fn run_subscription(
         negotiation: None,
         mid: None,
         stats,
+        requested,
+        shed_cap: Quality::High,
     };
     let rtcp = tokio::spawn(discard_rtcp(Arc::clone(&sub.local)));
     let mut refresh = tokio::time::interval(LAYER_REFRESH);

@@ -2,6 +2,7 @@
 //! (public address, the pool's ICE servers, capacity, draining) and its readiness. Rooms are
 //! opened through [`NodeState::open_room`] by the Conference watch or directly (tests).
 
+pub mod shedding;
 pub mod stats;
 
 use crate::sync::lock;

@@ -2,7 +2,7 @@
 //! rooms, participants, tracks, signaling errors, bitrates and CPU, shared lock-free by the
 //! forwarding tasks, the metrics endpoint and the load reporter.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::forward::{DelayHistogram, ForwardCounters};
@@ -25,6 +25,8 @@ pub struct NodeStats {
     ingress_bps: AtomicU64,
     egress_bps: AtomicU64,
     cpu_millicores: AtomicU64,
+    shedding_level: AtomicU8,
+    shedding_steps: [AtomicU64; 2],
 }
 
 /// A snapshot for load reports.
@@ -102,6 +104,25 @@ impl NodeStats {
     /// Joins refused so far.
     pub fn joins_refused(&self) -> u64 {
         self.joins_refused.load(Ordering::Relaxed)
+    }
+
+    /// How much the node sheds now (`forward::shedding`; 0: nothing).
+    pub fn shedding_level(&self) -> u8 {
+        self.shedding_level.load(Ordering::Relaxed)
+    }
+    /// The governor moved to `level`.
+    pub fn set_shedding_level(&self, level: u8) {
+        let before = self.shedding_level.swap(level, Ordering::Relaxed);
+        if level != before {
+            self.shedding_steps[usize::from(level < before)].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    /// Levels the governor moved up (shedding more) and down, so far.
+    pub fn shedding_steps(&self) -> (u64, u64) {
+        (
+            self.shedding_steps[0].load(Ordering::Relaxed),
+            self.shedding_steps[1].load(Ordering::Relaxed),
+        )
     }
 
     /// The current load.

@@ -1,14 +1,16 @@
-//! Applies last-N and dynacast in a room. After anything that changes who should see whose
-//! camera (someone joined, left, published, turned a camera off or on, spoke, or showed
-//! another page), each participant's cameras beyond the limit are paused and the others
-//! resumed, and the participant is told whose camera it receives (`forwardedVideos`); the
-//! choice itself is `last_n`. At each tick, each video's publisher is told which layers
+//! Applies last-N, overload shedding and dynacast in a room. After anything that changes who
+//! should see whose camera (someone joined, left, published, turned a camera off or on, spoke,
+//! showed another page, or the node shed more or less), each participant's cameras beyond
+//! the limit are paused and the others resumed, and the participant is told whose camera it
+//! receives (`forwardedVideos`); the choice itself is `last_n`, the limit the conference's
+//! `lastN` and the share the node's shedding leaves (`forward::shedding`). At each tick, each video's publisher is told which layers
 //! someone receives (`publishLayers`); when, is `forward::dynacast`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use super::last_n::forwarded_cameras;
+use crate::forward::shedding::camera_limit;
 use super::model::{ParticipantId, TrackId, TrackKind, TrackSource};
 use super::task::RoomTask;
 use crate::forward::layers::{Layer, MAX_LAYERS};
@@ -42,11 +44,14 @@ impl RoomTask {
     }
 
     /// Pauses and resumes camera videos so that each participant receives at most the
-    /// conference's `lastN`; nothing without one.
+    /// conference's `lastN` and the share of the cameras the node's shedding leaves; nothing
+    /// without either, once all are resumed.
     pub(super) fn refresh_forwarding(&mut self) {
-        let Some(limit) = self.room.policy().last_n else {
+        let last_n = self.room.policy().last_n;
+        let unlimited = last_n.is_none() && self.shed_share.is_none();
+        if unlimited && self.members.values().all(|m| m.forwarded.is_none()) {
             return;
-        };
+        }
         // Cameras that are on (a muted one shows initials and takes no place) and flowing.
         let mut cameras: BTreeMap<ParticipantId, Vec<TrackId>> = BTreeMap::new();
         for p in self.room.participants() {
@@ -59,12 +64,13 @@ impl RoomTask {
         }
         let publishing: BTreeSet<ParticipantId> = cameras.keys().copied().collect();
         for (id, member) in &mut self.members {
+            let others = publishing.len() - usize::from(publishing.contains(id));
             let shown = forwarded_cameras(
                 &self.speaking,
                 &publishing,
                 *id,
                 &member.viewing,
-                Some(limit as usize),
+                camera_limit(last_n, self.shed_share, others),
             );
             let paused: BTreeSet<TrackId> = cameras
                 .iter()

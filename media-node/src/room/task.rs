@@ -19,6 +19,7 @@ use super::last_n::SpeakingOrder;
 use super::model::{ParticipantId, Room, TrackId, TrackKind, TrackSource};
 use super::speaker::{IntervalLevels, SpeakerDetector};
 use crate::forward::dynacast::LayerDemand;
+use crate::forward::shedding::camera_share;
 use crate::media::chat::CHAT_LABEL;
 use crate::media::peer::PeerCommand;
 use crate::media::publication::Publication;
@@ -29,6 +30,8 @@ use crate::signaling::protocol::{
 
 /// How often the room checks timeouts and the active speaker.
 const TICK: Duration = Duration::from_millis(250);
+/// Participants a page's `viewing` list may name when the conference has no last-N.
+const MAX_VIEWING: usize = 64;
 
 pub(super) struct Member {
     pub(super) identity: String,
@@ -70,6 +73,8 @@ pub(super) struct RoomTask {
     pub(super) speaking: SpeakingOrder,
     /// The layers each video's publisher was asked to send (dynacast).
     pub(super) layer_demand: HashMap<TrackId, LayerDemand>,
+    /// The share of the cameras each participant keeps while the node sheds load.
+    pub(super) shed_share: Option<f64>,
 }
 
 /// Runs the task of one room until it closes.
@@ -93,6 +98,7 @@ pub(super) async fn run(
         speaker: SpeakerDetector::default(),
         speaking: SpeakingOrder::default(),
         layer_demand: HashMap::new(),
+        shed_share: None,
     };
     task.run(events).await;
 }
@@ -300,8 +306,13 @@ impl RoomTask {
                 peer(PeerCommand::SetQuality(track_id, quality));
             }
             ClientMessage::Viewing { participant_ids } => {
-                // Only the first lastN can be forwarded; the rest of a long list is dropped.
-                let keep = self.room.policy().last_n.unwrap_or(0) as usize;
+                // Only the first lastN can be forwarded (without one, all cameras are, unless
+                // the node sheds load); the rest of a long list is dropped.
+                let keep = self
+                    .room
+                    .policy()
+                    .last_n
+                    .map_or(MAX_VIEWING, |n| n as usize);
                 member.viewing = participant_ids.into_iter().take(keep).collect();
                 self.refresh_forwarding();
             }
@@ -365,6 +376,11 @@ impl RoomTask {
                 e.voiced += l.voiced;
                 e.loudness += l.loudness;
             }
+        }
+        let share = camera_share(self.node.stats.shedding_level());
+        if share != self.shed_share {
+            self.shed_share = share;
+            self.refresh_forwarding();
         }
         self.ask_publishers(now);
         if let Some(speaker) = self.speaker.interval(&levels, now) {

@@ -1,0 +1,274 @@
+//! Overload shedding: what the node stops forwarding when it cannot forward everything in
+//! time (packets wait in subscription queues, or overflow them). Rather than losing packets
+//! of every video at random, which freezes every video at once, it sheds what a person in a
+//! call misses least, one level at a time:
+//!
+//! 1. the top simulcast layer of every video;
+//! 2. the middle one (every video at its lowest layer);
+//! 3. to 6. a growing share of the cameras each subscriber receives (80 %, 60 %, 40 %, 20 %
+//!    kept), the most relevant kept, as last-N chooses them.
+//!
+//! Audio and screen shares are never shed. A level waits a second to take effect before the
+//! next; once the node has kept up for a while it undoes one level, and waits twice as long
+//! before the next undo whenever an undo brought the overload straight back. Pure: the node's
+//! governor task feeds it samples, subscriptions and rooms apply the level.
+
+use std::time::{Duration, Instant};
+
+use super::layers::Quality;
+
+/// The highest level.
+pub const MAX_LEVEL: u8 = 6;
+/// A packet that waited longer than this in the node is late (a frame burst to many
+/// subscribers of a busy node keeps its last packets a few milliseconds, a CPU limit's
+/// throttling up to its period's unused part, 100 ms at most by default).
+pub const LATE: Duration = Duration::from_millis(100);
+/// How long a level is given to take effect before the next.
+const STEP_WAIT: Duration = Duration::from_secs(1);
+/// How long the node must keep up before a level is undone, at first.
+const CALM_FIRST: Duration = Duration::from_secs(5);
+/// The longest wait before an undo (after undos that brought the overload back).
+const CALM_MAX: Duration = Duration::from_secs(60);
+/// Shares of late packets, and of packets dropped on full queues, that mean overload.
+const LATE_SHARE: f64 = 0.05;
+const DROPPED_SHARE: f64 = 0.005;
+/// Fewer packets than this in a sample say nothing.
+const MIN_PACKETS: u64 = 50;
+
+/// What the node forwarded over one sampling interval.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sample {
+    /// Packets written to subscribers.
+    pub forwarded: u64,
+    /// Of those, written later than [`LATE`] after they arrived.
+    pub late: u64,
+    /// Packets dropped because a subscription's queue was full.
+    pub queue_full: u64,
+}
+
+impl Sample {
+    /// Whether the node fell behind over the interval.
+    pub fn overloaded(&self) -> bool {
+        let handled = self.forwarded + self.queue_full;
+        handled >= MIN_PACKETS
+            && (self.queue_full as f64 > DROPPED_SHARE * handled as f64
+                || self.late as f64 > LATE_SHARE * self.forwarded as f64)
+    }
+}
+
+/// The shedding level over time.
+#[derive(Clone, Debug)]
+pub struct Governor {
+    level: u8,
+    changed_at: Option<Instant>,
+    calm_since: Option<Instant>,
+    calm_needed: Duration,
+    undone_at: Option<Instant>,
+}
+
+impl Default for Governor {
+    fn default() -> Self {
+        Self {
+            level: 0,
+            changed_at: None,
+            calm_since: None,
+            calm_needed: CALM_FIRST,
+            undone_at: None,
+        }
+    }
+}
+
+impl Governor {
+    /// The current level (0: nothing shed).
+    pub fn level(&self) -> u8 {
+        self.level
+    }
+
+    /// Takes one sample; returns the new level when it changed.
+    pub fn sample(&mut self, sample: &Sample, now: Instant) -> Option<u8> {
+        let settled = self
+            .changed_at
+            .is_none_or(|t| now.duration_since(t) >= STEP_WAIT);
+        if sample.overloaded() {
+            self.calm_since = None;
+            if let Some(undone) = self.undone_at.take()
+                && now.duration_since(undone) < self.calm_needed
+            {
+                self.calm_needed = (self.calm_needed * 2).min(CALM_MAX);
+            }
+            if settled && self.level < MAX_LEVEL {
+                return Some(self.change(self.level + 1, now));
+            }
+            return None;
+        }
+        let calm_since = *self.calm_since.get_or_insert(now);
+        let calm = now.duration_since(calm_since);
+        if self.level > 0 && settled && calm >= self.calm_needed {
+            self.undone_at = Some(now);
+            self.calm_since = Some(now);
+            return Some(self.change(self.level - 1, now));
+        }
+        if self.level == 0 && calm >= CALM_MAX {
+            self.calm_needed = CALM_FIRST;
+        }
+        None
+    }
+
+    fn change(&mut self, level: u8, now: Instant) -> u8 {
+        self.level = level;
+        self.changed_at = Some(now);
+        level
+    }
+}
+
+/// The best quality any subscriber gets at `level`.
+pub fn layer_cap(level: u8) -> Quality {
+    match level {
+        0 => Quality::High,
+        1 => Quality::Medium,
+        _ => Quality::Low,
+    }
+}
+
+/// The share of the cameras each subscriber keeps at `level`; none: all of them.
+pub fn camera_share(level: u8) -> Option<f64> {
+    match level {
+        0..=2 => None,
+        3 => Some(0.8),
+        4 => Some(0.6),
+        5 => Some(0.4),
+        _ => Some(0.2),
+    }
+}
+
+/// How many of `cameras` (the others' cameras in its room) a subscriber receives, with the
+/// conference's `last_n` and the shed `share`: none without either; at least one while there
+/// is one.
+pub fn camera_limit(last_n: Option<u32>, share: Option<f64>, cameras: usize) -> Option<usize> {
+    let shed = share.map(|s| ((cameras as f64 * s).ceil() as usize).max(1));
+    match (last_n.map(|n| n as usize), shed) {
+        (None, None) => None,
+        (Some(n), None) | (None, Some(n)) => Some(n),
+        (Some(a), Some(b)) => Some(a.min(b)),
+    }
+}
+
+/// The level as the node logs it.
+pub fn describe(level: u8) -> String {
+    match (level, camera_share(level)) {
+        (0, _) => "nothing shed".to_owned(),
+        (1, _) => "top simulcast layers off".to_owned(),
+        (2, _) => "every video at its lowest layer".to_owned(),
+        (_, Some(share)) => format!(
+            "every video at its lowest layer, each subscriber keeps {:.0} % of the cameras",
+            share * 100.0
+        ),
+        (_, None) => unreachable!("levels above 2 shed cameras"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CALM: Sample = Sample {
+        forwarded: 1000,
+        late: 0,
+        queue_full: 0,
+    };
+    const BEHIND: Sample = Sample {
+        forwarded: 1000,
+        late: 300,
+        queue_full: 0,
+    };
+
+    fn at(start: Instant, ms: u64) -> Instant {
+        start + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn overload_is_late_or_dropped_packets_beyond_a_share() {
+        assert!(!CALM.overloaded());
+        assert!(BEHIND.overloaded());
+        let dropping = Sample {
+            queue_full: 10,
+            ..CALM
+        };
+        assert!(dropping.overloaded());
+        let a_few_late = Sample { late: 40, ..CALM };
+        assert!(!a_few_late.overloaded());
+        let idle = Sample {
+            forwarded: 10,
+            late: 10,
+            queue_full: 10,
+        };
+        assert!(!idle.overloaded(), "too few packets to tell");
+    }
+
+    #[test]
+    fn levels_rise_one_a_second_while_the_node_falls_behind() {
+        let t = Instant::now();
+        let mut g = Governor::default();
+        assert_eq!(g.sample(&BEHIND, t), Some(1));
+        assert_eq!(g.sample(&BEHIND, at(t, 500)), None, "waits for the level to act");
+        assert_eq!(g.sample(&BEHIND, at(t, 1000)), Some(2));
+        let mut level = 2;
+        for s in 2..10 {
+            if let Some(l) = g.sample(&BEHIND, at(t, s * 1000)) {
+                level = l;
+            }
+        }
+        assert_eq!(level, MAX_LEVEL);
+        assert_eq!(g.sample(&BEHIND, at(t, 20_000)), None, "no level above the last");
+    }
+
+    #[test]
+    fn a_level_is_undone_after_calm_and_the_wait_doubles_when_the_undo_fails() {
+        let t = Instant::now();
+        let mut g = Governor::default();
+        g.sample(&BEHIND, t);
+        g.sample(&BEHIND, at(t, 1000));
+        assert_eq!(g.level(), 2);
+        assert_eq!(g.sample(&CALM, at(t, 1500)), None);
+        assert_eq!(g.sample(&CALM, at(t, 6000)), None, "5 s of calm are needed");
+        assert_eq!(g.sample(&CALM, at(t, 6500)), Some(1));
+        // The undo brought the overload back at once: shed again, and wait 10 s next time.
+        assert_eq!(g.sample(&BEHIND, at(t, 7500)), Some(2));
+        assert_eq!(g.sample(&CALM, at(t, 8000)), None);
+        assert_eq!(g.sample(&CALM, at(t, 17_000)), None);
+        assert_eq!(g.sample(&CALM, at(t, 18_000)), Some(1));
+        // This undo held: the next one comes 10 s later, and all is undone.
+        assert_eq!(g.sample(&CALM, at(t, 28_000)), Some(0));
+        // A minute of calm at level 0 forgets the failed undos.
+        g.sample(&CALM, at(t, 88_000));
+        g.sample(&BEHIND, at(t, 90_000));
+        assert_eq!(g.sample(&CALM, at(t, 91_000)), None);
+        assert_eq!(g.sample(&CALM, at(t, 96_000)), Some(0), "back to 5 s");
+    }
+
+    #[test]
+    fn layers_go_first_then_cameras() {
+        assert_eq!(layer_cap(0), Quality::High);
+        assert_eq!(layer_cap(1), Quality::Medium);
+        assert_eq!(layer_cap(2), Quality::Low);
+        assert_eq!(layer_cap(6), Quality::Low);
+        assert_eq!(camera_share(2), None);
+        assert_eq!(camera_share(3), Some(0.8));
+        assert_eq!(camera_share(MAX_LEVEL), Some(0.2));
+        for level in 0..=MAX_LEVEL {
+            assert!(!describe(level).is_empty());
+        }
+    }
+
+    #[test]
+    fn the_camera_limit_combines_last_n_and_the_shed_share() {
+        assert_eq!(camera_limit(None, None, 6), None);
+        assert_eq!(camera_limit(Some(4), None, 6), Some(4));
+        assert_eq!(camera_limit(None, Some(0.8), 6), Some(5));
+        assert_eq!(camera_limit(None, Some(0.6), 6), Some(4));
+        assert_eq!(camera_limit(None, Some(0.2), 6), Some(2));
+        assert_eq!(camera_limit(None, Some(0.2), 1), Some(1), "one camera is kept");
+        assert_eq!(camera_limit(Some(3), Some(0.8), 6), Some(3));
+        assert_eq!(camera_limit(Some(6), Some(0.4), 6), Some(3));
+    }
+}
