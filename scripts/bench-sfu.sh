@@ -61,7 +61,8 @@ overload=""
 if [ -n "${SFU_BENCH_NODE_CPUS:-}" ]; then
   wait_idle | tee -a "$raw"
   # Not table rows: the table is of full-CPU runs.
-  overload=$(SFU_BENCH_NODE_SHARE=half "${pin_clients[@]}" "$bin" 4 20 600 "$seconds" "$targets" \
+  # Three times as long: an overloaded SFU's steady state, with what it tries meanwhile.
+  overload=$(SFU_BENCH_NODE_SHARE=half "${pin_clients[@]}" "$bin" 4 20 600 "$((seconds * 3))" "$targets" \
     | grep -v '^|' | sed 's/^sfu-bench /sfu-bench half-cpu /' | tee -a "$raw" \
     | grep -E '^sfu-bench |videos intact|received by clients|sfu cpu|node delay|late|shedding level' || true)
 fi
@@ -94,7 +95,7 @@ conclave=$(grep '^| 6 × 24 × 600 | conclave ' "$raw" | tail -1 | cut -d'|' -f6
     echo
   fi
   if [ -n "$overload" ]; then
-    echo "Past saturation: each SFU held to half a CPU (a cgroup CPU quota) at 4 × 20 × 600, 92 videos to deliver."
+    echo "Past saturation: each SFU held to half a CPU (a cgroup CPU quota) at 4 × 20 × 600 for $((seconds * 3)) s, 92 videos to deliver."
     echo "An SFU that loses packets at random breaks every video (10–90 % of its packets arrive); Conclave sheds"
     echo "instead (media-node/src/forward/shedding.rs): top layers first, then a share of each viewer's cameras, so"
     echo "the videos it keeps arrive whole and the others are off; the broken ones are those it tried to restore."

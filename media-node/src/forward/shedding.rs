@@ -9,8 +9,8 @@
 //!    kept), the most relevant kept, as last-N chooses them.
 //!
 //! Audio and screen shares are never shed. A level waits a second to take effect before the
-//! next; once the node has kept up for a while it undoes one level, and waits twice as long
-//! before the next undo whenever an undo brought the overload straight back. Pure: the node's
+//! next; once the node has kept up for 10 s it undoes one level, and waits twice as long (up
+//! to a minute) before the next undo whenever an undo brought the overload straight back. Pure: the node's
 //! governor task feeds it samples, subscriptions and rooms apply the level.
 
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ pub const LATE: Duration = Duration::from_millis(100);
 /// How long a level is given to take effect before the next.
 const STEP_WAIT: Duration = Duration::from_secs(1);
 /// How long the node must keep up before a level is undone, at first.
-const CALM_FIRST: Duration = Duration::from_secs(5);
+const CALM_FIRST: Duration = Duration::from_secs(10);
 /// The longest wait before an undo (after undos that brought the overload back).
 const CALM_MAX: Duration = Duration::from_secs(60);
 /// Shares of late packets, and of packets dropped on full queues, that mean overload.
@@ -230,20 +230,20 @@ mod tests {
         g.sample(&BEHIND, at(t, 1000));
         assert_eq!(g.level(), 2);
         assert_eq!(g.sample(&CALM, at(t, 1500)), None);
-        assert_eq!(g.sample(&CALM, at(t, 6000)), None, "5 s of calm are needed");
-        assert_eq!(g.sample(&CALM, at(t, 6500)), Some(1));
-        // The undo brought the overload back at once: shed again, and wait 10 s next time.
-        assert_eq!(g.sample(&BEHIND, at(t, 7500)), Some(2));
-        assert_eq!(g.sample(&CALM, at(t, 8000)), None);
-        assert_eq!(g.sample(&CALM, at(t, 17_000)), None);
-        assert_eq!(g.sample(&CALM, at(t, 18_000)), Some(1));
-        // This undo held: the next one comes 10 s later, and all is undone.
-        assert_eq!(g.sample(&CALM, at(t, 28_000)), Some(0));
+        assert_eq!(g.sample(&CALM, at(t, 11_000)), None, "10 s of calm are needed");
+        assert_eq!(g.sample(&CALM, at(t, 11_500)), Some(1));
+        // The undo brought the overload back at once: shed again, and wait 20 s next time.
+        assert_eq!(g.sample(&BEHIND, at(t, 12_500)), Some(2));
+        assert_eq!(g.sample(&CALM, at(t, 13_000)), None);
+        assert_eq!(g.sample(&CALM, at(t, 32_000)), None);
+        assert_eq!(g.sample(&CALM, at(t, 33_000)), Some(1));
+        // This undo held: the next one comes 20 s later, and all is undone.
+        assert_eq!(g.sample(&CALM, at(t, 53_000)), Some(0));
         // A minute of calm at level 0 forgets the failed undos.
-        g.sample(&CALM, at(t, 88_000));
-        g.sample(&BEHIND, at(t, 90_000));
-        assert_eq!(g.sample(&CALM, at(t, 91_000)), None);
-        assert_eq!(g.sample(&CALM, at(t, 96_000)), Some(0), "back to 5 s");
+        g.sample(&CALM, at(t, 113_000));
+        g.sample(&BEHIND, at(t, 115_000));
+        assert_eq!(g.sample(&CALM, at(t, 116_000)), None);
+        assert_eq!(g.sample(&CALM, at(t, 126_000)), Some(0), "back to 10 s");
     }
 
     #[test]
