@@ -161,8 +161,13 @@ async fn scrape(host: &str) -> String {
 async fn settle(metrics_at: &str) -> Duration {
     let started = tokio::time::Instant::now();
     let moves = |text: &str| {
-        metric(text, "conclave_media_node_shedding_steps_total{direction=\"up\"}")
-            + metric(text, "conclave_media_node_shedding_steps_total{direction=\"down\"}")
+        metric(
+            text,
+            "conclave_media_node_shedding_steps_total{direction=\"up\"}",
+        ) + metric(
+            text,
+            "conclave_media_node_shedding_steps_total{direction=\"down\"}",
+        )
     };
     let (mut last, mut since) = (moves(&scrape(metrics_at).await), started);
     while since.elapsed() < Duration::from_secs(3) && started.elapsed() < Duration::from_secs(30) {

@@ -28,15 +28,18 @@ impl CpuQuota {
     fn half(pid: u32) -> anyhow::Result<CpuQuota> {
         let name = format!("conclave-sfu-bench-{}", std::process::id());
         let v2 = PathBuf::from("/sys/fs/cgroup");
-        let (parent, limits): (PathBuf, &[(&str, &str)]) =
-            if v2.join("cgroup.controllers").exists() {
-                (v2, &[("cpu.max", "50000 100000")])
-            } else {
-                (
-                    PathBuf::from("/sys/fs/cgroup/cpu"),
-                    &[("cpu.cfs_period_us", "100000"), ("cpu.cfs_quota_us", "50000")],
-                )
-            };
+        let (parent, limits): (PathBuf, &[(&str, &str)]) = if v2.join("cgroup.controllers").exists()
+        {
+            (v2, &[("cpu.max", "50000 100000")])
+        } else {
+            (
+                PathBuf::from("/sys/fs/cgroup/cpu"),
+                &[
+                    ("cpu.cfs_period_us", "100000"),
+                    ("cpu.cfs_quota_us", "50000"),
+                ],
+            )
+        };
         let dir = parent.join(name);
         fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let quota = CpuQuota { dir, parent, pid };

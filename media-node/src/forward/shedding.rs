@@ -210,7 +210,11 @@ mod tests {
         let t = Instant::now();
         let mut g = Governor::default();
         assert_eq!(g.sample(&BEHIND, t), Some(1));
-        assert_eq!(g.sample(&BEHIND, at(t, 500)), None, "waits for the level to act");
+        assert_eq!(
+            g.sample(&BEHIND, at(t, 500)),
+            None,
+            "waits for the level to act"
+        );
         assert_eq!(g.sample(&BEHIND, at(t, 1000)), Some(2));
         let mut level = 2;
         for s in 2..10 {
@@ -219,7 +223,11 @@ mod tests {
             }
         }
         assert_eq!(level, MAX_LEVEL);
-        assert_eq!(g.sample(&BEHIND, at(t, 20_000)), None, "no level above the last");
+        assert_eq!(
+            g.sample(&BEHIND, at(t, 20_000)),
+            None,
+            "no level above the last"
+        );
     }
 
     #[test]
@@ -230,7 +238,11 @@ mod tests {
         g.sample(&BEHIND, at(t, 1000));
         assert_eq!(g.level(), 2);
         assert_eq!(g.sample(&CALM, at(t, 1500)), None);
-        assert_eq!(g.sample(&CALM, at(t, 11_000)), None, "10 s of calm are needed");
+        assert_eq!(
+            g.sample(&CALM, at(t, 11_000)),
+            None,
+            "10 s of calm are needed"
+        );
         assert_eq!(g.sample(&CALM, at(t, 11_500)), Some(1));
         // The undo brought the overload back at once: shed again, and wait 20 s next time.
         assert_eq!(g.sample(&BEHIND, at(t, 12_500)), Some(2));
@@ -267,7 +279,11 @@ mod tests {
         assert_eq!(camera_limit(None, Some(0.8), 6), Some(5));
         assert_eq!(camera_limit(None, Some(0.6), 6), Some(4));
         assert_eq!(camera_limit(None, Some(0.2), 6), Some(2));
-        assert_eq!(camera_limit(None, Some(0.2), 1), Some(1), "one camera is kept");
+        assert_eq!(
+            camera_limit(None, Some(0.2), 1),
+            Some(1),
+            "one camera is kept"
+        );
         assert_eq!(camera_limit(Some(3), Some(0.8), 6), Some(3));
         assert_eq!(camera_limit(Some(6), Some(0.4), 6), Some(3));
     }

@@ -252,7 +252,10 @@ impl Subscription {
 
 /// Runs one subscription, whose forwarder aims at `requested`, until its control channel
 /// closes (unsubscribed, or the subscriber's peer task ended).
-#[allow(clippy::too_many_arguments, reason = "the parts of one subscription, built by its peer")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the parts of one subscription, built by its peer"
+)]
 pub async fn run_subscription(
     publication: Arc<Publication>,
     sink: Arc<Sink>,

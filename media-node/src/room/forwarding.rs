@@ -10,10 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use super::last_n::forwarded_cameras;
-use crate::forward::shedding::camera_limit;
 use super::model::{ParticipantId, TrackId, TrackKind, TrackSource};
 use super::task::RoomTask;
 use crate::forward::layers::{Layer, MAX_LAYERS};
+use crate::forward::shedding::camera_limit;
 use crate::media::peer::PeerCommand;
 use crate::signaling::protocol::ServerMessage;
 
