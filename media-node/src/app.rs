@@ -1,7 +1,8 @@
 //! The media node process: binds signaling on the pod IP, reads its MediaNode and waits for
 //! the public address, then watches its pool and conferences, reports load, and drains on
 //! SIGTERM or `spec.draining`: no new rooms, existing ones kept until they end or move (on
-//! SIGTERM: until nobody is left in them) or the grace period passes, then a clean exit.
+//! SIGTERM: until nobody is left in them) or the grace period passes; it exits on SIGTERM,
+//! once drained.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -48,8 +49,23 @@ pub fn node_settings(config: &Config) -> Result<NodeSettings> {
     })
 }
 
-/// Runs the node until it drained or SIGTERM asked it to stop.
+/// Runs the node until SIGTERM: it drains then, or earlier when its MediaNode is set to
+/// draining, and after that waits for the SIGTERM of its pod's deletion. Exiting on its own
+/// would have the kubelet restart the container (restartPolicy Always) into a node whose
+/// MediaNode is gone, racing the pod's deletion: a SIGTERM that arrives before the new process
+/// handles it is lost (the process is PID 1 of its container, which ignores signals it does
+/// not handle), and the pod then holds its Node's ports for its whole grace period.
 pub async fn run(config: Config) -> Result<()> {
+    // Handled first, for the same reason.
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|source| Error::Serve {
+        addr: (config.pod_ip, config.signaling_port).into(),
+        source,
+    })?;
+    let (terminated_tx, terminated) = watch::channel(false);
+    tokio::spawn(async move {
+        sigterm.recv().await;
+        let _ = terminated_tx.send(true);
+    });
     let addr = (config.pod_ip, config.signaling_port).into();
     let listener = TcpListener::bind(addr)
         .await
@@ -67,23 +83,34 @@ pub async fn run(config: Config) -> Result<()> {
             context: "connecting to the API server".into(),
             source,
         })?;
-    let mut sigterm =
-        signal(SignalKind::terminate()).map_err(|source| Error::Serve { addr, source })?;
-    run_node(&config, client, listener, Some(metrics), async move {
-        sigterm.recv().await;
-    })
+    let mut on_sigterm = terminated.clone();
+    let mut until_sigterm = terminated;
+    run_node(
+        &config,
+        client,
+        listener,
+        Some(metrics),
+        async move {
+            let _ = on_sigterm.wait_for(|t| *t).await;
+        },
+        async move {
+            let _ = until_sigterm.wait_for(|t| *t).await;
+        },
+    )
     .await
 }
 
 /// Runs the node on an already-bound signaling listener (and `/metrics` on `metrics`, when
-/// given) with a Kubernetes client until it drained: after `stop` resolves (SIGTERM) or its
-/// MediaNode is set to draining.
+/// given) with a Kubernetes client until it drained (after `stop` resolves, SIGTERM, or its
+/// MediaNode is set to draining) and then `hold` resolved: meanwhile it still answers its
+/// probes, not ready (`drained`).
 pub async fn run_node(
     config: &Config,
     client: kube::Client,
     listener: TcpListener,
     metrics: Option<TcpListener>,
     stop: impl Future<Output = ()> + Send + 'static,
+    hold: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     let state = NodeState::new(node_settings(config)?);
     let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -189,6 +216,8 @@ pub async fn run_node(
     for watch in watches {
         watch.abort();
     }
+    state.mark_drained();
+    hold.await;
     let _ = stop_tx.send(true);
     match server.await {
         Ok(served) => served,
@@ -235,5 +264,5 @@ pub async fn drain(state: &Arc<NodeState>, grace: Duration, until: DrainUntil) {
     while state.room_count() > 0 && tokio::time::Instant::now() < settle {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tracing::info!(node = %state.settings.name, "drained");
+    tracing::info!(node = %state.settings.name, "drained; waiting for the pod to be deleted");
 }

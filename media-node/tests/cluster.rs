@@ -192,9 +192,16 @@ async fn node_follows_its_medianode_pool_and_conferences() {
     let (_stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let node_kube = kube.clone();
     let node = tokio::spawn(async move {
-        conclave_media_node::app::run_node(&config, node_kube, listener, None, async {
-            let _ = stop_rx.await;
-        })
+        conclave_media_node::app::run_node(
+            &config,
+            node_kube,
+            listener,
+            None,
+            async {
+                let _ = stop_rx.await;
+            },
+            async {},
+        )
         .await
     });
 

@@ -91,6 +91,7 @@ pub struct NodeState {
     conference_api: OnceLock<kube::Api<Conference>>,
     synced: AtomicBool,
     draining: AtomicBool,
+    drained: AtomicBool,
     next_participant: AtomicU64,
     /// Participants admitted against the capacity whose room has not counted them yet.
     joining: Arc<AtomicU32>,
@@ -124,6 +125,7 @@ impl NodeState {
             conference_api: OnceLock::new(),
             synced: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            drained: AtomicBool::new(false),
             next_participant: AtomicU64::new(1),
             joining: Arc::new(AtomicU32::new(0)),
             load_changed: tokio::sync::watch::Sender::new(()),
@@ -197,6 +199,11 @@ impl NodeState {
         self.synced.store(true, Ordering::Relaxed);
     }
 
+    /// The drain is over: the node holds no room and takes none, until its pod goes.
+    pub fn mark_drained(&self) {
+        self.drained.store(true, Ordering::Relaxed);
+    }
+
     /// Starts draining: no new rooms from now on.
     pub fn start_drain(&self) {
         if !self.draining.swap(true, Ordering::Relaxed) {
@@ -218,7 +225,9 @@ impl NodeState {
     /// draining node stays ready: it serves its calls until they have moved, and its pod's
     /// disruption budget relies on that to refuse evictions meanwhile.
     pub fn readiness(&self) -> std::result::Result<&'static str, &'static str> {
-        if self.public_ip().is_none() {
+        if self.drained.load(Ordering::Relaxed) {
+            Err("drained: no rooms left, waiting for the pod to be deleted")
+        } else if self.public_ip().is_none() {
             Err("waiting for the operator to publish status.addresses.public")
         } else if !self.synced.load(Ordering::Relaxed) {
             Err("conference watch not synced yet")
