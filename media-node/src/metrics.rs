@@ -200,6 +200,12 @@ impl prometheus_client::collector::Collector for NodeCollector {
                 "ICE-TCP connections the media TCP port handed to the peer connection their first check named.",
                 tcp.handed_over(),
             )?;
+            counter(
+                &mut enc,
+                "tcp_probes_answered",
+                "Binding requests naming no peer connection (the operator's reachability probe) answered on the media TCP port.",
+                tcp.probes_answered(),
+            )?;
             counters_by_reason(
                 &mut enc,
                 "tcp_connections_refused",

@@ -1,6 +1,7 @@
 //! The reachability probe of a media node's published address: a STUN binding request
 //! (RFC 8489, no username, so the node's UDP port answers it itself) sent from the operator,
-//! and the answer awaited from that very address. The decision it feeds is
+//! and the answer awaited from that very address; with ICE-TCP, the same request framed as
+//! RFC 4571 over a connection to its TCP port. The decision it feeds is
 //! `decide::reachability`.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -75,6 +76,35 @@ pub async fn answers_binding(target: SocketAddr) -> bool {
         }
     }
     false
+}
+
+/// How long a TCP probe may take, connection included.
+const TCP_WAIT: Duration = Duration::from_millis(1500);
+
+/// True when `target`'s TCP port answers a framed binding request within `TCP_WAIT`.
+pub async fn answers_binding_over_tcp(target: SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let transaction: [u8; 12] = rand::random();
+    let request = binding_request(transaction);
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(target).await?;
+        let mut framed = (request.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&request);
+        stream.write_all(&framed).await?;
+        let mut length = [0u8; 2];
+        stream.read_exact(&mut length).await?;
+        let mut answer = vec![0u8; usize::from(u16::from_be_bytes(length)).min(512)];
+        stream.read_exact(&mut answer).await?;
+        std::io::Result::Ok(answers(&answer, &transaction))
+    };
+    match tokio::time::timeout(TCP_WAIT, exchange).await {
+        Ok(Ok(answered)) => answered,
+        Ok(Err(e)) => {
+            tracing::debug!(%target, error = %e, "TCP probe failed");
+            false
+        }
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]

@@ -3,8 +3,10 @@
 //! operator's STUN probe of that address and the pool's UDP port goes unanswered, the
 //! MediaNode stays Starting with an `AddressReachable` condition naming the address and where
 //! it comes from, and the conference waits unplaced; removing the annotation lets the probe
-//! through, the node becomes Ready and the conference is placed on it. Its own binary: the
-//! annotation changes a Node every test of a binary shares.
+//! through, the node becomes Ready and the conference is placed on it. With ICE-TCP, a TCP
+//! port that does not answer (dropped on its Node) keeps the node out of placement the same
+//! way, and opening it lets the node take the conference. Its own binary: the annotation
+//! changes a Node every test of a binary shares (the TCP test uses another Node).
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
 
@@ -128,6 +130,104 @@ async fn a_node_whose_published_address_does_not_answer_takes_no_conference_unti
     println!("AddressReachable True: {message}");
     assert!(
         message.contains(&format!("{}:{}/udp", target.address, ports.udp)),
+        "{message}"
+    );
+    let placed = wait::until("the conference placed on the node", TIMEOUT, || async {
+        let c = ns.api::<Conference>().get("standup").await.ok()?;
+        let s = c.status?;
+        (s.phase == Some(ConferencePhase::Active)).then_some(s.media_node?)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, &ns)));
+    assert_eq!(placed, node.name_any());
+}
+
+/// TCP to `port` forwarded into pods of a Kubernetes node dropped (an nftables table in the
+/// node's namespace) until dropped, a failing test too.
+struct TcpBlocked {
+    netns: String,
+}
+
+const TCP_BLOCK_TABLE: &str = "conclave_tcp_block";
+
+impl TcpBlocked {
+    async fn start(netns: &str, port: u16) -> TcpBlocked {
+        let script = format!(
+            "table inet {TCP_BLOCK_TABLE} {{
+  chain wire {{
+    type filter hook forward priority -300; policy accept;
+    tcp dport {port} drop
+  }}
+}}
+"
+        );
+        conclave_testenv::netns::exec(netns, &["nft", "-f", "-"], Some(&script))
+            .await
+            .unwrap();
+        TcpBlocked {
+            netns: netns.to_owned(),
+        }
+    }
+}
+
+impl Drop for TcpBlocked {
+    fn drop(&mut self) {
+        conclave_testenv::netns::undo(
+            &self.netns,
+            &["nft", "delete", "table", "inet", TCP_BLOCK_TABLE],
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_ice_tcp_port_does_not_answer_takes_no_conference_until_opened() {
+    let (env, ns, _operator) = common::start("address-tcp").await;
+    // Another node than the other test's, whose annotation it changes.
+    let target = env.nodes().last().unwrap().clone();
+    let ports = ports();
+    let tcp_port = ports.udp + 1;
+    let blocked = TcpBlocked::start(&target.netns(), tcp_port).await;
+    create(
+        &ns,
+        &pool(
+            "pinned",
+            ports,
+            json!({
+                "scaling": {"minNodes": 1, "maxNodes": 1, "bufferParticipants": 0},
+                "mediaNode": {"tcpPort": tcp_port,
+                              "nodeSelector": {"kubernetes.io/hostname": target.name}}
+            }),
+        ),
+    )
+    .await;
+    create(&ns, &conference("standup", "pinned", 4, json!({}))).await;
+
+    // Its UDP port answers, its TCP port does not: not Ready, nothing placed, and the
+    // condition names the TCP port and the way out.
+    let (node, message) = reachable_condition(&ns, "False").await;
+    println!("AddressReachable False: {message}");
+    let probed = format!("{}:{tcp_port}/tcp", target.address);
+    assert!(message.contains(&probed), "{message} names {probed}");
+    assert!(
+        message.contains("unset spec.mediaNode.tcpPort"),
+        "{message}"
+    );
+    assert_eq!(
+        node.status.clone().unwrap().phase,
+        Some(MediaNodePhase::Starting)
+    );
+    let waiting = ns.api::<Conference>().get("standup").await.unwrap();
+    assert_eq!(waiting.status.unwrap_or_default().media_node, None);
+
+    // Opened: both ports answer, the node is Ready and takes the conference.
+    drop(blocked);
+    let (node, message) = reachable_condition(&ns, "True").await;
+    println!("AddressReachable True: {message}");
+    assert!(
+        message.contains(&format!(
+            "{}:{}/udp and {tcp_port}/tcp answer",
+            target.address, ports.udp
+        )),
         "{message}"
     );
     let placed = wait::until("the conference placed on the node", TIMEOUT, || async {

@@ -128,6 +128,12 @@ pub(crate) fn check_naming(fragment: &str) -> Vec<u8> {
     tests::request(&[(ATTR_USERNAME, format!("{fragment}:client").as_bytes())])
 }
 
+/// A binding request naming no one (a reachability probe), for tests of the ports.
+#[cfg(test)]
+pub(crate) fn tests_probe() -> Vec<u8> {
+    tests::request(&[])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

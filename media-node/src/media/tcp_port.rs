@@ -3,8 +3,10 @@
 //! clients connect to it. A new connection says who it is for only in its first frame, the
 //! ICE check naming the node's username fragment of one peer connection: the port reads that
 //! frame, then hands the connection, that frame first, to the peer connection's driver, which
-//! reads and writes it from then on. A connection that sends anything else, names no one, or
-//! stays silent is closed and counted. The node never connects out.
+//! reads and writes it from then on. A binding request naming no one (the operator's
+//! reachability probe) is answered with the address it came from. A connection that sends
+//! anything else, names no one, or stays silent is closed and counted. The node never
+//! connects out.
 //!
 //! Media over TCP must not stall a call: a write that finds the connection's send buffer full
 //! drops the frame, as the network would drop a datagram (a frame already begun is finished,
@@ -77,6 +79,7 @@ impl TcpRefusal {
 #[derive(Debug, Default)]
 pub struct TcpCounters {
     handed_over: AtomicU64,
+    probes_answered: AtomicU64,
     refused: [AtomicU64; 4],
     frames_dropped: AtomicU64,
 }
@@ -85,6 +88,10 @@ impl TcpCounters {
     /// Connections handed to a peer connection.
     pub fn handed_over(&self) -> u64 {
         self.handed_over.load(Ordering::Relaxed)
+    }
+    /// Reachability probes answered (binding requests naming no one).
+    pub fn probes_answered(&self) -> u64 {
+        self.probes_answered.load(Ordering::Relaxed)
     }
     /// Connections closed for `reason`.
     pub fn refused(&self, reason: TcpRefusal) -> u64 {
@@ -185,7 +192,10 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
             match opened {
                 Err(_) => shared.counters.refuse(TcpRefusal::Silent),
                 Ok(Err(reason)) => shared.counters.refuse(reason),
-                Ok(Ok((stream, frame))) => hand_over(&shared, stream, from, frame),
+                Ok(Ok((stream, frame))) => match stun::binding(&frame[2..]) {
+                    Some(Binding::Probe) => answer_probe(&shared, &stream, from, &frame[2..]),
+                    _ => hand_over(&shared, stream, from, frame),
+                },
             }
         });
     }
@@ -209,6 +219,23 @@ async fn first_frame(mut stream: TcpStream) -> Result<(TcpStream, Vec<u8>), TcpR
         .await
         .map_err(|_| TcpRefusal::Silent)?;
     Ok((stream, frame))
+}
+
+/// Answers a reachability probe (a binding request naming no one, the operator's check of
+/// the published TCP port) with the address it came from; the connection then closes.
+fn answer_probe(shared: &Shared, stream: &TcpStream, from: SocketAddr, request: &[u8]) {
+    let mut response = [0u8; stun::MAX_RESPONSE_LEN];
+    let n = stun::success_response(request, from, &mut response);
+    let mut framed = [0u8; 2 + stun::MAX_RESPONSE_LEN];
+    framed[..2].copy_from_slice(&(n as u16).to_be_bytes());
+    framed[2..2 + n].copy_from_slice(&response[..n]);
+    // A fresh connection's send buffer takes these few bytes at once.
+    if stream.try_write(&framed[..2 + n]).is_ok() {
+        shared
+            .counters
+            .probes_answered
+            .fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Gives a connection whose first frame is `frame` to the peer connection it names.
@@ -527,6 +554,24 @@ mod tests {
             .await
             .expect("write");
         refused(&port, late, TcpRefusal::UnknownFragment, 2).await;
+    }
+
+    #[tokio::test]
+    async fn a_probe_is_answered_with_the_address_it_came_from() {
+        let port = port().await;
+        let mut prober = TcpStream::connect(port.local_addr())
+            .await
+            .expect("connect");
+        let probe = stun::tests_probe();
+        prober.write_all(&framed(&probe)).await.expect("write");
+        let mut length = [0u8; 2];
+        prober.read_exact(&mut length).await.expect("read");
+        let mut answer = vec![0u8; usize::from(u16::from_be_bytes(length))];
+        prober.read_exact(&mut answer).await.expect("read");
+        assert_eq!(&answer[..2], &[0x01, 0x01], "a binding success response");
+        assert_eq!(&answer[8..20], &probe[8..20], "the transaction is echoed");
+        assert_eq!(port.counters().probes_answered(), 1);
+        assert_eq!(port.counters().handed_over(), 0);
     }
 
     #[tokio::test]

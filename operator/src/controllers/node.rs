@@ -21,7 +21,7 @@ use crate::decide::disruption::{DisruptionObservation, drain_cause};
 use crate::decide::lifecycle::{NodeObservation, PodObservation, node_phase};
 use crate::decide::node_status::{DrainProgress, NodeFacts, node_step, should_create_pod};
 use crate::decide::pool_spec;
-use crate::decide::reachability::{self, ProbeRecord, Reachability};
+use crate::decide::reachability::{self, ProbeRecord, ProbeTarget, Reachability, Unanswered};
 use crate::decide::signaling::{Signaling, signaling_url};
 use crate::error::{KubeContext, Result};
 use crate::resources::media_node::{PodSettings, disruption_budget, media_node_pod};
@@ -60,12 +60,18 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
     let addresses = addresses(&node, &pool, pod.as_deref(), kube_node.as_deref());
     let t = now();
     let observed_pod = pod.as_deref().map(observe_pod);
-    let probe_target = addresses
+    let public_ip = addresses
         .public
         .as_deref()
-        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
+    let probe_target = public_ip
         .zip(addresses.udp_port)
-        .map(|(ip, port)| std::net::SocketAddr::new(ip, port))
+        .map(|(ip, port)| ProbeTarget {
+            udp: std::net::SocketAddr::new(ip, port),
+            tcp: addresses
+                .tcp_port
+                .map(|tcp| std::net::SocketAddr::new(ip, tcp)),
+        })
         .filter(|_| observed_pod.is_some_and(|p| p.ready));
     let reachability = probe_address(&ctx, node.as_ref(), probe_target, secs(&t)).await;
     let timeout = i64::from(pool.spec.media_node.heartbeat_timeout_seconds);
@@ -153,7 +159,7 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
 async fn probe_address(
     ctx: &Context,
     node: &MediaNode,
-    target: Option<std::net::SocketAddr>,
+    target: Option<ProbeTarget>,
     now: i64,
 ) -> Reachability {
     let node_key = key(node);
@@ -167,13 +173,20 @@ async fn probe_address(
     if !reachability::probe_due(last.as_ref(), target, now) {
         return reachability::reachability(last.as_ref(), Some(target));
     }
-    let answered = crate::probe::answers_binding(target).await;
-    if last.is_none_or(|l| l.answered != answered || l.target != target) {
-        info!(node = %node.name_any(), %target, answered, "probed the media node's published address");
+    let (udp_answered, tcp_answered) =
+        tokio::join!(crate::probe::answers_binding(target.udp), async {
+            match target.tcp {
+                Some(tcp) => crate::probe::answers_binding_over_tcp(tcp).await,
+                None => true,
+            }
+        });
+    let unanswered = Unanswered::of(udp_answered, tcp_answered);
+    if last.is_none_or(|l| l.unanswered != unanswered || l.target != target) {
+        info!(node = %node.name_any(), %target, ?unanswered, "probed the media node's published address");
     }
     let record = ProbeRecord {
         target,
-        answered,
+        unanswered,
         at: now,
     };
     lock(&ctx.probes).insert(node_key, record);

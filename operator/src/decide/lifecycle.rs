@@ -129,10 +129,10 @@ fn observe(o: &NodeObservation, current: MediaNodePhase) -> NodeVerdict {
             Reachability::Reachable | Reachability::Assumed => verdict(Ready, "Ready"),
             Reachability::Unknown if current == Ready => verdict(Ready, "Ready"),
             Reachability::Unknown => verdict(Starting, "AddressUnverified"),
-            Reachability::Unreachable if current == Ready && o.hosting => {
+            Reachability::Unreachable(_) if current == Ready && o.hosting => {
                 verdict(Ready, "AddressUnreachable")
             }
-            Reachability::Unreachable => verdict(Starting, "AddressUnreachable"),
+            Reachability::Unreachable(_) => verdict(Starting, "AddressUnreachable"),
         },
         (true, false) if !o.has_address => verdict(Starting, "AddressUnknown"),
         (true, false) if !pod.ready => verdict(Starting, "PodNotReady"),
@@ -209,12 +209,13 @@ mod tests {
             phase(&o)
         };
         use Reachability::*;
+        let unreachable = Unreachable(super::super::reachability::Unanswered::Udp);
         assert_eq!(
             with(Starting, Unknown, false),
             (Starting, "AddressUnverified")
         );
         assert_eq!(
-            with(Starting, Unreachable, false),
+            with(Starting, unreachable, false),
             (Starting, "AddressUnreachable")
         );
         assert_eq!(with(Starting, Reachable, false), (Ready, "Ready"));
@@ -223,11 +224,11 @@ mod tests {
         // An address that stopped answering takes an idle node out of placement, and leaves
         // a hosting one its conferences.
         assert_eq!(
-            with(Ready, Unreachable, false),
+            with(Ready, unreachable, false),
             (Starting, "AddressUnreachable")
         );
         assert_eq!(
-            with(Ready, Unreachable, true),
+            with(Ready, unreachable, true),
             (Ready, "AddressUnreachable")
         );
     }

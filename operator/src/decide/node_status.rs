@@ -3,15 +3,13 @@
 //! AddressReachable and Draining conditions with the words an operator reads, and when to
 //! look at it again. The controller applies the step (`controllers::node`).
 
-use std::net::SocketAddr;
-
 use conclave_crds::MediaNodePhase;
 use conclave_crds::labels::condition;
 use k8s_openapi::jiff::Timestamp;
 
 use super::UnixSeconds;
 use super::lifecycle::NodeVerdict;
-use super::reachability::{self, Reachability};
+use super::reachability::{self, ProbeTarget, Reachability};
 
 /// Whether the controller creates the node's pod: none yet, not past Pending, not draining,
 /// and a pool spec that can run.
@@ -48,7 +46,7 @@ pub struct NodeFacts {
     pub heartbeat_timeout: i64,
     /// What is known of its published address, and where it was probed.
     pub reachability: Reachability,
-    pub probe_target: Option<SocketAddr>,
+    pub probe_target: Option<ProbeTarget>,
     /// Its Kubernetes node, for the words of an unreachable address.
     pub kube_node: Option<String>,
     /// Set while it drains.
@@ -112,7 +110,7 @@ pub fn node_step(f: &NodeFacts) -> NodeStep {
     let recheck = f
         .heartbeat_age
         .map_or(10, |age| (f.heartbeat_timeout - age + 1).clamp(1, 30));
-    let recheck = if f.reachability == Reachability::Unreachable {
+    let recheck = if matches!(f.reachability, Reachability::Unreachable(_)) {
         recheck.min(reachability::REPROBE_UNANSWERED_SECONDS)
     } else {
         recheck
@@ -169,6 +167,7 @@ fn drain_message(d: DrainProgress) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decide::reachability::Unanswered;
 
     fn facts(phase: MediaNodePhase, reason: &'static str) -> NodeFacts {
         NodeFacts {
@@ -177,7 +176,10 @@ mod tests {
             heartbeat_age: Some(3),
             heartbeat_timeout: 15,
             reachability: Reachability::Reachable,
-            probe_target: Some("192.0.2.7:50000".parse().unwrap()),
+            probe_target: Some(ProbeTarget {
+                udp: "192.0.2.7:50000".parse().unwrap(),
+                tcp: None,
+            }),
             kube_node: Some("worker-1".into()),
             draining: None,
         }
@@ -250,7 +252,7 @@ mod tests {
         assert_eq!(at(Some(40), Reachability::Reachable), 1);
         assert_eq!(at(None, Reachability::Reachable), 10);
         assert_eq!(at(Some(-100), Reachability::Reachable), 30);
-        let unanswered = at(Some(3), Reachability::Unreachable);
+        let unanswered = at(Some(3), Reachability::Unreachable(Unanswered::Udp));
         assert_eq!(
             unanswered,
             13.min(reachability::REPROBE_UNANSWERED_SECONDS) as u64
@@ -294,7 +296,7 @@ mod tests {
     #[test]
     fn an_unanswered_address_is_said_and_an_unprobed_one_is_not() {
         let step = node_step(&NodeFacts {
-            reachability: Reachability::Unreachable,
+            reachability: Reachability::Unreachable(Unanswered::Udp),
             ..facts(MediaNodePhase::Starting, "AddressUnreachable")
         });
         let c = condition(&step, condition::ADDRESS_REACHABLE).unwrap();
