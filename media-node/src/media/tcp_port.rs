@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -32,6 +32,9 @@ use crate::sync::lock;
 
 /// Connections that have not yet named a peer connection, at once; more are closed at accept.
 const OPENING_AT_ONCE: usize = 256;
+/// Of those, from one address (IPv6: one /64): one client holding connections open without
+/// sending must not keep the others out.
+const OPENING_PER_ADDRESS: u32 = 8;
 /// How long a new connection has to send its first frame.
 const FIRST_FRAME_WITHIN: Duration = Duration::from_secs(5);
 /// The largest first frame read: an ICE check is about a hundred bytes.
@@ -51,7 +54,8 @@ pub enum TcpRefusal {
     UnknownFragment,
     /// It sent no whole frame in time.
     Silent,
-    /// Too many connections were opening, or its peer connection had all it may have.
+    /// Too many connections were opening (from its address, or at all), or its peer
+    /// connection had all it may have.
     Busy,
 }
 
@@ -110,7 +114,45 @@ impl TcpCounters {
 #[derive(Debug, Default)]
 struct Shared {
     by_fragment: Mutex<HashMap<String, Weak<TcpEndpoint>>>,
+    /// Connections opening, by source (see `source_key`).
+    opening: Mutex<HashMap<IpAddr, u32>>,
     counters: TcpCounters,
+}
+
+/// The key a source's opening connections are counted under: its address, or its /64.
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            IpAddr::V6(segments.into())
+        }
+    }
+}
+
+impl Shared {
+    /// Counts one more connection opening from `ip`; false when it has its share already.
+    fn start_opening(&self, ip: IpAddr) -> bool {
+        let mut opening = lock(&self.opening);
+        let n = opening.entry(source_key(ip)).or_default();
+        if *n >= OPENING_PER_ADDRESS {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn done_opening(&self, ip: IpAddr) {
+        let mut opening = lock(&self.opening);
+        let key = source_key(ip);
+        if let Some(n) = opening.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                opening.remove(&key);
+            }
+        }
+    }
 }
 
 /// The media node's single TCP port.
@@ -185,9 +227,14 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
             shared.counters.refuse(TcpRefusal::Busy);
             continue;
         };
+        if !shared.start_opening(from.ip()) {
+            shared.counters.refuse(TcpRefusal::Busy);
+            continue;
+        }
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let opened = tokio::time::timeout(FIRST_FRAME_WITHIN, first_frame(stream)).await;
+            shared.done_opening(from.ip());
             drop(permit);
             match opened {
                 Err(_) => shared.counters.refuse(TcpRefusal::Silent),
@@ -554,6 +601,48 @@ mod tests {
             .await
             .expect("write");
         refused(&port, late, TcpRefusal::UnknownFragment, 2).await;
+    }
+
+    #[tokio::test]
+    async fn one_address_holding_silent_connections_does_not_keep_others_out() {
+        let port = port().await;
+        let endpoint = port.endpoint("10.1.2.3:40111".parse().expect("address"));
+        endpoint.accept_fragment("abcd");
+        let mut silent = Vec::new();
+        for _ in 0..OPENING_PER_ADDRESS + 2 {
+            silent.push(
+                TcpStream::connect(port.local_addr())
+                    .await
+                    .expect("connect"),
+            );
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while port.counters().refused(TcpRefusal::Busy) < 2
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(port.counters().refused(TcpRefusal::Busy), 2);
+        // Another source (127.0.0.2 is loopback too) still gets through.
+        let other = tokio::net::TcpSocket::new_v4().expect("socket");
+        other
+            .bind("127.0.0.2:0".parse().expect("address"))
+            .expect("bind");
+        let mut other = other.connect(port.local_addr()).await.expect("connect");
+        other
+            .write_all(&framed(&stun::check_naming("abcd")))
+            .await
+            .expect("write");
+        let listener = EndpointListener(Arc::clone(&endpoint));
+        let (_, from) = tokio::time::timeout(Duration::from_secs(2), listener.accept())
+            .await
+            .expect("handed over in time")
+            .expect("handed over");
+        assert_eq!(from.ip(), IpAddr::from([127, 0, 0, 2]));
+        assert_eq!(
+            source_key("2001:db8:1:2:3:4:5:6".parse().expect("v6")),
+            "2001:db8:1:2::".parse::<IpAddr>().expect("v6")
+        );
     }
 
     #[tokio::test]
