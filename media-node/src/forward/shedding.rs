@@ -8,8 +8,8 @@
 //! 3. to 6. a growing share of the cameras each subscriber receives (80 %, 60 %, 40 %, 20 %
 //!    kept), the most relevant kept, as last-N chooses them.
 //!
-//! Audio and screen shares are never shed. A level waits a second to take effect before the
-//! next; once the node has kept up for 10 s it undoes one level, and waits twice as long (up
+//! Audio and screen shares are never shed. The node sheds once it has been behind for two
+//! samples in a row; a level waits a second to take effect before the next; once the node has kept up for 10 s it undoes one level, and waits twice as long (up
 //! to a minute) before the next undo whenever an undo brought the overload straight back. Pure: the node's
 //! governor task feeds it samples, subscriptions and rooms apply the level.
 
@@ -25,6 +25,9 @@ pub const MAX_LEVEL: u8 = 6;
 pub const LATE: Duration = Duration::from_millis(100);
 /// How long a level is given to take effect before the next.
 const STEP_WAIT: Duration = Duration::from_secs(1);
+/// How long the node must have been behind before it sheds (two samples: one slow moment,
+/// the host stealing the CPU for a few hundred milliseconds, sheds nothing).
+const BEHIND_FOR: Duration = Duration::from_millis(400);
 /// How long the node must keep up before a level is undone, at first.
 const CALM_FIRST: Duration = Duration::from_secs(10);
 /// The longest wait before an undo (after undos that brought the overload back).
@@ -62,6 +65,7 @@ pub struct Governor {
     level: u8,
     changed_at: Option<Instant>,
     calm_since: Option<Instant>,
+    behind_since: Option<Instant>,
     calm_needed: Duration,
     undone_at: Option<Instant>,
 }
@@ -72,6 +76,7 @@ impl Default for Governor {
             level: 0,
             changed_at: None,
             calm_since: None,
+            behind_since: None,
             calm_needed: CALM_FIRST,
             undone_at: None,
         }
@@ -91,16 +96,19 @@ impl Governor {
             .is_none_or(|t| now.duration_since(t) >= STEP_WAIT);
         if sample.overloaded() {
             self.calm_since = None;
+            let behind_since = *self.behind_since.get_or_insert(now);
             if let Some(undone) = self.undone_at.take()
                 && now.duration_since(undone) < self.calm_needed
             {
                 self.calm_needed = (self.calm_needed * 2).min(CALM_MAX);
             }
-            if settled && self.level < MAX_LEVEL {
+            let sustained = now.duration_since(behind_since) >= BEHIND_FOR;
+            if settled && sustained && self.level < MAX_LEVEL {
                 return Some(self.change(self.level + 1, now));
             }
             return None;
         }
+        self.behind_since = None;
         let calm_since = *self.calm_since.get_or_insert(now);
         let calm = now.duration_since(calm_since);
         if self.level > 0 && settled && calm >= self.calm_needed {
@@ -209,13 +217,14 @@ mod tests {
     fn levels_rise_one_a_second_while_the_node_falls_behind() {
         let t = Instant::now();
         let mut g = Governor::default();
-        assert_eq!(g.sample(&BEHIND, t), Some(1));
+        assert_eq!(g.sample(&BEHIND, t), None, "one slow sample sheds nothing");
+        assert_eq!(g.sample(&BEHIND, at(t, 500)), Some(1));
         assert_eq!(
-            g.sample(&BEHIND, at(t, 500)),
+            g.sample(&BEHIND, at(t, 1000)),
             None,
             "waits for the level to act"
         );
-        assert_eq!(g.sample(&BEHIND, at(t, 1000)), Some(2));
+        assert_eq!(g.sample(&BEHIND, at(t, 1500)), Some(2));
         let mut level = 2;
         for s in 2..10 {
             if let Some(l) = g.sample(&BEHIND, at(t, s * 1000)) {
@@ -231,11 +240,28 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_moment_between_calm_samples_sheds_nothing() {
+        let t = Instant::now();
+        let mut g = Governor::default();
+        for (ms, sample) in [
+            (0, CALM),
+            (500, BEHIND),
+            (1000, CALM),
+            (1500, BEHIND),
+            (2000, CALM),
+        ] {
+            assert_eq!(g.sample(&sample, at(t, ms)), None);
+        }
+        assert_eq!(g.level(), 0);
+    }
+
+    #[test]
     fn a_level_is_undone_after_calm_and_the_wait_doubles_when_the_undo_fails() {
         let t = Instant::now();
         let mut g = Governor::default();
-        g.sample(&BEHIND, t);
-        g.sample(&BEHIND, at(t, 1000));
+        g.sample(&BEHIND, at(t, 0));
+        g.sample(&BEHIND, at(t, 500));
+        g.sample(&BEHIND, at(t, 1500));
         assert_eq!(g.level(), 2);
         assert_eq!(g.sample(&CALM, at(t, 1500)), None);
         assert_eq!(
@@ -245,6 +271,7 @@ mod tests {
         );
         assert_eq!(g.sample(&CALM, at(t, 11_500)), Some(1));
         // The undo brought the overload back at once: shed again, and wait 20 s next time.
+        assert_eq!(g.sample(&BEHIND, at(t, 12_000)), None);
         assert_eq!(g.sample(&BEHIND, at(t, 12_500)), Some(2));
         assert_eq!(g.sample(&CALM, at(t, 13_000)), None);
         assert_eq!(g.sample(&CALM, at(t, 32_000)), None);
@@ -254,6 +281,7 @@ mod tests {
         // A minute of calm at level 0 forgets the failed undos.
         g.sample(&CALM, at(t, 113_000));
         g.sample(&BEHIND, at(t, 115_000));
+        assert_eq!(g.sample(&BEHIND, at(t, 115_500)), Some(1));
         assert_eq!(g.sample(&CALM, at(t, 116_000)), None);
         assert_eq!(g.sample(&CALM, at(t, 126_000)), Some(0), "back to 10 s");
     }
