@@ -35,14 +35,8 @@ pub fn node_settings(config: &Config) -> Result<NodeSettings> {
         join_key: config.join_key.clone().into_bytes(),
         turn_secret: config.turn_secret.clone().into_bytes(),
         media: MediaSettings {
-            bind_ip: config.pod_ip,
-            port,
             tcp_port,
-            ice_disconnected: Duration::from_secs(5),
-            ice_failed: Duration::from_secs(15),
-            repair: Default::default(),
-            estimates: Default::default(),
-            retransmits: Default::default(),
+            ..MediaSettings::on(config.pod_ip, port)
         },
         peer_disconnect: Duration::from_secs(config.peer_disconnect_seconds),
         chat_max_bytes: config.chat_max_bytes,

@@ -345,16 +345,10 @@ mod tests {
             name: "n".into(),
             join_key: Vec::new(),
             turn_secret: Vec::new(),
-            media: MediaSettings {
-                bind_ip: [127, 0, 0, 1].into(),
-                port: UdpMux::bind(([127, 0, 0, 1], 0).into()).expect("port"),
-                tcp_port: None,
-                ice_disconnected: Duration::from_secs(5),
-                ice_failed: Duration::from_secs(15),
-                repair: Default::default(),
-                estimates: Default::default(),
-                retransmits: Default::default(),
-            },
+            media: MediaSettings::on(
+                [127, 0, 0, 1].into(),
+                UdpMux::bind(([127, 0, 0, 1], 0).into()).expect("port"),
+            ),
             peer_disconnect: Duration::from_secs(1),
             chat_max_bytes: 1,
         });

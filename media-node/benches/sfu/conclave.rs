@@ -36,16 +36,7 @@ pub fn node_process() {
             name: "bench-node".into(),
             join_key: KEY.to_vec(),
             turn_secret: Vec::new(),
-            media: MediaSettings {
-                bind_ip: ip,
-                port: UdpMux::bind((ip, 56_000).into()).expect("media port"),
-                tcp_port: None,
-                ice_disconnected: Duration::from_secs(5),
-                ice_failed: Duration::from_secs(15),
-                repair: Default::default(),
-                estimates: Default::default(),
-                retransmits: Default::default(),
-            },
+            media: MediaSettings::on(ip, UdpMux::bind((ip, 56_000).into()).expect("media port")),
             peer_disconnect: Duration::from_secs(10),
             chat_max_bytes: 1024,
         });

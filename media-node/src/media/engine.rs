@@ -54,6 +54,23 @@ pub struct MediaSettings {
     pub retransmits: Arc<RetransmitCounters>,
 }
 
+impl MediaSettings {
+    /// Peer connections at `bind_ip` on the UDP port `port`: no ICE-TCP, ICE consent of 5 s
+    /// to `disconnected` and 15 s to `failed`, fresh counters.
+    pub fn on(bind_ip: IpAddr, port: Arc<UdpMux>) -> Self {
+        Self {
+            bind_ip,
+            port,
+            tcp_port: None,
+            ice_disconnected: Duration::from_secs(5),
+            ice_failed: Duration::from_secs(15),
+            repair: Default::default(),
+            estimates: Default::default(),
+            retransmits: Default::default(),
+        }
+    }
+}
+
 /// The application end of the chain, above every built-in interceptor.
 const FEEDBACK_SLOT: usize = 14_000;
 

@@ -31,14 +31,13 @@ pub fn settings() -> NodeSettings {
         join_key: KEY.to_vec(),
         turn_secret: b"turn-secret".to_vec(),
         media: MediaSettings {
-            bind_ip: LOOPBACK,
-            port: UdpMux::bind((LOOPBACK, 0).into()).expect("media port"),
             tcp_port: Some(TcpPort::bind((LOOPBACK, 0).into()).expect("media TCP port")),
             ice_disconnected: Duration::from_secs(2),
             ice_failed: Duration::from_secs(4),
-            repair: Default::default(),
-            estimates: Default::default(),
-            retransmits: Default::default(),
+            ..MediaSettings::on(
+                LOOPBACK,
+                UdpMux::bind((LOOPBACK, 0).into()).expect("media port"),
+            )
         },
         peer_disconnect: Duration::from_secs(2),
         chat_max_bytes: 256,
