@@ -239,10 +239,7 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
             match opened {
                 Err(_) => shared.counters.refuse(TcpRefusal::Silent),
                 Ok(Err(reason)) => shared.counters.refuse(reason),
-                Ok(Ok((stream, frame))) => match stun::binding(&frame[2..]) {
-                    Some(Binding::Probe) => answer_probe(&shared, &stream, from, &frame[2..]),
-                    _ => hand_over(&shared, stream, from, frame),
-                },
+                Ok(Ok((stream, frame))) => open(&shared, stream, from, frame),
             }
         });
     }
@@ -285,19 +282,37 @@ fn answer_probe(shared: &Shared, stream: &TcpStream, from: SocketAddr, request: 
     }
 }
 
-/// Gives a connection whose first frame is `frame` to the peer connection it names.
-fn hand_over(shared: &Shared, stream: TcpStream, from: SocketAddr, frame: Vec<u8>) {
-    let check = &frame[2..];
-    let fragment = match (stun::kind(check), stun::binding(check)) {
-        (Kind::Stun, Some(Binding::Check(fragment))) => fragment,
-        _ => return shared.counters.refuse(TcpRefusal::Malformed),
+/// Does what a connection's first frame (`frame`, length bytes included) asks: answers a
+/// probe, or hands the connection to the peer connection its check names.
+fn open(shared: &Shared, stream: TcpStream, from: SocketAddr, frame: Vec<u8>) {
+    let request = &frame[2..];
+    let binding = match stun::kind(request) {
+        Kind::Stun => stun::binding(request),
+        _ => None,
     };
-    let endpoint = lock(&shared.by_fragment)
-        .get(fragment)
-        .and_then(Weak::upgrade);
-    let Some(endpoint) = endpoint else {
-        return shared.counters.refuse(TcpRefusal::UnknownFragment);
-    };
+    match binding {
+        Some(Binding::Probe) => answer_probe(shared, &stream, from, request),
+        Some(Binding::Check(fragment)) => {
+            let endpoint = lock(&shared.by_fragment)
+                .get(fragment)
+                .and_then(Weak::upgrade);
+            match endpoint {
+                Some(endpoint) => hand_over(shared, &endpoint, stream, from, frame),
+                None => shared.counters.refuse(TcpRefusal::UnknownFragment),
+            }
+        }
+        None => shared.counters.refuse(TcpRefusal::Malformed),
+    }
+}
+
+/// Gives a connection whose first frame is `frame` to the peer connection of `endpoint`.
+fn hand_over(
+    shared: &Shared,
+    endpoint: &TcpEndpoint,
+    stream: TcpStream,
+    from: SocketAddr,
+    frame: Vec<u8>,
+) {
     if endpoint.taken.fetch_add(1, Ordering::Relaxed) >= CONNECTIONS_PER_PEER {
         return shared.counters.refuse(TcpRefusal::Busy);
     }
