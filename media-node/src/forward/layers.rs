@@ -20,8 +20,20 @@ pub type Layer = u8;
 /// Most layers a publisher may send.
 pub const MAX_LAYERS: usize = 3;
 
-/// The quality a subscriber asks for: an upper bound on the layer it receives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+/// The quality a subscriber asks for: an upper bound on the layer it receives. Ordered from
+/// the lowest.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Quality {
     /// The lowest layer.

@@ -163,15 +163,14 @@ pub fn camera_limit(last_n: Option<u32>, share: Option<f64>, cameras: usize) -> 
 
 /// The level as the node logs it.
 pub fn describe(level: u8) -> String {
-    match (level, camera_share(level)) {
-        (0, _) => "nothing shed".to_owned(),
-        (1, _) => "top simulcast layers off".to_owned(),
-        (2, _) => "every video at its lowest layer".to_owned(),
-        (_, Some(share)) => format!(
+    match (camera_share(level), layer_cap(level)) {
+        (Some(share), _) => format!(
             "every video at its lowest layer, each subscriber keeps {:.0} % of the cameras",
             share * 100.0
         ),
-        (_, None) => unreachable!("levels above 2 shed cameras"),
+        (None, Quality::High) => "nothing shed".to_owned(),
+        (None, Quality::Medium) => "top simulcast layers off".to_owned(),
+        (None, Quality::Low) => "every video at its lowest layer".to_owned(),
     }
 }
 
@@ -295,6 +294,10 @@ mod tests {
         assert_eq!(camera_share(2), None);
         assert_eq!(camera_share(3), Some(0.8));
         assert_eq!(camera_share(MAX_LEVEL), Some(0.2));
+        assert_eq!(Quality::High.min(layer_cap(1)), Quality::Medium);
+        assert_eq!(Quality::Low.min(layer_cap(1)), Quality::Low);
+        assert_eq!(describe(0), "nothing shed");
+        assert_eq!(describe(2), "every video at its lowest layer");
         for level in 0..=MAX_LEVEL {
             assert!(!describe(level).is_empty());
         }

@@ -577,6 +577,7 @@ fn simulcast_layers_offered(sdp: &str, track_id: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn the_offer_says_how_many_layers_a_track_has() {
@@ -586,7 +587,6 @@ mod tests {
         assert_eq!(simulcast_layers_offered(sdp, "a1"), 0);
         assert_eq!(simulcast_layers_offered(sdp, "nobody"), 0);
     }
-    use proptest::prelude::*;
 
     #[test]
     fn refuses_garbage_sdp() {

@@ -113,12 +113,8 @@ struct Subscription {
 impl Subscription {
     /// Aims at the requested quality, or lower while the node sheds layers.
     fn apply_quality(&mut self, now: Instant) {
-        let quality = if self.shed_cap.max_layer() < self.requested.max_layer() {
-            self.shed_cap
-        } else {
-            self.requested
-        };
-        self.forwarder.set_requested(quality, now);
+        self.forwarder
+            .set_requested(self.requested.min(self.shed_cap), now);
     }
 
     fn publish_wanted(&self) {

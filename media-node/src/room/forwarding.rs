@@ -3,8 +3,9 @@
 //! showed another page, or the node shed more or less), each participant's cameras beyond
 //! the limit are paused and the others resumed, and the participant is told whose camera it
 //! receives (`forwardedVideos`); the choice itself is `last_n`, the limit the conference's
-//! `lastN` and the share the node's shedding leaves (`forward::shedding`). At each tick, each video's publisher is told which layers
-//! someone receives (`publishLayers`); when, is `forward::dynacast`.
+//! `lastN` and the share the node's shedding leaves (`forward::shedding`). At each tick, each
+//! video's publisher is told which layers someone receives (`publishLayers`); when, is
+//! `forward::dynacast`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
