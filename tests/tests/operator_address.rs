@@ -81,6 +81,17 @@ async fn reachable_condition(ns: &TestNamespace, status: &str) -> (MediaNode, St
     .unwrap()
 }
 
+/// The media node the conference `standup` is Active on, once it is.
+async fn placed(env: &conclave_testenv::TestEnv, ns: &TestNamespace) -> String {
+    wait::until("the conference placed on the node", TIMEOUT, || async {
+        let c = ns.api::<Conference>().get("standup").await.ok()?;
+        let s = c.status?;
+        (s.phase == Some(ConferencePhase::Active)).then_some(s.media_node?)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, ns)))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_published_address_does_not_answer_takes_no_conference_until_fixed() {
     let (env, ns, _operator) = common::start("address").await;
@@ -132,14 +143,7 @@ async fn a_node_whose_published_address_does_not_answer_takes_no_conference_unti
         message.contains(&format!("{}:{}/udp", target.address, ports.udp)),
         "{message}"
     );
-    let placed = wait::until("the conference placed on the node", TIMEOUT, || async {
-        let c = ns.api::<Conference>().get("standup").await.ok()?;
-        let s = c.status?;
-        (s.phase == Some(ConferencePhase::Active)).then_some(s.media_node?)
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, &ns)));
-    assert_eq!(placed, node.name_any());
+    assert_eq!(placed(env, &ns).await, node.name_any());
 }
 
 /// TCP to `port` forwarded into pods of a Kubernetes node dropped (an nftables table in the
@@ -230,12 +234,5 @@ async fn a_node_whose_ice_tcp_port_does_not_answer_takes_no_conference_until_ope
         )),
         "{message}"
     );
-    let placed = wait::until("the conference placed on the node", TIMEOUT, || async {
-        let c = ns.api::<Conference>().get("standup").await.ok()?;
-        let s = c.status?;
-        (s.phase == Some(ConferencePhase::Active)).then_some(s.media_node?)
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, &ns)));
-    assert_eq!(placed, node.name_any());
+    assert_eq!(placed(env, &ns).await, node.name_any());
 }
