@@ -19,6 +19,14 @@ pub const PUBLIC_IP: &str = "conclave.dev/public-ip";
 /// clients where to reconnect.
 pub const PREVIOUS_MEDIA_NODE: &str = "conclave.dev/previous-media-node";
 
+/// Annotation on a MediaNode the operator drains: why (the drain Event's reason, such as
+/// `ScalingDown`, `RollingUpdate` or `NodeDraining`). Only a node drained as `ScalingDown` is
+/// taken back by the autoscaler when the pool needs capacity again; one drained by hand has
+/// none and is never taken back.
+pub const DRAIN_REASON: &str = "conclave.dev/drain-reason";
+/// Value of [`DRAIN_REASON`] for a node drained because the pool's capacity was surplus.
+pub const DRAIN_SCALING_DOWN: &str = "ScalingDown";
+
 /// Finalizer on a Conference: the operator releases its reservation and closes its room.
 pub const CONFERENCE_FINALIZER: &str = "conclave.dev/conference";
 /// Finalizer on a MediaNode: its pod is stopped only after its rooms left or timed out.

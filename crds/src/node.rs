@@ -36,7 +36,9 @@ pub struct MediaNodeSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.capacity is immutable: conferences were reserved against it; change the pool's nodeCapacity and let new nodes replace this one"))]
     pub capacity: NodeCapacity,
     /// Drain this node: it takes no new conferences, its conferences are moved or end, then
-    /// its pod is removed. Set by the autoscaler or by a person.
+    /// its pod is removed. Set by the autoscaler or by a person; the autoscaler clears it
+    /// again on a node it drained as surplus that still hosts conferences when the pool needs
+    /// capacity again (`conclave.dev/drain-reason: ScalingDown`).
     #[serde(default)]
     pub draining: bool,
 }
@@ -61,7 +63,9 @@ pub enum MediaNodePhase {
 
 impl MediaNodePhase {
     /// Whether the operator may move a node from `self` to `next`. Staying put is allowed.
-    /// Failed and Drained are terminal: such a node is removed and replaced, never revived.
+    /// Failed and Drained are terminal: such a node is removed and replaced, never revived. A
+    /// Draining node becomes Ready again when its drain is taken back before it drained (the
+    /// autoscaler reclaims a node it drained as surplus while it still hosts rooms).
     pub fn may_become(self, next: MediaNodePhase) -> bool {
         use MediaNodePhase::*;
         if self == next {
@@ -73,7 +77,7 @@ impl MediaNodePhase {
                 | (Pending, Starting | Draining | Drained)
                 | (Starting, Ready | Draining | Drained)
                 | (Ready, Draining | Starting)
-                | (Draining, Drained)
+                | (Draining, Drained | Ready)
         )
     }
 
@@ -174,7 +178,7 @@ mod tests {
     const ALL: [MediaNodePhase; 6] = [Pending, Starting, Ready, Draining, Drained, Failed];
 
     #[test]
-    fn lifecycle_moves_forward_only() {
+    fn lifecycle_moves_forward_except_a_drain_taken_back() {
         let allowed = [
             (Pending, Starting),
             (Starting, Ready),
@@ -185,6 +189,7 @@ mod tests {
             (Pending, Drained),
             (Starting, Drained),
             (Ready, Starting),
+            (Draining, Ready),
         ];
         for from in ALL {
             for to in ALL {

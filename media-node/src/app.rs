@@ -197,15 +197,29 @@ pub async fn run_node(
             Arc::clone(&state),
             config.heartbeat(),
         )));
-        // A node restarted while its MediaNode is already draining drains at once.
-        let mut until = DrainUntil::RoomsClosed;
-        while !facts.borrow_and_update().draining {
-            tokio::select! {
-                _ = &mut stop => { until = DrainUntil::ParticipantsGone; break },
-                changed = facts.changed() => if changed.is_err() { break },
+        // A node restarted while its MediaNode is already draining drains at once. A drain
+        // the operator takes back while rooms are left (the autoscaler needs the node again)
+        // ends there, and the node takes rooms again.
+        loop {
+            let mut until = DrainUntil::RoomsClosed;
+            while !facts.borrow_and_update().draining {
+                tokio::select! {
+                    _ = &mut stop => { until = DrainUntil::ParticipantsGone; break },
+                    changed = facts.changed() => if changed.is_err() { break },
+                }
+            }
+            let taken_back = async {
+                let undrained = until == DrainUntil::RoomsClosed
+                    && facts.wait_for(|f| !f.draining).await.is_ok();
+                if !undrained {
+                    std::future::pending::<()>().await;
+                }
+            };
+            match drain(&state, config.drain_grace(), until, taken_back).await {
+                DrainEnd::Drained => break,
+                DrainEnd::TakenBack => state.end_drain(),
             }
         }
-        drain(&state, config.drain_grace(), until).await;
     }
     for watch in watches {
         watch.abort();
@@ -234,18 +248,35 @@ pub enum DrainUntil {
     ParticipantsGone,
 }
 
-/// Refuses new rooms, waits until `until` or `grace` passed, then closes the rooms left.
-pub async fn drain(state: &Arc<NodeState>, grace: Duration, until: DrainUntil) {
+/// How a drain ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrainEnd {
+    /// Its rooms are closed: the node takes none until its pod goes.
+    Drained,
+    /// `taken_back` resolved while rooms were left: the node keeps them and may take more.
+    TakenBack,
+}
+
+/// Refuses new rooms, waits until `until` or `grace` passed, then closes the rooms left;
+/// unless `taken_back` resolves first, which leaves the rooms open.
+pub async fn drain(
+    state: &Arc<NodeState>,
+    grace: Duration,
+    until: DrainUntil,
+    taken_back: impl Future<Output = ()>,
+) -> DrainEnd {
     state.start_drain();
     let deadline = tokio::time::Instant::now() + grace;
     let holding = || match until {
         DrainUntil::RoomsClosed => state.room_count() > 0,
         DrainUntil::ParticipantsGone => state.room_count() > 0 && state.stats.participants() > 0,
     };
+    let mut taken_back = std::pin::pin!(taken_back);
     while holding() {
         let closed = state.room_closed.notified();
         tokio::select! {
             _ = closed => {}
+            _ = &mut taken_back => return DrainEnd::TakenBack,
             _ = tokio::time::sleep_until(deadline) => break,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
@@ -259,4 +290,5 @@ pub async fn drain(state: &Arc<NodeState>, grace: Duration, until: DrainUntil) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tracing::info!(node = %state.settings.name, "drained; waiting for the pod to be deleted");
+    DrainEnd::Drained
 }

@@ -2,7 +2,8 @@
 //! tests/controlplane): it waits for its published address, opens a room for the Conference
 //! labelled with its name, hands out TURN credentials from its pool, reports load by
 //! server-side apply without touching operator fields, renews its own Lease, tells clients to reconnect when the
-//! conference moves, and drains when its MediaNode is set to draining.
+//! conference moves, drains when its MediaNode is set to draining, and takes rooms again when the
+//! drain is taken back before its rooms are gone.
 //!
 //! Needs the control plane binary (`make controlplane`; path in CONCLAVE_CONTROLPLANE or
 //! tests/controlplane/bin/controlplane); without it the test says so and does nothing.
@@ -331,6 +332,38 @@ async fn node_follows_its_medianode_pool_and_conferences() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(later.is_some(), "the Lease is renewed (first {first})");
+
+    // A drain taken back while its room is open: the node drains (no new rooms), then takes
+    // rooms again, and alice's room stays (the move below reaches her through it).
+    let readiness = || async { http_status(&addr, "/readyz").await };
+    for draining in [true, false] {
+        nodes
+            .patch(
+                "node-a",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"draining": draining}})),
+            )
+            .await
+            .expect("drain set");
+        // Ready either way; the body says "ready: draining, ..." while draining, "ready" not.
+        let expected = |seen: &str| {
+            seen.starts_with("HTTP/1.1 200")
+                && if draining {
+                    seen.contains("\r\n\r\nready: draining")
+                } else {
+                    seen.ends_with("\r\n\r\nready")
+                }
+        };
+        let mut seen = String::new();
+        for _ in 0..100 {
+            seen = readiness().await;
+            if expected(&seen) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(expected(&seen), "draining {draining}: {seen}");
+    }
 
     // The operator moves the conference: clients are sent to the new node.
     conferences

@@ -115,6 +115,15 @@ pub fn key<K: ResourceExt>(o: &K) -> Key {
     (o.namespace().unwrap_or_default(), o.name_any())
 }
 
+/// Whether `node` carries the drain reason the autoscaler gives surplus nodes (see
+/// `labels::DRAIN_REASON`); its drain may be taken back.
+pub fn drained_as_surplus(node: &MediaNode) -> bool {
+    node.annotations()
+        .get(labels::DRAIN_REASON)
+        .map(String::as_str)
+        == Some(labels::DRAIN_SCALING_DOWN)
+}
+
 impl Context {
     /// When media node `node` last showed it is alive: the renew time of its Lease, or the
     /// `status.lastHeartbeat` it reports with its load (media nodes older than their Leases
@@ -323,6 +332,7 @@ impl Context {
             unreachable: status
                 .and_then(|s| find_condition(&s.conditions, labels::condition::ADDRESS_REACHABLE))
                 .is_some_and(|c| c.status == "False"),
+            drained_as_surplus: node.spec.draining && drained_as_surplus(node),
         }
     }
 

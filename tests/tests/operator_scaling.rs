@@ -1,6 +1,7 @@
 //! End to end against the real control plane and real kubelets: a pool grows past its buffer
 //! when conferences reserve capacity and shrinks after the delay by draining its emptiest node
-//! (never the one with a live conference); a scheduled conference gets a Ready node before it
+//! (never the one with a live conference) and takes a node drained as surplus back before
+//! starting another when capacity is needed again; a scheduled conference gets a Ready node before it
 //! starts; a spec no cluster can run and a lost Secret are reported and recover once fixed; a
 //! restarted operator rebuilds its state from the API without duplicates or orphans.
 
@@ -9,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use conclave_crds::{Conference, ConferencePhase, MediaPool, labels};
+use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool, labels};
 use conclave_testenv::images::Image;
 use conclave_testenv::{TestNamespace, wait};
 use k8s_openapi::api::core::v1::Secret;
@@ -148,6 +149,110 @@ async fn load_grows_the_pool_past_its_buffer_and_the_emptiest_node_drains_after_
     tokio::time::sleep(Duration::from_secs(delay + 2)).await;
     let names: Vec<String> = all_nodes(&ns).await.iter().map(|n| n.name_any()).collect();
     assert_eq!(names, [keep]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_drained_as_surplus_is_taken_back_when_capacity_is_needed_again() {
+    let (env, ns, _operator) = common::start("reclaim").await;
+    // Distributed, so the second node gets a conference of its own; evacuation off, so a
+    // draining node keeps its conferences until they end.
+    create(
+        &ns,
+        &pool(
+            "elastic",
+            ports(),
+            json!({
+                "nodeCapacity": {"participants": 20, "rooms": 10},
+                "scaling": {"minNodes": 1, "maxNodes": 3, "bufferParticipants": 10,
+                            "scaleDownDelaySeconds": 2, "drainTimeoutSeconds": 600,
+                            "evacuationRate": 0, "strategy": "Distributed"}
+            }),
+        ),
+    )
+    .await;
+    wait_for_ready_nodes(env, &ns, 1).await;
+    // 4 + 8 of 20 leaves less than the buffer free: a second node starts.
+    for (name, size) in [("keep", 4), ("grow", 8)] {
+        create(&ns, &conference(name, "elastic", size, json!({}))).await;
+    }
+    let first = active_by_node(&ns, &["keep", "grow"]).await;
+    let first = first.keys().next().unwrap().clone();
+    wait_for_ready_nodes(env, &ns, 2).await;
+    create(&ns, &conference("small", "elastic", 2, json!({}))).await;
+    let by_node = active_by_node(&ns, &["small"]).await;
+    let second = by_node.keys().next().unwrap().clone();
+    assert_ne!(second, first, "Distributed placed small on the empty node");
+
+    // 4 + 2 reserved: one node carries that and the buffer, so the emptier one drains, its
+    // conference staying.
+    ns.api::<Conference>()
+        .delete("grow", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait::until("the second node drains as surplus", TIMEOUT, || async {
+        let node = ns.api::<MediaNode>().get(&second).await.ok()?;
+        let reason = node.annotations().get(labels::DRAIN_REASON).cloned();
+        let phase = node.status?.phase;
+        (node.spec.draining
+            && reason.as_deref() == Some(labels::DRAIN_SCALING_DOWN)
+            && phase == Some(MediaNodePhase::Draining))
+        .then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+
+    // 4 + 12 on the first node leaves less than the buffer: the draining node is taken back
+    // instead of a third one being started.
+    create(&ns, &conference("big", "elastic", 12, json!({}))).await;
+    wait::until("the drained node is taken back", TIMEOUT, || async {
+        let node = ns.api::<MediaNode>().get(&second).await.ok()?;
+        let status = node.status.clone()?;
+        let draining_condition = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == labels::condition::DRAINING);
+        (!node.spec.draining
+            && !node.annotations().contains_key(labels::DRAIN_REASON)
+            && status.phase == Some(MediaNodePhase::Ready)
+            && status.draining_since.is_none()
+            && !draining_condition)
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    // The pool counts both nodes as the capacity it wants: nothing else is coming.
+    wait::until("the pool wants the two nodes it has", TIMEOUT, || async {
+        let s = ns.api::<MediaPool>().get("elastic").await.ok()?.status?;
+        (s.desired_nodes == 2 && s.ready_nodes == 2).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    let names: Vec<String> = all_nodes(&ns).await.iter().map(|n| n.name_any()).collect();
+    assert_eq!(names.len(), 2, "no third node was created: {names:?}");
+
+    let small = ns.api::<Conference>().get("small").await.unwrap();
+    let s = small.status.unwrap();
+    assert_eq!(s.media_node.as_deref(), Some(second.as_str()));
+    assert_eq!(s.phase, Some(ConferencePhase::Active));
+    assert_eq!(
+        s.moves, 0,
+        "the conference on the drained node stayed through it all"
+    );
+
+    // The media node takes rooms again: the next conference goes to it and it opens the room.
+    create(&ns, &conference("after", "elastic", 2, json!({}))).await;
+    let by_node = active_by_node(&ns, &["after"]).await;
+    assert!(by_node.contains_key(&second), "{by_node:?}");
+    wait::until(
+        "the taken-back media node opens the new room",
+        TIMEOUT,
+        || async {
+            let node = ns.api::<MediaNode>().get(&second).await.ok()?;
+            (node.status?.load?.rooms == 2).then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

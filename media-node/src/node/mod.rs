@@ -211,7 +211,14 @@ impl NodeState {
         }
     }
 
-    /// True once draining.
+    /// Ends a drain taken back before the rooms were gone: new rooms are welcome again.
+    pub fn end_drain(&self) {
+        if self.draining.swap(false, Ordering::Relaxed) {
+            tracing::info!(node = %self.settings.name, rooms = self.room_count(), "drain taken back; taking rooms again");
+        }
+    }
+
+    /// True while draining.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }

@@ -25,7 +25,7 @@ use crate::decide::reachability::{self, ProbeRecord, ProbeTarget, Reachability, 
 use crate::decide::signaling::{Signaling, signaling_url};
 use crate::error::{KubeContext, Result};
 use crate::resources::media_node::{PodSettings, disruption_budget, media_node_pod};
-use crate::state::{Context, key, lock};
+use crate::state::{Context, drained_as_surplus, key, lock};
 use crate::time::{now, secs};
 
 /// Reconciles one MediaNode.
@@ -76,8 +76,14 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
     let reachability = probe_address(&ctx, node.as_ref(), probe_target, secs(&t)).await;
     let timeout = i64::from(pool.spec.media_node.heartbeat_timeout_seconds);
     let heartbeat_age = ctx.heartbeat(&node).map(|h| secs(&t) - h);
-    let draining = node.spec.draining
-        || start_drain(&ctx, &node, pod.as_deref(), kube_node.as_deref()).await?;
+    // A node drained as surplus may be taken back, so a disruption still marks it (with its
+    // own reason) to keep it drained.
+    let disrupted = if !node.spec.draining || drained_as_surplus(&node) {
+        start_drain(&ctx, &node, pod.as_deref(), kube_node.as_deref()).await?
+    } else {
+        false
+    };
+    let draining = node.spec.draining || disrupted;
     let reserved = lock(&ctx.ledger).reserved_on(&key(node.as_ref())).total();
     let load = old.load.clone().unwrap_or_default();
     let hosting = reserved.rooms > 0 || load.participants > 0 || load.rooms > 0;
@@ -107,6 +113,12 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
         last_heartbeat: None,
         conditions: old.conditions.clone(),
     };
+    if !draining {
+        // A drain taken back leaves no Draining condition behind.
+        status
+            .conditions
+            .retain(|c| c.type_ != labels::condition::DRAINING);
+    }
     let step = node_step(&NodeFacts {
         verdict,
         pool_stalled,
@@ -249,7 +261,10 @@ async fn start_drain(
     let name = node.name_any();
     let api: Api<MediaNode> =
         Api::namespaced(ctx.client.clone(), &node.namespace().unwrap_or_default());
-    let patch = serde_json::json!({"spec": {"draining": true}});
+    let patch = serde_json::json!({
+        "metadata": {"annotations": {labels::DRAIN_REASON: cause.reason()}},
+        "spec": {"draining": true},
+    });
     api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .action(|| format!("draining media node {name}"))?;

@@ -184,10 +184,28 @@ fn nodes_in_flight(ctx: &Context, pool: &MediaPool, views: &[NodeView]) -> u32 {
     u32::try_from(names.len()).unwrap_or(u32::MAX)
 }
 
-/// Creates, drains and deletes media nodes as the step says.
+/// Takes back, creates, drains and deletes media nodes as the step says.
 async fn apply_plan(ctx: &Context, pool: &MediaPool, plan: &Scaling) -> Result<()> {
     let ns = pool.namespace().unwrap_or_default();
     let api: Api<MediaNode> = Api::namespaced(ctx.client.clone(), &ns);
+    for name in &plan.reclaim {
+        let patch = serde_json::json!({
+            "metadata": {"annotations": {labels::DRAIN_REASON: null}},
+            "spec": {"draining": false},
+        });
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .action(|| format!("taking back media node {name}"))?;
+        info!(pool = %pool.name_any(), node = %name, "taking back a media node drained as surplus");
+        event(
+            ctx,
+            pool,
+            false,
+            "ScalingUp",
+            format!("taking back media node {name}, drained as surplus: capacity is needed again"),
+        )
+        .await;
+    }
     for _ in 0..plan.add {
         let node = new_media_node(pool);
         api.create(
@@ -219,7 +237,10 @@ async fn apply_plan(ctx: &Context, pool: &MediaPool, plan: &Scaling) -> Result<(
         .await;
     }
     for Drain { node: name, why } in &plan.drain {
-        let patch = serde_json::json!({"spec": {"draining": true}});
+        let patch = serde_json::json!({
+            "metadata": {"annotations": {labels::DRAIN_REASON: why.reason()}},
+            "spec": {"draining": true},
+        });
         api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .action(|| format!("draining media node {name}"))?;
@@ -241,6 +262,7 @@ async fn apply_plan(ctx: &Context, pool: &MediaPool, plan: &Scaling) -> Result<(
             Err(e) => return Err(e).action(|| format!("deleting media node {name}")),
         }
     }
+    ctx.metrics.scale("reclaim", plan.reclaim.len() as u64);
     ctx.metrics.scale("add", u64::from(plan.add));
     ctx.metrics.scale("drain", plan.drain.len() as u64);
     ctx.metrics.scale("delete", plan.delete.len() as u64);

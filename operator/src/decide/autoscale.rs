@@ -9,6 +9,11 @@
 //! nodes are added until the free participants on live nodes reach the buffer. Everything is
 //! clamped to minNodes..=maxNodes.
 //!
+//! Growing takes back nodes the autoscaler drained as surplus before it creates new ones: a
+//! draining node that still hosts rooms is running anyway, Ready at once, and its meetings
+//! keep it up until they end. The emptiest is taken back first, and only as many as the
+//! demand needs.
+//!
 //! Shrinking waits until the pool has had surplus for scaleDownDelaySeconds (no flapping),
 //! then drains the emptiest live nodes (outdated nodes first, not-yet-Ready nodes and the
 //! newest first on ties) while what stays still carries the demand plus the buffer; live
@@ -76,6 +81,8 @@ pub struct ScalingPlan {
     pub desired_nodes: u32,
     /// New MediaNodes to create.
     pub add: u32,
+    /// Draining nodes to take back (clear spec.draining): drained as surplus, still hosting.
+    pub reclaim: Vec<String>,
     /// Nodes to start draining (set spec.draining).
     pub drain: Vec<String>,
     /// Nodes to delete (pod and MediaNode).
@@ -94,33 +101,26 @@ pub fn plan(input: &ScalingInput<'_>) -> ScalingPlan {
     let policy = input.policy;
     let fleet = Fleet::sort(input);
     let waiting = Waiting::due(input);
-    let live = count(fleet.live.len());
-    let new_node_limit = max_nodes(policy).saturating_sub(live);
-    let packing = pack(
-        &fleet.live,
-        &waiting.due,
-        policy.node_capacity,
-        new_node_limit,
-        horizon(input),
-    );
-    let add = nodes_to_add(policy, live, &packing);
-    let shrink = if add > 0 {
+    let growth = grow(policy, &fleet, &waiting, horizon(input));
+    let shrink = if growth.add > 0 || !growth.reclaim.is_empty() {
         Shrink::default()
     } else {
-        shrink(input, &fleet.live, packing.demand)
+        shrink(input, &growth.live, growth.packing.demand)
     };
-    let kept = live
-        .saturating_add(add)
+    let next_drain_timeout = fleet.next_drain_timeout(&growth.reclaim);
+    let kept = count(growth.live.len())
+        .saturating_add(growth.add)
         .saturating_sub(count(shrink.drain.len()));
     ScalingPlan {
         desired_nodes: u32::try_from(kept).unwrap_or(u32::MAX),
-        add: u32::try_from(add).unwrap_or(u32::MAX),
+        add: u32::try_from(growth.add).unwrap_or(u32::MAX),
+        reclaim: names(&growth.reclaim),
         drain: shrink.drain,
         delete: fleet.delete,
         surplus_since: shrink.surplus_since,
         recheck_after: [
             shrink.recheck_after,
-            fleet.next_drain_timeout,
+            next_drain_timeout,
             waiting.next_due_in,
         ]
         .into_iter()
@@ -140,34 +140,107 @@ pub fn needed_nodes(input: &ScalingInput<'_>) -> u32 {
     .desired_nodes
 }
 
+/// What growing the pool takes: the live nodes with those taken back, and new nodes.
+struct Growth<'a> {
+    /// Live nodes, the reclaimed ones included.
+    live: Vec<&'a NodeView>,
+    /// Draining nodes taken back.
+    reclaim: Vec<&'a NodeView>,
+    /// New nodes to create.
+    add: u64,
+    /// The waiting conferences packed onto `live` and the new nodes.
+    packing: Packing,
+}
+
+/// Packs the waiting conferences onto the live nodes and counts the nodes still missing;
+/// while some are, takes back the emptiest reclaimable draining node and packs again.
+fn grow<'a>(
+    policy: &ScalingPolicy,
+    fleet: &Fleet<'a>,
+    waiting: &Waiting,
+    horizon: Horizon,
+) -> Growth<'a> {
+    let mut live = fleet.live.clone();
+    let mut candidates = fleet.reclaimable.clone();
+    candidates.sort_by(|a, b| {
+        horizon
+            .committed(a)
+            .participants
+            .cmp(&horizon.committed(b).participants)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    let mut candidates = candidates.into_iter();
+    let mut reclaim = Vec::new();
+    loop {
+        let live_count = count(live.len());
+        let new_node_limit = max_nodes(policy).saturating_sub(live_count);
+        let packing = pack(
+            &live,
+            &waiting.due,
+            policy.node_capacity,
+            new_node_limit,
+            horizon,
+        );
+        let add = nodes_to_add(policy, live_count, &packing);
+        match candidates.next() {
+            Some(node) if add > 0 => {
+                live.push(node);
+                reclaim.push(node);
+            }
+            _ => {
+                return Growth {
+                    live,
+                    reclaim,
+                    add,
+                    packing,
+                };
+            }
+        }
+    }
+}
+
 /// The pool's nodes, by what the plan may do with them.
 struct Fleet<'a> {
     /// Pending, Starting or Ready and not draining, in name order.
     live: Vec<&'a NodeView>,
+    /// Draining nodes the autoscaler may take back: drained as surplus, Ready before, still
+    /// hosting rooms, answering at their address and of the current template, in name order.
+    reclaimable: Vec<&'a NodeView>,
     /// Failed and Drained nodes, and draining nodes that are empty or past their drain
     /// timeout, in name order.
     delete: Vec<String>,
-    /// Seconds until the first drain timeout of a draining node that still carries load.
-    next_drain_timeout: Option<i64>,
+    /// Draining nodes that still carry load, with the seconds until their drain timeout.
+    draining: Vec<(&'a NodeView, Option<i64>)>,
 }
 
 impl<'a> Fleet<'a> {
     fn sort(input: &ScalingInput<'a>) -> Self {
         let mut fleet = Fleet {
             live: Vec::new(),
+            reclaimable: Vec::new(),
             delete: Vec::new(),
-            next_drain_timeout: None,
+            draining: Vec::new(),
         };
         for node in input.nodes {
             match node.phase {
                 MediaNodePhase::Failed | MediaNodePhase::Drained => {
                     fleet.delete.push(node.name.clone())
                 }
-                _ if node.draining || node.phase == MediaNodePhase::Draining => {
+                // Still Draining in status after its drain was taken back, and empty: its
+                // process may have finished draining first, so it goes like a drained node.
+                MediaNodePhase::Draining
+                    if !node.draining && node.committed() == Usage::default() =>
+                {
+                    fleet.delete.push(node.name.clone())
+                }
+                _ if node.draining => {
                     match judge_draining(node, input.policy.drain_timeout_seconds, input.now) {
                         Draining::Delete => fleet.delete.push(node.name.clone()),
                         Draining::Keep(remaining) => {
-                            fleet.next_drain_timeout = earliest(fleet.next_drain_timeout, remaining)
+                            fleet.draining.push((node, remaining));
+                            if may_take_back(node) {
+                                fleet.reclaimable.push(node);
+                            }
                         }
                     }
                 }
@@ -175,9 +248,33 @@ impl<'a> Fleet<'a> {
             }
         }
         fleet.live.sort_by(|a, b| a.name.cmp(&b.name));
+        fleet.reclaimable.sort_by(|a, b| a.name.cmp(&b.name));
         fleet.delete.sort();
         fleet
     }
+
+    /// Seconds until the first drain timeout of a draining node that still carries load and
+    /// is not taken back.
+    fn next_drain_timeout(&self, taken_back: &[&NodeView]) -> Option<i64> {
+        self.draining
+            .iter()
+            .filter(|(node, _)| !taken_back.iter().any(|t| t.name == node.name))
+            .filter_map(|(_, remaining)| *remaining)
+            .min()
+    }
+}
+
+/// Whether the drain of a draining node that is kept may be taken back: the autoscaler
+/// drained it as surplus, it was Ready (its process takes rooms again), conferences are still
+/// placed on it (its process drains until their rooms close) and nothing else would drain it
+/// again. (Should its process have drained first, the node stays Draining in status, empty,
+/// and goes.)
+fn may_take_back(node: &NodeView) -> bool {
+    node.drained_as_surplus
+        && matches!(node.phase, MediaNodePhase::Ready | MediaNodePhase::Draining)
+        && node.reserved.total().rooms > 0
+        && !node.unreachable
+        && !node.outdated
 }
 
 /// What becomes of a draining node.
@@ -568,6 +665,7 @@ mod tests {
             region: None,
             outdated: false,
             unreachable: false,
+            drained_as_surplus: false,
         }
     }
 
@@ -1056,15 +1154,129 @@ mod tests {
                 ..Case::default()
             },
             Case {
-                what: "phase Draining without spec.draining is draining",
+                what: "phase Draining without spec.draining is a drain taken back: live",
                 nodes: with(phase(Draining, node("x", 12))),
-                want: steady(1),
+                want: ScalingPlan {
+                    surplus_since: Some(NOW),
+                    recheck_after: Some(300),
+                    ..steady(2)
+                },
                 ..Case::default()
             },
             Case {
                 what: "a draining node in phase Draining is deleted once empty",
                 nodes: with(draining_since(Some(NOW), phase(Draining, node("x", 0)))),
                 want: deleting(&["x"], 1),
+                ..Case::default()
+            },
+        ]);
+    }
+
+    /// `base` drained by the autoscaler as surplus (no drain timeout running), Draining, its
+    /// rooms still open.
+    fn drained_as_surplus(base: NodeView) -> NodeView {
+        let rooms = base.reserved.total().rooms;
+        NodeView {
+            phase: MediaNodePhase::Draining,
+            drained_as_surplus: true,
+            reported: Usage {
+                participants: 0,
+                rooms,
+            },
+            ..draining_since(None, base)
+        }
+    }
+
+    /// A plan taking back `reclaim` and adding `add` nodes, `desired_nodes` live.
+    fn reclaiming(reclaim: &[&str], add: u32, desired_nodes: u32) -> ScalingPlan {
+        ScalingPlan {
+            reclaim: names(reclaim),
+            ..adding(add, desired_nodes)
+        }
+    }
+
+    #[test]
+    fn growth_takes_back_nodes_drained_as_surplus_before_adding_new_ones() {
+        check(vec![
+            Case {
+                what: "a node drained as surplus, still hosting, is taken back instead of a new one",
+                nodes: vec![node("a", 180), drained_as_surplus(node("b", 10))],
+                want: reclaiming(&["b"], 0, 2),
+                ..Case::default()
+            },
+            Case {
+                what: "the emptiest first, and only as many as the buffer needs",
+                nodes: vec![
+                    node("a", 180),
+                    drained_as_surplus(node("b", 170)),
+                    drained_as_surplus(node("c", 20)),
+                ],
+                want: reclaiming(&["c"], 0, 2),
+                ..Case::default()
+            },
+            Case {
+                what: "waiting conferences too: one is taken back, then a node added for the rest",
+                nodes: vec![node("a", 200), drained_as_surplus(node("b", 150))],
+                waiting: vec![ad_hoc(100), ad_hoc(40)],
+                want: reclaiming(&["b"], 1, 3),
+                ..Case::default()
+            },
+            Case {
+                what: "drained by hand, by a rollout, unreachable or already drained: not taken back",
+                nodes: vec![
+                    node("a", 180),
+                    NodeView {
+                        drained_as_surplus: false,
+                        ..drained_as_surplus(node("hand", 10))
+                    },
+                    NodeView {
+                        outdated: true,
+                        ..drained_as_surplus(node("old", 10))
+                    },
+                    NodeView {
+                        unreachable: true,
+                        ..drained_as_surplus(node("silent", 10))
+                    },
+                    NodeView {
+                        reserved: Usage::default().into(),
+                        ..drained_as_surplus(node("closed", 10))
+                    },
+                ],
+                want: adding(1, 2),
+                ..Case::default()
+            },
+            Case {
+                what: "no more live nodes than maxNodes",
+                policy: ScalingPolicy {
+                    max_nodes: 1,
+                    ..policy()
+                },
+                nodes: vec![node("a", 180), drained_as_surplus(node("b", 10))],
+                want: steady(1),
+                ..Case::default()
+            },
+            Case {
+                what: "taken back but still Draining in status: live, nothing more is done",
+                nodes: vec![
+                    node("a", 180),
+                    NodeView {
+                        phase: MediaNodePhase::Draining,
+                        ..node("b", 10)
+                    },
+                ],
+                want: steady(2),
+                ..Case::default()
+            },
+            Case {
+                what: "taken back, still Draining in status and empty: deleted like a drained node",
+                nodes: vec![
+                    node("a", 100),
+                    NodeView {
+                        phase: MediaNodePhase::Draining,
+                        ..node("b", 0)
+                    },
+                ],
+                want: deleting(&["b"], 1),
                 ..Case::default()
             },
         ]);
@@ -1351,6 +1563,7 @@ mod tests {
                         region: None,
                         outdated: false,
                         unreachable: false,
+                        drained_as_surplus: false,
                     },
                 )
                 .collect()
@@ -1392,14 +1605,17 @@ mod tests {
         prop::collection::vec(one, 0..8)
     }
 
+    /// Live: Pending, Starting or Ready and not draining, or a drain taken back (Draining in
+    /// status, not in spec) from a node that still carries load.
     fn is_live(node: &NodeView) -> bool {
         use MediaNodePhase::*;
-        matches!(node.phase, Pending | Starting | Ready) && !node.draining
+        let taken_back = node.phase == Draining && node.committed() != Usage::default();
+        (matches!(node.phase, Pending | Starting | Ready) || taken_back) && !node.draining
     }
 
     fn is_draining(node: &NodeView) -> bool {
         use MediaNodePhase::*;
-        !matches!(node.phase, Failed | Drained) && (node.draining || node.phase == Draining)
+        !matches!(node.phase, Failed | Drained) && node.draining
     }
 
     fn run(
@@ -1506,7 +1722,7 @@ mod tests {
             prop_assert!(plan.desired_nodes <= policy.max_nodes);
             prop_assert_eq!(
                 plan.desired_nodes as usize,
-                live + plan.add as usize - plan.drain.len()
+                live + plan.reclaim.len() + plan.add as usize - plan.drain.len()
             );
             if plan.add > 0 {
                 prop_assert!(plan.drain.is_empty());

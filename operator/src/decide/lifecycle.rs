@@ -1,5 +1,6 @@
 //! A media node's phase from what is observed of its pod, its heartbeat and its load:
-//! Pending → Starting → Ready → Draining → Drained, or Failed when the pod fails or goes
+//! Pending → Starting → Ready → Draining → Drained (Draining → Ready when a drain is taken
+//! back before the node drained), or Failed when the pod fails or goes
 //! away after starting, or the heartbeat of a running node goes stale (`liveness`, the rule
 //! the conference controller moves conferences by).
 
@@ -290,6 +291,25 @@ mod tests {
         gone.hosting = true;
         gone.reserved = true;
         assert_eq!(phase(&gone), (Failed, "PodGone"));
+    }
+
+    #[test]
+    fn a_drain_taken_back_before_the_node_drained_makes_it_ready_again() {
+        let mut o = obs(Some(Draining), Some(running()));
+        o.hosting = true;
+        o.reserved = true;
+        assert_eq!(phase(&o), (Ready, "Ready"));
+        // One whose process already drained (its pod no longer ready) stays Draining: the
+        // autoscaler deletes it once empty.
+        o.pod = Some(PodObservation {
+            ready: false,
+            ..running()
+        });
+        assert_eq!(phase(&o), (Draining, "TransitionRefused"));
+        // Drained stays Drained.
+        o.current = Some(Drained);
+        o.pod = Some(running());
+        assert_eq!(phase(&o), (Drained, "Drained"));
     }
 
     #[test]

@@ -69,15 +69,24 @@ pub struct NodeView {
     /// Its published address did not answer the operator's last probe (`AddressReachable`
     /// False): it keeps what it hosts but takes no new conference.
     pub unreachable: bool,
+    /// The autoscaler drained it as surplus (`conclave.dev/drain-reason: ScalingDown`): it may
+    /// take the drain back when the pool needs capacity again. False for a node drained by
+    /// hand, by a rollout or because its Kubernetes node is leaving.
+    pub drained_as_surplus: bool,
 }
 
 /// Whether a node in `phase`, with `spec.draining` as `draining`, is live: Pending, Starting
-/// or Ready and not draining. The autoscaler sizes the pool (and maxNodes bounds it) by these.
+/// or Ready and not draining, or still Draining in status after its drain was taken back
+/// (the node controller makes it Ready again). The autoscaler sizes the pool (and maxNodes
+/// bounds it) by these.
 pub fn is_live(phase: MediaNodePhase, draining: bool) -> bool {
     !draining
         && matches!(
             phase,
-            MediaNodePhase::Pending | MediaNodePhase::Starting | MediaNodePhase::Ready
+            MediaNodePhase::Pending
+                | MediaNodePhase::Starting
+                | MediaNodePhase::Ready
+                | MediaNodePhase::Draining
         )
 }
 

@@ -224,6 +224,7 @@ mod tests {
             region: None,
             outdated: false,
             unreachable: false,
+            drained_as_surplus: false,
         }
     }
 
@@ -761,6 +762,7 @@ mod tests {
                         },
                         region: region.map(str::to_owned),
                         outdated: false,
+                        drained_as_surplus: false,
                         unreachable: false,
                     },
                 )

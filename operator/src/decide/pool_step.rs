@@ -100,6 +100,8 @@ pub struct Scaling {
     pub desired_nodes: u32,
     /// New MediaNodes to create: the autoscaler's and the rollout's, less those in flight.
     pub add: u32,
+    /// Draining nodes the autoscaler takes back before creating new ones.
+    pub reclaim: Vec<String>,
     /// Nodes to start draining: the autoscaler's surplus first, then the rollout's.
     pub drain: Vec<Drain>,
     /// Nodes to delete.
@@ -200,6 +202,7 @@ pub fn pool_step(f: &PoolFacts) -> PoolStep {
             .add
             .saturating_add(rollout.add)
             .saturating_sub(f.in_flight),
+        reclaim: plan.reclaim.clone(),
         drain: plan
             .drain
             .iter()
@@ -366,6 +369,7 @@ mod tests {
             region: None,
             outdated: old,
             unreachable: false,
+            drained_as_surplus: false,
         }
     }
 

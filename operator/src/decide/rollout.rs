@@ -283,6 +283,7 @@ mod tests {
             region: None,
             outdated: old,
             unreachable: false,
+            drained_as_surplus: false,
         }
     }
 

@@ -68,6 +68,7 @@ mod tests {
             region: None,
             outdated: false,
             unreachable: false,
+            drained_as_surplus: false,
         }
     }
 
