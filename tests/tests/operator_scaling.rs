@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool, labels};
 use conclave_testenv::images::Image;
-use conclave_testenv::{TestNamespace, wait};
+use conclave_testenv::{TestEnv, TestNamespace, wait};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
@@ -59,7 +59,7 @@ fn pool_condition(p: &MediaPool, type_: &str) -> Option<Condition> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_grows_the_pool_past_its_buffer_and_the_emptiest_node_drains_after_the_delay() {
-    let (env, ns, _operator) = common::start("scale").await;
+    let (env, ns, operator) = common::start("scale").await;
     let delay = 3;
     create(
         &ns,
@@ -145,10 +145,67 @@ async fn load_grows_the_pool_past_its_buffer_and_the_emptiest_node_drains_after_
     assert_eq!(s.media_node.as_deref(), Some(keep.as_str()));
     assert_eq!(s.moves, 0, "the live conference was never moved");
 
-    // No flapping: with 8 of 20 reserved the buffer is met, so nothing is added back.
-    tokio::time::sleep(Duration::from_secs(delay + 2)).await;
+    // No flapping: with 8 of 20 reserved the buffer is met, so nothing is added back. The
+    // pool is touched once the delay has passed, and the nodes are looked at only after the
+    // operator finished reconciling it (a node it added would exist by then).
+    tokio::time::sleep(Duration::from_secs(delay)).await;
+    touch_and_wait_for_pool_reconcile(env, &ns, &operator, "elastic").await;
     let names: Vec<String> = all_nodes(&ns).await.iter().map(|n| n.name_any()).collect();
     assert_eq!(names, [keep]);
+}
+
+/// Touches pool `name` (an annotation) and waits until the operator finished a reconcile after
+/// that: what the pool controller would create, it has created by then.
+async fn touch_and_wait_for_pool_reconcile(
+    env: &TestEnv,
+    ns: &TestNamespace,
+    operator: &conclave_testenv::operator::Operator,
+    name: &str,
+) {
+    let before = pool_reconciles(operator)
+        .await
+        .expect("the operator's metrics");
+    let touched = k8s_openapi::jiff::Timestamp::now().to_string();
+    ns.api::<MediaPool>()
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"test/touched": touched}}})),
+        )
+        .await
+        .unwrap();
+    wait::until(
+        "the operator reconciles the touched pool",
+        TIMEOUT,
+        || async {
+            pool_reconciles(operator)
+                .await
+                .filter(|count| *count > before)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, ns)));
+}
+
+/// How many pool reconciles the operator finished (its duration histogram's count: the
+/// reconcile counter goes up when one starts).
+async fn pool_reconciles(operator: &conclave_testenv::operator::Operator) -> Option<u64> {
+    let addr = operator.metrics_address()?;
+    let metrics = conclave_testenv::http::get(addr, "/metrics", &[], Duration::from_secs(5))
+        .await
+        .ok()?;
+    metrics
+        .body
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                r#"conclave_operator_reconcile_duration_seconds_count{controller="pool"}"#,
+            )
+        })?
+        .split_whitespace()
+        .last()?
+        .parse()
+        .ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,7 +314,7 @@ async fn a_node_drained_as_surplus_is_taken_back_when_capacity_is_needed_again()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_conference_has_a_ready_node_before_it_starts() {
-    let (env, ns, _operator) = common::start("warmup").await;
+    let (env, ns, operator) = common::start("warmup").await;
     create(
         &ns,
         &pool(
@@ -289,7 +346,7 @@ async fn a_scheduled_conference_has_a_ready_node_before_it_starts() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    touch_and_wait_for_pool_reconcile(env, &ns, &operator, "scheduled").await;
     assert!(
         all_nodes(&ns).await.is_empty(),
         "no node for a conference 2 h away"
