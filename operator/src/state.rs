@@ -26,7 +26,9 @@ use crate::ledger::{Key, Ledger};
 use crate::metrics::Metrics;
 use crate::own_writes::OwnWrites;
 use crate::pacing::Pacer;
-use crate::resources::media_node::{PodSettings, TEMPLATE_HASH_LABEL, pod_template_hash};
+use crate::resources::media_node::{
+    PodSettings, TEMPLATE_HASH_LABEL, drained_as_surplus, pod_template_hash,
+};
 use crate::time::secs;
 
 /// Watch caches of every kind the controllers read.
@@ -113,15 +115,6 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Namespace and name of an object.
 pub fn key<K: ResourceExt>(o: &K) -> Key {
     (o.namespace().unwrap_or_default(), o.name_any())
-}
-
-/// Whether `node` carries the drain reason the autoscaler gives surplus nodes (see
-/// `labels::DRAIN_REASON`); its drain may be taken back.
-pub fn drained_as_surplus(node: &MediaNode) -> bool {
-    node.annotations()
-        .get(labels::DRAIN_REASON)
-        .map(String::as_str)
-        == Some(labels::DRAIN_SCALING_DOWN)
 }
 
 impl Context {

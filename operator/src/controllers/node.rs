@@ -24,8 +24,10 @@ use crate::decide::pool_spec;
 use crate::decide::reachability::{self, ProbeRecord, ProbeTarget, Reachability, Unanswered};
 use crate::decide::signaling::{Signaling, signaling_url};
 use crate::error::{KubeContext, Result};
-use crate::resources::media_node::{PodSettings, disruption_budget, media_node_pod};
-use crate::state::{Context, drained_as_surplus, key, lock};
+use crate::resources::media_node::{
+    PodSettings, disruption_budget, drain_patch, drained_as_surplus, media_node_pod,
+};
+use crate::state::{Context, key, lock};
 use crate::time::{now, secs};
 
 /// Reconciles one MediaNode.
@@ -261,10 +263,7 @@ async fn start_drain(
     let name = node.name_any();
     let api: Api<MediaNode> =
         Api::namespaced(ctx.client.clone(), &node.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "metadata": {"annotations": {labels::DRAIN_REASON: cause.reason()}},
-        "spec": {"draining": true},
-    });
+    let patch = drain_patch(cause.reason());
     api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .action(|| format!("draining media node {name}"))?;

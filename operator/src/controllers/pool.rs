@@ -34,7 +34,7 @@ use crate::error::{KubeContext, Result, is_conflict, is_not_found};
 use crate::index::ConferenceKey;
 use crate::resources::content_hash;
 use crate::resources::identity;
-use crate::resources::media_node::new_media_node;
+use crate::resources::media_node::{drain_patch, new_media_node, take_back_patch};
 use crate::resources::secret::{missing_keys, pool_secret};
 use crate::resources::turn::{turn_deployment, turn_service, turn_urls};
 use crate::resources::turn_tls::{self, Serving};
@@ -189,13 +189,13 @@ async fn apply_plan(ctx: &Context, pool: &MediaPool, plan: &Scaling) -> Result<(
     let ns = pool.namespace().unwrap_or_default();
     let api: Api<MediaNode> = Api::namespaced(ctx.client.clone(), &ns);
     for name in &plan.reclaim {
-        let patch = serde_json::json!({
-            "metadata": {"annotations": {labels::DRAIN_REASON: null}},
-            "spec": {"draining": false},
-        });
-        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .action(|| format!("taking back media node {name}"))?;
+        api.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(take_back_patch()),
+        )
+        .await
+        .action(|| format!("taking back media node {name}"))?;
         info!(pool = %pool.name_any(), node = %name, "taking back a media node drained as surplus");
         event(
             ctx,
@@ -237,13 +237,13 @@ async fn apply_plan(ctx: &Context, pool: &MediaPool, plan: &Scaling) -> Result<(
         .await;
     }
     for Drain { node: name, why } in &plan.drain {
-        let patch = serde_json::json!({
-            "metadata": {"annotations": {labels::DRAIN_REASON: why.reason()}},
-            "spec": {"draining": true},
-        });
-        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .action(|| format!("draining media node {name}"))?;
+        api.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(drain_patch(why.reason())),
+        )
+        .await
+        .action(|| format!("draining media node {name}"))?;
         let why_text = why.explanation();
         info!(pool = %pool.name_any(), node = %name, why = why_text, "draining media node");
         event(

@@ -5,7 +5,7 @@
 //! (`controllers::pool`).
 
 use conclave_crds::MediaNodePhase;
-use conclave_crds::labels::condition;
+use conclave_crds::labels::{DRAIN_SCALING_DOWN, condition};
 
 use super::autoscale::{
     self, ScalingInput, ScalingPlan, ScalingPolicy, WaitingConference, needed_nodes,
@@ -70,7 +70,7 @@ impl DrainWhy {
     /// The reason of the drain's Event.
     pub fn reason(self) -> &'static str {
         match self {
-            DrainWhy::Surplus => "ScalingDown",
+            DrainWhy::Surplus => DRAIN_SCALING_DOWN,
             DrainWhy::Outdated => "RollingUpdate",
         }
     }

@@ -239,6 +239,32 @@ pub fn termination_grace_seconds(pool: &MediaPool) -> i64 {
     i64::from(drain_seconds(pool)) + 30
 }
 
+/// The merge patch that drains a MediaNode, recording why in `conclave.dev/drain-reason` (the
+/// drain Event's reason).
+pub fn drain_patch(reason: &str) -> serde_json::Value {
+    serde_json::json!({
+        "metadata": {"annotations": {labels::DRAIN_REASON: reason}},
+        "spec": {"draining": true},
+    })
+}
+
+/// The merge patch that takes a drain back: not draining, no drain reason.
+pub fn take_back_patch() -> serde_json::Value {
+    serde_json::json!({
+        "metadata": {"annotations": {labels::DRAIN_REASON: null}},
+        "spec": {"draining": false},
+    })
+}
+
+/// Whether `node` was drained as surplus by the autoscaler (its drain reason says so), so its
+/// drain may be taken back.
+pub fn drained_as_surplus(node: &MediaNode) -> bool {
+    node.annotations()
+        .get(labels::DRAIN_REASON)
+        .map(String::as_str)
+        == Some(labels::DRAIN_SCALING_DOWN)
+}
+
 /// The PodDisruptionBudget of media node `node`'s pod, named like it and owned by it: it
 /// refuses evictions (`kubectl drain`, a node autoscaler) of the pod while it is ready, so an
 /// eviction waits while the operator drains the node and moves its conferences, and then
