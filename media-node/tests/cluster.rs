@@ -123,6 +123,19 @@ async fn http_status(addr: &str, path: &str) -> String {
     out
 }
 
+/// Asks `addr` for `/readyz` every 100 ms until the response satisfies `want` or `limit`
+/// passed; the last response.
+async fn readyz_until(addr: &str, limit: Duration, want: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let seen = http_status(addr, "/readyz").await;
+        if want(&seen) || tokio::time::Instant::now() >= deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_follows_its_medianode_pool_and_conferences() {
     let Some(binary) = control_plane_binary() else {
@@ -222,20 +235,13 @@ async fn node_follows_its_medianode_pool_and_conferences() {
         )
         .await
         .expect("address published");
-    let mut ready = false;
-    for _ in 0..100 {
-        if http_status(&addr, "/readyz")
-            .await
-            .starts_with("HTTP/1.1 200")
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let seen = readyz_until(&addr, Duration::from_secs(20), |r| {
+        r.starts_with("HTTP/1.1 200")
+    })
+    .await;
     assert!(
-        ready,
-        "ready once the address is published and conferences are synced"
+        seen.starts_with("HTTP/1.1 200"),
+        "ready once the address is published and conferences are synced: {seen}"
     );
 
     let mut alice = Client::connect(ClientConfig {
@@ -335,7 +341,6 @@ async fn node_follows_its_medianode_pool_and_conferences() {
 
     // A drain taken back while its room is open: the node drains (no new rooms), then takes
     // rooms again, and alice's room stays (the move below reaches her through it).
-    let readiness = || async { http_status(&addr, "/readyz").await };
     for draining in [true, false] {
         nodes
             .patch(
@@ -354,14 +359,7 @@ async fn node_follows_its_medianode_pool_and_conferences() {
                     seen.ends_with("\r\n\r\nready")
                 }
         };
-        let mut seen = String::new();
-        for _ in 0..100 {
-            seen = readiness().await;
-            if expected(&seen) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let seen = readyz_until(&addr, Duration::from_secs(10), expected).await;
         assert!(expected(&seen), "draining {draining}: {seen}");
     }
 

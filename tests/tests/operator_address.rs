@@ -14,13 +14,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::fixtures::{conference, create, pool, ports};
+use common::fixtures::{Ports, conference, create, pool, ports};
 use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, labels};
 use conclave_testenv::{TestNamespace, wait};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -81,6 +81,35 @@ async fn reachable_condition(ns: &TestNamespace, status: &str) -> (MediaNode, St
     .unwrap()
 }
 
+/// Creates pool `pinned` (one media node, on Kubernetes node `node`, with `media_node` over its
+/// mediaNode spec) and a conference `standup` of it.
+async fn pinned_pool_with_standup(ns: &TestNamespace, ports: Ports, node: &str, media_node: Value) {
+    let mut spec = json!({
+        "scaling": {"minNodes": 1, "maxNodes": 1, "bufferParticipants": 0},
+        "mediaNode": {"nodeSelector": {"kubernetes.io/hostname": node}}
+    });
+    spec["mediaNode"]
+        .as_object_mut()
+        .unwrap()
+        .extend(media_node.as_object().unwrap().clone());
+    create(ns, &pool("pinned", ports, spec)).await;
+    create(ns, &conference("standup", "pinned", 4, json!({}))).await;
+}
+
+/// Asserts media node `node` is held back from Ready while its address does not answer, and
+/// the conference `standup` is not placed on it.
+async fn held_back(ns: &TestNamespace, node: &MediaNode) {
+    assert_eq!(
+        node.status.clone().unwrap().phase,
+        Some(MediaNodePhase::Starting),
+        "not Ready while its address does not answer"
+    );
+    let waiting = ns.api::<Conference>().get("standup").await.unwrap();
+    let status = waiting.status.clone().unwrap_or_default();
+    assert_eq!(status.media_node, None, "placed on an unreachable node");
+    assert_ne!(status.phase, Some(ConferencePhase::Active));
+}
+
 /// The media node the conference `standup` is Active on, once it is.
 async fn placed(env: &conclave_testenv::TestEnv, ns: &TestNamespace) -> String {
     wait::until("the conference placed on the node", TIMEOUT, || async {
@@ -101,19 +130,7 @@ async fn a_node_whose_published_address_does_not_answer_takes_no_conference_unti
     let wrong = elsewhere.address.to_string();
     let annotation = PublicIpAnnotation::set(ns.client(), &target.name, Some(&wrong)).await;
     let ports = ports();
-    create(
-        &ns,
-        &pool(
-            "pinned",
-            ports,
-            json!({
-                "scaling": {"minNodes": 1, "maxNodes": 1, "bufferParticipants": 0},
-                "mediaNode": {"nodeSelector": {"kubernetes.io/hostname": target.name}}
-            }),
-        ),
-    )
-    .await;
-    create(&ns, &conference("standup", "pinned", 4, json!({}))).await;
+    pinned_pool_with_standup(&ns, ports, &target.name, json!({})).await;
 
     // The operator probed the wrong address and says so; the node is not Ready and the
     // conference is not placed.
@@ -125,15 +142,7 @@ async fn a_node_whose_published_address_does_not_answer_takes_no_conference_unti
         message.contains(&format!("annotation of Node {}", target.name)),
         "{message}"
     );
-    assert_eq!(
-        node.status.clone().unwrap().phase,
-        Some(MediaNodePhase::Starting),
-        "not Ready while its address does not answer"
-    );
-    let waiting = ns.api::<Conference>().get("standup").await.unwrap();
-    let status = waiting.status.clone().unwrap_or_default();
-    assert_eq!(status.media_node, None, "placed on an unreachable node");
-    assert_ne!(status.phase, Some(ConferencePhase::Active));
+    held_back(&ns, &node).await;
 
     // Fixed: the probe reaches the node at its Node's own address.
     drop(annotation);
@@ -191,20 +200,7 @@ async fn a_node_whose_ice_tcp_port_does_not_answer_takes_no_conference_until_ope
     let ports = ports();
     let tcp_port = ports.udp + 1;
     let blocked = TcpBlocked::start(&target.netns(), tcp_port).await;
-    create(
-        &ns,
-        &pool(
-            "pinned",
-            ports,
-            json!({
-                "scaling": {"minNodes": 1, "maxNodes": 1, "bufferParticipants": 0},
-                "mediaNode": {"tcpPort": tcp_port,
-                              "nodeSelector": {"kubernetes.io/hostname": target.name}}
-            }),
-        ),
-    )
-    .await;
-    create(&ns, &conference("standup", "pinned", 4, json!({}))).await;
+    pinned_pool_with_standup(&ns, ports, &target.name, json!({"tcpPort": tcp_port})).await;
 
     // Its UDP port answers, its TCP port does not: not Ready, nothing placed, and the
     // condition names the TCP port and the way out.
@@ -216,12 +212,7 @@ async fn a_node_whose_ice_tcp_port_does_not_answer_takes_no_conference_until_ope
         message.contains("unset spec.mediaNode.tcpPort"),
         "{message}"
     );
-    assert_eq!(
-        node.status.clone().unwrap().phase,
-        Some(MediaNodePhase::Starting)
-    );
-    let waiting = ns.api::<Conference>().get("standup").await.unwrap();
-    assert_eq!(waiting.status.unwrap_or_default().media_node, None);
+    held_back(&ns, &node).await;
 
     // Opened: both ports answer, the node is Ready and takes the conference.
     drop(blocked);

@@ -27,6 +27,21 @@ use common::report;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 
+/// Creates pool `elastic`: nodes of 20 participants and 10 rooms, 1 to 3 of them, a buffer
+/// of 10 participants, and `scaling` over that; then waits for its first Ready node.
+async fn elastic_pool(env: &TestEnv, ns: &TestNamespace, scaling: serde_json::Value) {
+    let mut spec = json!({
+        "nodeCapacity": {"participants": 20, "rooms": 10},
+        "scaling": {"minNodes": 1, "maxNodes": 3, "bufferParticipants": 10}
+    });
+    spec["scaling"]
+        .as_object_mut()
+        .unwrap()
+        .extend(scaling.as_object().unwrap().clone());
+    create(ns, &pool("elastic", ports(), spec)).await;
+    wait_for_ready_nodes(env, ns, 1).await;
+}
+
 /// Conferences by the node hosting them, once all of `names` are Active.
 async fn active_by_node(ns: &TestNamespace, names: &[&str]) -> BTreeMap<String, Vec<String>> {
     wait::until("conferences Active", TIMEOUT, || async {
@@ -61,20 +76,12 @@ fn pool_condition(p: &MediaPool, type_: &str) -> Option<Condition> {
 async fn load_grows_the_pool_past_its_buffer_and_the_emptiest_node_drains_after_the_delay() {
     let (env, ns, operator) = common::start("scale").await;
     let delay = 3;
-    create(
+    elastic_pool(
+        env,
         &ns,
-        &pool(
-            "elastic",
-            ports(),
-            json!({
-                "nodeCapacity": {"participants": 20, "rooms": 10},
-                "scaling": {"minNodes": 1, "maxNodes": 3, "bufferParticipants": 10,
-                            "scaleDownDelaySeconds": delay, "drainTimeoutSeconds": 120}
-            }),
-        ),
+        json!({"scaleDownDelaySeconds": delay, "drainTimeoutSeconds": 120}),
     )
     .await;
-    wait_for_ready_nodes(env, &ns, 1).await;
 
     // 3 × 8 reserved participants: with the buffer of 10 that needs two nodes of 20.
     for name in ["a", "b", "c"] {
@@ -213,21 +220,13 @@ async fn a_node_drained_as_surplus_is_taken_back_when_capacity_is_needed_again()
     let (env, ns, _operator) = common::start("reclaim").await;
     // Distributed, so the second node gets a conference of its own; evacuation off, so a
     // draining node keeps its conferences until they end.
-    create(
+    elastic_pool(
+        env,
         &ns,
-        &pool(
-            "elastic",
-            ports(),
-            json!({
-                "nodeCapacity": {"participants": 20, "rooms": 10},
-                "scaling": {"minNodes": 1, "maxNodes": 3, "bufferParticipants": 10,
-                            "scaleDownDelaySeconds": 2, "drainTimeoutSeconds": 600,
-                            "evacuationRate": 0, "strategy": "Distributed"}
-            }),
-        ),
+        json!({"scaleDownDelaySeconds": 2, "drainTimeoutSeconds": 600,
+               "evacuationRate": 0, "strategy": "Distributed"}),
     )
     .await;
-    wait_for_ready_nodes(env, &ns, 1).await;
     // 4 + 8 of 20 leaves less than the buffer free: a second node starts.
     for (name, size) in [("keep", 4), ("grow", 8)] {
         create(&ns, &conference(name, "elastic", size, json!({}))).await;

@@ -523,6 +523,13 @@ mod tests {
         TcpPort::bind((std::net::Ipv4Addr::LOCALHOST, 0).into()).expect("bind")
     }
 
+    /// A peer connection's endpoint on `port` that takes checks naming ufrag `abcd`.
+    fn peer(port: &TcpPort) -> Arc<TcpEndpoint> {
+        let endpoint = port.endpoint("10.1.2.3:40111".parse().expect("address"));
+        endpoint.accept_fragment("abcd");
+        endpoint
+    }
+
     /// Waits until the port counted `reason` `n` times, then checks the client was closed.
     async fn refused(port: &TcpPort, mut client: TcpStream, reason: TcpRefusal, n: u64) {
         let mut rest = Vec::new();
@@ -577,8 +584,7 @@ mod tests {
     #[tokio::test]
     async fn connections_that_name_no_one_or_send_garbage_are_closed_and_counted() {
         let port = port().await;
-        let endpoint = port.endpoint("10.1.2.3:40111".parse().expect("address"));
-        endpoint.accept_fragment("abcd");
+        let endpoint = peer(&port);
 
         let mut stranger = TcpStream::connect(port.local_addr())
             .await
@@ -621,8 +627,7 @@ mod tests {
     #[tokio::test]
     async fn one_address_holding_silent_connections_does_not_keep_others_out() {
         let port = port().await;
-        let endpoint = port.endpoint("10.1.2.3:40111".parse().expect("address"));
-        endpoint.accept_fragment("abcd");
+        let endpoint = peer(&port);
         let mut silent = Vec::new();
         for _ in 0..OPENING_PER_ADDRESS + 2 {
             silent.push(
@@ -681,8 +686,7 @@ mod tests {
     #[tokio::test]
     async fn a_peer_connection_is_handed_a_bounded_number_of_connections() {
         let port = port().await;
-        let endpoint = port.endpoint("10.1.2.3:40111".parse().expect("address"));
-        endpoint.accept_fragment("abcd");
+        let endpoint = peer(&port);
         let mut clients = Vec::new();
         for _ in 0..CONNECTIONS_PER_PEER {
             let mut client = TcpStream::connect(port.local_addr())
