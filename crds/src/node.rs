@@ -160,6 +160,10 @@ pub struct MediaNodeStatus {
     /// When draining started; the pod is removed at this time plus drainTimeoutSeconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draining_since: Option<Time>,
+    /// Seconds from the MediaNode's creation to its first Ready: how long this pool took to
+    /// start it (pod scheduled, image pulled, process up, address published).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_seconds: Option<u32>,
     /// Load reported by the media node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<NodeLoad>,

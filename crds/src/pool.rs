@@ -146,7 +146,9 @@ pub struct Scaling {
     #[schemars(range(max = 1000000))]
     #[serde(default = "default_buffer")]
     pub buffer_participants: u32,
-    /// How long before a scheduled conference's startTime its capacity is brought up.
+    /// How long before a scheduled conference's startTime it is placed on a Ready node. The
+    /// autoscaler starts nodes for it earlier by the pool's measured node start
+    /// (status.nodeStartupSeconds).
     #[schemars(range(max = 86400))]
     #[serde(default = "default_warmup")]
     pub warmup_seconds: u32,
@@ -570,6 +572,11 @@ pub struct MediaPoolStatus {
     /// once this is older than scaleDownDelaySeconds. Unset while capacity is needed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub surplus_since: Option<Time>,
+    /// The slowest start (creation to Ready) among the pool's media nodes, or the last one
+    /// known when none has started yet. The autoscaler starts nodes for a scheduled
+    /// conference this long before its warm-up begins, so they are Ready when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_startup_seconds: Option<u32>,
     /// TURN relays serving this pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub turn: Option<TurnStatus>,

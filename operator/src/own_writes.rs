@@ -4,9 +4,16 @@
 //! reconciled again before the watch delivered the operator's last write (seconds, when the
 //! API server is busiest) was decided on the old version, and its conditional write was
 //! refused as a conflict, once per retry until the watch caught up.
+//!
+//! A conditional write can also be refused because someone else wrote the object (a media
+//! node its participant count), or because a write whose answer never came (a timeout)
+//! landed. The version it was based on is then known to be outdated, and deciding on it again
+//! would only be refused again: [`OwnWrites::outdated`] says so until the watch brings a
+//! newer version (or for [`OUTDATED_FOR`], should it never come).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use kube::runtime::watcher::Event;
 use kube::{Resource, ResourceExt};
@@ -20,15 +27,22 @@ struct Written<K> {
     object: Arc<K>,
 }
 
-/// The last write of each object, until the watch shows it.
+/// How long a version a write was refused on counts as outdated without the watch showing a
+/// newer one.
+pub const OUTDATED_FOR: Duration = Duration::from_secs(30);
+
+/// The last write of each object, until the watch shows it, and the versions writes were
+/// refused on.
 pub struct OwnWrites<K> {
     by_key: Mutex<HashMap<Key, Written<K>>>,
+    refused: Mutex<HashMap<Key, (String, Instant)>>,
 }
 
 impl<K> Default for OwnWrites<K> {
     fn default() -> Self {
         OwnWrites {
             by_key: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -70,6 +84,35 @@ impl<K: Resource> OwnWrites<K> {
         );
     }
 
+    /// Records that a write based on resourceVersion `rv` of `object` was refused as a
+    /// conflict: the object changed since.
+    pub fn refused(&self, object: &K, rv: Option<String>) {
+        if let Some(rv) = rv {
+            lock(&self.refused).insert(key(object), (rv, Instant::now()));
+        }
+    }
+
+    /// Whether `object` is a version a write was refused on, less than [`OUTDATED_FOR`] ago:
+    /// a newer one exists that the watch has not shown yet.
+    pub fn outdated(&self, object: &K) -> bool {
+        self.outdated_at(object, Instant::now())
+    }
+
+    fn outdated_at(&self, object: &K, now: Instant) -> bool {
+        let k = key(object);
+        let mut refused = lock(&self.refused);
+        let Some((rv, at)) = refused.get(&k) else {
+            return false;
+        };
+        if object.resource_version().as_ref() == Some(rv)
+            && now.saturating_duration_since(*at) < OUTDATED_FOR
+        {
+            return true;
+        }
+        refused.remove(&k);
+        false
+    }
+
     /// Follows the watch: a write is forgotten once the watch shows it (or anything but a
     /// version it replaced), or the object is deleted, so only writes in flight are held.
     pub fn observe(&self, event: &Event<K>) {
@@ -79,6 +122,9 @@ impl<K: Resource> OwnWrites<K> {
             Event::Init | Event::InitDone => return,
         };
         let k = key(object);
+        if deleted {
+            lock(&self.refused).remove(&k);
+        }
         let mut by_key = lock(&self.by_key);
         let stale = by_key.get(&k).is_some_and(|w| {
             object
@@ -129,6 +175,32 @@ mod tests {
         // It shows the write: forgotten.
         assert_eq!(rv(&own.freshest(Arc::new(at("3")))), "3");
         assert_eq!(rv(&own.freshest(Arc::new(at("1")))), "1");
+    }
+
+    #[test]
+    fn a_version_a_write_was_refused_on_is_outdated_until_a_newer_one_or_a_while() {
+        let own = OwnWrites::default();
+        let now = Instant::now();
+        own.refused(&at("4"), Some("4".into()));
+        assert!(own.outdated_at(&at("4"), now));
+        assert!(
+            !own.outdated_at(&at("5"), now),
+            "the watch brought a newer version"
+        );
+        assert!(
+            !own.outdated_at(&at("4"), now),
+            "forgotten once a newer one was seen"
+        );
+        own.refused(&at("6"), Some("6".into()));
+        assert!(
+            !own.outdated_at(&at("6"), Instant::now() + OUTDATED_FOR),
+            "should it never come"
+        );
+        own.refused(&at("7"), None);
+        assert!(!own.outdated_at(&at("7"), now));
+        own.refused(&at("8"), Some("8".into()));
+        own.observe(&Event::Delete(at("8")));
+        assert!(!own.outdated_at(&at("8"), now), "deleted");
     }
 
     #[test]

@@ -326,6 +326,7 @@ impl Context {
                 .and_then(|s| find_condition(&s.conditions, labels::condition::ADDRESS_REACHABLE))
                 .is_some_and(|c| c.status == "False"),
             drained_as_surplus: node.spec.draining && drained_as_surplus(node),
+            startup_seconds: status.and_then(|s| s.startup_seconds).map(i64::from),
         }
     }
 

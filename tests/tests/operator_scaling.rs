@@ -1,8 +1,9 @@
 //! End to end against the real control plane and real kubelets: a pool grows past its buffer
 //! when conferences reserve capacity and shrinks after the delay by draining its emptiest node
 //! (never the one with a live conference) and takes a node drained as surplus back before
-//! starting another when capacity is needed again; a scheduled conference gets a Ready node before it
-//! starts; a spec no cluster can run and a lost Secret are reported and recover once fixed; a
+//! starting another when capacity is needed again; a scheduled conference gets a Ready node
+//! before it starts, and the pool starts a node for one its measured node start before the
+//! warm-up; a spec no cluster can run and a lost Secret are reported and recover once fixed; a
 //! restarted operator rebuilds its state from the API without duplicates or orphans.
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
@@ -326,7 +327,24 @@ async fn a_scheduled_conference_has_a_ready_node_before_it_starts() {
     .await;
     let rfc3339 = |t: k8s_openapi::jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let now = k8s_openapi::jiff::Timestamp::now;
-    // Beyond the warm-up window: no capacity yet.
+    wait::until("the pool reconciled with no node", TIMEOUT, || async {
+        let p = ns.api::<MediaPool>().get("scheduled").await.ok()?;
+        let s = p.status?;
+        (s.observed_generation.is_some() && s.desired_nodes == 0).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    // The pool has no node, and remembers that its nodes took 30 s to start (here they take
+    // about one): capacity for a booking comes up that long before its warm-up.
+    ns.api::<MediaPool>()
+        .patch_status(
+            "scheduled",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"nodeStartupSeconds": 30}})),
+        )
+        .await
+        .unwrap();
+    // Beyond the warm-up window and the start lead: no capacity yet.
     let later = now() + k8s_openapi::jiff::SignedDuration::from_hours(2);
     create(
         &ns,
@@ -338,20 +356,52 @@ async fn a_scheduled_conference_has_a_ready_node_before_it_starts() {
         ),
     )
     .await;
-    wait::until("the pool reconciled with no node", TIMEOUT, || async {
-        let p = ns.api::<MediaPool>().get("scheduled").await.ok()?;
-        let s = p.status?;
-        (s.observed_generation.is_some() && s.desired_nodes == 0).then_some(())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
     touch_and_wait_for_pool_reconcile(env, &ns, &operator, "scheduled").await;
     assert!(
         all_nodes(&ns).await.is_empty(),
         "no node for a conference 2 h away"
     );
 
-    // Whole seconds: the startTime the operator reads is written to the second.
+    // Whole seconds: the startTime the operator reads is written to the second. The retro's
+    // warm-up begins in 20 s, within the 30 s lead: its node starts now.
+    let retro_start =
+        k8s_openapi::jiff::Timestamp::from_second(now().as_second() + 60 + 20).unwrap();
+    let warmup_begins = retro_start - k8s_openapi::jiff::SignedDuration::from_secs(60);
+    create(
+        &ns,
+        &conference(
+            "retro",
+            "scheduled",
+            10,
+            json!({"startTime": rfc3339(retro_start)}),
+        ),
+    )
+    .await;
+    let node = wait::until("a node for the retro", TIMEOUT, || async {
+        all_nodes(&ns).await.into_iter().next()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    let created = node.metadata.creation_timestamp.clone().unwrap().0;
+    assert!(
+        created < warmup_begins,
+        "the retro's node was created at {created}, not before its warm-up began at {warmup_begins}"
+    );
+    let node = node.name_any();
+    // Once it ran, the pool's figure is its own measured start.
+    let measured = wait::until("the node's measured start", TIMEOUT, || async {
+        let n = ns.api::<MediaNode>().get(&node).await.ok()?;
+        n.status?.startup_seconds
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    wait::until("the pool's figure from its node", TIMEOUT, || async {
+        let p = ns.api::<MediaPool>().get("scheduled").await.ok()?;
+        (p.status?.node_startup_seconds == Some(measured)).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+
     let start = k8s_openapi::jiff::Timestamp::from_second(now().as_second() + 25).unwrap();
     create(
         &ns,
@@ -363,29 +413,26 @@ async fn a_scheduled_conference_has_a_ready_node_before_it_starts() {
         ),
     )
     .await;
-    let (node, ready_at) = wait::until(
-        "a Ready node for the scheduled standup",
-        TIMEOUT,
-        || async {
-            let ready = ready_nodes(&ns).await;
-            ready.first().map(|n| (n.name_any(), now()))
-        },
-    )
+    let placed = wait::until("the standup placed", TIMEOUT, || async {
+        let c = ns.api::<Conference>().get("standup").await.ok()?;
+        let s = c.status?;
+        s.media_node.clone().map(|n| (n, s.phase, now()))
+    })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    let (on, phase, placed_at) = placed;
     assert!(
-        ready_at < start,
-        "node Ready at {ready_at}, after the start at {start}"
+        placed_at < start,
+        "placed at {placed_at}, after the start at {start}"
     );
-    let scheduled = ns.api::<Conference>().get("standup").await.unwrap();
-    let s = scheduled.status.unwrap_or_default();
+    assert_eq!(
+        phase,
+        Some(ConferencePhase::Scheduled),
+        "before its start the standup is Scheduled"
+    );
     assert!(
-        matches!(
-            s.phase,
-            Some(ConferencePhase::Scheduled | ConferencePhase::Pending)
-        ),
-        "before its start the standup is Scheduled (or not yet placed), not {:?}",
-        s.phase
+        ready_nodes(&ns).await.iter().any(|n| n.name_any() == on),
+        "placed on a Ready node"
     );
     let active = wait::until("the standup Active at its start", TIMEOUT, || async {
         let c = ns.api::<Conference>().get("standup").await.ok()?;
@@ -395,7 +442,7 @@ async fn a_scheduled_conference_has_a_ready_node_before_it_starts() {
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
     assert!(now() >= start, "Active before its startTime");
-    assert_eq!(active.media_node, Some(node));
+    assert_eq!(active.media_node, Some(on));
     let quarterly = ns.api::<Conference>().get("quarterly").await.unwrap();
     assert!(
         quarterly.status.and_then(|s| s.media_node).is_none(),

@@ -19,7 +19,9 @@ use kube::runtime::controller::Action;
 use tracing::info;
 
 use super::{apply_status_at, event};
-use crate::decide::conference::{ConferenceFacts, Host, HostNode, MoveReason, Step, step};
+use crate::decide::conference::{
+    ConferenceFacts, Host, HostNode, MoveReason, Step, phase_event, step,
+};
 use crate::decide::evacuation::EvacuationBudget;
 use crate::decide::liveness::Liveness;
 use crate::decide::placement::{NoFitReason, Placement, PlacementPolicy, PlacementRequest, place};
@@ -37,6 +39,11 @@ use ConferencePhase::*;
 pub async fn reconcile(conf: Arc<Conference>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile("conference");
     let conf = ctx.caches.own_conferences.freshest(conf);
+    if ctx.caches.own_conferences.outdated(&conf) {
+        // A write on this version was refused: the watch brings the newer one and with it
+        // the next reconcile; deciding on this one would be refused again.
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
     let ckey = key(conf.as_ref());
     let status = conf.status.clone().unwrap_or_default();
     let phase = status.phase.unwrap_or(Pending);
@@ -227,7 +234,7 @@ async fn stay(
     recheck: Option<i64>,
 ) -> Result<Action> {
     let t = now();
-    let phase_changed = status.phase != Some(phase);
+    let announce = phase_event(status.phase, phase);
     if phase == Active && status.active_since.is_none() {
         status.active_since = Some(t.clone());
     }
@@ -238,7 +245,7 @@ async fn stay(
         .or(status.join);
     let on = status.media_node.clone().unwrap_or_default();
     write(ctx, conf, status, None).await?;
-    if phase_changed {
+    if announce {
         event(
             ctx,
             conf,
@@ -589,23 +596,36 @@ async fn write(
     status: ConferenceStatus,
     label: Option<(&str, Option<&str>)>,
 ) -> Result<()> {
-    let seen = conf.resource_version();
+    let mut based_on = conf.resource_version();
+    let written = write_in_order(ctx, conf, status, label, &mut based_on).await;
+    if let Err(e) = &written
+        && e.kind() == "conflict"
+    {
+        // The version the refused write was based on is outdated.
+        ctx.caches.own_conferences.refused(conf, based_on);
+    }
+    written
+}
+
+/// [`write`]'s two writes, in its order, each at the version the one before produced;
+/// `based_on` follows the version the next write is based on.
+async fn write_in_order(
+    ctx: &Context,
+    conf: &Conference,
+    status: ConferenceStatus,
+    label: Option<(&str, Option<&str>)>,
+    based_on: &mut Option<String>,
+) -> Result<()> {
     if matches!(label, Some((_, None))) {
-        let rv = remember(
-            ctx,
-            seen.clone(),
-            write_metadata(ctx, conf, label, seen).await?,
-        );
-        let rv2 = write_status(ctx, conf, status, rv.clone()).await?;
-        remember(ctx, rv, rv2);
+        let written = write_metadata(ctx, conf, label, based_on.clone()).await?;
+        *based_on = remember(ctx, based_on.clone(), written);
+        let written = write_status(ctx, conf, status, based_on.clone()).await?;
+        remember(ctx, based_on.clone(), written);
     } else {
-        let rv = remember(
-            ctx,
-            seen.clone(),
-            write_status(ctx, conf, status, seen).await?,
-        );
-        let rv2 = write_metadata(ctx, conf, label, rv.clone()).await?;
-        remember(ctx, rv, rv2);
+        let written = write_status(ctx, conf, status, based_on.clone()).await?;
+        *based_on = remember(ctx, based_on.clone(), written);
+        let written = write_metadata(ctx, conf, label, based_on.clone()).await?;
+        remember(ctx, based_on.clone(), written);
     }
     Ok(())
 }

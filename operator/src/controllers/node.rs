@@ -19,7 +19,9 @@ use tracing::info;
 use super::{apply_params, apply_status, event, paced};
 use crate::decide::disruption::{DisruptionObservation, drain_cause};
 use crate::decide::lifecycle::{NodeObservation, PodObservation, node_phase};
-use crate::decide::node_status::{DrainProgress, NodeFacts, node_step, should_create_pod};
+use crate::decide::node_status::{
+    DrainProgress, NodeFacts, node_step, should_create_pod, startup_seconds,
+};
 use crate::decide::pool_spec;
 use crate::decide::reachability::{self, ProbeRecord, ProbeTarget, Reachability, Unanswered};
 use crate::decide::signaling::{Signaling, signaling_url};
@@ -111,6 +113,13 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
         addresses: Some(addresses),
         reserved_participants: Some(reserved.participants),
         draining_since: draining.then(|| old.draining_since.clone().unwrap_or_else(|| t.clone())),
+        startup_seconds: startup_seconds(
+            old.startup_seconds,
+            current,
+            verdict.phase,
+            node.metadata.creation_timestamp.as_ref().map(secs),
+            secs(&t),
+        ),
         load: None,
         last_heartbeat: None,
         conditions: old.conditions.clone(),

@@ -111,6 +111,7 @@ async fn gather(
         waiting,
         in_flight,
         surplus_since: old.surplus_since.as_ref().map(secs),
+        node_startup_seconds: old.node_startup_seconds.map(i64::from),
         heartbeats_flowed: find_condition(&old.conditions, labels::condition::HEARTBEATS)
             .is_none_or(|c| c.status == "True"),
         secret_problem,
@@ -591,6 +592,7 @@ fn pool_status(
         capacity: f.capacity,
         updated_nodes: f.updated_nodes,
         surplus_since: f.surplus_since.map(at),
+        node_startup_seconds: f.node_startup_seconds.and_then(|s| u32::try_from(s).ok()),
         turn,
         conditions,
         observed_generation: pool.metadata.generation,

@@ -1,13 +1,15 @@
 //! Autoscaling: how many media nodes a pool needs, which to drain and which to delete.
 //!
 //! Demand is what live nodes have committed (reserved or reported, whichever is larger), plus
-//! conferences waiting for placement (ad hoc, or scheduled to start within the warm-up window),
-//! plus the pool's buffer of spare participants, looking ahead over the warm-up window: a
-//! reservation counts only over its conference's span (`reservation`), so a meeting booked for
-//! 10:00 is carried by the room of one that ends at 10:00 instead of by a new node. Waiting conferences are packed (first fit,
-//! largest first) onto the free room of live nodes, opening new nodes where none fits; then
-//! nodes are added until the free participants on live nodes reach the buffer. Everything is
-//! clamped to minNodes..=maxNodes.
+//! conferences waiting for placement (ad hoc, or scheduled to start within the look-ahead),
+//! plus the pool's buffer of spare participants, over the look-ahead: the warm-up window plus
+//! the time the pool's nodes take to start (`startup_lead`), so that the capacity a scheduled
+//! conference needs is Ready when its warm-up begins and it is placed. A reservation counts
+//! only over its conference's span (`reservation`), so a meeting booked for 10:00 is carried
+//! by the room of one that ends at 10:00 instead of by a new node. Waiting conferences are
+//! packed (first fit, largest first) onto the free room of live nodes, opening new nodes where
+//! none fits; then nodes are added until the free participants on live nodes reach the
+//! buffer. Everything is clamped to minNodes..=maxNodes.
 //!
 //! Growing takes back nodes the autoscaler drained as surplus before it creates new ones: a
 //! draining node that still hosts rooms is running anyway, Ready at once, and its meetings
@@ -65,13 +67,41 @@ pub struct ScalingInput<'a> {
     pub policy: &'a ScalingPolicy,
     /// Every MediaNode of the pool, in any phase.
     pub nodes: &'a [NodeView],
-    /// Conferences not yet placed. Scheduled ones starting later than now + warmup are
-    /// ignored by the autoscaler (it filters them itself).
+    /// Conferences not yet placed. Scheduled ones starting later than the look-ahead (now +
+    /// warm-up + startup lead) are ignored by the autoscaler (it filters them itself).
     pub waiting: &'a [WaitingConference],
     /// `status.surplusSince` of the pool.
     pub surplus_since: Option<UnixSeconds>,
+    /// How long a new node takes to start (`startup_lead`): capacity for a scheduled
+    /// conference is brought up this long before its warm-up begins, so it is Ready then.
+    pub startup_lead: i64,
     /// The time.
     pub now: UnixSeconds,
+}
+
+impl ScalingInput<'_> {
+    /// How far ahead scheduled conferences count as demand: the warm-up, plus the time a node
+    /// takes to start.
+    fn lookahead(&self) -> i64 {
+        self.policy
+            .warmup_seconds
+            .max(0)
+            .saturating_add(self.startup_lead.clamp(0, MAX_STARTUP_LEAD))
+    }
+}
+
+/// The longest start the autoscaler plans ahead for: a slower one is a stuck node, not a
+/// measure of how long the next takes.
+pub const MAX_STARTUP_LEAD: i64 = 3600;
+
+/// How long the pool's nodes take to start: the slowest start (creation to first Ready) among
+/// its nodes, or `known` (the pool's last figure) when none of them has started.
+pub fn startup_lead(nodes: &[NodeView], known: Option<i64>) -> Option<i64> {
+    nodes
+        .iter()
+        .filter_map(|n| n.startup_seconds)
+        .max()
+        .or(known)
 }
 
 /// What to do.
@@ -301,8 +331,8 @@ fn judge_draining(node: &NodeView, timeout: i64, now: UnixSeconds) -> Draining {
     }
 }
 
-/// The moments the plan looks at: from now to the end of the warm-up window, within which
-/// every waiting or placed scheduled conference starts.
+/// The moments the plan looks at: from now to the end of the look-ahead, within which every
+/// waiting scheduled conference it counts starts.
 #[derive(Clone, Copy)]
 struct Horizon {
     now: UnixSeconds,
@@ -317,7 +347,7 @@ fn horizon(input: &ScalingInput<'_>) -> Horizon {
             Some(
                 input
                     .now
-                    .saturating_add(input.policy.warmup_seconds.max(0))
+                    .saturating_add(input.lookahead())
                     .saturating_add(1),
             ),
         ),
@@ -335,13 +365,13 @@ impl Horizon {
 struct Waiting {
     /// Their reservations, largest first.
     due: Vec<Reservation>,
-    /// Seconds until the next scheduled conference enters the warm-up window.
+    /// Seconds until the next scheduled conference enters the look-ahead.
     next_due_in: Option<i64>,
 }
 
 impl Waiting {
     fn due(input: &ScalingInput<'_>) -> Self {
-        let warmup = input.policy.warmup_seconds;
+        let lookahead = input.lookahead();
         let mut waiting = Waiting {
             due: Vec::new(),
             next_due_in: None,
@@ -350,13 +380,13 @@ impl Waiting {
             let starts_in = conference
                 .start_time
                 .map_or(0, |start| start.saturating_sub(input.now));
-            if starts_in <= warmup {
+            if starts_in <= lookahead {
                 waiting.due.push(Reservation {
                     usage: Usage::conference(conference.max_participants),
                     span: Span::of(conference.start_time, conference.end_time),
                 });
             } else {
-                let due_in = starts_in.saturating_sub(warmup);
+                let due_in = starts_in.saturating_sub(lookahead);
                 waiting.next_due_in = earliest(waiting.next_due_in, Some(due_in));
             }
         }
@@ -666,6 +696,7 @@ mod tests {
             outdated: false,
             unreachable: false,
             drained_as_surplus: false,
+            startup_seconds: None,
         }
     }
 
@@ -766,6 +797,7 @@ mod tests {
                 nodes: &case.nodes,
                 waiting: &case.waiting,
                 surplus_since: case.surplus_since,
+                startup_lead: 0,
                 now: NOW,
             });
             assert_eq!(got, case.want, "{}", case.what);
@@ -993,6 +1025,53 @@ mod tests {
         ]);
     }
 
+    #[test]
+    fn capacity_for_a_scheduled_conference_starts_a_node_start_before_its_warm_up() {
+        let policy = policy();
+        let nodes = [node("a", 0)];
+        let lead = |startup_lead, starts_in| {
+            plan(&ScalingInput {
+                policy: &policy,
+                nodes: &nodes,
+                waiting: &[starting_in(starts_in, 180)],
+                surplus_since: None,
+                startup_lead,
+                now: NOW,
+            })
+        };
+        // Warm-up 300 s, nodes take 100 s to start: at 400 s before its start the node is
+        // created, so it is Ready when the conference is placed.
+        assert_eq!(lead(100, 400), adding(1, 2));
+        assert_eq!(
+            lead(100, 450),
+            ScalingPlan {
+                desired_nodes: 1,
+                recheck_after: Some(50),
+                ..ScalingPlan::default()
+            }
+        );
+        // A start slower than an hour is a stuck node: the autoscaler looks no further.
+        assert_eq!(lead(100_000, 300 + MAX_STARTUP_LEAD), adding(1, 2));
+        assert_eq!(lead(100_000, 301 + MAX_STARTUP_LEAD).add, 0);
+    }
+
+    #[test]
+    fn the_startup_lead_is_the_slowest_start_of_the_pool_or_the_last_known() {
+        let started = |name, seconds| NodeView {
+            startup_seconds: seconds,
+            ..node(name, 0)
+        };
+        let pool = [
+            started("a", Some(40)),
+            started("b", Some(95)),
+            started("c", None),
+        ];
+        assert_eq!(startup_lead(&pool, Some(300)), Some(95));
+        assert_eq!(startup_lead(&pool[2..], Some(300)), Some(300));
+        assert_eq!(startup_lead(&pool[2..], None), None);
+        assert_eq!(startup_lead(&[], None), None);
+    }
+
     /// A Ready node holding reservations of `held` (participants, span) only.
     fn holding(name: &str, held: &[(u32, Span)]) -> NodeView {
         NodeView {
@@ -1179,6 +1258,7 @@ mod tests {
         NodeView {
             phase: MediaNodePhase::Draining,
             drained_as_surplus: true,
+            startup_seconds: None,
             reported: Usage {
                 participants: 0,
                 rooms,
@@ -1227,6 +1307,7 @@ mod tests {
                     node("a", 180),
                     NodeView {
                         drained_as_surplus: false,
+                        startup_seconds: None,
                         ..drained_as_surplus(node("hand", 10))
                     },
                     NodeView {
@@ -1564,6 +1645,7 @@ mod tests {
                         outdated: false,
                         unreachable: false,
                         drained_as_surplus: false,
+                        startup_seconds: None,
                     },
                 )
                 .collect()
@@ -1629,6 +1711,7 @@ mod tests {
             nodes,
             waiting,
             surplus_since,
+            startup_lead: 0,
             now: NOW,
         })
     }
@@ -1861,6 +1944,7 @@ mod tests {
                 nodes: &nodes,
                 waiting: &waiting,
                 surplus_since: since,
+                startup_lead: 0,
                 now,
             };
             let _ = plan(&input);

@@ -140,6 +140,14 @@ pub enum Step {
     },
 }
 
+/// Whether a conference going from phase `from` to `to` gets an Event. The end of a move
+/// (Migrating to Active or Scheduled) does; a booked meeting starting (Scheduled to Active)
+/// is routine, hundreds at once on the hour, and its phase says it, as a first placement's
+/// Placed condition does.
+pub fn phase_event(from: Option<ConferencePhase>, to: ConferencePhase) -> bool {
+    from != Some(to) && !(from == Some(Scheduled) && to == Active)
+}
+
 /// The next step for conference `c`, hosted by `host` (the node holding its reservation), at
 /// `now`.
 pub fn step(c: &ConferenceFacts<'_>, host: Option<&Host<'_>>, now: UnixSeconds) -> Step {
@@ -364,6 +372,14 @@ mod tests {
                 Step::End(EndReason::EndTimeReached),
             ),
         ]);
+    }
+
+    #[test]
+    fn a_booked_meeting_starting_gets_no_event_the_end_of_a_move_does() {
+        assert!(!phase_event(Some(Scheduled), Active));
+        assert!(!phase_event(Some(Active), Active));
+        assert!(phase_event(Some(Migrating), Active));
+        assert!(phase_event(Some(Migrating), Scheduled));
     }
 
     #[test]

@@ -73,6 +73,8 @@ pub struct NodeView {
     /// take the drain back when the pool needs capacity again. False for a node drained by
     /// hand, by a rollout or because its Kubernetes node is leaving.
     pub drained_as_surplus: bool,
+    /// `status.startupSeconds`: how long it took from creation to its first Ready.
+    pub startup_seconds: Option<i64>,
 }
 
 /// Whether a node in `phase`, with `spec.draining` as `draining`, is live: Pending, Starting

@@ -22,6 +22,26 @@ pub fn should_create_pod(
     !has_pod && matches!(phase, None | Some(MediaNodePhase::Pending)) && !draining && spec_runs
 }
 
+/// `status.startupSeconds` of a node going from phase `was` to `now_in`: kept once known;
+/// measured from its creation when it first becomes Ready (from Pending or Starting, not a
+/// drain taken back); unknown otherwise.
+pub fn startup_seconds(
+    known: Option<u32>,
+    was: Option<MediaNodePhase>,
+    now_in: MediaNodePhase,
+    created: Option<UnixSeconds>,
+    now: UnixSeconds,
+) -> Option<u32> {
+    let starting = matches!(
+        was,
+        None | Some(MediaNodePhase::Pending | MediaNodePhase::Starting)
+    );
+    known.or_else(|| {
+        let created = created.filter(|_| starting && now_in == MediaNodePhase::Ready)?;
+        u32::try_from(now.saturating_sub(created).max(0)).ok()
+    })
+}
+
 /// A draining node's progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DrainProgress {
@@ -187,6 +207,33 @@ mod tests {
 
     fn condition<'a>(step: &'a NodeStep, type_: &str) -> Option<&'a ConditionIntent> {
         step.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    #[test]
+    fn the_startup_is_measured_once_when_a_new_node_first_becomes_ready() {
+        use MediaNodePhase::*;
+        let created = Some(1000);
+        // (known, was, now in, created, want)
+        let cases = [
+            (None, Some(Starting), Ready, created, Some(42)),
+            (None, Some(Pending), Ready, created, Some(42)),
+            (None, None, Ready, created, Some(42)),
+            (None, Some(Starting), Starting, created, None),
+            // A drain taken back, or a node that was Ready before the operator measured
+            // starts: its age is not a start.
+            (None, Some(Draining), Ready, created, None),
+            (None, Some(Ready), Ready, created, None),
+            (None, Some(Starting), Ready, None, None),
+            (Some(7), Some(Ready), Draining, created, Some(7)),
+            (Some(7), Some(Starting), Ready, created, Some(7)),
+        ];
+        for (known, was, now_in, created, want) in cases {
+            assert_eq!(
+                startup_seconds(known, was, now_in, created, 1042),
+                want,
+                "{known:?} {was:?} -> {now_in:?}"
+            );
+        }
     }
 
     #[test]

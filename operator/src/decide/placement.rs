@@ -225,6 +225,7 @@ mod tests {
             outdated: false,
             unreachable: false,
             drained_as_surplus: false,
+            startup_seconds: None,
         }
     }
 
@@ -763,6 +764,7 @@ mod tests {
                         region: region.map(str::to_owned),
                         outdated: false,
                         drained_as_surplus: false,
+                        startup_seconds: None,
                         unreachable: false,
                     },
                 )

@@ -41,6 +41,8 @@ pub struct PoolFacts {
     pub in_flight: u32,
     /// `status.surplusSince`.
     pub surplus_since: Option<UnixSeconds>,
+    /// `status.nodeStartupSeconds`: how long the pool's nodes took to start, last known.
+    pub node_startup_seconds: Option<i64>,
     /// The Heartbeats condition was True, or not set yet.
     pub heartbeats_flowed: bool,
     /// What is wrong with the pool's Secret, if anything.
@@ -142,6 +144,8 @@ pub struct PoolFigures {
     pub updated_nodes: u32,
     /// The new `status.surplusSince`.
     pub surplus_since: Option<UnixSeconds>,
+    /// The new `status.nodeStartupSeconds` (`autoscale::startup_lead`).
+    pub node_startup_seconds: Option<i64>,
 }
 
 /// An Event to emit on the pool.
@@ -195,7 +199,8 @@ pub struct PoolStep {
 
 /// The step for a pool with these facts.
 pub fn pool_step(f: &PoolFacts) -> PoolStep {
-    let (plan, rollout) = plans(f);
+    let startup_lead = autoscale::startup_lead(&f.nodes, f.node_startup_seconds);
+    let (plan, rollout) = plans(f, startup_lead.unwrap_or(0));
     let scaling = Scaling {
         desired_nodes: plan.desired_nodes,
         add: plan
@@ -229,6 +234,7 @@ pub fn pool_step(f: &PoolFacts) -> PoolStep {
         desired_nodes: plan.desired_nodes,
         updated_nodes: rollout.updated,
         surplus_since: plan.surplus_since,
+        node_startup_seconds: startup_lead,
         ..count(&f.nodes)
     };
 
@@ -282,12 +288,13 @@ pub fn pool_step(f: &PoolFacts) -> PoolStep {
 /// run (a new media node could not serve TLS signaling without its certificate), so nothing
 /// old is replaced either; what runs is left alone, but surplus is still drained and failed
 /// nodes deleted.
-fn plans(f: &PoolFacts) -> (ScalingPlan, RolloutPlan) {
+fn plans(f: &PoolFacts, startup_lead: i64) -> (ScalingPlan, RolloutPlan) {
     let input = ScalingInput {
         policy: &f.scaling,
         nodes: &f.nodes,
         waiting: &f.waiting,
         surplus_since: f.surplus_since,
+        startup_lead,
         now: f.now,
     };
     let mut plan = autoscale::plan(&input);
@@ -370,6 +377,7 @@ mod tests {
             outdated: old,
             unreachable: false,
             drained_as_surplus: false,
+            startup_seconds: None,
         }
     }
 
@@ -394,6 +402,7 @@ mod tests {
             waiting: Vec::new(),
             in_flight: 0,
             surplus_since: None,
+            node_startup_seconds: None,
             heartbeats_flowed: true,
             secret_problem: None,
             spec_problems: Vec::new(),

@@ -284,6 +284,7 @@ mod tests {
             outdated: old,
             unreachable: false,
             drained_as_surplus: false,
+            startup_seconds: None,
         }
     }
 

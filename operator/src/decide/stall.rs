@@ -69,6 +69,7 @@ mod tests {
             outdated: false,
             unreachable: false,
             drained_as_surplus: false,
+            startup_seconds: None,
         }
     }
 
