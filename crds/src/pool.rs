@@ -37,6 +37,7 @@ use crate::shared::{NodeCapacity, PortRange};
 #[x_kube(validation = Rule::new("has(self.mediaNode.metricsPort) ? self.mediaNode.metricsPort != self.mediaNode.signalingPort : self.mediaNode.signalingPort < 65535").message("spec.mediaNode.metricsPort must differ from spec.mediaNode.signalingPort (it defaults to signalingPort + 1, so set it when signalingPort is 65535)"))]
 #[x_kube(validation = Rule::new("(has(self.mediaNode.metricsPort) ? self.mediaNode.metricsPort : self.mediaNode.signalingPort + 1) != self.turn.port").message("spec.mediaNode.metricsPort (default signalingPort + 1) must differ from spec.turn.port: media nodes and relays listen on their Nodes' own ports"))]
 #[x_kube(validation = Rule::new("!has(self.mediaNode.tcpPort) || (self.mediaNode.tcpPort != self.mediaNode.signalingPort && self.mediaNode.tcpPort != (has(self.mediaNode.metricsPort) ? self.mediaNode.metricsPort : self.mediaNode.signalingPort + 1))").message("spec.mediaNode.tcpPort must differ from spec.mediaNode.signalingPort and spec.mediaNode.metricsPort (default signalingPort + 1)"))]
+#[x_kube(validation = Rule::new("!(self.mediaNode.hostNetwork && self.mediaNode.exposure == 'NodePort')").message("spec.mediaNode.exposure NodePort needs spec.mediaNode.hostNetwork false: a media node on the host network is reached on its own ports; remove one of the two"))]
 #[x_kube(validation = Rule::new("!has(self.mediaNode.tcpPort) || !self.turn.enabled || (self.mediaNode.tcpPort != self.turn.port && (!has(self.turn.tls) || self.mediaNode.tcpPort != self.turn.tls.port))").message("spec.mediaNode.tcpPort must differ from spec.turn.port and spec.turn.tls.port: relays and media nodes listen on their Nodes' own ports"))]
 #[x_kube(validation = Rule::new("(has(self.region) ? self.region : '') == (has(oldSelf.region) ? oldSelf.region : '')").message("spec.region is immutable: conferences were placed by it; create a new pool for another region"))]
 pub struct MediaPoolSpec {
@@ -126,6 +127,22 @@ pub enum Strategy {
     Packed,
     /// Spread conferences onto the least-loaded node, to limit the blast radius of a node.
     Distributed,
+}
+
+/// How clients reach a media node's signaling and media ports.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+pub enum Exposure {
+    /// The pod publishes its ports as hostPorts (or binds them on the host network): clients
+    /// reach them at the Node's address, on the pool's own port numbers. One media node of
+    /// the pool per Kubernetes node.
+    #[default]
+    HostPort,
+    /// A NodePort Service per media node, `externalTrafficPolicy: Local` (the client's
+    /// address reaches the media node unchanged): clients reach it at the Node's address on
+    /// the ports the API server allocated, which the operator publishes. The pod holds no
+    /// host port, so several media nodes of one pool can share a Kubernetes node. Open the
+    /// cluster's NodePort range (30000-32767 by default) instead of the pool's ports.
+    NodePort,
 }
 
 /// Scaling policy of a pool.
@@ -261,6 +278,11 @@ pub struct MediaNodeTemplate {
     /// Node's address serves both ports through the CNI's port mapping.
     #[serde(default)]
     pub host_network: bool,
+    /// How clients reach the media nodes: `HostPort` (the default: the pod's hostPorts, or
+    /// the host network) or `NodePort` (a NodePort Service per media node; not with
+    /// hostNetwork).
+    #[serde(default)]
+    pub exposure: Exposure,
     /// Nodes the media-node pods may be scheduled on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<BTreeMap<String, String>>,
@@ -338,6 +360,7 @@ impl Default for MediaNodeTemplate {
             udp_port_range: None,
             tcp_port: None,
             host_network: false,
+            exposure: Exposure::HostPort,
             node_selector: None,
             tolerations: None,
             affinity: None,

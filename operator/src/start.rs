@@ -142,6 +142,7 @@ pub async fn run(kube_config: kube::Config, config: RunConfig) -> anyhow::Result
         turn_applied: Mutex::default(),
         identity_applied: Mutex::default(),
         budgets_applied: Mutex::default(),
+        node_ports: Mutex::default(),
         probes: Mutex::default(),
         templates: Mutex::default(),
         stalls: Mutex::default(),

@@ -88,6 +88,9 @@ pub struct Context {
     /// Media nodes whose pod's PodDisruptionBudget this process applied (removed once the node
     /// drained or failed).
     pub budgets_applied: Mutex<std::collections::HashSet<Key>>,
+    /// The node ports of media nodes' Services this process applied (NodePort exposure;
+    /// removed once the node drained or failed).
+    pub node_ports: Mutex<HashMap<Key, crate::resources::node_service::NodePorts>>,
     /// The pod-template hash of each pool's media nodes, by pool generation (see
     /// `Context::template_hash`).
     pub templates: Mutex<HashMap<Key, (i64, String)>>,
@@ -221,6 +224,7 @@ impl Context {
     pub fn forget_node(&self, k: &Key) {
         self.node_pacer.forget(k);
         lock(&self.budgets_applied).remove(k);
+        lock(&self.node_ports).remove(k);
         lock(&self.probes).remove(k);
         lock(&self.seen).remove(&format!("medianode/{k:?}"));
     }

@@ -17,8 +17,10 @@
 //! only over TURN TLS on port 443 (`relay=tls`) flows once the pool's Secret exists (before,
 //! its TurnTLS condition names the missing Secret). Two pools pinned to one Kubernetes node, off
 //! the host network, each carry a call, and each media node holds one UDP socket, idle or in
-//! the call (`ss -uanp` in its pod). Browsers whose network drops all UDP to the media node
-//! call over its one TCP port (ICE-TCP). Screenshots go to the test artifacts.
+//! the call (`ss -uanp` in its pod); two media nodes of one pool share a Kubernetes node behind
+//! NodePort Services, with no host port, each carrying a call. Browsers whose network drops all
+//! UDP to the media node call over its one TCP port (ICE-TCP). Screenshots go to the test
+//! artifacts.
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
 
@@ -36,7 +38,7 @@ use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaPool, labels};
 use conclave_testenv::images::Image;
 use conclave_testenv::operator::Operator;
 use conclave_testenv::{TestEnv, TestNamespace, wait};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
@@ -1280,28 +1282,7 @@ async fn two_media_nodes_share_a_kubernetes_node_and_each_call_uses_one_udp_port
     }
 
     let mut browsers = Chromium::start(&env.artifacts().join("browser-port")).await;
-    let all: Vec<&str> = calls.iter().flat_map(|(_, _, names)| *names).collect();
-    let mut urls = Vec::new();
-    for (pool_name, conference_name, names) in calls {
-        let placed = conference_named(env, &ns, pool_name, conference_name, 4).await;
-        let url = join_url(&placed);
-        let (key, _) = keys_of(&ns, pool_name).await;
-        let links: Vec<(&str, String)> = names
-            .iter()
-            .map(|n| (*n, link_to(conference_name, &url, &key, n, "")))
-            .collect();
-        open_all(&mut browsers, &links).await;
-        urls.push(url);
-    }
-    assert_ne!(urls[0], urls[1], "each call has its own media node");
-    all_connected(env, &ns, &mut browsers, &all).await;
-    for (_, _, [a, b]) in calls {
-        for (n, other) in [(a, b), (b, a)] {
-            if let Err(e) = video_flows(&mut browsers, n, &[(other, "camera")]).await {
-                fail(env, &ns, &mut browsers, &all, &e).await;
-            }
-        }
-    }
+    two_calls(env, &ns, &mut browsers, calls).await;
     for (name, (pid, idle_count)) in &idle {
         let sockets = conclave_testenv::sockets::udp_sockets(*pid).await.unwrap();
         println!("{name} in a call, ss -uanp:\n{}", sockets.join("\n"));
@@ -1312,6 +1293,126 @@ async fn two_media_nodes_share_a_kubernetes_node_and_each_call_uses_one_udp_port
         );
     }
     screenshot(env, &mut browsers, "carol", "two-nodes-one-host").await;
+    browsers.close().await;
+}
+
+/// Two calls of two browsers each, `(pool, conference, [names])`: each conference placed on
+/// its own media node, every browser connected and receiving the other's camera; returns
+/// their join URLs.
+async fn two_calls(
+    env: &TestEnv,
+    ns: &TestNamespace,
+    browsers: &mut Chromium,
+    calls: [(&str, &str, [&str; 2]); 2],
+) -> Vec<String> {
+    let all: Vec<&str> = calls.iter().flat_map(|(_, _, names)| *names).collect();
+    let mut urls = Vec::new();
+    for (pool_name, conference_name, names) in calls {
+        let placed = conference_named(env, ns, pool_name, conference_name, 4).await;
+        let url = join_url(&placed);
+        let (key, _) = keys_of(ns, pool_name).await;
+        let links: Vec<(&str, String)> = names
+            .iter()
+            .map(|n| (*n, link_to(conference_name, &url, &key, n, "")))
+            .collect();
+        open_all(browsers, &links).await;
+        urls.push(url);
+    }
+    assert_ne!(urls[0], urls[1], "each call has its own media node");
+    all_connected(env, ns, browsers, &all).await;
+    for (_, _, [a, b]) in calls {
+        for (n, other) in [(a, b), (b, a)] {
+            if let Err(e) = video_flows(browsers, n, &[(other, "camera")]).await {
+                fail(env, ns, browsers, &all, &e).await;
+            }
+        }
+    }
+    urls
+}
+
+/// NodePort exposure: one pool, two media nodes pinned to one Kubernetes node with no host
+/// port at all, each behind its own NodePort Service (`externalTrafficPolicy: Local`); the
+/// operator publishes the allocated node ports (signaling URL, `udpPort`) and the media
+/// nodes advertise them in their candidates; each node carries a call of two browsers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_media_nodes_of_one_pool_share_a_kubernetes_node_behind_node_port_services() {
+    let _one_at_a_time = chromium::exclusive().await;
+    let (env, ns, _operator) = common::start("browser-nodeport").await;
+    let target = env.nodes()[0].name.clone();
+    let ports = ports();
+    // One room per node: the two conferences land on the two nodes.
+    let spec = json!({
+        "nodeCapacity": {"participants": 20, "rooms": 1},
+        "scaling": {"minNodes": 2, "maxNodes": 2, "bufferParticipants": 0},
+        "mediaNode": {"exposure": "NodePort",
+                      "nodeSelector": {"kubernetes.io/hostname": target}}
+    });
+    create(&ns, &pool("web", ports, spec)).await;
+    let nodes = common::fixtures::wait_for_ready_nodes(env, &ns, 2).await;
+    let mut published = Vec::new();
+    for n in &nodes {
+        let name = n.name_any();
+        let pod = ns.api::<Pod>().get(&name).await.unwrap();
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.node_name.as_deref(), Some(target.as_str()));
+        let host_ports: Vec<i32> = spec.containers[0]
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| p.host_port)
+            .collect();
+        assert!(
+            host_ports.is_empty(),
+            "{name} holds host ports {host_ports:?}"
+        );
+        let service = ns.api::<Service>().get(&name).await.unwrap();
+        let service_spec = service.spec.unwrap();
+        assert_eq!(service_spec.type_.as_deref(), Some("NodePort"));
+        assert_eq!(
+            service_spec.external_traffic_policy.as_deref(),
+            Some("Local")
+        );
+        let node_port = |protocol: &str| {
+            service_spec
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.protocol.as_deref() == Some(protocol))
+                .and_then(|p| p.node_port)
+                .and_then(|p| u16::try_from(p).ok())
+        };
+        let addresses = n.status.clone().unwrap().addresses.unwrap();
+        assert_eq!(
+            addresses.udp_port,
+            node_port("UDP"),
+            "{name}'s published UDP port"
+        );
+        assert_ne!(addresses.udp_port, Some(ports.udp));
+        let signaling = addresses.signaling_url.unwrap();
+        assert!(
+            signaling.ends_with(&format!(":{}/rtc", node_port("TCP").unwrap())),
+            "{name} publishes {signaling}"
+        );
+        println!("{name}: {signaling}, media on UDP {:?}", addresses.udp_port);
+        published.push(signaling);
+    }
+    assert_ne!(published[0], published[1]);
+
+    let mut browsers = Chromium::start(&env.artifacts().join("browser-nodeport")).await;
+    let urls = two_calls(
+        env,
+        &ns,
+        &mut browsers,
+        [
+            ("web", "standup", ["alice", "bob"]),
+            ("web", "review", ["carol", "dave"]),
+        ],
+    )
+    .await;
+    for url in &urls {
+        assert!(published.contains(url), "{url} is a published node port");
+    }
+    screenshot(env, &mut browsers, "carol", "node-port").await;
     browsers.close().await;
 }
 

@@ -1,5 +1,5 @@
-//! Watches this node's MediaNode: publishes its public address (NAT 1:1), signaling URL and
-//! capacity into the node state, reports its pool, and signals drain when `spec.draining` is
+//! Watches this node's MediaNode: publishes its public address (NAT 1:1) and ports, signaling
+//! URL and capacity into the node state, reports its pool, and signals drain when `spec.draining` is
 //! set.
 
 use std::net::IpAddr;
@@ -11,7 +11,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
 
-use crate::node::NodeState;
+use crate::node::{NodeState, PublishedPorts};
 
 /// What the node learned from its MediaNode.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -36,6 +36,16 @@ pub fn facts(node: &MediaNode) -> NodeFacts {
             .and_then(|a| a.public.as_deref())
             .and_then(|ip| ip.parse().ok()),
         draining: node.spec.draining,
+    }
+}
+
+/// The media ports the operator published for the node (its own, or its Service's node
+/// ports).
+pub fn published_ports(node: &MediaNode) -> PublishedPorts {
+    let addresses = node.status.as_ref().and_then(|s| s.addresses.as_ref());
+    PublishedPorts {
+        udp: addresses.and_then(|a| a.udp_port),
+        tcp: addresses.and_then(|a| a.tcp_port),
     }
 }
 
@@ -64,6 +74,7 @@ pub async fn run(
                     tracing::info!(node = %state.settings.name, public = %ip, "public address known");
                     state.set_public_ip(ip);
                 }
+                state.set_published_ports(published_ports(&node));
                 state.set_signaling_url(
                     node.status
                         .as_ref()
@@ -103,9 +114,12 @@ mod tests {
             },
         );
         assert_eq!(facts(&n).public_ip, None);
+        assert_eq!(published_ports(&n), PublishedPorts::default());
         n.status = Some(MediaNodeStatus {
             addresses: Some(NodeAddresses {
                 public: Some("203.0.113.21".into()),
+                udp_port: Some(31002),
+                tcp_port: Some(31003),
                 ..Default::default()
             }),
             ..Default::default()
@@ -114,5 +128,12 @@ mod tests {
         assert_eq!(f.public_ip, Some("203.0.113.21".parse().expect("ip")));
         assert_eq!(f.pool.as_deref(), Some("default"));
         assert!(f.draining);
+        assert_eq!(
+            published_ports(&n),
+            PublishedPorts {
+                udp: Some(31002),
+                tcp: Some(31003)
+            }
+        );
     }
 }

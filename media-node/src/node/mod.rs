@@ -75,6 +75,15 @@ impl Drop for Admission {
     }
 }
 
+/// The ports the operator published for the node's media (MediaNode status.addresses).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PublishedPorts {
+    /// `udpPort`.
+    pub udp: Option<u16>,
+    /// `tcpPort`.
+    pub tcp: Option<u16>,
+}
+
 /// Shared state of one media node process.
 #[derive(Debug)]
 pub struct NodeState {
@@ -84,6 +93,7 @@ pub struct NodeState {
     pub stats: Arc<NodeStats>,
     rooms: Mutex<HashMap<String, RoomHandle>>,
     public_ip: RwLock<Option<IpAddr>>,
+    published_ports: RwLock<PublishedPorts>,
     signaling_url: RwLock<Option<String>>,
     ice: RwLock<IceConfig>,
     capacity: RwLock<Option<NodeCapacity>>,
@@ -118,6 +128,7 @@ impl NodeState {
             stats: Arc::new(NodeStats::default()),
             rooms: Mutex::new(HashMap::new()),
             public_ip: RwLock::new(None),
+            published_ports: RwLock::new(PublishedPorts::default()),
             signaling_url: RwLock::new(None),
             ice: RwLock::new(IceConfig::default()),
             capacity: RwLock::new(None),
@@ -141,6 +152,28 @@ impl NodeState {
     /// The public address, once known.
     pub fn public_ip(&self) -> Option<IpAddr> {
         read(&self.public_ip)
+    }
+
+    /// Records the ports clients reach the media ports on (MediaNode status.addresses): the
+    /// node's own, or the node ports of its Service.
+    pub fn set_published_ports(&self, ports: PublishedPorts) {
+        write(&self.published_ports, ports);
+    }
+
+    /// The ports clients reach the node's UDP and TCP media ports on: the published ones,
+    /// else those it bound.
+    pub fn media_ports(&self) -> (u16, Option<u16>) {
+        let published = read(&self.published_ports);
+        let media = &self.settings.media;
+        (
+            published
+                .udp
+                .unwrap_or_else(|| media.port.local_addr().port()),
+            media
+                .tcp_port
+                .as_ref()
+                .map(|p| published.tcp.unwrap_or_else(|| p.local_addr().port())),
+        )
     }
 
     /// Records this node's signaling URL (MediaNode status.addresses.signalingUrl).

@@ -347,15 +347,11 @@ async fn join(
         }
     };
     let participant = node.next_participant_id();
+    let (port, tcp_port) = node.media_ports();
     let host = HostCandidate {
         ip: node.public_ip().unwrap_or(node.settings.media.bind_ip),
-        port: node.settings.media.port.local_addr().port(),
-        tcp_port: node
-            .settings
-            .media
-            .tcp_port
-            .as_ref()
-            .map(|p| p.local_addr().port()),
+        port,
+        tcp_port,
     };
     let handler = Arc::new(PeerEvents::new(participant, room.events(), host));
     let (pc, socket, feedback) = match build_peer(&node.settings.media, handler).await {

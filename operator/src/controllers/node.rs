@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conclave_crds::node::NodeAddresses;
+use conclave_crds::pool::Exposure;
 use conclave_crds::shared::set_condition;
 use conclave_crds::{MediaNode, MediaNodePhase, MediaNodeStatus, MediaPool, labels};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
@@ -29,6 +30,7 @@ use crate::error::{KubeContext, Result};
 use crate::resources::media_node::{
     PodSettings, disruption_budget, drain_patch, drained_as_surplus, media_node_pod,
 };
+use crate::resources::node_service::{NodePorts, node_service};
 use crate::state::{Context, key, lock};
 use crate::time::{now, secs};
 
@@ -57,11 +59,21 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
     if pod.is_some() {
         ensure_disruption_budget(&ctx, &node, &pool).await?;
     }
+    let node_ports = match pool.spec.media_node.exposure {
+        Exposure::NodePort if pod.is_some() => ensure_node_service(&ctx, &node, &pool).await?,
+        _ => None,
+    };
     let kube_node = pod
         .as_ref()
         .and_then(|p| p.spec.as_ref()?.node_name.clone())
         .and_then(|n| ctx.caches.kube_nodes.get(&ObjectRef::new(&n)));
-    let addresses = addresses(&node, &pool, pod.as_deref(), kube_node.as_deref());
+    let addresses = addresses(
+        &node,
+        &pool,
+        pod.as_deref(),
+        kube_node.as_deref(),
+        node_ports,
+    );
     let t = now();
     let observed_pod = pod.as_deref().map(observe_pod);
     let public_ip = addresses
@@ -158,6 +170,7 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
     }
     if step.release_budget {
         lock(&ctx.budgets_applied).remove(&key(node.as_ref()));
+        lock(&ctx.node_ports).remove(&key(node.as_ref()));
     }
     if operator_view(&old) != operator_view(&status) {
         apply_status(&ctx, node.as_ref(), &status).await?;
@@ -244,6 +257,30 @@ async fn ensure_disruption_budget(ctx: &Context, node: &MediaNode, pool: &MediaP
         })?;
     lock(&ctx.budgets_applied).insert(node_key);
     Ok(())
+}
+
+/// Applies the NodePort Service of the node's pod, once per node and operator process, and
+/// returns the node ports the API server allocated to it.
+async fn ensure_node_service(
+    ctx: &Context,
+    node: &MediaNode,
+    pool: &MediaPool,
+) -> Result<Option<NodePorts>> {
+    let node_key = key(node);
+    if let Some(ports) = lock(&ctx.node_ports).get(&node_key) {
+        return Ok(Some(*ports));
+    }
+    let service = node_service(node, pool);
+    let applied = Api::<Service>::namespaced(ctx.client.clone(), &node_key.0)
+        .patch(&node_key.1, &apply_params(), &Patch::Apply(&service))
+        .await
+        .action(|| format!("applying the Service of media node {}", node_key.1))?;
+    let ports = NodePorts::of(&applied);
+    if let Some(p) = ports {
+        info!(node = %node_key.1, signaling = p.signaling, udp = p.udp, tcp = ?p.tcp, "media node exposed on node ports");
+        lock(&ctx.node_ports).insert(node_key, p);
+    }
+    Ok(ports)
 }
 
 /// Sets `spec.draining` when the pod is being deleted or its Kubernetes node is leaving (see
@@ -338,13 +375,21 @@ pub fn public_address(node: &Node) -> Option<String> {
     })
 }
 
+/// Where clients reach media node `node`: its Kubernetes Node's public address, on the pool's
+/// ports, or on the node ports of its Service (`node_ports`, with NodePort exposure; nothing
+/// is published before they are known).
 fn addresses(
     node: &MediaNode,
     pool: &MediaPool,
     pod: Option<&Pod>,
     kube_node: Option<&Node>,
+    node_ports: Option<NodePorts>,
 ) -> NodeAddresses {
-    let public = kube_node.and_then(public_address);
+    let tpl = &pool.spec.media_node;
+    let behind_service = tpl.exposure == Exposure::NodePort;
+    let public = kube_node
+        .and_then(public_address)
+        .filter(|_| !behind_service || node_ports.is_some());
     let internal = pod.and_then(|p| p.status.as_ref()?.pod_ip.clone());
     let signaling = match &pool.spec.signaling {
         None => Signaling::Plain,
@@ -364,7 +409,7 @@ fn addresses(
     let signaling_url = signaling_url(
         &node.name_any(),
         public.as_deref(),
-        pool.spec.media_node.signaling_port,
+        node_ports.map_or(tpl.signaling_port, |p| p.signaling),
         signaling,
         published,
     );
@@ -372,7 +417,10 @@ fn addresses(
         public,
         internal,
         signaling_url,
-        udp_port: Some(pool.spec.media_node.udp_port()),
-        tcp_port: pool.spec.media_node.tcp_port,
+        udp_port: Some(node_ports.map_or(tpl.udp_port(), |p| p.udp)),
+        tcp_port: match node_ports {
+            Some(p) => p.tcp,
+            None => tpl.tcp_port,
+        },
     }
 }

@@ -1,5 +1,6 @@
 //! MediaNode objects of a pool and the Pod each one runs in (see docs/pod-contract.md).
 
+use conclave_crds::pool::Exposure;
 use conclave_crds::{MediaNode, MediaNodeSpec, MediaPool, labels};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, Pod,
@@ -117,8 +118,9 @@ fn render(node_name: &str, pool: &MediaPool, settings: &PodSettings<'_>) -> Pod 
             secret_key("CONCLAVE_TURN_SECRET", &secret, labels::SECRET_TURN_SECRET),
             literal("RUST_LOG", settings.log),
         ]),
-        // Clients reach signaling and media at the Node's address: on the host network, or
-        // through hostPorts. Metrics are scraped at the pod's own address.
+        // Clients reach signaling and media at the Node's address: on the host network,
+        // through hostPorts, or through the node's NodePort Service (`node_service`).
+        // Metrics are scraped at the pod's own address.
         ports: Some(
             [
                 ("signaling", port, "TCP", true),
@@ -133,7 +135,8 @@ fn render(node_name: &str, pool: &MediaPool, settings: &PodSettings<'_>) -> Pod 
             .map(|(name, port, protocol, public)| ContainerPort {
                 name: Some(name.to_owned()),
                 container_port: port,
-                host_port: (public || tpl.host_network).then_some(port),
+                host_port: ((public && tpl.exposure == Exposure::HostPort) || tpl.host_network)
+                    .then_some(port),
                 protocol: Some(protocol.to_owned()),
                 ..Default::default()
             })
@@ -466,6 +469,17 @@ mod tests {
                 port("metrics", 7991, true, "TCP"),
             ],
             "on the host network every port is the Node's"
+        );
+        let mut behind_service = pool();
+        behind_service.spec.media_node.exposure = Exposure::NodePort;
+        assert_eq!(
+            ports(media_node_pod(&node, &behind_service, &settings)),
+            vec![
+                port("signaling", 7990, false, "TCP"),
+                port("media", 51000, false, "UDP"),
+                port("metrics", 7991, false, "TCP"),
+            ],
+            "behind a NodePort Service no port is the Node's"
         );
         let env = c.env.clone().unwrap();
         let get = |n: &str| env.iter().find(|e| e.name == n).cloned().unwrap();

@@ -1,9 +1,11 @@
-//! Child objects of a pool, built by pure functions: the pool Secret, MediaNodes and their
-//! Pods, and the TURN Deployment and Service (with TLS from `turn_tls`). Unit-tested on their output; the controllers
-//! apply them with server-side apply.
+//! Child objects of a pool, built by pure functions: the pool Secret, MediaNodes, their Pods
+//! and (with NodePort exposure) their Services, and the TURN Deployment and Service (with TLS
+//! from `turn_tls`). Unit-tested on their output; the controllers apply them with
+//! server-side apply.
 
 pub mod identity;
 pub mod media_node;
+pub mod node_service;
 pub mod secret;
 pub mod turn;
 pub mod turn_tls;
