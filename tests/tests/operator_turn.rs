@@ -400,13 +400,29 @@ async fn operand_pods_run_at_privileged_and_break_restricted_only_by_host_networ
         ),
     )
     .await;
+    // A second pool behind NodePort Services, without TURN: its pods hold no host port.
+    create(
+        &ns,
+        &pool(
+            "behind",
+            common::fixtures::ports(),
+            json!({"mediaNode": {"exposure": "NodePort"}}),
+        ),
+    )
+    .await;
     relay_address(env, &ns, "hardened").await;
-    wait::until("a Ready media node", TIMEOUT, || async {
-        let p = ns.api::<MediaPool>().get("hardened").await.ok()?;
-        (p.status?.ready_nodes >= 1).then_some(())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    for name in ["hardened", "behind"] {
+        wait::until(
+            &format!("a Ready media node of {name}"),
+            TIMEOUT,
+            || async {
+                let p = ns.api::<MediaPool>().get(name).await.ok()?;
+                (p.status?.ready_nodes >= 1).then_some(())
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+    }
 
     // Under `restricted`, copies of those very pods are refused for host networking and host
     // ports alone: non-root, no capabilities, no privilege escalation and seccomp all pass.
@@ -426,6 +442,12 @@ async fn operand_pods_run_at_privileged_and_break_restricted_only_by_host_networ
             && components.contains(labels::COMPONENT_MEDIA_NODE),
         "{components:?}"
     );
+    let pools: BTreeSet<&str> = running
+        .items
+        .iter()
+        .filter_map(|p| p.labels().get(labels::POOL).map(String::as_str))
+        .collect();
+    assert_eq!(pools, BTreeSet::from(["behind", "hardened"]));
     for pod in running.items {
         let copy = Pod {
             metadata: ObjectMeta {
@@ -449,15 +471,17 @@ async fn operand_pods_run_at_privileged_and_break_restricted_only_by_host_networ
             .await;
         let message = match refused {
             Err(kube::Error::Api(status)) => status.message,
-            other => panic!("{} admitted under restricted: {other:?}", pod.name_any()),
+            Ok(_) => String::new(),
+            Err(other) => panic!("{}: {other}", pod.name_any()),
         };
-        // Relays use the host network; media nodes only publish two hostPorts.
-        let expected: &[&str] = if pod.labels().get(labels::COMPONENT).map(String::as_str)
-            == Some(labels::COMPONENT_TURN)
-        {
-            &["host namespaces", "hostPort"]
-        } else {
-            &["hostPort"]
+        // Relays use the host network; media nodes only publish two hostPorts, and behind
+        // NodePort Services not even those: they meet restricted.
+        let component = pod.labels().get(labels::COMPONENT).map(String::as_str);
+        let pool_name = pod.labels().get(labels::POOL).map(String::as_str);
+        let expected: &[&str] = match (component, pool_name) {
+            (Some(labels::COMPONENT_TURN), _) => &["host namespaces", "hostPort"],
+            (_, Some("behind")) => &[],
+            _ => &["hostPort"],
         };
         assert_eq!(
             violated_checks(&message),
