@@ -9,9 +9,15 @@
 //!    kept), the most relevant kept, as last-N chooses them.
 //!
 //! Audio and screen shares are never shed. The node sheds once it has been behind for two
-//! samples in a row; a level waits a second to take effect before the next; once the node has kept up for 10 s it undoes one level, and waits twice as long (up
-//! to a minute) before the next undo whenever an undo brought the overload straight back. Pure: the node's
-//! governor task feeds it samples, subscriptions and rooms apply the level.
+//! samples in a row; a level waits a second to take effect before the next. Once the node has
+//! kept up for 10 s it undoes one level, if what that level took off fits: the governor
+//! remembers the load each level was taken at and what was left once it acted, and the most
+//! the node forwarded while behind (its ceiling); it gives a level back only when the load it
+//! would bring back stays under nine tenths of that ceiling (people left, cameras went off),
+//! so that a call at its limit keeps a steady picture instead of breaking every minute on a
+//! hopeless try. Should an undo still bring the overload straight back, the next waits twice
+//! as long (up to a minute). Pure: the node's governor task feeds it samples, subscriptions
+//! and rooms apply the level.
 
 use std::time::{Duration, Instant};
 
@@ -37,6 +43,8 @@ const LATE_SHARE: f64 = 0.05;
 const DROPPED_SHARE: f64 = 0.005;
 /// Fewer packets than this in a sample say nothing.
 const MIN_PACKETS: u64 = 50;
+/// The share of its ceiling the load may reach after an undo.
+const HEADROOM: f64 = 0.9;
 
 /// What the node forwarded over one sampling interval.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -50,6 +58,11 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// Packets the node had to forward: those it wrote and those its full queues dropped.
+    pub fn offered(&self) -> u64 {
+        self.forwarded + self.queue_full
+    }
+
     /// Whether the node fell behind over the interval.
     pub fn overloaded(&self) -> bool {
         let handled = self.forwarded + self.queue_full;
@@ -57,6 +70,14 @@ impl Sample {
             && (self.queue_full as f64 > DROPPED_SHARE * handled as f64
                 || self.late as f64 > LATE_SHARE * self.forwarded as f64)
     }
+}
+
+/// What one level took off: the load (packets offered per sample) when it was taken, and
+/// once it acted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Step {
+    before: u64,
+    after: Option<u64>,
 }
 
 /// The shedding level over time.
@@ -68,6 +89,10 @@ pub struct Governor {
     behind_since: Option<Instant>,
     calm_needed: Duration,
     undone_at: Option<Instant>,
+    /// The most packets per sample the node forwarded while last behind.
+    ceiling: Option<u64>,
+    /// What each level took off, by level - 1.
+    steps: [Step; MAX_LEVEL as usize],
 }
 
 impl Default for Governor {
@@ -79,6 +104,8 @@ impl Default for Governor {
             behind_since: None,
             calm_needed: CALM_FIRST,
             undone_at: None,
+            ceiling: None,
+            steps: [Step::default(); MAX_LEVEL as usize],
         }
     }
 }
@@ -94,9 +121,19 @@ impl Governor {
         let settled = self
             .changed_at
             .is_none_or(|t| now.duration_since(t) >= STEP_WAIT);
+        if settled
+            && let Some(step) = self.current_step()
+            && step.after.is_none()
+        {
+            step.after = Some(sample.offered());
+        }
         if sample.overloaded() {
             self.calm_since = None;
+            if self.behind_since.is_none() {
+                self.ceiling = None;
+            }
             let behind_since = *self.behind_since.get_or_insert(now);
+            self.ceiling = self.ceiling.max(Some(sample.forwarded));
             if let Some(undone) = self.undone_at.take()
                 && now.duration_since(undone) < self.calm_needed
             {
@@ -104,6 +141,10 @@ impl Governor {
             }
             let sustained = now.duration_since(behind_since) >= BEHIND_FOR;
             if settled && sustained && self.level < MAX_LEVEL {
+                self.steps[usize::from(self.level)] = Step {
+                    before: sample.offered(),
+                    after: None,
+                };
                 return Some(self.change(self.level + 1, now));
             }
             return None;
@@ -111,7 +152,7 @@ impl Governor {
         self.behind_since = None;
         let calm_since = *self.calm_since.get_or_insert(now);
         let calm = now.duration_since(calm_since);
-        if self.level > 0 && settled && calm >= self.calm_needed {
+        if self.level > 0 && settled && calm >= self.calm_needed && self.undo_fits(sample) {
             self.undone_at = Some(now);
             self.calm_since = Some(now);
             return Some(self.change(self.level - 1, now));
@@ -120,6 +161,27 @@ impl Governor {
             self.calm_needed = CALM_FIRST;
         }
         None
+    }
+
+    /// What the current level took off, at level 1 and above.
+    fn current_step(&mut self) -> Option<&mut Step> {
+        let index = usize::from(self.level.checked_sub(1)?);
+        self.steps.get_mut(index)
+    }
+
+    /// Whether undoing the current level keeps the load of `sample`, grown by what the level
+    /// took off, under [`HEADROOM`] of the ceiling. Without the figures (the level has not
+    /// acted yet, nothing was forwarded) only the wait decides.
+    fn undo_fits(&mut self, sample: &Sample) -> bool {
+        let ceiling = self.ceiling;
+        let Some(step) = self.current_step().copied() else {
+            return true;
+        };
+        let (Some(after), Some(ceiling)) = (step.after.filter(|a| *a > 0), ceiling) else {
+            return true;
+        };
+        let back = sample.offered() as f64 * step.before as f64 / after as f64;
+        back <= HEADROOM * ceiling as f64
     }
 
     fn change(&mut self, level: u8, now: Instant) -> u8 {
@@ -256,33 +318,93 @@ mod tests {
 
     #[test]
     fn a_level_is_undone_after_calm_and_the_wait_doubles_when_the_undo_fails() {
+        // Each level took the load from 1000 to 600 a sample; then people left (400), so
+        // what a level took off fits again and only the wait decides.
+        let acted = Sample {
+            forwarded: 600,
+            ..CALM
+        };
+        let lighter = Sample {
+            forwarded: 400,
+            ..CALM
+        };
         let t = Instant::now();
         let mut g = Governor::default();
         g.sample(&BEHIND, at(t, 0));
         g.sample(&BEHIND, at(t, 500));
         g.sample(&BEHIND, at(t, 1500));
         assert_eq!(g.level(), 2);
-        assert_eq!(g.sample(&CALM, at(t, 1500)), None);
+        assert_eq!(g.sample(&acted, at(t, 2500)), None);
         assert_eq!(
-            g.sample(&CALM, at(t, 11_000)),
+            g.sample(&lighter, at(t, 11_000)),
             None,
             "10 s of calm are needed"
         );
-        assert_eq!(g.sample(&CALM, at(t, 11_500)), Some(1));
+        assert_eq!(g.sample(&lighter, at(t, 12_500)), Some(1));
         // The undo brought the overload back at once: shed again, and wait 20 s next time.
-        assert_eq!(g.sample(&BEHIND, at(t, 12_000)), None);
-        assert_eq!(g.sample(&BEHIND, at(t, 12_500)), Some(2));
-        assert_eq!(g.sample(&CALM, at(t, 13_000)), None);
-        assert_eq!(g.sample(&CALM, at(t, 32_000)), None);
-        assert_eq!(g.sample(&CALM, at(t, 33_000)), Some(1));
+        assert_eq!(g.sample(&BEHIND, at(t, 13_000)), None);
+        assert_eq!(g.sample(&BEHIND, at(t, 13_500)), Some(2));
+        assert_eq!(g.sample(&acted, at(t, 14_500)), None);
+        assert_eq!(g.sample(&lighter, at(t, 33_000)), None);
+        assert_eq!(g.sample(&lighter, at(t, 34_500)), Some(1));
         // This undo held: the next one comes 20 s later, and all is undone.
-        assert_eq!(g.sample(&CALM, at(t, 53_000)), Some(0));
+        assert_eq!(g.sample(&lighter, at(t, 54_500)), Some(0));
         // A minute of calm at level 0 forgets the failed undos.
-        g.sample(&CALM, at(t, 113_000));
+        g.sample(&lighter, at(t, 114_500));
         g.sample(&BEHIND, at(t, 115_000));
         assert_eq!(g.sample(&BEHIND, at(t, 115_500)), Some(1));
-        assert_eq!(g.sample(&CALM, at(t, 116_000)), None);
-        assert_eq!(g.sample(&CALM, at(t, 126_000)), Some(0), "back to 10 s");
+        assert_eq!(g.sample(&acted, at(t, 116_500)), None);
+        assert_eq!(
+            g.sample(&lighter, at(t, 126_500)),
+            Some(0),
+            "back to 10 s"
+        );
+    }
+
+    #[test]
+    fn a_level_is_given_back_only_once_what_it_took_off_fits_under_the_ceiling() {
+        let t = Instant::now();
+        let mut g = Governor::default();
+        // Offered 1000 a sample, forwarded at most 800 while behind.
+        let behind = Sample {
+            forwarded: 800,
+            late: 0,
+            queue_full: 200,
+        };
+        g.sample(&behind, at(t, 0));
+        assert_eq!(g.sample(&behind, at(t, 500)), Some(1));
+        // Level 1 took the load to 600.
+        let shed = Sample {
+            forwarded: 600,
+            late: 0,
+            queue_full: 0,
+        };
+        for ms in (1000..=30_000).step_by(500) {
+            assert_eq!(
+                g.sample(&shed, at(t, ms)),
+                None,
+                "giving it back would offer 1000 again, over 0.9 x 800"
+            );
+        }
+        // People left: 400 now, 667 with level 1 undone, under 720.
+        let fewer = Sample {
+            forwarded: 400,
+            ..shed
+        };
+        assert_eq!(g.sample(&fewer, at(t, 30_500)), Some(0));
+        assert_eq!(g.level(), 0);
+    }
+
+    #[test]
+    fn without_figures_only_the_wait_decides() {
+        let t = Instant::now();
+        let mut g = Governor::default();
+        g.sample(&BEHIND, at(t, 0));
+        assert_eq!(g.sample(&BEHIND, at(t, 500)), Some(1));
+        // Nothing forwarded once the level acted: no ratio to go by.
+        let silent = Sample::default();
+        assert_eq!(g.sample(&silent, at(t, 1500)), None);
+        assert_eq!(g.sample(&silent, at(t, 11_500)), Some(0));
     }
 
     #[test]
