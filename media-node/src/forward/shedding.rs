@@ -354,11 +354,7 @@ mod tests {
         g.sample(&BEHIND, at(t, 115_000));
         assert_eq!(g.sample(&BEHIND, at(t, 115_500)), Some(1));
         assert_eq!(g.sample(&acted, at(t, 116_500)), None);
-        assert_eq!(
-            g.sample(&lighter, at(t, 126_500)),
-            Some(0),
-            "back to 10 s"
-        );
+        assert_eq!(g.sample(&lighter, at(t, 126_500)), Some(0), "back to 10 s");
     }
 
     #[test]

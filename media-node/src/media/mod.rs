@@ -11,6 +11,7 @@ pub mod feedback;
 pub mod handler;
 pub mod mux;
 pub mod nat;
+pub mod outbox;
 pub mod peer;
 pub mod peer_socket;
 pub mod publication;

@@ -3,7 +3,8 @@
 //! connection it belongs to, found by the remote address, or, for the ICE check that opens
 //! a path, by the node's username fragment the check names. A binding request naming no one
 //! (a reachability probe) is answered here. Everything else is dropped and counted. Sends
-//! from every peer connection go out of the same socket (sendmsg, GSO).
+//! from every peer connection go out of the same socket: queued in the port's `outbox` and
+//! written by its sender task in runs (GSO), or at once when the queue is full.
 //!
 //! The node sends ICE checks only to addresses that reached it first (it answers and sends
 //! triggered checks; clients, the controlling side, open the paths). Behind a hostPort the
@@ -24,6 +25,7 @@ use bytes::{Bytes, BytesMut};
 use futures::task::AtomicWaker;
 use webrtc::runtime::{BATCH_SIZE, RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 
+use super::outbox::{self, Outbox};
 use super::stun::{self, Binding, Kind};
 use crate::sync::lock;
 
@@ -164,10 +166,25 @@ struct Shared {
     batch: UdpSocketState,
     routes: Mutex<Routes>,
     counters: PortCounters,
+    outbox: Outbox,
 }
 
 impl Shared {
     fn poll_send(&self, cx: &mut Context<'_>, transmit: &Transmit<'_>) -> Poll<io::Result<usize>> {
+        if transmit.segment_size.is_none()
+            && self.outbox.push(transmit.destination, transmit.contents)
+        {
+            return Poll::Ready(Ok(transmit.contents.len()));
+        }
+        self.poll_send_now(cx, transmit)
+    }
+
+    /// Writes `transmit` to the socket now, or says when it can be.
+    fn poll_send_now(
+        &self,
+        cx: &mut Context<'_>,
+        transmit: &Transmit<'_>,
+    ) -> Poll<io::Result<usize>> {
         loop {
             match self.io.poll_send_ready(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -258,11 +275,13 @@ pub struct UdpMux {
     shared: Arc<Shared>,
     local: SocketAddr,
     receiver: tokio::task::AbortHandle,
+    sender: tokio::task::AbortHandle,
 }
 
 impl Drop for UdpMux {
     fn drop(&mut self) {
         self.receiver.abort();
+        self.sender.abort();
     }
 }
 
@@ -289,12 +308,15 @@ impl UdpMux {
             batch,
             routes: Mutex::new(Routes::default()),
             counters: PortCounters::default(),
+            outbox: Outbox::default(),
         });
         let receiver = tokio::spawn(receive(Arc::clone(&shared))).abort_handle();
+        let sender = tokio::spawn(send(Arc::clone(&shared))).abort_handle();
         Ok(Arc::new(Self {
             shared,
             local,
             receiver,
+            sender,
         }))
     }
 
@@ -317,6 +339,49 @@ impl UdpMux {
             inbox: Mutex::new(VecDeque::new()),
             waker: AtomicWaker::new(),
         })
+    }
+}
+
+/// Writes what the peer connections queued in the outbox until the node drops the port:
+/// each run of datagrams to one address in one send (GSO where the kernel has it).
+async fn send(shared: Arc<Shared>) {
+    let max_segments = shared.batch.max_gso_segments().max(1);
+    let mut pass = Vec::with_capacity(outbox::PASS);
+    let mut spent = Vec::with_capacity(outbox::PASS);
+    let mut joined = Vec::new();
+    loop {
+        shared.outbox.queued.notified().await;
+        loop {
+            shared.outbox.take(&mut pass, &mut spent);
+            if pass.is_empty() {
+                break;
+            }
+            for run in outbox::runs(&pass, max_segments) {
+                let (destination, first) = &pass[run.start];
+                let (contents, segment_size) = if run.len() == 1 {
+                    (first.as_slice(), None)
+                } else {
+                    joined.clear();
+                    for (_, datagram) in &pass[run.clone()] {
+                        joined.extend_from_slice(datagram);
+                    }
+                    (joined.as_slice(), Some(first.len()))
+                };
+                let transmit = Transmit {
+                    destination: *destination,
+                    ecn: None,
+                    contents,
+                    segment_size,
+                    src_ip: None,
+                };
+                let sent = futures::future::poll_fn(|cx| shared.poll_send_now(cx, &transmit)).await;
+                if let Err(e) = sent {
+                    // As a driver's own send would: the datagrams are lost on the way.
+                    tracing::debug!(to = %destination, error = %e, "media port send failed");
+                }
+            }
+            spent.append(&mut pass);
+        }
     }
 }
 
