@@ -171,12 +171,16 @@ struct Shared {
 
 impl Shared {
     fn poll_send(&self, cx: &mut Context<'_>, transmit: &Transmit<'_>) -> Poll<io::Result<usize>> {
-        if transmit.segment_size.is_none()
-            && self.outbox.push(transmit.destination, transmit.contents)
-        {
-            return Poll::Ready(Ok(transmit.contents.len()));
+        if self.outbox.push(
+            transmit.destination,
+            transmit.contents,
+            transmit.segment_size,
+            cx.waker(),
+        ) {
+            Poll::Ready(Ok(transmit.contents.len()))
+        } else {
+            Poll::Pending
         }
-        self.poll_send_now(cx, transmit)
     }
 
     /// Writes `transmit` to the socket now, or says when it can be.

@@ -2,21 +2,24 @@
 //! one at a time; rather than one `sendmsg` each, they are queued here and the port's sender
 //! task writes them in runs: consecutive datagrams to one address and of one size (the last
 //! may be shorter), a frame's packets to one subscriber, go out as one GSO send that the
-//! kernel splits. The queue is bounded; a datagram that finds it full is sent at once by its
-//! driver instead, so nothing waits behind a stalled sender. Buffers are recycled, so a
-//! datagram costs a copy and no allocation.
+//! kernel splits. Everything a driver sends goes through the queue, its own GSO batches
+//! split into their datagrams, so a peer connection's datagrams leave in the order it sent
+//! them (a datagram overtaking others is a gap to the receiver, which asks for it again).
+//! The queue is bounded: a driver whose datagrams find it full waits until the sender took a
+//! pass. Buffers are recycled, so a datagram costs a copy and no allocation.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::Mutex;
+use std::task::Waker;
 
 use tokio::sync::Notify;
 
 use crate::sync::lock;
 
-/// Datagrams queued at most.
-pub const DEPTH: usize = 1024;
+/// Datagrams queued at most: a few frame bursts fanned out to every subscriber.
+pub const DEPTH: usize = 2048;
 /// Datagrams the sender takes per pass.
 pub const PASS: usize = 64;
 
@@ -27,6 +30,8 @@ pub type Datagram = (SocketAddr, Vec<u8>);
 struct Queue {
     datagrams: VecDeque<Datagram>,
     free: Vec<Vec<u8>>,
+    /// Drivers waiting for room.
+    waiting: Vec<Waker>,
 }
 
 /// The queue between the drivers and the sender task.
@@ -38,33 +43,58 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Queues a copy of `contents` for `to`; false when the queue is full (the caller sends
-    /// it itself).
-    pub fn push(&self, to: SocketAddr, contents: &[u8]) -> bool {
+    /// Queues a copy of `contents` for `to`, split into datagrams of `segment_size` when the
+    /// driver gave several at once; false when the queue has no room for them all, and then
+    /// `waker` is woken once the sender made room.
+    pub fn push(
+        &self,
+        to: SocketAddr,
+        contents: &[u8],
+        segment_size: Option<usize>,
+        waker: &Waker,
+    ) -> bool {
+        let size = segment_size
+            .filter(|s| *s > 0)
+            .unwrap_or(contents.len().max(1));
         {
             let mut queue = lock(&self.queue);
-            if queue.datagrams.len() >= DEPTH {
+            if queue.datagrams.len() + contents.len().div_ceil(size).max(1) > DEPTH {
+                if !queue.waiting.iter().any(|w| w.will_wake(waker)) {
+                    queue.waiting.push(waker.clone());
+                }
                 return false;
             }
-            let mut buffer = queue.free.pop().unwrap_or_default();
-            buffer.clear();
-            buffer.extend_from_slice(contents);
-            queue.datagrams.push_back((to, buffer));
+            if contents.is_empty() {
+                queue.datagrams.push_back((to, Vec::new()));
+            }
+            for datagram in contents.chunks(size) {
+                let mut buffer = queue.free.pop().unwrap_or_default();
+                buffer.clear();
+                buffer.extend_from_slice(datagram);
+                queue.datagrams.push_back((to, buffer));
+            }
         }
         self.queued.notify_one();
         true
     }
 
     /// Moves up to [`PASS`] queued datagrams into `out` (empty on return when none is
-    /// queued), and takes back the buffers of `spent` for reuse.
+    /// queued), takes back the buffers of `spent` for reuse, and wakes the drivers that
+    /// waited for room.
     pub fn take(&self, out: &mut Vec<Datagram>, spent: &mut Vec<Datagram>) {
-        let mut queue = lock(&self.queue);
-        let free = DEPTH.saturating_sub(queue.free.len());
-        queue
-            .free
-            .extend(spent.drain(..).map(|(_, buffer)| buffer).take(free));
-        let n = queue.datagrams.len().min(PASS);
-        out.extend(queue.datagrams.drain(..n));
+        let waiting = {
+            let mut queue = lock(&self.queue);
+            let free = DEPTH.saturating_sub(queue.free.len());
+            queue
+                .free
+                .extend(spent.drain(..).map(|(_, buffer)| buffer).take(free));
+            let n = queue.datagrams.len().min(PASS);
+            out.extend(queue.datagrams.drain(..n));
+            std::mem::take(&mut queue.waiting)
+        };
+        for waker in waiting {
+            waker.wake();
+        }
     }
 }
 
@@ -95,6 +125,10 @@ pub fn runs(datagrams: &[Datagram], max_segments: usize) -> Vec<Range<usize>> {
 mod tests {
     use super::*;
 
+    fn waker() -> Waker {
+        Waker::noop().clone()
+    }
+
     fn to(port: u16) -> SocketAddr {
         SocketAddr::from(([192, 0, 2, 1], port))
     }
@@ -121,14 +155,24 @@ mod tests {
     }
 
     #[test]
+    fn a_drivers_own_batch_is_queued_datagram_by_datagram() {
+        let outbox = Outbox::default();
+        assert!(outbox.push(to(1), b"aaaabbbbcc", Some(4), &waker()));
+        let mut out = Vec::new();
+        outbox.take(&mut out, &mut Vec::new());
+        let datagrams: Vec<&[u8]> = out.iter().map(|(_, d)| d.as_slice()).collect();
+        assert_eq!(datagrams, [&b"aaaa"[..], b"bbbb", b"cc"]);
+    }
+
+    #[test]
     fn the_queue_is_bounded_and_recycles_its_buffers() {
         let outbox = Outbox::default();
         for _ in 0..DEPTH {
-            assert!(outbox.push(to(1), b"media"));
+            assert!(outbox.push(to(1), b"media", None, &waker()));
         }
         assert!(
-            !outbox.push(to(1), b"one too many"),
-            "full: sent by its driver"
+            !outbox.push(to(1), b"one too many", None, &waker()),
+            "full: its driver waits"
         );
         let mut out = Vec::new();
         let mut spent = Vec::new();
@@ -138,7 +182,7 @@ mod tests {
         spent.append(&mut out);
         outbox.take(&mut out, &mut spent);
         assert!(spent.is_empty(), "buffers taken back");
-        assert!(outbox.push(to(2), b"again"));
+        assert!(outbox.push(to(2), b"again", None, &waker()));
         let mut all = Vec::new();
         loop {
             let before = all.len();
