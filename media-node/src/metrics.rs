@@ -186,6 +186,12 @@ impl prometheus_client::collector::Collector for NodeCollector {
             "ICE checks not sent, to addresses that never reached the node.",
             port.checks_withheld(),
         )?;
+        counter(
+            &mut enc,
+            "port_send_failures",
+            "Datagrams lost because the UDP port's socket refused their send.",
+            port.sends_failed(),
+        )?;
         counters_by_reason(
             &mut enc,
             "port_datagrams_dropped",

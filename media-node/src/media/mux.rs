@@ -83,6 +83,7 @@ pub struct PortCounters {
     received: AtomicU64,
     probes_answered: AtomicU64,
     checks_withheld: AtomicU64,
+    sends_failed: AtomicU64,
     dropped: [AtomicU64; 4],
 }
 
@@ -98,6 +99,10 @@ impl PortCounters {
     /// ICE checks not sent, to addresses that never reached the node.
     pub fn checks_withheld(&self) -> u64 {
         self.checks_withheld.load(Ordering::Relaxed)
+    }
+    /// Datagrams lost to sends the socket refused.
+    pub fn sends_failed(&self) -> u64 {
+        self.sends_failed.load(Ordering::Relaxed)
     }
     /// Datagrams dropped for `reason`.
     pub fn dropped(&self, reason: PortDrop) -> u64 {
@@ -381,6 +386,10 @@ async fn send(shared: Arc<Shared>) {
                 let sent = futures::future::poll_fn(|cx| shared.poll_send_now(cx, &transmit)).await;
                 if let Err(e) = sent {
                     // As a driver's own send would: the datagrams are lost on the way.
+                    shared
+                        .counters
+                        .sends_failed
+                        .fetch_add(run.len() as u64, Ordering::Relaxed);
                     tracing::debug!(to = %destination, error = %e, "media port send failed");
                 }
             }

@@ -22,6 +22,9 @@ use crate::sync::lock;
 pub const DEPTH: usize = 2048;
 /// Datagrams the sender takes per pass.
 pub const PASS: usize = 64;
+/// Bytes of one GSO send at most: the kernel refuses a send whose datagrams add up to more
+/// than an IP datagram holds (64 KiB), and all of them would be lost.
+pub const RUN_BYTES: usize = 60 * 1024;
 
 /// A queued datagram: where to, and its bytes.
 pub type Datagram = (SocketAddr, Vec<u8>);
@@ -100,14 +103,15 @@ impl Outbox {
 
 /// The runs of `datagrams` that can go out as one GSO send each: consecutive, to one
 /// address, all of the first one's length but the last (which may be shorter), at most
-/// `max_segments` long.
+/// `max_segments` long and [`RUN_BYTES`] in all.
 pub fn runs(datagrams: &[Datagram], max_segments: usize) -> Vec<Range<usize>> {
     let mut runs = Vec::new();
     let mut start = 0;
     while start < datagrams.len() {
         let (to, first) = &datagrams[start];
+        let most = max_segments.min(RUN_BYTES / first.len().max(1)).max(1);
         let mut end = start + 1;
-        while end < datagrams.len() && end - start < max_segments.max(1) {
+        while end < datagrams.len() && end - start < most {
             let (next_to, next) = &datagrams[end];
             let previous_full = datagrams[end - 1].1.len() == first.len();
             if next_to != to || next.len() > first.len() || !previous_full || next.is_empty() {
@@ -152,6 +156,11 @@ mod tests {
         assert_eq!(runs(&datagrams, 2), [0..2, 2..3, 3..4, 4..5, 5..6, 6..7]);
         assert_eq!(runs(&datagrams, 1).len(), datagrams.len());
         assert!(runs(&[], 64).is_empty());
+        // A backlog to one subscriber: no send past what one IP datagram holds.
+        let backlog = vec![datagram(1, 1100); 64];
+        let sent: Vec<usize> = runs(&backlog, 64).iter().map(|r| r.len()).collect();
+        assert_eq!(sent, [55, 9]);
+        assert!(sent.iter().all(|n| n * 1100 <= RUN_BYTES));
     }
 
     #[test]
