@@ -354,7 +354,6 @@ impl UdpMux {
 /// Writes what the peer connections queued in the outbox until the node drops the port:
 /// each run of datagrams to one address in one send (GSO where the kernel has it).
 async fn send(shared: Arc<Shared>) {
-    let max_segments = shared.batch.max_gso_segments().max(1);
     let mut pass = Vec::with_capacity(outbox::PASS);
     let mut spent = Vec::with_capacity(outbox::PASS);
     let mut joined = Vec::new();
@@ -365,6 +364,8 @@ async fn send(shared: Arc<Shared>) {
             if pass.is_empty() {
                 break;
             }
+            // Read per pass: the socket stops offering GSO after a send the path refused.
+            let max_segments = shared.batch.max_gso_segments().max(1);
             for run in outbox::runs(&pass, max_segments) {
                 let (destination, first) = &pass[run.start];
                 let (contents, segment_size) = if run.len() == 1 {
