@@ -65,7 +65,7 @@ impl Sample {
 
     /// Whether the node fell behind over the interval.
     pub fn overloaded(&self) -> bool {
-        let handled = self.forwarded + self.queue_full;
+        let handled = self.offered();
         handled >= MIN_PACKETS
             && (self.queue_full as f64 > DROPPED_SHARE * handled as f64
                 || self.late as f64 > LATE_SHARE * self.forwarded as f64)
@@ -122,10 +122,10 @@ impl Governor {
             .changed_at
             .is_none_or(|t| now.duration_since(t) >= STEP_WAIT);
         if settled
-            && let Some(step) = self.current_step()
-            && step.after.is_none()
+            && let Some(i) = self.current_step()
+            && self.steps[i].after.is_none()
         {
-            step.after = Some(sample.offered());
+            self.steps[i].after = Some(sample.offered());
         }
         if sample.overloaded() {
             self.calm_since = None;
@@ -163,21 +163,19 @@ impl Governor {
         None
     }
 
-    /// What the current level took off, at level 1 and above.
-    fn current_step(&mut self) -> Option<&mut Step> {
-        let index = usize::from(self.level.checked_sub(1)?);
-        self.steps.get_mut(index)
+    /// Where in `steps` the current level's step is, at level 1 and above.
+    fn current_step(&self) -> Option<usize> {
+        usize::from(self.level).checked_sub(1)
     }
 
     /// Whether undoing the current level keeps the load of `sample`, grown by what the level
     /// took off, under [`HEADROOM`] of the ceiling. Without the figures (the level has not
     /// acted yet, nothing was forwarded) only the wait decides.
-    fn undo_fits(&mut self, sample: &Sample) -> bool {
-        let ceiling = self.ceiling;
-        let Some(step) = self.current_step().copied() else {
+    fn undo_fits(&self, sample: &Sample) -> bool {
+        let Some(step) = self.current_step().map(|i| self.steps[i]) else {
             return true;
         };
-        let (Some(after), Some(ceiling)) = (step.after.filter(|a| *a > 0), ceiling) else {
+        let (Some(after), Some(ceiling)) = (step.after.filter(|a| *a > 0), self.ceiling) else {
             return true;
         };
         let back = sample.offered() as f64 * step.before as f64 / after as f64;
