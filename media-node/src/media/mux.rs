@@ -3,8 +3,8 @@
 //! connection it belongs to, found by the remote address, or, for the ICE check that opens
 //! a path, by the node's username fragment the check names. A binding request naming no one
 //! (a reachability probe) is answered here. Everything else is dropped and counted. Sends
-//! from every peer connection go out of the same socket: queued in the port's `outbox` and
-//! written by its sender task in runs (GSO), or at once when the queue is full.
+//! from every peer connection go out of the same socket: queued in the port's `outbox` (a
+//! driver that finds it full waits) and written by its sender task in runs (GSO).
 //!
 //! The node sends ICE checks only to addresses that reached it first (it answers and sends
 //! triggered checks; clients, the controlling side, open the paths). Behind a hostPort the
