@@ -18,6 +18,14 @@ use crate::decide::certificate::{CERT_FILE, KEY_FILE};
 
 /// Label of a media-node pod naming its MediaNode.
 pub const MEDIA_NODE_NAME_LABEL: &str = "conclave.dev/media-node-name";
+
+/// Name of the media-node container's signaling port; the names of the ports clients reach
+/// are also those of a NodePort Service's ports (`node_service`).
+pub const PORT_SIGNALING: &str = "signaling";
+/// Name of its media (UDP) port.
+pub const PORT_MEDIA: &str = "media";
+/// Name of its ICE-TCP port.
+pub const PORT_MEDIA_TCP: &str = "media-tcp";
 /// Where the pool's TLS Secret (`spec.signaling.tlsSecretName`) is mounted, read-only.
 pub const TLS_DIR: &str = "/var/run/conclave/tls";
 /// Name of the TLS Secret's volume.
@@ -123,14 +131,14 @@ fn render(node_name: &str, pool: &MediaPool, settings: &PodSettings<'_>) -> Pod 
         // Metrics are scraped at the pod's own address.
         ports: Some(
             [
-                ("signaling", port, "TCP", true),
-                ("media", i32::from(tpl.udp_port()), "UDP", true),
+                (PORT_SIGNALING, port, "TCP", true),
+                (PORT_MEDIA, i32::from(tpl.udp_port()), "UDP", true),
                 ("metrics", i32::from(tpl.metrics_port()), "TCP", false),
             ]
             .into_iter()
             .chain(
                 tpl.tcp_port
-                    .map(|tcp| ("media-tcp", i32::from(tcp), "TCP", true)),
+                    .map(|tcp| (PORT_MEDIA_TCP, i32::from(tcp), "TCP", true)),
             )
             .map(|(name, port, protocol, public)| ContainerPort {
                 name: Some(name.to_owned()),

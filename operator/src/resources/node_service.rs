@@ -11,15 +11,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use std::collections::BTreeMap;
 
-use super::media_node::MEDIA_NODE_NAME_LABEL;
+use super::media_node::{MEDIA_NODE_NAME_LABEL, PORT_MEDIA, PORT_MEDIA_TCP, PORT_SIGNALING};
 use super::{owner_ref, pool_labels};
 
 /// The component label of media nodes' Services.
 pub const COMPONENT_NODE_SERVICE: &str = "media-node-service";
-
-const SIGNALING: &str = "signaling";
-const MEDIA: &str = "media";
-const MEDIA_TCP: &str = "media-tcp";
 
 /// The Service of media node `node` of `pool`: named like the node, owned by it.
 pub fn node_service(node: &MediaNode, pool: &MediaPool) -> Service {
@@ -32,9 +28,9 @@ pub fn node_service(node: &MediaNode, pool: &MediaPool) -> Service {
         ..Default::default()
     };
     let ports = [
-        Some(port(SIGNALING, tpl.signaling_port, "TCP")),
-        Some(port(MEDIA, tpl.udp_port(), "UDP")),
-        tpl.tcp_port.map(|tcp| port(MEDIA_TCP, tcp, "TCP")),
+        Some(port(PORT_SIGNALING, tpl.signaling_port, "TCP")),
+        Some(port(PORT_MEDIA, tpl.udp_port(), "UDP")),
+        tpl.tcp_port.map(|tcp| port(PORT_MEDIA_TCP, tcp, "TCP")),
     ];
     Service {
         metadata: ObjectMeta {
@@ -81,9 +77,9 @@ impl NodePorts {
                 .and_then(|n| u16::try_from(n).ok())
         };
         Some(NodePorts {
-            signaling: node_port(SIGNALING)?,
-            udp: node_port(MEDIA)?,
-            tcp: node_port(MEDIA_TCP),
+            signaling: node_port(PORT_SIGNALING)?,
+            udp: node_port(PORT_MEDIA)?,
+            tcp: node_port(PORT_MEDIA_TCP),
         })
     }
 }
