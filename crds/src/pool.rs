@@ -37,7 +37,9 @@ use crate::shared::{NodeCapacity, PortRange};
 #[x_kube(validation = Rule::new("has(self.mediaNode.metricsPort) ? self.mediaNode.metricsPort != self.mediaNode.signalingPort : self.mediaNode.signalingPort < 65535").message("spec.mediaNode.metricsPort must differ from spec.mediaNode.signalingPort (it defaults to signalingPort + 1, so set it when signalingPort is 65535)"))]
 #[x_kube(validation = Rule::new("(has(self.mediaNode.metricsPort) ? self.mediaNode.metricsPort : self.mediaNode.signalingPort + 1) != self.turn.port").message("spec.mediaNode.metricsPort (default signalingPort + 1) must differ from spec.turn.port: media nodes and relays listen on their Nodes' own ports"))]
 #[x_kube(validation = Rule::new("!has(self.mediaNode.tcpPort) || (self.mediaNode.tcpPort != self.mediaNode.signalingPort && self.mediaNode.tcpPort != (has(self.mediaNode.metricsPort) ? self.mediaNode.metricsPort : self.mediaNode.signalingPort + 1))").message("spec.mediaNode.tcpPort must differ from spec.mediaNode.signalingPort and spec.mediaNode.metricsPort (default signalingPort + 1)"))]
-#[x_kube(validation = Rule::new("!(self.mediaNode.hostNetwork && self.mediaNode.exposure == 'NodePort')").message("spec.mediaNode.exposure NodePort needs spec.mediaNode.hostNetwork false: a media node on the host network is reached on its own ports; remove one of the two"))]
+#[x_kube(validation = Rule::new("!(self.mediaNode.hostNetwork && self.mediaNode.exposure != 'HostPort')").message("spec.mediaNode.exposure NodePort or LoadBalancer needs spec.mediaNode.hostNetwork false: a media node on the host network is reached on its own ports; remove one of the two"))]
+#[x_kube(validation = Rule::new("!has(self.mediaNode.service) || self.mediaNode.exposure != 'HostPort'").message("spec.mediaNode.service needs spec.mediaNode.exposure NodePort or LoadBalancer: with HostPort there is no Service to apply it to"))]
+#[x_kube(validation = Rule::new("!has(self.mediaNode.service) || !has(self.mediaNode.service.loadBalancerClass) || self.mediaNode.exposure == 'LoadBalancer'").message("spec.mediaNode.service.loadBalancerClass needs spec.mediaNode.exposure LoadBalancer"))]
 #[x_kube(validation = Rule::new("!has(self.mediaNode.tcpPort) || !self.turn.enabled || (self.mediaNode.tcpPort != self.turn.port && (!has(self.turn.tls) || self.mediaNode.tcpPort != self.turn.tls.port))").message("spec.mediaNode.tcpPort must differ from spec.turn.port and spec.turn.tls.port: relays and media nodes listen on their Nodes' own ports"))]
 #[x_kube(validation = Rule::new("(has(self.region) ? self.region : '') == (has(oldSelf.region) ? oldSelf.region : '')").message("spec.region is immutable: conferences were placed by it; create a new pool for another region"))]
 pub struct MediaPoolSpec {
@@ -143,6 +145,30 @@ pub enum Exposure {
     /// host port, so several media nodes of one pool can share a Kubernetes node. Open the
     /// cluster's NodePort range (30000-32767 by default) instead of the pool's ports.
     NodePort,
+    /// A Service of type LoadBalancer per media node, `externalTrafficPolicy: Local`: clients
+    /// reach it at the address the cluster's load balancer gives the Service
+    /// (`status.loadBalancer.ingress`, an IP), on the pool's own ports. A node takes no
+    /// conference before its load balancer has an address that answers. The load balancer
+    /// must carry TCP and UDP on one address and keep the client's address (most do with
+    /// `Local`); one that gives only a hostname is not supported (ICE candidates are IPs).
+    /// Like NodePort, several media nodes of one pool can share a Kubernetes node.
+    LoadBalancer,
+}
+
+/// The Service each media node gets with `exposure` NodePort or LoadBalancer.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeServiceTemplate {
+    /// Annotations of each Service, for the cloud's or cluster's load balancer (for example
+    /// its type, address pool or health check).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// `spec.loadBalancerClass` of each Service (exposure LoadBalancer only): which load
+    /// balancer implementation serves it, where a cluster has several. Immutable on a
+    /// Service once set.
+    #[schemars(length(min = 1, max = 253))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer_class: Option<String>,
 }
 
 /// Scaling policy of a pool.
@@ -279,10 +305,14 @@ pub struct MediaNodeTemplate {
     #[serde(default)]
     pub host_network: bool,
     /// How clients reach the media nodes: `HostPort` (the default: the pod's hostPorts, or
-    /// the host network) or `NodePort` (a NodePort Service per media node; not with
-    /// hostNetwork).
+    /// the host network), `NodePort` (a NodePort Service per media node) or `LoadBalancer`
+    /// (a LoadBalancer Service per media node); the last two not with hostNetwork.
     #[serde(default)]
     pub exposure: Exposure,
+    /// Annotations and load balancer class of the per-node Services (exposure NodePort or
+    /// LoadBalancer only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<NodeServiceTemplate>,
     /// Nodes the media-node pods may be scheduled on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<BTreeMap<String, String>>,
@@ -361,6 +391,7 @@ impl Default for MediaNodeTemplate {
             tcp_port: None,
             host_network: false,
             exposure: Exposure::HostPort,
+            service: None,
             node_selector: None,
             tolerations: None,
             affinity: None,

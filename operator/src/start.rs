@@ -10,7 +10,7 @@ use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaPool, labels};
 use futures::{StreamExt, future};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
 use kube::client::ClientBuilder;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -30,6 +30,7 @@ use crate::ledger::Key;
 use crate::metrics::Metrics;
 use crate::own_writes::OwnWrites;
 use crate::pacing::Pacer;
+use crate::resources::node_service::COMPONENT_NODE_SERVICE;
 use crate::shutdown::Shutdown;
 use crate::state::{Caches, Context, key, lock};
 use crate::watches::{Feed, watch, watch_indexed};
@@ -142,7 +143,6 @@ pub async fn run(kube_config: kube::Config, config: RunConfig) -> anyhow::Result
         turn_applied: Mutex::default(),
         identity_applied: Mutex::default(),
         budgets_applied: Mutex::default(),
-        node_ports: Mutex::default(),
         probes: Mutex::default(),
         templates: Mutex::default(),
         stalls: Mutex::default(),
@@ -236,6 +236,7 @@ struct PoolFeeds {
 struct NodeFeeds {
     nodes: Feed<MediaNode>,
     pods: Feed<Pod>,
+    services: Feed<Service>,
     kube_nodes: Feed<Node>,
     pools: Feed<MediaPool>,
 }
@@ -286,8 +287,13 @@ fn start_watches(
         api::<Lease>(client, ns),
         component(labels::COMPONENT_MEDIA_NODE),
     );
+    let (node_services, [node_services_n]) = watch(
+        api::<Service>(client, ns),
+        component(COMPONENT_NODE_SERVICE),
+    );
     let caches = Caches {
         leases,
+        node_services,
         pools,
         nodes,
         node_index,
@@ -310,6 +316,7 @@ fn start_watches(
     let node_feeds = NodeFeeds {
         nodes: nodes_n,
         pods: pods_n,
+        services: node_services_n,
         kube_nodes: kube_nodes_n,
         pools: pools_n,
     };
@@ -384,6 +391,7 @@ async fn nodes(ctx: &Arc<Context>, feeds: NodeFeeds, shutdown: &Shutdown) {
     let for_pool = ctx.clone();
     Controller::for_stream(feeds.nodes, ctx.caches.nodes.clone())
         .owns_stream(feeds.pods)
+        .owns_stream(feeds.services)
         .watches_stream(feeds.kube_nodes, move |n| {
             let name = n.name_any();
             let addresses = n

@@ -11,7 +11,7 @@ use conclave_crds::shared::find_condition;
 use conclave_crds::{Conference, MediaNode, MediaNodePhase, MediaPool, labels};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
@@ -56,6 +56,8 @@ pub struct Caches {
     pub deployments: Store<Deployment>,
     /// Media nodes' Leases (their liveness: each node renews its own).
     pub leases: Store<Lease>,
+    /// Media nodes' Services (exposure NodePort or LoadBalancer).
+    pub node_services: Store<Service>,
 }
 
 /// What a pool's TURN Deployment was last applied from: pool generation, replicas, and the
@@ -88,9 +90,6 @@ pub struct Context {
     /// Media nodes whose pod's PodDisruptionBudget this process applied (removed once the node
     /// drained or failed).
     pub budgets_applied: Mutex<std::collections::HashSet<Key>>,
-    /// The node ports of media nodes' Services this process applied (NodePort exposure;
-    /// removed once the node drained or failed).
-    pub node_ports: Mutex<HashMap<Key, crate::resources::node_service::NodePorts>>,
     /// The pod-template hash of each pool's media nodes, by pool generation (see
     /// `Context::template_hash`).
     pub templates: Mutex<HashMap<Key, (i64, String)>>,
@@ -224,7 +223,6 @@ impl Context {
     pub fn forget_node(&self, k: &Key) {
         self.node_pacer.forget(k);
         lock(&self.budgets_applied).remove(k);
-        lock(&self.node_ports).remove(k);
         lock(&self.probes).remove(k);
         lock(&self.seen).remove(&format!("medianode/{k:?}"));
     }

@@ -12,6 +12,7 @@ pub mod helm;
 pub mod http;
 pub mod images;
 pub mod kubectl;
+pub mod load_balancer;
 pub mod logs;
 pub mod lossy_link;
 pub mod manifests;

@@ -18,7 +18,9 @@
 //! its TurnTLS condition names the missing Secret). Two pools pinned to one Kubernetes node, off
 //! the host network, each carry a call, and each media node holds one UDP socket, idle or in
 //! the call (`ss -uanp` in its pod); two media nodes of one pool share a Kubernetes node behind
-//! NodePort Services, with no host port, each carrying a call. Browsers whose network drops all
+//! NodePort Services, with no host port, each carrying a call; a media node behind a
+//! LoadBalancer Service waits for its load balancer's address, then carries a call through it.
+//! Browsers whose network drops all
 //! UDP to the media node call over its one TCP port (ICE-TCP). Screenshots go to the test
 //! artifacts.
 
@@ -34,8 +36,9 @@ use chromium::Chromium;
 use chromium::call::{all_connected, fail, open_all, screenshot, tile_until, video_flows};
 use common::call::{active_named, conference_named, join_url, keys_of, link_to, now};
 use common::fixtures::{create, drain, media_pods_on, pod_ready, pool, ports, ready_nodes};
-use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaPool, labels};
+use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool, labels};
 use conclave_testenv::images::Image;
+use conclave_testenv::load_balancer::LoadBalancer;
 use conclave_testenv::operator::Operator;
 use conclave_testenv::{TestEnv, TestNamespace, wait};
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -1413,6 +1416,133 @@ async fn two_media_nodes_of_one_pool_share_a_kubernetes_node_behind_node_port_se
         assert!(published.contains(url), "{url} is a published node port");
     }
     screenshot(env, &mut browsers, "carol", "node-port").await;
+    browsers.close().await;
+
+    // A Service deleted by hand comes back, and the node publishes its new node ports.
+    let name = nodes[0].name_any();
+    let services = ns.api::<Service>();
+    let old = services.get(&name).await.unwrap();
+    services
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    let (service, url) = wait::until(
+        "the deleted Service back and published",
+        TIMEOUT,
+        || async {
+            let service = services.get(&name).await.ok()?;
+            if service.uid() == old.uid() {
+                return None;
+            }
+            let signaling = service
+                .spec
+                .as_ref()?
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.protocol.as_deref() == Some("TCP"))?
+                .node_port?;
+            let node = ns.api::<MediaNode>().get(&name).await.ok()?;
+            let url = node.status?.addresses?.signaling_url?;
+            url.ends_with(&format!(":{signaling}/rtc"))
+                .then_some((service, url))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, &ns)));
+    println!(
+        "{name}'s Service recreated ({:?}), published as {url}",
+        service.uid()
+    );
+}
+
+/// LoadBalancer exposure: the media node's Service is of type LoadBalancer; until a load
+/// balancer gives it an address the node takes no conference and its `AddressReachable`
+/// condition says what it waits for; once one does (this test's stand-in for MetalLB's
+/// layer 2), the operator publishes that address with the pool's own ports, its probe
+/// answers through kube-proxy, and two browsers call through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_node_behind_a_load_balancer_takes_calls_once_its_address_is_given() {
+    let _one_at_a_time = chromium::exclusive().await;
+    let (env, ns, _operator) = common::start("browser-lb").await;
+    let ports = ports();
+    let spec = json!({
+        "nodeCapacity": {"participants": 20, "rooms": 5},
+        "scaling": {"minNodes": 1, "maxNodes": 1, "bufferParticipants": 0},
+        "mediaNode": {"exposure": "LoadBalancer",
+                      "service": {"annotations": {"lb.conclave.test/pool": "media"}}}
+    });
+    create(&ns, &pool("web", ports, spec)).await;
+    let (node, waiting) = wait::until(
+        "a MediaNode awaiting its load balancer",
+        TIMEOUT,
+        || async {
+            let nodes = ns.api::<MediaNode>().list(&Default::default()).await.ok()?;
+            let node = nodes.items.into_iter().next()?;
+            let c = node.status.as_ref()?.conditions.iter().find(|c| {
+                c.type_ == labels::condition::ADDRESS_REACHABLE && c.reason == "LoadBalancerPending"
+            })?;
+            let message = c.message.clone();
+            Some((node, message))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, &ns)));
+    let name = node.name_any();
+    println!("{name} waits: {waiting}");
+    assert_ne!(
+        node.status.as_ref().unwrap().phase,
+        Some(MediaNodePhase::Ready),
+        "Ready without an address"
+    );
+    let services = ns.api::<Service>();
+    let service = services.get(&name).await.unwrap();
+    assert_eq!(service.annotations()["lb.conclave.test/pool"], "media");
+    let service_spec = service.spec.unwrap();
+    assert_eq!(service_spec.type_.as_deref(), Some("LoadBalancer"));
+    assert_eq!(
+        service_spec.external_traffic_policy.as_deref(),
+        Some("Local")
+    );
+
+    let pod = ns.api::<Pod>().get(&name).await.unwrap();
+    let kube_node = env.node(&pod.spec.unwrap().node_name.unwrap()).unwrap();
+    let load_balancer = LoadBalancer::assign(&services, &name, kube_node)
+        .await
+        .unwrap();
+    let ip = load_balancer.ip().to_string();
+    let nodes = common::fixtures::wait_for_ready_nodes(env, &ns, 1).await;
+    let status = nodes[0].status.clone().unwrap();
+    let addresses = status.addresses.unwrap();
+    assert_eq!(addresses.public.as_deref(), Some(ip.as_str()));
+    assert_eq!(addresses.udp_port, Some(ports.udp), "the pool's own port");
+    let signaling = format!("ws://{ip}:{}/rtc", ports.signaling);
+    assert_eq!(addresses.signaling_url.as_deref(), Some(signaling.as_str()));
+    let reachable = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == labels::condition::ADDRESS_REACHABLE)
+        .unwrap();
+    assert_eq!(reachable.reason, "ProbeAnswered", "{}", reachable.message);
+    println!("{name} reached at {signaling}: {}", reachable.message);
+
+    let placed = conference(env, &ns).await;
+    let url = join_url(&placed);
+    assert_eq!(url, signaling);
+    let (key, _) = keys(&ns).await;
+    let names = ["alice", "bob"];
+    let mut browsers = Chromium::start(&env.artifacts().join("browser-lb")).await;
+    open_each(&mut browsers, &names, &url, &key, "").await;
+    call_flows_through(
+        env,
+        &ns,
+        &mut browsers,
+        &names,
+        &url,
+        "through the load balancer",
+    )
+    .await;
+    screenshot(env, &mut browsers, "alice", "load-balancer").await;
     browsers.close().await;
 }
 

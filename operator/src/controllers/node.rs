@@ -24,13 +24,15 @@ use crate::decide::node_status::{
     DrainProgress, NodeFacts, node_step, should_create_pod, startup_seconds,
 };
 use crate::decide::pool_spec;
-use crate::decide::reachability::{self, ProbeRecord, ProbeTarget, Reachability, Unanswered};
+use crate::decide::reachability::{
+    self, AddressOrigin, ProbeRecord, ProbeTarget, Reachability, Unanswered,
+};
 use crate::decide::signaling::{Signaling, signaling_url};
-use crate::error::{KubeContext, Result};
+use crate::error::{KubeContext, Result, is_not_found};
 use crate::resources::media_node::{
     PodSettings, disruption_budget, drain_patch, drained_as_surplus, media_node_pod,
 };
-use crate::resources::node_service::{NodePorts, node_service};
+use crate::resources::node_service::{Reach, needs_apply, node_service, reach};
 use crate::state::{Context, key, lock};
 use crate::time::{now, secs};
 
@@ -59,9 +61,10 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
     if pod.is_some() {
         ensure_disruption_budget(&ctx, &node, &pool).await?;
     }
-    let node_ports = match pool.spec.media_node.exposure {
-        Exposure::NodePort if pod.is_some() => ensure_node_service(&ctx, &node, &pool).await?,
-        _ => None,
+    let reach = if pod.is_some() {
+        ensure_node_service(&ctx, &node, &pool).await?
+    } else {
+        None
     };
     let kube_node = pod
         .as_ref()
@@ -72,7 +75,7 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
         &pool,
         pod.as_deref(),
         kube_node.as_deref(),
-        node_ports,
+        reach.as_ref(),
     );
     let t = now();
     let observed_pod = pod.as_deref().map(observe_pod);
@@ -149,7 +152,12 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
         heartbeat_timeout: timeout,
         reachability,
         probe_target,
-        kube_node: kube_node.as_ref().map(|n| n.name_any()),
+        address_origin: address_origin(
+            &node,
+            pool.spec.media_node.exposure,
+            kube_node.as_deref(),
+            reach.as_ref(),
+        ),
         draining: draining.then(|| DrainProgress {
             rooms: reserved.rooms,
             deadline: status.draining_since.as_ref().map(secs).unwrap_or(0)
@@ -170,7 +178,6 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
     }
     if step.release_budget {
         lock(&ctx.budgets_applied).remove(&key(node.as_ref()));
-        lock(&ctx.node_ports).remove(&key(node.as_ref()));
     }
     if operator_view(&old) != operator_view(&status) {
         apply_status(&ctx, node.as_ref(), &status).await?;
@@ -259,28 +266,42 @@ async fn ensure_disruption_budget(ctx: &Context, node: &MediaNode, pool: &MediaP
     Ok(())
 }
 
-/// Applies the NodePort Service of the node's pod, once per node and operator process, and
-/// returns the node ports the API server allocated to it.
+/// Keeps the Service of the node's pod as its pool's exposure wants it (applied when missing
+/// or changed, deleted with HostPort) and returns where clients reach the node through it;
+/// None with HostPort.
 async fn ensure_node_service(
     ctx: &Context,
     node: &MediaNode,
     pool: &MediaPool,
-) -> Result<Option<NodePorts>> {
-    let node_key = key(node);
-    if let Some(ports) = lock(&ctx.node_ports).get(&node_key) {
-        return Ok(Some(*ports));
+) -> Result<Option<Reach>> {
+    let (ns, name) = key(node);
+    let exposure = pool.spec.media_node.exposure;
+    let cached = ctx
+        .caches
+        .node_services
+        .get(&ObjectRef::new(&name).within(&ns));
+    let api = Api::<Service>::namespaced(ctx.client.clone(), &ns);
+    if exposure == Exposure::HostPort {
+        if cached.is_some() {
+            api.delete(&name, &Default::default())
+                .await
+                .map(|_| ())
+                .or_else(|e| if is_not_found(&e) { Ok(()) } else { Err(e) })
+                .action(|| format!("removing the Service of media node {name}"))?;
+        }
+        return Ok(None);
     }
-    let service = node_service(node, pool);
-    let applied = Api::<Service>::namespaced(ctx.client.clone(), &node_key.0)
-        .patch(&node_key.1, &apply_params(), &Patch::Apply(&service))
+    let wanted = node_service(node, pool);
+    if !needs_apply(&wanted, cached.as_deref()) {
+        return Ok(cached.map(|s| reach(&s, exposure)));
+    }
+    let applied = api
+        .patch(&name, &apply_params(), &Patch::Apply(&wanted))
         .await
-        .action(|| format!("applying the Service of media node {}", node_key.1))?;
-    let ports = NodePorts::of(&applied);
-    if let Some(p) = ports {
-        info!(node = %node_key.1, signaling = p.signaling, udp = p.udp, tcp = ?p.tcp, "media node exposed on node ports");
-        lock(&ctx.node_ports).insert(node_key, p);
-    }
-    Ok(ports)
+        .action(|| format!("applying the Service of media node {name}"))?;
+    let reached = reach(&applied, exposure);
+    info!(node = %name, ?exposure, ?reached, "applied the media node's Service");
+    Ok(Some(reached))
 }
 
 /// Sets `spec.draining` when the pod is being deleted or its Kubernetes node is leaving (see
@@ -376,20 +397,22 @@ pub fn public_address(node: &Node) -> Option<String> {
 }
 
 /// Where clients reach media node `node`: its Kubernetes Node's public address, on the pool's
-/// ports, or on the node ports of its Service (`node_ports`, with NodePort exposure; nothing
-/// is published before they are known).
+/// ports; or, behind its Service (`reach`), on the node ports it was given, or at its load
+/// balancer's address (nothing is published before they are known).
 fn addresses(
     node: &MediaNode,
     pool: &MediaPool,
     pod: Option<&Pod>,
     kube_node: Option<&Node>,
-    node_ports: Option<NodePorts>,
+    reach: Option<&Reach>,
 ) -> NodeAddresses {
     let tpl = &pool.spec.media_node;
-    let behind_service = tpl.exposure == Exposure::NodePort;
-    let public = kube_node
-        .and_then(public_address)
-        .filter(|_| !behind_service || node_ports.is_some());
+    let (public, ports) = match reach {
+        None => (kube_node.and_then(public_address), None),
+        Some(Reach::NodePorts(ports)) => (kube_node.and_then(public_address), Some(*ports)),
+        Some(Reach::LoadBalancer { ip, ports }) => (Some(ip.clone()), Some(*ports)),
+        Some(Reach::Pending { .. }) => (None, None),
+    };
     let internal = pod.and_then(|p| p.status.as_ref()?.pod_ip.clone());
     let signaling = match &pool.spec.signaling {
         None => Signaling::Plain,
@@ -409,7 +432,7 @@ fn addresses(
     let signaling_url = signaling_url(
         &node.name_any(),
         public.as_deref(),
-        node_ports.map_or(tpl.signaling_port, |p| p.signaling),
+        ports.map_or(tpl.signaling_port, |p| p.signaling),
         signaling,
         published,
     );
@@ -417,10 +440,29 @@ fn addresses(
         public,
         internal,
         signaling_url,
-        udp_port: Some(node_ports.map_or(tpl.udp_port(), |p| p.udp)),
-        tcp_port: match node_ports {
+        udp_port: Some(ports.map_or(tpl.udp_port(), |p| p.udp)),
+        tcp_port: match ports {
             Some(p) => p.tcp,
             None => tpl.tcp_port,
         },
+    }
+}
+
+/// Where the node's published address comes from, for its `AddressReachable` condition.
+fn address_origin(
+    node: &MediaNode,
+    exposure: Exposure,
+    kube_node: Option<&Node>,
+    reach: Option<&Reach>,
+) -> AddressOrigin {
+    match reach {
+        Some(Reach::LoadBalancer { .. }) => AddressOrigin::LoadBalancer(node.name_any()),
+        Some(Reach::Pending { hostname }) if exposure == Exposure::LoadBalancer => {
+            AddressOrigin::AwaitingLoadBalancer {
+                service: node.name_any(),
+                hostname: hostname.clone(),
+            }
+        }
+        _ => AddressOrigin::KubeNode(kube_node.map(|n| n.name_any())),
     }
 }

@@ -9,7 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::UnixSeconds;
 use super::lifecycle::NodeVerdict;
-use super::reachability::{self, ProbeTarget, Reachability};
+use super::reachability::{self, AddressOrigin, ProbeTarget, Reachability};
 
 /// Whether the controller creates the node's pod: none yet, not past Pending, not draining,
 /// and a pool spec that can run.
@@ -67,8 +67,8 @@ pub struct NodeFacts {
     /// What is known of its published address, and where it was probed.
     pub reachability: Reachability,
     pub probe_target: Option<ProbeTarget>,
-    /// Its Kubernetes node, for the words of an unreachable address.
-    pub kube_node: Option<String>,
+    /// Where its published address comes from, for the words of its condition.
+    pub address_origin: AddressOrigin,
     /// Set while it drains.
     pub draining: Option<DrainProgress>,
 }
@@ -110,7 +110,7 @@ pub fn node_step(f: &NodeFacts) -> NodeStep {
         message: health_message(f.verdict.reason, f.heartbeat_age, f.heartbeat_timeout),
     }];
     if let Some((ok, reason, message)) =
-        reachability::condition(f.reachability, f.probe_target, f.kube_node.as_deref())
+        reachability::condition(f.reachability, f.probe_target, &f.address_origin)
     {
         conditions.push(ConditionIntent {
             type_: condition::ADDRESS_REACHABLE,
@@ -200,7 +200,7 @@ mod tests {
                 udp: "192.0.2.7:50000".parse().unwrap(),
                 tcp: None,
             }),
-            kube_node: Some("worker-1".into()),
+            address_origin: AddressOrigin::KubeNode(Some("worker-1".into())),
             draining: None,
         }
     }

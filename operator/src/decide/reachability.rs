@@ -107,18 +107,45 @@ pub fn reachability(last: Option<&ProbeRecord>, target: Option<ProbeTarget>) -> 
     }
 }
 
+/// Where a media node's published address comes from, for the words of its condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddressOrigin {
+    /// Its Kubernetes Node (annotation, ExternalIP, InternalIP): the Node's name, once known.
+    KubeNode(Option<String>),
+    /// The load balancer of its Service, so named.
+    LoadBalancer(String),
+    /// Its Service, so named, has no load-balancer IP yet; `hostname`: the load balancer
+    /// named a host instead.
+    AwaitingLoadBalancer {
+        service: String,
+        hostname: Option<String>,
+    },
+}
+
 /// The `AddressReachable` condition: status, reason and message; None while unknown (the
 /// condition keeps what it said).
 pub fn condition(
     reachability: Reachability,
     target: Option<ProbeTarget>,
-    kube_node: Option<&str>,
+    origin: &AddressOrigin,
 ) -> Option<(bool, &'static str, String)> {
+    let origin = match origin {
+        AddressOrigin::KubeNode(node) => format!(
+            "The address is the conclave.dev/public-ip annotation of Node {}, else its ExternalIP, else its InternalIP",
+            node.as_deref().unwrap_or("its Kubernetes node")
+        ),
+        AddressOrigin::LoadBalancer(service) => format!(
+            "The address is the one the load balancer gave Service {service} (status.loadBalancer.ingress)"
+        ),
+        AddressOrigin::AwaitingLoadBalancer { service, hostname } => {
+            return Some((
+                false,
+                "LoadBalancerPending",
+                awaiting(service, hostname.as_deref()),
+            ));
+        }
+    };
     let target = target?;
-    let node = kube_node.unwrap_or("its Kubernetes node");
-    let origin = format!(
-        "The address is the conclave.dev/public-ip annotation of Node {node}, else its ExternalIP, else its InternalIP"
-    );
     match reachability {
         Reachability::Unknown => None,
         Reachability::Reachable => Some((
@@ -160,6 +187,18 @@ pub fn condition(
                 target.udp.port()
             ),
         )),
+    }
+}
+
+/// Why a node whose Service awaits a load-balancer address is not reachable yet.
+fn awaiting(service: &str, hostname: Option<&str>) -> String {
+    match hostname {
+        None => format!(
+            "Service {service} has no load-balancer address yet (status.loadBalancer.ingress): the media node takes no conference until the cluster's load balancer gives it one"
+        ),
+        Some(host) => format!(
+            "the load balancer of Service {service} gave a hostname ({host}), not an IP: ICE candidates carry addresses, so the media node takes no conference; have the load balancer give an IP (see spec.mediaNode.service.annotations), or use exposure NodePort"
+        ),
     }
 }
 
@@ -254,7 +293,7 @@ mod tests {
         let (ok, reason, message) = condition(
             Reachability::Unreachable(Unanswered::Udp),
             Some(target()),
-            Some("n1"),
+            &AddressOrigin::KubeNode(Some("n1".into())),
         )
         .expect("condition");
         assert!(!ok);
@@ -264,9 +303,50 @@ mod tests {
             message.contains("conclave.dev/public-ip annotation of Node n1"),
             "{message}"
         );
-        assert!(condition(Reachability::Reachable, Some(target()), None).is_some_and(|c| c.0));
-        assert_eq!(condition(Reachability::Unknown, Some(target()), None), None);
-        assert_eq!(condition(Reachability::Reachable, None, None), None);
+        let unnamed = AddressOrigin::KubeNode(None);
+        assert!(condition(Reachability::Reachable, Some(target()), &unnamed).is_some_and(|c| c.0));
+        assert_eq!(
+            condition(Reachability::Unknown, Some(target()), &unnamed),
+            None
+        );
+        assert_eq!(condition(Reachability::Reachable, None, &unnamed), None);
+        let (_, _, message) = condition(
+            Reachability::Unreachable(Unanswered::Udp),
+            Some(target()),
+            &AddressOrigin::LoadBalancer("web-abcde".into()),
+        )
+        .expect("condition");
+        assert!(
+            message.contains("the load balancer gave Service web-abcde"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_node_awaiting_its_load_balancer_says_so() {
+        let awaiting = |hostname: Option<&str>| {
+            condition(
+                Reachability::Unknown,
+                None,
+                &AddressOrigin::AwaitingLoadBalancer {
+                    service: "web-abcde".into(),
+                    hostname: hostname.map(str::to_owned),
+                },
+            )
+            .expect("condition")
+        };
+        let (ok, reason, message) = awaiting(None);
+        assert!(!ok);
+        assert_eq!(reason, "LoadBalancerPending");
+        assert!(
+            message.contains("Service web-abcde has no load-balancer address yet"),
+            "{message}"
+        );
+        let (_, _, message) = awaiting(Some("lb-1.example.com"));
+        assert!(
+            message.contains("gave a hostname (lb-1.example.com), not an IP"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -274,7 +354,7 @@ mod tests {
         let (ok, _, message) = condition(
             Reachability::Unreachable(Unanswered::Tcp),
             Some(with_tcp()),
-            Some("n1"),
+            &AddressOrigin::KubeNode(Some("n1".into())),
         )
         .expect("condition");
         assert!(!ok);
@@ -283,8 +363,12 @@ mod tests {
             message.contains("unset spec.mediaNode.tcpPort"),
             "{message}"
         );
-        let (_, _, reached) =
-            condition(Reachability::Reachable, Some(with_tcp()), None).expect("condition");
+        let (_, _, reached) = condition(
+            Reachability::Reachable,
+            Some(with_tcp()),
+            &AddressOrigin::KubeNode(None),
+        )
+        .expect("condition");
         assert_eq!(
             reached,
             "203.0.113.7:7882/udp and 7883/tcp answer STUN binding requests from the operator"

@@ -1,9 +1,10 @@
-//! The NodePort Service of one media node, for pools with `spec.mediaNode.exposure:
-//! NodePort`: its signaling, media (UDP) and ICE-TCP ports, selecting that node's pod only,
-//! with `externalTrafficPolicy: Local` so a client's address reaches the media node unchanged
-//! (ICE answers it there). The API server allocates the node ports; [`NodePorts::of`] reads
-//! them back for the addresses the operator publishes.
+//! The Service of one media node, for pools with `spec.mediaNode.exposure` NodePort or
+//! LoadBalancer: its signaling, media (UDP) and ICE-TCP ports, selecting that node's pod
+//! only, with `externalTrafficPolicy: Local` so a client's address reaches the media node
+//! unchanged (ICE answers it there). [`reach`] reads back where clients reach it: the node
+//! ports the API server allocated, or the address a load balancer gave it.
 
+use conclave_crds::pool::Exposure;
 use conclave_crds::{MediaNode, MediaPool, labels};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -17,7 +18,8 @@ use super::{owner_ref, pool_labels};
 /// The component label of media nodes' Services.
 pub const COMPONENT_NODE_SERVICE: &str = "media-node-service";
 
-/// The Service of media node `node` of `pool`: named like the node, owned by it.
+/// The Service of media node `node` of `pool`: named like the node, owned by it, of the
+/// pool's exposure (NodePort, or LoadBalancer) and with its `spec.mediaNode.service`.
 pub fn node_service(node: &MediaNode, pool: &MediaPool) -> Service {
     let tpl = &pool.spec.media_node;
     let port = |name: &str, number: u16, protocol: &str| ServicePort {
@@ -32,17 +34,28 @@ pub fn node_service(node: &MediaNode, pool: &MediaPool) -> Service {
         Some(port(PORT_MEDIA, tpl.udp_port(), "UDP")),
         tpl.tcp_port.map(|tcp| port(PORT_MEDIA_TCP, tcp, "TCP")),
     ];
+    let settings = tpl.service.clone().unwrap_or_default();
+    let load_balancer = tpl.exposure == Exposure::LoadBalancer;
     Service {
         metadata: ObjectMeta {
             name: Some(node.name_any()),
             namespace: node.namespace(),
             labels: Some(pool_labels(pool, COMPONENT_NODE_SERVICE)),
+            annotations: Some(settings.annotations).filter(|a| !a.is_empty()),
             owner_references: Some(vec![owner_ref(node)]),
             ..Default::default()
         },
         spec: Some(ServiceSpec {
-            type_: Some("NodePort".to_owned()),
+            type_: Some(
+                if load_balancer {
+                    "LoadBalancer"
+                } else {
+                    "NodePort"
+                }
+                .to_owned(),
+            ),
             external_traffic_policy: Some("Local".to_owned()),
+            load_balancer_class: settings.load_balancer_class.filter(|_| load_balancer),
             selector: Some(BTreeMap::from([
                 (labels::POOL.to_owned(), pool.name_any()),
                 (MEDIA_NODE_NAME_LABEL.to_owned(), node.name_any()),
@@ -54,9 +67,38 @@ pub fn node_service(node: &MediaNode, pool: &MediaPool) -> Service {
     }
 }
 
-/// The node ports the API server allocated to a media node's Service.
+/// True when `current` (the Service as the cluster has it, if at all) lacks what `wanted`
+/// sets, so it is applied again: a Service deleted by hand comes back, and one made for
+/// another exposure or other ports is brought to the pool's.
+pub fn needs_apply(wanted: &Service, current: Option<&Service>) -> bool {
+    let Some(current) = current else {
+        return true;
+    };
+    let (Some(w), Some(c)) = (&wanted.spec, &current.spec) else {
+        return true;
+    };
+    let ports = |spec: &ServiceSpec| -> Vec<(Option<String>, i32, Option<String>)> {
+        spec.ports
+            .iter()
+            .flatten()
+            .map(|p| (p.name.clone(), p.port, p.protocol.clone()))
+            .collect()
+    };
+    let annotations_kept = wanted
+        .annotations()
+        .iter()
+        .all(|(k, v)| current.annotations().get(k) == Some(v));
+    w.type_ != c.type_
+        || w.external_traffic_policy != c.external_traffic_policy
+        || (w.load_balancer_class.is_some() && w.load_balancer_class != c.load_balancer_class)
+        || w.selector != c.selector
+        || ports(w) != ports(c)
+        || !annotations_kept
+}
+
+/// The ports clients are given for a media node behind its Service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NodePorts {
+pub struct ServicePorts {
     /// Of the signaling WebSocket.
     pub signaling: u16,
     /// Of the media UDP port.
@@ -65,22 +107,55 @@ pub struct NodePorts {
     pub tcp: Option<u16>,
 }
 
-impl NodePorts {
-    /// The allocated ports of `service`, once its signaling and media ports have them.
-    pub fn of(service: &Service) -> Option<NodePorts> {
-        let ports = service.spec.as_ref()?.ports.as_ref()?;
-        let node_port = |name: &str| {
-            ports
-                .iter()
-                .find(|p| p.name.as_deref() == Some(name))
-                .and_then(|p| p.node_port)
-                .and_then(|n| u16::try_from(n).ok())
-        };
-        Some(NodePorts {
-            signaling: node_port(PORT_SIGNALING)?,
-            udp: node_port(PORT_MEDIA)?,
-            tcp: node_port(PORT_MEDIA_TCP),
+/// Where clients reach a media node through its Service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// At its Kubernetes Node's public address, on these node ports.
+    NodePorts(ServicePorts),
+    /// At the load balancer's address, on the Service's own ports.
+    LoadBalancer { ip: String, ports: ServicePorts },
+    /// Not yet: no node ports allocated, or no load balancer address given. `hostname`: the
+    /// load balancer named a host, which ICE candidates cannot carry.
+    Pending { hostname: Option<String> },
+}
+
+/// Where `service` (of a pool with `exposure`) is reached, from its spec and status.
+pub fn reach(service: &Service, exposure: Exposure) -> Reach {
+    let pending = Reach::Pending { hostname: None };
+    let Some(ports) = service.spec.as_ref().and_then(|s| s.ports.as_ref()) else {
+        return pending;
+    };
+    let find = |name: &str, number: fn(&ServicePort) -> Option<i32>| {
+        ports
+            .iter()
+            .find(|p| p.name.as_deref() == Some(name))
+            .and_then(number)
+            .and_then(|n| u16::try_from(n).ok())
+    };
+    let read = |number: fn(&ServicePort) -> Option<i32>| {
+        Some(ServicePorts {
+            signaling: find(PORT_SIGNALING, number)?,
+            udp: find(PORT_MEDIA, number)?,
+            tcp: find(PORT_MEDIA_TCP, number),
         })
+    };
+    match exposure {
+        Exposure::HostPort => pending,
+        Exposure::NodePort => read(|p| p.node_port).map_or(pending, Reach::NodePorts),
+        Exposure::LoadBalancer => {
+            let ingress = service
+                .status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref()?.ingress.clone())
+                .unwrap_or_default();
+            let ip = ingress.iter().find_map(|i| i.ip.clone());
+            match (ip, read(|p| Some(p.port))) {
+                (Some(ip), Some(ports)) => Reach::LoadBalancer { ip, ports },
+                _ => Reach::Pending {
+                    hostname: ingress.iter().find_map(|i| i.hostname.clone()),
+                },
+            }
+        }
     }
 }
 
@@ -89,11 +164,14 @@ mod tests {
     use super::*;
     use crate::resources::media_node::new_media_node;
     use conclave_crds::MediaPoolSpec;
+    use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus};
 
-    fn pool(tcp_port: Option<u16>) -> MediaPool {
+    fn pool(exposure: &str, tcp_port: Option<u16>) -> MediaPool {
         let spec: MediaPoolSpec = serde_json::from_value(serde_json::json!({
             "mediaNode": {"signalingPort": 7880, "udpPort": 7882, "tcpPort": tcp_port,
-                          "exposure": "NodePort"}
+                          "exposure": exposure,
+                          "service": {"annotations": {"lb.example.com/pool": "media"},
+                                      "loadBalancerClass": "lb.example.com/media"}}
         }))
         .unwrap();
         let mut p = MediaPool::new("web", spec);
@@ -109,16 +187,35 @@ mod tests {
         n
     }
 
+    fn service(exposure: &str, tcp_port: Option<u16>) -> Service {
+        let p = pool(exposure, tcp_port);
+        node_service(&node(&p), &p)
+    }
+
+    fn with_ingress(mut s: Service, ingress: LoadBalancerIngress) -> Service {
+        s.status = Some(ServiceStatus {
+            load_balancer: Some(LoadBalancerStatus {
+                ingress: Some(vec![ingress]),
+            }),
+            ..Default::default()
+        });
+        s
+    }
+
     #[test]
     fn selects_its_own_pod_only_and_keeps_the_client_address() {
-        let p = pool(None);
-        let s = node_service(&node(&p), &p);
+        let s = service("NodePort", None);
         assert_eq!(s.name_any(), "web-abcde");
         assert_eq!(s.namespace().as_deref(), Some("calls"));
         assert_eq!(s.owner_references()[0].uid, "node-uid");
+        assert_eq!(s.annotations()["lb.example.com/pool"], "media");
         let spec = s.spec.unwrap();
         assert_eq!(spec.type_.as_deref(), Some("NodePort"));
         assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"));
+        assert_eq!(
+            spec.load_balancer_class, None,
+            "a class is for load balancers"
+        );
         let selector = spec.selector.unwrap();
         assert_eq!(selector[MEDIA_NODE_NAME_LABEL], "web-abcde");
         assert_eq!(selector[labels::POOL], "web");
@@ -139,10 +236,24 @@ mod tests {
     }
 
     #[test]
+    fn a_load_balancer_service_carries_the_pools_class() {
+        let spec = service("LoadBalancer", None).spec.unwrap();
+        assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+        assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"));
+        assert_eq!(
+            spec.load_balancer_class.as_deref(),
+            Some("lb.example.com/media")
+        );
+    }
+
+    #[test]
     fn reads_the_allocated_node_ports() {
-        let p = pool(Some(7883));
-        let mut s = node_service(&node(&p), &p);
-        assert_eq!(NodePorts::of(&s), None, "none allocated yet");
+        let mut s = service("NodePort", Some(7883));
+        assert_eq!(
+            reach(&s, Exposure::NodePort),
+            Reach::Pending { hostname: None },
+            "none allocated yet"
+        );
         for (port, allocated) in s
             .spec
             .as_mut()
@@ -156,12 +267,89 @@ mod tests {
             port.node_port = Some(allocated);
         }
         assert_eq!(
-            NodePorts::of(&s),
-            Some(NodePorts {
+            reach(&s, Exposure::NodePort),
+            Reach::NodePorts(ServicePorts {
                 signaling: 31000,
                 udp: 31001,
                 tcp: Some(31002)
             })
         );
+    }
+
+    #[test]
+    fn a_load_balancer_is_reached_at_its_ip_on_the_pools_ports() {
+        let s = service("LoadBalancer", Some(7883));
+        assert_eq!(
+            reach(&s, Exposure::LoadBalancer),
+            Reach::Pending { hostname: None },
+            "no address given yet"
+        );
+        let named = with_ingress(
+            s.clone(),
+            LoadBalancerIngress {
+                hostname: Some("lb-1.example.com".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            reach(&named, Exposure::LoadBalancer),
+            Reach::Pending {
+                hostname: Some("lb-1.example.com".into())
+            },
+            "a hostname is not an address for ICE"
+        );
+        let given = with_ingress(
+            s,
+            LoadBalancerIngress {
+                ip: Some("198.51.100.9".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            reach(&given, Exposure::LoadBalancer),
+            Reach::LoadBalancer {
+                ip: "198.51.100.9".into(),
+                ports: ServicePorts {
+                    signaling: 7880,
+                    udp: 7882,
+                    tcp: Some(7883)
+                }
+            }
+        );
+    }
+
+    #[test]
+    fn applies_again_only_what_the_cluster_lost_or_the_pool_changed() {
+        let wanted = service("LoadBalancer", None);
+        assert!(needs_apply(&wanted, None), "deleted by hand");
+        let mut served = with_ingress(
+            wanted.clone(),
+            LoadBalancerIngress {
+                ip: Some("198.51.100.9".into()),
+                ..Default::default()
+            },
+        );
+        let spec = served.spec.as_mut().unwrap();
+        spec.cluster_ip = Some("10.0.0.42".into());
+        for p in spec.ports.as_mut().unwrap() {
+            p.node_port = Some(31000);
+        }
+        served
+            .annotations_mut()
+            .insert("lb.example.com/assigned".into(), "yes".into());
+        assert!(
+            !needs_apply(&wanted, Some(&served)),
+            "what the cluster added is not a difference"
+        );
+        assert!(
+            needs_apply(&service("NodePort", None), Some(&served)),
+            "another exposure"
+        );
+        assert!(needs_apply(
+            &service("LoadBalancer", Some(7883)),
+            Some(&served)
+        ));
+        served.annotations_mut().remove("lb.example.com/pool");
+        assert!(needs_apply(&wanted, Some(&served)), "an annotation lost");
     }
 }
