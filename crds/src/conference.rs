@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
     status = "ConferenceStatus",
     shortname = "conf",
     category = "conclave",
+    selectable = ".status.mediaNode",
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Node","type":"string","jsonPath":".status.mediaNode"}"#,
     printcolumn = r#"{"name":"Participants","type":"integer","jsonPath":".status.participants"}"#,

@@ -3,7 +3,9 @@
 
 /// Label on MediaNodes, their Pods and the TURN objects: the MediaPool they belong to.
 pub const POOL: &str = "conclave.dev/pool";
-/// Label on a Conference: the MediaNode hosting it (watched by that media node).
+/// Label on a Conference: the MediaNode hosting it, written only for media nodes of earlier
+/// versions, which watch it (current ones select `status.mediaNode`, see
+/// `report::conferences_on`).
 pub const MEDIA_NODE: &str = "conclave.dev/media-node";
 /// Label on Pods and Deployments: which Conclave component runs in them.
 pub const COMPONENT: &str = "conclave.dev/component";
@@ -15,10 +17,6 @@ pub const COMPONENT_TURN: &str = "turn";
 /// Annotation on a Kubernetes Node: the public IP clients reach it at, when the Node's own
 /// ExternalIP is missing or wrong (for example behind a 1:1 NAT).
 pub const PUBLIC_IP: &str = "conclave.dev/public-ip";
-/// Annotation on a Conference: the node it was moved away from, so that node can tell its
-/// clients where to reconnect.
-pub const PREVIOUS_MEDIA_NODE: &str = "conclave.dev/previous-media-node";
-
 /// Annotation on a MediaNode the operator drains: why (the drain Event's reason, such as
 /// `ScalingDown`, `RollingUpdate` or `NodeDraining`). Only a node drained as `ScalingDown` is
 /// taken back by the autoscaler when the pool needs capacity again; one drained by hand has
@@ -27,7 +25,9 @@ pub const DRAIN_REASON: &str = "conclave.dev/drain-reason";
 /// Value of [`DRAIN_REASON`] for a node drained because the pool's capacity was surplus.
 pub const DRAIN_SCALING_DOWN: &str = "ScalingDown";
 
-/// Finalizer on a Conference: the operator releases its reservation and closes its room.
+/// Finalizer earlier versions put on every Conference; the operator removes it from those
+/// that carry it (a deleted conference's reservation is released from the watch's delete
+/// event, and its media node closes the room from its own watch).
 pub const CONFERENCE_FINALIZER: &str = "conclave.dev/conference";
 /// Finalizer on a MediaNode: its pod is stopped only after its rooms left or timed out.
 pub const NODE_FINALIZER: &str = "conclave.dev/media-node";

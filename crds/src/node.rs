@@ -170,6 +170,12 @@ pub struct MediaNodeStatus {
     /// Last time the media node reported its load.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_heartbeat: Option<Time>,
+    /// True when the media node finds its conferences by their `status.mediaNode` (a field
+    /// selector), reported with its load: the operator then places a conference with its
+    /// status alone. Unset on media nodes of earlier versions, which watch the
+    /// `conclave.dev/media-node` label, so the operator labels conferences placed on them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watches_conference_status: Option<bool>,
     /// `Healthy`, `AddressReachable`, `Draining`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

@@ -47,13 +47,23 @@ pub fn lease_renewal(
     })
 }
 
-/// The MediaNode status patch: only `load` and `lastHeartbeat`.
+/// The MediaNode status patch: only `load`, `lastHeartbeat`, and that the node finds its
+/// conferences by `status.mediaNode` (see [`CONFERENCE_NODE_FIELD`]).
 pub fn load_report(load: &NodeLoad, now: &Time) -> Value {
     json!({
         "apiVersion": MediaNode::api_version(&()),
         "kind": MediaNode::kind(&()),
-        "status": {"load": load, "lastHeartbeat": now},
+        "status": {"load": load, "lastHeartbeat": now, "watchesConferenceStatus": true},
     })
+}
+
+/// The field selector path of a Conference's media node (`status.mediaNode`, a selectable
+/// field of the CRD): a media node watches `status.mediaNode=<its name>`.
+pub const CONFERENCE_NODE_FIELD: &str = "status.mediaNode";
+
+/// The field selector of the conferences placed on media node `node`.
+pub fn conferences_on(node: &str) -> String {
+    format!("{CONFERENCE_NODE_FIELD}={node}")
 }
 
 /// The Conference status patch: only `participants`.

@@ -1,6 +1,6 @@
 //! The node against a real Kubernetes API server (the project's local control plane, see
 //! tests/controlplane): it waits for its published address, opens a room for the Conference
-//! labelled with its name, hands out TURN credentials from its pool, reports load by
+//! whose status names it (a field selector), hands out TURN credentials from its pool, reports load by
 //! server-side apply without touching operator fields, renews its own Lease, tells clients to reconnect when the
 //! conference moves, drains when its MediaNode is set to draining, and takes rooms again when the
 //! drain is taken back before its rooms are gone.
@@ -178,13 +178,23 @@ async fn node_follows_its_medianode_pool_and_conferences() {
     conferences
         .create(
             &PostParams::default(),
-            &object(
-                json!({"metadata": {"name": "standup", "labels": {labels::MEDIA_NODE: "node-a"}},
-                "spec": {"pool": "pool", "maxParticipants": 5}}),
-            ),
+            &object(json!({"metadata": {"name": "standup"},
+                "spec": {"pool": "pool", "maxParticipants": 5}})),
         )
         .await
         .expect("conference");
+    // Placed on node-a, as the operator does: its status names the node.
+    conferences
+        .patch_status(
+            "standup",
+            &operator,
+            &Patch::Apply(
+                json!({"apiVersion": "conclave.dev/v1alpha1", "kind": "Conference",
+                "status": {"mediaNode": "node-a"}}),
+            ),
+        )
+        .await
+        .expect("placed");
 
     let listener = tokio::net::TcpListener::bind((LOOPBACK, 0))
         .await
@@ -288,6 +298,11 @@ async fn node_follows_its_medianode_pool_and_conferences() {
             assert!(
                 status.addresses.as_ref().and_then(|a| a.public.as_deref()) == Some("127.0.0.1")
             );
+            assert_eq!(
+                status.watches_conference_status,
+                Some(true),
+                "says it finds its conferences by status.mediaNode"
+            );
             let managers: Vec<String> = n
                 .metadata
                 .managed_fields
@@ -373,14 +388,6 @@ async fn node_follows_its_medianode_pool_and_conferences() {
         )
         .await
         .expect("status moved");
-    conferences
-        .patch(
-            "standup",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {labels::MEDIA_NODE: "node-b"}}})),
-        )
-        .await
-        .expect("label moved");
     let reconnect = alice
         .wait_for(WAIT, |m| matches!(m, ServerMessage::Reconnect { .. }))
         .await;

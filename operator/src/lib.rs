@@ -21,6 +21,7 @@ pub mod pacing;
 pub mod probe;
 pub mod release_cmd;
 pub mod resources;
+pub mod roster;
 pub mod shutdown;
 pub mod start;
 pub mod state;

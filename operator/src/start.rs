@@ -26,11 +26,12 @@ use crate::fence::{Fence, FenceLayer};
 use crate::http::{Health, serve};
 use crate::index::{ConferenceKey, Index, conference_keys, node_keys};
 use crate::leader::LeaderLease;
-use crate::ledger::Key;
+use crate::ledger::{Key, Ledger};
 use crate::metrics::Metrics;
 use crate::own_writes::OwnWrites;
 use crate::pacing::Pacer;
 use crate::resources::node_service::COMPONENT_NODE_SERVICE;
+use crate::roster::Roster;
 use crate::shutdown::Shutdown;
 use crate::state::{Caches, Context, key, lock};
 use crate::watches::{Feed, watch, watch_indexed};
@@ -117,8 +118,13 @@ pub async fn run(kube_config: kube::Config, config: RunConfig) -> anyhow::Result
         health.ready.store(false, Ordering::Relaxed);
     }
 
-    let (caches, pool_feeds, node_feeds, conference_feeds) =
-        start_watches(&watch_client, config.watch_namespace.as_deref());
+    // The conference watch releases what a conference that left it held.
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let (caches, pool_feeds, node_feeds, conference_feeds) = start_watches(
+        &watch_client,
+        config.watch_namespace.as_deref(),
+        Arc::clone(&ledger),
+    );
     metrics.count_conferences(caches.conferences.clone());
     let filled = async {
         caches.pools.wait_until_ready().await?;
@@ -128,6 +134,7 @@ pub async fn run(kube_config: kube::Config, config: RunConfig) -> anyhow::Result
         caches.kube_nodes.wait_until_ready().await?;
         caches.secrets.wait_until_ready().await?;
         caches.leases.wait_until_ready().await?;
+        caches.node_services.wait_until_ready().await?;
         caches.deployments.wait_until_ready().await
     };
     if shutdown.unless(filled).await.transpose()?.is_none() {
@@ -137,7 +144,7 @@ pub async fn run(kube_config: kube::Config, config: RunConfig) -> anyhow::Result
         client: client.clone(),
         config: config.clone(),
         caches,
-        ledger: Mutex::default(),
+        ledger,
         evacuation: Mutex::default(),
         creating: Mutex::default(),
         turn_applied: Mutex::default(),
@@ -248,10 +255,12 @@ struct ConferenceFeeds {
     pools: Feed<MediaPool>,
 }
 
-/// Starts one watch per kind: the caches, and the feeds of the three controllers.
+/// Starts one watch per kind: the caches, and the feeds of the three controllers; the
+/// conference watch releases from `ledger` what a conference that left it held.
 fn start_watches(
     client: &Client,
     ns: Option<&str>,
+    ledger: Arc<Mutex<Ledger>>,
 ) -> (Caches, PoolFeeds, NodeFeeds, ConferenceFeeds) {
     let any = watcher::Config::default;
     let (pools, [pools_p, pools_n, pools_c]) = watch(api::<MediaPool>(client, ns), any());
@@ -266,9 +275,13 @@ fn start_watches(
     let own_conferences = Arc::new(OwnWrites::default());
     let (conferences, [conferences_p, conferences_c]) = {
         let (index, own) = (conference_index.clone(), Arc::clone(&own_conferences));
+        let roster = Mutex::new(Roster::default());
         watch_indexed(api::<Conference>(client, ns), any(), move |e| {
             index.observe(e);
             own.observe(e);
+            for gone in lock(&roster).observe(e) {
+                lock(&ledger).release(&gone);
+            }
         })
     };
     let (pods, [pods_p, pods_n]) = watch(

@@ -73,7 +73,7 @@ pub struct Context {
     /// Watch caches.
     pub caches: Caches,
     /// Reservations.
-    pub ledger: Mutex<Ledger>,
+    pub ledger: Arc<Mutex<Ledger>>,
     /// Evacuation pacing per pool.
     pub evacuation: Mutex<HashMap<Key, EvacuationBudget>>,
     /// MediaNodes created by the pool controller and not yet in the cache, per pool, with

@@ -285,8 +285,9 @@ async fn active_conference(ns: &TestNamespace, name: &str) -> ConferenceStatus {
 }
 
 /// With a token bound to the pod of the node hosting the conference ("host"), the host's
-/// MediaNode status and the conference's status may be written; the other node's MediaNode
-/// may not, and the other node may not write the conference. A token of the same
+/// MediaNode status and the conference's status may be written, but not its placement
+/// (`status.mediaNode`); the other node's MediaNode may not, and the other node may not write
+/// the conference. A token of the same
 /// ServiceAccount that is not bound to a pod may write nothing.
 async fn media_node_writes_only_its_own_status(
     env: &TestEnv,
@@ -350,6 +351,19 @@ async fn media_node_writes_only_its_own_status(
     conference_status(as_host.clone())
         .await
         .unwrap_or_else(|e| panic!("media node {host} may write its conference's status: {e}"));
+    let claim = json!({"status": {"mediaNode": other}});
+    let message = refusal(
+        Api::<Conference>::namespaced(as_host.clone(), ns.name())
+            .patch_status("standup", &PatchParams::default(), &Patch::Merge(&claim))
+            .await
+            .map(|_| ()),
+    );
+    assert!(
+        message.contains(&format!(
+            "media node {host} may not change where Conference standup is placed"
+        )),
+        "{message}"
+    );
     let message = refusal(node_status(as_host, other.clone()).await);
     assert!(
         message.contains(&format!(

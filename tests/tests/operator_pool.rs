@@ -18,7 +18,7 @@ use conclave_testenv::images::Image;
 use conclave_testenv::{TestNamespace, wait};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 
 mod common;
 use common::fixtures::{
@@ -118,7 +118,25 @@ async fn pool_comes_up_places_a_conference_and_replaces_a_lost_node() {
     .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
     let status = placed.status.clone().unwrap();
     let host = status.media_node.clone().unwrap();
-    assert_eq!(placed.labels()["conclave.dev/media-node"], host);
+    // Placed with its status alone: the node finds it by `status.mediaNode`.
+    assert!(
+        !placed.labels().contains_key(labels::MEDIA_NODE),
+        "{:?}",
+        placed.labels()
+    );
+    let on_host = ns
+        .api::<Conference>()
+        .list(&ListParams::default().fields(&conclave_crds::report::conferences_on(&host)))
+        .await
+        .unwrap();
+    assert_eq!(
+        on_host
+            .items
+            .iter()
+            .map(|c| c.name_any())
+            .collect::<Vec<_>>(),
+        ["standup"]
+    );
     let hosting = nodes
         .iter()
         .find(|n| n.name_any() == host)

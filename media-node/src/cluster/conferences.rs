@@ -1,13 +1,14 @@
-//! Watches the Conferences labelled `conclave.dev/media-node=<this node>`: opens a room for
-//! each, updates it when the conference changes, and closes it when the conference ends, is
-//! deleted, or moves away — then reads the conference's new `status.join.signalingUrl` and
-//! tells the room's clients to reconnect there.
+//! Watches the Conferences whose `status.mediaNode` is this node (a field selector): opens a
+//! room for each, updates it when the conference changes, and closes it when the conference
+//! ends, is deleted, or moves away — then reads the conference's new
+//! `status.join.signalingUrl` and tells the room's clients to reconnect there.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conclave_crds::{Conference, ConferencePhase, labels};
+use conclave_crds::report::conferences_on;
+use conclave_crds::{Conference, ConferencePhase};
 use futures::StreamExt;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -29,7 +30,7 @@ pub enum RoomAction {
     Close(CloseReason),
 }
 
-/// The room action for a conference labelled with this node.
+/// The room action for a conference placed on this node.
 pub fn on_applied(conference: &Conference) -> RoomAction {
     let phase = conference.status.as_ref().and_then(|s| s.phase);
     let ended = conference.metadata.deletion_timestamp.is_some()
@@ -47,7 +48,7 @@ pub fn on_applied(conference: &Conference) -> RoomAction {
     })
 }
 
-/// The room action for a conference that is no longer labelled with this node: `current` is
+/// The room action for a conference that is no longer placed on this node: `current` is
 /// the conference as it now stands (`None` when deleted).
 pub fn on_gone(
     current: Option<&Conference>,
@@ -118,8 +119,8 @@ async fn moved_away(api: Api<Conference>, state: Arc<NodeState>, name: String) {
 /// Watches this node's conferences forever.
 pub async fn run(client: Client, namespace: String, state: Arc<NodeState>) {
     let api: Api<Conference> = Api::namespaced(client, &namespace);
-    let selector = format!("{}={}", labels::MEDIA_NODE, state.settings.name);
-    let mut stream = watcher(api.clone(), watcher::Config::default().labels(&selector))
+    let selector = conferences_on(&state.settings.name);
+    let mut stream = watcher(api.clone(), watcher::Config::default().fields(&selector))
         .default_backoff()
         .boxed();
     let mut listed: HashSet<String> = HashSet::new();

@@ -1,8 +1,9 @@
 //! The conference controller: gathers what is known of a conference and its node, takes the
 //! one step `decide::conference` chooses, and applies it: places the conference on a media
-//! node (reserving its capacity in the ledger), labels it for that node, publishes join info,
-//! moves it when its node is lost or drains, ends it at endTime or after its ttl, and
-//! releases its reservation when it is deleted.
+//! node (reserving its capacity in the ledger) and publishes join info with one status write
+//! (the node finds it by `status.mediaNode`; a node of an earlier version by a label, written
+//! for it too), moves it when its node is lost or drains, ends it at endTime or after its ttl,
+//! and releases its reservation when it is deleted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use conclave_crds::{
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use tracing::info;
 
 use super::{apply_status_at, event};
@@ -34,10 +36,26 @@ use crate::time::{at, now, secs};
 
 use ConferencePhase::*;
 
-/// Reconciles one Conference: gathers what is known of it and of the node holding its
-/// reservation, asks `decide::conference::step` for the one step to take, and applies it.
+/// Reconciles one Conference (see [`take_step`]). A conference deleted meanwhile releases
+/// what this reconcile may have reserved for it: the watch released it already when it saw
+/// the deletion, perhaps before this reconcile reserved.
 pub async fn reconcile(conf: Arc<Conference>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile("conference");
+    let taken = take_step(Arc::clone(&conf), Arc::clone(&ctx)).await;
+    let still_there = ctx
+        .caches
+        .conferences
+        .get(&ObjectRef::from(conf.as_ref()))
+        .is_some_and(|c| c.uid() == conf.uid());
+    if !still_there {
+        lock(&ctx.ledger).release(&key(conf.as_ref()));
+    }
+    taken
+}
+
+/// Gathers what is known of a conference and of the node holding its reservation, asks
+/// `decide::conference::step` for the one step to take, and applies it.
+async fn take_step(conf: Arc<Conference>, ctx: Arc<Context>) -> Result<Action> {
     let conf = ctx.caches.own_conferences.freshest(conf);
     if ctx.caches.own_conferences.outdated(&conf) {
         // A write on this version was refused: the watch brings the newer one and with it
@@ -244,7 +262,7 @@ async fn stay(
         .and_then(|(n, p)| join_info(n, p))
         .or(status.join);
     let on = status.media_node.clone().unwrap_or_default();
-    write(ctx, conf, status, None).await?;
+    write(ctx, conf, status, Label::Keep).await?;
     if announce {
         event(
             ctx,
@@ -305,7 +323,7 @@ async fn evacuate(
     match allowed {
         Ok(()) => relocate(ctx, conf, status, pools, from, MoveReason::Evacuation, now).await,
         Err(wait) => {
-            write(ctx, conf, status, None).await?;
+            write(ctx, conf, status, Label::Keep).await?;
             Ok(Action::requeue(Duration::from_secs(
                 wait.unwrap_or(60) as u64
             )))
@@ -364,7 +382,7 @@ async fn relocate(
                 conf.metadata.generation,
                 &t,
             );
-            write(ctx, conf, status, None).await?;
+            write(ctx, conf, status, Label::Keep).await?;
             Ok(Action::requeue(Duration::from_secs(5)))
         }
     }
@@ -420,8 +438,8 @@ fn choose(
     Chosen::NoFit(region_reason(&reasons).unwrap_or(NoFitReason::NoReadyNode))
 }
 
-/// Publishes a placement: status first (so the node being left reads the new join info
-/// when it sees the label move), then the label.
+/// Publishes a placement: its status, and the label of a node of an earlier version (see
+/// [`label_for`]).
 #[allow(clippy::too_many_arguments)]
 async fn settle(
     ctx: &Context,
@@ -461,7 +479,8 @@ async fn settle(
         conf.metadata.generation,
         &t,
     );
-    let written = write(ctx, conf, status, Some((node_name, previous))).await;
+    let label = Label::Set(label_for(node.as_deref(), node_name));
+    let written = write(ctx, conf, status, label).await;
     if let Err(e) = written {
         lock(&ctx.ledger).release(&key(conf));
         return Err(e);
@@ -497,7 +516,7 @@ async fn unplaced(
         conf.metadata.generation,
         &t,
     );
-    write(ctx, conf, status, None).await?;
+    write(ctx, conf, status, Label::Keep).await?;
     if changed && (was != Some(phase) || phase == Failed) {
         event(ctx, conf, phase == Failed, reason, message).await;
     }
@@ -561,29 +580,35 @@ async fn end(
         conf.metadata.generation,
         &t,
     );
-    write(ctx, conf, status, None).await?;
-    // Removing the label tells the media node to close the room.
-    let api: Api<Conference> =
-        Api::namespaced(ctx.client.clone(), &conf.namespace().unwrap_or_default());
-    let patch = serde_json::json!({"metadata": {"labels": {labels::MEDIA_NODE: null}}});
-    api.patch(
-        &conf.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .action(|| format!("unlabelling ended conference {}", conf.name_any()))?;
+    // The media node closes the room when it sees the phase (one of an earlier version when
+    // the label goes).
+    write(ctx, conf, status, Label::Set(None)).await?;
     event(ctx, conf, false, "Ended", reason.to_owned()).await;
     Ok(Action::await_change())
 }
 
-/// Writes the operator's status fields if they changed and, for a placement, the node label,
-/// the previous-node annotation and the finalizer in one metadata patch.
-///
-/// A move writes status first, so that the node being left reads the new join info when it
-/// sees the label go. A first placement writes metadata first: nobody is being left, and the
-/// status write's watch event then already carries the finalizer, so the reconcile it
-/// triggers has nothing left to patch (the other order cost a second patch per placement).
+/// What a write does with a conference's `conclave.dev/media-node` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Label<'a> {
+    /// Leaves it as it is.
+    Keep,
+    /// Makes it this (None: removes it), after the status.
+    Set(Option<&'a str>),
+}
+
+/// The label a conference placed on `node_name` carries: the node's name when that node is
+/// of an earlier version (or not known yet), which finds its conferences by the label; none
+/// for a node that said it selects them by `status.mediaNode`, so its placement is one write.
+fn label_for<'a>(node: Option<&MediaNode>, node_name: &'a str) -> Option<&'a str> {
+    let selects_status = node
+        .and_then(|n| n.status.as_ref()?.watches_conference_status)
+        .unwrap_or(false);
+    (!selects_status).then_some(node_name)
+}
+
+/// Writes the operator's status fields if they changed, then the label if `label` changes it.
+/// Status first: a node of an earlier version being left reads the new join info when it
+/// sees the label go.
 ///
 /// Each write is conditional on the resourceVersion the decision was made on (the second on
 /// the first's result): a write decided on an older object conflicts instead of landing, so a
@@ -594,10 +619,10 @@ async fn write(
     ctx: &Context,
     conf: &Conference,
     status: ConferenceStatus,
-    label: Option<(&str, Option<&str>)>,
+    label: Label<'_>,
 ) -> Result<()> {
     let mut based_on = conf.resource_version();
-    let written = write_in_order(ctx, conf, status, label, &mut based_on).await;
+    let written = write_both(ctx, conf, status, label, &mut based_on).await;
     if let Err(e) = &written
         && e.kind() == "conflict"
     {
@@ -607,25 +632,20 @@ async fn write(
     written
 }
 
-/// [`write`]'s two writes, in its order, each at the version the one before produced;
-/// `based_on` follows the version the next write is based on.
-async fn write_in_order(
+/// [`write`]'s writes, each at the version the one before produced; `based_on` follows the
+/// version the next write is based on.
+async fn write_both(
     ctx: &Context,
     conf: &Conference,
     status: ConferenceStatus,
-    label: Option<(&str, Option<&str>)>,
+    label: Label<'_>,
     based_on: &mut Option<String>,
 ) -> Result<()> {
-    if matches!(label, Some((_, None))) {
-        let written = write_metadata(ctx, conf, label, based_on.clone()).await?;
+    let written = write_status(ctx, conf, status, based_on.clone()).await?;
+    *based_on = remember(ctx, based_on.clone(), written);
+    if let Label::Set(wanted) = label {
+        let written = write_label(ctx, conf, wanted, based_on.clone()).await?;
         *based_on = remember(ctx, based_on.clone(), written);
-        let written = write_status(ctx, conf, status, based_on.clone()).await?;
-        remember(ctx, based_on.clone(), written);
-    } else {
-        let written = write_status(ctx, conf, status, based_on.clone()).await?;
-        *based_on = remember(ctx, based_on.clone(), written);
-        let written = write_metadata(ctx, conf, label, based_on.clone()).await?;
-        remember(ctx, based_on.clone(), written);
     }
     Ok(())
 }
@@ -662,37 +682,20 @@ async fn write_status(
         .map(Some)
 }
 
-/// Patches the label, annotation and finalizer if needed, at resourceVersion `rv`; returns
-/// the conference as written (None when nothing needed patching).
-async fn write_metadata(
+/// Sets the node label to `wanted` (None: removes it) if it differs, at resourceVersion `rv`;
+/// returns the conference as written (None when nothing needed patching).
+async fn write_label(
     ctx: &Context,
     conf: &Conference,
-    label: Option<(&str, Option<&str>)>,
+    wanted: Option<&str>,
     rv: Option<String>,
 ) -> Result<Option<Conference>> {
-    let has_finalizer = conf
-        .finalizers()
-        .iter()
-        .any(|f| f == labels::CONFERENCE_FINALIZER);
-    let label_right = label.is_none_or(|(node, _)| {
-        conf.labels().get(labels::MEDIA_NODE).map(String::as_str) == Some(node)
-    });
-    if has_finalizer && label_right {
+    if conf.labels().get(labels::MEDIA_NODE).map(String::as_str) == wanted {
         return Ok(None);
     }
-    let mut finalizers: Vec<String> = conf.finalizers().to_vec();
-    if !has_finalizer {
-        finalizers.push(labels::CONFERENCE_FINALIZER.to_owned());
-    }
-    let mut metadata = serde_json::json!({"finalizers": finalizers});
+    let mut metadata = serde_json::json!({"labels": {labels::MEDIA_NODE: wanted}});
     if let Some(rv) = &rv {
         metadata["resourceVersion"] = serde_json::json!(rv);
-    }
-    if let Some((node, previous)) = label {
-        metadata["labels"] = serde_json::json!({labels::MEDIA_NODE: node});
-        if let Some(prev) = previous {
-            metadata["annotations"] = serde_json::json!({labels::PREVIOUS_MEDIA_NODE: prev});
-        }
     }
     let api: Api<Conference> =
         Api::namespaced(ctx.client.clone(), &conf.namespace().unwrap_or_default());
@@ -769,4 +772,35 @@ pub fn join_info(node: &MediaNode, pool: &MediaPool) -> Option<JoinInfo> {
         public_address: addresses.public,
         ice_servers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conclave_crds::MediaNodeStatus;
+
+    fn node(watches_conference_status: Option<bool>) -> MediaNode {
+        let mut n: MediaNode = serde_json::from_value(serde_json::json!({
+            "apiVersion": "conclave.dev/v1alpha1", "kind": "MediaNode",
+            "metadata": {"name": "web-a", "namespace": "ns"},
+            "spec": {"pool": "web", "capacity": {"participants": 10, "rooms": 5, "egressMbps": 100}}
+        }))
+        .expect("a MediaNode");
+        n.status = Some(MediaNodeStatus {
+            watches_conference_status,
+            ..Default::default()
+        });
+        n
+    }
+
+    #[test]
+    fn only_media_nodes_of_earlier_versions_get_a_label() {
+        assert_eq!(label_for(Some(&node(Some(true))), "web-a"), None);
+        assert_eq!(label_for(Some(&node(None)), "web-a"), Some("web-a"));
+        assert_eq!(
+            label_for(None, "web-a"),
+            Some("web-a"),
+            "not in the cache yet: labelled, in case"
+        );
+    }
 }

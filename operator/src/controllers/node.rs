@@ -137,6 +137,7 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
         ),
         load: None,
         last_heartbeat: None,
+        watches_conference_status: None,
         conditions: old.conditions.clone(),
     };
     if !draining {
@@ -242,6 +243,7 @@ fn operator_view(s: &MediaNodeStatus) -> MediaNodeStatus {
     MediaNodeStatus {
         load: None,
         last_heartbeat: None,
+        watches_conference_status: None,
         ..s.clone()
     }
 }

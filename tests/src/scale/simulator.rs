@@ -259,7 +259,7 @@ fn on_conference(shared: &Shared, name: &str, conf: Option<&Conference>) {
     let mut world = lock(&shared.world);
     let old = world.rooms.remove(name);
     let new = conf.and_then(|c| {
-        let node = c.labels().get(labels::MEDIA_NODE).cloned();
+        let node = c.status.as_ref().and_then(|s| s.media_node.clone());
         let phase = c.status.as_ref().and_then(|s| s.phase);
         if matches!(
             phase,
