@@ -217,7 +217,8 @@ mod tests {
         let status = p["status"].as_object().expect("status");
         let mut keys: Vec<_> = status.keys().cloned().collect();
         keys.sort();
-        assert_eq!(keys, ["lastHeartbeat", "load"]);
+        assert_eq!(keys, ["lastHeartbeat", "load", "watchesConferenceStatus"]);
+        assert_eq!(p["status"]["watchesConferenceStatus"], true);
         assert_eq!(p["status"]["load"]["participants"], 9);
         assert_eq!(p["status"]["load"]["egressMbps"], 1.23);
         assert_eq!(p["status"]["lastHeartbeat"], "2023-11-14T22:13:20Z");
