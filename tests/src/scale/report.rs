@@ -372,8 +372,8 @@ pub fn cost_markdown(c: &CostOutcome, machine: &Machine, heartbeat_seconds: u64)
             ),
         ),
         (
-            "API server ceiling for the writes a placement brings (create, metadata patch, \
-             status apply, participant report; no operator), same run",
+            "API server ceiling for the writes a placement brings (create, status apply, \
+             participant report; no operator), same run",
             format!(
                 "{:.0} placements/s ({:.0} writes/s, {} per placement; {} of {} written, p99 {:.0} ms)",
                 ceiling.placements_per_second,
