@@ -13,10 +13,13 @@ use kube::ResourceExt;
 use std::collections::BTreeMap;
 
 use super::media_node::{MEDIA_NODE_NAME_LABEL, PORT_MEDIA, PORT_MEDIA_TCP, PORT_SIGNALING};
-use super::{owner_ref, pool_labels};
+use super::{content_hash, owner_ref, pool_labels};
 
 /// The component label of media nodes' Services.
 pub const COMPONENT_NODE_SERVICE: &str = "media-node-service";
+/// Annotation on a media node's Service: the hash of what the operator last applied, so it
+/// applies again exactly when the pool asks for something else.
+pub const APPLIED_HASH_ANNOTATION: &str = "conclave.dev/applied-hash";
 
 /// The Service of media node `node` of `pool`: named like the node, owned by it, of the
 /// pool's exposure (NodePort, or LoadBalancer) and with its `spec.mediaNode.service`.
@@ -36,12 +39,12 @@ pub fn node_service(node: &MediaNode, pool: &MediaPool) -> Service {
     ];
     let settings = tpl.service.clone().unwrap_or_default();
     let load_balancer = tpl.exposure == Exposure::LoadBalancer;
-    Service {
+    let mut service = Service {
         metadata: ObjectMeta {
             name: Some(node.name_any()),
             namespace: node.namespace(),
             labels: Some(pool_labels(pool, COMPONENT_NODE_SERVICE)),
-            annotations: Some(settings.annotations).filter(|a| !a.is_empty()),
+            annotations: Some(settings.annotations),
             owner_references: Some(vec![owner_ref(node)]),
             ..Default::default()
         },
@@ -64,36 +67,21 @@ pub fn node_service(node: &MediaNode, pool: &MediaPool) -> Service {
             ..Default::default()
         }),
         status: None,
-    }
+    };
+    let hash = content_hash(&serde_json::to_vec(&service).unwrap_or_default());
+    service
+        .annotations_mut()
+        .insert(APPLIED_HASH_ANNOTATION.to_owned(), hash);
+    service
 }
 
-/// True when `current` (the Service as the cluster has it, if at all) lacks what `wanted`
-/// sets, so it is applied again: a Service deleted by hand comes back, and one made for
-/// another exposure or other ports is brought to the pool's.
+/// True when `current` (the Service as the cluster has it, if at all) is not what `wanted`
+/// was made from: a Service deleted by hand comes back, and one applied for another
+/// exposure, other ports or other settings is brought to the pool's (what it no longer sets,
+/// such as an annotation removed from the pool, goes with the apply).
 pub fn needs_apply(wanted: &Service, current: Option<&Service>) -> bool {
-    let Some(current) = current else {
-        return true;
-    };
-    let (Some(w), Some(c)) = (&wanted.spec, &current.spec) else {
-        return true;
-    };
-    let ports = |spec: &ServiceSpec| -> Vec<(Option<String>, i32, Option<String>)> {
-        spec.ports
-            .iter()
-            .flatten()
-            .map(|p| (p.name.clone(), p.port, p.protocol.clone()))
-            .collect()
-    };
-    let annotations_kept = wanted
-        .annotations()
-        .iter()
-        .all(|(k, v)| current.annotations().get(k) == Some(v));
-    w.type_ != c.type_
-        || w.external_traffic_policy != c.external_traffic_policy
-        || (w.load_balancer_class.is_some() && w.load_balancer_class != c.load_balancer_class)
-        || w.selector != c.selector
-        || ports(w) != ports(c)
-        || !annotations_kept
+    let hash = |s: &Service| s.annotations().get(APPLIED_HASH_ANNOTATION).cloned();
+    current.is_none_or(|c| hash(c).is_none() || hash(c) != hash(wanted))
 }
 
 /// The ports clients are given for a media node behind its Service.
@@ -349,7 +337,18 @@ mod tests {
             &service("LoadBalancer", Some(7883)),
             Some(&served)
         ));
-        served.annotations_mut().remove("lb.example.com/pool");
-        assert!(needs_apply(&wanted, Some(&served)), "an annotation lost");
+        let mut p = pool("LoadBalancer", None);
+        if let Some(settings) = p.spec.media_node.service.as_mut() {
+            settings.annotations.clear();
+        }
+        assert!(
+            needs_apply(&node_service(&node(&p), &p), Some(&served)),
+            "an annotation the pool no longer sets"
+        );
+        served.annotations_mut().remove(APPLIED_HASH_ANNOTATION);
+        assert!(
+            needs_apply(&wanted, Some(&served)),
+            "applied by someone else"
+        );
     }
 }
