@@ -14,7 +14,7 @@ use std::time::Duration;
 use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool, labels};
 use conclave_testenv::images::Image;
 use conclave_testenv::{TestEnv, TestNamespace, wait};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Event, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -108,6 +108,9 @@ async fn load_grows_the_pool_past_its_buffer_and_the_emptiest_node_drains_after_
     // The surplus may have begun before the load went (a node started for the buffer became
     // Ready late): the delay counts from the pool's surplusSince, the earliest one seen.
     let surplus_since = std::sync::Mutex::new(None::<i64>);
+    // An empty node is deleted as soon as it drains, often before its own status says so:
+    // the pool's Event says when it was drained.
+    let drained = format!("draining media node {emptied}");
     let draining_since = wait::until("the emptied node drains", TIMEOUT, || async {
         let pool = ns.api::<MediaPool>().get("elastic").await.ok()?;
         if let Some(since) = pool.status.and_then(|s| s.surplus_since) {
@@ -120,11 +123,16 @@ async fn load_grows_the_pool_past_its_buffer_and_the_emptiest_node_drains_after_
             kept.is_some_and(|n| !n.spec.draining),
             "the node hosting live conference c was drained or removed"
         );
-        let node = nodes.iter().find(|n| n.name_any() == emptied)?;
-        node.status
-            .as_ref()?
-            .draining_since
-            .as_ref()
+        let events = ns.api::<Event>().list(&Default::default()).await.ok()?;
+        events
+            .items
+            .iter()
+            .find(|e| {
+                e.message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with(&drained))
+            })
+            .and_then(|e| e.metadata.creation_timestamp.as_ref())
             .map(|t| t.0.as_second())
     })
     .await
@@ -133,7 +141,7 @@ async fn load_grows_the_pool_past_its_buffer_and_the_emptiest_node_drains_after_
         .lock()
         .unwrap()
         .expect("the pool reported its surplus before draining");
-    // Both are whole seconds of the API server's clock.
+    // Both are whole seconds, of the API server and of the operator beside it.
     assert!(
         draining_since - surplus_since >= delay as i64 - 1,
         "drained {}s after the surplus began, before scaleDownDelaySeconds {delay}",
