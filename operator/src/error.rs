@@ -80,6 +80,16 @@ pub fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
+/// The outcome of a delete, where an object already gone counts as deleted.
+pub fn deleted<T>(
+    result: std::result::Result<T, kube::Error>,
+) -> std::result::Result<(), kube::Error> {
+    match result {
+        Err(e) if !is_not_found(&e) => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// True when `e` is the API's 409 AlreadyExists or Conflict.
 pub fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)

@@ -28,7 +28,7 @@ use crate::decide::reachability::{
     self, AddressOrigin, ProbeRecord, ProbeTarget, Reachability, Unanswered,
 };
 use crate::decide::signaling::{Signaling, signaling_url};
-use crate::error::{KubeContext, Result, is_not_found};
+use crate::error::{KubeContext, Result, deleted};
 use crate::resources::media_node::{
     PodSettings, disruption_budget, drain_patch, drained_as_surplus, media_node_pod,
 };
@@ -285,10 +285,7 @@ async fn ensure_node_service(
     let api = Api::<Service>::namespaced(ctx.client.clone(), &ns);
     if exposure == Exposure::HostPort {
         if cached.is_some() {
-            api.delete(&name, &Default::default())
-                .await
-                .map(|_| ())
-                .or_else(|e| if is_not_found(&e) { Ok(()) } else { Err(e) })
+            deleted(api.delete(&name, &Default::default()).await)
                 .action(|| format!("removing the Service of media node {name}"))?;
         }
         return Ok(None);

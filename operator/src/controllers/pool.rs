@@ -30,7 +30,7 @@ use crate::decide::pool_step::{Drain, PoolEvent, PoolFacts, PoolStep, Relays, Sc
 use crate::decide::rollout::RolloutPolicy;
 use crate::decide::signaling::certificate_problem;
 use crate::decide::{NodeView, UnixSeconds, pool_spec};
-use crate::error::{KubeContext, Result, is_conflict, is_not_found};
+use crate::error::{KubeContext, Result, deleted, is_conflict, is_not_found};
 use crate::index::ConferenceKey;
 use crate::resources::content_hash;
 use crate::resources::identity;
@@ -447,16 +447,10 @@ async fn reconcile_turn(
     if !t.enabled {
         if pool.status.as_ref().is_some_and(|s| s.turn.is_some()) {
             for result in [
-                deployments
-                    .delete(&name, &DeleteParams::background())
-                    .await
-                    .map(|_| ()),
-                services
-                    .delete(&name, &DeleteParams::background())
-                    .await
-                    .map(|_| ()),
+                deleted(deployments.delete(&name, &DeleteParams::background()).await),
+                deleted(services.delete(&name, &DeleteParams::background()).await),
             ] {
-                if let Err(e) = result.or_else(|e| if is_not_found(&e) { Ok(()) } else { Err(e) }) {
+                if let Err(e) = result {
                     return Err(e).action(|| format!("removing TURN of pool {}", pool.name_any()));
                 }
             }

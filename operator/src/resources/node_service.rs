@@ -81,7 +81,7 @@ pub fn node_service(node: &MediaNode, pool: &MediaPool) -> Service {
 /// such as an annotation removed from the pool, goes with the apply).
 pub fn needs_apply(wanted: &Service, current: Option<&Service>) -> bool {
     let hash = |s: &Service| s.annotations().get(APPLIED_HASH_ANNOTATION).cloned();
-    current.is_none_or(|c| hash(c).is_none() || hash(c) != hash(wanted))
+    current.is_none_or(|c| hash(c) != hash(wanted))
 }
 
 /// The ports clients are given for a media node behind its Service.
@@ -190,6 +190,16 @@ mod tests {
         s
     }
 
+    fn with_ip(s: Service, ip: &str) -> Service {
+        with_ingress(
+            s,
+            LoadBalancerIngress {
+                ip: Some(ip.into()),
+                ..Default::default()
+            },
+        )
+    }
+
     #[test]
     fn selects_its_own_pod_only_and_keeps_the_client_address() {
         let s = service("NodePort", None);
@@ -286,13 +296,7 @@ mod tests {
             },
             "a hostname is not an address for ICE"
         );
-        let given = with_ingress(
-            s,
-            LoadBalancerIngress {
-                ip: Some("198.51.100.9".into()),
-                ..Default::default()
-            },
-        );
+        let given = with_ip(s, "198.51.100.9");
         assert_eq!(
             reach(&given, Exposure::LoadBalancer),
             Reach::LoadBalancer {
@@ -310,13 +314,7 @@ mod tests {
     fn applies_again_only_what_the_cluster_lost_or_the_pool_changed() {
         let wanted = service("LoadBalancer", None);
         assert!(needs_apply(&wanted, None), "deleted by hand");
-        let mut served = with_ingress(
-            wanted.clone(),
-            LoadBalancerIngress {
-                ip: Some("198.51.100.9".into()),
-                ..Default::default()
-            },
-        );
+        let mut served = with_ip(wanted.clone(), "198.51.100.9");
         let spec = served.spec.as_mut().unwrap();
         spec.cluster_ip = Some("10.0.0.42".into());
         for p in spec.ports.as_mut().unwrap() {
