@@ -10,6 +10,7 @@ pub mod config;
 pub mod controllers;
 pub mod decide;
 pub mod error;
+pub mod events;
 pub mod fence;
 pub mod http;
 pub mod index;

@@ -13,7 +13,6 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
 use kube::client::ClientBuilder;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -157,13 +156,7 @@ pub async fn run(kube_config: kube::Config, config: RunConfig) -> anyhow::Result
         pool_pacer: Pacer::new(PACING),
         node_pacer: Pacer::new(PACING),
         metrics,
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "conclave-operator".into(),
-                instance: Some(identity.clone()),
-            },
-        ),
+        recorder: crate::events::Recorder::new(client.clone(), "conclave-operator", &identity),
     });
     let adopted = seed_ledger(&ctx);
     info!(adopted, "reservation ledger rebuilt from conference status");

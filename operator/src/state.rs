@@ -12,7 +12,6 @@ use conclave_crds::{Conference, MediaNode, MediaNodePhase, MediaPool, labels};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
@@ -103,9 +102,9 @@ pub struct Context {
     pub node_pacer: Pacer,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Writes Events: one for the process, so that an Event repeated within its cache's
-    /// lifetime becomes a series (count and last time) on one Event instead of new ones.
-    pub recorder: Recorder,
+    /// Writes Events: one for the process, so that an Event repeated within a few minutes
+    /// becomes a series (count and last time) on one Event instead of new ones.
+    pub recorder: crate::events::Recorder,
 }
 
 /// Locks `m`, recovering the data if a panicking thread poisoned it (every holder leaves

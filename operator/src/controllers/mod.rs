@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use conclave_crds::labels;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -91,18 +90,12 @@ pub async fn event<K: Resource<DynamicType = ()>>(
     reason: &str,
     note: String,
 ) {
-    let ev = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: reason.to_owned(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
+    let regarding = obj.object_ref(&());
+    if let Err(e) = ctx
+        .recorder
+        .publish(&regarding, warning, reason, note)
+        .await
+    {
         warn!(error = %e, reason, "publishing event failed");
     }
 }
