@@ -15,6 +15,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
+use crate::state::lock;
+
 /// How long a written Event is remembered for folding repeats into it.
 const REMEMBER: SignedDuration = SignedDuration::from_mins(6);
 
@@ -126,7 +128,7 @@ impl Recorder {
             note,
         };
         let now = Timestamp::now();
-        let write = self.recent.lock().unwrap().decide(&key, now);
+        let write = lock(&self.recent).decide(&key, now);
         let api = Api::<Event>::namespaced(self.client.clone(), &namespace);
         match write {
             Write::Repeat { name, count } => {
@@ -139,7 +141,7 @@ impl Recorder {
                     .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await;
                 if patched.is_err() {
-                    self.recent.lock().unwrap().forget(&key);
+                    lock(&self.recent).forget(&key);
                 }
                 patched.map(drop)
             }
@@ -147,7 +149,7 @@ impl Recorder {
                 let event = self.event(regarding, &key, now);
                 let name = event.metadata.name.clone().unwrap_or_default();
                 api.create(&PostParams::default(), &event).await?;
-                self.recent.lock().unwrap().created(key, name, now);
+                lock(&self.recent).created(key, name, now);
                 Ok(())
             }
         }
