@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// One meeting. The operator places it on a media node of its pool, reserving
+/// `expectedParticipants` (else `maxParticipants`) and room for it to grow to
 /// `maxParticipants`, and publishes how to join in `status.join`.
 #[derive(CustomResource, Clone, Debug, Deserialize, Serialize, PartialEq, KubeSchema)]
 #[kube(
@@ -29,6 +30,8 @@ use serde::{Deserialize, Serialize};
 #[x_kube(validation = Rule::new("!has(self.startTime) || !has(self.endTime) || self.endTime > self.startTime").message("spec.endTime must be later than spec.startTime"))]
 #[x_kube(validation = Rule::new("(has(self.pool) ? self.pool : '') == (has(oldSelf.pool) ? oldSelf.pool : '')").message("spec.pool is immutable: the conference's capacity is reserved in that pool; create a new conference instead"))]
 #[x_kube(validation = Rule::new("(has(self.region) ? self.region : '') == (has(oldSelf.region) ? oldSelf.region : '')").message("spec.region is immutable: the conference was placed by it; create a new conference instead"))]
+#[x_kube(validation = Rule::new("!has(self.expectedParticipants) || self.expectedParticipants <= self.maxParticipants").message("spec.expectedParticipants may not exceed spec.maxParticipants"))]
+#[x_kube(validation = Rule::new("(has(self.expectedParticipants) ? self.expectedParticipants : 0) == (has(oldSelf.expectedParticipants) ? oldSelf.expectedParticipants : 0)").message("spec.expectedParticipants is immutable: capacity was reserved for it; create a new conference for a different size"))]
 pub struct ConferenceSpec {
     /// The MediaPool that hosts this conference. Immutable.
     #[schemars(length(min = 1, max = 253))]
@@ -42,13 +45,22 @@ pub struct ConferenceSpec {
     )]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
-    /// Most participants at once. This many are reserved on the media node at placement, so
-    /// it must fit one node of the pool (nodeCapacity.participants). Between 1 and 1000.
-    /// Immutable: the reservation is made once.
+    /// Most participants at once (the media node refuses more), so it must fit one node of
+    /// the pool (nodeCapacity.participants). Between 1 and 1000. Immutable: the reservation
+    /// is made once.
     #[schemars(range(min = 1, max = 1000))]
     #[serde(default = "default_max_participants")]
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.maxParticipants is immutable: capacity was reserved for it; create a new conference for a different size"))]
     pub max_participants: u32,
+    /// Participants expected to join, when fewer than maxParticipants usually do (invitations
+    /// exceed attendance): this many are reserved at placement instead of maxParticipants.
+    /// Placement keeps room on each media node for the largest possible growth among its
+    /// conferences (maxParticipants minus expectedParticipants), so any one of them can still
+    /// fill up to maxParticipants, and participants beyond a conference's expectation count
+    /// against its node as they join. At most maxParticipants; immutable.
+    #[schemars(range(min = 1, max = 1000))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_participants: Option<u32>,
     /// Which media the conference allows.
     #[serde(default)]
     pub media: MediaOptions,
@@ -67,6 +79,15 @@ pub struct ConferenceSpec {
 
 fn default_max_participants() -> u32 {
     10
+}
+
+impl ConferenceSpec {
+    /// Participants reserved at placement: expectedParticipants, else maxParticipants (never
+    /// more than maxParticipants).
+    pub fn reserved_participants(&self) -> u32 {
+        self.expected_participants
+            .map_or(self.max_participants, |e| e.min(self.max_participants))
+    }
 }
 
 /// Media a conference allows; the media node refuses what is switched off.

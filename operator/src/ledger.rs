@@ -70,10 +70,7 @@ mod tests {
     use conclave_crds::capacity::Usage;
 
     fn conference(max_participants: u32) -> Reservation {
-        Reservation {
-            usage: Usage::conference(max_participants),
-            span: Span::ALWAYS,
-        }
+        Reservation::conference(max_participants, max_participants, Span::ALWAYS)
     }
 
     fn k(n: &str) -> Key {

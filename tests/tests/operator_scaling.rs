@@ -3,7 +3,8 @@
 //! (never the one with a live conference) and takes a node drained as surplus back before
 //! starting another when capacity is needed again; a scheduled conference gets a Ready node
 //! before it starts, and the pool starts a node for one its measured node start before the
-//! warm-up; a spec no cluster can run and a lost Secret are reported and recover once fixed; a
+//! warm-up; conferences that expect fewer than their maximum share a node their maxima would
+//! not fit; a spec no cluster can run and a lost Secret are reported and recover once fixed; a
 //! restarted operator rebuilds its state from the API without duplicates or orphans.
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
@@ -71,6 +72,35 @@ fn pool_condition(p: &MediaPool, type_: &str) -> Option<Condition> {
         .iter()
         .find(|c| c.type_ == type_)
         .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conferences_reserve_their_expected_attendance_with_room_to_grow() {
+    let (env, ns, _operator) = common::start("expect").await;
+    elastic_pool(env, &ns, json!({})).await;
+
+    // Two of at most 12 expecting 6: 6 + 6 and room for one to grow by 6 fit a node of 20,
+    // where their maxima (24) would not.
+    let expecting = json!({"expectedParticipants": 6});
+    for name in ["a", "b"] {
+        create(&ns, &conference(name, "elastic", 12, expecting.clone())).await;
+    }
+    let by_node = active_by_node(&ns, &["a", "b"]).await;
+    assert_eq!(by_node.len(), 1, "both share one node: {by_node:?}");
+    let shared = by_node.keys().next().unwrap().clone();
+    // The node's status shows what it holds: their expectations.
+    wait::until("the node reports 12 reserved", TIMEOUT, || async {
+        let node = ns.api::<MediaNode>().get(&shared).await.ok()?;
+        (node.status?.reserved_participants == Some(12)).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(env, &ns)));
+
+    // One reserving its maximum of 12 does not fit beside them (18 + 12 > 20).
+    create(&ns, &conference("c", "elastic", 12, json!({}))).await;
+    let by_node = active_by_node(&ns, &["a", "b", "c"]).await;
+    assert_eq!(by_node.len(), 2, "c went to another node: {by_node:?}");
+    assert_eq!(by_node[&shared], ["a", "b"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

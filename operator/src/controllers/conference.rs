@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conclave_crds::capacity::Usage;
 use conclave_crds::conference::{IceServer, JoinInfo};
 use conclave_crds::shared::set_condition;
 use conclave_crds::{
@@ -174,16 +173,17 @@ async fn take_step(conf: Arc<Conference>, ctx: Arc<Context>) -> Result<Action> {
     }
 }
 
-/// What `conf` reserves on its node: its maxParticipants and a room, from its startTime to
-/// its endTime.
+/// What `conf` reserves on its node: the participants it expects and a room, with room to
+/// grow to its maxParticipants, from its startTime to its endTime.
 pub fn reservation_of(conf: &Conference) -> Reservation {
-    Reservation {
-        usage: Usage::conference(conf.spec.max_participants),
-        span: Span::of(
+    Reservation::conference(
+        conf.spec.reserved_participants(),
+        conf.spec.max_participants,
+        Span::of(
             conf.spec.start_time.as_ref().map(secs),
             conf.spec.end_time.as_ref().map(secs),
         ),
-    }
+    )
 }
 
 /// After a restart (or when another replica placed it), takes the reservation the
@@ -409,6 +409,7 @@ fn choose(
     let mut ledger = lock(&ctx.ledger);
     let request = PlacementRequest {
         max_participants: conf.spec.max_participants,
+        expected_participants: conf.spec.reserved_participants(),
         region: conf.spec.region.clone(),
         exclude: exclude.map(str::to_owned).into_iter().collect(),
         span: reservation_of(conf).span,

@@ -159,6 +159,7 @@ fn waiting_conferences(ctx: &Context, pool: &MediaPool) -> Vec<WaitingConference
         })
         .map(|c| WaitingConference {
             max_participants: c.spec.max_participants,
+            expected_participants: c.spec.reserved_participants(),
             start_time: c.spec.start_time.as_ref().map(secs),
             end_time: c.spec.end_time.as_ref().map(secs),
         })

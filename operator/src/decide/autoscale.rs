@@ -35,6 +35,8 @@ use std::cmp::Ordering;
 pub struct WaitingConference {
     /// Its maxParticipants.
     pub max_participants: u32,
+    /// The participants it expects (its expectedParticipants, else maxParticipants).
+    pub expected_participants: u32,
     /// Its startTime, if scheduled.
     pub start_time: Option<UnixSeconds>,
     /// Its endTime, if it has one.
@@ -381,10 +383,11 @@ impl Waiting {
                 .start_time
                 .map_or(0, |start| start.saturating_sub(input.now));
             if starts_in <= lookahead {
-                waiting.due.push(Reservation {
-                    usage: Usage::conference(conference.max_participants),
-                    span: Span::of(conference.start_time, conference.end_time),
-                });
+                waiting.due.push(Reservation::conference(
+                    conference.expected_participants,
+                    conference.max_participants,
+                    Span::of(conference.start_time, conference.end_time),
+                ));
             } else {
                 let due_in = starts_in.saturating_sub(lookahead);
                 waiting.next_due_in = earliest(waiting.next_due_in, Some(due_in));
@@ -484,12 +487,13 @@ fn pack(
         let fits = |bin: &Bin| {
             bin.capacity.fits(
                 bin.committed_over(conference.span, horizon.now),
-                conference.usage,
+                bin.reserved.added_by(&conference, horizon.now),
             )
         };
+        let alone = Reservations::default().added_by(&conference, horizon.now);
         if let Some(bin) = bins.iter_mut().find(|bin| fits(bin)) {
             bin.reserved.add(conference);
-        } else if !new_node.fits(Usage::default(), conference.usage) {
+        } else if !new_node.fits(Usage::default(), alone) {
             continue;
         } else if new_nodes < new_node_limit {
             bins.push(Bin {
@@ -719,6 +723,7 @@ mod tests {
     fn ad_hoc(max_participants: u32) -> WaitingConference {
         WaitingConference {
             max_participants,
+            expected_participants: max_participants,
             start_time: None,
             end_time: None,
         }
@@ -727,6 +732,7 @@ mod tests {
     fn starting_in(seconds: i64, max_participants: u32) -> WaitingConference {
         WaitingConference {
             max_participants,
+            expected_participants: max_participants,
             start_time: Some(NOW + seconds),
             end_time: None,
         }
@@ -1077,9 +1083,8 @@ mod tests {
         NodeView {
             reserved: held
                 .iter()
-                .map(|&(participants, span)| Reservation {
-                    usage: Usage::conference(participants),
-                    span,
+                .map(|&(participants, span)| {
+                    Reservation::conference(participants, participants, span)
                 })
                 .collect(),
             ..node(name, 0)
@@ -1677,13 +1682,14 @@ mod tests {
     }
 
     fn arb_waiting() -> impl Strategy<Value = Vec<WaitingConference>> {
-        let one = (0u32..400, prop::option::of(-100i64..1000)).prop_map(|(max, start)| {
-            WaitingConference {
+        let one = (0u32..400, 0.5f64..=1.0, prop::option::of(-100i64..1000)).prop_map(
+            |(max, expected, start)| WaitingConference {
                 max_participants: max,
+                expected_participants: (f64::from(max) * expected) as u32,
                 start_time: start.map(|s| NOW + s),
                 end_time: None,
-            }
-        });
+            },
+        );
         prop::collection::vec(one, 0..8)
     }
 
@@ -1723,9 +1729,8 @@ mod tests {
             prop::option::of(-300i64..1200),
         )
             .prop_map(|(from, until)| between(from, until));
-        let reservation = (1u32..120, span).prop_map(|(participants, span)| Reservation {
-            usage: Usage::conference(participants),
-            span,
+        let reservation = (1u32..120, 0u32..40, span).prop_map(|(expected, growth, span)| {
+            Reservation::conference(expected, expected + growth, span)
         });
         let one = (
             prop::collection::vec(reservation, 0..5),
@@ -1760,13 +1765,16 @@ mod tests {
         fn what_the_plan_counts_as_room_placement_can_use(
             nodes in arb_booked_nodes(),
             max_participants in 1u32..120,
+            expected in 0.5f64..=1.0,
             starts_in in prop::option::of(0i64..300),
             lasts in prop::option::of(1i64..1200),
         ) {
             let policy = ScalingPolicy { buffer_participants: 0, min_nodes: 0, ..policy() };
             let start = starts_in.map(|s| NOW + s);
+            let expected_participants = (f64::from(max_participants) * expected) as u32;
             let waiting = [WaitingConference {
                 max_participants,
+                expected_participants,
                 start_time: start,
                 end_time: lasts.map(|l| start.unwrap_or(NOW) + l),
             }];
@@ -1774,6 +1782,7 @@ mod tests {
             if plan.add == 0 && max_participants <= NODE.participants {
                 let request = crate::decide::placement::PlacementRequest {
                     max_participants,
+                    expected_participants,
                     region: None,
                     exclude: Vec::new(),
                     span: Span::of(start, waiting[0].end_time),
@@ -1869,7 +1878,7 @@ mod tests {
                     .iter()
                     .filter(|w| w.start_time.is_none_or(|s| s - NOW <= policy.warmup_seconds))
                     .filter(new_node_fits)
-                    .map(|w| u64::from(w.max_participants))
+                    .map(|w| u64::from(w.expected_participants))
                     .sum();
                 let buffer = u64::from(policy.buffer_participants);
                 let needed = committed + placeable_waiting + buffer;
@@ -1938,7 +1947,7 @@ mod tests {
                 ..node("a", 0)
             };
             let nodes = [node.clone(), NodeView { name: "b".into(), ..node }];
-            let waiting = [WaitingConference { max_participants: load.0, start_time: start, end_time: None }];
+            let waiting = [WaitingConference { max_participants: load.0, expected_participants: load.0, start_time: start, end_time: None }];
             let input = ScalingInput {
                 policy: &policy,
                 nodes: &nodes,

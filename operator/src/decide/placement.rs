@@ -9,7 +9,7 @@
 //! conference moved off an old node is not moved again). Ties break by name, so the choice
 //! is deterministic.
 
-use super::reservation::Span;
+use super::reservation::{Reservation, Span};
 use super::{NodeView, UnixSeconds};
 use conclave_crds::MediaNodePhase;
 use conclave_crds::capacity::Usage;
@@ -21,12 +21,21 @@ use std::cmp::Ordering;
 pub struct PlacementRequest {
     /// The conference's maxParticipants.
     pub max_participants: u32,
+    /// The participants it expects (its expectedParticipants, else maxParticipants).
+    pub expected_participants: u32,
     /// Preferred region, if the conference names one.
     pub region: Option<String>,
     /// Nodes that must not be chosen (the node a conference is moving away from).
     pub exclude: Vec<String>,
     /// When the conference occupies its node.
     pub span: Span,
+}
+
+impl PlacementRequest {
+    /// What the conference reserves on the node chosen.
+    pub fn reservation(&self) -> Reservation {
+        Reservation::conference(self.expected_participants, self.max_participants, self.span)
+    }
 }
 
 /// Pool settings placement needs.
@@ -100,9 +109,12 @@ pub fn place(
     if open.is_empty() {
         return Placement::NoFit(NoFitReason::NoReadyNode);
     }
-    let wanted = Usage::conference(request.max_participants);
+    let wanted = request.reservation();
     open.iter()
-        .filter(|c| c.node.capacity.fits(c.load, wanted))
+        .filter(|c| {
+            let added = c.node.reserved.added_by(&wanted, now);
+            c.node.capacity.fits(c.load, added)
+        })
         .min_by(|a, b| preference(a, b, request, policy.strategy))
         .map_or_else(
             || Placement::NoFit(full(&open)),
@@ -190,7 +202,6 @@ fn full(open: &[Candidate<'_>]) -> NoFitReason {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::reservation::Reservation;
     use conclave_crds::NodeCapacity;
     use conclave_crds::pool::Strategy;
     use proptest::prelude::*;
@@ -251,6 +262,7 @@ mod tests {
         PlacementRequest {
             span: Span::ALWAYS,
             max_participants,
+            expected_participants: max_participants,
             region: None,
             exclude: Vec::new(),
         }
@@ -287,14 +299,65 @@ mod tests {
     }
 
     #[test]
+    fn expected_attendance() {
+        let expecting = |expected, max| PlacementRequest {
+            expected_participants: expected,
+            ..request(max)
+        };
+        let holding = |name: &str, held: &[(u32, u32)]| NodeView {
+            reserved: held
+                .iter()
+                .map(|&(expected, max)| Reservation::conference(expected, max, Span::ALWAYS))
+                .collect(),
+            ..node(name, 0)
+        };
+        check(vec![
+            Case {
+                what: "expectations share one headroom for growth: 60 + 60 + 40 of 200",
+                request: expecting(60, 100),
+                nodes: vec![holding("a", &[(60, 100)])],
+                strategy: Strategy::Packed,
+                want: on("a"),
+            },
+            Case {
+                what: "and fill the node: 60 + 30 + 60 + 40 of 200",
+                request: expecting(60, 100),
+                nodes: vec![holding("a", &[(60, 100), (30, 30)])],
+                strategy: Strategy::Packed,
+                want: on("a"),
+            },
+            Case {
+                what: "growth that does not fit the node goes elsewhere: 120 + 60 + 40 of 200",
+                request: expecting(60, 100),
+                nodes: vec![holding("a", &[(120, 120)]), node("b", 0)],
+                strategy: Strategy::Packed,
+                want: on("b"),
+            },
+            Case {
+                what: "participants beyond the expectations count as they join: 60 + 70 + 40 + 50",
+                request: expecting(50, 50),
+                nodes: vec![
+                    NodeView {
+                        reported: Usage {
+                            participants: 130,
+                            rooms: 2,
+                        },
+                        ..holding("a", &[(60, 100)])
+                    },
+                    node("b", 0),
+                ],
+                strategy: Strategy::Packed,
+                want: on("b"),
+            },
+        ]);
+    }
+
+    #[test]
     fn spans() {
         let holding = |name: &str, participants: u32, span: Span| NodeView {
-            reserved: [Reservation {
-                usage: Usage::conference(participants),
-                span,
-            }]
-            .into_iter()
-            .collect(),
+            reserved: [Reservation::conference(participants, participants, span)]
+                .into_iter()
+                .collect(),
             ..node(name, 0)
         };
         let until = |t: i64| Span::of(None, Some(NOW + t));
@@ -777,13 +840,17 @@ mod tests {
             0u32..320,
             prop::option::of(prop::sample::select(vec!["eu", "us", "ap"])),
             prop::collection::vec(0usize..12, 0..3),
+            0.5f64..=1.0,
         )
-            .prop_map(|(max_participants, region, exclude)| PlacementRequest {
-                span: Span::ALWAYS,
-                max_participants,
-                region: region.map(str::to_owned),
-                exclude: exclude.into_iter().map(|i| format!("n{i:02}")).collect(),
-            })
+            .prop_map(
+                |(max_participants, region, exclude, expected)| PlacementRequest {
+                    span: Span::ALWAYS,
+                    max_participants,
+                    expected_participants: (f64::from(max_participants) * expected) as u32,
+                    region: region.map(str::to_owned),
+                    exclude: exclude.into_iter().map(|i| format!("n{i:02}")).collect(),
+                },
+            )
     }
 
     fn arb_strategy() -> impl proptest::strategy::Strategy<Value = Strategy> {
@@ -801,7 +868,7 @@ mod tests {
             && !request.exclude.contains(&node.name)
             && node.capacity.fits(
                 node.committed(),
-                Usage::conference(request.max_participants),
+                node.reserved.added_by(&request.reservation(), NOW),
             )
     }
 
@@ -897,10 +964,7 @@ mod tests {
                         .iter_mut()
                         .find(|n| n.name == name)
                         .expect("place names one of the given nodes");
-                    chosen.reserved.add(Reservation {
-                        usage: Usage::conference(request.max_participants),
-                        span: request.span,
-                    });
+                    chosen.reserved.add(request.reservation());
                 }
                 for (node, was_within) in nodes.iter().zip(&initially_within) {
                     prop_assert!(!was_within || within(node), "{} over-committed", node.name);

@@ -810,6 +810,7 @@ mod tests {
             pool_step(&PoolFacts {
                 waiting: vec![WaitingConference {
                     max_participants: 10,
+                    expected_participants: 10,
                     start_time: Some(NOW + starts_in),
                     end_time: None,
                 }],

@@ -6,6 +6,11 @@
 //! conferences whose spans do not overlap share the same capacity, so a meeting booked for
 //! 10:00 fits on the node of one that ends at 10:00. A span with no start is occupied from now
 //! on; one with no end, for ever.
+//!
+//! A conference reserves the participants it expects (`expectedParticipants`, else
+//! `maxParticipants`); what it may grow by beyond that is its growth, and a node keeps room
+//! (headroom) for the largest growth among the conferences occupying it, so any one of them can
+//! still fill up to its maxParticipants.
 
 use super::UnixSeconds;
 use conclave_crds::capacity::Usage;
@@ -43,15 +48,35 @@ impl Span {
     fn first_moment(&self, now: UnixSeconds) -> UnixSeconds {
         self.from.map_or(now, |from| from.max(now))
     }
+
+    /// True when this span and `other` share a moment at or after `now`.
+    fn meets(&self, other: Span, now: UnixSeconds) -> bool {
+        let both_begun = self.first_moment(now).max(other.first_moment(now));
+        self.covers(both_begun) && other.covers(both_begun)
+    }
 }
 
 /// One conference's reservation: how much, and when.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reservation {
-    /// Its maxParticipants and one room.
+    /// The participants it expects and one room.
     pub usage: Usage,
+    /// Participants it may have beyond `usage` (its maxParticipants minus what it expects).
+    pub growth: u32,
     /// When it occupies the node.
     pub span: Span,
+}
+
+impl Reservation {
+    /// A conference expecting `expected` participants of at most `max`, over `span`.
+    pub fn conference(expected: u32, max: u32, span: Span) -> Self {
+        let expected = expected.min(max);
+        Reservation {
+            usage: Usage::conference(expected),
+            growth: max - expected,
+            span,
+        }
+    }
 }
 
 /// Everything reserved on one node.
@@ -100,17 +125,42 @@ impl Reservations {
             })
     }
 
+    /// Participants kept free over `span` from `now` on for growth: the largest growth among
+    /// the reservations occupying the node at some moment of it.
+    pub fn headroom(&self, span: Span, now: UnixSeconds) -> u32 {
+        self.0
+            .iter()
+            .filter(|r| r.span.meets(span, now))
+            .map(|r| r.growth)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// What a node holding these reservations and reporting `reported` connected has
     /// committed at the worst moment of `span` from `now` on: the reservations occupied then,
-    /// plus what it reports beyond the reservations occupied now (participants who joined a
-    /// booking early, or a conference reserved elsewhere).
+    /// what it reports beyond the reservations occupied now (participants who joined a
+    /// booking early, beyond a conference's expectation, or in a conference reserved
+    /// elsewhere), and the headroom for growth.
     pub fn committed_over(&self, reported: Usage, span: Span, now: UnixSeconds) -> Usage {
         let occupied = self.at(now);
         let unreserved = Usage {
             participants: reported.participants.saturating_sub(occupied.participants),
             rooms: reported.rooms.saturating_sub(occupied.rooms),
         };
-        self.peak(span, now).plus(unreserved)
+        self.peak(span, now).plus(unreserved).plus(Usage {
+            participants: self.headroom(span, now),
+            rooms: 0,
+        })
+    }
+
+    /// What adding `new` commits on top of [`Reservations::committed_over`] its span: what it
+    /// expects, and the part of its growth the headroom kept already does not cover.
+    pub fn added_by(&self, new: &Reservation, now: UnixSeconds) -> Usage {
+        let uncovered = new.growth.saturating_sub(self.headroom(new.span, now));
+        new.usage.plus(Usage {
+            participants: uncovered,
+            rooms: 0,
+        })
     }
 }
 
@@ -122,6 +172,7 @@ impl From<Usage> for Reservations {
         }
         Reservations(vec![Reservation {
             usage,
+            growth: 0,
             span: Span::ALWAYS,
         }])
     }
@@ -144,6 +195,7 @@ mod tests {
     fn held(participants: u32, from: Option<i64>, until: Option<i64>) -> Reservation {
         Reservation {
             usage: Usage::conference(participants),
+            growth: 0,
             span: Span::of(from, until),
         }
     }
@@ -215,6 +267,59 @@ mod tests {
     }
 
     #[test]
+    fn a_node_keeps_room_for_its_largest_growth() {
+        // 60 expected of 80, and a booking later expecting 10 of 40.
+        let node: Reservations = [
+            Reservation::conference(60, 80, Span::of(None, Some(NOW + HOUR))),
+            Reservation::conference(10, 40, Span::of(Some(NOW + HOUR), None)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(node.total().participants, 70);
+        let now_only = Span::of(None, Some(NOW + 600));
+        assert_eq!(node.headroom(now_only, NOW), 20);
+        assert_eq!(
+            node.committed_over(Usage::default(), now_only, NOW)
+                .participants,
+            60 + 20
+        );
+        // Over both, the larger growth counts, once.
+        assert_eq!(node.headroom(Span::ALWAYS, NOW), 30);
+        assert_eq!(
+            node.committed_over(Usage::default(), Span::ALWAYS, NOW)
+                .participants,
+            60 + 30
+        );
+        // After the first ends only the booking's growth is kept.
+        let later = Span::of(Some(NOW + HOUR), None);
+        assert_eq!(node.headroom(later, NOW), 30);
+        assert_eq!(
+            node.headroom(Span::of(None, Some(NOW + HOUR + 60)), NOW + HOUR),
+            30
+        );
+    }
+
+    #[test]
+    fn what_a_conference_adds_is_its_expectation_and_uncovered_growth() {
+        let node: Reservations = [Reservation::conference(60, 80, Span::ALWAYS)]
+            .into_iter()
+            .collect();
+        // Growth of 5 is covered by the 20 kept already.
+        let small = Reservation::conference(5, 10, Span::ALWAYS);
+        assert_eq!(node.added_by(&small, NOW), Usage::conference(5));
+        // Growth of 30 needs 10 more.
+        let large = Reservation::conference(10, 40, Span::ALWAYS);
+        assert_eq!(node.added_by(&large, NOW).participants, 10 + 10);
+        // On an empty node a conference takes its expectation and its growth.
+        assert_eq!(
+            Reservations::default().added_by(&large, NOW).participants,
+            40
+        );
+        // An expectation above the maximum is held at the maximum.
+        assert_eq!(Reservation::conference(50, 40, Span::ALWAYS).growth, 0);
+    }
+
+    #[test]
     fn an_open_reservation_is_always_occupied() {
         let node = Reservations::from(Usage::conference(10));
         assert_eq!(node.at(NOW), Usage::conference(10));
@@ -246,6 +351,28 @@ mod tests {
                 prop_assert!(now.rooms <= peak.rooms);
             }
             prop_assert!(peak.participants <= node.total().participants);
+        }
+
+        /// Adding a reservation raises what is committed over its span by no more than what
+        /// `added_by` says, so a fit check on `added_by` never over-commits a node.
+        #[test]
+        fn added_by_covers_the_rise_in_commitment(
+            booked in prop::collection::vec((1u32..50, 0u32..30, prop::option::of(0i64..100), prop::option::of(0i64..100)), 0..8),
+            new in (1u32..50, 0u32..30, prop::option::of(0i64..100), prop::option::of(0i64..100)),
+            reported in 0u32..200,
+        ) {
+            let as_reservation = |&(p, g, f, u): &(u32, u32, Option<i64>, Option<i64>)| {
+                Reservation::conference(p, p + g, Span::of(f, u))
+            };
+            let mut node: Reservations = booked.iter().map(as_reservation).collect();
+            let new = as_reservation(&new);
+            let reported = Usage { participants: reported, rooms: 0 };
+            let before = node.committed_over(reported, new.span, 0);
+            let added = node.added_by(&new, 0);
+            node.add(new);
+            let after = node.committed_over(reported, new.span, 0);
+            prop_assert!(after.participants <= before.participants + added.participants);
+            prop_assert!(after.rooms <= before.rooms + added.rooms);
         }
     }
 }
