@@ -57,6 +57,14 @@ struct Args {
     /// Cost run: conferences (default 2,000 quick, 10,000 full).
     #[arg(long)]
     conferences: Option<usize>,
+    /// Day: the pool's warm-up, in minutes of the day (how long before its start a booked
+    /// conference is placed; the pool's default is 5).
+    #[arg(long, default_value_t = 20.0)]
+    warmup_minutes: f64,
+    /// Day: conferences give no expectedParticipants, so each reserves its maxParticipants
+    /// (the day as it ran before expectedParticipants existed).
+    #[arg(long)]
+    reserve_invited: bool,
     /// Cost run: create requests in flight.
     #[arg(long, default_value_t = 64)]
     in_flight: usize,
@@ -69,7 +77,7 @@ struct Sizes {
     cost: CostSettings,
 }
 
-fn sizes(full: bool, seed: u64) -> Sizes {
+fn sizes(full: bool, seed: u64, warmup_minutes: f64) -> Sizes {
     let (label, day_nodes, day_seconds, conferences, cost_nodes, cost_conferences) = if full {
         ("full", 400, 600.0, 5000, 1000, 10_000)
     } else {
@@ -90,10 +98,12 @@ fn sizes(full: bool, seed: u64) -> Sizes {
             min_nodes: 2,
             max_nodes: day_nodes as u32,
             buffer_participants: 100,
-            // 20 minutes of the day ahead of a scheduled start, and 10 minutes of surplus
+            // The warm-up (20 minutes of the day unless told) ahead of a scheduled start (the
+            // autoscaler starts nodes a node start before it), and 10 minutes of surplus
             // before a node drains (at least the few real seconds a node takes to start).
-            warmup_seconds: day_clock(day_seconds, 1200.0).max(5),
+            warmup_seconds: day_clock(day_seconds, warmup_minutes * 60.0).max(1),
             scale_down_delay_seconds: day_clock(day_seconds, 600.0).max(3),
+            expected_attendance: true,
         },
         cost: CostSettings {
             media_nodes: cost_nodes,
@@ -133,11 +143,12 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let settings = Settings::from_env();
-    let mut s = sizes(args.full, args.seed);
+    let mut s = sizes(args.full, args.seed, args.warmup_minutes);
     s.day.day.conferences = args.day_conferences.unwrap_or(s.day.day.conferences);
     s.cost.media_nodes = args.media_nodes.unwrap_or(s.cost.media_nodes);
     s.cost.conferences = args.conferences.unwrap_or(s.cost.conferences);
     s.cost.steady_count = s.cost.conferences / 5;
+    s.day.expected_attendance = !args.reserve_invited;
     s.cost.in_flight = args.in_flight;
     let parts = if args.only.is_empty() {
         vec![Part::Day, Part::Cost]

@@ -37,6 +37,9 @@ pub struct DaySettings {
     pub buffer_participants: u32,
     pub warmup_seconds: u32,
     pub scale_down_delay_seconds: u32,
+    /// Conferences say how many they expect (expectedParticipants); otherwise each reserves
+    /// its maxParticipants.
+    pub expected_attendance: bool,
 }
 
 impl DaySettings {
@@ -124,8 +127,11 @@ impl Clock {
     }
 }
 
-fn conference(c: &Planned, clock: &Clock) -> Conference {
+fn conference(c: &Planned, clock: &Clock, expected_attendance: bool) -> Conference {
     let mut spec = json!({"pool": POOL, "maxParticipants": c.max_participants});
+    if expected_attendance {
+        spec["expectedParticipants"] = json!(c.expected);
+    }
     if c.scheduled {
         spec["startTime"] = json!(clock.timestamp(c.start_at));
         spec["endTime"] = json!(clock.timestamp(c.end_at));
@@ -200,7 +206,7 @@ pub async fn run(
             Step::Delete(i) => (&day[i], false),
         };
         let (planned, create) = (c.0.clone(), c.1);
-        let manifest = create.then(|| conference(&planned, &clock));
+        let manifest = create.then(|| conference(&planned, &clock, settings.expected_attendance));
         requests.spawn(async move {
             let _permit = permit;
             match manifest {

@@ -51,6 +51,8 @@ struct NodeTrace {
     phase: Option<MediaNodePhase>,
     participants: u32,
     reserved: u32,
+    /// Its participant capacity.
+    capacity: u32,
 }
 
 /// One second of the run.
@@ -66,6 +68,8 @@ pub struct Sample {
     pub participants: u32,
     /// Participants reserved by placed conferences.
     pub reserved: u32,
+    /// Participants beyond their node's capacity, summed over the nodes.
+    pub over_capacity: u32,
 }
 
 #[derive(Default)]
@@ -255,6 +259,7 @@ fn on_node(rec: &mut Record, n: &MediaNode, now: Instant) {
         phase: None,
         participants: 0,
         reserved: 0,
+        capacity: n.spec.capacity.participants,
     });
     trace.phase = status.phase;
     trace.participants = status.load.map_or(0, |l| l.participants);
@@ -293,6 +298,7 @@ fn sample(rec: &Record, t: f64) -> Sample {
             s.running += 1;
             s.participants += n.participants;
             s.reserved += n.reserved;
+            s.over_capacity += n.participants.saturating_sub(n.capacity);
         }
         s.ready += u32::from(n.phase == Some(MediaNodePhase::Ready));
         s.draining += u32::from(n.phase == Some(MediaNodePhase::Draining));

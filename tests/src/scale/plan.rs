@@ -38,6 +38,10 @@ pub struct Planned {
     pub max_participants: u32,
     /// How many actually join.
     pub attendees: u32,
+    /// How many the application expects (expectedParticipants): everyone invited to a small
+    /// meeting, the mean share (80 %) of a larger one, whose attendance varies from 60 % to
+    /// all.
+    pub expected: u32,
 }
 
 /// Conference starts per hour relative to the 9:00 peak (1.0), by hour of day.
@@ -95,11 +99,21 @@ pub fn plan(spec: &DaySpec) -> Vec<Planned> {
                 end_at: end,
                 max_participants: size,
                 attendees,
+                expected: expected(size),
             }
         })
         .collect();
     day.sort_by(|a, b| a.create_at.total_cmp(&b.create_at));
     day
+}
+
+/// What an application that knows the show rate of its meetings expects of one of `size`.
+fn expected(size: u32) -> u32 {
+    if size <= 6 {
+        size
+    } else {
+        (f64::from(size) * 0.8).round() as u32
+    }
 }
 
 /// An hour of the day drawn from [`intensity`] (rejection sampling; the peak is ~1.0).
@@ -178,6 +192,7 @@ mod tests {
             assert!(c.create_at <= c.start_at && c.start_at < c.end_at && c.end_at <= DAY);
             assert!((2..=100).contains(&c.max_participants));
             assert!(c.attendees >= 2 && c.attendees <= c.max_participants);
+            assert!(c.expected >= 2 && c.expected <= c.max_participants);
             if c.scheduled {
                 assert_eq!(c.start_at % 1800.0, 0.0, "{c:?}");
             } else {

@@ -158,8 +158,8 @@ pub fn day_markdown(
         "Run: {}.\n\nA day of {} conferences ({} scheduled with startTime, {} ad hoc) played in \
          {:.0} s (1 s = {:.1} min of the day). Pool: {} participants / {} rooms per media node, \
          minNodes {}, maxNodes {}, buffer {} participants, warm-up {} s, scale-down delay {} s, \
-         evacuation off; kwok starts a media-node pod in the configured delay, then the load \
-         simulator heartbeats every {} s.\n\n",
+         evacuation off; {}; kwok starts a media-node pod in the configured delay, then the \
+         load simulator heartbeats every {} s.\n\n",
         machine.line(),
         s.conferences,
         s.scheduled,
@@ -173,6 +173,13 @@ pub fn day_markdown(
         st.buffer_participants,
         st.warmup_seconds,
         st.scale_down_delay_seconds,
+        if st.expected_attendance {
+            "conferences of more than 6 expect 80 % of maxParticipants (expectedParticipants; \
+             60–100 % come)"
+        } else {
+            "conferences reserve maxParticipants (no expectedParticipants; 60–100 % of those of \
+             more than 6 come)"
+        },
         heartbeat_seconds
     ));
     m.push_str("| figure | measured | goal |\n|---|---|---|\n");
@@ -253,6 +260,15 @@ pub fn day_markdown(
                 100.0 * s.mean_reserved_utilization
             ),
             format!("≥ 60 %: {}", verdict(s.mean_utilization >= 0.6)),
+        ),
+        (
+            "participants beyond their media node's capacity: worst second; share of participant-time".into(),
+            format!(
+                "{}; {:.2} %",
+                s.peak_over_capacity,
+                100.0 * s.over_capacity_share
+            ),
+            String::new(),
         ),
         (
             "participant-hours per node-hour: autoscaled vs static fleet of the peak".into(),

@@ -5,7 +5,9 @@
 //! its Lease; a server-side apply of `status.load` and `status.lastHeartbeat` when the load
 //! changed (500 ms after a change of its rooms) and at least every minute; and, in a task of
 //! its own, `status.participants` of each conference whose count changed. Participants join a
-//! conference placed on the node once it is Active (after a join delay) and leave when it is
+//! conference placed on the node (after a join delay) once it is Active or, if it is booked,
+//! at its startTime, as people open a meeting at its time (the media node opens the room at
+//! placement, so they need not wait for the operator to write Active); they leave when it is
 //! deleted; how many come is the conference's attendees annotation (else maxParticipants).
 //!
 //! One watch per kind serves all simulated nodes (a real media node watches its own
@@ -73,6 +75,7 @@ pub struct Report {
 #[derive(Clone, Debug)]
 struct Room {
     node: Option<String>,
+    /// When its participants begin to arrive (may be ahead, for a booked one).
     live_since: Option<Instant>,
     attendees: u32,
 }
@@ -267,15 +270,18 @@ fn on_conference(shared: &Shared, name: &str, conf: Option<&Conference>) {
         ) {
             return None;
         }
+        let booked = phase == Some(ConferencePhase::Scheduled);
         let live = node.is_some()
-            && matches!(
-                phase,
-                Some(ConferencePhase::Active | ConferencePhase::Migrating)
-            );
+            && (booked
+                || matches!(
+                    phase,
+                    Some(ConferencePhase::Active | ConferencePhase::Migrating)
+                ));
         let same_node = old.as_ref().is_some_and(|o| o.node == node);
         let live_since = match (live, old.as_ref().and_then(|o| o.live_since)) {
             (false, _) => None,
             (true, Some(since)) if same_node => Some(since),
+            (true, _) if booked => Some(arrival(c.spec.start_time.as_ref())),
             (true, _) => Some(Instant::now()),
         };
         let attendees = c
@@ -308,13 +314,15 @@ fn on_conference(shared: &Shared, name: &str, conf: Option<&Conference>) {
                 .entry(node.clone())
                 .or_default()
                 .insert(name.to_owned());
-            if room.live_since.is_some() && old.as_ref().and_then(|o| o.live_since).is_none() {
+            if let Some(since) = room.live_since
+                && old.as_ref().and_then(|o| o.live_since).is_none()
+            {
                 // Participants arrive after the join delay: report then.
                 if let Some((notify, _)) = world.tasks.get(&node) {
                     let notify = notify.clone();
-                    let delay = Duration::from_millis(shared.behaviour.join_delay_ms);
+                    let arrive = since + Duration::from_millis(shared.behaviour.join_delay_ms);
                     tokio::spawn(async move {
-                        tokio::time::sleep(delay).await;
+                        tokio::time::sleep_until(arrive.into()).await;
                         notify.send_replace(());
                     });
                 }
@@ -333,6 +341,16 @@ fn on_conference(shared: &Shared, name: &str, conf: Option<&Conference>) {
     }
 }
 
+/// When the participants of a booked conference starting at `start` begin to arrive: then,
+/// or now if that has passed (they waited for its join info).
+fn arrival(start: Option<&Time>) -> Instant {
+    let now = Instant::now();
+    let ahead = start.map_or(k8s_openapi::jiff::SignedDuration::ZERO, |t| {
+        t.0.duration_since(k8s_openapi::jiff::Timestamp::now())
+    });
+    now + ahead.try_into().unwrap_or(Duration::ZERO)
+}
+
 /// What the simulated media node `node` carries now.
 fn report_of(world: &World, node: &str, join_delay: Duration, now: Instant) -> Report {
     let mut report = Report::default();
@@ -344,9 +362,10 @@ fn report_of(world: &World, node: &str, join_delay: Duration, now: Instant) -> R
             continue;
         };
         report.load.rooms += 1;
-        let joined = room
-            .live_since
-            .is_some_and(|since| now.duration_since(since) >= join_delay);
+        let joined = room.live_since.is_some_and(|since| {
+            now.checked_duration_since(since)
+                .is_some_and(|d| d >= join_delay)
+        });
         if joined {
             report.participants.push((name.clone(), room.attendees));
         }
@@ -536,5 +555,34 @@ mod tests {
         assert_eq!(later.load.participants, 4);
         assert_eq!(later.participants, vec![("c".to_owned(), 4)]);
         assert_eq!(report_of(&world, "other", delay, t0), Report::default());
+
+        // A booked one placed ahead of its start: nobody before the start and the delay.
+        let start = t0 + Duration::from_secs(5);
+        world.rooms.get_mut("c").unwrap().live_since = Some(start);
+        assert_eq!(report_of(&world, "n", delay, t0).load.participants, 0);
+        assert_eq!(report_of(&world, "n", delay, start).load.participants, 0);
+        assert_eq!(
+            report_of(&world, "n", delay, start + delay)
+                .load
+                .participants,
+            4
+        );
+    }
+
+    #[test]
+    fn a_booked_conference_is_joined_at_its_start_or_now_if_past() {
+        let in_a_minute = Time(
+            k8s_openapi::jiff::Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(60),
+        );
+        let ahead = arrival(Some(&in_a_minute)).duration_since(Instant::now());
+        assert!(
+            (Duration::from_secs(58)..=Duration::from_secs(60)).contains(&ahead),
+            "{ahead:?}"
+        );
+        let a_minute_ago = Time(
+            k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(60),
+        );
+        assert!(arrival(Some(&a_minute_ago)) <= Instant::now());
+        assert!(arrival(None) <= Instant::now());
     }
 }

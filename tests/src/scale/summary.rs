@@ -49,6 +49,10 @@ pub struct DaySummary {
     pub mean_reserved_utilization: f64,
     /// Participants at the busiest second.
     pub peak_participants: u32,
+    /// Participants beyond their media node's capacity: at the worst second, and as a share
+    /// of participant-time.
+    pub peak_over_capacity: u32,
+    pub over_capacity_share: f64,
     /// Participant-hours per node-hour with autoscaling, and with a fleet of peak_nodes all day.
     pub participant_hours_per_node_hour: f64,
     pub static_fleet_participant_hours_per_node_hour: f64,
@@ -126,16 +130,20 @@ pub fn summarize(
 /// Time-weighted figures of the per-second samples.
 fn timeline(s: &mut DaySummary, samples: &[Sample], capacity: u32) {
     let (mut participants, mut reserved, mut nodes, mut span) = (0.0, 0.0, 0.0, 0.0);
+    let mut over = 0.0;
     for pair in samples.windows(2) {
         let dt = pair[1].t - pair[0].t;
         let x = &pair[0];
         participants += f64::from(x.participants) * dt;
         reserved += f64::from(x.reserved) * dt;
+        over += f64::from(x.over_capacity) * dt;
         nodes += f64::from(x.running) * dt;
         span += dt;
     }
     s.peak_nodes = samples.iter().map(|x| x.running).max().unwrap_or(0);
     s.peak_participants = samples.iter().map(|x| x.participants).max().unwrap_or(0);
+    s.peak_over_capacity = samples.iter().map(|x| x.over_capacity).max().unwrap_or(0);
+    s.over_capacity_share = ratio(over, participants);
     s.mean_nodes = ratio(nodes, span);
     let capacity_time = nodes * f64::from(capacity);
     s.mean_utilization = ratio(participants, capacity_time);
@@ -168,6 +176,7 @@ mod tests {
                 end_at: 10.0,
                 max_participants: 4,
                 attendees: 4,
+                expected: 4,
             },
             Planned {
                 name: "b".into(),
@@ -177,6 +186,7 @@ mod tests {
                 end_at: 10.0,
                 max_participants: 2,
                 attendees: 2,
+                expected: 2,
             },
         ];
         let mut observed = Observed::default();
