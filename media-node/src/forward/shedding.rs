@@ -6,7 +6,8 @@
 //! 1. the top simulcast layer of every video;
 //! 2. the middle one (every video at its lowest layer);
 //! 3. to 6. a growing share of the cameras each subscriber receives (80 %, 60 %, 40 %, 20 %
-//!    kept), the most relevant kept, as last-N chooses them.
+//!    kept), the most relevant kept, as last-N chooses them;
+//! 7. all but the most relevant camera of each subscriber.
 //!
 //! Audio and screen shares are never shed. The node sheds once it has been behind for two
 //! samples in a row; a level waits a second to take effect before the next. Once the node has
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 use super::layers::Quality;
 
 /// The highest level.
-pub const MAX_LEVEL: u8 = 6;
+pub const MAX_LEVEL: u8 = 7;
 /// A packet that waited longer than this in the node is late (a frame burst to many
 /// subscribers of a busy node keeps its last packets a few milliseconds, a CPU limit's
 /// throttling up to its period's unused part, 100 ms at most by default).
@@ -198,14 +199,16 @@ pub fn layer_cap(level: u8) -> Quality {
     }
 }
 
-/// The share of the cameras each subscriber keeps at `level`; none: all of them.
+/// The share of the cameras each subscriber keeps at `level`; none: all of them (a share
+/// keeps at least one, see [`camera_limit`]).
 pub fn camera_share(level: u8) -> Option<f64> {
     match level {
         0..=2 => None,
         3 => Some(0.8),
         4 => Some(0.6),
         5 => Some(0.4),
-        _ => Some(0.2),
+        6 => Some(0.2),
+        _ => Some(0.0),
     }
 }
 
@@ -224,6 +227,10 @@ pub fn camera_limit(last_n: Option<u32>, share: Option<f64>, cameras: usize) -> 
 /// The level as the node logs it.
 pub fn describe(level: u8) -> String {
     match (camera_share(level), layer_cap(level)) {
+        (Some(0.0), _) => {
+            "every video at its lowest layer, each subscriber keeps its most relevant camera"
+                .to_owned()
+        }
         (Some(share), _) => format!(
             "every video at its lowest layer, each subscriber keeps {:.0} % of the cameras",
             share * 100.0
@@ -409,7 +416,12 @@ mod tests {
         assert_eq!(layer_cap(6), Quality::Low);
         assert_eq!(camera_share(2), None);
         assert_eq!(camera_share(3), Some(0.8));
-        assert_eq!(camera_share(MAX_LEVEL), Some(0.2));
+        assert_eq!(camera_share(6), Some(0.2));
+        assert_eq!(camera_share(MAX_LEVEL), Some(0.0));
+        assert_eq!(
+            describe(MAX_LEVEL),
+            "every video at its lowest layer, each subscriber keeps its most relevant camera"
+        );
         assert_eq!(Quality::High.min(layer_cap(1)), Quality::Medium);
         assert_eq!(Quality::Low.min(layer_cap(1)), Quality::Low);
         assert_eq!(describe(0), "nothing shed");
@@ -426,6 +438,11 @@ mod tests {
         assert_eq!(camera_limit(None, Some(0.8), 6), Some(5));
         assert_eq!(camera_limit(None, Some(0.6), 6), Some(4));
         assert_eq!(camera_limit(None, Some(0.2), 6), Some(2));
+        assert_eq!(
+            camera_limit(None, Some(0.0), 6),
+            Some(1),
+            "the most relevant one"
+        );
         assert_eq!(
             camera_limit(None, Some(0.2), 1),
             Some(1),
