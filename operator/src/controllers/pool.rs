@@ -32,6 +32,7 @@ use crate::decide::signaling::certificate_problem;
 use crate::decide::{NodeView, UnixSeconds, pool_spec};
 use crate::error::{KubeContext, Result, deleted, is_conflict, is_not_found};
 use crate::index::ConferenceKey;
+use crate::ledger::Ledger;
 use crate::resources::content_hash;
 use crate::resources::identity;
 use crate::resources::media_node::{drain_patch, new_media_node, take_back_patch};
@@ -96,9 +97,16 @@ async fn gather(
     secret_problem: Option<String>,
     now: UnixSeconds,
 ) -> Result<PoolFacts> {
-    let nodes = ctx.pool_views(pool, &lock(&ctx.ledger));
-    // Read from the conference cache, not the ledger: no need to hold its lock.
-    let waiting = waiting_conferences(ctx, pool);
+    // One look at the ledger for both: a conference it holds is placed even before the
+    // conference watch shows the placement, and counting it as waiting too would start nodes
+    // for it a second time (at the 9:00 burst of bookings, a fifth of the pool's new nodes).
+    let (nodes, waiting) = {
+        let ledger = lock(&ctx.ledger);
+        (
+            ctx.pool_views(pool, &ledger),
+            waiting_conferences(ctx, pool, &ledger),
+        )
+    };
     let in_flight = nodes_in_flight(ctx, pool, &nodes);
     Ok(PoolFacts {
         scaling: scaling_policy(pool),
@@ -136,16 +144,16 @@ fn scaling_policy(pool: &MediaPool) -> ScalingPolicy {
     }
 }
 
-/// Conferences of this pool not yet placed (and not ended): demand the autoscaler must meet.
-/// A conference naming a region counts for the one pool of the region that grows for it
-/// (`Context::growing_pool`).
-fn waiting_conferences(ctx: &Context, pool: &MediaPool) -> Vec<WaitingConference> {
+/// Conferences of this pool not yet placed (and not ended) and holding no reservation in
+/// `ledger`: demand the autoscaler must meet. A conference naming a region counts for the one
+/// pool of the region that grows for it (`Context::growing_pool`).
+fn waiting_conferences(ctx: &Context, pool: &MediaPool, ledger: &Ledger) -> Vec<WaitingConference> {
     let ns = pool.namespace().unwrap_or_default();
     let mut grows_here = std::collections::HashMap::new();
     ctx.indexed_conferences(&ns, &ConferenceKey::Unplaced)
         .into_iter()
         .filter(|c| c.metadata.deletion_timestamp.is_none())
-        .filter(|c| is_waiting(c))
+        .filter(|c| is_waiting(c) && ledger.node_of(&key(c.as_ref())).is_none())
         .filter(|c| match (&c.spec.pool, &c.spec.region) {
             (Some(p), _) => *p == pool.name_any(),
             // Which pool grows is the same for every conference of a region: decided once.
