@@ -408,11 +408,9 @@ fn choose(
     let ckey = key(conf);
     let mut ledger = lock(&ctx.ledger);
     let request = PlacementRequest {
-        max_participants: conf.spec.max_participants,
-        expected_participants: conf.spec.reserved_participants(),
+        reservation: reservation_of(conf),
         region: conf.spec.region.clone(),
         exclude: exclude.map(str::to_owned).into_iter().collect(),
-        span: reservation_of(conf).span,
     };
     let mut reasons = Vec::new();
     for pool in pools {
@@ -426,7 +424,7 @@ fn choose(
                 ledger.reserve(
                     ckey.clone(),
                     (ckey.0.clone(), node.clone()),
-                    reservation_of(conf),
+                    request.reservation,
                 );
                 return Chosen::Node {
                     pool: Arc::clone(pool),

@@ -490,10 +490,9 @@ fn pack(
                 bin.reserved.added_by(&conference, horizon.now),
             )
         };
-        let alone = Reservations::default().added_by(&conference, horizon.now);
         if let Some(bin) = bins.iter_mut().find(|bin| fits(bin)) {
             bin.reserved.add(conference);
-        } else if !new_node.fits(Usage::default(), alone) {
+        } else if !new_node.fits(Usage::default(), conference.full()) {
             continue;
         } else if new_nodes < new_node_limit {
             bins.push(Bin {
@@ -1781,11 +1780,13 @@ mod tests {
             let plan = run(&policy, &nodes, &waiting, None);
             if plan.add == 0 && max_participants <= NODE.participants {
                 let request = crate::decide::placement::PlacementRequest {
-                    max_participants,
-                    expected_participants,
+                    reservation: Reservation::conference(
+                        expected_participants,
+                        max_participants,
+                        Span::of(start, waiting[0].end_time),
+                    ),
                     region: None,
                     exclude: Vec::new(),
-                    span: Span::of(start, waiting[0].end_time),
                 };
                 let placed = crate::decide::placement::place(
                     &request,

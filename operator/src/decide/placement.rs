@@ -9,7 +9,7 @@
 //! conference moved off an old node is not moved again). Ties break by name, so the choice
 //! is deterministic.
 
-use super::reservation::{Reservation, Span};
+use super::reservation::Reservation;
 use super::{NodeView, UnixSeconds};
 use conclave_crds::MediaNodePhase;
 use conclave_crds::capacity::Usage;
@@ -19,23 +19,12 @@ use std::cmp::Ordering;
 /// What is being placed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlacementRequest {
-    /// The conference's maxParticipants.
-    pub max_participants: u32,
-    /// The participants it expects (its expectedParticipants, else maxParticipants).
-    pub expected_participants: u32,
+    /// What the conference reserves on the node chosen, and when it occupies it.
+    pub reservation: Reservation,
     /// Preferred region, if the conference names one.
     pub region: Option<String>,
     /// Nodes that must not be chosen (the node a conference is moving away from).
     pub exclude: Vec<String>,
-    /// When the conference occupies its node.
-    pub span: Span,
-}
-
-impl PlacementRequest {
-    /// What the conference reserves on the node chosen.
-    pub fn reservation(&self) -> Reservation {
-        Reservation::conference(self.expected_participants, self.max_participants, self.span)
-    }
 }
 
 /// Pool settings placement needs.
@@ -92,9 +81,11 @@ pub fn place(
     let Some(largest_node) = nodes.iter().map(|node| node.capacity.participants).max() else {
         return Placement::NoFit(NoFitReason::NoReadyNode);
     };
-    if request.max_participants > largest_node {
+    let wanted = request.reservation;
+    let requested = wanted.full().participants;
+    if requested > largest_node {
         return Placement::NoFit(NoFitReason::TooLarge {
-            requested: request.max_participants,
+            requested,
             node_capacity: largest_node,
         });
     }
@@ -103,13 +94,12 @@ pub fn place(
         .filter(|node| takes_conferences(node, request, policy, now))
         .map(|node| Candidate {
             node,
-            load: node.committed_over(request.span, now),
+            load: node.committed_over(wanted.span, now),
         })
         .collect();
     if open.is_empty() {
         return Placement::NoFit(NoFitReason::NoReadyNode);
     }
-    let wanted = request.reservation();
     open.iter()
         .filter(|c| {
             let added = c.node.reserved.added_by(&wanted, now);
@@ -202,6 +192,7 @@ fn full(open: &[Candidate<'_>]) -> NoFitReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decide::reservation::Span;
     use conclave_crds::NodeCapacity;
     use conclave_crds::pool::Strategy;
     use proptest::prelude::*;
@@ -260,9 +251,7 @@ mod tests {
 
     fn request(max_participants: u32) -> PlacementRequest {
         PlacementRequest {
-            span: Span::ALWAYS,
-            max_participants,
-            expected_participants: max_participants,
+            reservation: Reservation::conference(max_participants, max_participants, Span::ALWAYS),
             region: None,
             exclude: Vec::new(),
         }
@@ -301,7 +290,7 @@ mod tests {
     #[test]
     fn expected_attendance() {
         let expecting = |expected, max| PlacementRequest {
-            expected_participants: expected,
+            reservation: Reservation::conference(expected, max, Span::ALWAYS),
             ..request(max)
         };
         let holding = |name: &str, held: &[(u32, u32)]| NodeView {
@@ -363,7 +352,7 @@ mod tests {
         let until = |t: i64| Span::of(None, Some(NOW + t));
         let from = |t: i64| Span::of(Some(NOW + t), None);
         let over = |span: Span, max| PlacementRequest {
-            span,
+            reservation: Reservation::conference(max, max, span),
             ..request(max)
         };
         check(vec![
@@ -844,9 +833,11 @@ mod tests {
         )
             .prop_map(
                 |(max_participants, region, exclude, expected)| PlacementRequest {
-                    span: Span::ALWAYS,
-                    max_participants,
-                    expected_participants: (f64::from(max_participants) * expected) as u32,
+                    reservation: Reservation::conference(
+                        (f64::from(max_participants) * expected) as u32,
+                        max_participants,
+                        Span::ALWAYS,
+                    ),
                     region: region.map(str::to_owned),
                     exclude: exclude.into_iter().map(|i| format!("n{i:02}")).collect(),
                 },
@@ -868,7 +859,7 @@ mod tests {
             && !request.exclude.contains(&node.name)
             && node.capacity.fits(
                 node.committed(),
-                node.reserved.added_by(&request.reservation(), NOW),
+                node.reserved.added_by(&request.reservation, NOW),
             )
     }
 
@@ -964,7 +955,7 @@ mod tests {
                         .iter_mut()
                         .find(|n| n.name == name)
                         .expect("place names one of the given nodes");
-                    chosen.reserved.add(request.reservation());
+                    chosen.reserved.add(request.reservation);
                 }
                 for (node, was_within) in nodes.iter().zip(&initially_within) {
                     prop_assert!(!was_within || within(node), "{} over-committed", node.name);

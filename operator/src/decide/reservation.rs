@@ -77,6 +77,14 @@ impl Reservation {
             span,
         }
     }
+
+    /// What it occupies should it fill up to its maxParticipants.
+    pub fn full(&self) -> Usage {
+        self.usage.plus(Usage {
+            participants: self.growth,
+            rooms: 0,
+        })
+    }
 }
 
 /// Everything reserved on one node.
@@ -315,6 +323,7 @@ mod tests {
             Reservations::default().added_by(&large, NOW).participants,
             40
         );
+        assert_eq!(large.full(), Usage::conference(40));
         // An expectation above the maximum is held at the maximum.
         assert_eq!(Reservation::conference(50, 40, Span::ALWAYS).growth, 0);
     }
