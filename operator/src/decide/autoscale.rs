@@ -393,9 +393,16 @@ impl Waiting {
                 waiting.next_due_in = earliest(waiting.next_due_in, Some(due_in));
             }
         }
-        waiting
-            .due
-            .sort_by_key(|r| std::cmp::Reverse(r.usage.participants));
+        // Largest first; ties broken on everything else, so that the order the conferences
+        // came in never changes the plan.
+        waiting.due.sort_by_key(|r| {
+            (
+                std::cmp::Reverse(r.usage.participants),
+                std::cmp::Reverse(r.growth),
+                r.span.from,
+                r.span.until,
+            )
+        });
         waiting
     }
 }
