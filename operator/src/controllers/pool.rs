@@ -21,6 +21,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use tracing::info;
 
+use super::conference::reservation_of;
 use super::node::public_address;
 use super::{apply_params, apply_status, event, paced};
 use crate::decide::autoscale::{ScalingPolicy, WaitingConference};
@@ -165,12 +166,7 @@ fn waiting_conferences(ctx: &Context, pool: &MediaPool, ledger: &Ledger) -> Vec<
             }
             (None, _) => false,
         })
-        .map(|c| WaitingConference {
-            max_participants: c.spec.max_participants,
-            expected_participants: c.spec.reserved_participants(),
-            start_time: c.spec.start_time.as_ref().map(secs),
-            end_time: c.spec.end_time.as_ref().map(secs),
-        })
+        .map(|c| reservation_of(&c))
         .collect()
 }
 

@@ -30,18 +30,9 @@ use conclave_crds::capacity::{Usage, nodes_for};
 use conclave_crds::{MediaNodePhase, NodeCapacity};
 use std::cmp::Ordering;
 
-/// A conference waiting for a node (unplaced and due: ad hoc, or starting within warm-up).
-#[derive(Clone, Debug, PartialEq)]
-pub struct WaitingConference {
-    /// Its maxParticipants.
-    pub max_participants: u32,
-    /// The participants it expects (its expectedParticipants, else maxParticipants).
-    pub expected_participants: u32,
-    /// Its startTime, if scheduled.
-    pub start_time: Option<UnixSeconds>,
-    /// Its endTime, if it has one.
-    pub end_time: Option<UnixSeconds>,
-}
+/// A conference waiting for a node (unplaced; demand once due: ad hoc, or starting within
+/// warm-up): what it will reserve, from its startTime (none if ad hoc) to its endTime.
+pub type WaitingConference = Reservation;
 
 /// The pool's scaling policy, from `spec.scaling` and `spec.nodeCapacity`.
 #[derive(Clone, Debug, PartialEq)]
@@ -380,14 +371,11 @@ impl Waiting {
         };
         for conference in input.waiting {
             let starts_in = conference
-                .start_time
+                .span
+                .from
                 .map_or(0, |start| start.saturating_sub(input.now));
             if starts_in <= lookahead {
-                waiting.due.push(Reservation::conference(
-                    conference.expected_participants,
-                    conference.max_participants,
-                    Span::of(conference.start_time, conference.end_time),
-                ));
+                waiting.due.push(*conference);
             } else {
                 let due_in = starts_in.saturating_sub(lookahead);
                 waiting.next_due_in = earliest(waiting.next_due_in, Some(due_in));
@@ -727,21 +715,12 @@ mod tests {
     }
 
     fn ad_hoc(max_participants: u32) -> WaitingConference {
-        WaitingConference {
-            max_participants,
-            expected_participants: max_participants,
-            start_time: None,
-            end_time: None,
-        }
+        Reservation::conference(max_participants, max_participants, Span::ALWAYS)
     }
 
     fn starting_in(seconds: i64, max_participants: u32) -> WaitingConference {
-        WaitingConference {
-            max_participants,
-            expected_participants: max_participants,
-            start_time: Some(NOW + seconds),
-            end_time: None,
-        }
+        let span = Span::of(Some(NOW + seconds), None);
+        Reservation::conference(max_participants, max_participants, span)
     }
 
     fn names(names: &[&str]) -> Vec<String> {
@@ -1102,10 +1081,8 @@ mod tests {
     }
 
     fn booked(starts_in: i64, ends_in: i64, max_participants: u32) -> WaitingConference {
-        WaitingConference {
-            end_time: Some(NOW + ends_in),
-            ..starting_in(starts_in, max_participants)
-        }
+        let span = Span::of(Some(NOW + starts_in), Some(NOW + ends_in));
+        Reservation::conference(max_participants, max_participants, span)
     }
 
     #[test]
@@ -1689,11 +1666,9 @@ mod tests {
 
     fn arb_waiting() -> impl Strategy<Value = Vec<WaitingConference>> {
         let one = (0u32..400, 0.5f64..=1.0, prop::option::of(-100i64..1000)).prop_map(
-            |(max, expected, start)| WaitingConference {
-                max_participants: max,
-                expected_participants: (f64::from(max) * expected) as u32,
-                start_time: start.map(|s| NOW + s),
-                end_time: None,
+            |(max, expected, start)| {
+                let span = Span::of(start.map(|s| NOW + s), None);
+                Reservation::conference((f64::from(max) * expected) as u32, max, span)
             },
         );
         prop::collection::vec(one, 0..8)
@@ -1778,20 +1753,12 @@ mod tests {
             let policy = ScalingPolicy { buffer_participants: 0, min_nodes: 0, ..policy() };
             let start = starts_in.map(|s| NOW + s);
             let expected_participants = (f64::from(max_participants) * expected) as u32;
-            let waiting = [WaitingConference {
-                max_participants,
-                expected_participants,
-                start_time: start,
-                end_time: lasts.map(|l| start.unwrap_or(NOW) + l),
-            }];
+            let span = Span::of(start, lasts.map(|l| start.unwrap_or(NOW) + l));
+            let waiting = [Reservation::conference(expected_participants, max_participants, span)];
             let plan = run(&policy, &nodes, &waiting, None);
             if plan.add == 0 && max_participants <= NODE.participants {
                 let request = crate::decide::placement::PlacementRequest {
-                    reservation: Reservation::conference(
-                        expected_participants,
-                        max_participants,
-                        Span::of(start, waiting[0].end_time),
-                    ),
+                    reservation: waiting[0],
                     region: None,
                     exclude: Vec::new(),
                 };
@@ -1879,14 +1846,13 @@ mod tests {
                     .map(|n| u64::from(n.committed().participants))
                     .sum();
                 let new_node_fits = |w: &&WaitingConference| {
-                    let conference = Usage::conference(w.max_participants);
-                    policy.node_capacity.fits(Usage::default(), conference)
+                    policy.node_capacity.fits(Usage::default(), w.full())
                 };
                 let placeable_waiting: u64 = waiting
                     .iter()
-                    .filter(|w| w.start_time.is_none_or(|s| s - NOW <= policy.warmup_seconds))
+                    .filter(|w| w.span.from.is_none_or(|s| s - NOW <= policy.warmup_seconds))
                     .filter(new_node_fits)
-                    .map(|w| u64::from(w.expected_participants))
+                    .map(|w| u64::from(w.usage.participants))
                     .sum();
                 let buffer = u64::from(policy.buffer_participants);
                 let needed = committed + placeable_waiting + buffer;
@@ -1955,7 +1921,7 @@ mod tests {
                 ..node("a", 0)
             };
             let nodes = [node.clone(), NodeView { name: "b".into(), ..node }];
-            let waiting = [WaitingConference { max_participants: load.0, expected_participants: load.0, start_time: start, end_time: None }];
+            let waiting = [Reservation::conference(load.0, load.0, Span::of(start, None))];
             let input = ScalingInput {
                 policy: &policy,
                 nodes: &nodes,

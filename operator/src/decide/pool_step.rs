@@ -346,6 +346,7 @@ fn recheck_seconds(recheck_after: Option<i64>) -> u64 {
 mod tests {
     use super::*;
     use crate::decide::pool_conditions::{PoolReason, PublishedAddress};
+    use crate::decide::reservation::Span;
     use conclave_crds::NodeCapacity;
     use conclave_crds::capacity::Usage;
 
@@ -808,12 +809,11 @@ mod tests {
         }
         let scheduled = |starts_in: i64| {
             pool_step(&PoolFacts {
-                waiting: vec![WaitingConference {
-                    max_participants: 10,
-                    expected_participants: 10,
-                    start_time: Some(NOW + starts_in),
-                    end_time: None,
-                }],
+                waiting: vec![WaitingConference::conference(
+                    10,
+                    10,
+                    Span::of(Some(NOW + starts_in), None),
+                )],
                 ..facts(vec![node("a", 0, false)])
             })
             .recheck_seconds
