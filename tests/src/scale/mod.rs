@@ -12,6 +12,7 @@ pub mod day;
 pub mod kwok;
 pub mod observe;
 pub mod plan;
+pub mod replay;
 pub mod report;
 pub mod simulator;
 pub mod summary;
