@@ -17,9 +17,11 @@
 //! demand needs.
 //!
 //! Shrinking waits until the pool has had surplus for scaleDownDelaySeconds (no flapping),
-//! then drains the emptiest live nodes (outdated nodes first, not-yet-Ready nodes and the
-//! newest first on ties) while what stays still carries the demand plus the buffer; live
-//! nodes above maxNodes (the limit was lowered) are drained at once, emptiest first. Draining nodes are deleted when
+//! then drains live nodes in drain order (outdated nodes first, then those whose
+//! reservations end soonest, so a drained node empties and goes instead of hosting one long
+//! meeting, then the emptiest, not-yet-Ready nodes and the newest first on ties) while what
+//! stays still carries the demand plus the buffer; live nodes above maxNodes (the limit was
+//! lowered) are drained at once, in the same order. Draining nodes are deleted when
 //! empty (nothing reserved or reported) or when their drain timeout passed; Failed and
 //! Drained nodes are deleted at once. A node hosting a live conference is never deleted
 //! before its drain timeout.
@@ -538,17 +540,17 @@ struct Shrink {
 /// lasted scaleDownDelaySeconds.
 fn shrink(input: &ScalingInput<'_>, live: &[&NodeView], waiting: Total) -> Shrink {
     let policy = input.policy;
-    let mut by_emptiest = live.to_vec();
-    by_emptiest.sort_by(|a, b| emptiest_first(a, b));
+    let mut in_drain_order = live.to_vec();
+    in_drain_order.sort_by(|a, b| drain_order(a, b, input.now));
     let excess = count(live.len()).saturating_sub(max_nodes(policy));
     if excess > 0 {
-        by_emptiest.truncate(usize::try_from(excess).unwrap_or(usize::MAX));
+        in_drain_order.truncate(usize::try_from(excess).unwrap_or(usize::MAX));
         return Shrink {
-            drain: names(&by_emptiest),
+            drain: names(&in_drain_order),
             ..Shrink::default()
         };
     }
-    let surplus = surplus_nodes(&by_emptiest, policy, waiting, horizon(input));
+    let surplus = surplus_nodes(&in_drain_order, policy, waiting, horizon(input));
     if surplus.is_empty() {
         return Shrink::default();
     }
@@ -568,17 +570,18 @@ fn shrink(input: &ScalingInput<'_>, live: &[&NodeView], waiting: Total) -> Shrin
     }
 }
 
-/// The emptiest live nodes that can go while at least minNodes stay and the nodes that stay
-/// still carry everything committed over the horizon (the load of the drained nodes moves to
-/// them), the waiting demand and the buffer, in participants and in rooms. Stops at the first
-/// node that cannot go, so a fuller node is never drained while an emptier one stays.
+/// The first live nodes in drain order that can go while at least minNodes stay and the
+/// nodes that stay still carry everything committed over the horizon (the load of the drained
+/// nodes moves to them), the waiting demand and the buffer, in participants and in rooms.
+/// Stops at the first node that cannot go, so a node later in drain order is never drained
+/// while an earlier one stays.
 fn surplus_nodes<'a>(
-    by_emptiest: &[&'a NodeView],
+    in_drain_order: &[&'a NodeView],
     policy: &ScalingPolicy,
     waiting: Total,
     horizon: Horizon,
 ) -> Vec<&'a NodeView> {
-    let committed = by_emptiest.iter().fold(Total::default(), |sum, node| {
+    let committed = in_drain_order.iter().fold(Total::default(), |sum, node| {
         sum.add(horizon.committed(node))
     });
     let needed = Total {
@@ -587,12 +590,12 @@ fn surplus_nodes<'a>(
             + u64::from(policy.buffer_participants),
         rooms: committed.rooms + waiting.rooms,
     };
-    let mut kept = by_emptiest.iter().fold(Total::default(), |sum, node| {
+    let mut kept = in_drain_order.iter().fold(Total::default(), |sum, node| {
         sum.add(capacity_usage(node.capacity))
     });
-    let mut kept_nodes = count(by_emptiest.len());
+    let mut kept_nodes = count(in_drain_order.len());
     let mut surplus = Vec::new();
-    for node in by_emptiest {
+    for node in in_drain_order {
         let after = kept.without(node.capacity);
         if kept_nodes <= u64::from(policy.min_nodes) || !after.covers(needed) {
             break;
@@ -605,12 +608,14 @@ fn surplus_nodes<'a>(
 }
 
 /// Orders live nodes for draining: outdated before current (a rollout replaces them anyway),
-/// then fewest committed participants, then not-Ready before Ready, then the newest, then by
-/// name.
-fn emptiest_first(a: &NodeView, b: &NodeView) -> Ordering {
+/// then the one whose reservations end soonest (a node hosting an ad-hoc conference, whose
+/// end is unknown, last), then fewest committed participants, then not-Ready before Ready,
+/// then the newest, then by name.
+fn drain_order(a: &NodeView, b: &NodeView, now: UnixSeconds) -> Ordering {
     let is_ready = |node: &NodeView| node.phase == MediaNodePhase::Ready;
     b.outdated
         .cmp(&a.outdated)
+        .then_with(|| a.reserved.empties_at(now).cmp(&b.reserved.empties_at(now)))
         .then_with(|| a.committed().participants.cmp(&b.committed().participants))
         .then_with(|| is_ready(a).cmp(&is_ready(b)))
         .then_with(|| b.created_at.cmp(&a.created_at))
@@ -1379,7 +1384,7 @@ mod tests {
                 ..Case::default()
             },
             Case {
-                what: "after the delay: drain the emptiest nodes, down to minNodes",
+                what: "after the delay: drain the emptiest nodes (all without end), down to minNodes",
                 nodes: three(),
                 surplus_since: Some(NOW - 300),
                 want: draining(&["c", "b"], 1),
@@ -1509,7 +1514,7 @@ mod tests {
     }
 
     #[test]
-    fn emptiest_tie_breaks() {
+    fn drain_order_tie_breaks() {
         use MediaNodePhase::*;
         let drain_one = |what, nodes, drained: &str| Case {
             what,
@@ -1522,7 +1527,31 @@ mod tests {
             want: draining(&[drained], 2),
             ..Case::default()
         };
+        let ending = |until: i64, base: NodeView| NodeView {
+            reserved: [Reservation::conference(
+                base.committed().participants,
+                base.committed().participants,
+                Span::of(None, Some(NOW + until)),
+            )]
+            .into_iter()
+            .collect(),
+            ..base
+        };
         check(vec![
+            drain_one(
+                "the node whose meetings end soonest first, though fuller: it empties and goes",
+                vec![
+                    ending(3600, node("a", 20)),
+                    ending(900, node("b", 60)),
+                    node("c", 10),
+                ],
+                "b",
+            ),
+            drain_one(
+                "a node with an ad-hoc conference (no end) after those whose end is known",
+                vec![node("a", 10), ending(3600, node("b", 60)), node("c", 20)],
+                "b",
+            ),
             drain_one(
                 "fewest committed participants first, whatever the phase",
                 vec![

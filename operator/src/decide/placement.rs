@@ -1,15 +1,18 @@
 //! Placement: choose the media node for a conference.
 //!
 //! Eligible nodes are Ready, not draining, with a heartbeat no older than the pool's
-//! heartbeat timeout, an address that answered its last probe, and with room for the conference (`maxParticipants` participants and one
-//! room) on top of what they have committed over the conference's span (a conference ending
-//! when this one starts leaves its room to it: see `reservation`). `Packed` picks the most-loaded eligible node (so
-//! others empty and can be removed); `Distributed` the least-loaded. Nodes in the conference's
+//! heartbeat timeout, an address that answered its last probe, and with room for the
+//! conference (what it expects, the growth its node's headroom does not cover, and one room)
+//! on top of what they have committed over the conference's span (a conference ending when
+//! this one starts leaves its room to it: see `reservation`). `Packed` picks the node whose
+//! lifetime the conference's end fits best (it puts off the node's emptying least, then the
+//! node outlives it least), then the most-loaded one, so meetings ending together share nodes
+//! and those empty together and can be removed; `Distributed` the least-loaded. Nodes in the conference's
 //! preferred region win over others, then nodes a rollout keeps over outdated ones (so a
 //! conference moved off an old node is not moved again). Ties break by name, so the choice
 //! is deterministic.
 
-use super::reservation::Reservation;
+use super::reservation::{EndFit, Reservation};
 use super::{NodeView, UnixSeconds};
 use conclave_crds::MediaNodePhase;
 use conclave_crds::capacity::Usage;
@@ -95,6 +98,7 @@ pub fn place(
         .map(|node| Candidate {
             node,
             load: node.committed_over(wanted.span, now),
+            end_fit: node.reserved.end_fit(&wanted, now),
         })
         .collect();
     if open.is_empty() {
@@ -116,6 +120,8 @@ pub fn place(
 struct Candidate<'a> {
     node: &'a NodeView,
     load: Usage,
+    /// How the conference's end fits the node's lifetime.
+    end_fit: EndFit,
 }
 
 impl Candidate<'_> {
@@ -166,13 +172,18 @@ fn preference(
         .then_with(|| a.node.name.cmp(&b.node.name))
 }
 
-/// Packed: most committed participants first, then fewest free rooms. Distributed: fewest
-/// committed participants first, then most free rooms.
+/// Packed: the best fit of the conference's end to the node's lifetime, then most committed
+/// participants, then fewest free rooms. Distributed: fewest committed participants first,
+/// then most free rooms.
 fn load_preference(a: &Candidate<'_>, b: &Candidate<'_>, strategy: Strategy) -> Ordering {
     let fewer_participants = a.load.participants.cmp(&b.load.participants);
     let fewer_free_rooms = a.free_rooms().cmp(&b.free_rooms());
     match strategy {
-        Strategy::Packed => fewer_participants.reverse().then(fewer_free_rooms),
+        Strategy::Packed => a
+            .end_fit
+            .cmp(&b.end_fit)
+            .then(fewer_participants.reverse())
+            .then(fewer_free_rooms),
         Strategy::Distributed => fewer_participants.then(fewer_free_rooms.reverse()),
     }
 }
@@ -337,6 +348,68 @@ mod tests {
                 ],
                 strategy: Strategy::Packed,
                 want: on("b"),
+            },
+        ]);
+    }
+
+    #[test]
+    fn packed_shares_nodes_among_meetings_that_end_together() {
+        let ending = |name: &str, participants: u32, until: Option<i64>| NodeView {
+            reserved: [Reservation::conference(
+                participants,
+                participants,
+                Span::of(None, until.map(|t| NOW + t)),
+            )]
+            .into_iter()
+            .collect(),
+            ..node(name, 0)
+        };
+        let until = |t: i64| PlacementRequest {
+            reservation: Reservation::conference(10, 10, Span::of(Some(NOW + 300), Some(NOW + t))),
+            ..request(10)
+        };
+        check(vec![
+            Case {
+                what: "a meeting goes to the node that empties when it ends, not a fuller one that runs on",
+                request: until(1800),
+                nodes: vec![ending("a", 40, Some(1800)), ending("b", 120, Some(3600))],
+                strategy: Strategy::Packed,
+                want: on("a"),
+            },
+            Case {
+                what: "one ending after every node empties goes where it puts that off least",
+                request: until(3600),
+                nodes: vec![ending("a", 120, Some(1800)), ending("b", 40, Some(3000))],
+                strategy: Strategy::Packed,
+                want: on("b"),
+            },
+            Case {
+                what: "an ad-hoc conference joins a node that never empties, not one that would",
+                request: request(10),
+                nodes: vec![ending("a", 120, Some(1800)), ending("b", 20, None)],
+                strategy: Strategy::Packed,
+                want: on("b"),
+            },
+            Case {
+                what: "a booking prefers a node whose end is known to one hosting ad-hoc calls",
+                request: until(1800),
+                nodes: vec![ending("a", 20, Some(3600)), ending("b", 120, None)],
+                strategy: Strategy::Packed,
+                want: on("a"),
+            },
+            Case {
+                what: "the same fit: the fuller node",
+                request: until(1800),
+                nodes: vec![ending("a", 40, Some(1800)), ending("b", 80, Some(1800))],
+                strategy: Strategy::Packed,
+                want: on("b"),
+            },
+            Case {
+                what: "Distributed looks at load alone",
+                request: until(3600),
+                nodes: vec![ending("a", 40, Some(1800)), ending("b", 120, Some(3600))],
+                strategy: Strategy::Distributed,
+                want: on("a"),
             },
         ]);
     }
@@ -783,7 +856,7 @@ mod tests {
             prop::bool::weighted(0.15),
             prop::option::weighted(0.9, 0i64..40),
             (1u32..300, 1u32..20),
-            (0u32..320, 0u32..22),
+            (0u32..320, 0u32..22, prop::option::of(0i64..7200)),
             (0u32..320, 0u32..22),
             prop::option::of(prop::sample::select(vec!["eu", "us"])),
         );
@@ -804,11 +877,13 @@ mod tests {
                             rooms: cap.1,
                             egress_mbps: 1000,
                         },
-                        reserved: Usage {
-                            participants: res.0,
-                            rooms: res.1,
-                        }
-                        .into(),
+                        reserved: held(
+                            Usage {
+                                participants: res.0,
+                                rooms: res.1,
+                            },
+                            res.2,
+                        ),
                         reported: Usage {
                             participants: rep.0,
                             rooms: rep.1,
@@ -824,24 +899,40 @@ mod tests {
         })
     }
 
+    /// One reservation of `usage` from now until `until` seconds from now (for ever when
+    /// None); nothing when `usage` is zero.
+    fn held(usage: Usage, until: Option<i64>) -> crate::decide::reservation::Reservations {
+        if usage == Usage::default() {
+            return crate::decide::reservation::Reservations::default();
+        }
+        [Reservation {
+            usage,
+            growth: 0,
+            span: Span::of(None, until.map(|t| NOW + t)),
+        }]
+        .into_iter()
+        .collect()
+    }
+
     fn arb_request() -> impl proptest::strategy::Strategy<Value = PlacementRequest> {
         (
             0u32..320,
             prop::option::of(prop::sample::select(vec!["eu", "us", "ap"])),
             prop::collection::vec(0usize..12, 0..3),
             0.5f64..=1.0,
+            prop::option::of(0i64..7200),
         )
-            .prop_map(
-                |(max_participants, region, exclude, expected)| PlacementRequest {
+            .prop_map(|(max_participants, region, exclude, expected, until)| {
+                PlacementRequest {
                     reservation: Reservation::conference(
                         (f64::from(max_participants) * expected) as u32,
                         max_participants,
-                        Span::ALWAYS,
+                        Span::of(None, until.map(|t| NOW + t)),
                     ),
                     region: region.map(str::to_owned),
                     exclude: exclude.into_iter().map(|i| format!("n{i:02}")).collect(),
-                },
-            )
+                }
+            })
     }
 
     fn arb_strategy() -> impl proptest::strategy::Strategy<Value = Strategy> {
@@ -906,11 +997,31 @@ mod tests {
         }
 
         #[test]
-        fn packed_never_picks_a_less_loaded_node(nodes in arb_nodes(), request in arb_request()) {
+        fn packed_never_picks_a_worse_end_fit(nodes in arb_nodes(), request in arb_request()) {
             let placement = place(&request, &nodes, policy(Strategy::Packed), NOW);
             if let Some(chosen) = chosen(&placement, &nodes) {
+                let fit = |n: &NodeView| n.reserved.end_fit(&request.reservation, NOW);
                 for other in nodes.iter().filter(|n| eligible(n, &request)) {
                     if same_region_group(chosen, other, &request) {
+                        prop_assert!(
+                            fit(chosen) <= fit(other),
+                            "{} chosen over {}, whose lifetime the conference fits better",
+                            chosen.name, other.name,
+                        );
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn packed_never_picks_a_less_loaded_node_of_the_same_fit(
+            nodes in arb_nodes(), request in arb_request(),
+        ) {
+            let placement = place(&request, &nodes, policy(Strategy::Packed), NOW);
+            if let Some(chosen) = chosen(&placement, &nodes) {
+                let fit = |n: &NodeView| n.reserved.end_fit(&request.reservation, NOW);
+                for other in nodes.iter().filter(|n| eligible(n, &request)) {
+                    if same_region_group(chosen, other, &request) && fit(chosen) == fit(other) {
                         prop_assert!(
                             chosen.committed().participants >= other.committed().participants,
                             "{} chosen over the fuller {}", chosen.name, other.name,

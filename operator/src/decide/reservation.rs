@@ -170,6 +170,39 @@ impl Reservations {
             rooms: 0,
         })
     }
+
+    /// When the node empties of its reservations: the latest end among them (`now` when it
+    /// holds none, or only ones that ended; never, `UnixSeconds::MAX`, when one has no end).
+    pub fn empties_at(&self, now: UnixSeconds) -> UnixSeconds {
+        self.0
+            .iter()
+            .map(|r| r.span.until.unwrap_or(UnixSeconds::MAX))
+            .max()
+            .unwrap_or(now)
+            .max(now)
+    }
+
+    /// How well `new` fits the node's lifetime: how long it puts off the node's emptying, and
+    /// how long the node outlives it. Placement prefers the least delay, then the least
+    /// slack, so meetings that end together share nodes and those nodes empty together.
+    pub fn end_fit(&self, new: &Reservation, now: UnixSeconds) -> EndFit {
+        let ends = new.span.until.unwrap_or(UnixSeconds::MAX);
+        let empties = self.empties_at(now);
+        EndFit {
+            delay: ends.saturating_sub(empties).max(0),
+            slack: empties.saturating_sub(ends).max(0),
+        }
+    }
+}
+
+/// How a conference's end fits a node's lifetime ([`Reservations::end_fit`]), ordered best
+/// first: least delay to the node's emptying, then least slack after the conference ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EndFit {
+    /// Seconds the conference puts off the moment the node empties.
+    pub delay: i64,
+    /// Seconds the node stays occupied after the conference ends.
+    pub slack: i64,
 }
 
 impl From<Usage> for Reservations {
@@ -272,6 +305,66 @@ mod tests {
             rooms: 2,
         };
         assert_eq!(node.committed_over(early, later, NOW).participants, 35);
+    }
+
+    #[test]
+    fn a_node_empties_when_its_last_reservation_ends() {
+        let empty = Reservations::default();
+        assert_eq!(empty.empties_at(NOW), NOW);
+        let booked: Reservations = [
+            held(10, None, Some(NOW + 1800)),
+            held(10, Some(NOW + 1800), Some(NOW + HOUR)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(booked.empties_at(NOW), NOW + HOUR);
+        // One that ended (its conference not yet deleted) keeps nothing up.
+        assert_eq!(booked.empties_at(NOW + 2 * HOUR), NOW + 2 * HOUR);
+        let ad_hoc: Reservations = [held(10, None, Some(NOW + HOUR)), held(2, None, None)]
+            .into_iter()
+            .collect();
+        assert_eq!(ad_hoc.empties_at(NOW), UnixSeconds::MAX);
+    }
+
+    #[test]
+    fn an_end_fits_a_node_that_empties_at_it() {
+        let fit = |node: &[Reservation], until: Option<i64>| {
+            let node: Reservations = node.iter().copied().collect();
+            let new = held(5, Some(NOW + 600), until.map(|t| NOW + t));
+            let EndFit { delay, slack } = node.end_fit(&new, NOW);
+            (delay, slack)
+        };
+        let ends_at = |t: i64| held(10, None, Some(NOW + t));
+        // Ending together: nothing put off, nothing left over.
+        assert_eq!(fit(&[ends_at(HOUR)], Some(HOUR)), (0, 0));
+        // Ending after the node would have emptied puts its emptying off.
+        assert_eq!(fit(&[ends_at(1800)], Some(HOUR)), (1800, 0));
+        // Ending before: the node outlives it.
+        assert_eq!(fit(&[ends_at(2 * HOUR)], Some(HOUR)), (0, HOUR));
+        // An empty node empties now: the whole conference from now puts that off.
+        assert_eq!(fit(&[], Some(HOUR)), (HOUR, 0));
+        // A conference with no end puts off for ever the emptying of a node that has an end…
+        assert_eq!(
+            fit(&[ends_at(HOUR)], None),
+            (UnixSeconds::MAX - (NOW + HOUR), 0)
+        );
+        // …and nothing on one that already hosts such a conference.
+        assert_eq!(fit(&[held(3, None, None)], None), (0, 0));
+        // A booking on a node with an ad-hoc conference puts off nothing, but the node
+        // outlives it by as long as can be: a node whose end is known fits better.
+        let (delay, slack) = fit(&[held(3, None, None)], Some(HOUR));
+        assert_eq!(delay, 0);
+        assert!(slack > fit(&[ends_at(2 * HOUR)], Some(HOUR)).1);
+        // Ordered best first: less delay wins over less slack.
+        assert!(
+            EndFit {
+                delay: 0,
+                slack: HOUR
+            } < EndFit {
+                delay: 60,
+                slack: 0
+            }
+        );
     }
 
     #[test]
