@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Scale benchmark on kwok-simulated Nodes (tests/src/bin/conclave-scale.rs): a simulated day of
-# conferences against the operator, then the operator's cost with many media nodes. Release
+# Scale benchmark on kwok-simulated Nodes (tests/src/bin/conclave-scale.rs): the simulated day
+# replayed on the operator's decisions alone (a second, no cluster), the same day against the
+# operator on a control plane, then the operator's cost with many media nodes. Release
 # builds of the operator and the benchmark; results under docs/benchmarks/scale-*.
 # Usage: scripts/bench-scale.sh [--quick | --full] [more conclave-scale flags]
 set -euo pipefail

@@ -208,7 +208,8 @@ pub struct Scaling {
     #[schemars(range(max = 6000))]
     #[serde(default = "default_evacuation_rate")]
     pub evacuation_rate: u32,
-    /// `Packed` (default) fills nodes so others can drain; `Distributed` spreads load.
+    /// `Packed` (default) fills nodes so others can drain, putting meetings that end together
+    /// on the same nodes; `Distributed` spreads load.
     #[serde(default)]
     pub strategy: Strategy,
 }

@@ -158,7 +158,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     s.day.expected_attendance = !args.reserve_invited;
     s.cost.in_flight = args.in_flight;
     let parts = if args.only.is_empty() {
-        vec![Part::Day, Part::Cost]
+        vec![Part::Replay, Part::Day, Part::Cost]
     } else {
         args.only.clone()
     };
@@ -169,7 +169,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let pod_start = Duration::from_millis(args.pod_start_ms);
     if parts.contains(&Part::Replay) {
-        replay(&s.day, args.replay_node_start_seconds);
+        let replayed = replay(&s.day, args.replay_node_start_seconds);
+        write(
+            &args.out,
+            &format!("scale-{}-replay.json", s.label),
+            &serde_json::to_string_pretty(&replayed)?,
+        )?;
     }
     if parts.contains(&Part::Day) {
         let mut machine = Machine::now();
@@ -257,29 +262,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Replays the day of `settings` on the operator's decisions and prints the summary.
-fn replay(settings: &DaySettings, node_start_seconds: i64) {
+/// Replays the day of `settings` on the operator's decisions (the settings and summary).
+fn replay(settings: &DaySettings, node_start_seconds: i64) -> serde_json::Value {
     let compression = settings.compression();
     let day_seconds = |real: u32| (f64::from(real) * compression).round() as i64;
-    let replayed = conclave_testenv::scale::replay::replay(
-        &conclave_testenv::scale::plan::plan(&settings.day),
-        &ReplaySettings {
-            node_participants: settings.node_participants,
-            node_rooms: settings.node_rooms,
-            min_nodes: settings.min_nodes,
-            max_nodes: settings.max_nodes,
-            buffer_participants: settings.buffer_participants,
-            warmup_seconds: day_seconds(settings.warmup_seconds),
-            scale_down_delay_seconds: day_seconds(settings.scale_down_delay_seconds),
-            node_start_seconds,
-            expected_attendance: settings.expected_attendance,
-            tick_seconds: 10,
-        },
-    );
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&replayed).unwrap_or_default()
-    );
+    let replay_settings = ReplaySettings {
+        node_participants: settings.node_participants,
+        node_rooms: settings.node_rooms,
+        min_nodes: settings.min_nodes,
+        max_nodes: settings.max_nodes,
+        buffer_participants: settings.buffer_participants,
+        warmup_seconds: day_seconds(settings.warmup_seconds),
+        scale_down_delay_seconds: day_seconds(settings.scale_down_delay_seconds),
+        node_start_seconds,
+        expected_attendance: settings.expected_attendance,
+        tick_seconds: 10,
+    };
+    let day = conclave_testenv::scale::plan::plan(&settings.day);
+    let replayed = conclave_testenv::scale::replay::replay(&day, &replay_settings);
+    serde_json::json!({ "settings": replay_settings, "summary": replayed })
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
