@@ -51,6 +51,11 @@ pub struct ReplaySummary {
     pub over_capacity_share: f64,
     /// Share of node-time spent draining.
     pub draining_share: f64,
+    /// The utilization a pool could reach if meetings moved freely between nodes: at every
+    /// moment just enough nodes for the most participants present within the look-ahead
+    /// (warm-up plus node start) and the buffer, at least minNodes. No placement or scaling
+    /// rule that never moves a live meeting reaches it.
+    pub movable_bound: f64,
 }
 
 /// Day seconds are offset by this, so no time is near zero.
@@ -70,7 +75,32 @@ pub fn replay(day: &[Planned], settings: &ReplaySettings) -> ReplaySummary {
         sums.sample(&pool.nodes, now, settings.tick_seconds);
         now += settings.tick_seconds;
     }
-    sums.summary(settings.node_participants, day, &pool.placed)
+    ReplaySummary {
+        movable_bound: movable_bound(day, settings),
+        ..sums.summary(settings.node_participants, day, &pool.placed)
+    }
+}
+
+/// [`ReplaySummary::movable_bound`], on the replay's clock.
+fn movable_bound(day: &[Planned], settings: &ReplaySettings) -> f64 {
+    let step = settings.tick_seconds as f64;
+    let present: Vec<u32> = (0..(DAY / step) as usize)
+        .map(|k| super::plan::participants_at(day, k as f64 * step))
+        .collect();
+    let ahead = ((settings.warmup_seconds + settings.node_start_seconds) as f64 / step) as usize;
+    let capacity = f64::from(settings.node_participants);
+    let nodes_for = |participants: u32| {
+        (f64::from(participants + settings.buffer_participants) / capacity)
+            .ceil()
+            .max(f64::from(settings.min_nodes))
+    };
+    let running: f64 = (0..present.len())
+        .map(|k| {
+            let window = &present[k..(k + ahead + 1).min(present.len())];
+            nodes_for(window.iter().copied().max().unwrap_or(0))
+        })
+        .sum();
+    f64::from(present.iter().sum::<u32>()) / (running * capacity)
 }
 
 /// A day second on the replay's clock.
