@@ -373,3 +373,82 @@ impl Sums {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: f64 = 3600.0;
+
+    fn settings() -> ReplaySettings {
+        ReplaySettings {
+            node_participants: 100,
+            node_rooms: 25,
+            min_nodes: 1,
+            max_nodes: 10,
+            buffer_participants: 0,
+            warmup_seconds: 600,
+            scale_down_delay_seconds: 600,
+            node_start_seconds: 60,
+            expected_attendance: true,
+            tick_seconds: 10,
+        }
+    }
+
+    fn conference(scheduled: bool, create: f64, start: f64, end: f64, size: u32) -> Planned {
+        Planned {
+            name: format!("c-{start}"),
+            scheduled,
+            create_at: create,
+            start_at: start,
+            end_at: end,
+            max_participants: size,
+            attendees: size,
+            expected: size,
+        }
+    }
+
+    #[test]
+    fn a_booking_is_placed_in_its_warm_up_and_counts_while_it_runs() {
+        let day = [conference(true, 0.0, 10.0 * HOUR, 11.0 * HOUR, 40)];
+        let out = replay(&day, &settings());
+        assert_eq!((out.placed, out.scheduled_ready_before_start), (1, 1));
+        // One node all day (minNodes 1), 40 of its 100 places taken for an hour of 24.
+        assert_eq!((out.peak_nodes, out.mean_nodes), (1, 1.0));
+        assert!((out.utilization - 40.0 / 100.0 / 24.0).abs() < 1e-3);
+        // Movable or not, one node is all this day needs.
+        assert!((out.movable_bound - out.utilization).abs() < 1e-3);
+    }
+
+    #[test]
+    fn a_call_that_fits_no_node_waits_for_one_to_start() {
+        let day = [
+            conference(false, 500.0, 500.0, HOUR, 50),
+            conference(false, 1000.0, 1000.0, HOUR, 60),
+        ];
+        let out = replay(&day, &settings());
+        assert_eq!(out.placed, 2);
+        assert_eq!(out.peak_nodes, 2);
+        // The second call waited for a node start (60 s), to the clock's step.
+        assert!((60..=70).contains(&out.ad_hoc_longest_wait_seconds));
+    }
+
+    #[test]
+    fn nodes_go_once_their_meetings_ended_and_the_delay_passed() {
+        // Two nodes' worth of meetings from 9:00 to 9:30.
+        let day: Vec<Planned> = (0..8)
+            .map(|_| conference(true, 0.0, 9.0 * HOUR, 9.5 * HOUR, 25))
+            .collect();
+        let out = replay(&day, &settings());
+        assert_eq!((out.placed, out.scheduled_ready_before_start), (8, 8));
+        assert_eq!(out.peak_nodes, 2);
+        // The second node from a node start before the warm-up (8:49) to the end plus the
+        // scale-down delay (9:40), to the clock's step.
+        let second = (9.5 * HOUR + 600.0 - (9.0 * HOUR - 600.0 - 60.0)) / DAY;
+        assert!(
+            (out.mean_nodes - (1.0 + second)).abs() < 0.001,
+            "{}",
+            out.mean_nodes
+        );
+    }
+}
