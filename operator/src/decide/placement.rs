@@ -7,10 +7,10 @@
 //! this one starts leaves its room to it: see `reservation`). `Packed` picks the node whose
 //! lifetime the conference's end fits best (it puts off the node's emptying least, then the
 //! node outlives it least), then the most-loaded one, so meetings ending together share nodes
-//! and those empty together and can be removed; `Distributed` the least-loaded. Nodes in the conference's
-//! preferred region win over others, then nodes a rollout keeps over outdated ones (so a
-//! conference moved off an old node is not moved again). Ties break by name, so the choice
-//! is deterministic.
+//! and those empty together and can be removed; `Distributed` the least-loaded. Nodes in the
+//! conference's preferred region win over others, then nodes a rollout keeps over outdated
+//! ones (so a conference moved off an old node is not moved again). Ties break by name, so
+//! the choice is deterministic.
 
 use super::reservation::{EndFit, Reservation};
 use super::{NodeView, UnixSeconds};
