@@ -684,9 +684,6 @@ mod tests {
         NodeView {
             name: name.to_owned(),
             phase: MediaNodePhase::Ready,
-            draining: false,
-            draining_since: None,
-            created_at: 0,
             last_heartbeat: Some(NOW),
             capacity: NODE,
             reserved: Usage {
@@ -694,12 +691,7 @@ mod tests {
                 rooms: u32::from(participants > 0),
             }
             .into(),
-            reported: Usage::default(),
-            region: None,
-            outdated: false,
-            unreachable: false,
-            drained_as_surplus: false,
-            startup_seconds: None,
+            ..NodeView::default()
         }
     }
 

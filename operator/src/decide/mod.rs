@@ -39,8 +39,9 @@ use reservation::{Reservations, Span};
 /// Seconds since the Unix epoch; every time input is one of these.
 pub type UnixSeconds = i64;
 
-/// What the decisions need to know about one media node.
-#[derive(Clone, Debug, PartialEq)]
+/// What the decisions need to know about one media node. The default is a Pending node that
+/// never heartbeated, of no capacity, holding nothing: a base for the fields a caller sets.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct NodeView {
     /// MediaNode name; also the deterministic tie-breaker (lexicographic).
     pub name: String,

@@ -363,8 +363,6 @@ mod tests {
         NodeView {
             name: name.to_owned(),
             phase: MediaNodePhase::Ready,
-            draining: false,
-            draining_since: None,
             created_at: NOW - 600,
             last_heartbeat: Some(NOW),
             capacity: NODE,
@@ -373,12 +371,8 @@ mod tests {
                 rooms: u32::from(participants > 0),
             }
             .into(),
-            reported: Usage::default(),
-            region: None,
             outdated: old,
-            unreachable: false,
-            drained_as_surplus: false,
-            startup_seconds: None,
+            ..NodeView::default()
         }
     }
 

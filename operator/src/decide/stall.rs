@@ -48,8 +48,6 @@ pub fn heartbeats_stalled(nodes: &[NodeView], timeout: i64, now: UnixSeconds) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use conclave_crds::NodeCapacity;
-    use conclave_crds::capacity::Usage;
 
     const NOW: UnixSeconds = 1_000;
     const TIMEOUT: i64 = 15;
@@ -59,17 +57,8 @@ mod tests {
             name: name.to_owned(),
             phase,
             draining: phase == MediaNodePhase::Draining,
-            draining_since: None,
-            created_at: 0,
             last_heartbeat: Some(NOW - beat_age),
-            capacity: NodeCapacity::default(),
-            reserved: Usage::default().into(),
-            reported: Usage::default(),
-            region: None,
-            outdated: false,
-            unreachable: false,
-            drained_as_surplus: false,
-            startup_seconds: None,
+            ..NodeView::default()
         }
     }
 

@@ -297,19 +297,10 @@ impl<'a> Pool<'a> {
 fn new_node(name: String, capacity: NodeCapacity, now: UnixSeconds) -> NodeView {
     NodeView {
         name,
-        phase: MediaNodePhase::Pending,
-        draining: false,
-        draining_since: None,
         created_at: now,
         last_heartbeat: Some(now),
         capacity,
-        reserved: Reservations::default(),
-        reported: Usage::default(),
-        region: None,
-        outdated: false,
-        unreachable: false,
-        drained_as_surplus: false,
-        startup_seconds: None,
+        ..NodeView::default()
     }
 }
 
