@@ -71,6 +71,7 @@ pub fn replay(day: &[Planned], settings: &ReplaySettings) -> ReplaySummary {
         pool.account(now);
         pool.place_due(now);
         pool.scale(now);
+        // What the nodes report of the calls just placed, and the nodes just added.
         pool.account(now);
         sums.sample(&pool.nodes, now, settings.tick_seconds);
         now += settings.tick_seconds;
@@ -108,19 +109,13 @@ fn at(day_second: f64) -> UnixSeconds {
     EPOCH + day_second.round() as i64
 }
 
-/// A media node: what the decisions see, and when it finishes starting.
-struct Node {
-    view: NodeView,
-    ready_at: UnixSeconds,
-}
-
 /// The pool as the operator keeps it: its nodes, where each conference is, the autoscaler's
 /// state.
 struct Pool<'a> {
     day: &'a [Planned],
     settings: &'a ReplaySettings,
     policy: ScalingPolicy,
-    nodes: Vec<Node>,
+    nodes: Vec<NodeView>,
     /// Each conference's node and when it was placed there.
     placed: Vec<Option<(String, UnixSeconds)>>,
     created: u32,
@@ -177,12 +172,13 @@ impl<'a> Pool<'a> {
         at(self.day[i].create_at) <= now && now < at(self.day[i].end_at)
     }
 
-    /// Nodes whose start time passed become Ready.
+    /// Nodes created a node start ago become Ready.
     fn start_nodes(&mut self, now: UnixSeconds) {
+        let start = self.settings.node_start_seconds;
         for node in &mut self.nodes {
-            if node.view.phase == MediaNodePhase::Pending && now >= node.ready_at {
-                node.view.phase = MediaNodePhase::Ready;
-                node.view.startup_seconds = Some(node.ready_at - node.view.created_at);
+            if node.phase == MediaNodePhase::Pending && now >= node.created_at + start {
+                node.phase = MediaNodePhase::Ready;
+                node.startup_seconds = Some(start);
             }
         }
     }
@@ -191,9 +187,9 @@ impl<'a> Pool<'a> {
     /// attendees of those that started) and its heartbeat.
     fn account(&mut self, now: UnixSeconds) {
         for node in &mut self.nodes {
-            node.view.reserved = Reservations::default();
-            node.view.reported = Usage::default();
-            node.view.last_heartbeat = Some(now);
+            node.reserved = Reservations::default();
+            node.reported = Usage::default();
+            node.last_heartbeat = Some(now);
         }
         for i in 0..self.day.len() {
             let Some((name, _)) = &self.placed[i] else {
@@ -203,13 +199,13 @@ impl<'a> Pool<'a> {
                 continue;
             }
             let reservation = self.reservation(i);
-            let Some(node) = self.nodes.iter_mut().find(|n| &n.view.name == name) else {
+            let Some(node) = self.nodes.iter_mut().find(|n| &n.name == name) else {
                 continue;
             };
-            node.view.reserved.add(reservation);
+            node.reserved.add(reservation);
             if now >= at(self.day[i].start_at) {
                 let attendees = Usage::conference(self.day[i].attendees);
-                node.view.reported = node.view.reported.plus(attendees);
+                node.reported = node.reported.plus(attendees);
             }
         }
     }
@@ -236,10 +232,9 @@ impl<'a> Pool<'a> {
                 region: None,
                 exclude: Vec::new(),
             };
-            let views = self.views();
-            if let Placement::Node(name) = placement::place(&request, &views, policy, now) {
-                if let Some(node) = self.nodes.iter_mut().find(|n| n.view.name == name) {
-                    node.view.reserved.add(request.reservation);
+            if let Placement::Node(name) = placement::place(&request, &self.nodes, policy, now) {
+                if let Some(node) = self.nodes.iter_mut().find(|n| n.name == name) {
+                    node.reserved.add(request.reservation);
                 }
                 self.placed[i] = Some((name, now));
             }
@@ -248,24 +243,22 @@ impl<'a> Pool<'a> {
 
     /// Runs the autoscaler and applies its plan.
     fn scale(&mut self, now: UnixSeconds) {
-        let views = self.views();
         let waiting: Vec<Reservation> = (0..self.day.len())
             .filter(|&i| self.placed[i].is_none() && self.exists(i, now))
             .map(|i| self.reservation(i))
             .collect();
-        self.startup_lead = autoscale::startup_lead(&views, self.startup_lead);
+        self.startup_lead = autoscale::startup_lead(&self.nodes, self.startup_lead);
         let plan = autoscale::plan(&ScalingInput {
             policy: &self.policy,
-            nodes: &views,
+            nodes: &self.nodes,
             waiting: &waiting,
             surplus_since: self.surplus_since,
             startup_lead: self.startup_lead.unwrap_or(0),
             now,
         });
         self.surplus_since = plan.surplus_since;
-        self.nodes.retain(|n| !plan.delete.contains(&n.view.name));
-        for node in &mut self.nodes {
-            let view = &mut node.view;
+        self.nodes.retain(|n| !plan.delete.contains(&n.name));
+        for view in &mut self.nodes {
             if plan.reclaim.contains(&view.name) {
                 view.draining = false;
                 view.draining_since = None;
@@ -282,15 +275,9 @@ impl<'a> Pool<'a> {
         for _ in 0..plan.add {
             self.created += 1;
             let name = format!("node-{:04}", self.created);
-            self.nodes.push(Node {
-                view: new_node(name, self.policy.node_capacity, now),
-                ready_at: now + self.settings.node_start_seconds,
-            });
+            self.nodes
+                .push(new_node(name, self.policy.node_capacity, now));
         }
-    }
-
-    fn views(&self) -> Vec<NodeView> {
-        self.nodes.iter().map(|n| n.view.clone()).collect()
     }
 }
 
@@ -317,13 +304,12 @@ struct Sums {
 }
 
 impl Sums {
-    fn sample(&mut self, nodes: &[Node], now: UnixSeconds, dt: i64) {
+    fn sample(&mut self, nodes: &[NodeView], now: UnixSeconds, dt: i64) {
         let dt = dt as f64;
         self.time += dt;
         self.node_time += nodes.len() as f64 * dt;
         self.peak_nodes = self.peak_nodes.max(nodes.len());
-        for node in nodes {
-            let v = &node.view;
+        for v in nodes {
             if v.draining {
                 self.draining_time += dt;
             }
