@@ -82,7 +82,7 @@ clippy:
 ## lint-chart: helm lint --strict of the chart, with its defaults and with every option on
 lint-chart: $(HELM)
 	$(HELM) lint --strict $(CHART)
-	$(HELM) lint --strict $(CHART) --set operator.watchNamespace=conclave,defaultPool.enabled=true,serviceMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true
+	$(HELM) lint --strict $(CHART) --set operator.watchNamespace=conclave,operator.dnsServer=10.0.0.10:53,defaultPool.enabled=true,serviceMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true
 
 ## lint: formatting, clippy with warnings as errors, and the chart
 lint: fmt-check clippy lint-chart

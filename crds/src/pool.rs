@@ -147,11 +147,12 @@ pub enum Exposure {
     NodePort,
     /// A Service of type LoadBalancer per media node, `externalTrafficPolicy: Local`: clients
     /// reach it at the address the cluster's load balancer gives the Service
-    /// (`status.loadBalancer.ingress`, an IP), on the pool's own ports. A node takes no
-    /// conference before its load balancer has an address that answers. The load balancer
-    /// must carry TCP and UDP on one address and keep the client's address (most do with
-    /// `Local`); one that gives only a hostname is not supported (ICE candidates are IPs).
-    /// Like NodePort, several media nodes of one pool can share a Kubernetes node.
+    /// (`status.loadBalancer.ingress`), on the pool's own ports; a load balancer that gives
+    /// a hostname (AWS's NLB) is published at an address the name resolves to, since ICE
+    /// candidates carry addresses. A node takes no conference before its load balancer has
+    /// an address that answers. The load balancer must carry TCP and UDP on one address and
+    /// keep the client's address (most do with `Local`). Like NodePort, several media nodes
+    /// of one pool can share a Kubernetes node.
     LoadBalancer,
 }
 

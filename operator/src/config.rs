@@ -107,6 +107,10 @@ pub struct RunConfig {
         action = clap::ArgAction::Set
     )]
     pub probe_media_addresses: bool,
+    /// DNS server (`ip:port`) that resolves the hostnames load balancers give; the pod's own
+    /// resolver (`/etc/resolv.conf`) when unset.
+    #[arg(long, env = "DNS_SERVER")]
+    pub dns_server: Option<SocketAddr>,
 }
 
 /// Settings of `conclave-operator token`.

@@ -9,6 +9,7 @@ pub mod check_cmd;
 pub mod config;
 pub mod controllers;
 pub mod decide;
+pub mod dns;
 pub mod error;
 pub mod events;
 pub mod fence;

@@ -155,6 +155,7 @@ pub async fn run(kube_config: kube::Config, config: RunConfig) -> anyhow::Result
         seen: Mutex::default(),
         pool_pacer: Pacer::new(PACING),
         node_pacer: Pacer::new(PACING),
+        dns: crate::dns::Dns::new(config.dns_server),
         metrics,
         recorder: crate::events::Recorder::new(client.clone(), "conclave-operator", &identity),
     });

@@ -100,6 +100,8 @@ pub struct Context {
     pub pool_pacer: Pacer,
     /// Pacing of media-node passes (every placement on a node triggers one).
     pub node_pacer: Pacer,
+    /// Resolves the hostnames load balancers give.
+    pub dns: crate::dns::Dns,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Writes Events: one for the process, so that an Event repeated within a few minutes

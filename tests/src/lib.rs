@@ -6,6 +6,7 @@ pub mod client;
 pub mod controlplane;
 pub mod crds;
 pub mod delay_relay;
+pub mod dns;
 pub mod error;
 pub mod freezer;
 pub mod helm;

@@ -32,7 +32,8 @@ impl Operator {
         )
     }
 
-    fn start_with(
+    /// Starts the operator with `extra` arguments.
+    pub fn start_with(
         kubeconfig: &Path,
         namespace: &str,
         log: &Path,

@@ -596,6 +596,10 @@ async fn bad_values_fail_at_install_with_a_clear_message() {
             json!({"operator": {"watchNamespace": "Not_A_Namespace"}}),
             "/operator/watchNamespace",
         ),
+        (
+            json!({"operator": {"dnsServer": "kube-dns"}}),
+            "/operator/dnsServer",
+        ),
         (json!({"defaultPool": {"enabeld": true}}), "enabeld"),
     ];
     for (values, names) in cases {

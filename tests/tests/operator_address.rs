@@ -5,8 +5,9 @@
 //! it comes from, and the conference waits unplaced; removing the annotation lets the probe
 //! through, the node becomes Ready and the conference is placed on it. With ICE-TCP, a TCP
 //! port that does not answer (dropped on its Node) keeps the node out of placement the same
-//! way, and opening it lets the node take the conference. Its own binary: the annotation
-//! changes a Node every test of a binary shares (the TCP test uses another Node).
+//! way, and opening it lets the node take the conference. A load balancer that names a host
+//! is published at the address the name resolves to, once it resolves. Its own binary: the
+//! annotation changes a Node every test of a binary shares (the others use another Node).
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic fails the test")]
 
@@ -16,8 +17,12 @@ use std::time::Duration;
 
 use common::fixtures::{Ports, conference, create, pool, ports};
 use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, labels};
-use conclave_testenv::{TestNamespace, wait};
-use k8s_openapi::api::core::v1::Node;
+use conclave_testenv::dns::DnsServer;
+use conclave_testenv::load_balancer::LoadBalancer;
+use conclave_testenv::operator::Operator;
+use conclave_testenv::{TestEnv, TestNamespace, wait};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -59,26 +64,45 @@ impl Drop for PublicIpAnnotation {
     }
 }
 
-/// The pool's one MediaNode, once its AddressReachable condition has status `status`.
-async fn reachable_condition(ns: &TestNamespace, status: &str) -> (MediaNode, String) {
+/// The pool's one MediaNode and its AddressReachable message, once the condition is
+/// `wanted` (`what` says how, for a timeout).
+async fn address_condition(
+    ns: &TestNamespace,
+    what: &str,
+    wanted: impl Fn(&Condition) -> bool,
+) -> (MediaNode, String) {
     wait::until(
-        &format!("a MediaNode with AddressReachable {status}"),
+        &format!("a MediaNode whose AddressReachable {what}"),
         TIMEOUT,
         || async {
             let nodes = ns.api::<MediaNode>().list(&Default::default()).await.ok()?;
             let node = nodes.items.into_iter().next()?;
-            let condition = node
+            let message = node
                 .status
                 .as_ref()?
                 .conditions
                 .iter()
-                .find(|c| c.type_ == labels::condition::ADDRESS_REACHABLE && c.status == status)?
+                .find(|c| c.type_ == labels::condition::ADDRESS_REACHABLE && wanted(c))?
+                .message
                 .clone();
-            Some((node, condition.message))
+            Some((node, message))
         },
     )
     .await
     .unwrap()
+}
+
+/// The pool's one MediaNode, once its AddressReachable condition has status `status`.
+async fn reachable_condition(ns: &TestNamespace, status: &str) -> (MediaNode, String) {
+    address_condition(ns, &format!("is {status}"), |c| c.status == status).await
+}
+
+/// The pool's one MediaNode, once its AddressReachable condition says `words`.
+async fn condition_saying(ns: &TestNamespace, words: &str) -> (MediaNode, String) {
+    address_condition(ns, &format!("says {words:?}"), |c| {
+        c.message.contains(words)
+    })
+    .await
 }
 
 /// Creates pool `pinned` (one media node, on Kubernetes node `node`, with `media_node` over its
@@ -226,4 +250,69 @@ async fn a_node_whose_ice_tcp_port_does_not_answer_takes_no_conference_until_ope
         "{message}"
     );
     assert_eq!(placed(env, &ns).await, node.name_any());
+}
+
+/// A load balancer that names a host instead of an address (as AWS's Network Load Balancer
+/// does): while the name resolves to nothing the node takes no conference and says which name
+/// it waits for; once the DNS server answers it, the operator publishes that address, its
+/// probe answers through the load balancer, and the conference is placed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_balancer_that_names_a_host_is_published_at_the_address_it_resolves_to() {
+    let env = TestEnv::shared().await.unwrap();
+    let ns = env.namespace("address-lb-host").await.unwrap();
+    common::install_media_node_role(&ns).await;
+    let dns = DnsServer::start().await.unwrap();
+    let log = env.artifacts().join(format!("operator-{}.log", ns.name()));
+    let _operator = Operator::start_with(
+        env.kubeconfig(),
+        ns.name(),
+        &log,
+        &[&format!("--dns-server={}", dns.address())],
+    )
+    .unwrap();
+    // Another node than the annotation test's.
+    let target = env.nodes().last().unwrap().clone();
+    let ports = ports();
+    pinned_pool_with_standup(
+        &ns,
+        ports,
+        &target.name,
+        json!({"exposure": "LoadBalancer"}),
+    )
+    .await;
+
+    let (node, message) = condition_saying(&ns, "has no load-balancer address yet").await;
+    let name = node.name_any();
+    println!("{name} waits: {message}");
+    let host = format!("{name}.lb.conclave.test");
+    let pod_ip = wait::until("the media node's pod address", TIMEOUT, || async {
+        let pod = ns.api::<Pod>().get(&name).await.ok()?;
+        pod.status?.pod_ip?.parse().ok()
+    })
+    .await
+    .unwrap();
+    let services = ns.api::<Service>();
+    let load_balancer = LoadBalancer::assign_hostname(&services, &name, &target, &host, pod_ip)
+        .await
+        .unwrap();
+
+    // The name resolves to nothing yet: the operator says so, and the node waits.
+    let unresolved = format!("gave the hostname {host}, which resolves to no address");
+    let (node, message) = condition_saying(&ns, &unresolved).await;
+    println!("{name} waits: {message}");
+    held_back(&ns, &node).await;
+
+    // The DNS server answers it: published at that address, probed through the load balancer.
+    let ip = load_balancer.ip();
+    dns.set(&host, ip);
+    let (node, message) = reachable_condition(&ns, "True").await;
+    println!("AddressReachable True: {message}");
+    assert!(
+        message.contains(&format!("{ip}:{}/udp answers", ports.udp)),
+        "{message}"
+    );
+    let addresses = node.status.unwrap().addresses.unwrap();
+    assert_eq!(addresses.public, Some(ip.to_string()));
+    assert_eq!(addresses.udp_port, Some(ports.udp), "the pool's own port");
+    assert_eq!(placed(env, &ns).await, name);
 }

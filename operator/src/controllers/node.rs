@@ -25,7 +25,7 @@ use crate::decide::node_status::{
 };
 use crate::decide::pool_spec;
 use crate::decide::reachability::{
-    self, AddressOrigin, ProbeRecord, ProbeTarget, Reachability, Unanswered,
+    self, AddressOrigin, ProbeRecord, ProbeTarget, Reachability, Unanswered, Unresolved,
 };
 use crate::decide::signaling::{Signaling, signaling_url};
 use crate::error::{KubeContext, Result, deleted};
@@ -66,6 +66,7 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
     } else {
         None
     };
+    let (reach, unresolved) = resolve_load_balancer_host(&ctx, &node, reach).await;
     let kube_node = pod
         .as_ref()
         .and_then(|p| p.spec.as_ref()?.node_name.clone())
@@ -158,6 +159,7 @@ pub async fn reconcile(node: Arc<MediaNode>, ctx: Arc<Context>) -> Result<Action
             pool.spec.media_node.exposure,
             kube_node.as_deref(),
             reach.as_ref(),
+            unresolved,
         ),
         draining: draining.then(|| DrainProgress {
             rooms: reserved.rooms,
@@ -409,8 +411,8 @@ fn addresses(
     let (public, ports) = match reach {
         None => (kube_node.and_then(public_address), None),
         Some(Reach::NodePorts(ports)) => (kube_node.and_then(public_address), Some(*ports)),
-        Some(Reach::LoadBalancer { ip, ports }) => (Some(ip.clone()), Some(*ports)),
-        Some(Reach::Pending { .. }) => (None, None),
+        Some(Reach::LoadBalancer { ip, ports, .. }) => (Some(ip.clone()), Some(*ports)),
+        Some(Reach::LoadBalancerHost { .. } | Reach::Pending) => (None, None),
     };
     let internal = pod.and_then(|p| p.status.as_ref()?.pod_ip.clone());
     let signaling = match &pool.spec.signaling {
@@ -447,19 +449,61 @@ fn addresses(
     }
 }
 
+/// A load balancer that named a host is reached at an address the name resolves to
+/// (`reachability::host_address`); one that resolves to none stays pending, and why comes
+/// back for the node's condition.
+async fn resolve_load_balancer_host(
+    ctx: &Context,
+    node: &MediaNode,
+    reach: Option<Reach>,
+) -> (Option<Reach>, Option<Unresolved>) {
+    let Some(Reach::LoadBalancerHost { hostname, ports }) = reach else {
+        return (reach, None);
+    };
+    let published = node
+        .status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref()?.public.as_deref()?.parse().ok());
+    let resolved = ctx.dns.addresses(&hostname).await;
+    match resolved.map(|r| reachability::host_address(&r, published)) {
+        Ok(Some(ip)) => (
+            Some(Reach::LoadBalancer {
+                ip: ip.to_string(),
+                ports,
+                hostname: Some(hostname),
+            }),
+            None,
+        ),
+        Ok(None) => (
+            Some(Reach::Pending),
+            Some(Unresolved {
+                hostname,
+                why: "no address record".to_owned(),
+            }),
+        ),
+        Err(why) => (Some(Reach::Pending), Some(Unresolved { hostname, why })),
+    }
+}
+
 /// Where the node's published address comes from, for its `AddressReachable` condition.
 fn address_origin(
     node: &MediaNode,
     exposure: Exposure,
     kube_node: Option<&Node>,
     reach: Option<&Reach>,
+    unresolved: Option<Unresolved>,
 ) -> AddressOrigin {
     match reach {
-        Some(Reach::LoadBalancer { .. }) => AddressOrigin::LoadBalancer(node.name_any()),
-        Some(Reach::Pending { hostname }) if exposure == Exposure::LoadBalancer => {
+        Some(Reach::LoadBalancer { hostname, .. }) => AddressOrigin::LoadBalancer {
+            service: node.name_any(),
+            hostname: hostname.clone(),
+        },
+        Some(Reach::LoadBalancerHost { .. } | Reach::Pending)
+            if exposure == Exposure::LoadBalancer =>
+        {
             AddressOrigin::AwaitingLoadBalancer {
                 service: node.name_any(),
-                hostname: hostname.clone(),
+                unresolved,
             }
         }
         _ => AddressOrigin::KubeNode(kube_node.map(|n| n.name_any())),

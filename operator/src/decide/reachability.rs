@@ -3,9 +3,10 @@
 //! (see `crate::probe`); with ICE-TCP, one more over a TCP connection to its TCP port. This
 //! decides when to probe again and what the `AddressReachable` condition says; a node is not
 //! Ready (so takes no conference) until its address answered on every port it publishes.
+//! A load balancer that gives a hostname is published at one of the addresses it resolves to.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::UnixSeconds;
 
@@ -107,19 +108,44 @@ pub fn reachability(last: Option<&ProbeRecord>, target: Option<ProbeTarget>) -> 
     }
 }
 
+/// Which of the addresses a load balancer's hostname resolves to a media node publishes: the
+/// one it publishes already while the name still resolves to it (clients of its live
+/// conferences hold it), else the lowest IPv4 address, else the lowest IPv6 one (the same
+/// choice on every pass, whatever order the answers came in).
+pub fn host_address(resolved: &[IpAddr], published: Option<IpAddr>) -> Option<IpAddr> {
+    if let Some(kept) = published.filter(|p| resolved.contains(p)) {
+        return Some(kept);
+    }
+    let lowest = |v4: bool| resolved.iter().filter(|a| a.is_ipv4() == v4).min().copied();
+    lowest(true).or_else(|| lowest(false))
+}
+
 /// Where a media node's published address comes from, for the words of its condition.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AddressOrigin {
     /// Its Kubernetes Node (annotation, ExternalIP, InternalIP): the Node's name, once known.
     KubeNode(Option<String>),
-    /// The load balancer of its Service, so named.
-    LoadBalancer(String),
-    /// Its Service, so named, has no load-balancer IP yet; `hostname`: the load balancer
-    /// named a host instead.
-    AwaitingLoadBalancer {
+    /// The load balancer of its Service, so named; `hostname`: the name the load balancer
+    /// gave, which resolved to the address.
+    LoadBalancer {
         service: String,
         hostname: Option<String>,
     },
+    /// Its Service, so named, has no load-balancer address yet; `unresolved`: the load
+    /// balancer named a host that resolves to no address.
+    AwaitingLoadBalancer {
+        service: String,
+        unresolved: Option<Unresolved>,
+    },
+}
+
+/// A hostname a load balancer gave that resolved to no address, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unresolved {
+    /// The name.
+    pub hostname: String,
+    /// What the resolver said.
+    pub why: String,
 }
 
 /// The `AddressReachable` condition: status, reason and message; None while unknown (the
@@ -134,14 +160,26 @@ pub fn condition(
             "The address is the conclave.dev/public-ip annotation of Node {}, else its ExternalIP, else its InternalIP",
             node.as_deref().unwrap_or("its Kubernetes node")
         ),
-        AddressOrigin::LoadBalancer(service) => format!(
+        AddressOrigin::LoadBalancer {
+            service,
+            hostname: None,
+        } => format!(
             "The address is the one the load balancer gave Service {service} (status.loadBalancer.ingress)"
         ),
-        AddressOrigin::AwaitingLoadBalancer { service, hostname } => {
+        AddressOrigin::LoadBalancer {
+            service,
+            hostname: Some(host),
+        } => format!(
+            "The address is one that {host}, the hostname the load balancer gave Service {service} (status.loadBalancer.ingress), resolves to"
+        ),
+        AddressOrigin::AwaitingLoadBalancer {
+            service,
+            unresolved,
+        } => {
             return Some((
                 false,
                 "LoadBalancerPending",
-                awaiting(service, hostname.as_deref()),
+                awaiting(service, unresolved.as_ref()),
             ));
         }
     };
@@ -191,13 +229,13 @@ pub fn condition(
 }
 
 /// Why a node whose Service awaits a load-balancer address is not reachable yet.
-fn awaiting(service: &str, hostname: Option<&str>) -> String {
-    match hostname {
+fn awaiting(service: &str, unresolved: Option<&Unresolved>) -> String {
+    match unresolved {
         None => format!(
             "Service {service} has no load-balancer address yet (status.loadBalancer.ingress): the media node takes no conference until the cluster's load balancer gives it one"
         ),
-        Some(host) => format!(
-            "the load balancer of Service {service} gave a hostname ({host}), not an IP: ICE candidates carry addresses, so the media node takes no conference; have the load balancer give an IP (see spec.mediaNode.service.annotations), or use exposure NodePort"
+        Some(Unresolved { hostname, why }) => format!(
+            "the load balancer of Service {service} gave the hostname {hostname}, which resolves to no address ({why}): ICE candidates carry addresses, so the media node takes no conference until it resolves (the operator asks again every few seconds, through its pod's resolver or --dns-server)"
         ),
     }
 }
@@ -313,13 +351,62 @@ mod tests {
         let (_, _, message) = condition(
             Reachability::Unreachable(Unanswered::Udp),
             Some(target()),
-            &AddressOrigin::LoadBalancer("web-abcde".into()),
+            &AddressOrigin::LoadBalancer {
+                service: "web-abcde".into(),
+                hostname: None,
+            },
         )
         .expect("condition");
         assert!(
             message.contains("the load balancer gave Service web-abcde"),
             "{message}"
         );
+        let through_host = |reachability| {
+            let origin = AddressOrigin::LoadBalancer {
+                service: "web-abcde".into(),
+                hostname: Some("lb-1.example.com".into()),
+            };
+            condition(reachability, Some(target()), &origin).expect("condition")
+        };
+        let (_, _, message) = through_host(Reachability::Reachable);
+        assert!(
+            message.starts_with("203.0.113.7:7882/udp answers"),
+            "{message}"
+        );
+        let (_, _, message) = through_host(Reachability::Unreachable(Unanswered::Udp));
+        assert!(
+            message.contains(
+                "one that lb-1.example.com, the hostname the load balancer gave Service web-abcde"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_load_balancers_hostname_is_published_at_one_stable_address() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let resolved = [ip("2001:db8::1"), ip("198.51.100.9"), ip("198.51.100.2")];
+        assert_eq!(
+            host_address(&resolved, None),
+            Some(ip("198.51.100.2")),
+            "the lowest IPv4 address, whatever the answers' order"
+        );
+        assert_eq!(
+            host_address(&resolved, Some(ip("198.51.100.9"))),
+            Some(ip("198.51.100.9")),
+            "the published address while the name still resolves to it"
+        );
+        assert_eq!(
+            host_address(&resolved, Some(ip("198.51.100.5"))),
+            Some(ip("198.51.100.2")),
+            "a published address the name no longer gives is replaced"
+        );
+        assert_eq!(
+            host_address(&[ip("2001:db8::2"), ip("2001:db8::1")], None),
+            Some(ip("2001:db8::1")),
+            "IPv6 when there is nothing else"
+        );
+        assert_eq!(host_address(&[], Some(ip("198.51.100.9"))), None);
     }
 
     #[test]
@@ -330,7 +417,10 @@ mod tests {
                 None,
                 &AddressOrigin::AwaitingLoadBalancer {
                     service: "web-abcde".into(),
-                    hostname: hostname.map(str::to_owned),
+                    unresolved: hostname.map(|h| Unresolved {
+                        hostname: h.to_owned(),
+                        why: "no address record".into(),
+                    }),
                 },
             )
             .expect("condition")
@@ -344,7 +434,9 @@ mod tests {
         );
         let (_, _, message) = awaiting(Some("lb-1.example.com"));
         assert!(
-            message.contains("gave a hostname (lb-1.example.com), not an IP"),
+            message.contains(
+                "gave the hostname lb-1.example.com, which resolves to no address (no address record)"
+            ),
             "{message}"
         );
     }

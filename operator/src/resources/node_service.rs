@@ -100,16 +100,26 @@ pub struct ServicePorts {
 pub enum Reach {
     /// At its Kubernetes Node's public address, on these node ports.
     NodePorts(ServicePorts),
-    /// At the load balancer's address, on the Service's own ports.
-    LoadBalancer { ip: String, ports: ServicePorts },
-    /// Not yet: no node ports allocated, or no load balancer address given. `hostname`: the
-    /// load balancer named a host, which ICE candidates cannot carry.
-    Pending { hostname: Option<String> },
+    /// At the load balancer's address, on the Service's own ports; `hostname`: the name the
+    /// load balancer gave, which resolved to `ip`.
+    LoadBalancer {
+        ip: String,
+        ports: ServicePorts,
+        hostname: Option<String>,
+    },
+    /// The load balancer named a host instead of an address: reached at an address the name
+    /// resolves to (ICE candidates carry addresses), on the Service's own ports.
+    LoadBalancerHost {
+        hostname: String,
+        ports: ServicePorts,
+    },
+    /// Not yet: no node ports allocated, or no load balancer address given.
+    Pending,
 }
 
 /// Where `service` (of a pool with `exposure`) is reached, from its spec and status.
 pub fn reach(service: &Service, exposure: Exposure) -> Reach {
-    let pending = Reach::Pending { hostname: None };
+    let pending = Reach::Pending;
     let Some(ports) = service.spec.as_ref().and_then(|s| s.ports.as_ref()) else {
         return pending;
     };
@@ -136,12 +146,19 @@ pub fn reach(service: &Service, exposure: Exposure) -> Reach {
                 .as_ref()
                 .and_then(|s| s.load_balancer.as_ref()?.ingress.clone())
                 .unwrap_or_default();
+            let Some(ports) = read(|p| Some(p.port)) else {
+                return pending;
+            };
             let ip = ingress.iter().find_map(|i| i.ip.clone());
-            match (ip, read(|p| Some(p.port))) {
-                (Some(ip), Some(ports)) => Reach::LoadBalancer { ip, ports },
-                _ => Reach::Pending {
-                    hostname: ingress.iter().find_map(|i| i.hostname.clone()),
+            let hostname = ingress.iter().find_map(|i| i.hostname.clone());
+            match (ip, hostname) {
+                (Some(ip), _) => Reach::LoadBalancer {
+                    ip,
+                    ports,
+                    hostname: None,
                 },
+                (None, Some(hostname)) => Reach::LoadBalancerHost { hostname, ports },
+                (None, None) => pending,
             }
         }
     }
@@ -249,7 +266,7 @@ mod tests {
         let mut s = service("NodePort", Some(7883));
         assert_eq!(
             reach(&s, Exposure::NodePort),
-            Reach::Pending { hostname: None },
+            Reach::Pending,
             "none allocated yet"
         );
         for (port, allocated) in s
@@ -279,7 +296,7 @@ mod tests {
         let s = service("LoadBalancer", Some(7883));
         assert_eq!(
             reach(&s, Exposure::LoadBalancer),
-            Reach::Pending { hostname: None },
+            Reach::Pending,
             "no address given yet"
         );
         let named = with_ingress(
@@ -291,10 +308,15 @@ mod tests {
         );
         assert_eq!(
             reach(&named, Exposure::LoadBalancer),
-            Reach::Pending {
-                hostname: Some("lb-1.example.com".into())
+            Reach::LoadBalancerHost {
+                hostname: "lb-1.example.com".into(),
+                ports: ServicePorts {
+                    signaling: 7880,
+                    udp: 7882,
+                    tcp: Some(7883)
+                }
             },
-            "a hostname is not an address for ICE"
+            "a hostname, to be resolved"
         );
         let given = with_ip(s, "198.51.100.9");
         assert_eq!(
@@ -305,7 +327,8 @@ mod tests {
                     signaling: 7880,
                     udp: 7882,
                     tcp: Some(7883)
-                }
+                },
+                hostname: None,
             }
         );
     }
