@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 /// Seconds an answer may be cached.
 const TTL: u32 = 5;
 
-type Records = Arc<Mutex<HashMap<String, Ipv4Addr>>>;
+type Records = Arc<Mutex<HashMap<String, Vec<Ipv4Addr>>>>;
 
 /// The running server and the names it answers.
 pub struct DnsServer {
@@ -44,10 +44,10 @@ impl DnsServer {
         self.address
     }
 
-    /// Answers `name` (without its final dot) with `ip` from now on.
-    pub fn set(&self, name: &str, ip: Ipv4Addr) {
+    /// Answers `name` (without its final dot) with `addresses` from now on, in that order.
+    pub fn set(&self, name: &str, addresses: &[Ipv4Addr]) {
         let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
-        records.insert(name.to_ascii_lowercase(), ip);
+        records.insert(name.to_ascii_lowercase(), addresses.to_vec());
     }
 }
 
@@ -83,14 +83,15 @@ fn answer(datagram: &[u8], records: &Records) -> Option<Vec<u8>> {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .get(&name)
-        .copied();
+        .cloned();
     match known {
-        Some(ip) => {
-            if question.query_type() == RecordType::A {
+        Some(addresses) if question.query_type() == RecordType::A => {
+            for ip in addresses {
                 let record = Record::from_rdata(question.name().clone(), TTL, RData::A(A(ip)));
                 reply.add_answer(record);
             }
         }
+        Some(_) => {}
         None => reply.metadata.response_code = ResponseCode::NXDomain,
     }
     reply.add_query(question);

@@ -13,6 +13,7 @@
 
 mod common;
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use common::fixtures::{Ports, conference, create, pool, ports};
@@ -253,9 +254,10 @@ async fn a_node_whose_ice_tcp_port_does_not_answer_takes_no_conference_until_ope
 }
 
 /// A load balancer that names a host instead of an address (as AWS's Network Load Balancer
-/// does): while the name resolves to nothing the node takes no conference and says which name
-/// it waits for; once the DNS server answers it, the operator publishes that address, its
-/// probe answers through the load balancer, and the conference is placed.
+/// does): while the name resolves to nothing, or to an address that does not answer, the node
+/// takes no conference and says why; once the name also gives the load balancer's address,
+/// the operator moves on to it, its probe answers through the load balancer, and the
+/// conference is placed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_balancer_that_names_a_host_is_published_at_the_address_it_resolves_to() {
     let env = TestEnv::shared().await.unwrap();
@@ -302,9 +304,21 @@ async fn a_load_balancer_that_names_a_host_is_published_at_the_address_it_resolv
     println!("{name} waits: {message}");
     held_back(&ns, &node).await;
 
-    // The DNS server answers it: published at that address, probed through the load balancer.
+    // The name gives an address that reaches nothing: published there, its probe goes
+    // unanswered, and the node still waits.
     let ip = load_balancer.ip();
-    dns.set(&host, ip);
+    let [a, b, c, d] = ip.octets();
+    let nowhere = Ipv4Addr::new(a, b, c, d - 1);
+    dns.set(&host, &[nowhere]);
+    let silent = format!("{nowhere}:{}/udp did not answer", ports.udp);
+    let (node, message) = condition_saying(&ns, &silent).await;
+    println!("{name} waits: {message}");
+    assert!(message.contains(&host), "{message} names {host}");
+    held_back(&ns, &node).await;
+
+    // The name gives the load balancer's address too, after that one: the operator moves on
+    // to it, and its probe answers through the load balancer.
+    dns.set(&host, &[nowhere, ip]);
     let (node, message) = reachable_condition(&ns, "True").await;
     println!("AddressReachable True: {message}");
     assert!(

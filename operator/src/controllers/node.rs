@@ -2,6 +2,7 @@
 //! signaling URL from the Pod and its Kubernetes Node, and drives its phase with conditions
 //! and an Event on every transition.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -450,8 +451,9 @@ fn addresses(
 }
 
 /// A load balancer that named a host is reached at an address the name resolves to
-/// (`reachability::host_address`); one that resolves to none stays pending, and why comes
-/// back for the node's condition.
+/// (`reachability::host_address`: the next one after a published address whose probe went
+/// unanswered); one that resolves to none stays pending, and why comes back for the node's
+/// condition.
 async fn resolve_load_balancer_host(
     ctx: &Context,
     node: &MediaNode,
@@ -460,12 +462,15 @@ async fn resolve_load_balancer_host(
     let Some(Reach::LoadBalancerHost { hostname, ports }) = reach else {
         return (reach, None);
     };
-    let published = node
+    let published: Option<IpAddr> = node
         .status
         .as_ref()
         .and_then(|s| s.addresses.as_ref()?.public.as_deref()?.parse().ok());
+    let unanswered = lock(&ctx.probes)
+        .get(&key(node))
+        .is_some_and(|r| Some(r.target.udp.ip()) == published && r.unanswered.is_some());
     let resolved = ctx.dns.addresses(&hostname).await;
-    match resolved.map(|r| reachability::host_address(&r, published)) {
+    match resolved.map(|r| reachability::host_address(&r, published, unanswered)) {
         Ok(Some(ip)) => (
             Some(Reach::LoadBalancer {
                 ip: ip.to_string(),

@@ -3,7 +3,8 @@
 //! (see `crate::probe`); with ICE-TCP, one more over a TCP connection to its TCP port. This
 //! decides when to probe again and what the `AddressReachable` condition says; a node is not
 //! Ready (so takes no conference) until its address answered on every port it publishes.
-//! A load balancer that gives a hostname is published at one of the addresses it resolves to.
+//! A load balancer that gives a hostname is published at one of the addresses it resolves to,
+//! the next one when that one does not answer.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -108,16 +109,27 @@ pub fn reachability(last: Option<&ProbeRecord>, target: Option<ProbeTarget>) -> 
     }
 }
 
-/// Which of the addresses a load balancer's hostname resolves to a media node publishes: the
-/// one it publishes already while the name still resolves to it (clients of its live
-/// conferences hold it), else the lowest IPv4 address, else the lowest IPv6 one (the same
-/// choice on every pass, whatever order the answers came in).
-pub fn host_address(resolved: &[IpAddr], published: Option<IpAddr>) -> Option<IpAddr> {
-    if let Some(kept) = published.filter(|p| resolved.contains(p)) {
-        return Some(kept);
+/// Which of the addresses a load balancer's hostname resolves to a media node publishes, in
+/// the order IPv4 then IPv6, each ascending (the same on every pass, whatever order the
+/// answers came in): the one it publishes already while the name still gives it and its probe
+/// did not go unanswered (clients of its live conferences hold it); after one that went
+/// unanswered, the next in that order (a name with one address per zone, of which only the
+/// media node's own zone reaches it, is tried address by address until one answers);
+/// otherwise the first.
+pub fn host_address(
+    resolved: &[IpAddr],
+    published: Option<IpAddr>,
+    published_unanswered: bool,
+) -> Option<IpAddr> {
+    let mut order = resolved.to_vec();
+    order.sort_by_key(|a| (a.is_ipv6(), *a));
+    order.dedup();
+    let at = published.and_then(|p| order.iter().position(|a| *a == p));
+    match at {
+        Some(i) if published_unanswered => order.get((i + 1) % order.len()).copied(),
+        Some(i) => order.get(i).copied(),
+        None => order.first().copied(),
     }
-    let lowest = |v4: bool| resolved.iter().filter(|a| a.is_ipv4() == v4).min().copied();
-    lowest(true).or_else(|| lowest(false))
 }
 
 /// Where a media node's published address comes from, for the words of its condition.
@@ -387,26 +399,41 @@ mod tests {
         let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
         let resolved = [ip("2001:db8::1"), ip("198.51.100.9"), ip("198.51.100.2")];
         assert_eq!(
-            host_address(&resolved, None),
+            host_address(&resolved, None, false),
             Some(ip("198.51.100.2")),
             "the lowest IPv4 address, whatever the answers' order"
         );
         assert_eq!(
-            host_address(&resolved, Some(ip("198.51.100.9"))),
+            host_address(&resolved, Some(ip("198.51.100.9")), false),
             Some(ip("198.51.100.9")),
             "the published address while the name still resolves to it"
         );
         assert_eq!(
-            host_address(&resolved, Some(ip("198.51.100.5"))),
+            host_address(&resolved, Some(ip("198.51.100.5")), true),
             Some(ip("198.51.100.2")),
             "a published address the name no longer gives is replaced"
         );
         assert_eq!(
-            host_address(&[ip("2001:db8::2"), ip("2001:db8::1")], None),
+            host_address(&[ip("2001:db8::2"), ip("2001:db8::1")], None, false),
             Some(ip("2001:db8::1")),
             "IPv6 when there is nothing else"
         );
-        assert_eq!(host_address(&[], Some(ip("198.51.100.9"))), None);
+        assert_eq!(host_address(&[], Some(ip("198.51.100.9")), true), None);
+    }
+
+    #[test]
+    fn an_address_of_the_name_that_does_not_answer_gives_way_to_the_next() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let resolved = [ip("2001:db8::1"), ip("198.51.100.9"), ip("198.51.100.2")];
+        let next = |published: &str| host_address(&resolved, Some(ip(published)), true);
+        assert_eq!(next("198.51.100.2"), Some(ip("198.51.100.9")));
+        assert_eq!(next("198.51.100.9"), Some(ip("2001:db8::1")), "then IPv6");
+        assert_eq!(next("2001:db8::1"), Some(ip("198.51.100.2")), "round again");
+        assert_eq!(
+            host_address(&[ip("198.51.100.2")], Some(ip("198.51.100.2")), true),
+            Some(ip("198.51.100.2")),
+            "the only address stays, saying it does not answer"
+        );
     }
 
     #[test]
