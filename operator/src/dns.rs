@@ -14,6 +14,9 @@ use hickory_resolver::config::{
 use hickory_resolver::net::NetError;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 
+/// What a name that resolves to no address says.
+pub const NO_ADDRESS: &str = "no address record";
+
 /// The operator's resolver, or why it has none (a pod without `/etc/resolv.conf`): the
 /// operator runs without one, and a load balancer's hostname then says why it does not
 /// resolve.
@@ -41,7 +44,7 @@ impl Dns {
         };
         let found = resolver.lookup_ip(absolute).await.map_err(|e| {
             if e.is_no_records_found() {
-                "no address record".to_owned()
+                NO_ADDRESS.to_owned()
             } else {
                 e.to_string()
             }

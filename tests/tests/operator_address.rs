@@ -20,8 +20,7 @@ use common::fixtures::{Ports, conference, create, pool, ports};
 use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, labels};
 use conclave_testenv::dns::DnsServer;
 use conclave_testenv::load_balancer::LoadBalancer;
-use conclave_testenv::operator::Operator;
-use conclave_testenv::{TestEnv, TestNamespace, wait};
+use conclave_testenv::{TestNamespace, wait};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, Patch, PatchParams};
@@ -260,18 +259,9 @@ async fn a_node_whose_ice_tcp_port_does_not_answer_takes_no_conference_until_ope
 /// conference is placed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_balancer_that_names_a_host_is_published_at_the_address_it_resolves_to() {
-    let env = TestEnv::shared().await.unwrap();
-    let ns = env.namespace("address-lb-host").await.unwrap();
-    common::install_media_node_role(&ns).await;
     let dns = DnsServer::start().await.unwrap();
-    let log = env.artifacts().join(format!("operator-{}.log", ns.name()));
-    let _operator = Operator::start_with(
-        env.kubeconfig(),
-        ns.name(),
-        &log,
-        &[&format!("--dns-server={}", dns.address())],
-    )
-    .unwrap();
+    let dns_server = format!("--dns-server={}", dns.address());
+    let (env, ns, _operator) = common::start_with("address-lb-host", &[&dns_server]).await;
     // Another node than the annotation test's.
     let target = env.nodes().last().unwrap().clone();
     let ports = ports();

@@ -469,22 +469,18 @@ async fn resolve_load_balancer_host(
     let unanswered = lock(&ctx.probes)
         .get(&key(node))
         .is_some_and(|r| Some(r.target.udp.ip()) == published && r.unanswered.is_some());
-    let resolved = ctx.dns.addresses(&hostname).await;
-    match resolved.map(|r| reachability::host_address(&r, published, unanswered)) {
-        Ok(Some(ip)) => (
+    let chosen = ctx.dns.addresses(&hostname).await.and_then(|resolved| {
+        reachability::host_address(&resolved, published, unanswered)
+            .ok_or_else(|| crate::dns::NO_ADDRESS.to_owned())
+    });
+    match chosen {
+        Ok(ip) => (
             Some(Reach::LoadBalancer {
                 ip: ip.to_string(),
                 ports,
                 hostname: Some(hostname),
             }),
             None,
-        ),
-        Ok(None) => (
-            Some(Reach::Pending),
-            Some(Unresolved {
-                hostname,
-                why: "no address record".to_owned(),
-            }),
         ),
         Err(why) => (Some(Reach::Pending), Some(Unresolved { hostname, why })),
     }

@@ -12,8 +12,13 @@ use conclave_testenv::{TestEnv, TestNamespace, media_node_role};
 
 /// The operator binary watching the test namespace, logging to the artifacts.
 pub fn start_operator(env: &TestEnv, ns: &TestNamespace) -> Operator {
+    start_operator_with(env, ns, &[])
+}
+
+/// As `start_operator`, with `extra` arguments.
+pub fn start_operator_with(env: &TestEnv, ns: &TestNamespace, extra: &[&str]) -> Operator {
     let log = env.artifacts().join(format!("operator-{}.log", ns.name()));
-    Operator::start(env.kubeconfig(), ns.name(), &log)
+    Operator::start_with(env.kubeconfig(), ns.name(), &log, extra)
         .expect("conclave-operator is built (make build)")
 }
 
@@ -35,9 +40,17 @@ pub fn report(env: &TestEnv, ns: &TestNamespace) -> String {
 /// The shared environment, a fresh namespace `prefix-*`, the media-node ClusterRole, and
 /// the operator watching that namespace: what every operator test starts with.
 pub async fn start(prefix: &str) -> (&'static TestEnv, TestNamespace, Operator) {
+    start_with(prefix, &[]).await
+}
+
+/// As `start`, the operator run with `extra` arguments.
+pub async fn start_with(
+    prefix: &str,
+    extra: &[&str],
+) -> (&'static TestEnv, TestNamespace, Operator) {
     let env = TestEnv::shared().await.unwrap();
     let ns = env.namespace(prefix).await.unwrap();
     install_media_node_role(&ns).await;
-    let operator = start_operator(env, &ns);
+    let operator = start_operator_with(env, &ns, extra);
     (env, ns, operator)
 }
