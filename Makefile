@@ -21,7 +21,7 @@ export CONCLAVE_CONTROLPLANE := $(CURDIR)/$(CONTROLPLANE)
 export CONCLAVE_HELM := $(CURDIR)/$(HELM)
 
 .PHONY: all build crds check-crds fmt-check clippy lint lint-chart test unit-test \
-        integration-test demo bench deps controlplane containerd helm images test-images clean
+        integration-test demo bench deps controlplane containerd helm images test-images test-patched clean
 
 all: build
 
@@ -97,6 +97,11 @@ test: lint check-crds deps controlplane containerd helm
 	$(MAKE) test-images
 	cd tests/controlplane && go test ./cluster/
 	$(CARGO) test --workspace
+	$(MAKE) test-patched
+
+## test-patched: the unit tests of the patched dependencies in third_party/ (their PATCHED.md)
+test-patched:
+	$(CARGO) test --manifest-path third_party/rtc-dtls/Cargo.toml --lib --locked --target-dir target/third_party
 
 ## demo: a local cluster with Conclave installed by its chart, until Ctrl-C
 demo: deps controlplane containerd helm build test-images
