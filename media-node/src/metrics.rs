@@ -270,6 +270,11 @@ impl prometheus_client::collector::Collector for NodeCollector {
                 "Retransmissions to subscribers dropped: held too long, or too many held.",
                 &retransmits.dropped,
             ),
+            (
+                "retransmissions_repeated",
+                "Retransmissions to subscribers not held twice: asked for again while held.",
+                &retransmits.repeated,
+            ),
         ] {
             counter(&mut enc, name, help, value.load(Ordering::Relaxed))?;
         }

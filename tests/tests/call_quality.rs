@@ -1,8 +1,9 @@
 //! Calls on a bad network, in real browsers through a media node on a real node: with 5 %
 //! of the datagrams to and from the media node's port dropped at random on the wire (each
 //! participant's path, both ways: publisher to node, node to subscriber), video recovers what
-//! was lost. Each direction of a two-person call is measured over a minute from the browsers'
-//! own getStats counters: the loss left after recovery, freezes, the NACKs and keyframe
+//! was lost. Each direction of a two-person call is measured over two minutes (one with added
+//! delay) from the browsers' own getStats counters: the loss left after recovery, freezes (held
+//! to the goal over both directions), the NACKs and keyframe
 //! requests sent, and the retransmissions made for the packets the network dropped. The
 //! figures go to the test output and to `call-loss.json` in the artifacts. A camera published
 //! in simulcast layers reaches each subscriber in the layer it asks for (the one capped at low
@@ -35,12 +36,18 @@ use serde_json::{Value, json};
 
 /// Share of datagrams dropped each way, percent.
 const LOSS_PERCENT: u8 = 5;
-/// How long the call is measured under loss.
+/// How long the call is measured under loss…
 const WINDOW: Duration = Duration::from_secs(60);
+/// …and where freezes are held to their goal: a freeze takes two or three losses landing on
+/// one frame, a few times in ten minutes at 5 % each way, so a minute of one direction is too
+/// few to tell a rate of one a minute from chance (one run in ten of a call freezing 0.4
+/// times a minute counts two in some direction's minute). Two minutes of both directions
+/// hold the rate to the goal on four times as much call.
+const FREEZE_WINDOW: Duration = Duration::from_secs(120);
 
 /// Goals: loss left at the receiver after recovery, at most this share of the video packets.
 const MAX_RESIDUAL_LOSS: f64 = 0.005;
-/// At most this many freezes per minute.
+/// At most this many freezes per minute, over both directions of the call.
 const MAX_FREEZES_PER_MINUTE: f64 = 1.0;
 /// Retransmitted packets, at most this many per packet the network dropped.
 const MAX_RETRANSMISSIONS_PER_LOSS: f64 = 2.0;
@@ -145,7 +152,13 @@ impl Direction {
 }
 
 /// The figures of direction `d` over `window`, with the link's drop rates over it.
-fn figures(publisher: &str, subscriber: &str, d: Direction, link: LinkCounters) -> Figures {
+fn figures(
+    publisher: &str,
+    subscriber: &str,
+    d: Direction,
+    link: LinkCounters,
+    window: Duration,
+) -> Figures {
     let rate = |dropped: u64, seen: u64| dropped as f64 / seen.max(1) as f64;
     let upstream = rate(link.arrived_dropped, link.arrived);
     let downstream = rate(link.left_dropped, link.left);
@@ -166,7 +179,7 @@ fn figures(publisher: &str, subscriber: &str, d: Direction, link: LinkCounters) 
         subscriber: subscriber.to_owned(),
         counters: d,
         residual_loss: unrepaired as f64 / expected.max(1) as f64,
-        freezes_per_minute: d.freezes as f64 * 60.0 / WINDOW.as_secs_f64(),
+        freezes_per_minute: d.freezes as f64 * 60.0 / window.as_secs_f64(),
         dropped,
         retransmissions_per_loss: retransmitted / dropped.max(1.0),
     }
@@ -235,7 +248,7 @@ async fn video_recovers_from_five_percent_loss_on_each_hop_with_a_100_ms_round_t
     loss_call("call-loss-delay", Some(Duration::from_millis(25))).await;
 }
 
-/// A two-person call measured over [`WINDOW`] with [`LOSS_PERCENT`] lost each way on each
+/// A two-person call measured over [`WINDOW`] ([`FREEZE_WINDOW`] without delay) with [`LOSS_PERCENT`] lost each way on each
 /// participant's path, and, with `one_way`, that much delay each way on it: a round trip of
 /// twice `one_way` between a browser and the media node, four times between the browsers.
 /// The freeze goal is held only without delay: with it, the call freezes more often than
@@ -298,7 +311,11 @@ async fn loss_call(label: &str, one_way: Option<Duration>) {
         video_rtp(&mut browsers, "alice").await,
         video_rtp(&mut browsers, "bob").await,
     ];
-    tokio::time::sleep(WINDOW).await;
+    let window = match one_way {
+        None => FREEZE_WINDOW,
+        Some(_) => WINDOW,
+    };
+    tokio::time::sleep(window).await;
     let after = [
         video_rtp(&mut browsers, "alice").await,
         video_rtp(&mut browsers, "bob").await,
@@ -324,14 +341,14 @@ async fn loss_call(label: &str, one_way: Option<Duration>) {
         })
         .filter(|(_, v)| *v != 0.0)
         .collect();
-    println!("link over {WINDOW:?}: {link_counters:?}");
-    println!("media node over {WINDOW:?}: {node:#?}");
+    println!("link over {window:?}: {link_counters:?}");
+    println!("media node over {window:?}: {node:#?}");
 
     let mut all = Vec::new();
     for (p, s) in [(0, 1), (1, 0)] {
         let d = direction(&after[p], &after[s], names[p])
             .since(&direction(&before[p], &before[s], names[p]));
-        let f = figures(names[p], names[s], d, link_counters);
+        let f = figures(names[p], names[s], d, link_counters, window);
         println!("{}", serde_json::to_string_pretty(&f).unwrap());
         all.push(f);
     }
@@ -371,16 +388,18 @@ async fn loss_call(label: &str, one_way: Option<Duration>) {
             f.residual_loss * 100.0
         );
         assert!(
-            one_way.is_some() || f.freezes_per_minute <= MAX_FREEZES_PER_MINUTE,
-            "{who}: {:.1} freezes a minute: {f:?}",
-            f.freezes_per_minute
-        );
-        assert!(
             f.retransmissions_per_loss <= MAX_RETRANSMISSIONS_PER_LOSS,
             "{who}: {:.1} retransmissions per dropped packet: {f:?}",
             f.retransmissions_per_loss
         );
     }
+    // Freezes over both directions: their rate a minute of one direction.
+    let freezes_per_minute =
+        all.iter().map(|f| f.freezes_per_minute).sum::<f64>() / all.len() as f64;
+    assert!(
+        one_way.is_some() || freezes_per_minute <= MAX_FREEZES_PER_MINUTE,
+        "{freezes_per_minute:.2} freezes a minute, each direction over {window:?}: {all:?}"
+    );
 }
 
 /// Opens the call page for `name` at `link` with `devices`, in a 1600×900 window: three

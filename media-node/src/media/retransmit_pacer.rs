@@ -1,8 +1,8 @@
 //! An interceptor in the pacer's place of each peer connection's chain that paces the
 //! retransmissions the NACK responder sends (packets on a stream's RTX SSRC) by
 //! [`RetransmitPacer`]: it learns the subscriber's downlink ceiling from the congestion
-//! control interceptor's `TargetBitrateChanged` on the read leg, holds retransmissions beyond
-//! their share, and releases them on its timer with the release instant as their time, so
+//! control interceptor's `TargetBitrateChanged` on the read leg and what media leaves from the
+//! media it writes, holds retransmissions beyond their share, and releases them on its timer with the release instant as their time, so
 //! the send history below records when they really left. Media and RTCP pass untouched.
 
 use std::collections::{HashSet, VecDeque};
@@ -27,6 +27,8 @@ pub struct RetransmitCounters {
     pub delayed: AtomicU64,
     /// Retransmissions dropped: waited too long, or too many waiting.
     pub dropped: AtomicU64,
+    /// Retransmissions not queued: the same packet already waited.
+    pub repeated: AtomicU64,
 }
 
 /// The interceptor; one per peer connection.
@@ -82,18 +84,27 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RetransmitPacing {
             return Ok(());
         };
         if !self.rtx_ssrcs.contains(&rtp.header.ssrc) {
+            self.pacer.media_sent(msg.now, rtp.marshal_size());
             self.writes.push_back(msg);
             return Ok(());
         }
         let bytes = rtp.marshal_size();
+        // The packet repeated: the RTX stream's SSRC and the original sequence number that
+        // opens its payload (RFC 4588).
+        let original_sequence = match rtp.payload.get(..2) {
+            Some(&[high, low]) => u16::from_be_bytes([high, low]),
+            _ => rtp.header.sequence_number,
+        };
+        let original = u64::from(rtp.header.ssrc) << 16 | u64::from(original_sequence);
         let now = msg.now;
-        match self.pacer.offer(now, bytes, msg) {
+        match self.pacer.offer(now, bytes, original, msg) {
             Offered::Send(msg) => {
                 self.count(&self.counters.sent, 1);
                 self.writes.push_back(msg);
             }
             Offered::Held => {}
             Offered::Dropped => self.count(&self.counters.dropped, 1),
+            Offered::Repeated => self.count(&self.counters.repeated, 1),
         }
         Ok(())
     }
