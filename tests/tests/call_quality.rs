@@ -3,8 +3,8 @@
 //! participant's path, both ways: publisher to node, node to subscriber), video recovers what
 //! was lost. Each direction of a two-person call is measured over two minutes (one with added
 //! delay) from the browsers' own getStats counters: the loss left after recovery, freezes (held
-//! to the goal over both directions), the NACKs and keyframe
-//! requests sent, and the retransmissions made for the packets the network dropped. The
+//! to the goal over both directions), the NACKs and keyframe requests sent, and the
+//! retransmissions made for the packets the network dropped. The
 //! figures go to the test output and to `call-loss.json` in the artifacts. A camera published
 //! in simulcast layers reaches each subscriber in the layer it asks for (the one capped at low
 //! quality decodes smaller frames than the one whose tile asks for more), also after a third
@@ -248,11 +248,12 @@ async fn video_recovers_from_five_percent_loss_on_each_hop_with_a_100_ms_round_t
     loss_call("call-loss-delay", Some(Duration::from_millis(25))).await;
 }
 
-/// A two-person call measured over [`WINDOW`] ([`FREEZE_WINDOW`] without delay) with [`LOSS_PERCENT`] lost each way on each
-/// participant's path, and, with `one_way`, that much delay each way on it: a round trip of
-/// twice `one_way` between a browser and the media node, four times between the browsers.
-/// The freeze goal is held only without delay: with it, the call freezes more often than
-/// the goal allows (docs/benchmarks.md), and the test reports it.
+/// A two-person call measured over [`WINDOW`] ([`FREEZE_WINDOW`] without delay) with
+/// [`LOSS_PERCENT`] lost each way on each participant's path, and, with `one_way`, that much
+/// delay each way on it: a round trip of twice `one_way` between a browser and the media
+/// node, four times between the browsers. The freeze goal is held only without delay: with
+/// it, the call freezes more often than the goal allows (docs/benchmarks.md), and the test
+/// reports it.
 async fn loss_call(label: &str, one_way: Option<Duration>) {
     let _one_at_a_time = chromium::exclusive().await;
     let (env, ns, _operator) = common::start(label).await;

@@ -2,8 +2,9 @@
 //! retransmissions the NACK responder sends (packets on a stream's RTX SSRC) by
 //! [`RetransmitPacer`]: it learns the subscriber's downlink ceiling from the congestion
 //! control interceptor's `TargetBitrateChanged` on the read leg and what media leaves from the
-//! media it writes, holds retransmissions beyond their share, and releases them on its timer with the release instant as their time, so
-//! the send history below records when they really left. Media and RTCP pass untouched.
+//! media it writes, holds retransmissions beyond their share, and releases them on its timer
+//! with the release instant as their time, so the send history below records when they really
+//! left. Media and RTCP pass untouched.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
