@@ -158,6 +158,10 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {
 }
 
 impl Interceptor for FeedbackTap {
+    fn write_through(&mut self, _msg: &mut TaggedPacket) -> bool {
+        self.writes.is_empty()
+    }
+
     fn bind_local_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}

@@ -203,6 +203,19 @@ impl Recovery {
         self.layers.iter().any(|l| l.of.ssrc == ssrc)
     }
 
+    /// An outgoing RTCP message without its report blocks about layers named by rid.
+    fn strip_layer_reports(&self, msg: &mut TaggedPacket) {
+        if !self.layers.is_empty()
+            && let Packet::Rtcp(packets) = &mut msg.message.packet
+        {
+            for packet in packets.iter_mut() {
+                if let Some(stripped) = self.without_layer_reports(packet.as_ref()) {
+                    *packet = stripped;
+                }
+            }
+        }
+    }
+
     /// `packet` without its report blocks about layers named by rid; None when it has none.
     fn without_layer_reports(
         &self,
@@ -285,15 +298,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Recovery {
     }
 
     fn handle_write(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        if !self.layers.is_empty()
-            && let Packet::Rtcp(packets) = &mut msg.message.packet
-        {
-            for packet in packets.iter_mut() {
-                if let Some(stripped) = self.without_layer_reports(packet.as_ref()) {
-                    *packet = stripped;
-                }
-            }
-        }
+        self.strip_layer_reports(&mut msg);
         self.writes.push_back(msg);
         Ok(())
     }
@@ -345,6 +350,14 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Recovery {
 }
 
 impl Interceptor for Recovery {
+    fn write_through(&mut self, msg: &mut TaggedPacket) -> bool {
+        if !self.writes.is_empty() {
+            return false;
+        }
+        self.strip_layer_reports(msg);
+        true
+    }
+
     fn bind_remote_stream(&mut self, info: &StreamInfo) {
         let names = NameIds::from(info);
         if names.rid.is_some() || names.rrid.is_some() {

@@ -60,6 +60,37 @@ impl RetransmitPacing {
     }
 }
 
+/// What pacing does with an outgoing packet.
+enum Leg {
+    /// Media, RTCP: on at once.
+    Pass,
+    /// A retransmission of `bytes`, repeating the packet `original` (see `Pacer::offer`).
+    Retransmission { bytes: usize, original: u64 },
+}
+
+impl RetransmitPacing {
+    /// Which leg an outgoing packet takes; media is counted as sent on the way.
+    fn leg(&mut self, msg: &TaggedPacket) -> Leg {
+        let Packet::Rtp(rtp) = &msg.message.packet else {
+            return Leg::Pass;
+        };
+        if !self.rtx_ssrcs.contains(&rtp.header.ssrc) {
+            self.pacer.media_sent(msg.now, rtp.marshal_size());
+            return Leg::Pass;
+        }
+        // The packet repeated: the RTX stream's SSRC and the original sequence number that
+        // opens its payload (RFC 4588).
+        let original_sequence = match rtp.payload.get(..2) {
+            Some(&[high, low]) => u16::from_be_bytes([high, low]),
+            _ => rtp.header.sequence_number,
+        };
+        Leg::Retransmission {
+            bytes: rtp.marshal_size(),
+            original: u64::from(rtp.header.ssrc) << 16 | u64::from(original_sequence),
+        }
+    }
+}
+
 impl Protocol<TaggedPacket, TaggedPacket, ()> for RetransmitPacing {
     type Rout = TaggedPacket;
     type Wout = TaggedPacket;
@@ -80,25 +111,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RetransmitPacing {
     }
 
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        let Packet::Rtp(rtp) = &msg.message.packet else {
+        let Leg::Retransmission { bytes, original } = self.leg(&msg) else {
             self.writes.push_back(msg);
             return Ok(());
         };
-        if !self.rtx_ssrcs.contains(&rtp.header.ssrc) {
-            self.pacer.media_sent(msg.now, rtp.marshal_size());
-            self.writes.push_back(msg);
-            return Ok(());
-        }
-        let bytes = rtp.marshal_size();
-        // The packet repeated: the RTX stream's SSRC and the original sequence number that
-        // opens its payload (RFC 4588).
-        let original_sequence = match rtp.payload.get(..2) {
-            Some(&[high, low]) => u16::from_be_bytes([high, low]),
-            _ => rtp.header.sequence_number,
-        };
-        let original = u64::from(rtp.header.ssrc) << 16 | u64::from(original_sequence);
-        let now = msg.now;
-        match self.pacer.offer(now, bytes, original, msg) {
+        match self.pacer.offer(msg.now, bytes, original, msg) {
             Offered::Send(msg) => {
                 self.count(&self.counters.sent, 1);
                 self.writes.push_back(msg);
@@ -133,6 +150,10 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RetransmitPacing {
 }
 
 impl Interceptor for RetransmitPacing {
+    fn write_through(&mut self, msg: &mut TaggedPacket) -> bool {
+        self.writes.is_empty() && matches!(self.leg(msg), Leg::Pass)
+    }
+
     fn bind_local_stream(&mut self, info: &StreamInfo) {
         if let Some(rtx) = info.ssrc_rtx {
             self.rtx_ssrcs.insert(rtx);
@@ -147,4 +168,45 @@ impl Interceptor for RetransmitPacing {
 
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtc::interceptor::AttributedPacket;
+    use rtc::shared::TransportContext;
+
+    fn packet(ssrc: u32) -> TaggedPacket {
+        let mut rtp = rtc::rtp::Packet::default();
+        rtp.header.ssrc = ssrc;
+        rtp.payload = vec![0; 100].into();
+        TaggedPacket {
+            now: Instant::now(),
+            transport: TransportContext::default(),
+            message: AttributedPacket::new(Packet::Rtp(rtp)),
+        }
+    }
+
+    /// Media goes through in place (the chain does not move it); a retransmission, and
+    /// anything behind a packet still waiting here, takes the long way.
+    #[test]
+    fn media_passes_in_place_and_retransmissions_do_not() {
+        let mut pacing = RetransmitPacing::new(Default::default());
+        pacing.bind_local_stream(&StreamInfo {
+            ssrc: 1,
+            ssrc_rtx: Some(2),
+            ..Default::default()
+        });
+        assert!(pacing.write_through(&mut packet(1)), "media");
+        assert!(!pacing.write_through(&mut packet(2)), "a retransmission");
+
+        pacing.handle_write(packet(2)).unwrap();
+        assert!(
+            !pacing.write_through(&mut packet(1)),
+            "the retransmission (no ceiling: sent at once) waits to be polled, and leaves first"
+        );
+        assert!(pacing.poll_write().is_some());
+        assert!(pacing.write_through(&mut packet(1)));
+        assert_eq!(pacing.counters.sent.load(Ordering::Relaxed), 1);
+    }
 }

@@ -164,9 +164,21 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Chain {
         self.read_outs.pop_front()
     }
 
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+    /// Patched (see PATCHED.md): the packet goes through in place while each interceptor takes
+    /// it with [`Interceptor::write_through`]; from the first that does not, the belt walk as
+    /// before. The same order and the same outcome, without moving the packet in and out of
+    /// every interceptor's queue.
+    fn handle_write(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        let mut rest = self.interceptors.len();
+        while rest > 0 && self.interceptors[rest - 1].write_through(&mut msg) {
+            rest -= 1;
+        }
+        if rest == 0 {
+            self.write_outs.push_back(msg);
+            return Ok(());
+        }
         let belt = Self::walk(
-            self.interceptors.iter_mut().rev(),
+            self.interceptors[..rest].iter_mut().rev(),
             VecDeque::from([msg]),
             |s, p| s.handle_write(p),
             |s| s.poll_write(),

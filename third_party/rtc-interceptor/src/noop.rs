@@ -116,6 +116,10 @@ impl Interceptor for NoopInterceptor {
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+
+    fn write_through(&mut self, _msg: &mut TaggedPacket) -> bool {
+        self.write_queue.is_empty()
+    }
 }
 
 #[cfg(test)]

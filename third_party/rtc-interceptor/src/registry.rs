@@ -422,6 +422,8 @@ mod tests {
         log: Log,
         read_queue: VecDeque<TaggedPacket>,
         write_queue: VecDeque<TaggedPacket>,
+        /// Takes writes in place when it can (`Interceptor::write_through`).
+        passes_in_place: bool,
     }
 
     impl Marker {
@@ -431,6 +433,14 @@ mod tests {
                 log,
                 read_queue: VecDeque::new(),
                 write_queue: VecDeque::new(),
+                passes_in_place: false,
+            }
+        }
+
+        fn in_place(name: &'static str, log: Log) -> Self {
+            Self {
+                passes_in_place: true,
+                ..Self::new(name, log)
             }
         }
     }
@@ -472,6 +482,14 @@ mod tests {
     }
 
     impl Interceptor for Marker {
+        fn write_through(&mut self, _msg: &mut TaggedPacket) -> bool {
+            if !self.passes_in_place || !self.write_queue.is_empty() {
+                return false;
+            }
+            self.log.0.lock().unwrap().push(self.name);
+            true
+        }
+
         fn bind_local_stream(&mut self, _info: &StreamInfo) {}
         fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
         fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
@@ -555,6 +573,59 @@ mod tests {
         while chain.poll_write().is_some() {}
 
         assert_eq!(vec!["app", "middle", "wire"], *log.0.lock().unwrap());
+    }
+
+    fn sequence_numbers_written(chain: &mut impl Interceptor) -> Vec<u16> {
+        std::iter::from_fn(|| chain.poll_write())
+            .filter_map(|p| match p.message.packet {
+                Packet::Rtp(rtp) => Some(rtp.header.sequence_number),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Patched: interceptors that take a write in place see it in the same order, and it
+    /// leaves once.
+    #[test]
+    fn a_write_taken_in_place_meets_every_interceptor_in_reverse() {
+        let log = Log::default();
+        let mut chain = Registry::new()
+            .with(Slot::TwccSender, Marker::in_place("wire", log.clone()))
+            .with(Slot::NackGenerator, Marker::new("middle", log.clone()))
+            .with(Slot::JitterBuffer, Marker::in_place("app", log.clone()))
+            .build();
+
+        chain.handle_write(packet()).unwrap();
+
+        assert_eq!(vec![0], sequence_numbers_written(&mut chain));
+        assert_eq!(vec!["app", "middle", "wire"], *log.0.lock().unwrap());
+    }
+
+    /// Patched: an interceptor with a packet of its own waiting does not take the next in place,
+    /// so its own leaves first, as it did before.
+    #[test]
+    fn a_packet_waiting_in_an_interceptor_leaves_before_the_next_write() {
+        let log = Log::default();
+        let mut middle = Marker::in_place("middle", log.clone());
+        let mut waiting = packet();
+        if let Packet::Rtp(rtp) = &mut waiting.message.packet {
+            rtp.header.sequence_number = 7;
+        }
+        middle.write_queue.push_back(waiting);
+        let mut chain = Registry::new()
+            .with(Slot::TwccSender, Marker::in_place("wire", log.clone()))
+            .with(Slot::NackGenerator, middle)
+            .with(Slot::JitterBuffer, Marker::in_place("app", log.clone()))
+            .build();
+
+        chain.handle_write(packet()).unwrap();
+
+        assert_eq!(vec![7, 0], sequence_numbers_written(&mut chain));
+        assert_eq!(
+            vec!["app", "middle", "wire", "wire"],
+            *log.0.lock().unwrap(),
+            "the wire-most interceptor saw both, the waiting one first"
+        );
     }
 
     /// Ending the inbound RTCP path is a property of every chain, not something a caller adds.

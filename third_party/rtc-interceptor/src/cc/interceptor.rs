@@ -10,7 +10,7 @@ use crate::{Attribute, Packet, TaggedPacket};
 use sansio::Protocol;
 use shared::error::Error;
 use shared::marshal::{MarshalSize, Unmarshal};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// How long an unacknowledged packet is kept before it is written off.
@@ -65,7 +65,7 @@ impl<E: BandwidthEstimator> CongestionControlBuilder<E> {
             estimator: self.estimator,
             prune_horizon: self.prune_horizon,
             history: History::new(),
-            streams: HashMap::new(),
+            streams: Default::default(),
             read_queue: VecDeque::new(),
             write_queue: VecDeque::new(),
         }
@@ -99,7 +99,7 @@ impl<E: BandwidthEstimator> CongestionControlBuilder<E> {
 pub struct CongestionControlInterceptor<E: BandwidthEstimator> {
     estimator: E,
     history: History,
-    streams: HashMap<u32, LocalStream>,
+    streams: crate::fast_hash::FastHashMap<u32, LocalStream>, // patched: see PATCHED.md
     prune_horizon: Duration,
     /// The last target handed onward, so an unchanged estimate does not re-announce itself.
     last_target: f64,
@@ -161,6 +161,29 @@ impl<E: BandwidthEstimator> CongestionControlInterceptor<E> {
     }
 }
 
+impl<E: BandwidthEstimator> CongestionControlInterceptor<E> {
+    /// Records an outgoing RTP packet of a stream this endpoint sends in the send history.
+    fn observe_write(&mut self, msg: &TaggedPacket) {
+        if let Packet::Rtp(ref rtp_packet) = msg.message.packet {
+            let twcc_sequence_number = self.twcc_sequence_number(rtp_packet);
+            // Only a stream this endpoint is sending and that negotiated transport-wide CC is
+            // tracked; anything else has no sequence space the remote will report against.
+            if self.streams.contains_key(&rtp_packet.header.ssrc) {
+                self.history.add_outgoing(
+                    rtp_packet.header.ssrc,
+                    rtp_packet.header.sequence_number,
+                    twcc_sequence_number.is_some(),
+                    twcc_sequence_number.unwrap_or_default(),
+                    rtp_packet.marshal_size(),
+                    // The release instant. The pacer has already run on this leg — recording the
+                    // enqueue instant instead would charge its queueing delay to the network.
+                    msg.now,
+                );
+            }
+        }
+    }
+}
+
 impl<E: BandwidthEstimator> Protocol<TaggedPacket, TaggedPacket, ()>
     for CongestionControlInterceptor<E>
 {
@@ -204,24 +227,7 @@ impl<E: BandwidthEstimator> Protocol<TaggedPacket, TaggedPacket, ()>
     }
 
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let Packet::Rtp(ref rtp_packet) = msg.message.packet {
-            let twcc_sequence_number = self.twcc_sequence_number(rtp_packet);
-            // Only a stream this endpoint is sending and that negotiated transport-wide CC is
-            // tracked; anything else has no sequence space the remote will report against.
-            if self.streams.contains_key(&rtp_packet.header.ssrc) {
-                self.history.add_outgoing(
-                    rtp_packet.header.ssrc,
-                    rtp_packet.header.sequence_number,
-                    twcc_sequence_number.is_some(),
-                    twcc_sequence_number.unwrap_or_default(),
-                    rtp_packet.marshal_size(),
-                    // The release instant. The pacer has already run on this leg — recording the
-                    // enqueue instant instead would charge its queueing delay to the network.
-                    msg.now,
-                );
-            }
-        }
-
+        self.observe_write(&msg);
         self.write_queue.push_back(msg);
         Ok(())
     }
@@ -247,6 +253,14 @@ impl<E: BandwidthEstimator> Protocol<TaggedPacket, TaggedPacket, ()>
 }
 
 impl<E: BandwidthEstimator> Interceptor for CongestionControlInterceptor<E> {
+    fn write_through(&mut self, msg: &mut TaggedPacket) -> bool {
+        if !self.write_queue.is_empty() {
+            return false;
+        }
+        self.observe_write(msg);
+        true
+    }
+
     fn bind_local_stream(&mut self, info: &StreamInfo) {
         // Tracked whether or not it negotiated transport-wide CC: RFC 8888 reports against the RTP
         // sequence number and needs no extension, so a stream without one is still worth recording.

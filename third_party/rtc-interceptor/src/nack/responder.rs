@@ -8,7 +8,7 @@ use crate::{Attribute, AttributedPacket, Packet, TaggedPacket};
 use sansio::Protocol;
 use shared::TransportContext;
 use shared::error::Error;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Instant;
 
 /// Builder for the NackResponderInterceptor.
@@ -77,7 +77,7 @@ pub struct NackResponderInterceptor {
     size: u16,
 
     /// Send buffers per local stream SSRC
-    streams: HashMap<u32, LocalStream>,
+    streams: crate::fast_hash::FastHashMap<u32, LocalStream>, // patched: see PATCHED.md
 
     /// Queue for retransmitted packets
     write_queue: VecDeque<TaggedPacket>,
@@ -90,7 +90,7 @@ impl NackResponderInterceptor {
         Self {
             read_queue: VecDeque::new(),
             size,
-            streams: HashMap::new(),
+            streams: Default::default(),
             write_queue: VecDeque::new(),
         }
     }
@@ -177,6 +177,18 @@ impl NackResponderInterceptor {
     }
 }
 
+impl NackResponderInterceptor {
+    /// Keeps a copy of an outgoing RTP packet of a stream that negotiated NACK, to resend.
+    fn observe_write(&mut self, msg: &TaggedPacket) {
+        // Buffer outgoing RTP packets
+        if let Packet::Rtp(ref rtp_packet) = msg.message.packet
+            && let Some(stream) = self.streams.get_mut(&rtp_packet.header.ssrc)
+        {
+            stream.send_buffer.add(rtp_packet.clone());
+        }
+    }
+}
+
 impl Protocol<TaggedPacket, TaggedPacket, ()> for NackResponderInterceptor {
     type Rout = TaggedPacket;
     type Wout = TaggedPacket;
@@ -207,15 +219,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for NackResponderInterceptor {
     }
 
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        // Buffer outgoing RTP packets
-        if let Packet::Rtp(ref rtp_packet) = msg.message.packet
-            && let Some(stream) = self.streams.get_mut(&rtp_packet.header.ssrc)
-        {
-            stream.send_buffer.add(rtp_packet.clone());
-        }
-
+        self.observe_write(&msg);
         self.write_queue.push_back(msg);
-
         Ok(())
     }
 
@@ -234,6 +239,14 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for NackResponderInterceptor {
 }
 
 impl Interceptor for NackResponderInterceptor {
+    fn write_through(&mut self, msg: &mut TaggedPacket) -> bool {
+        if !self.write_queue.is_empty() {
+            return false;
+        }
+        self.observe_write(msg);
+        true
+    }
+
     fn bind_local_stream(&mut self, info: &StreamInfo) {
         if stream_supports_nack(info)
             && let Some(send_buffer) = SendBuffer::new(self.size)

@@ -248,6 +248,10 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for ReceiverReportInterceptor {
 }
 
 impl Interceptor for ReceiverReportInterceptor {
+    fn write_through(&mut self, _msg: &mut TaggedPacket) -> bool {
+        self.write_queue.is_empty()
+    }
+
     fn bind_remote_stream(&mut self, info: &StreamInfo) {
         let stream = ReceiverStream::new(info.ssrc, info.clock_rate);
         self.streams.insert(info.ssrc, stream);

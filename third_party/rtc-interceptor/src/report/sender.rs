@@ -8,7 +8,7 @@ use rtcp::header::PacketType;
 use sansio::Protocol;
 use shared::TransportContext;
 use shared::error::Error;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Builder for the SenderReportInterceptor.
@@ -146,7 +146,7 @@ pub struct SenderReportInterceptor {
     /// Whether to always use the latest packet, even if out-of-order.
     use_latest_packet: bool,
 
-    streams: HashMap<u32, SenderStream>,
+    streams: crate::fast_hash::FastHashMap<u32, SenderStream>, // patched: see PATCHED.md
 
     read_queue: VecDeque<TaggedPacket>,
     write_queue: VecDeque<TaggedPacket>,
@@ -161,7 +161,7 @@ impl SenderReportInterceptor {
 
             use_latest_packet,
 
-            streams: HashMap::new(),
+            streams: Default::default(),
 
             read_queue: VecDeque::new(),
             write_queue: VecDeque::new(),
@@ -176,6 +176,22 @@ impl SenderReportInterceptor {
     fn should_filter(packet_type: PacketType) -> bool {
         packet_type == PacketType::ReceiverReport
             || (packet_type == PacketType::TransportSpecificFeedback)
+    }
+}
+
+impl SenderReportInterceptor {
+    /// Counts an outgoing RTP packet into its stream's next sender report.
+    fn observe_write(&mut self, msg: &TaggedPacket) {
+        if let Packet::Rtp(rtp_packet) = &msg.message.packet
+            && let Some(stream) = self.streams.get_mut(&rtp_packet.header.ssrc)
+        {
+            stream.process_rtp(msg.now, rtp_packet);
+
+            // Arm the report timer from the first packet's instant (see nack::generator).
+            if self.next_timeout.is_none() {
+                self.next_timeout = Some(msg.now + self.interval);
+            }
+        }
     }
 }
 
@@ -196,19 +212,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for SenderReportInterceptor {
     }
 
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let Packet::Rtp(rtp_packet) = &msg.message.packet
-            && let Some(stream) = self.streams.get_mut(&rtp_packet.header.ssrc)
-        {
-            stream.process_rtp(msg.now, rtp_packet);
-
-            // Arm the report timer from the first packet's instant (see nack::generator).
-            if self.next_timeout.is_none() {
-                self.next_timeout = Some(msg.now + self.interval);
-            }
-        }
-
+        self.observe_write(&msg);
         self.write_queue.push_back(msg);
-
         Ok(())
     }
 
@@ -245,6 +250,14 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for SenderReportInterceptor {
 }
 
 impl Interceptor for SenderReportInterceptor {
+    fn write_through(&mut self, msg: &mut TaggedPacket) -> bool {
+        if !self.write_queue.is_empty() {
+            return false;
+        }
+        self.observe_write(msg);
+        true
+    }
+
     fn bind_local_stream(&mut self, info: &StreamInfo) {
         let stream = SenderStream::new(info.ssrc, info.clock_rate, self.use_latest_packet);
         self.streams.insert(info.ssrc, stream);

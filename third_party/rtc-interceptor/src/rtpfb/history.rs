@@ -1,8 +1,9 @@
 //! What was sent, joined with what the receiver said about it.
 
 use super::acknowledgement::{Acknowledgement, PacketReport};
+use crate::fast_hash::FastHashMap;
 use rtcp::transport_feedbacks::cc_feedback_report::Ecn;
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Records outgoing packets and matches incoming feedback against them.
@@ -10,13 +11,25 @@ use std::time::{Duration, Instant};
 /// The two feedback formats identify a packet differently — TWCC by its own transport-wide
 /// sequence number, RFC 8888 by the stream's SSRC and RTP sequence number — so both indexes are
 /// kept, pointing at one record.
+///
+/// Patched (see PATCHED.md): the records are a queue in id order rather than a hash map (ids
+/// are handed out in sequence and released mostly oldest first), the indexes use the fast
+/// hasher, and the RFC 8888 index is built on the first RFC 8888 feedback, so an endpoint
+/// that only hears TWCC does one index insert per packet sent instead of three map inserts.
 #[derive(Debug, Default)]
 pub struct History {
     /// Monotonic id, so reports come out in send order however sequence numbers wrap.
     next_id: u64,
-    packets: HashMap<u64, PacketReport>,
-    twcc_index: HashMap<u16, u64>,
-    ssrc_sequence_index: HashMap<(u32, u16), u64>,
+    /// Records by id, oldest first: the record of id `first_id + i` is at `i`, None once
+    /// released. The front is always a record.
+    packets: VecDeque<Option<PacketReport>>,
+    /// Id of the record at the front of `packets`.
+    first_id: u64,
+    /// Records held (the `Some`s of `packets`).
+    tracked: usize,
+    twcc_index: FastHashMap<u16, u64>,
+    /// None until RFC 8888 feedback first arrives.
+    ssrc_sequence_index: Option<FastHashMap<(u32, u16), u64>>,
     /// Highest id acknowledged so far.
     highest_acknowledged: Option<u64>,
     /// Lowest id not yet reported to the consumer.
@@ -31,12 +44,12 @@ impl History {
 
     /// How many packets are being tracked.
     pub fn len(&self) -> usize {
-        self.packets.len()
+        self.tracked
     }
 
     /// Whether nothing is being tracked.
     pub fn is_empty(&self) -> bool {
-        self.packets.is_empty()
+        self.tracked == 0
     }
 
     /// Record a packet as it leaves.
@@ -61,24 +74,26 @@ impl History {
         if is_twcc {
             self.twcc_index.insert(twcc_sequence_number, id);
         }
-        self.ssrc_sequence_index
-            .insert((ssrc, rtp_sequence_number), id);
+        if let Some(index) = self.ssrc_sequence_index.as_mut() {
+            index.insert((ssrc, rtp_sequence_number), id);
+        }
 
-        self.packets.insert(
+        if self.packets.is_empty() {
+            self.first_id = id;
+        }
+        self.packets.push_back(Some(PacketReport {
+            ssrc,
             id,
-            PacketReport {
-                ssrc,
-                id,
-                rtp_sequence_number,
-                is_twcc,
-                twcc_sequence_number,
-                size,
-                arrived: false,
-                departure,
-                arrival: None,
-                ecn: Ecn::NotEct,
-            },
-        );
+            rtp_sequence_number,
+            is_twcc,
+            twcc_sequence_number,
+            size,
+            arrived: false,
+            departure,
+            arrival: None,
+            ecn: Ecn::NotEct,
+        }));
+        self.tracked += 1;
 
         id
     }
@@ -103,10 +118,43 @@ impl History {
         ssrc: u32,
         acknowledgement: Acknowledgement,
     ) -> Option<Duration> {
-        let id = *self
-            .ssrc_sequence_index
-            .get(&(ssrc, acknowledgement.sequence_number))?;
+        let packets = &self.packets;
+        let index = self.ssrc_sequence_index.get_or_insert_with(|| {
+            packets
+                .iter()
+                .flatten()
+                .map(|packet| ((packet.ssrc, packet.rtp_sequence_number), packet.id))
+                .collect()
+        });
+        let id = *index.get(&(ssrc, acknowledgement.sequence_number))?;
         self.apply(received_at, id, acknowledgement)
+    }
+
+    /// The record of `id`, while held.
+    fn record(&mut self, id: u64) -> Option<&mut PacketReport> {
+        let at = usize::try_from(id.checked_sub(self.first_id)?).ok()?;
+        self.packets.get_mut(at)?.as_mut()
+    }
+
+    /// Releases the record of `id` and its index entries.
+    fn remove(&mut self, id: u64) -> Option<PacketReport> {
+        let at = usize::try_from(id.checked_sub(self.first_id)?).ok()?;
+        let packet = self.packets.get_mut(at)?.take()?;
+        self.tracked -= 1;
+        while matches!(self.packets.front(), Some(None)) {
+            self.packets.pop_front();
+            self.first_id += 1;
+        }
+        // Only a TWCC packet has an entry under its transport-wide sequence number. A
+        // non-TWCC packet carries whatever the caller passed — typically 0 — and removing
+        // that key would evict whichever real TWCC packet holds it.
+        if packet.is_twcc {
+            self.twcc_index.remove(&packet.twcc_sequence_number);
+        }
+        if let Some(index) = self.ssrc_sequence_index.as_mut() {
+            index.remove(&(packet.ssrc, packet.rtp_sequence_number));
+        }
+        Some(packet)
     }
 
     fn apply(
@@ -115,13 +163,14 @@ impl History {
         id: u64,
         acknowledgement: Acknowledgement,
     ) -> Option<Duration> {
-        let packet = self.packets.get_mut(&id)?;
+        let packet = self.record(id)?;
 
         packet.arrived = acknowledgement.arrived;
         packet.arrival = acknowledgement.arrival;
         packet.ecn = acknowledgement.ecn;
+        let (arrived, departure) = (packet.arrived, packet.departure);
 
-        if packet.arrived {
+        if arrived {
             self.highest_acknowledged = Some(match self.highest_acknowledged {
                 Some(highest) => highest.max(id),
                 None => id,
@@ -130,7 +179,7 @@ impl History {
 
         // Round trip: this feedback arrived now, and the packet left then. Both instants are on
         // this endpoint's clock, so unlike the arrival times this is a real duration.
-        Some(received_at.saturating_duration_since(packet.departure))
+        Some(received_at.saturating_duration_since(departure))
     }
 
     /// Take everything up to the highest *arrived* packet since the last call, in send order.
@@ -147,13 +196,8 @@ impl History {
         }
 
         let mut reports = Vec::new();
-        for id in self.next_to_report..=highest {
-            if let Some(packet) = self.packets.remove(&id) {
-                if packet.is_twcc {
-                    self.twcc_index.remove(&packet.twcc_sequence_number);
-                }
-                self.ssrc_sequence_index
-                    .remove(&(packet.ssrc, packet.rtp_sequence_number));
+        for id in self.next_to_report.max(self.first_id)..=highest {
+            if let Some(packet) = self.remove(id) {
                 reports.push(packet);
             }
         }
@@ -170,21 +214,13 @@ impl History {
         let stale: Vec<u64> = self
             .packets
             .iter()
-            .filter(|(_, packet)| packet.departure < cutoff && !packet.arrived)
-            .map(|(&id, _)| id)
+            .flatten()
+            .filter(|packet| packet.departure < cutoff && !packet.arrived)
+            .map(|packet| packet.id)
             .collect();
 
         for id in stale {
-            if let Some(packet) = self.packets.remove(&id) {
-                // Only a TWCC packet has an entry under its transport-wide sequence number. A
-                // non-TWCC packet carries whatever the caller passed — typically 0 — and removing
-                // that key would evict whichever real TWCC packet holds it.
-                if packet.is_twcc {
-                    self.twcc_index.remove(&packet.twcc_sequence_number);
-                }
-                self.ssrc_sequence_index
-                    .remove(&(packet.ssrc, packet.rtp_sequence_number));
-            }
+            self.remove(id);
         }
     }
 }

@@ -217,6 +217,10 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for TwccReceiverInterceptor {
 }
 
 impl Interceptor for TwccReceiverInterceptor {
+    fn write_through(&mut self, _msg: &mut TaggedPacket) -> bool {
+        self.write_queue.is_empty()
+    }
+
     fn bind_remote_stream(&mut self, info: &StreamInfo) {
         if let Some(hdr_ext_id) = stream_supports_twcc(info) {
             // Don't track if ID is 0 (invalid)

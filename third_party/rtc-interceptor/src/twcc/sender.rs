@@ -7,7 +7,6 @@ use crate::{Packet, TaggedPacket};
 use sansio::Protocol;
 use shared::error::Error;
 use shared::marshal::Marshal;
-use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -74,7 +73,7 @@ struct LocalStream {
 pub struct TwccSenderInterceptor {
     /// Transport-wide sequence number counter, shared across all streams.
     next_sequence_number: u16,
-    streams: HashMap<u32, LocalStream>,
+    streams: crate::fast_hash::FastHashMap<u32, LocalStream>, // patched: see PATCHED.md
     /// Inbound packets ready for the next interceptor.
     read_queue: VecDeque<TaggedPacket>,
     /// Outbound packets ready for the next interceptor: what passed through, plus
@@ -88,6 +87,27 @@ impl TwccSenderInterceptor {
         Self {
             next_sequence_number: initial_sequence_number,
             ..Default::default()
+        }
+    }
+}
+
+impl TwccSenderInterceptor {
+    /// Gives an RTP packet of a stream that negotiated transport-wide CC its sequence number.
+    fn tag(&mut self, msg: &mut TaggedPacket) {
+        if let Packet::Rtp(ref mut rtp_packet) = msg.message.packet
+            && let Some(stream) = self.streams.get(&rtp_packet.header.ssrc)
+        {
+            let seq = self.next_sequence_number;
+            self.next_sequence_number = self.next_sequence_number.wrapping_add(1);
+
+            let tcc_ext = rtp::extension::transport_cc_extension::TransportCcExtension {
+                transport_sequence: seq,
+            };
+            if let Ok(ext_data) = tcc_ext.marshal() {
+                let _ = rtp_packet
+                    .header
+                    .set_extension(stream.hdr_ext_id, ext_data.freeze());
+            }
         }
     }
 }
@@ -109,21 +129,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for TwccSenderInterceptor {
     }
 
     fn handle_write(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let Packet::Rtp(ref mut rtp_packet) = msg.message.packet
-            && let Some(stream) = self.streams.get(&rtp_packet.header.ssrc)
-        {
-            let seq = self.next_sequence_number;
-            self.next_sequence_number = self.next_sequence_number.wrapping_add(1);
-
-            let tcc_ext = rtp::extension::transport_cc_extension::TransportCcExtension {
-                transport_sequence: seq,
-            };
-            if let Ok(ext_data) = tcc_ext.marshal() {
-                let _ = rtp_packet
-                    .header
-                    .set_extension(stream.hdr_ext_id, ext_data.freeze());
-            }
-        }
+        self.tag(&mut msg);
         self.write_queue.push_back(msg);
         Ok(())
     }
@@ -148,6 +154,14 @@ impl Interceptor for TwccSenderInterceptor {
         {
             self.streams.insert(info.ssrc, LocalStream { hdr_ext_id });
         }
+    }
+
+    fn write_through(&mut self, msg: &mut TaggedPacket) -> bool {
+        if !self.write_queue.is_empty() {
+            return false;
+        }
+        self.tag(msg);
+        true
     }
 
     fn unbind_local_stream(&mut self, info: &StreamInfo) {

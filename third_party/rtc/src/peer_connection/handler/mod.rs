@@ -54,24 +54,7 @@ macro_rules! forward_handlers {
     };
 }
 
-/// Reverse handler list - invokes callback with handler list
-macro_rules! reverse_handlers {
-    ($callback:ident!($($args:tt)*)) => {
-        $callback!(
-            $($args)*,
-            [
-                get_endpoint_handler,
-                get_interceptor_handler,
-                get_srtp_handler,
-                get_datachannel_handler,
-                get_sctp_handler,
-                get_dtls_handler,
-                get_ice_handler,
-                get_demuxer_handler
-            ]
-        )
-    };
-}
+// Patched (see PATCHED.md): the reverse list is gone; flush_writes names the write order.
 
 /// Helper macro that processes a list of handlers with code blocks
 macro_rules! process_handler_list {
@@ -90,11 +73,6 @@ macro_rules! for_each_handler {
     // Forward order: execute code block for each handler
     (forward: $macro:ident!($($args:tt)*)) => {
         forward_handlers!(process_handler_list!(call_macro: $macro!($($args)*)))
-    };
-
-    // Reverse order: execute code block for each handler
-    (reverse: $macro:ident!($($args:tt)*)) => {
-        reverse_handlers!(process_handler_list!(call_macro: $macro!($($args)*)))
     };
 }
 
@@ -142,6 +120,11 @@ impl PipelineContext {
     fn observe(&mut self, now: Instant) {
         self.now = self.now.max(now);
     }
+}
+
+/// SRTP or SRTCP ready for the wire: what the data-channel, SCTP and DTLS handlers pass on.
+fn is_encrypted_media(msg: &TaggedRTCMessageInternal) -> bool {
+    matches!(msg.message, RTCMessageInternal::Rtp(RTPMessage::Raw(_)))
 }
 
 impl RTCPeerConnection {
@@ -256,21 +239,58 @@ impl RTCPeerConnection {
 
     /// Runs every handler's pending writes down the pipeline into `write_outs`, where
     /// [`poll_write`](sansio::Protocol::poll_write) hands them out.
+    ///
+    /// Patched (see PATCHED.md): encrypted media goes round the data-channel, SCTP and DTLS
+    /// handlers, which would only pass it on (the data-channel handler still observes its
+    /// instant); each of them is still run for its own writes. Media leaves after what those
+    /// handlers emit, as it did when they passed it behind their own writes.
     fn flush_writes(&mut self) {
         use sansio::Protocol;
 
         let mut intermediate_wouts = VecDeque::new();
 
-        for_each_handler!(reverse: process_handler!(self, handler, {
+        macro_rules! run_handlers {
+            ($($getter:ident),+) => {
+                process_handler_list!(call_macro: process_handler!(self, handler, {
+                    while let Some(msg) = intermediate_wouts.pop_front() {
+                        if let Err(err) = handler.handle_write(msg) {
+                            warn!("{}.handle_write got error: {}", handler.name(), err);
+                        }
+                    }
+                    while let Some(msg) = handler.poll_write() {
+                        intermediate_wouts.push_back(msg);
+                    }
+                }), [$($getter),+])
+            };
+        }
+
+        run_handlers!(get_endpoint_handler, get_interceptor_handler, get_srtp_handler);
+        let mut media = VecDeque::new();
+        if intermediate_wouts.iter().all(is_encrypted_media) {
+            std::mem::swap(&mut media, &mut intermediate_wouts);
+        } else {
+            let mut rest = VecDeque::new();
             while let Some(msg) = intermediate_wouts.pop_front() {
-                if let Err(err) = handler.handle_write(msg) {
-                    warn!("{}.handle_write got error: {}", handler.name(), err);
+                if is_encrypted_media(&msg) {
+                    media.push_back(msg);
+                } else {
+                    rest.push_back(msg);
                 }
             }
-            while let Some(msg) = handler.poll_write() {
-                intermediate_wouts.push_back(msg);
-            }
-        }));
+            intermediate_wouts = rest;
+        }
+        if let Some(last) = media.back() {
+            self.pipeline_context
+                .datachannel_handler_context
+                .observe(last.now);
+        }
+        run_handlers!(get_datachannel_handler, get_sctp_handler, get_dtls_handler);
+        if intermediate_wouts.is_empty() {
+            intermediate_wouts = media;
+        } else {
+            intermediate_wouts.append(&mut media);
+        }
+        run_handlers!(get_ice_handler, get_demuxer_handler);
 
         // Final poll write out to pipeline's write out
         while let Some(msg) = intermediate_wouts.pop_front() {

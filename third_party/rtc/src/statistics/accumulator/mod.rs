@@ -28,6 +28,7 @@ pub(crate) use rtp_stream::inbound::InboundRtpStreamAccumulator;
 pub(crate) use rtp_stream::outbound::OutboundRtpStreamAccumulator;
 pub(crate) use transport::TransportStatsAccumulator;
 
+use interceptor::fast_hash::FastHashMap;
 use crate::data_channel::RTCDataChannelId;
 use crate::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
 use crate::rtp_transceiver::{PayloadType, RTCRtpTransceiverId, SSRC};
@@ -63,7 +64,10 @@ pub(crate) struct RTCStatsAccumulator {
     pub(crate) transport: TransportStatsAccumulator,
 
     /// ICE candidate pairs keyed by pair ID.
-    pub(crate) ice_candidate_pairs: HashMap<String, IceCandidatePairAccumulator>,
+    ///
+    /// Patched (see PATCHED.md): this map and the RTP stream maps below, looked up for every
+    /// packet, use the fast hasher.
+    pub(crate) ice_candidate_pairs: FastHashMap<String, IceCandidatePairAccumulator>,
 
     /// Local ICE candidates keyed by candidate ID.
     pub(crate) local_candidates: HashMap<String, IceCandidateAccumulator>,
@@ -81,10 +85,10 @@ pub(crate) struct RTCStatsAccumulator {
     pub(crate) data_channels: HashMap<RTCDataChannelId, DataChannelStatsAccumulator>,
 
     /// Inbound RTP stream accumulators keyed by SSRC.
-    pub(crate) inbound_rtp_streams: HashMap<SSRC, InboundRtpStreamAccumulator>,
+    pub(crate) inbound_rtp_streams: FastHashMap<SSRC, InboundRtpStreamAccumulator>,
 
     /// Outbound RTP stream accumulators keyed by SSRC.
-    pub(crate) outbound_rtp_streams: HashMap<SSRC, OutboundRtpStreamAccumulator>,
+    pub(crate) outbound_rtp_streams: FastHashMap<SSRC, OutboundRtpStreamAccumulator>,
 
     /// Media source stats keyed by track ID.
     pub(crate) media_sources: HashMap<String, MediaSourceStatsAccumulator>,
@@ -94,10 +98,10 @@ pub(crate) struct RTCStatsAccumulator {
 
     // Reverse lookup maps for O(1) RTX/FEC SSRC detection
     /// Maps RTX SSRC to primary SSRC for O(1) lookup.
-    rtx_ssrc_to_primary: HashMap<SSRC, SSRC>,
+    rtx_ssrc_to_primary: FastHashMap<SSRC, SSRC>,
 
     /// Maps FEC SSRC to primary SSRC for O(1) lookup.
-    fec_ssrc_to_primary: HashMap<SSRC, SSRC>,
+    fec_ssrc_to_primary: FastHashMap<SSRC, SSRC>,
 }
 
 /// Asserts a stats record was stamped with `expected`, ignoring the wall-clock half.
