@@ -237,6 +237,22 @@ impl RTCPeerConnection {
         )
     }
 
+    /// A sender's RTP or RTCP into the pipeline, as `handle_write` takes an
+    /// `RTCMessage::RtpPacket` or `RtcpPacket`, without the track id those carry and the
+    /// pipeline never reads. Patched (see PATCHED.md): the senders built a `String` for it on
+    /// every packet.
+    pub(crate) fn write_media(&mut self, now: Instant, packet: Packet) -> Result<(), Error> {
+        use sansio::Protocol;
+
+        self.pipeline_context.observe(now);
+        self.get_endpoint_handler()
+            .handle_write(TaggedRTCMessageInternal {
+                now,
+                transport: Default::default(),
+                message: RTCMessageInternal::Rtp(RTPMessage::Packet(packet)),
+            })
+    }
+
     /// Runs every handler's pending writes down the pipeline into `write_outs`, where
     /// [`poll_write`](sansio::Protocol::poll_write) hands them out.
     ///

@@ -466,11 +466,9 @@ impl RTCRtpSender<'_> {
             return Err(Error::ErrHeaderExtensionNotFound);
         }
 
-        let track_id = sender.track().track_id().to_string();
-        self.peer_connection.handle_write(TaggedRTCMessage {
-            now,
-            message: RTCMessage::RtpPacket(track_id, packet),
-        })
+        // Patched (see PATCHED.md): no track id `String` per packet.
+        self.peer_connection
+            .write_media(now, ::interceptor::Packet::Rtp(packet))
     }
 
     /// Writes RTCP packets to the network.
