@@ -1,10 +1,13 @@
 //! The bare forwarder: what this machine allows an SFU per packet with no WebRTC stack at all,
 //! the ceiling Conclave is compared with. One thread (pinned like the SFU process) receives
 //! the publishers' packets in batches (`recvmmsg`), seals a copy for every receiver with
-//! AES-128-GCM (what the SRTP AEAD profile does per outgoing packet), and sends them in
-//! batches (`sendmmsg`); the load is the SFU benchmark's (publishers sending 30 frames a
-//! second of pps/30 packets of 1,000 bytes, every participant receiving every publisher but
-//! itself). Its packets per CPU-second of that thread is the ceiling.
+//! AES-128-GCM (what the SRTP AEAD profile does per outgoing packet), and sends each
+//! receiver's copies of a batch as one GSO send (`UDP_SEGMENT`), all receivers in one
+//! `sendmmsg`: the batching the media node's outbox does, whose runs to one subscriber go
+//! out as one GSO send. The sinks read with GRO, as the benchmark's clients do. The load is
+//! the SFU benchmark's (publishers sending 30 frames a second of pps/30 packets of 1,000
+//! bytes, every participant receiving every publisher but itself). Its packets per
+//! CPU-second of that thread is the ceiling.
 
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -13,7 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::resource::{UsageWho, getrusage};
-use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrIn, recvmmsg, sendmmsg};
+use nix::sys::socket::{
+    ControlMessage, MsgFlags, MultiHeaders, SockaddrIn, recvmmsg, sendmmsg, setsockopt, sockopt,
+};
 use ring::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
 use crate::load::Load;
@@ -26,6 +31,10 @@ const SINKS: usize = 4;
 const PACKET: usize = 1_000;
 /// The GCM tag SRTP appends.
 const TAG: usize = 16;
+/// Bytes of each sealed copy: every datagram of a GSO send but the last has this size.
+const SEALED: usize = PACKET + TAG;
+/// What a sink reads at once: a GRO train of datagrams.
+const GRO_READ: usize = 65_536;
 
 /// What the bare forwarder did.
 pub struct Ceiling {
@@ -72,12 +81,14 @@ pub fn run(load: &Load, cpu: Option<usize>) -> anyhow::Result<Ceiling> {
     let mut threads = Vec::new();
     for sink in sinks {
         sink.set_read_timeout(Some(Duration::from_millis(50)))?;
+        setsockopt(&sink, sockopt::UdpGroSegment, &true)?;
         let (running, delivered) = (Arc::clone(&running), Arc::clone(&delivered));
         threads.push(std::thread::spawn(move || {
-            let mut buf = [0u8; 2_048];
+            let mut buf = vec![0u8; GRO_READ];
             while running.load(Ordering::Relaxed) {
-                if sink.recv(&mut buf).is_ok() {
-                    delivered.fetch_add(1, Ordering::Relaxed);
+                if let Ok(len) = sink.recv(&mut buf) {
+                    // Every datagram is SEALED bytes: a train of n reads as n × SEALED.
+                    delivered.fetch_add(len.div_ceil(SEALED) as u64, Ordering::Relaxed);
                 }
             }
         }));
@@ -110,14 +121,17 @@ pub fn run(load: &Load, cpu: Option<usize>) -> anyhow::Result<Ceiling> {
             .map_err(|_| anyhow::anyhow!("an AES-128-GCM key"))?;
         let key = LessSafeKey::new(key);
         let fd = forwarder.as_raw_fd();
-        // Everything the loop touches is made once: the measured thread allocates nothing.
+        // Buffers are made once; per batch the loop allocates two short lists (the batch's
+        // packets, its sends), nothing per packet.
         let mut inbound = [[0u8; 2_048]; BATCH];
         let mut lengths = [0usize; BATCH];
-        let mut outbound = [[0u8; PACKET + TAG]; BATCH];
-        let mut outbound_lengths = [0usize; BATCH];
-        let mut outbound_to: [Option<SockaddrIn>; BATCH] = [None; BATCH];
+        // One train per receiver: its sealed copies of a batch, back to back.
+        let mut trains = vec![vec![0u8; BATCH * SEALED]; receivers.len()];
+        let addresses: Vec<Option<SockaddrIn>> = receivers.iter().copied().map(Some).collect();
         let mut receiving = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
-        let mut sending = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
+        let mut sending =
+            MultiHeaders::<SockaddrIn>::preallocate(receivers.len(), Some(nix::cmsg_space!(u16)));
+        let segment = SEALED as u16;
         let mut sent = 0u64;
         let mut counter = 0u64;
         let started = Instant::now();
@@ -143,12 +157,20 @@ pub fn run(load: &Load, cpu: Option<usize>) -> anyhow::Result<Ceiling> {
                     Err(_) => continue,
                 }
             };
-            let mut queued = 0;
-            for (packet, len) in inbound.iter().zip(lengths).take(received) {
-                let body = len.min(PACKET);
-                for to in &receivers {
-                    let out = &mut outbound[queued];
-                    out[..body].copy_from_slice(&packet[..body]);
+            // The publishers send PACKET bytes; anything else is not forwarded.
+            let packets: Vec<&[u8]> = inbound
+                .iter()
+                .zip(lengths)
+                .take(received)
+                .filter(|(_, len)| *len == PACKET)
+                .map(|(packet, _)| &packet[..PACKET])
+                .collect();
+            if packets.is_empty() {
+                continue;
+            }
+            for train in &mut trains {
+                for (packet, out) in packets.iter().zip(train.chunks_exact_mut(SEALED)) {
+                    out[..PACKET].copy_from_slice(packet);
                     counter += 1;
                     let mut nonce = [0u8; 12];
                     nonce[4..].copy_from_slice(&counter.to_be_bytes());
@@ -156,35 +178,27 @@ pub fn run(load: &Load, cpu: Option<usize>) -> anyhow::Result<Ceiling> {
                         .seal_in_place_separate_tag(
                             Nonce::assume_unique_for_key(nonce),
                             Aad::from(&nonce[..]),
-                            &mut out[..body],
+                            &mut out[..PACKET],
                         )
                         .map_err(|_| anyhow::anyhow!("sealing failed"))?;
-                    out[body..body + TAG].copy_from_slice(tag.as_ref());
-                    outbound_lengths[queued] = body + TAG;
-                    outbound_to[queued] = Some(*to);
-                    queued += 1;
-                    if queued == BATCH {
-                        sent += send_batch(
-                            fd,
-                            &mut sending,
-                            &outbound,
-                            &outbound_lengths,
-                            &outbound_to,
-                            queued,
-                        );
-                        queued = 0;
-                    }
+                    out[PACKET..].copy_from_slice(tag.as_ref());
                 }
             }
-            if queued > 0 {
-                sent += send_batch(
-                    fd,
-                    &mut sending,
-                    &outbound,
-                    &outbound_lengths,
-                    &outbound_to,
-                    queued,
-                );
+            let bytes = packets.len() * SEALED;
+            let slices: Vec<[std::io::IoSlice<'_>; 1]> = trains
+                .iter()
+                .map(|train| [std::io::IoSlice::new(&train[..bytes])])
+                .collect();
+            let gso = [ControlMessage::UdpGsoSegments(&segment)];
+            if let Ok(results) = sendmmsg(
+                fd,
+                &mut sending,
+                &slices,
+                &addresses,
+                gso,
+                MsgFlags::empty(),
+            ) {
+                sent += results.count() as u64 * packets.len() as u64;
             }
         }
         Ok((sent, cpu_seconds() - cpu0, started.elapsed().as_secs_f64()))
@@ -204,20 +218,4 @@ pub fn run(load: &Load, cpu: Option<usize>) -> anyhow::Result<Ceiling> {
         delivered: delivered.load(Ordering::Relaxed) as f64 / expected.max(1.0),
         per_cpu_second: sent as f64 / cpu.max(1e-9),
     })
-}
-
-/// Sends the first `n` of `packets` (of `lengths` bytes) to their addresses in one call; how
-/// many went.
-fn send_batch(
-    fd: std::os::fd::RawFd,
-    headers: &mut MultiHeaders<SockaddrIn>,
-    packets: &[[u8; PACKET + TAG]; BATCH],
-    lengths: &[usize; BATCH],
-    to: &[Option<SockaddrIn>; BATCH],
-    n: usize,
-) -> u64 {
-    let slices: [[std::io::IoSlice<'_>; 1]; BATCH] =
-        std::array::from_fn(|i| [std::io::IoSlice::new(&packets[i][..lengths[i]])]);
-    sendmmsg(fd, headers, &slices[..n], &to[..n], [], MsgFlags::empty())
-        .map_or(0, |results| results.count() as u64)
 }
