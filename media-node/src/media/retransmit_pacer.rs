@@ -58,17 +58,7 @@ impl RetransmitPacing {
             counter.fetch_add(n as u64, Ordering::Relaxed);
         }
     }
-}
 
-/// What pacing does with an outgoing packet.
-enum Leg {
-    /// Media, RTCP: on at once.
-    Pass,
-    /// A retransmission of `bytes`, repeating the packet `original` (see `Pacer::offer`).
-    Retransmission { bytes: usize, original: u64 },
-}
-
-impl RetransmitPacing {
     /// Which leg an outgoing packet takes; media is counted as sent on the way.
     fn leg(&mut self, msg: &TaggedPacket) -> Leg {
         let Packet::Rtp(rtp) = &msg.message.packet else {
@@ -89,6 +79,14 @@ impl RetransmitPacing {
             original: u64::from(rtp.header.ssrc) << 16 | u64::from(original_sequence),
         }
     }
+}
+
+/// What pacing does with an outgoing packet.
+enum Leg {
+    /// Media, RTCP: on at once.
+    Pass,
+    /// A retransmission of `bytes`, repeating the packet `original` (see `RetransmitPacer::offer`).
+    Retransmission { bytes: usize, original: u64 },
 }
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for RetransmitPacing {

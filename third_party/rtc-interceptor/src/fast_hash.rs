@@ -6,14 +6,11 @@
 //! forwarding node's time. Not DoS-resistant; the keys are this endpoint's own or bounded by
 //! what was negotiated.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// `HashMap` with [`FastHasher`].
 pub type FastHashMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
-
-/// `HashSet` with [`FastHasher`].
-pub type FastHashSet<T> = HashSet<T, BuildHasherDefault<FastHasher>>;
 
 const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
@@ -79,7 +76,7 @@ mod tests {
             map.insert(id, id * 2);
         }
         assert!((0..10_000u64).all(|id| map.get(&id) == Some(&(id * 2))));
-        let mut low_bits = FastHashSet::default();
+        let mut low_bits = std::collections::HashSet::new();
         for id in 0..256u64 {
             let mut hasher = FastHasher::default();
             hasher.write_u64(id);

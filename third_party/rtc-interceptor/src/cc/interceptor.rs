@@ -159,9 +159,7 @@ impl<E: BandwidthEstimator> CongestionControlInterceptor<E> {
 
         false
     }
-}
 
-impl<E: BandwidthEstimator> CongestionControlInterceptor<E> {
     /// Records an outgoing RTP packet of a stream this endpoint sends in the send history.
     fn observe_write(&mut self, msg: &TaggedPacket) {
         if let Packet::Rtp(ref rtp_packet) = msg.message.packet {

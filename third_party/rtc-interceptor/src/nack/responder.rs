@@ -175,9 +175,7 @@ impl NackResponderInterceptor {
             });
         }
     }
-}
 
-impl NackResponderInterceptor {
     /// Keeps a copy of an outgoing RTP packet of a stream that negotiated NACK, to resend.
     fn observe_write(&mut self, msg: &TaggedPacket) {
         // Buffer outgoing RTP packets

@@ -177,9 +177,7 @@ impl SenderReportInterceptor {
         packet_type == PacketType::ReceiverReport
             || (packet_type == PacketType::TransportSpecificFeedback)
     }
-}
 
-impl SenderReportInterceptor {
     /// Counts an outgoing RTP packet into its stream's next sender report.
     fn observe_write(&mut self, msg: &TaggedPacket) {
         if let Packet::Rtp(rtp_packet) = &msg.message.packet

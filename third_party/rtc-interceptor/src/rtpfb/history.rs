@@ -132,14 +132,18 @@ impl History {
 
     /// The record of `id`, while held.
     fn record(&mut self, id: u64) -> Option<&mut PacketReport> {
+        self.slot(id)?.as_mut()
+    }
+
+    /// Where the record of `id` is or was, while the queue still reaches back to it.
+    fn slot(&mut self, id: u64) -> Option<&mut Option<PacketReport>> {
         let at = usize::try_from(id.checked_sub(self.first_id)?).ok()?;
-        self.packets.get_mut(at)?.as_mut()
+        self.packets.get_mut(at)
     }
 
     /// Releases the record of `id` and its index entries.
     fn remove(&mut self, id: u64) -> Option<PacketReport> {
-        let at = usize::try_from(id.checked_sub(self.first_id)?).ok()?;
-        let packet = self.packets.get_mut(at)?.take()?;
+        let packet = self.slot(id)?.take()?;
         self.tracked -= 1;
         while matches!(self.packets.front(), Some(None)) {
             self.packets.pop_front();

@@ -89,9 +89,7 @@ impl TwccSenderInterceptor {
             ..Default::default()
         }
     }
-}
 
-impl TwccSenderInterceptor {
     /// Gives an RTP packet of a stream that negotiated transport-wide CC its sequence number.
     fn tag(&mut self, msg: &mut TaggedPacket) {
         if let Packet::Rtp(ref mut rtp_packet) = msg.message.packet
