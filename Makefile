@@ -104,6 +104,7 @@ test-patched:
 	$(CARGO) test --manifest-path third_party/rtc-dtls/Cargo.toml --lib --locked --target-dir target/third_party
 	$(CARGO) test --manifest-path third_party/rtc-interceptor/Cargo.toml --lib --locked --target-dir target/third_party
 	$(CARGO) test --manifest-path third_party/rtc/Cargo.toml --lib --locked --target-dir target/third_party
+	$(CARGO) test --manifest-path third_party/webrtc/Cargo.toml --lib --locked --target-dir target/third_party
 
 ## demo: a local cluster with Conclave installed by its chart, until Ctrl-C
 demo: deps controlplane containerd helm build test-images

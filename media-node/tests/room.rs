@@ -299,7 +299,7 @@ async fn a_moved_room_tells_clients_where_to_reconnect() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_crate_drops_unnegotiated_packets_silently() {
+async fn the_crate_refuses_unnegotiated_packets() {
     let node = start(10, MediaPolicy::default()).await;
     let alice = client(
         &node,
@@ -315,8 +315,8 @@ async fn the_crate_drops_unnegotiated_packets_silently() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     for _ in 0..20 {
         assert!(
-            alice.write_unnegotiated_packet().await.is_ok(),
-            "write_rtp reports success"
+            alice.write_unnegotiated_packet().await.is_err(),
+            "write_rtp reports the mismatch"
         );
     }
     tokio::time::sleep(Duration::from_millis(500)).await;

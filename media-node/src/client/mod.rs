@@ -565,8 +565,9 @@ impl Client {
     }
 
     /// Writes one video packet whose payload type was never negotiated, straight to the local
-    /// track, and returns what `write_rtp` said. (The webrtc crate drops such packets without
-    /// an error: the node's forwarding guard exists because of this.)
+    /// track, and returns what `write_rtp` said: an error with the patched webrtc crate
+    /// (`third_party/webrtc`); the release dropped such packets without one, which is why the
+    /// node's forwarding guard exists.
     pub async fn write_unnegotiated_packet(&self) -> Result<(), ClientError> {
         let Some((track, ssrcs)) = &self.video else {
             return Err(ClientError::Signaling("not publishing video".into()));

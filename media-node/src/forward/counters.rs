@@ -15,7 +15,7 @@ pub enum DropReason {
     /// The subscriber's queue was full (slow subscriber); dropped rather than stalling others.
     QueueFull,
     /// The rewritten packet would not match the subscriber's negotiation (SSRC, payload type or
-    /// header extension id), which the webrtc crate drops silently; caught and counted here.
+    /// header extension id), which the webrtc crate would refuse; caught and counted here.
     NegotiationMismatch,
     /// The subscriber's sender is not negotiated yet.
     NotNegotiated,

@@ -22,7 +22,7 @@ pub struct Negotiation {
 
 impl Negotiation {
     /// True when a packet with `ssrc`, `payload_type` and header extension `ext_ids` would be
-    /// sent by the webrtc crate rather than silently dropped.
+    /// sent by the webrtc crate rather than refused (as released, it dropped them silently).
     pub fn admits(
         &self,
         ssrc: u32,
@@ -330,7 +330,7 @@ mod tests {
     }
 
     #[test]
-    fn guard_catches_what_the_crate_would_drop_silently() {
+    fn guard_catches_what_the_crate_would_refuse() {
         let n = negotiation();
         assert!(!n.admits(43, 96, []));
         assert!(!n.admits(42, 100, []));

@@ -1,7 +1,7 @@
 //! One subscription: a subscriber's own local track and the task that drains its own queue,
 //! decides per packet with the plain [`Forwarder`], rewrites SSRC, payload type, sequence,
 //! timestamp and header extensions to the subscriber's negotiation, checks the result against
-//! that negotiation (the webrtc crate drops mismatches silently) and writes it. While the node
+//! that negotiation (the webrtc crate would refuse a mismatch) and writes it. While the node
 //! sheds layers (`forward::shedding`), it aims no higher than the level allows.
 
 use std::sync::Arc;

@@ -123,9 +123,22 @@ impl<E: BandwidthEstimator> CongestionControlInterceptor<E> {
     /// The sender sits between the pacer and here, so by the time a packet arrives the number is
     /// already in its header — which is the whole reason this interceptor is wire-most rather than
     /// the sender being.
+    ///
+    /// Patched (see PATCHED.md): reads the extension in place. `Header::get_extension` clones
+    /// its `Bytes`, and the TWCC sender's freshly written extension is promoted to a shared
+    /// allocation by its first clone: an allocation and a free per packet sent.
     fn twcc_sequence_number(&self, rtp_packet: &rtp::Packet) -> Option<u16> {
         let stream = self.streams.get(&rtp_packet.header.ssrc)?;
-        let mut extension = rtp_packet.header.get_extension(stream.hdr_ext_id)?;
+        let header = &rtp_packet.header;
+        if !header.extension {
+            return None;
+        }
+        let mut extension = header
+            .extensions
+            .iter()
+            .find(|extension| extension.id == stream.hdr_ext_id)?
+            .payload
+            .as_ref();
         rtp::extension::transport_cc_extension::TransportCcExtension::unmarshal(&mut extension)
             .ok()
             .map(|extension| extension.transport_sequence)

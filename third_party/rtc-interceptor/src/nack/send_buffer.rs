@@ -45,20 +45,41 @@ impl SendBuffer {
     }
 
     /// Add an RTP packet to the buffer.
+    ///
+    /// Patched (see PATCHED.md): the tests' way in; the responder uses
+    /// [`add_copy`](Self::add_copy).
+    #[cfg(test)]
     pub(crate) fn add(&mut self, packet: rtp::Packet) {
-        let seq = packet.header.sequence_number;
+        if let Some(slot) = self.slot_for(packet.header.sequence_number) {
+            *slot = Some(packet);
+        }
+    }
 
+    /// Patched (see PATCHED.md): adds a copy of `packet`, written over the packet its slot
+    /// held before so that the copy reuses that packet's allocations (its header's lists);
+    /// cloning every packet sent allocated a header and dropped one.
+    pub(crate) fn add_copy(&mut self, packet: &rtp::Packet) {
+        if let Some(slot) = self.slot_for(packet.header.sequence_number) {
+            match slot {
+                Some(kept) => copy_packet(kept, packet),
+                None => *slot = Some(packet.clone()),
+            }
+        }
+    }
+
+    /// Patched (see PATCHED.md): the slot a packet numbered `seq` goes to, the release's
+    /// `add` up to the store; `None` for a duplicate of the highest added.
+    fn slot_for(&mut self, seq: u16) -> Option<&mut Option<rtp::Packet>> {
         if !self.started {
-            self.packets[(seq & self.mask) as usize] = Some(packet);
             self.highest_added = seq;
             self.started = true;
-            return;
+            return Some(&mut self.packets[(seq & self.mask) as usize]);
         }
 
         let diff = seq.wrapping_sub(self.highest_added);
         if diff == 0 {
             // Duplicate, ignore
-            return;
+            return None;
         } else if diff < UINT16_SIZE_HALF {
             // Positive diff: seq > highest_added
             // Clear packets between highest_added and seq
@@ -73,7 +94,7 @@ impl SendBuffer {
         // For negative diff (out of order), we still store but don't update highest_added
 
         let idx = (seq & self.mask) as usize;
-        self.packets[idx] = Some(packet);
+        Some(&mut self.packets[idx])
     }
 
     /// Get a packet by sequence number.
@@ -107,6 +128,40 @@ impl SendBuffer {
     }
 }
 
+/// Patched (see PATCHED.md): `*kept = packet.clone()`, keeping `kept`'s lists (CSRCs,
+/// extensions) and writing over them.
+fn copy_packet(kept: &mut rtp::Packet, packet: &rtp::Packet) {
+    let rtp::Packet { header, payload } = packet;
+    let rtp::header::Header {
+        version,
+        padding,
+        extension,
+        marker,
+        payload_type,
+        sequence_number,
+        timestamp,
+        ssrc,
+        csrc,
+        extension_profile,
+        extensions,
+        extensions_padding,
+    } = header;
+    let header = &mut kept.header;
+    header.version = *version;
+    header.padding = *padding;
+    header.extension = *extension;
+    header.marker = *marker;
+    header.payload_type = *payload_type;
+    header.sequence_number = *sequence_number;
+    header.timestamp = *timestamp;
+    header.ssrc = *ssrc;
+    header.csrc.clone_from(csrc);
+    header.extension_profile = *extension_profile;
+    header.extensions.clone_from(extensions);
+    header.extensions_padding = *extensions_padding;
+    kept.payload.clone_from(payload);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +174,42 @@ mod tests {
             },
             payload: vec![seq as u8].into(),
         }
+    }
+
+    // Patched (see PATCHED.md): a copy written over an older packet is that packet's clone.
+    #[test]
+    fn a_copy_over_an_older_packet_equals_the_packet() {
+        let mut buffer = SendBuffer::new(4).unwrap();
+        let mut older = make_packet(1);
+        older.header.csrc = vec![7, 8, 9];
+        older.header.extension = true;
+        older.header.extensions = vec![
+            rtp::header::Extension {
+                id: 1,
+                payload: vec![1, 2].into(),
+            },
+            rtp::header::Extension {
+                id: 2,
+                payload: vec![3].into(),
+            },
+            rtp::header::Extension {
+                id: 3,
+                payload: vec![4].into(),
+            },
+        ];
+        buffer.add_copy(&older);
+        let mut newer = make_packet(5);
+        newer.header.marker = true;
+        newer.header.extension = true;
+        newer.header.extensions = vec![rtp::header::Extension {
+            id: 4,
+            payload: vec![5, 6].into(),
+        }];
+        buffer.add_copy(&newer);
+        assert_eq!(buffer.get(5), Some(&newer));
+        assert_eq!(buffer.get(1), None);
+        buffer.add_copy(&make_packet(2));
+        assert_eq!(buffer.get(2), Some(&make_packet(2)));
     }
 
     #[test]

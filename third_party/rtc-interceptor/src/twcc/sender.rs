@@ -6,9 +6,27 @@ use crate::stream_info::StreamInfo;
 use crate::{Packet, TaggedPacket};
 use sansio::Protocol;
 use shared::error::Error;
-use shared::marshal::Marshal;
 use std::collections::VecDeque;
 use std::time::Instant;
+
+/// Patched (see PATCHED.md): every transport-wide sequence number as its extension body,
+/// two bytes big-endian (what `TransportCcExtension` marshals), number `n` at `2n`.
+static TRANSPORT_SEQUENCE_BYTES: [u8; 2 << 16] = {
+    let mut table = [0u8; 2 << 16];
+    let mut n = 0;
+    while n < 1 << 16 {
+        table[2 * n] = (n >> 8) as u8;
+        table[2 * n + 1] = n as u8;
+        n += 1;
+    }
+    table
+};
+
+/// Patched (see PATCHED.md): the extension body carrying transport-wide sequence number `seq`.
+fn transport_sequence_bytes(seq: u16) -> bytes::Bytes {
+    let at = 2 * usize::from(seq);
+    bytes::Bytes::from_static(&TRANSPORT_SEQUENCE_BYTES[at..at + 2])
+}
 
 /// Builder for the [`TwccSenderInterceptor`].
 ///
@@ -98,14 +116,12 @@ impl TwccSenderInterceptor {
             let seq = self.next_sequence_number;
             self.next_sequence_number = self.next_sequence_number.wrapping_add(1);
 
-            let tcc_ext = rtp::extension::transport_cc_extension::TransportCcExtension {
-                transport_sequence: seq,
-            };
-            if let Ok(ext_data) = tcc_ext.marshal() {
-                let _ = rtp_packet
-                    .header
-                    .set_extension(stream.hdr_ext_id, ext_data.freeze());
-            }
+            // Patched (see PATCHED.md): the extension's bytes come from a static table, not a
+            // `BytesMut` marshalled and frozen for every packet, so writing it allocates nothing
+            // and neither does cloning the packet later (the NACK responder keeps a copy).
+            let _ = rtp_packet
+                .header
+                .set_extension(stream.hdr_ext_id, transport_sequence_bytes(seq));
         }
     }
 }
@@ -179,7 +195,7 @@ mod tests {
     use crate::stream_info::RTPHeaderExtension;
     use sansio::Protocol;
     use shared::TransportContext;
-    use shared::marshal::Unmarshal;
+    use shared::marshal::{Marshal, Unmarshal};
     use std::time::Instant;
 
     const TWCC_URI: &str =
@@ -226,6 +242,19 @@ mod tests {
         let mut chain = Chain::new(vec![Box::new(TwccSenderBuilder::new().build())]);
         chain.bind_local_stream(&stream_info(1, 5));
         chain
+    }
+
+    // Patched (see PATCHED.md): the table holds what the extension marshals to.
+    #[test]
+    fn the_static_extension_bodies_are_the_marshalled_extensions() {
+        for seq in [0, 1, 255, 256, 0x1234, 0x8000, u16::MAX] {
+            let marshalled = rtp::extension::transport_cc_extension::TransportCcExtension {
+                transport_sequence: seq,
+            }
+            .marshal()
+            .unwrap();
+            assert_eq!(&marshalled[..], &super::transport_sequence_bytes(seq)[..]);
+        }
     }
 
     #[test]

@@ -1972,6 +1972,8 @@ where
         // 1.c peer_connection poll_write() - Send all outgoing packets, coalescing
         // consecutive same-destination datagrams into single UDP GSO syscalls.
         let writes = Self::drain_core_writes(self.inner.clone()).await;
+        // Patched (see PATCHED.md): local tracks waiting for room may write again.
+        self.inner.media_writes_were_drained();
         self.flush_writes(writes).await;
 
         Ok(())

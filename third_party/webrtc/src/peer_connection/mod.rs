@@ -76,7 +76,7 @@ use rtc::ice::mdns::MulticastDnsMode;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::peer_connection::configuration::{RTCAnswerOptions, RTCOfferOptions};
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-use rtc::rtp_transceiver::{RTCRtpTransceiverId, RTCRtpTransceiverInit};
+use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverId, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use rtc::shared::error::{Error, Result};
 pub use rtc::statistics::StatsSelector;
@@ -769,6 +769,14 @@ pub(crate) struct PeerConnectionRef {
     /// Counts coalesced sends (driver already behind) to drive a periodic
     /// cooperative yield — see [`PeerConnectionRef::wake_writes`].
     pub(crate) write_backpressure: std::sync::atomic::AtomicUsize,
+    /// Patched (see PATCHED.md): RTP packets local tracks wrote into the core since the
+    /// driver last drained its writes. [`PeerConnectionRef::write_rtp`] waits on
+    /// `media_writes_drained` while it is at [`MEDIA_WRITES_QUEUED_MAX`], the bound the
+    /// driver's event channel used to set.
+    pub(crate) media_writes_queued: std::sync::atomic::AtomicUsize,
+    /// Patched (see PATCHED.md): woken by the driver when it drained writes a full
+    /// `media_writes_queued` was waiting for, and by `close()`/`Drop`.
+    pub(crate) media_writes_drained: crate::runtime::Notify,
     /// Shutdown flag set by `close()`/`Drop`. The driver checks it at the top of
     /// every loop iteration, so the event loop — and thus a dedicated reactor
     /// thread — terminates even when the accompanying best-effort `Close` wake
@@ -906,6 +914,11 @@ fn will_restart_ice(core: &RTCPeerConnection, desc: &RTCSessionDescription) -> b
 /// the send buffer run far ahead of the ~1 MB SCTP window.
 const WRITE_YIELD_INTERVAL: usize = 128;
 
+/// Patched (see PATCHED.md): RTP packets local tracks may have written into the core
+/// before the driver drains them; a track's `write_rtp` waits while this many are queued.
+/// The capacity of the application → driver channel, which bounded them before.
+pub(crate) const MEDIA_WRITES_QUEUED_MAX: usize = APPLICATION_TO_DRIVER_EVENT_CHANNEL_CAPACITY;
+
 impl PeerConnectionRef {
     /// Whether `close()`, `Drop` or a driver exit has begun shutting the connection down.
     #[inline]
@@ -939,6 +952,59 @@ impl PeerConnectionRef {
         if self.discard_local_candidates_during_ice_restart {
             self.ice_restart_rebind_pending
                 .store(true, Ordering::Release);
+        }
+    }
+
+    /// Patched (see PATCHED.md): writes `packet` to the RTP sender `sender_id` in the core,
+    /// then wakes the driver to send it, the way [`DataChannel::send`] writes data, instead of
+    /// handing the packet to the driver task through its event channel. A burst of packets
+    /// then costs the driver one loop iteration, not one each. Waits while
+    /// [`MEDIA_WRITES_QUEUED_MAX`] packets are queued in the core for the driver.
+    ///
+    /// # Errors
+    ///
+    /// `ErrConnectionClosed` once the connection is closing, `ErrRTPSenderNotExisted` for a
+    /// sender the core no longer has, and whatever the core's `write_rtp` fails with (before
+    /// the patch the driver logged those).
+    pub(crate) async fn write_rtp(
+        &self,
+        sender_id: RTCRtpSenderId,
+        packet: rtc::rtp::Packet,
+    ) -> Result<()> {
+        loop {
+            if self.is_closing() {
+                return Err(Error::ErrConnectionClosed);
+            }
+            if self.media_writes_queued.load(Ordering::Acquire) < MEDIA_WRITES_QUEUED_MAX {
+                break;
+            }
+            // Register, then re-check: a drain between the check and the registration is
+            // caught by the re-check, one after it by the listener.
+            let drained = self.media_writes_drained.listen();
+            if self.is_closing()
+                || self.media_writes_queued.load(Ordering::Acquire) < MEDIA_WRITES_QUEUED_MAX
+            {
+                continue;
+            }
+            drained.await;
+        }
+        {
+            let mut core = self.core.lock().await;
+            let mut sender = core
+                .rtp_sender(sender_id)
+                .ok_or(Error::ErrRTPSenderNotExisted)?;
+            sender.write_rtp(self.runtime.now(), packet)?;
+        }
+        self.media_writes_queued.fetch_add(1, Ordering::AcqRel);
+        self.wake_writes().await;
+        Ok(())
+    }
+
+    /// Patched (see PATCHED.md): called by the driver after it drained the core's writes;
+    /// wakes the tracks waiting in [`write_rtp`](Self::write_rtp) for room.
+    pub(crate) fn media_writes_were_drained(&self) {
+        if self.media_writes_queued.swap(0, Ordering::AcqRel) >= MEDIA_WRITES_QUEUED_MAX {
+            self.media_writes_drained.notify_waiters();
         }
     }
 
@@ -1010,6 +1076,8 @@ impl PeerConnectionImpl {
                 driver_event_tx,
                 write_pending: AtomicBool::new(false),
                 write_backpressure: std::sync::atomic::AtomicUsize::new(0),
+                media_writes_queued: std::sync::atomic::AtomicUsize::new(0),
+                media_writes_drained: crate::runtime::Notify::new(),
                 closing: AtomicBool::new(false),
                 data_channel_send_buffer_limit,
                 data_channel_backpressure: crate::runtime::Notify::new(),
@@ -1109,6 +1177,8 @@ impl Drop for PeerConnectionImpl {
             // Wake a sender blocked in `DataChannel::writable()` so it returns promptly
             // instead of waiting out its 50 ms backstop past teardown (mirrors `close`).
             self.inner.data_channel_backpressure.notify_waiters();
+            // Patched (see PATCHED.md): and a track waiting for the core's writes to drain.
+            self.inner.media_writes_drained.notify_waiters();
             // overflow: nudge — `closing` is the durable signal, checked at the top of the
             // driver loop. `Drop` cannot await, and does not need to.
             let _ = self
@@ -1135,6 +1205,8 @@ impl PeerConnection for PeerConnectionImpl {
         // and returns `ErrDataChannelClosed` at once, rather than waiting out its 50 ms
         // liveness backstop — the driver has stopped draining `outstanding_bytes`.
         self.inner.data_channel_backpressure.notify_waiters();
+        // Patched (see PATCHED.md): and a track waiting for the core's writes to drain.
+        self.inner.media_writes_drained.notify_waiters();
         // Best-effort wake. A send failure here is benign, not an error:
         // `closing` already guarantees the driver terminates, and it may already
         // have observed the flag and dropped the receiver via its independent
@@ -1617,6 +1689,8 @@ mod tests {
             driver_event_tx,
             write_pending: AtomicBool::new(false),
             write_backpressure: AtomicUsize::new(0),
+            media_writes_queued: std::sync::atomic::AtomicUsize::new(0),
+            media_writes_drained: crate::runtime::Notify::new(),
             closing: AtomicBool::new(false),
             data_channel_send_buffer_limit: usize::MAX,
             data_channel_backpressure: crate::runtime::Notify::new(),
@@ -1704,6 +1778,35 @@ mod tests {
                 .expect("driver should be woken within 1s")
                 .expect("driver event channel should not be closed");
             assert!(matches!(event, PeerConnectionDriverEvent::WriteNotify));
+        }));
+    }
+
+    // Patched (see PATCHED.md): a track's write waits while the core holds as many packets as
+    // the driver's channel did, goes on once the driver drained them, and a connection that
+    // closes releases it. (No sender 7 exists: a write that went on fails on that.)
+    #[test]
+    fn a_track_write_waits_for_the_driver_while_the_core_queue_is_full() {
+        let rt = default_runtime().expect("test requires a runtime feature");
+        rt.block_on(Box::pin(async {
+            let (inner, _driver_event_rx) = new_test_peer_connection().await;
+            let packet = rtc::rtp::Packet::default();
+
+            inner
+                .media_writes_queued
+                .store(MEDIA_WRITES_QUEUED_MAX, Ordering::Release);
+            let mut write = Box::pin(inner.write_rtp(7.into(), packet.clone()));
+            assert!(futures::poll!(&mut write).is_pending());
+            inner.media_writes_were_drained();
+            assert!(matches!(write.await, Err(Error::ErrRTPSenderNotExisted)));
+
+            inner
+                .media_writes_queued
+                .store(MEDIA_WRITES_QUEUED_MAX, Ordering::Release);
+            let mut write = Box::pin(inner.write_rtp(7.into(), packet));
+            assert!(futures::poll!(&mut write).is_pending());
+            inner.closing.store(true, Ordering::Release);
+            inner.media_writes_drained.notify_waiters();
+            assert!(matches!(write.await, Err(Error::ErrConnectionClosed)));
         }));
     }
 }

@@ -280,7 +280,11 @@ impl RTCPeerConnection {
             };
         }
 
-        run_handlers!(get_endpoint_handler, get_interceptor_handler, get_srtp_handler);
+        run_handlers!(
+            get_endpoint_handler,
+            get_interceptor_handler,
+            get_srtp_handler
+        );
         let mut media = VecDeque::new();
         if intermediate_wouts.iter().all(is_encrypted_media) {
             std::mem::swap(&mut media, &mut intermediate_wouts);

@@ -126,7 +126,9 @@ impl<'a>
                 RTPMessage::Packet(Packet::Rtp(rtp_message)) => {
                     if let Some(context) = self.ctx.local_srtp_context.as_mut() {
                         let packet = rtp_message.marshal()?;
-                        context.encrypt_rtp(&packet)?
+                        // Patched (see PATCHED.md): the header is at hand; `encrypt_rtp` would
+                        // parse it back out of `packet`, allocating for its extensions.
+                        context.encrypt_rtp_with_header(&packet, &rtp_message.header)?
                     } else {
                         return Err(Error::Other(format!(
                             "local_srtp_context is not set yet for rtp_packet {:?}",

@@ -28,13 +28,13 @@ pub(crate) use rtp_stream::inbound::InboundRtpStreamAccumulator;
 pub(crate) use rtp_stream::outbound::OutboundRtpStreamAccumulator;
 pub(crate) use transport::TransportStatsAccumulator;
 
-use interceptor::fast_hash::FastHashMap;
 use crate::data_channel::RTCDataChannelId;
 use crate::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
 use crate::rtp_transceiver::{PayloadType, RTCRtpTransceiverId, SSRC};
 use crate::statistics::StatsSelector;
 use crate::statistics::report::{RTCStatsReport, RTCStatsReportEntry};
 use ice::CandidatePairStats;
+use interceptor::fast_hash::FastHashMap;
 use sctp::StreamId;
 use std::collections::HashMap;
 use std::time::Instant;

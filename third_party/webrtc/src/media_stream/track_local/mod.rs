@@ -44,12 +44,14 @@
 
 use crate::error::Result;
 use crate::media_stream::Track;
+use crate::peer_connection::PeerConnectionRef;
 use crate::peer_connection::driver::PeerConnectionDriverEvent;
 use crate::runtime::{Receiver, Sender};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpParameters;
 use rtc::{rtcp, rtp};
+use std::sync::Weak;
 
 /// Events that can occur on a [`TrackLocal`] (a track we send).
 #[derive(Debug, Clone)]
@@ -78,6 +80,9 @@ pub struct TrackLocalContext {
     pub(crate) rtp_sender_id: RTCRtpSenderId,
     pub(crate) rtp_parameters: RTCRtpParameters,
     pub(crate) driver_event_tx: Sender<PeerConnectionDriverEvent>,
+    /// Patched (see PATCHED.md): the connection whose core RTP is written into. `Weak`, as
+    /// the connection holds the track through its transceivers.
+    pub(crate) peer_connection: Weak<PeerConnectionRef>,
 }
 
 /// A local media track that can be sent to a remote peer.

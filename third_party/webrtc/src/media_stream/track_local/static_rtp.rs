@@ -246,17 +246,21 @@ impl TrackLocal for TrackLocalStaticRTP {
         *self.evt_rx.lock().await = None;
     }
 
+    // Patched (see PATCHED.md): written into the connection's core by this task, not sent
+    // to the driver task as an event.
     async fn write_rtp(&self, packet: rtp::Packet) -> Result<()> {
         let ctx_opt = self.ctx.lock().await;
         if let Some(ctx) = &*ctx_opt {
-            let tx = ctx.driver_event_tx.clone();
+            let peer_connection = ctx
+                .peer_connection
+                .upgrade()
+                .ok_or(Error::ErrConnectionClosed)?;
             let rtp_sender_id = ctx.rtp_sender_id;
             drop(ctx_opt);
-            // overflow: awaited — producer is the application in `write_rtp`. Blocking
-            // the sender is the outbound back-pressure mechanism, not a failure mode.
-            tx.send(PeerConnectionDriverEvent::SenderRtp(rtp_sender_id, packet))
-                .await
-                .map_err(|e| Error::Other(format!("{:?}", e)))
+            // overflow: awaited — `write_rtp` waits while the core holds as many packets as
+            // the driver's event channel did; blocking the sender is the outbound
+            // back-pressure mechanism, not a failure mode.
+            peer_connection.write_rtp(rtp_sender_id, packet).await
         } else {
             Err(Error::Other("track is not binding yet".to_string()))
         }
