@@ -724,6 +724,9 @@ where
     pub(crate) fn signal_stopped(&self) {
         self.inner.closing.store(true, Ordering::Release);
         self.inner.data_channel_backpressure.notify_waiters();
+        // Patched (see PATCHED.md): and a track waiting for the core's writes to drain, which
+        // a stopped driver never will.
+        self.inner.media_writes_drained.notify_waiters();
     }
 
     /// Run the driver event loop
