@@ -21,6 +21,13 @@ const CONFERENCE: &str = "bench";
 
 /// The node process's main (`SFU_BENCH_NODE=1`): prints its signaling URL, then serves.
 pub fn node_process() {
+    // The node's own log on stderr when asked for (`RUST_LOG`), e.g. its shedding decisions.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let threads = std::env::var("SFU_BENCH_THREADS")
         .ok()
         .and_then(|t| t.parse().ok())
