@@ -271,6 +271,11 @@ impl prometheus_client::collector::Collector for NodeCollector {
                 &retransmits.dropped,
             ),
             (
+                "retransmissions_unanswered",
+                "Packets subscribers asked for again (NACK) that were not answered because the node was shedding load.",
+                &retransmits.unanswered,
+            ),
+            (
                 "retransmissions_repeated",
                 "Retransmissions to subscribers not held twice: asked for again while held.",
                 &retransmits.repeated,

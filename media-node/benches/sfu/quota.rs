@@ -1,12 +1,15 @@
-//! Half a CPU for the SFU process (`SFU_BENCH_NODE_SHARE=half`): a cgroup with a CPU quota of
-//! 50 ms per 100 ms (cgroup v2 `cpu.max`, or v1 `cpu.cfs_quota_us`), so that both SFUs are
-//! pushed past saturation alike while the clients keep up. Dropping the quota moves the
-//! process back and removes the cgroup.
+//! Part of a CPU for the SFU process (`SFU_BENCH_NODE_SHARE=half`, or a share such as `0.3`):
+//! a cgroup with a CPU quota of that share of each 100 ms (cgroup v2 `cpu.max`, or v1
+//! `cpu.cfs_quota_us`), so that both SFUs are pushed past saturation alike while the clients
+//! keep up. Dropping the quota moves the process back and removes the cgroup.
 
 use std::fs;
 use std::path::PathBuf;
 
 use anyhow::Context;
+
+/// The quota's period, in microseconds.
+const PERIOD_US: u32 = 100_000;
 
 /// The cgroup holding one SFU process.
 pub struct CpuQuota {
@@ -16,34 +19,43 @@ pub struct CpuQuota {
 }
 
 impl CpuQuota {
-    /// Holds `pid` to half a CPU when the environment asks for it.
+    /// Holds `pid` to the share of a CPU the environment asks for, if it does.
     pub fn from_env(pid: u32) -> anyhow::Result<Option<CpuQuota>> {
-        match std::env::var("SFU_BENCH_NODE_SHARE").as_deref() {
-            Ok("half") => CpuQuota::half(pid).map(Some),
-            Ok(other) => anyhow::bail!("SFU_BENCH_NODE_SHARE is {other:?}; only \"half\" is known"),
-            Err(_) => Ok(None),
-        }
+        let Ok(share) = std::env::var("SFU_BENCH_NODE_SHARE") else {
+            return Ok(None);
+        };
+        let fraction = match share.as_str() {
+            "half" => 0.5,
+            other => other
+                .parse::<f64>()
+                .ok()
+                .filter(|f| *f > 0.0 && *f <= 1.0)
+                .with_context(|| {
+                    format!("SFU_BENCH_NODE_SHARE is {other:?}: \"half\" or a share of one CPU")
+                })?,
+        };
+        CpuQuota::share(pid, (fraction * f64::from(PERIOD_US)) as u32).map(Some)
     }
 
-    fn half(pid: u32) -> anyhow::Result<CpuQuota> {
+    fn share(pid: u32, quota_us: u32) -> anyhow::Result<CpuQuota> {
         let name = format!("conclave-sfu-bench-{}", std::process::id());
         let v2 = PathBuf::from("/sys/fs/cgroup");
-        let (parent, limits): (PathBuf, &[(&str, &str)]) = if v2.join("cgroup.controllers").exists()
-        {
-            (v2, &[("cpu.max", "50000 100000")])
-        } else {
-            (
-                PathBuf::from("/sys/fs/cgroup/cpu"),
-                &[
-                    ("cpu.cfs_period_us", "100000"),
-                    ("cpu.cfs_quota_us", "50000"),
-                ],
-            )
-        };
+        let (parent, limits): (PathBuf, Vec<(&str, String)>) =
+            if v2.join("cgroup.controllers").exists() {
+                (v2, vec![("cpu.max", format!("{quota_us} {PERIOD_US}"))])
+            } else {
+                (
+                    PathBuf::from("/sys/fs/cgroup/cpu"),
+                    vec![
+                        ("cpu.cfs_period_us", PERIOD_US.to_string()),
+                        ("cpu.cfs_quota_us", quota_us.to_string()),
+                    ],
+                )
+            };
         let dir = parent.join(name);
         fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let quota = CpuQuota { dir, parent, pid };
-        for (file, value) in limits {
+        for (file, value) in &limits {
             fs::write(quota.dir.join(file), value)
                 .with_context(|| format!("writing {file} of {}", quota.dir.display()))?;
         }

@@ -4,14 +4,20 @@
 //! control interceptor's `TargetBitrateChanged` on the read leg and what media leaves from the
 //! media it writes, holds retransmissions beyond their share, and releases them on its timer
 //! with the release instant as their time, so the send history below records when they really
-//! left. Media and RTCP pass untouched.
+//! left. Media and RTCP pass untouched, but for one case: while the node sheds load
+//! (`forward::shedding`), subscribers' NACKs are taken out of what they send before the NACK
+//! responder sees them. Past its limit the node loses packets because it is late itself, and
+//! every subscriber asks for all of them again: answering would spend the CPU that the media
+//! it still forwards needs, make more packets late, and more asked for (a collapse to a
+//! tenth of its rate was measured). The subscribers ask for keyframes instead.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
 use rtc::shared::marshal::MarshalSize;
@@ -19,9 +25,14 @@ use rtc::shared::marshal::MarshalSize;
 use super::congestion::{announced_estimates, ceiling_of};
 use crate::forward::retransmit_pacing::{Offered, RetransmitPacer};
 
-/// What retransmission pacing did, on every peer connection.
+/// What retransmission pacing did, on every peer connection, and whether the node sheds.
 #[derive(Debug, Default)]
 pub struct RetransmitCounters {
+    /// Set while the node sheds load: NACKs are not answered.
+    pub shedding: AtomicBool,
+    /// Packets subscribers asked for again (one per sequence number) that were not answered
+    /// because the node was shedding.
+    pub unanswered: AtomicU64,
     /// Retransmissions sent (at once or after waiting).
     pub sent: AtomicU64,
     /// Of those, sent after waiting for their share.
@@ -81,6 +92,26 @@ impl RetransmitPacing {
     }
 }
 
+/// Takes the NACKs out of an RTCP compound; returns how many packets they asked for.
+fn strip_nacks(msg: &mut TaggedPacket) -> usize {
+    let Packet::Rtcp(packets) = &mut msg.message.packet else {
+        return 0;
+    };
+    let mut asked = 0;
+    packets.retain(|p| match p.as_any().downcast_ref::<TransportLayerNack>() {
+        Some(nack) => {
+            asked += nack
+                .nacks
+                .iter()
+                .map(|pair| 1 + pair.lost_packets.count_ones() as usize)
+                .sum::<usize>();
+            false
+        }
+        None => true,
+    });
+    asked
+}
+
 /// What pacing does with an outgoing packet.
 enum Leg {
     /// Media, RTCP: on at once.
@@ -96,9 +127,13 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RetransmitPacing {
     type Error = Error;
     type Time = Instant;
 
-    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         for estimate in announced_estimates(&msg) {
             self.pacer.set_ceiling(msg.now, ceiling_of(estimate));
+        }
+        if self.counters.shedding.load(Ordering::Relaxed) {
+            let unanswered = strip_nacks(&mut msg);
+            self.count(&self.counters.unanswered, unanswered);
         }
         self.reads.push_back(msg);
         Ok(())
@@ -206,5 +241,48 @@ mod tests {
         assert!(pacing.poll_write().is_some());
         assert!(pacing.write_through(&mut packet(1)));
         assert_eq!(pacing.counters.sent.load(Ordering::Relaxed), 1);
+    }
+
+    fn feedback() -> TaggedPacket {
+        use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+        use rtc::rtcp::transport_feedbacks::transport_layer_nack::NackPair;
+        let nack = TransportLayerNack {
+            sender_ssrc: 9,
+            media_ssrc: 1,
+            nacks: vec![NackPair {
+                packet_id: 100,
+                lost_packets: 0b101,
+            }],
+        };
+        let pli = PictureLossIndication {
+            sender_ssrc: 9,
+            media_ssrc: 1,
+        };
+        TaggedPacket {
+            now: Instant::now(),
+            transport: TransportContext::default(),
+            message: AttributedPacket::new(Packet::Rtcp(vec![Box::new(nack), Box::new(pli)])),
+        }
+    }
+
+    fn kept(pacing: &mut RetransmitPacing) -> usize {
+        match pacing.poll_read().map(|m| m.message.packet) {
+            Some(Packet::Rtcp(packets)) => packets.len(),
+            _ => panic!("the feedback is passed on"),
+        }
+    }
+
+    /// While the node sheds, subscribers' NACKs are taken out of their feedback (the rest of
+    /// it, such as a keyframe request, goes on) and counted by packets asked for.
+    #[test]
+    fn nacks_go_unanswered_while_the_node_sheds() {
+        let mut pacing = RetransmitPacing::new(Default::default());
+        pacing.handle_read(feedback()).unwrap();
+        assert_eq!(kept(&mut pacing), 2, "not shedding: all of it");
+
+        pacing.counters.shedding.store(true, Ordering::Relaxed);
+        pacing.handle_read(feedback()).unwrap();
+        assert_eq!(kept(&mut pacing), 1, "shedding: the keyframe request only");
+        assert_eq!(pacing.counters.unanswered.load(Ordering::Relaxed), 3);
     }
 }

@@ -2,7 +2,8 @@
 //! decides per packet with the plain [`Forwarder`], rewrites SSRC, payload type, sequence,
 //! timestamp and header extensions to the subscriber's negotiation, checks the result against
 //! that negotiation (the webrtc crate would refuse a mismatch) and writes it. While the node
-//! sheds layers (`forward::shedding`), it aims no higher than the level allows.
+//! sheds load (`forward::shedding`), it aims no higher than the level allows, and a queue
+//! whose head waited longer than [`STALE`] is dropped and its video restarted from a keyframe.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,9 +22,14 @@ use crate::forward::layers::{Layer, Quality};
 use crate::forward::shedding::layer_cap;
 use crate::forward::{Decision, DropReason, Forwarder, InboundPacket};
 use crate::node::NodeStats;
+use crate::room::model::TrackKind;
 
 /// Packets a subscription may have queued before new ones are dropped (slow subscriber).
 pub const QUEUE_DEPTH: usize = 512;
+/// While the node sheds load, a packet that waited this long in its subscription's queue is
+/// stale: the frame it belongs to would reach the subscriber too late to be shown, and the
+/// packets queued behind it later still.
+pub const STALE: Duration = Duration::from_millis(250);
 /// How often the subscription refreshes the publisher's layer statistics.
 const LAYER_REFRESH: Duration = Duration::from_millis(250);
 
@@ -226,6 +232,26 @@ impl Subscription {
         }
     }
 
+    /// The queue's head is stale while the node sheds: drops it and everything queued behind
+    /// it (counted as dropped on a full queue: the queue held more than the node can send in
+    /// time), and has a video start again from a fresh keyframe, so that what the subscriber
+    /// gets next is whole frames rather than the tails of frames it can no longer show.
+    async fn resync(&mut self, queue: &mut mpsc::Receiver<Arc<ForwardItem>>) {
+        self.stats.forward.dropped(DropReason::QueueFull);
+        while queue.try_recv().is_ok() {
+            self.stats.forward.dropped(DropReason::QueueFull);
+        }
+        if self.publication.info.kind != TrackKind::Video || self.forwarder.paused() {
+            return;
+        }
+        let now = Instant::now();
+        self.forwarder.set_paused(true, now);
+        self.forwarder.set_paused(false, now);
+        if let Some(layer) = self.forwarder.keyframe_request(now) {
+            self.publication.request_keyframe(layer).await;
+        }
+    }
+
     async fn refresh(&mut self) {
         let now = Instant::now();
         let before = self.forwarder.target_layer();
@@ -285,6 +311,10 @@ pub async fn run_subscription(
             },
             item = queue.recv() => {
                 let Some(item) = item else { break };
+                if sub.stats.shedding_level() > 0 && item.received_at.elapsed() > STALE {
+                    sub.resync(&mut queue).await;
+                    continue;
+                }
                 // One packet at a time: draining a burst back to back was measured to delay
                 // the other subscriptions without saving CPU (benches/README.md).
                 sub.forward(&item).await;

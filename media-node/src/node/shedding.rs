@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use super::NodeStats;
 use crate::forward::DropReason;
 use crate::forward::shedding::{Governor, LATE, Sample, describe};
+use crate::media::retransmit_pacer::RetransmitCounters;
+use std::sync::atomic::Ordering;
 
 /// How often the governor samples.
 const INTERVAL: Duration = Duration::from_millis(500);
@@ -41,8 +43,9 @@ impl Totals {
     }
 }
 
-/// Runs the governor for `stats` until the task is dropped.
-pub async fn govern(stats: Arc<NodeStats>) {
+/// Runs the governor for `stats` until the task is dropped; `retransmits` learns whether the
+/// node sheds (it answers no NACK then).
+pub async fn govern(stats: Arc<NodeStats>, retransmits: Arc<RetransmitCounters>) {
     let mut governor = Governor::default();
     let mut before = Totals::read(&stats);
     let mut tick = tokio::time::interval(INTERVAL);
@@ -62,6 +65,7 @@ pub async fn govern(stats: Arc<NodeStats>) {
                 describe(level)
             );
             stats.set_shedding_level(level);
+            retransmits.shedding.store(level > 0, Ordering::Relaxed);
         }
     }
 }
