@@ -12,7 +12,8 @@ pub enum DropReason {
     AwaitingKeyframe,
     /// Older than the last layer switch: forwarding it would break the rewritten sequence.
     BeforeSwitch,
-    /// The subscriber's queue was full (slow subscriber); dropped rather than stalling others.
+    /// The subscriber's queue was full (slow subscriber), or held packets too old to show
+    /// while the node shed load; dropped rather than stalling others.
     QueueFull,
     /// The rewritten packet would not match the subscriber's negotiation (SSRC, payload type or
     /// header extension id), which the webrtc crate would refuse; caught and counted here.

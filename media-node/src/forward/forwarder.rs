@@ -172,6 +172,16 @@ impl Forwarder {
         }
     }
 
+    /// Starts again on a keyframe of the layer it aims at, as a resumed subscription does
+    /// (packets queued for it were dropped, so what follows cannot be decoded without one);
+    /// a paused subscription stays paused.
+    pub fn restart(&mut self, now: Instant) {
+        if !self.paused {
+            self.selector.restart();
+            self.selector.aim(now);
+        }
+    }
+
     /// Whether forwarding is paused.
     pub fn paused(&self) -> bool {
         self.paused
@@ -390,6 +400,35 @@ mod tests {
             first.seq.wrapping_add(1),
             "no gap in the sequence"
         );
+    }
+
+    #[test]
+    fn a_restarted_video_waits_for_a_keyframe_and_its_output_has_no_gap() {
+        let t0 = Instant::now();
+        let mut f = video();
+        f.negotiated(&negotiation());
+        let Decision::Forward(first) = f.on_packet(packet(0, 10, VP8_KEY), t0) else {
+            panic!("the first keyframe starts forwarding");
+        };
+        // Packets 11 to 19 were dropped from the queue.
+        f.restart(t0);
+        assert_eq!(f.keyframe_request(t0), Some(0), "it asks for a keyframe");
+        assert_eq!(
+            f.on_packet(packet(0, 20, VP8_DELTA), t0),
+            Decision::Drop(DropReason::AwaitingKeyframe)
+        );
+        let Decision::Forward(next) = f.on_packet(packet(0, 21, VP8_KEY), t0) else {
+            panic!("the keyframe starts forwarding again");
+        };
+        assert_eq!(
+            next.seq,
+            first.seq.wrapping_add(1),
+            "no gap in the sequence"
+        );
+
+        f.set_paused(true, t0);
+        f.restart(t0);
+        assert!(f.paused(), "a paused video stays paused");
     }
 
     fn video_config() -> ForwarderConfig {

@@ -241,12 +241,11 @@ impl Subscription {
         while queue.try_recv().is_ok() {
             self.stats.forward.dropped(DropReason::QueueFull);
         }
-        if self.publication.info.kind != TrackKind::Video || self.forwarder.paused() {
+        if self.publication.info.kind != TrackKind::Video {
             return;
         }
         let now = Instant::now();
-        self.forwarder.set_paused(true, now);
-        self.forwarder.set_paused(false, now);
+        self.forwarder.restart(now);
         if let Some(layer) = self.forwarder.keyframe_request(now) {
             self.publication.request_keyframe(layer).await;
         }
