@@ -189,10 +189,7 @@ where
             sampler.sample(&sampler_node.stats);
         }
     });
-    let governor = tokio::spawn(crate::node::shedding::govern(
-        Arc::clone(&node.stats),
-        Arc::clone(&node.settings.media.retransmits),
-    ));
+    let governor = tokio::spawn(crate::node::shedding::govern(Arc::clone(&node.stats)));
     tracing::info!(%addr, node = %node.settings.name, "signaling listening");
     let app = router(node, limits).into_make_service_with_connect_info::<Peer>();
     // A connection has as long to send its request head as a socket has to join.

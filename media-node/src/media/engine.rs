@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU8;
 use std::time::Duration;
 
 use rtc::ice::mdns::MulticastDnsMode;
@@ -52,6 +53,9 @@ pub struct MediaSettings {
     pub estimates: Arc<EstimateCounters>,
     /// What retransmission pacing towards subscribers did, on every peer connection.
     pub retransmits: Arc<RetransmitCounters>,
+    /// The node's shedding level (`forward::shedding`), set by its governor through
+    /// `NodeStats`; retransmission pacing reads it.
+    pub shedding_level: Arc<AtomicU8>,
 }
 
 impl MediaSettings {
@@ -67,6 +71,7 @@ impl MediaSettings {
             repair: Default::default(),
             estimates: Default::default(),
             retransmits: Default::default(),
+            shedding_level: Default::default(),
         }
     }
 }
@@ -128,7 +133,10 @@ fn interceptors(engine: &mut MediaEngine, settings: &MediaSettings) -> Result<Re
         )
         .with(
             Slot::Pacer,
-            RetransmitPacing::new(Arc::clone(&settings.retransmits)),
+            RetransmitPacing::new(
+                Arc::clone(&settings.retransmits),
+                Arc::clone(&settings.shedding_level),
+            ),
         )
         .with(Slot::TwccSender, TwccSenderBuilder::new().build())
         .with(

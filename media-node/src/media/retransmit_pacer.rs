@@ -13,7 +13,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Instant;
 
 use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
@@ -25,11 +25,9 @@ use rtc::shared::marshal::MarshalSize;
 use super::congestion::{announced_estimates, ceiling_of};
 use crate::forward::retransmit_pacing::{Offered, RetransmitPacer};
 
-/// What retransmission pacing did, on every peer connection, and whether the node sheds.
+/// What retransmission pacing did, on every peer connection.
 #[derive(Debug, Default)]
 pub struct RetransmitCounters {
-    /// Set while the node sheds load: NACKs are not answered.
-    pub shedding: AtomicBool,
     /// Packets subscribers asked for again (one per sequence number) that were not answered
     /// because the node was shedding.
     pub unanswered: AtomicU64,
@@ -48,17 +46,21 @@ pub struct RetransmitPacing {
     pacer: RetransmitPacer<TaggedPacket>,
     rtx_ssrcs: HashSet<u32>,
     counters: Arc<RetransmitCounters>,
+    /// The node's shedding level: above 0, NACKs are not answered.
+    shedding_level: Arc<AtomicU8>,
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
 }
 
 impl RetransmitPacing {
-    /// Pacing that counts into `counters`.
-    pub fn new(counters: Arc<RetransmitCounters>) -> Self {
+    /// Pacing that counts into `counters` and answers no NACK while `shedding_level` is
+    /// above 0.
+    pub fn new(counters: Arc<RetransmitCounters>, shedding_level: Arc<AtomicU8>) -> Self {
         Self {
             pacer: RetransmitPacer::new(),
             rtx_ssrcs: HashSet::new(),
             counters,
+            shedding_level,
             reads: VecDeque::new(),
             writes: VecDeque::new(),
         }
@@ -131,7 +133,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RetransmitPacing {
         for estimate in announced_estimates(&msg) {
             self.pacer.set_ceiling(msg.now, ceiling_of(estimate));
         }
-        if self.counters.shedding.load(Ordering::Relaxed) {
+        if self.shedding_level.load(Ordering::Relaxed) > 0 {
             let unanswered = strip_nacks(&mut msg);
             self.count(&self.counters.unanswered, unanswered);
         }
@@ -224,7 +226,7 @@ mod tests {
     /// anything behind a packet still waiting here, takes the long way.
     #[test]
     fn media_passes_in_place_and_retransmissions_do_not() {
-        let mut pacing = RetransmitPacing::new(Default::default());
+        let mut pacing = RetransmitPacing::new(Default::default(), Default::default());
         pacing.bind_local_stream(&StreamInfo {
             ssrc: 1,
             ssrc_rtx: Some(2),
@@ -276,11 +278,11 @@ mod tests {
     /// it, such as a keyframe request, goes on) and counted by packets asked for.
     #[test]
     fn nacks_go_unanswered_while_the_node_sheds() {
-        let mut pacing = RetransmitPacing::new(Default::default());
+        let mut pacing = RetransmitPacing::new(Default::default(), Default::default());
         pacing.handle_read(feedback()).unwrap();
         assert_eq!(kept(&mut pacing), 2, "not shedding: all of it");
 
-        pacing.counters.shedding.store(true, Ordering::Relaxed);
+        pacing.shedding_level.store(5, Ordering::Relaxed);
         pacing.handle_read(feedback()).unwrap();
         assert_eq!(kept(&mut pacing), 1, "shedding: the keyframe request only");
         assert_eq!(pacing.counters.unanswered.load(Ordering::Relaxed), 3);

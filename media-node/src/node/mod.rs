@@ -123,9 +123,10 @@ fn write<T>(l: &RwLock<T>, value: T) {
 impl NodeState {
     /// A node with no rooms, not ready until its address is known and its watch synced.
     pub fn new(settings: NodeSettings) -> Arc<Self> {
+        let shedding_level = Arc::clone(&settings.media.shedding_level);
         Arc::new(Self {
             settings,
-            stats: Arc::new(NodeStats::default()),
+            stats: Arc::new(NodeStats::sharing_shedding_level(shedding_level)),
             rooms: Mutex::new(HashMap::new()),
             public_ip: RwLock::new(None),
             published_ports: RwLock::new(PublishedPorts::default()),

@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 use super::NodeStats;
 use crate::forward::DropReason;
 use crate::forward::shedding::{Governor, LATE, Sample, describe};
-use crate::media::retransmit_pacer::RetransmitCounters;
-use std::sync::atomic::Ordering;
 
 /// How often the governor samples.
 const INTERVAL: Duration = Duration::from_millis(500);
@@ -43,9 +41,8 @@ impl Totals {
     }
 }
 
-/// Runs the governor for `stats` until the task is dropped; `retransmits` learns whether the
-/// node sheds (it answers no NACK then).
-pub async fn govern(stats: Arc<NodeStats>, retransmits: Arc<RetransmitCounters>) {
+/// Runs the governor for `stats` until the task is dropped.
+pub async fn govern(stats: Arc<NodeStats>) {
     let mut governor = Governor::default();
     let mut before = Totals::read(&stats);
     let mut tick = tokio::time::interval(INTERVAL);
@@ -65,7 +62,6 @@ pub async fn govern(stats: Arc<NodeStats>, retransmits: Arc<RetransmitCounters>)
                 describe(level)
             );
             stats.set_shedding_level(level);
-            retransmits.shedding.store(level > 0, Ordering::Relaxed);
         }
     }
 }

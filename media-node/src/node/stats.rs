@@ -2,6 +2,7 @@
 //! rooms, participants, tracks, signaling errors, bitrates and CPU, shared lock-free by the
 //! forwarding tasks, the metrics endpoint and the load reporter.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,8 @@ pub struct NodeStats {
     ingress_bps: AtomicU64,
     egress_bps: AtomicU64,
     cpu_millicores: AtomicU64,
-    shedding_level: AtomicU8,
+    /// Shared with every peer connection's retransmission pacing (`MediaSettings`).
+    shedding_level: Arc<AtomicU8>,
     shedding_steps: [AtomicU64; 2],
 }
 
@@ -49,6 +51,14 @@ pub struct LoadSnapshot {
 }
 
 impl NodeStats {
+    /// Counters whose shedding level is `shedding_level`, which others read too.
+    pub fn sharing_shedding_level(shedding_level: Arc<AtomicU8>) -> Self {
+        Self {
+            shedding_level,
+            ..Self::default()
+        }
+    }
+
     /// A room opened.
     pub fn room_opened(&self) {
         self.rooms.fetch_add(1, Ordering::Relaxed);
@@ -315,6 +325,15 @@ mod tests {
         assert_eq!(s.participants(), 0);
         s.participant_joined();
         assert_eq!(s.load().participants, 1);
+    }
+
+    #[test]
+    fn the_shedding_level_set_here_is_the_one_shared() {
+        let shared = Arc::new(AtomicU8::new(0));
+        let s = NodeStats::sharing_shedding_level(Arc::clone(&shared));
+        s.set_shedding_level(3);
+        assert_eq!(shared.load(Ordering::Relaxed), 3);
+        assert_eq!(s.shedding_level(), 3);
     }
 
     #[test]
