@@ -36,12 +36,12 @@ use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, R
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::state::RTCIceGatheringState;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::rtcp;
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use rtc::sansio::Protocol;
 use rtc::shared::error::{Error, Result};
 use rtc::shared::ifaces::ifaces;
 use rtc::shared::{FourTuple, TaggedBytesMut, TransportContext, TransportProtocol};
-use rtc::{rtcp, rtp};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -478,7 +478,7 @@ fn is_link_local(ip: &IpAddr) -> bool {
 /// Unified inner message type for the peer connection driver
 #[derive(Debug)]
 pub(crate) enum PeerConnectionDriverEvent {
-    SenderRtp(RTCRtpSenderId, rtp::Packet),
+    // Patched (see PATCHED.md): no `SenderRtp`; tracks write RTP into the core themselves.
     SenderRtcp(RTCRtpSenderId, Vec<Box<dyn rtcp::Packet>>),
     ReceiverRtcp(RTCRtpReceiverId, Vec<Box<dyn rtcp::Packet>>),
     RemoteIceTcpPassiveCandidate(Candidate),
@@ -723,10 +723,7 @@ where
     /// on its next re-check; the wake makes that immediate. Idempotent on the clean path.
     pub(crate) fn signal_stopped(&self) {
         self.inner.closing.store(true, Ordering::Release);
-        self.inner.data_channel_backpressure.notify_waiters();
-        // Patched (see PATCHED.md): and a track waiting for the core's writes to drain, which
-        // a stopped driver never will.
-        self.inner.media_writes_drained.notify_waiters();
+        self.inner.wake_blocked_writers(); // patched: see PATCHED.md
     }
 
     /// Run the driver event loop
@@ -1650,19 +1647,6 @@ where
         // One instant for the whole event: everything this dispatches is caused by it.
         let now = self.inner.runtime.now();
         match evt {
-            PeerConnectionDriverEvent::SenderRtp(sender_id, packet) => {
-                let mut core = self.inner.core.lock().await;
-                if let Some(mut sender) = core.rtp_sender(sender_id) {
-                    if let Err(err) = sender.write_rtp(now, packet) {
-                        error!("Failed to send RTP: {}", err);
-                    }
-                } else {
-                    error!(
-                        "Failed to send RTP due to unknown sender id {:?}",
-                        sender_id
-                    );
-                }
-            }
             PeerConnectionDriverEvent::SenderRtcp(sender_id, rtcp_packets) => {
                 let mut core = self.inner.core.lock().await;
                 if let Some(mut sender) = core.rtp_sender(sender_id) {

@@ -1000,6 +1000,14 @@ impl PeerConnectionRef {
         Ok(())
     }
 
+    /// Patched (see PATCHED.md): wakes every writer waiting on the driver, a data channel
+    /// sender at its send-buffer limit and a track waiting for the core's writes to drain, so
+    /// that each re-checks `closing` (called by `close()`, `Drop` and a driver that stopped).
+    pub(crate) fn wake_blocked_writers(&self) {
+        self.data_channel_backpressure.notify_waiters();
+        self.media_writes_drained.notify_waiters();
+    }
+
     /// Patched (see PATCHED.md): called by the driver after it drained the core's writes;
     /// wakes the tracks waiting in [`write_rtp`](Self::write_rtp) for room.
     pub(crate) fn media_writes_were_drained(&self) {
@@ -1176,9 +1184,7 @@ impl Drop for PeerConnectionImpl {
             self.inner.closing.store(true, Ordering::Release);
             // Wake a sender blocked in `DataChannel::writable()` so it returns promptly
             // instead of waiting out its 50 ms backstop past teardown (mirrors `close`).
-            self.inner.data_channel_backpressure.notify_waiters();
-            // Patched (see PATCHED.md): and a track waiting for the core's writes to drain.
-            self.inner.media_writes_drained.notify_waiters();
+            self.inner.wake_blocked_writers(); // patched: see PATCHED.md
             // overflow: nudge — `closing` is the durable signal, checked at the top of the
             // driver loop. `Drop` cannot await, and does not need to.
             let _ = self
@@ -1204,9 +1210,7 @@ impl PeerConnection for PeerConnectionImpl {
         // Wake any sender blocked in `DataChannel::writable()` so it observes `closing`
         // and returns `ErrDataChannelClosed` at once, rather than waiting out its 50 ms
         // liveness backstop — the driver has stopped draining `outstanding_bytes`.
-        self.inner.data_channel_backpressure.notify_waiters();
-        // Patched (see PATCHED.md): and a track waiting for the core's writes to drain.
-        self.inner.media_writes_drained.notify_waiters();
+        self.inner.wake_blocked_writers(); // patched: see PATCHED.md
         // Best-effort wake. A send failure here is benign, not an error:
         // `closing` already guarantees the driver terminates, and it may already
         // have observed the flag and dropped the receiver via its independent
@@ -1805,7 +1809,7 @@ mod tests {
             let mut write = Box::pin(inner.write_rtp(7.into(), packet));
             assert!(futures::poll!(&mut write).is_pending());
             inner.closing.store(true, Ordering::Release);
-            inner.media_writes_drained.notify_waiters();
+            inner.wake_blocked_writers();
             assert!(matches!(write.await, Err(Error::ErrConnectionClosed)));
         }));
     }
