@@ -383,23 +383,22 @@ mod tests {
 
         let t1 = t0 + Duration::from_secs(2);
         f.set_paused(false, t1);
+        starts_again_on_a_keyframe(&mut f, first.seq, 13, t1);
+    }
+
+    /// After a pause or a restart: `f` asks for a keyframe, drops the delta frame `seq`
+    /// waiting for it, and forwards the keyframe `seq + 1` right after `last_seq`, the
+    /// sequence number it sent before.
+    fn starts_again_on_a_keyframe(f: &mut Forwarder, last_seq: u16, seq: u16, now: Instant) {
+        assert_eq!(f.keyframe_request(now), Some(0), "it asks for a keyframe");
         assert_eq!(
-            f.keyframe_request(t1),
-            Some(0),
-            "resuming asks for a keyframe"
-        );
-        assert_eq!(
-            f.on_packet(packet(0, 13, VP8_DELTA), t1),
+            f.on_packet(packet(0, seq, VP8_DELTA), now),
             Decision::Drop(DropReason::AwaitingKeyframe)
         );
-        let Decision::Forward(resumed) = f.on_packet(packet(0, 14, VP8_KEY), t1) else {
-            panic!("the keyframe resumes forwarding");
+        let Decision::Forward(next) = f.on_packet(packet(0, seq + 1, VP8_KEY), now) else {
+            panic!("the keyframe starts forwarding again");
         };
-        assert_eq!(
-            resumed.seq,
-            first.seq.wrapping_add(1),
-            "no gap in the sequence"
-        );
+        assert_eq!(next.seq, last_seq.wrapping_add(1), "no gap in the sequence");
     }
 
     #[test]
@@ -412,19 +411,7 @@ mod tests {
         };
         // Packets 11 to 19 were dropped from the queue.
         f.restart(t0);
-        assert_eq!(f.keyframe_request(t0), Some(0), "it asks for a keyframe");
-        assert_eq!(
-            f.on_packet(packet(0, 20, VP8_DELTA), t0),
-            Decision::Drop(DropReason::AwaitingKeyframe)
-        );
-        let Decision::Forward(next) = f.on_packet(packet(0, 21, VP8_KEY), t0) else {
-            panic!("the keyframe starts forwarding again");
-        };
-        assert_eq!(
-            next.seq,
-            first.seq.wrapping_add(1),
-            "no gap in the sequence"
-        );
+        starts_again_on_a_keyframe(&mut f, first.seq, 20, t0);
 
         f.set_paused(true, t0);
         f.restart(t0);
