@@ -10,7 +10,9 @@
 //! 7. all but the most relevant camera of each subscriber.
 //!
 //! Audio and screen shares are never shed. The node sheds once it has been behind for two
-//! samples in a row; a level waits a second to take effect before the next. Once the node has
+//! samples in a row; a level waits a second to take effect before the next. Levels 1 and 2
+//! are passed over, up and down, while no publisher sends simulcast layers: they would take
+//! nothing off, and the node would stay behind two seconds longer. Once the node has
 //! kept up for 10 s it undoes one level, if what that level took off fits: the governor
 //! remembers the load each level was taken at and what was left once it acted, and the most
 //! the node forwarded while behind (its ceiling); it gives a level back only when the load it
@@ -56,6 +58,8 @@ pub struct Sample {
     pub late: u64,
     /// Packets dropped because a subscription's queue was full.
     pub queue_full: u64,
+    /// Some publisher sends simulcast layers (levels 1 and 2 have something to take off).
+    pub layered: bool,
 }
 
 impl Sample {
@@ -142,11 +146,12 @@ impl Governor {
             }
             let sustained = now.duration_since(behind_since) >= BEHIND_FOR;
             if settled && sustained && self.level < MAX_LEVEL {
-                self.steps[usize::from(self.level)] = Step {
+                let next = level_above(self.level, sample.layered);
+                self.steps[usize::from(next - 1)] = Step {
                     before: sample.offered(),
                     after: None,
                 };
-                return Some(self.change(self.level + 1, now));
+                return Some(self.change(next, now));
             }
             return None;
         }
@@ -156,7 +161,7 @@ impl Governor {
         if self.level > 0 && settled && calm >= self.calm_needed && self.undo_fits(sample) {
             self.undone_at = Some(now);
             self.calm_since = Some(now);
-            return Some(self.change(self.level - 1, now));
+            return Some(self.change(level_below(self.level, sample.layered), now));
         }
         if self.level == 0 && calm >= CALM_MAX {
             self.calm_needed = CALM_FIRST;
@@ -188,6 +193,27 @@ impl Governor {
         self.changed_at = Some(now);
         level
     }
+}
+
+/// Whether `level` takes off something the level below it left: levels 1 and 2 cap simulcast
+/// layers, which only a layered publisher has.
+fn takes_off(level: u8, layered: bool) -> bool {
+    layered || level > 2
+}
+
+/// The next level up from `level` that takes something off (at most [`MAX_LEVEL`]).
+fn level_above(level: u8, layered: bool) -> u8 {
+    (level + 1..MAX_LEVEL)
+        .find(|l| takes_off(*l, layered))
+        .unwrap_or(MAX_LEVEL)
+}
+
+/// The next level down from `level` (above 0) that takes something off, or 0.
+fn level_below(level: u8, layered: bool) -> u8 {
+    (1..level)
+        .rev()
+        .find(|l| takes_off(*l, layered))
+        .unwrap_or(0)
 }
 
 /// The best quality any subscriber gets at `level`.
@@ -249,11 +275,13 @@ mod tests {
         forwarded: 1000,
         late: 0,
         queue_full: 0,
+        layered: true,
     };
     const BEHIND: Sample = Sample {
         forwarded: 1000,
         late: 300,
         queue_full: 0,
+        layered: true,
     };
 
     fn at(start: Instant, ms: u64) -> Instant {
@@ -275,6 +303,7 @@ mod tests {
             forwarded: 10,
             late: 10,
             queue_full: 10,
+            layered: true,
         };
         assert!(!idle.overloaded(), "too few packets to tell");
     }
@@ -303,6 +332,43 @@ mod tests {
             None,
             "no level above the last"
         );
+    }
+
+    #[test]
+    fn without_layered_publishers_the_layer_levels_are_passed_over_both_ways() {
+        let behind = Sample {
+            layered: false,
+            ..BEHIND
+        };
+        // Level 4 took the load from 1000 to 600 a sample; then people left (400).
+        let acted = Sample {
+            layered: false,
+            forwarded: 600,
+            ..CALM
+        };
+        let calm = Sample {
+            forwarded: 400,
+            ..acted
+        };
+        let t = Instant::now();
+        let mut g = Governor::default();
+        assert_eq!(g.sample(&behind, t), None);
+        assert_eq!(
+            g.sample(&behind, at(t, 500)),
+            Some(3),
+            "straight to cameras"
+        );
+        assert_eq!(g.sample(&behind, at(t, 1500)), Some(4));
+        assert_eq!(g.sample(&acted, at(t, 2500)), None);
+        assert_eq!(g.sample(&calm, at(t, 12_500)), Some(3));
+        assert_eq!(
+            g.sample(&calm, at(t, 22_500)),
+            Some(0),
+            "level 3 undone to 0"
+        );
+        // A publisher started simulcast meanwhile: the layer levels count again.
+        g.sample(&BEHIND, at(t, 83_000));
+        assert_eq!(g.sample(&BEHIND, at(t, 83_500)), Some(1));
     }
 
     #[test]
@@ -371,6 +437,7 @@ mod tests {
             forwarded: 800,
             late: 0,
             queue_full: 200,
+            layered: true,
         };
         g.sample(&behind, at(t, 0));
         assert_eq!(g.sample(&behind, at(t, 500)), Some(1));
@@ -379,6 +446,7 @@ mod tests {
             forwarded: 600,
             late: 0,
             queue_full: 0,
+            layered: true,
         };
         for ms in (1000..=30_000).step_by(500) {
             assert_eq!(

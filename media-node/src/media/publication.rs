@@ -232,11 +232,39 @@ pub fn fan_out(sinks: &[Arc<Sink>], item: &Arc<ForwardItem>, stats: &NodeStats) 
     }
 }
 
+/// Counts a publication as layered in the node's stats (the shedding governor's levels 1 and
+/// 2 have something to take off) from its first layer above the lowest until its reader ends.
+struct LayeredMark {
+    stats: Arc<NodeStats>,
+    marked: bool,
+}
+
+impl LayeredMark {
+    fn saw(&mut self, layer: Layer) {
+        if layer > 0 && !self.marked {
+            self.marked = true;
+            self.stats.layered_publication_started();
+        }
+    }
+}
+
+impl Drop for LayeredMark {
+    fn drop(&mut self) {
+        if self.marked {
+            self.stats.layered_publication_ended();
+        }
+    }
+}
+
 /// Reads the publisher's track until it ends, fanning packets out to the subscriptions.
 /// `discard` reads and counts without forwarding (media refused by the conference).
 pub async fn run_reader(publication: Arc<Publication>, stats: Arc<NodeStats>, discard: bool) {
     let track = Arc::clone(&publication.track);
     let mut layers: HashMap<u32, Layer> = HashMap::new();
+    let mut layered = LayeredMark {
+        stats: Arc::clone(&stats),
+        marked: false,
+    };
     let audio_level_id = publication
         .format
         .extensions
@@ -251,6 +279,7 @@ pub async fn run_reader(publication: Arc<Publication>, stats: Arc<NodeStats>, di
                     _ => 0,
                 };
                 layers.insert(init.ssrc, layer);
+                layered.saw(layer);
                 publication.layer_ssrc[usize::from(layer)].store(init.ssrc, Ordering::Relaxed);
             }
             TrackRemoteEvent::OnRtpPacket(packet) => {
@@ -274,6 +303,7 @@ pub async fn run_reader(publication: Arc<Publication>, stats: Arc<NodeStats>, di
                         });
                         let l = rid.map_or(0, |rid| layer_for_rid(&rid, layers.len()));
                         layers.insert(ssrc, l);
+                        layered.saw(l);
                         publication.layer_ssrc[usize::from(l)].store(ssrc, Ordering::Relaxed);
                         l
                     }

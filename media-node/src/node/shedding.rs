@@ -18,6 +18,7 @@ struct Totals {
     forwarded: u64,
     late: u64,
     queue_full: u64,
+    layered: bool,
 }
 
 impl Totals {
@@ -29,6 +30,7 @@ impl Totals {
             forwarded: stats.forward.forwarded_total(),
             late: all.saturating_sub(within),
             queue_full: stats.forward.dropped_total(DropReason::QueueFull),
+            layered: stats.any_layered_publication(),
         }
     }
 
@@ -37,6 +39,7 @@ impl Totals {
             forwarded: self.forwarded.saturating_sub(earlier.forwarded),
             late: self.late.saturating_sub(earlier.late),
             queue_full: self.queue_full.saturating_sub(earlier.queue_full),
+            layered: self.layered,
         }
     }
 }

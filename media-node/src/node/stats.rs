@@ -19,6 +19,7 @@ pub struct NodeStats {
     participants: AtomicU32,
     tracks_in: AtomicU32,
     tracks_out: AtomicU32,
+    layered_publications: AtomicU32,
     signaling_errors: AtomicU64,
     joins_refused: AtomicU64,
     /// What the signaling limits cut off.
@@ -90,6 +91,18 @@ impl NodeStats {
     /// A track was unpublished.
     pub fn publication_ended(&self) {
         dec(&self.tracks_in);
+    }
+    /// A publication turned out to send simulcast layers.
+    pub fn layered_publication_started(&self) {
+        self.layered_publications.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A publication that sent simulcast layers ended.
+    pub fn layered_publication_ended(&self) {
+        dec(&self.layered_publications);
+    }
+    /// Whether some publication sends simulcast layers.
+    pub fn any_layered_publication(&self) -> bool {
+        self.layered_publications.load(Ordering::Relaxed) > 0
     }
     /// A subscription started.
     pub fn subscription_started(&self) {
