@@ -37,6 +37,7 @@ use chromium::call::{all_connected, fail, open_all, screenshot, tile_until, vide
 use common::call::{active_named, conference_named, join_url, keys_of, link_to, now};
 use common::fixtures::{create, drain, media_pods_on, pod_ready, pool, ports, ready_nodes};
 use conclave_crds::{Conference, ConferencePhase, MediaNode, MediaNodePhase, MediaPool, labels};
+use conclave_testenv::dns::DnsServer;
 use conclave_testenv::images::Image;
 use conclave_testenv::load_balancer::LoadBalancer;
 use conclave_testenv::operator::Operator;
@@ -1456,6 +1457,72 @@ async fn two_media_nodes_of_one_pool_share_a_kubernetes_node_behind_node_port_se
     );
 }
 
+/// The first MediaNode of a LoadBalancer pool, once its `AddressReachable` condition says it
+/// waits for its load balancer: the node, and what the condition says.
+async fn awaiting_load_balancer(env: &TestEnv, ns: &TestNamespace) -> (MediaNode, String) {
+    let (node, waiting) = wait::until(
+        "a MediaNode awaiting its load balancer",
+        TIMEOUT,
+        || async {
+            let nodes = ns.api::<MediaNode>().list(&Default::default()).await.ok()?;
+            let node = nodes.items.into_iter().next()?;
+            let c = node.status.as_ref()?.conditions.iter().find(|c| {
+                c.type_ == labels::condition::ADDRESS_REACHABLE && c.reason == "LoadBalancerPending"
+            })?;
+            let message = c.message.clone();
+            Some((node, message))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, ns)));
+    println!("{} waits: {waiting}", node.name_any());
+    assert_ne!(
+        node.status.as_ref().unwrap().phase,
+        Some(MediaNodePhase::Ready),
+        "Ready without an address"
+    );
+    (node, waiting)
+}
+
+/// Once the load balancer gave `ip`: the node is Ready, published at `ip` with the pool's own
+/// ports, its probe answered there, and two browsers call through it (`what`, the artifacts'
+/// directory `artifacts`).
+async fn call_through_load_balancer(
+    env: &TestEnv,
+    ns: &TestNamespace,
+    ip: &str,
+    ports: common::fixtures::Ports,
+    what: &str,
+    artifacts: &str,
+) {
+    let nodes = common::fixtures::wait_for_ready_nodes(env, ns, 1).await;
+    let name = nodes[0].name_any();
+    let status = nodes[0].status.clone().unwrap();
+    let addresses = status.addresses.unwrap();
+    assert_eq!(addresses.public.as_deref(), Some(ip));
+    assert_eq!(addresses.udp_port, Some(ports.udp), "the pool's own port");
+    let signaling = format!("ws://{ip}:{}/rtc", ports.signaling);
+    assert_eq!(addresses.signaling_url.as_deref(), Some(signaling.as_str()));
+    let reachable = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == labels::condition::ADDRESS_REACHABLE)
+        .unwrap();
+    assert_eq!(reachable.reason, "ProbeAnswered", "{}", reachable.message);
+    println!("{name} reached at {signaling}: {}", reachable.message);
+
+    let placed = conference(env, ns).await;
+    let url = join_url(&placed);
+    assert_eq!(url, signaling);
+    let (key, _) = keys(ns).await;
+    let names = ["alice", "bob"];
+    let mut browsers = Chromium::start(&env.artifacts().join(artifacts)).await;
+    open_each(&mut browsers, &names, &url, &key, "").await;
+    call_flows_through(env, ns, &mut browsers, &names, &url, what).await;
+    screenshot(env, &mut browsers, "alice", artifacts).await;
+    browsers.close().await;
+}
+
 /// LoadBalancer exposure: the media node's Service is of type LoadBalancer; until a load
 /// balancer gives it an address the node takes no conference and its `AddressReachable`
 /// condition says what it waits for; once one does (this test's stand-in for MetalLB's
@@ -1473,28 +1540,8 @@ async fn a_media_node_behind_a_load_balancer_takes_calls_once_its_address_is_giv
                       "service": {"annotations": {"lb.conclave.test/pool": "media"}}}
     });
     create(&ns, &pool("web", ports, spec)).await;
-    let (node, waiting) = wait::until(
-        "a MediaNode awaiting its load balancer",
-        TIMEOUT,
-        || async {
-            let nodes = ns.api::<MediaNode>().list(&Default::default()).await.ok()?;
-            let node = nodes.items.into_iter().next()?;
-            let c = node.status.as_ref()?.conditions.iter().find(|c| {
-                c.type_ == labels::condition::ADDRESS_REACHABLE && c.reason == "LoadBalancerPending"
-            })?;
-            let message = c.message.clone();
-            Some((node, message))
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, &ns)));
+    let (node, _) = awaiting_load_balancer(env, &ns).await;
     let name = node.name_any();
-    println!("{name} waits: {waiting}");
-    assert_ne!(
-        node.status.as_ref().unwrap().phase,
-        Some(MediaNodePhase::Ready),
-        "Ready without an address"
-    );
     let services = ns.api::<Service>();
     let service = services.get(&name).await.unwrap();
     assert_eq!(service.annotations()["lb.conclave.test/pool"], "media");
@@ -1511,39 +1558,60 @@ async fn a_media_node_behind_a_load_balancer_takes_calls_once_its_address_is_giv
         .await
         .unwrap();
     let ip = load_balancer.ip().to_string();
-    let nodes = common::fixtures::wait_for_ready_nodes(env, &ns, 1).await;
-    let status = nodes[0].status.clone().unwrap();
-    let addresses = status.addresses.unwrap();
-    assert_eq!(addresses.public.as_deref(), Some(ip.as_str()));
-    assert_eq!(addresses.udp_port, Some(ports.udp), "the pool's own port");
-    let signaling = format!("ws://{ip}:{}/rtc", ports.signaling);
-    assert_eq!(addresses.signaling_url.as_deref(), Some(signaling.as_str()));
-    let reachable = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == labels::condition::ADDRESS_REACHABLE)
-        .unwrap();
-    assert_eq!(reachable.reason, "ProbeAnswered", "{}", reachable.message);
-    println!("{name} reached at {signaling}: {}", reachable.message);
-
-    let placed = conference(env, &ns).await;
-    let url = join_url(&placed);
-    assert_eq!(url, signaling);
-    let (key, _) = keys(&ns).await;
-    let names = ["alice", "bob"];
-    let mut browsers = Chromium::start(&env.artifacts().join("browser-lb")).await;
-    open_each(&mut browsers, &names, &url, &key, "").await;
-    call_flows_through(
+    call_through_load_balancer(
         env,
         &ns,
-        &mut browsers,
-        &names,
-        &url,
+        &ip,
+        ports,
         "through the load balancer",
+        "load-balancer",
     )
     .await;
-    screenshot(env, &mut browsers, "alice", "load-balancer").await;
-    browsers.close().await;
+}
+
+/// A load balancer that names a host instead of an address, as AWS's Network Load Balancer
+/// does (this test's stand-in: a hostname in the Service's status, resolved by the test's own
+/// DNS server, whose address forwards straight to the pod, as IP targets do): the operator
+/// publishes the address the name resolves to, and two browsers call through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_call_through_a_load_balancer_that_names_a_host() {
+    let _one_at_a_time = chromium::exclusive().await;
+    let dns = DnsServer::start().await.unwrap();
+    let dns_server = format!("--dns-server={}", dns.address());
+    let (env, ns, _operator) = common::start_with("browser-lb-host", &[&dns_server]).await;
+    let ports = ports();
+    let spec = json!({
+        "nodeCapacity": {"participants": 20, "rooms": 5},
+        "scaling": {"minNodes": 1, "maxNodes": 1, "bufferParticipants": 0},
+        "mediaNode": {"exposure": "LoadBalancer"}
+    });
+    create(&ns, &pool("web", ports, spec)).await;
+    let (node, _) = awaiting_load_balancer(env, &ns).await;
+    let name = node.name_any();
+    let pod_ip = wait::until("the media node's pod address", TIMEOUT, || async {
+        let pod = ns.api::<Pod>().get(&name).await.ok()?;
+        pod.status?.pod_ip?.parse().ok()
+    })
+    .await
+    .unwrap();
+    let pod = ns.api::<Pod>().get(&name).await.unwrap();
+    let kube_node = env.node(&pod.spec.unwrap().node_name.unwrap()).unwrap();
+    let host = format!("{name}.lb.conclave.test");
+    let services = ns.api::<Service>();
+    let load_balancer = LoadBalancer::assign_hostname(&services, &name, kube_node, &host, pod_ip)
+        .await
+        .unwrap();
+    dns.set(&host, &[load_balancer.ip()]);
+    let ip = load_balancer.ip().to_string();
+    call_through_load_balancer(
+        env,
+        &ns,
+        &ip,
+        ports,
+        &format!("through the load balancer named {host}"),
+        "load-balancer-hostname",
+    )
+    .await;
 }
 
 /// ICE-TCP: a network that drops every UDP datagram to and from the media node's port (an
