@@ -64,6 +64,12 @@ struct Args {
     /// conference is placed; the pool's default is 5).
     #[arg(long, default_value_t = 20.0)]
     warmup_minutes: f64,
+    /// Day: the pool's minNodes.
+    #[arg(long, default_value_t = 2)]
+    min_nodes: u32,
+    /// Day: the pool's bufferParticipants.
+    #[arg(long, default_value_t = 100)]
+    buffer_participants: u32,
     /// Day: conferences give no expectedParticipants, so each reserves its maxParticipants
     /// (the day as it ran before expectedParticipants existed).
     #[arg(long)]
@@ -84,7 +90,12 @@ struct Sizes {
     cost: CostSettings,
 }
 
-fn sizes(full: bool, seed: u64, warmup_minutes: f64) -> Sizes {
+fn sizes(
+    full: bool,
+    seed: u64,
+    warmup_minutes: f64,
+    (min_nodes, buffer_participants): (u32, u32),
+) -> Sizes {
     let (label, day_nodes, day_seconds, conferences, cost_nodes, cost_conferences) = if full {
         ("full", 400, 600.0, 5000, 1000, 10_000)
     } else {
@@ -102,9 +113,9 @@ fn sizes(full: bool, seed: u64, warmup_minutes: f64) -> Sizes {
             day_seconds,
             node_participants: 100,
             node_rooms: 25,
-            min_nodes: 2,
+            min_nodes,
             max_nodes: day_nodes as u32,
-            buffer_participants: 100,
+            buffer_participants,
             // The warm-up (20 minutes of the day unless told) ahead of a scheduled start (the
             // autoscaler starts nodes a node start before it), and 10 minutes of surplus
             // before a node drains (at least the few real seconds a node takes to start).
@@ -150,7 +161,12 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let settings = Settings::from_env();
-    let mut s = sizes(args.full, args.seed, args.warmup_minutes);
+    let mut s = sizes(
+        args.full,
+        args.seed,
+        args.warmup_minutes,
+        (args.min_nodes, args.buffer_participants),
+    );
     s.day.day.conferences = args.day_conferences.unwrap_or(s.day.day.conferences);
     s.cost.media_nodes = args.media_nodes.unwrap_or(s.cost.media_nodes);
     s.cost.conferences = args.conferences.unwrap_or(s.cost.conferences);
