@@ -1458,8 +1458,8 @@ async fn two_media_nodes_of_one_pool_share_a_kubernetes_node_behind_node_port_se
 }
 
 /// The first MediaNode of a LoadBalancer pool, once its `AddressReachable` condition says it
-/// waits for its load balancer: the node, and what the condition says.
-async fn awaiting_load_balancer(env: &TestEnv, ns: &TestNamespace) -> (MediaNode, String) {
+/// waits for its load balancer (not Ready meanwhile).
+async fn awaiting_load_balancer(env: &TestEnv, ns: &TestNamespace) -> MediaNode {
     let (node, waiting) = wait::until(
         "a MediaNode awaiting its load balancer",
         TIMEOUT,
@@ -1481,7 +1481,7 @@ async fn awaiting_load_balancer(env: &TestEnv, ns: &TestNamespace) -> (MediaNode
         Some(MediaNodePhase::Ready),
         "Ready without an address"
     );
-    (node, waiting)
+    node
 }
 
 /// Once the load balancer gave `ip`: the node is Ready, published at `ip` with the pool's own
@@ -1540,7 +1540,7 @@ async fn a_media_node_behind_a_load_balancer_takes_calls_once_its_address_is_giv
                       "service": {"annotations": {"lb.conclave.test/pool": "media"}}}
     });
     create(&ns, &pool("web", ports, spec)).await;
-    let (node, _) = awaiting_load_balancer(env, &ns).await;
+    let node = awaiting_load_balancer(env, &ns).await;
     let name = node.name_any();
     let services = ns.api::<Service>();
     let service = services.get(&name).await.unwrap();
@@ -1586,7 +1586,7 @@ async fn browsers_call_through_a_load_balancer_that_names_a_host() {
         "mediaNode": {"exposure": "LoadBalancer"}
     });
     create(&ns, &pool("web", ports, spec)).await;
-    let (node, _) = awaiting_load_balancer(env, &ns).await;
+    let node = awaiting_load_balancer(env, &ns).await;
     let name = node.name_any();
     let pod_ip = wait::until("the media node's pod address", TIMEOUT, || async {
         let pod = ns.api::<Pod>().get(&name).await.ok()?;

@@ -147,10 +147,13 @@ impl Governor {
             let sustained = now.duration_since(behind_since) >= BEHIND_FOR;
             if settled && sustained && self.level < MAX_LEVEL {
                 let next = level_above(self.level, sample.layered);
-                self.steps[usize::from(next - 1)] = Step {
+                // A level passed over gets the step too, so that figures of an earlier climb
+                // through it never judge an undo into it.
+                let step = Step {
                     before: sample.offered(),
                     after: None,
                 };
+                self.steps[usize::from(self.level)..usize::from(next)].fill(step);
                 return Some(self.change(next, now));
             }
             return None;
@@ -332,6 +335,34 @@ mod tests {
             None,
             "no level above the last"
         );
+    }
+
+    #[test]
+    fn the_next_level_either_way_passes_over_the_layer_levels_without_layers() {
+        for (level, layered, above, below) in [
+            (0, true, 1, 0),
+            (0, false, 3, 0),
+            (1, true, 2, 0),
+            (2, false, 3, 0),
+            (3, true, 4, 2),
+            (3, false, 4, 0),
+            (4, false, 5, 3),
+            (6, false, MAX_LEVEL, 5),
+            (MAX_LEVEL, true, MAX_LEVEL, 6),
+        ] {
+            assert_eq!(
+                level_above(level, layered),
+                above,
+                "above {level}, {layered}"
+            );
+            if level > 0 {
+                assert_eq!(
+                    level_below(level, layered),
+                    below,
+                    "below {level}, {layered}"
+                );
+            }
+        }
     }
 
     #[test]
