@@ -260,10 +260,26 @@ mod tests {
         (c, k)
     }
 
-    fn temp_dir(name: &str) -> PathBuf {
+    /// A directory of the test's own, removed when the test ends, passed or failed.
+    struct TempDir(PathBuf);
+
+    impl std::ops::Deref for TempDir {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn temp_dir(name: &str) -> TempDir {
         let dir = std::env::temp_dir().join(format!("conclave-tls-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        dir
+        TempDir(dir)
     }
 
     async fn serve(certs: &Arc<Certificates>) -> SocketAddr {

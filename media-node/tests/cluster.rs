@@ -39,6 +39,10 @@ impl Drop for ControlPlane {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+        // A failed run's log stays for reading.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(self.dir.with_extension("log"));
+        }
     }
 }
 
@@ -52,7 +56,10 @@ fn control_plane_binary() -> Option<PathBuf> {
 }
 
 async fn start_control_plane(binary: PathBuf) -> (ControlPlane, KubeClient) {
-    let dir = std::env::temp_dir().join(format!("media-node-cluster-{}", std::process::id()));
+    // Under the build's own scratch directory: the log stays there for a failed run to read,
+    // nothing is left in the system's temporary directory.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("media-node-cluster-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     let log = std::fs::File::create(dir.with_extension("log")).expect("log file");

@@ -40,10 +40,18 @@ mod tests {
 
     #[test]
     fn keeps_the_last_lines() {
-        let path = std::env::temp_dir().join(format!("testenv-tail-{}", std::process::id()));
-        std::fs::write(&path, "a\nb\nc\n").unwrap();
-        assert_eq!(tail(&path, 2), "b\nc");
-        assert_eq!(tail(&path, 10), "a\nb\nc");
+        /// The file, removed when the test ends, passed or failed.
+        struct Written(std::path::PathBuf);
+        impl Drop for Written {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+        let file =
+            Written(std::env::temp_dir().join(format!("testenv-tail-{}", std::process::id())));
+        std::fs::write(&file.0, "a\nb\nc\n").unwrap();
+        assert_eq!(tail(&file.0, 2), "b\nc");
+        assert_eq!(tail(&file.0, 10), "a\nb\nc");
         assert!(tail(Path::new("/nonexistent/x"), 1).contains("cannot be read"));
     }
 }
