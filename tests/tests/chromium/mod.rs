@@ -54,9 +54,19 @@ impl Chromium {
         ensure_driver();
         std::fs::create_dir_all(dir).unwrap();
         let log = dir.join("driver.log");
+        // Chromium's sound client keeps its runtime files there (without one, a directory of
+        // its own in /tmp, left behind).
+        let runtime = dir.join("xdg-runtime");
+        std::fs::create_dir_all(&runtime).unwrap();
+        std::fs::set_permissions(
+            &runtime,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
         let mut child = Command::new("node")
             .arg(workspace_dir().join("tests/browser/driver.mjs"))
             .current_dir(workspace_dir().join("tests/browser"))
+            .env("XDG_RUNTIME_DIR", &runtime)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
