@@ -95,6 +95,7 @@ impl Helm {
             .env("HELM_CACHE_HOME", self.state_dir.join("cache"))
             .env("HELM_CONFIG_HOME", self.state_dir.join("config"))
             .env("HELM_DATA_HOME", self.state_dir.join("data"))
+            .env("KUBECACHEDIR", self.state_dir.join("kube-cache"))
             .stdin(Stdio::null())
             .output()
             .await

@@ -9,16 +9,18 @@ use tokio::process::Command;
 
 use crate::error::{Context, Error};
 
-/// kubectl, pointed at one cluster.
+/// kubectl, pointed at one cluster, keeping its discovery cache under `cache_dir` (not in the
+/// home directory, where every test's API server would leave one).
 #[derive(Debug, Clone)]
 pub struct Kubectl {
     binary: PathBuf,
     kubeconfig: PathBuf,
+    cache_dir: PathBuf,
 }
 
 impl Kubectl {
     /// kubectl for the cluster of `kubeconfig`; fails with how to build it when it is missing.
-    pub fn new(binary: &Path, kubeconfig: &Path) -> Result<Kubectl, Error> {
+    pub fn new(binary: &Path, kubeconfig: &Path, cache_dir: &Path) -> Result<Kubectl, Error> {
         if !binary.is_file() {
             return Err(Error::BinaryMissing {
                 path: binary.to_owned(),
@@ -27,6 +29,7 @@ impl Kubectl {
         Ok(Kubectl {
             binary: binary.to_owned(),
             kubeconfig: kubeconfig.to_owned(),
+            cache_dir: cache_dir.to_owned(),
         })
     }
 
@@ -54,6 +57,7 @@ impl Kubectl {
         command
             .args(args)
             .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECACHEDIR", &self.cache_dir)
             .stdin(Stdio::null());
         command
     }

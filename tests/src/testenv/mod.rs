@@ -142,7 +142,11 @@ impl TestEnv {
 
     /// kubectl for this cluster (`CONCLAVE_KUBECTL`, built by `make controlplane`).
     pub fn kubectl(&self) -> Result<crate::kubectl::Kubectl, Error> {
-        crate::kubectl::Kubectl::new(&Settings::from_env().kubectl, &self.kubeconfig)
+        crate::kubectl::Kubectl::new(
+            &Settings::from_env().kubectl,
+            &self.kubeconfig,
+            &self.artifacts.join("kubectl-cache"),
+        )
     }
 
     /// The helm CLI for this cluster (`CONCLAVE_HELM`, built by `make helm`).
