@@ -41,7 +41,7 @@ use conclave_testenv::dns::DnsServer;
 use conclave_testenv::images::Image;
 use conclave_testenv::load_balancer::LoadBalancer;
 use conclave_testenv::operator::Operator;
-use conclave_testenv::{TestEnv, TestNamespace, wait};
+use conclave_testenv::{LocalNode, TestEnv, TestNamespace, wait};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -1484,6 +1484,24 @@ async fn awaiting_load_balancer(env: &TestEnv, ns: &TestNamespace) -> MediaNode 
     node
 }
 
+/// The Kubernetes node running media node `name`'s pod, and the pod's address, once it has one.
+async fn hosting_pod<'e>(
+    env: &'e TestEnv,
+    ns: &TestNamespace,
+    name: &str,
+) -> (&'e LocalNode, std::net::Ipv4Addr) {
+    let (node_name, pod_ip) =
+        wait::until("the media node's pod and its address", TIMEOUT, || async {
+            let pod = ns.api::<Pod>().get(name).await.ok()?;
+            let node_name = pod.spec?.node_name?;
+            let pod_ip = pod.status?.pod_ip?.parse().ok()?;
+            Some((node_name, pod_ip))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", common::report(env, ns)));
+    (env.node(&node_name).unwrap(), pod_ip)
+}
+
 /// Once the load balancer gave `ip`: the node is Ready, published at `ip` with the pool's own
 /// ports, its probe answered there, and two browsers call through it (`what`, the artifacts'
 /// directory `artifacts`).
@@ -1552,8 +1570,7 @@ async fn a_media_node_behind_a_load_balancer_takes_calls_once_its_address_is_giv
         Some("Local")
     );
 
-    let pod = ns.api::<Pod>().get(&name).await.unwrap();
-    let kube_node = env.node(&pod.spec.unwrap().node_name.unwrap()).unwrap();
+    let (kube_node, _) = hosting_pod(env, &ns, &name).await;
     let load_balancer = LoadBalancer::assign(&services, &name, kube_node)
         .await
         .unwrap();
@@ -1588,14 +1605,7 @@ async fn browsers_call_through_a_load_balancer_that_names_a_host() {
     create(&ns, &pool("web", ports, spec)).await;
     let node = awaiting_load_balancer(env, &ns).await;
     let name = node.name_any();
-    let pod_ip = wait::until("the media node's pod address", TIMEOUT, || async {
-        let pod = ns.api::<Pod>().get(&name).await.ok()?;
-        pod.status?.pod_ip?.parse().ok()
-    })
-    .await
-    .unwrap();
-    let pod = ns.api::<Pod>().get(&name).await.unwrap();
-    let kube_node = env.node(&pod.spec.unwrap().node_name.unwrap()).unwrap();
+    let (kube_node, pod_ip) = hosting_pod(env, &ns, &name).await;
     let host = format!("{name}.lb.conclave.test");
     let services = ns.api::<Service>();
     let load_balancer = LoadBalancer::assign_hostname(&services, &name, kube_node, &host, pod_ip)

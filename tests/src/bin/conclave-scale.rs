@@ -90,13 +90,8 @@ struct Sizes {
     cost: CostSettings,
 }
 
-fn sizes(
-    full: bool,
-    seed: u64,
-    warmup_minutes: f64,
-    (min_nodes, buffer_participants): (u32, u32),
-) -> Sizes {
-    let (label, day_nodes, day_seconds, conferences, cost_nodes, cost_conferences) = if full {
+fn sizes(args: &Args) -> Sizes {
+    let (label, day_nodes, day_seconds, conferences, cost_nodes, cost_conferences) = if args.full {
         ("full", 400, 600.0, 5000, 1000, 10_000)
     } else {
         ("quick", 80, 300.0, 1200, 200, 2000)
@@ -108,18 +103,18 @@ fn sizes(
             day: DaySpec {
                 conferences,
                 scheduled_fraction: 0.6,
-                seed,
+                seed: args.seed,
             },
             day_seconds,
             node_participants: 100,
             node_rooms: 25,
-            min_nodes,
+            min_nodes: args.min_nodes,
             max_nodes: day_nodes as u32,
-            buffer_participants,
+            buffer_participants: args.buffer_participants,
             // The warm-up (20 minutes of the day unless told) ahead of a scheduled start (the
             // autoscaler starts nodes a node start before it), and 10 minutes of surplus
             // before a node drains (at least the few real seconds a node takes to start).
-            warmup_seconds: day_clock(day_seconds, warmup_minutes * 60.0).max(1),
+            warmup_seconds: day_clock(day_seconds, args.warmup_minutes * 60.0).max(1),
             scale_down_delay_seconds: day_clock(day_seconds, 600.0).max(3),
             expected_attendance: true,
         },
@@ -161,12 +156,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let settings = Settings::from_env();
-    let mut s = sizes(
-        args.full,
-        args.seed,
-        args.warmup_minutes,
-        (args.min_nodes, args.buffer_participants),
-    );
+    let mut s = sizes(&args);
     s.day.day.conferences = args.day_conferences.unwrap_or(s.day.day.conferences);
     s.cost.media_nodes = args.media_nodes.unwrap_or(s.cost.media_nodes);
     s.cost.conferences = args.conferences.unwrap_or(s.cost.conferences);
