@@ -742,6 +742,20 @@ where
             return Err(err);
         }
         let _ = init_tx.try_send(Ok(()));
+        // Patched (see PATCHED.md): with one UDP socket and nothing else to send datagrams
+        // on, tracks send the media they finished themselves.
+        if self.udp_sockets.len() == 1
+            && self.mdns_socket.is_none()
+            && let Some((local_addr, socket)) = self.udp_sockets.iter().next()
+        {
+            let _ = self
+                .inner
+                .direct_udp
+                .set(crate::peer_connection::DirectUdp {
+                    local_addr: *local_addr,
+                    socket: socket.clone(),
+                });
+        }
 
         // Collect socket info into a vec for indexed access
         let mut udp_socket_list: Vec<(SocketAddr, Arc<dyn AsyncUdpSocket>)> = self
@@ -1958,6 +1972,9 @@ where
 
         // 1.c peer_connection poll_write() - Send all outgoing packets, coalescing
         // consecutive same-destination datagrams into single UDP GSO syscalls.
+        // Patched (see PATCHED.md): in order with the datagrams tracks send themselves.
+        let inner = self.inner.clone();
+        let _order = inner.send_order.lock().await;
         let writes = Self::drain_core_writes(self.inner.clone()).await;
         // Patched (see PATCHED.md): local tracks waiting for room may write again.
         self.inner.media_writes_were_drained();

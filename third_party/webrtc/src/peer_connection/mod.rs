@@ -777,6 +777,14 @@ pub(crate) struct PeerConnectionRef {
     /// Patched (see PATCHED.md): woken by the driver when it drained writes a full
     /// `media_writes_queued` was waiting for, and by `close()`/`Drop`.
     pub(crate) media_writes_drained: crate::runtime::Notify,
+    /// Patched (see PATCHED.md): the connection's one UDP socket, set by the driver once it
+    /// bound it, when that socket is all it sends datagrams on (no multicast DNS socket):
+    /// a track's write then sends the media it finished itself ([`DirectUdp`]).
+    pub(crate) direct_udp: std::sync::OnceLock<DirectUdp>,
+    /// Patched (see PATCHED.md): held by whoever takes finished datagrams out of the core and
+    /// sends them, the driver or a track's write, from the take to the last send, so that
+    /// datagrams leave in the order the core finished them.
+    pub(crate) send_order: Mutex<()>,
     /// Shutdown flag set by `close()`/`Drop`. The driver checks it at the top of
     /// every loop iteration, so the event loop — and thus a dedicated reactor
     /// thread — terminates even when the accompanying best-effort `Close` wake
@@ -994,10 +1002,35 @@ impl PeerConnectionRef {
                 .rtp_sender(sender_id)
                 .ok_or(Error::ErrRTPSenderNotExisted)?;
             sender.write_rtp(self.runtime.now(), packet)?;
+            if self.send_finished(&mut core).await {
+                return Ok(());
+            }
         }
         self.media_writes_queued.fetch_add(1, Ordering::AcqRel);
         self.wake_writes().await;
         Ok(())
+    }
+
+    /// Patched (see PATCHED.md): sends the datagrams the core finished on the direct UDP
+    /// socket, unless the driver is sending (then they wait for it, behind what it took).
+    /// True when none is left for the driver: a datagram for another transport (ICE-TCP)
+    /// stays in the core, with all behind it.
+    async fn send_finished(&self, core: &mut rtc::peer_connection::RTCPeerConnection) -> bool {
+        let Some(direct) = self.direct_udp.get() else {
+            return false;
+        };
+        let Some(_order) = self.send_order.try_lock() else {
+            return false;
+        };
+        while let Some(msg) = core.poll_finished_write(|t| direct.carries(t)) {
+            if let Err(err) = direct.send(&msg).await {
+                error!(
+                    "Failed to write packet to {:?} from {:?}: {}",
+                    msg.transport.peer_addr, msg.transport.local_addr, err
+                );
+            }
+        }
+        !core.has_finished_writes()
     }
 
     /// Patched (see PATCHED.md): wakes every writer waiting on the driver, a data channel
@@ -1050,6 +1083,45 @@ impl PeerConnectionRef {
     }
 }
 
+/// Patched (see PATCHED.md): the one UDP socket a connection's tracks may send their
+/// finished media on themselves, instead of waking the driver to send it.
+#[derive(Debug)]
+pub(crate) struct DirectUdp {
+    pub(crate) local_addr: std::net::SocketAddr,
+    pub(crate) socket: Arc<dyn crate::runtime::AsyncUdpSocket>,
+}
+
+impl DirectUdp {
+    /// Whether a datagram with this transport goes out on this socket, as the driver would
+    /// send it: UDP from the socket's address, not to the multicast DNS port.
+    fn carries(&self, transport: &rtc::shared::TransportContext) -> bool {
+        carried_on(self.local_addr, transport)
+    }
+
+    async fn send(&self, msg: &rtc::shared::TaggedBytesMut) -> std::io::Result<usize> {
+        let transmit = crate::runtime::Transmit {
+            destination: msg.transport.peer_addr,
+            ecn: msg
+                .transport
+                .ecn
+                .and_then(|e| crate::runtime::EcnCodepoint::from_bits(e as u8)),
+            contents: &msg.message,
+            segment_size: None,
+            src_ip: None,
+        };
+        futures::future::poll_fn(|cx| self.socket.poll_send(cx, &transmit)).await
+    }
+}
+
+/// Patched (see PATCHED.md): whether a datagram with `transport` goes out on the UDP socket
+/// bound to `local_addr`, as the driver would send it: UDP from that address, not to the
+/// multicast DNS port (ICE-TCP, a TURN relay's address and mDNS go the driver's way).
+fn carried_on(local_addr: std::net::SocketAddr, transport: &rtc::shared::TransportContext) -> bool {
+    transport.transport_protocol == rtc::shared::TransportProtocol::UDP
+        && transport.local_addr == local_addr
+        && transport.peer_addr.port() != rtc::mdns::MDNS_PORT
+}
+
 impl PeerConnectionImpl {
     /// Create a new peer connection with a custom runtime
     #[allow(clippy::too_many_arguments)] // private constructor fanned out from the builder
@@ -1086,6 +1158,8 @@ impl PeerConnectionImpl {
                 write_backpressure: std::sync::atomic::AtomicUsize::new(0),
                 media_writes_queued: std::sync::atomic::AtomicUsize::new(0),
                 media_writes_drained: crate::runtime::Notify::new(),
+                direct_udp: std::sync::OnceLock::new(),
+                send_order: Mutex::new(()),
                 closing: AtomicBool::new(false),
                 data_channel_send_buffer_limit,
                 data_channel_backpressure: crate::runtime::Notify::new(),
@@ -1695,6 +1769,8 @@ mod tests {
             write_backpressure: AtomicUsize::new(0),
             media_writes_queued: std::sync::atomic::AtomicUsize::new(0),
             media_writes_drained: crate::runtime::Notify::new(),
+            direct_udp: std::sync::OnceLock::new(),
+            send_order: Mutex::new(()),
             closing: AtomicBool::new(false),
             data_channel_send_buffer_limit: usize::MAX,
             data_channel_backpressure: crate::runtime::Notify::new(),
@@ -1783,6 +1859,37 @@ mod tests {
                 .expect("driver event channel should not be closed");
             assert!(matches!(event, PeerConnectionDriverEvent::WriteNotify));
         }));
+    }
+
+    // Patched (see PATCHED.md): a track sends itself only what the driver would have sent on
+    // the same socket.
+    #[test]
+    fn a_track_sends_only_plain_udp_from_its_socket() {
+        use rtc::shared::{TransportContext, TransportProtocol};
+        let socket: std::net::SocketAddr = "10.0.0.1:7000".parse().unwrap();
+        let to = |peer: &str, local: std::net::SocketAddr, protocol| TransportContext {
+            local_addr: local,
+            peer_addr: peer.parse().unwrap(),
+            transport_protocol: protocol,
+            ..Default::default()
+        };
+        assert!(carried_on(
+            socket,
+            &to("10.0.0.2:5000", socket, TransportProtocol::UDP)
+        ));
+        assert!(!carried_on(
+            socket,
+            &to("10.0.0.2:5000", socket, TransportProtocol::TCP)
+        ));
+        let relay = "192.0.2.9:40000".parse().unwrap();
+        assert!(!carried_on(
+            socket,
+            &to("10.0.0.2:5000", relay, TransportProtocol::UDP)
+        ));
+        assert!(!carried_on(
+            socket,
+            &to("224.0.0.251:5353", socket, TransportProtocol::UDP)
+        ));
     }
 
     // Patched (see PATCHED.md): a track's write waits while the core holds as many packets as

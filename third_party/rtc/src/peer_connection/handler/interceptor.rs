@@ -30,7 +30,7 @@ use std::time::Instant;
 
 #[derive(Default)]
 pub(crate) struct InterceptorHandlerContext {
-    is_dtls_handshake_complete: bool,
+    pub(crate) is_dtls_handshake_complete: bool,
 
     pub(crate) read_outs: VecDeque<TaggedRTCMessageInternal>,
     pub(crate) write_outs: VecDeque<TaggedRTCMessageInternal>,
@@ -128,51 +128,6 @@ impl<'a> InterceptorHandler<'a> {
                 for fir_entry in &fir.fir {
                     if let Some(stream) = self.stats.outbound_rtp_streams.get_mut(&fir_entry.ssrc) {
                         stream.on_fir_received();
-                    }
-                }
-            }
-        }
-    }
-
-    /// Process outgoing RTCP packets and update stats
-    fn process_write_rtcp_for_stats(&mut self, rtcp_packets: &[Box<dyn rtcp::Packet>]) {
-        for packet in rtcp_packets {
-            // Check for CCFB (Congestion Control Feedback) packets: PT=205, FMT=11
-            let header = packet.header();
-            if header.packet_type == PacketType::TransportSpecificFeedback
-                && header.count == FORMAT_CCFB
-            {
-                self.stats.transport.on_ccfb_sent();
-            }
-
-            // Receiver Report sent - contains packets_lost and jitter for inbound streams
-            if let Some(rr) = packet.as_any().downcast_ref::<ReceiverReport>() {
-                for report in &rr.reports {
-                    if let Some(stream) = self.stats.inbound_rtp_streams.get_mut(&report.ssrc) {
-                        stream.on_rtcp_rr_generated(report.total_lost as i64, report.jitter as f64);
-                    }
-                }
-            }
-
-            // NACK sent - feedback about inbound stream we want retransmission for
-            if let Some(nack) = packet.as_any().downcast_ref::<TransportLayerNack>()
-                && let Some(stream) = self.stats.inbound_rtp_streams.get_mut(&nack.media_ssrc)
-            {
-                stream.on_nack_sent();
-            }
-
-            // PLI sent - requesting keyframe from remote sender
-            if let Some(pli) = packet.as_any().downcast_ref::<PictureLossIndication>()
-                && let Some(stream) = self.stats.inbound_rtp_streams.get_mut(&pli.media_ssrc)
-            {
-                stream.on_pli_sent();
-            }
-
-            // FIR sent - requesting keyframe from remote sender
-            if let Some(fir) = packet.as_any().downcast_ref::<FullIntraRequest>() {
-                for fir_entry in &fir.fir {
-                    if let Some(stream) = self.stats.inbound_rtp_streams.get_mut(&fir_entry.ssrc) {
-                        stream.on_fir_sent();
                     }
                 }
             }
@@ -830,27 +785,7 @@ impl<'a>
     fn poll_write(&mut self) -> Option<Self::Wout> {
         if self.ctx.is_dtls_handshake_complete {
             while let Some(packet) = self.interceptor.poll_write() {
-                // Process outgoing packets for stats
-                match &packet.message.packet {
-                    Packet::Rtcp(rtcp_packets) => {
-                        self.process_write_rtcp_for_stats(rtcp_packets);
-                    }
-                    Packet::Rtp(rtp_packet) => {
-                        // Track outbound RTP stats if the stream accumulator exists
-                        let ssrc = rtp_packet.header.ssrc;
-                        let payload_bytes = rtp_packet.payload.len();
-                        self.stats.on_rtx_packet_sent_if_rtx(ssrc, payload_bytes);
-
-                        if let Some(stream) = self.stats.outbound_rtp_streams.get_mut(&ssrc) {
-                            stream.on_rtp_sent(
-                                rtp_packet.header.marshal_size(),
-                                payload_bytes,
-                                packet.now,
-                            );
-                        }
-                    }
-                    _ => {}
-                }
+                record_sent(self.stats, &packet);
 
                 self.ctx.write_outs.push_back(TaggedRTCMessageInternal {
                     now: packet.now,
@@ -898,6 +833,69 @@ impl<'a>
 
     fn close(&mut self) -> Result<()> {
         self.interceptor.close()
+    }
+}
+
+/// Patched (see PATCHED.md): what a packet leaving the chain adds to the statistics, shared by
+/// [`InterceptorHandler`]'s `poll_write` and the direct media path (`write_media`).
+pub(crate) fn record_sent(stats: &mut RTCStatsAccumulator, packet: &TaggedPacket) {
+    match &packet.message.packet {
+        Packet::Rtcp(rtcp_packets) => record_sent_rtcp(stats, rtcp_packets),
+        Packet::Rtp(rtp_packet) => {
+            // Track outbound RTP stats if the stream accumulator exists
+            let ssrc = rtp_packet.header.ssrc;
+            let payload_bytes = rtp_packet.payload.len();
+            stats.on_rtx_packet_sent_if_rtx(ssrc, payload_bytes);
+            if let Some(stream) = stats.outbound_rtp_streams.get_mut(&ssrc) {
+                stream.on_rtp_sent(rtp_packet.header.marshal_size(), payload_bytes, packet.now);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Process outgoing RTCP packets and update stats
+fn record_sent_rtcp(stats: &mut RTCStatsAccumulator, rtcp_packets: &[Box<dyn rtcp::Packet>]) {
+    for packet in rtcp_packets {
+        // Check for CCFB (Congestion Control Feedback) packets: PT=205, FMT=11
+        let header = packet.header();
+        if header.packet_type == PacketType::TransportSpecificFeedback
+            && header.count == FORMAT_CCFB
+        {
+            stats.transport.on_ccfb_sent();
+        }
+
+        // Receiver Report sent - contains packets_lost and jitter for inbound streams
+        if let Some(rr) = packet.as_any().downcast_ref::<ReceiverReport>() {
+            for report in &rr.reports {
+                if let Some(stream) = stats.inbound_rtp_streams.get_mut(&report.ssrc) {
+                    stream.on_rtcp_rr_generated(report.total_lost as i64, report.jitter as f64);
+                }
+            }
+        }
+
+        // NACK sent - feedback about inbound stream we want retransmission for
+        if let Some(nack) = packet.as_any().downcast_ref::<TransportLayerNack>()
+            && let Some(stream) = stats.inbound_rtp_streams.get_mut(&nack.media_ssrc)
+        {
+            stream.on_nack_sent();
+        }
+
+        // PLI sent - requesting keyframe from remote sender
+        if let Some(pli) = packet.as_any().downcast_ref::<PictureLossIndication>()
+            && let Some(stream) = stats.inbound_rtp_streams.get_mut(&pli.media_ssrc)
+        {
+            stream.on_pli_sent();
+        }
+
+        // FIR sent - requesting keyframe from remote sender
+        if let Some(fir) = packet.as_any().downcast_ref::<FullIntraRequest>() {
+            for fir_entry in &fir.fir {
+                if let Some(stream) = stats.inbound_rtp_streams.get_mut(&fir_entry.ssrc) {
+                    stream.on_fir_sent();
+                }
+            }
+        }
     }
 }
 

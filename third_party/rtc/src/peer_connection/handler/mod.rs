@@ -30,8 +30,8 @@ use crate::peer_connection::state::signaling_state::RTCSignalingState;
 use crate::statistics::accumulator::RTCStatsAccumulator;
 use ::interceptor::Packet;
 use log::warn;
-use shared::TaggedBytesMut;
 use shared::error::{Error, flatten_errs};
+use shared::{TaggedBytesMut, TransportContext};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -241,16 +241,112 @@ impl RTCPeerConnection {
     /// `RTCMessage::RtpPacket` or `RtcpPacket`, without the track id those carry and the
     /// pipeline never reads. Patched (see PATCHED.md): the senders built a `String` for it on
     /// every packet.
+    ///
+    /// An RTP packet goes the direct way ([`write_media_direct`](Self::write_media_direct))
+    /// when nothing waits in the handlers it would pass.
     pub(crate) fn write_media(&mut self, now: Instant, packet: Packet) -> Result<(), Error> {
         use sansio::Protocol;
 
         self.pipeline_context.observe(now);
+        if matches!(packet, Packet::Rtp(_)) && self.media_path_is_clear() {
+            self.write_media_direct(now, packet);
+            return Ok(());
+        }
         self.get_endpoint_handler()
             .handle_write(TaggedRTCMessageInternal {
                 now,
                 transport: Default::default(),
                 message: RTCMessageInternal::Rtp(RTPMessage::Packet(packet)),
             })
+    }
+
+    /// Patched (see PATCHED.md): the next datagram the pipeline has finished, if `eligible`
+    /// takes its transport, without running the handlers as
+    /// [`poll_write`](sansio::Protocol::poll_write) does. A caller that sends media itself
+    /// takes what the direct media path finished and leaves the first datagram `eligible`
+    /// refuses, and all behind it, to `poll_write`.
+    #[doc(hidden)]
+    pub fn poll_finished_write(
+        &mut self,
+        eligible: impl FnOnce(&TransportContext) -> bool,
+    ) -> Option<TaggedBytesMut> {
+        let front = self.pipeline_context.write_outs.front()?;
+        if !eligible(&front.transport) {
+            return None;
+        }
+        self.pipeline_context.write_outs.pop_front()
+    }
+
+    /// Patched (see PATCHED.md): whether finished datagrams wait for
+    /// [`poll_write`](sansio::Protocol::poll_write).
+    #[doc(hidden)]
+    pub fn has_finished_writes(&self) -> bool {
+        !self.pipeline_context.write_outs.is_empty()
+    }
+
+    /// Whether an RTP packet may skip the handlers' queues: the handshake is done, SRTP keyed,
+    /// a candidate pair selected, and nothing waits in the endpoint, interceptor, SRTP, ICE or
+    /// demuxer handler that the packet would overtake. Patched (see PATCHED.md).
+    fn media_path_is_clear(&mut self) -> bool {
+        let p = &mut self.pipeline_context;
+        p.interceptor_handler_context.is_dtls_handshake_complete
+            && p.srtp_handler_context.local_srtp_context.is_some()
+            && p.endpoint_handler_context.write_outs.is_empty()
+            && p.interceptor_handler_context.write_outs.is_empty()
+            && p.srtp_handler_context.write_outs.is_empty()
+            && p.ice_handler_context.write_outs.is_empty()
+            && p.demuxer_handler_context.write_outs.is_empty()
+            && p.ice_handler_context
+                .ice_transport
+                .agent
+                .get_selected_candidate_pair()
+                .is_some()
+    }
+
+    /// Patched (see PATCHED.md): an RTP packet through the interceptor chain and straight on
+    /// to `write_outs`, encrypted and on the selected pair, doing each handler's part in place
+    /// of queueing it from handler to handler: the interceptor handler's statistics, the SRTP
+    /// handler's encryption, the ICE handler's pair and its count, the demuxer's transport
+    /// count, the data-channel handler's instant. Whatever the chain lets out with it (a
+    /// retransmission or report it held) goes the same way, in order. As in `flush_writes`, a
+    /// packet that fails is logged and dropped.
+    fn write_media_direct(&mut self, now: Instant, packet: Packet) {
+        let p = &mut self.pipeline_context;
+        if let Err(err) = self.interceptor.handle_write(::interceptor::TaggedPacket {
+            now,
+            transport: Default::default(),
+            message: packet.into(),
+        }) {
+            warn!("InterceptorHandler.handle_write got error: {}", err);
+        }
+        while let Some(out) = self.interceptor.poll_write() {
+            interceptor::record_sent(&mut p.stats, &out);
+            let mut transport = out.transport;
+            let message = match p
+                .srtp_handler_context
+                .protect(&out.message.packet, transport.peer_addr)
+            {
+                Ok(message) => message,
+                Err(err) => {
+                    warn!("SrtpHandler.handle_write got error: {}", err);
+                    continue;
+                }
+            };
+            let bytes = message.len();
+            if !p
+                .ice_handler_context
+                .stamp(&mut p.stats, &mut transport, bytes, out.now)
+            {
+                continue;
+            }
+            p.stats.transport.on_packet_sent(bytes);
+            p.write_outs.push_back(TaggedBytesMut {
+                now: out.now,
+                transport,
+                message,
+            });
+        }
+        p.datachannel_handler_context.observe(now);
     }
 
     /// Runs every handler's pending writes down the pipeline into `write_outs`, where
@@ -640,6 +736,70 @@ mod handler_test {
     use shared::{TransportContext, TransportProtocol};
     use std::net::Ipv4Addr;
     use std::time::Duration;
+
+    fn finished(pc: &mut RTCPeerConnection, now: Instant, peer_port: u16, tcp: bool) {
+        pc.pipeline_context.write_outs.push_back(TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                peer_addr: (Ipv4Addr::LOCALHOST, peer_port).into(),
+                transport_protocol: if tcp {
+                    TransportProtocol::TCP
+                } else {
+                    TransportProtocol::UDP
+                },
+                ..Default::default()
+            },
+            message: BytesMut::from(&[peer_port as u8][..]),
+        });
+    }
+
+    /// Patched: a caller sending media itself takes finished datagrams in order up to the
+    /// first its transport does not carry, and leaves that one and all behind it.
+    #[test]
+    fn finished_writes_are_taken_in_order_up_to_the_first_refused() {
+        let base = Instant::now();
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .build(base)
+            .expect("build peer connection");
+        assert!(!pc.has_finished_writes());
+        finished(&mut pc, base, 1, false);
+        finished(&mut pc, base, 2, false);
+        finished(&mut pc, base, 3, true);
+        finished(&mut pc, base, 4, false);
+
+        let udp = |t: &TransportContext| t.transport_protocol == TransportProtocol::UDP;
+        let mut taken = Vec::new();
+        while let Some(msg) = pc.poll_finished_write(udp) {
+            taken.push(msg.transport.peer_addr.port());
+        }
+        assert_eq!(taken, [1, 2]);
+        assert!(pc.has_finished_writes());
+        let left: Vec<u16> = std::iter::from_fn(|| pc.poll_write())
+            .map(|m| m.transport.peer_addr.port())
+            .collect();
+        assert_eq!(left, [3, 4], "the rest leaves through poll_write, in order");
+    }
+
+    /// Patched: before the handshake, RTP is not taken the direct way (nothing is keyed or
+    /// selected); it waits in the pipeline as before, and nothing is finished.
+    #[test]
+    fn media_waits_in_the_pipeline_until_the_connection_is_up() {
+        let base = Instant::now();
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .build(base)
+            .expect("build peer connection");
+        assert!(!pc.media_path_is_clear());
+        pc.write_media(base, Packet::Rtp(::rtp::packet::Packet::default()))
+            .expect("queued");
+        assert!(!pc.has_finished_writes());
+        assert_eq!(
+            pc.pipeline_context
+                .endpoint_handler_context
+                .write_outs
+                .len(),
+            1
+        );
+    }
 
     /// Media must be drainable while data-channel output is held back.
     ///

@@ -3,6 +3,7 @@ use crate::peer_connection::message::internal::{
     RTCMessageInternal, RTPMessage, TaggedRTCMessageInternal,
 };
 
+use bytes::BytesMut;
 use interceptor::Packet;
 use log::debug;
 use shared::error::{Error, Result};
@@ -10,6 +11,7 @@ use shared::marshal::{Marshal, Unmarshal};
 use shared::util::is_rtcp;
 use srtp::context::Context;
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 #[derive(Default)]
@@ -20,6 +22,41 @@ pub(crate) struct SrtpHandlerContext {
     pub(crate) read_outs: VecDeque<TaggedRTCMessageInternal>,
     pub(crate) write_outs: VecDeque<TaggedRTCMessageInternal>,
     pub(crate) event_outs: VecDeque<TaggedRTCEventInternal>,
+}
+
+impl SrtpHandlerContext {
+    /// Patched (see PATCHED.md): one outgoing RTP or RTCP packet encrypted, shared by
+    /// [`SrtpHandler`]'s `handle_write` and the direct media path (`write_media`).
+    pub(crate) fn protect(&mut self, packet: &Packet, peer: SocketAddr) -> Result<BytesMut> {
+        match packet {
+            Packet::Rtcp(rtcp_packets) => {
+                if rtcp_packets.is_empty() {
+                    return Err(Error::Other("empty rtcp_packets".to_string()));
+                };
+                let Some(context) = self.local_srtp_context.as_mut() else {
+                    return Err(Error::Other(format!(
+                        "local_srp_context is not set yet for rtcp_packet {peer:?}"
+                    )));
+                };
+                let packet = rtcp::packet::marshal(rtcp_packets)?;
+                context.encrypt_rtcp(&packet)
+            }
+            Packet::Rtp(rtp_message) => {
+                let Some(context) = self.local_srtp_context.as_mut() else {
+                    return Err(Error::Other(format!(
+                        "local_srtp_context is not set yet for rtp_packet {peer:?}"
+                    )));
+                };
+                let packet = rtp_message.marshal()?;
+                // The header is at hand; `encrypt_rtp` would parse it back out of `packet`,
+                // allocating for its extensions.
+                context.encrypt_rtp_with_header(&packet, &rtp_message.header)
+            }
+            _ => Err(Error::Other(
+                "unsupported packet kind for srtp write".to_string(),
+            )),
+        }
+    }
 }
 
 /// SrtpHandler implements SRTP/RTP/RTCP Protocols handling
@@ -108,34 +145,7 @@ impl<'a>
             debug!("srtp write {:?}", msg.transport.peer_addr);
 
             let encrypted = match message {
-                RTPMessage::Packet(Packet::Rtcp(rtcp_packets)) => {
-                    if rtcp_packets.is_empty() {
-                        return Err(Error::Other("empty rtcp_packets".to_string()));
-                    };
-
-                    if let Some(context) = self.ctx.local_srtp_context.as_mut() {
-                        let packet = rtcp::packet::marshal(&rtcp_packets)?;
-                        context.encrypt_rtcp(&packet)?
-                    } else {
-                        return Err(Error::Other(format!(
-                            "local_srp_context is not set yet for rtcp_packet {:?}",
-                            msg.transport.peer_addr
-                        )));
-                    }
-                }
-                RTPMessage::Packet(Packet::Rtp(rtp_message)) => {
-                    if let Some(context) = self.ctx.local_srtp_context.as_mut() {
-                        let packet = rtp_message.marshal()?;
-                        // Patched (see PATCHED.md): the header is at hand; `encrypt_rtp` would
-                        // parse it back out of `packet`, allocating for its extensions.
-                        context.encrypt_rtp_with_header(&packet, &rtp_message.header)?
-                    } else {
-                        return Err(Error::Other(format!(
-                            "local_srtp_context is not set yet for rtp_packet {:?}",
-                            msg.transport.peer_addr
-                        )));
-                    }
-                }
+                RTPMessage::Packet(packet) => self.ctx.protect(&packet, msg.transport.peer_addr)?,
                 RTPMessage::Raw(raw_packet) => {
                     // Bypass
                     debug!("Bypass srtp write {:?}", msg.transport.peer_addr);
@@ -144,11 +154,6 @@ impl<'a>
                 RTPMessage::TrackPacket(_) => {
                     return Err(Error::Other(
                         "application level track message should never reach here".to_string(),
-                    ));
-                }
-                RTPMessage::Packet(_) => {
-                    return Err(Error::Other(
-                        "unsupported packet kind for srtp write".to_string(),
                     ));
                 }
             };
