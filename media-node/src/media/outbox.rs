@@ -1,11 +1,12 @@
-//! The media port's send side. Every peer connection's driver hands its datagrams to the port
-//! one at a time; rather than one `sendmsg` each, they are queued here and the port's sender
+//! The media port's send side. Every peer connection hands its datagrams to the port one at a
+//! time (its driver, or a subscription's write sending the media it forwarded, in the
+//! connection's order); rather than one `sendmsg` each, they are queued here and the port's sender
 //! task writes them in runs: consecutive datagrams to one address and of one size (the last
 //! may be shorter), a frame's packets to one subscriber, go out as one GSO send that the
 //! kernel splits. Everything a driver sends goes through the queue, its own GSO batches
 //! split into their datagrams, so a peer connection's datagrams leave in the order it sent
 //! them (a datagram overtaking others is a gap to the receiver, which asks for it again).
-//! The queue is bounded: a driver whose datagrams find it full waits until the sender took a
+//! The queue is bounded: a writer whose datagrams find it full waits until the sender took a
 //! pass. Buffers are recycled, so a datagram costs a copy and no allocation.
 
 use std::collections::VecDeque;
