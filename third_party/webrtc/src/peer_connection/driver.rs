@@ -341,8 +341,9 @@ fn restage_retained_data_channel_events(
 /// boxed-future convenience (`send_to`), which would cost one heap allocation per datagram
 /// on the hot path. `segment_size` of `0` sends a single datagram; non-zero requests UDP
 /// GSO — only valid when the socket reports `max_gso_segments() > 1`. `ecn` carries the raw
-/// two codepoint bits.
-async fn send_datagrams(
+/// two codepoint bits. Patched (see PATCHED.md): `pub(crate)`, a track's write sends its
+/// finished media with it too.
+pub(crate) async fn send_datagrams(
     socket: &dyn AsyncUdpSocket,
     buf: &[u8],
     segment_size: usize,
@@ -1975,7 +1976,7 @@ where
         // Patched (see PATCHED.md): in order with the datagrams tracks send themselves.
         let inner = self.inner.clone();
         let _order = inner.send_order.lock().await;
-        let writes = Self::drain_core_writes(self.inner.clone()).await;
+        let writes = Self::drain_core_writes(inner.clone()).await;
         // Patched (see PATCHED.md): local tracks waiting for room may write again.
         self.inner.media_writes_were_drained();
         self.flush_writes(writes).await;

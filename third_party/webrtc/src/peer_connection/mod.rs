@@ -1023,7 +1023,15 @@ impl PeerConnectionRef {
             return false;
         };
         while let Some(msg) = core.poll_finished_write(|t| direct.carries(t)) {
-            if let Err(err) = direct.send(&msg).await {
+            let ecn = msg.transport.ecn.map(|e| e as u8);
+            let sent = driver::send_datagrams(
+                &*direct.socket,
+                &msg.message,
+                0,
+                msg.transport.peer_addr,
+                ecn,
+            );
+            if let Err(err) = sent.await {
                 error!(
                     "Failed to write packet to {:?} from {:?}: {}",
                     msg.transport.peer_addr, msg.transport.local_addr, err
@@ -1096,20 +1104,6 @@ impl DirectUdp {
     /// send it: UDP from the socket's address, not to the multicast DNS port.
     fn carries(&self, transport: &rtc::shared::TransportContext) -> bool {
         carried_on(self.local_addr, transport)
-    }
-
-    async fn send(&self, msg: &rtc::shared::TaggedBytesMut) -> std::io::Result<usize> {
-        let transmit = crate::runtime::Transmit {
-            destination: msg.transport.peer_addr,
-            ecn: msg
-                .transport
-                .ecn
-                .and_then(|e| crate::runtime::EcnCodepoint::from_bits(e as u8)),
-            contents: &msg.message,
-            segment_size: None,
-            src_ip: None,
-        };
-        futures::future::poll_fn(|cx| self.socket.poll_send(cx, &transmit)).await
     }
 }
 

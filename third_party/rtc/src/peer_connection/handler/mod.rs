@@ -287,8 +287,8 @@ impl RTCPeerConnection {
     /// Whether an RTP packet may skip the handlers' queues: the handshake is done, SRTP keyed,
     /// a candidate pair selected, and nothing waits in the endpoint, interceptor, SRTP, ICE or
     /// demuxer handler that the packet would overtake. Patched (see PATCHED.md).
-    fn media_path_is_clear(&mut self) -> bool {
-        let p = &mut self.pipeline_context;
+    fn media_path_is_clear(&self) -> bool {
+        let p = &self.pipeline_context;
         p.interceptor_handler_context.is_dtls_handshake_complete
             && p.srtp_handler_context.local_srtp_context.is_some()
             && p.endpoint_handler_context.write_outs.is_empty()
