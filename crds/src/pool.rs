@@ -335,7 +335,9 @@ pub struct MediaNodeTemplate {
     pub max_connections_per_address: u32,
     /// A media node whose heartbeat is older than this is Failed and its conferences move,
     /// unless most of the pool's nodes (at least 3) went quiet at once: that is treated as a
-    /// control-plane problem and nothing is failed for it (the `Heartbeats` condition).
+    /// control-plane problem and nothing is failed for it (the `Heartbeats` condition). Media
+    /// nodes renew their Lease three times per timeout, so a longer one also means fewer API
+    /// writes (1,000 nodes: 200 renewals a second at 15 s, 50 at 60 s).
     #[schemars(range(min = 3, max = 600))]
     #[serde(default = "default_heartbeat_timeout")]
     pub heartbeat_timeout_seconds: u32,

@@ -13,6 +13,17 @@ use serde_json::{Value, json};
 use crate::node::NodeLoad;
 use crate::{Conference, MediaNode, labels};
 
+/// Renewals per heartbeat timeout: a node that misses one renewal (a slow API server, a
+/// garbage-collection pause) is not failed for it.
+pub const RENEWALS_PER_TIMEOUT: u32 = 3;
+
+/// How often a media node renews its Lease in a pool whose `heartbeatTimeoutSeconds` is
+/// `timeout_seconds` (at least every second): a longer timeout, chosen for a large pool,
+/// also makes its nodes' renewals, most of the API server's writes at rest, rarer.
+pub fn lease_renewal_interval(timeout_seconds: u32) -> Duration {
+    Duration::from_secs(u64::from(timeout_seconds / RENEWALS_PER_TIMEOUT).max(1))
+}
+
 /// The Lease of media node `name` of `pool` (MediaNode uid `uid`), renewed at `now`, named
 /// and owned like the MediaNode (so it goes with it), held for `duration` (informational:
 /// the operator judges staleness by the pool's heartbeat timeout).
@@ -79,6 +90,25 @@ pub fn participants_report(participants: u32) -> Value {
 mod tests {
     use super::*;
     use k8s_openapi::api::coordination::v1::Lease;
+
+    #[test]
+    fn a_lease_is_renewed_three_times_per_heartbeat_timeout_and_at_least_every_second() {
+        for (timeout, every) in [
+            (15, 5),
+            (60, 20),
+            (16, 5),
+            (3, 1),
+            (2, 1),
+            (0, 1),
+            (600, 200),
+        ] {
+            assert_eq!(
+                lease_renewal_interval(timeout),
+                Duration::from_secs(every),
+                "{timeout}"
+            );
+        }
+    }
 
     #[test]
     fn the_lease_is_the_nodes_own_and_goes_with_its_medianode() {

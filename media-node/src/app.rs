@@ -166,6 +166,7 @@ pub async fn run_node(
     };
     if let Some((pool, uid)) = pool {
         tracing::info!(node = %config.node_name, %pool, "address published; taking rooms");
+        let (heartbeat_timeout, timeouts) = tokio::sync::watch::channel(None);
         watches.push(tokio::spawn(cluster::lease::run(
             client.clone(),
             ns.clone(),
@@ -173,6 +174,7 @@ pub async fn run_node(
             pool.clone(),
             uid,
             config.heartbeat(),
+            timeouts,
         )));
         watches.push(tokio::spawn(cluster::directory::run(
             client.clone(),
@@ -185,6 +187,7 @@ pub async fn run_node(
             ns.clone(),
             pool,
             Arc::clone(&state),
+            heartbeat_timeout,
         )));
         watches.push(tokio::spawn(cluster::conferences::run(
             client.clone(),
@@ -195,7 +198,7 @@ pub async fn run_node(
             client,
             ns,
             Arc::clone(&state),
-            config.heartbeat(),
+            config.load_check(),
         )));
         // A node restarted while its MediaNode is already draining drains at once. A drain
         // the operator takes back while rooms are left (the autoscaler needs the node again)

@@ -10,6 +10,9 @@ use clap::Parser;
 use crate::signaling::SignalingLimits;
 use crate::signaling::limits::{ConnectionCaps, RateLimit};
 
+/// How often the load is checked for news worth a report, unless `--heartbeat-seconds` says.
+const DEFAULT_LOAD_CHECK: Duration = Duration::from_secs(5);
+
 /// Configuration of one media node process.
 #[derive(Clone, Debug, Parser)]
 #[command(
@@ -53,9 +56,11 @@ pub struct Config {
     /// networks block UDP; none: the node offers no TCP candidates.
     #[arg(long)]
     pub tcp_port: Option<u16>,
-    /// Seconds between load reports (heartbeats) to the MediaNode status.
-    #[arg(long, env = "CONCLAVE_HEARTBEAT_SECONDS", default_value_t = 5)]
-    pub heartbeat_seconds: u64,
+    /// Seconds between Lease renewals (heartbeats) and between checks of the load worth a
+    /// report; by default the Lease is renewed three times per heartbeatTimeoutSeconds of
+    /// the pool and the load checked every 5 seconds.
+    #[arg(long, env = "CONCLAVE_HEARTBEAT_SECONDS")]
+    pub heartbeat_seconds: Option<u64>,
     /// Seconds a draining node keeps its rooms before it exits anyway.
     #[arg(long, env = "CONCLAVE_DRAIN_GRACE_SECONDS", default_value_t = 3600)]
     pub drain_grace_seconds: u64,
@@ -101,9 +106,16 @@ impl Config {
             .unwrap_or_else(|| conclave_crds::pool::default_metrics_port(self.signaling_port))
     }
 
-    /// Interval between load reports.
-    pub fn heartbeat(&self) -> Duration {
-        Duration::from_secs(self.heartbeat_seconds.max(1))
+    /// Interval between Lease renewals when set on the command line; else the pool's
+    /// heartbeat timeout decides it.
+    pub fn heartbeat(&self) -> Option<Duration> {
+        self.heartbeat_seconds
+            .map(|seconds| Duration::from_secs(seconds.max(1)))
+    }
+
+    /// Interval between checks of whether the load is worth a report.
+    pub fn load_check(&self) -> Duration {
+        self.heartbeat().unwrap_or(DEFAULT_LOAD_CHECK)
     }
 
     /// Limits of the signaling endpoint.
@@ -145,7 +157,8 @@ mod tests {
         assert_eq!(c.signaling_port, 7881);
         assert_eq!(c.udp_port, 50000);
         assert_eq!(c.pod_ip.to_string(), "127.0.0.2");
-        assert_eq!(c.heartbeat(), Duration::from_secs(5));
+        assert_eq!(c.heartbeat(), None);
+        assert_eq!(c.load_check(), Duration::from_secs(5));
         assert_eq!(c.signaling_limits(), SignalingLimits::default());
         assert_eq!(c.tls_cert, None);
     }

@@ -161,7 +161,9 @@ async fn node_follows_its_medianode_pool_and_conferences() {
     pools
         .create(
             &PostParams::default(),
-            &object(json!({"metadata": {"name": "pool"}, "spec": {}})),
+            // The shortest heartbeat timeout: the node renews its Lease every second.
+            &object(json!({"metadata": {"name": "pool"},
+                "spec": {"mediaNode": {"heartbeatTimeoutSeconds": 3}}})),
         )
         .await
         .expect("pool");
@@ -216,7 +218,6 @@ async fn node_follows_its_medianode_pool_and_conferences() {
         &format!("--join-key={}", std::str::from_utf8(KEY).expect("utf8")),
         "--turn-secret=turn-secret",
         "--udp-port=0",
-        "--heartbeat-seconds=1",
         "--drain-grace-seconds=30",
     ])
     .expect("config");
@@ -328,7 +329,8 @@ async fn node_follows_its_medianode_pool_and_conferences() {
     }
     assert!(reported, "load reported by server-side apply");
 
-    // Liveness: the node's own Lease, owned by its MediaNode, renewed every heartbeat (1 s).
+    // Liveness: the node's own Lease, owned by its MediaNode, renewed three times per
+    // heartbeat timeout of its pool (every second), held for that timeout.
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(kube.clone(), NS);
     let renewed = || async {
         let lease = leases.get("node-a").await.ok()?;
@@ -340,7 +342,8 @@ async fn node_follows_its_medianode_pool_and_conferences() {
             .kind
             .clone();
         assert_eq!(owner, "MediaNode");
-        lease.spec?.renew_time.map(|t| t.0)
+        let spec = lease.spec?;
+        (spec.lease_duration_seconds == Some(3)).then_some(spec.renew_time?.0)
     };
     let mut first = None;
     for _ in 0..50 {
@@ -350,7 +353,7 @@ async fn node_follows_its_medianode_pool_and_conferences() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let first = first.expect("the node's Lease exists");
+    let first = first.expect("the node's Lease exists, held for the pool's 3-s timeout");
     let mut later = None;
     for _ in 0..50 {
         later = renewed().await.filter(|t| *t > first);

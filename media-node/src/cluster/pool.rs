@@ -1,5 +1,6 @@
-//! Watches the node's MediaPool for the ICE servers clients get (status.turn.urls) and the
-//! TURN credential lifetime (spec.turn.credentialTtlSeconds).
+//! Watches the node's MediaPool for the ICE servers clients get (status.turn.urls), the
+//! TURN credential lifetime (spec.turn.credentialTtlSeconds) and the heartbeat timeout the
+//! Lease's renewals follow (spec.mediaNode.heartbeatTimeoutSeconds).
 
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use conclave_crds::MediaPool;
 use futures::StreamExt;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
+use tokio::sync::watch;
 
 use crate::node::{IceConfig, NodeState};
 
@@ -24,7 +26,13 @@ pub fn ice_config(pool: &MediaPool) -> IceConfig {
 }
 
 /// Watches MediaPool `name` forever.
-pub async fn run(client: Client, namespace: String, name: String, state: Arc<NodeState>) {
+pub async fn run(
+    client: Client,
+    namespace: String,
+    name: String,
+    state: Arc<NodeState>,
+    heartbeat_timeout: watch::Sender<Option<u32>>,
+) {
     let api: Api<MediaPool> = Api::namespaced(client, &namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut stream = watcher(api, config)
@@ -33,7 +41,13 @@ pub async fn run(client: Client, namespace: String, name: String, state: Arc<Nod
         .boxed();
     while let Some(item) = stream.next().await {
         match item {
-            Ok(pool) => state.set_ice(ice_config(&pool)),
+            Ok(pool) => {
+                state.set_ice(ice_config(&pool));
+                heartbeat_timeout.send_if_modified(|t| {
+                    let now = Some(pool.spec.media_node.heartbeat_timeout_seconds);
+                    std::mem::replace(t, now) != now
+                });
+            }
             Err(e) => tracing::warn!(pool = %name, error = %e, "MediaPool watch"),
         }
     }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use conclave_crds::report::lease_renewal_interval;
 use conclave_testenv::scale::cluster::{self, ClusterSpec, NAMESPACE, ScaleCluster};
 use conclave_testenv::scale::cost::{self, CostSettings};
 use conclave_testenv::scale::day::{self, DaySettings};
@@ -47,10 +48,11 @@ struct Args {
     /// Seed of the day.
     #[arg(long, default_value_t = 2026)]
     seed: u64,
-    /// Seconds between a simulated media node's load reports (the media node's
-    /// `--heartbeat-seconds`).
-    #[arg(long, default_value_t = 5)]
-    heartbeat_seconds: u64,
+    /// Seconds between a simulated media node's Lease renewals (the media node's
+    /// `--heartbeat-seconds`); by default what a media node does in the part's pool: three
+    /// renewals per heartbeatTimeoutSeconds (5 s in the day's pool, 20 s in the cost run's).
+    #[arg(long)]
+    heartbeat_seconds: Option<u64>,
     /// Day: conferences over the day (default 1,200 quick, 5,000 full).
     #[arg(long)]
     day_conferences: Option<usize>,
@@ -169,8 +171,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.only.clone()
     };
     std::fs::create_dir_all(&args.out)?;
-    let behaviour = Behaviour {
-        heartbeat_seconds: args.heartbeat_seconds,
+    // The simulated nodes renew their Leases as media nodes do in the part's pool.
+    let behaviour = |pool_timeout_seconds: u32| Behaviour {
+        heartbeat_seconds: args
+            .heartbeat_seconds
+            .unwrap_or_else(|| lease_renewal_interval(pool_timeout_seconds).as_secs()),
         join_delay_ms: 500,
     };
     let pod_start = Duration::from_millis(args.pod_start_ms);
@@ -191,6 +196,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             pod_start,
         };
         let mut c = ScaleCluster::start(&spec).await?;
+        let behaviour = behaviour(day::pool(&s.day).spec.media_node.heartbeat_timeout_seconds);
         let sim = simulator::start(c.client.clone(), NAMESPACE, behaviour);
         // The pool exists before the operator starts: a pool created in the operator's first
         // moments can leave its first MediaNodes unreconciled (reported to the operator's
@@ -238,6 +244,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             pod_start,
         };
         let mut c = ScaleCluster::start(&spec).await?;
+        let behaviour = behaviour(s.cost.heartbeat_timeout_seconds);
         let sim = simulator::start(c.client.clone(), NAMESPACE, behaviour);
         let outcome = cost::run(
             &c.client,

@@ -56,6 +56,16 @@ pub struct ReplaySummary {
     /// (warm-up plus node start) and the buffer, at least minNodes. No placement or scaling
     /// rule that never moves a live meeting reaches it.
     pub movable_bound: f64,
+    /// The day hour by hour, to set beside the control plane's timeline.
+    pub hours: Vec<HourFigures>,
+}
+
+/// Means over one hour of the replayed day.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct HourFigures {
+    pub nodes: f64,
+    pub draining: f64,
+    pub connected: f64,
 }
 
 /// Day seconds are offset by this, so no time is near zero.
@@ -301,6 +311,8 @@ struct Sums {
     reserved: f64,
     over: f64,
     peak_nodes: usize,
+    /// Time-weighted sums per hour of the day: time, nodes, draining, connected.
+    hours: Vec<[f64; 4]>,
 }
 
 impl Sums {
@@ -309,12 +321,21 @@ impl Sums {
         self.time += dt;
         self.node_time += nodes.len() as f64 * dt;
         self.peak_nodes = self.peak_nodes.max(nodes.len());
+        let hour = ((now - EPOCH) / 3600) as usize;
+        if self.hours.len() <= hour {
+            self.hours.resize(hour + 1, [0.0; 4]);
+        }
+        let h = &mut self.hours[hour];
+        h[0] += dt;
+        h[1] += nodes.len() as f64 * dt;
         for v in nodes {
             if v.draining {
                 self.draining_time += dt;
+                h[2] += dt;
             }
             let connected = f64::from(v.reported.participants);
             self.connected += connected * dt;
+            h[3] += connected * dt;
             self.reserved += f64::from(v.reserved.at(now).participants) * dt;
             self.over += (connected - f64::from(v.capacity.participants)).max(0.0) * dt;
         }
@@ -334,6 +355,15 @@ impl Sums {
             reserved_utilization: self.reserved / capacity_time,
             over_capacity_share: self.over / self.connected.max(1.0),
             draining_share: self.draining_time / self.node_time.max(1.0),
+            hours: self
+                .hours
+                .iter()
+                .map(|[time, nodes, draining, connected]| HourFigures {
+                    nodes: nodes / time,
+                    draining: draining / time,
+                    connected: connected / time,
+                })
+                .collect(),
             scheduled: day.iter().filter(|c| c.scheduled).count(),
             ..ReplaySummary::default()
         };

@@ -1,8 +1,8 @@
 //! The load simulator: stands in for every media node whose pod kwok runs. From the moment
 //! the pod is Running and the MediaNode has a public address (when the real media node starts
 //! reporting) until the pod or MediaNode goes away, it does what the media node's reporter
-//! does, under the field manager `conclave-media-node`: every heartbeat interval a renewal of
-//! its Lease; a server-side apply of `status.load` and `status.lastHeartbeat` when the load
+//! does, under the field manager `conclave-media-node`: every heartbeat interval (what a media
+//! node renews at in the pool: a third of its heartbeat timeout) a renewal of its Lease; a server-side apply of `status.load` and `status.lastHeartbeat` when the load
 //! changed (500 ms after a change of its rooms) and at least every minute; and, in a task of
 //! its own, `status.participants` of each conference whose count changed. Participants join a
 //! conference placed on the node (after a join delay) once it is Active or, if it is booked,
@@ -45,7 +45,8 @@ const LOAD_REFRESH: Duration = Duration::from_secs(60);
 /// How the simulated media nodes behave.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Behaviour {
-    /// Seconds between load reports (the media node's `--heartbeat-seconds`, 5 by default).
+    /// Seconds between Lease renewals (the media node's `--heartbeat-seconds`, by default
+    /// `conclave_crds::report::lease_renewal_interval` of the pool's heartbeat timeout).
     pub heartbeat_seconds: u64,
     /// Time from a conference becoming Active to its participants being connected.
     pub join_delay_ms: u64,
@@ -440,7 +441,8 @@ async fn heartbeats(target: &ReportTarget, node: &str, mut changed: watch::Recei
         {
             renewed = Instant::now();
             let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
-            let body = lease_renewal(node, &pool, &uid, interval * 3, &now);
+            let holds = interval * conclave_crds::report::RENEWALS_PER_TIMEOUT;
+            let body = lease_renewal(node, &pool, &uid, holds, &now);
             target.writes.lease_renewals.fetch_add(1, Ordering::Relaxed);
             let patch = Patch::Apply(&body);
             let renew = leases.patch(node, &params, &patch);
