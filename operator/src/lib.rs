@@ -25,6 +25,7 @@ pub mod release_cmd;
 pub mod resources;
 pub mod roster;
 pub mod shutdown;
+pub mod snapshot;
 pub mod start;
 pub mod state;
 pub mod time;

@@ -32,6 +32,7 @@ use crate::pacing::Pacer;
 use crate::resources::node_service::COMPONENT_NODE_SERVICE;
 use crate::roster::Roster;
 use crate::shutdown::Shutdown;
+use crate::snapshot::Snapshots;
 use crate::state::{Caches, Context, key, lock};
 use crate::watches::{Feed, watch, watch_indexed};
 
@@ -152,6 +153,7 @@ pub async fn run(kube_config: kube::Config, config: RunConfig) -> anyhow::Result
         probes: Mutex::default(),
         templates: Mutex::default(),
         stalls: Mutex::default(),
+        snapshots: Snapshots::default(),
         seen: Mutex::default(),
         pool_pacer: Pacer::new(PACING),
         node_pacer: Pacer::new(PACING),
@@ -479,6 +481,8 @@ async fn conferences(ctx: &Arc<Context>, feeds: ConferenceFeeds, shutdown: &Shut
             ) {
                 return Vec::new();
             }
+            // Placement reads no view taken before this change.
+            for_node.snapshots.node_changed();
             let ns = n.namespace().unwrap_or_default();
             let mut refs: Vec<ObjectRef<Conference>> = for_node
                 .conferences_on(&ns, &n.name_any())

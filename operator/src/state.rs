@@ -18,6 +18,7 @@ use kube::{Client, ResourceExt};
 use crate::config::RunConfig;
 use crate::decide::evacuation::EvacuationBudget;
 use crate::decide::region::{Headroom, pool_to_grow};
+use crate::decide::reservation::Reservations;
 use crate::decide::stall::heartbeats_stalled;
 use crate::decide::{NodeView, UnixSeconds, is_live};
 use crate::index::{ConferenceKey, Index, NodeKey};
@@ -28,6 +29,7 @@ use crate::pacing::Pacer;
 use crate::resources::media_node::{
     PodSettings, TEMPLATE_HASH_LABEL, drained_as_surplus, pod_template_hash,
 };
+use crate::snapshot::Snapshots;
 use crate::time::secs;
 
 /// Watch caches of every kind the controllers read.
@@ -94,6 +96,8 @@ pub struct Context {
     pub templates: Mutex<HashMap<Key, (i64, String)>>,
     /// When each pool's heartbeats were last seen stalled (see `Context::heartbeats_stalled`).
     pub stalls: Mutex<HashMap<Key, i64>>,
+    /// The last views of each pool's nodes, for placement (see `snapshot`).
+    pub snapshots: Snapshots,
     /// Fingerprints of objects last seen by watch mappers (see `Context::changed`).
     pub seen: Mutex<HashMap<String, u64>>,
     /// Pacing of pool passes (every placement triggers one).
@@ -213,6 +217,7 @@ impl Context {
         lock(&self.identity_applied).remove(k);
         lock(&self.stalls).remove(k);
         lock(&self.templates).remove(k);
+        self.snapshots.forget(k);
         let mut seen = lock(&self.seen);
         for what in ["pool-spec", "pool-turn"] {
             seen.remove(&format!("{what}/{k:?}"));
@@ -291,15 +296,9 @@ impl Context {
             })
     }
 
-    /// The decision view of `node`, with reservations from the ledger; `template` is the
-    /// pool's current pod-template hash.
-    fn node_view(
-        &self,
-        node: &MediaNode,
-        pool: &MediaPool,
-        ledger: &Ledger,
-        template: &str,
-    ) -> NodeView {
+    /// The decision view of `node` without its reservations; `template` is the pool's
+    /// current pod-template hash.
+    fn node_view(&self, node: &MediaNode, pool: &MediaPool, template: &str) -> NodeView {
         // Borrowed, not cloned: placement builds a view of every node of the pool.
         let status = node.status.as_ref();
         let load = status.and_then(|s| s.load.clone()).unwrap_or_default();
@@ -318,7 +317,7 @@ impl Context {
                 .unwrap_or(0),
             last_heartbeat: self.heartbeat(node),
             capacity: node.spec.capacity,
-            reserved: ledger.reserved_on(&key(node)),
+            reserved: Reservations::default(),
             reported: Usage {
                 participants: load.participants,
                 rooms: load.rooms,
@@ -333,13 +332,41 @@ impl Context {
         }
     }
 
-    /// Views of every node of `pool`.
-    pub fn pool_views(&self, pool: &MediaPool, ledger: &Ledger) -> Vec<NodeView> {
+    /// Views of every node of `pool` without their reservations, as the caches show them.
+    fn unreserved_views(&self, pool: &MediaPool) -> Vec<NodeView> {
         let ns = pool.namespace().unwrap_or_default();
         let template = self.template_hash(pool);
         self.nodes_of_pool(&ns, &pool.name_any())
             .iter()
-            .map(|n| self.node_view(n, pool, ledger, &template))
+            .map(|n| self.node_view(n, pool, &template))
+            .collect()
+    }
+
+    /// Views of every node of `pool`, with reservations from the ledger.
+    pub fn pool_views(&self, pool: &MediaPool, ledger: &Ledger) -> Vec<NodeView> {
+        let ns = pool.namespace().unwrap_or_default();
+        let mut views = self.unreserved_views(pool);
+        for v in &mut views {
+            v.reserved = ledger.reserved_on(&(ns.clone(), v.name.clone()));
+        }
+        views
+    }
+
+    /// [`Context::pool_views`] for placement: the nodes as `snapshots` last saw them while
+    /// those views are fresh (see `snapshot`), with reservations from the ledger now.
+    pub fn placement_views(&self, pool: &MediaPool, ledger: &Ledger) -> Vec<NodeView> {
+        let ns = pool.namespace().unwrap_or_default();
+        let generation = pool.metadata.generation.unwrap_or(0);
+        let base = self
+            .snapshots
+            .views(&key(pool), generation, std::time::Instant::now(), || {
+                self.unreserved_views(pool)
+            });
+        base.iter()
+            .map(|v| NodeView {
+                reserved: ledger.reserved_on(&(ns.clone(), v.name.clone())),
+                ..v.clone()
+            })
             .collect()
     }
 

@@ -414,7 +414,7 @@ fn choose(
     };
     let mut reasons = Vec::new();
     for pool in pools {
-        let views = ctx.pool_views(pool, &ledger);
+        let views = ctx.placement_views(pool, &ledger);
         let policy = PlacementPolicy {
             strategy: pool.spec.scaling.strategy,
             heartbeat_timeout_seconds: i64::from(pool.spec.media_node.heartbeat_timeout_seconds),
