@@ -66,6 +66,10 @@ struct Args {
     /// conference is placed; the pool's default is 5).
     #[arg(long, default_value_t = 20.0)]
     warmup_minutes: f64,
+    /// Day: the pool's scale-down delay, in minutes of the day (how long surplus lasts before
+    /// nodes drain; the pool's default is 5).
+    #[arg(long, default_value_t = 10.0)]
+    scale_down_minutes: f64,
     /// Day: the pool's minNodes.
     #[arg(long, default_value_t = 2)]
     min_nodes: u32,
@@ -115,9 +119,10 @@ fn sizes(args: &Args) -> Sizes {
             buffer_participants: args.buffer_participants,
             // The warm-up (20 minutes of the day unless told) ahead of a scheduled start (the
             // autoscaler starts nodes a node start before it), and 10 minutes of surplus
-            // before a node drains (at least the few real seconds a node takes to start).
+            // unless told before a node drains (at least the few real seconds a node takes to
+            // start).
             warmup_seconds: day_clock(day_seconds, args.warmup_minutes * 60.0).max(1),
-            scale_down_delay_seconds: day_clock(day_seconds, 600.0).max(3),
+            scale_down_delay_seconds: day_clock(day_seconds, args.scale_down_minutes * 60.0).max(3),
             expected_attendance: true,
         },
         cost: CostSettings {
