@@ -359,11 +359,13 @@ fn default_signaling_port() -> u16 {
 }
 /// The media node's UDP port when a pool sets none.
 pub const DEFAULT_UDP_PORT: u16 = 7882;
+/// `spec.mediaNode.heartbeatTimeoutSeconds` when a pool sets none.
+pub const DEFAULT_HEARTBEAT_TIMEOUT_SECONDS: u32 = 15;
 fn default_true() -> bool {
     true
 }
 fn default_heartbeat_timeout() -> u32 {
-    15
+    DEFAULT_HEARTBEAT_TIMEOUT_SECONDS
 }
 
 impl MediaNodeTemplate {

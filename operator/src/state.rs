@@ -124,6 +124,15 @@ pub fn key<K: ResourceExt>(o: &K) -> Key {
     (o.namespace().unwrap_or_default(), o.name_any())
 }
 
+/// `views` of `pool`'s nodes with what `ledger` holds on each.
+fn with_reservations(mut views: Vec<NodeView>, pool: &MediaPool, ledger: &Ledger) -> Vec<NodeView> {
+    let ns = pool.namespace().unwrap_or_default();
+    for v in &mut views {
+        v.reserved = ledger.reserved_on(&(ns.clone(), v.name.clone()));
+    }
+    views
+}
+
 impl Context {
     /// When media node `node` last showed it is alive: the renew time of its Lease, or the
     /// `status.lastHeartbeat` it reports with its load (media nodes older than their Leases
@@ -344,30 +353,19 @@ impl Context {
 
     /// Views of every node of `pool`, with reservations from the ledger.
     pub fn pool_views(&self, pool: &MediaPool, ledger: &Ledger) -> Vec<NodeView> {
-        let ns = pool.namespace().unwrap_or_default();
-        let mut views = self.unreserved_views(pool);
-        for v in &mut views {
-            v.reserved = ledger.reserved_on(&(ns.clone(), v.name.clone()));
-        }
-        views
+        with_reservations(self.unreserved_views(pool), pool, ledger)
     }
 
     /// [`Context::pool_views`] for placement: the nodes as `snapshots` last saw them while
     /// those views are fresh (see `snapshot`), with reservations from the ledger now.
     pub fn placement_views(&self, pool: &MediaPool, ledger: &Ledger) -> Vec<NodeView> {
-        let ns = pool.namespace().unwrap_or_default();
         let generation = pool.metadata.generation.unwrap_or(0);
         let base = self
             .snapshots
             .views(&key(pool), generation, std::time::Instant::now(), || {
                 self.unreserved_views(pool)
             });
-        base.iter()
-            .map(|v| NodeView {
-                reserved: ledger.reserved_on(&(ns.clone(), v.name.clone())),
-                ..v.clone()
-            })
-            .collect()
+        with_reservations(base.as_ref().clone(), pool, ledger)
     }
 
     /// Whether `pool`'s stale heartbeats are to be blamed on a stall (see `decide::stall`)

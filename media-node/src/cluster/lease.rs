@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use conclave_crds::labels;
+use conclave_crds::pool::DEFAULT_HEARTBEAT_TIMEOUT_SECONDS;
 use conclave_crds::report::{RENEWALS_PER_TIMEOUT, lease_renewal, lease_renewal_interval};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -32,7 +33,7 @@ pub fn cadence(set: Option<Duration>, pool_timeout_seconds: Option<u32>) -> Cade
             holds: every * RENEWALS_PER_TIMEOUT,
         },
         None => {
-            let timeout = pool_timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS);
+            let timeout = pool_timeout_seconds.unwrap_or(DEFAULT_HEARTBEAT_TIMEOUT_SECONDS);
             Cadence {
                 every: lease_renewal_interval(timeout),
                 holds: Duration::from_secs(u64::from(timeout)),
@@ -40,9 +41,6 @@ pub fn cadence(set: Option<Duration>, pool_timeout_seconds: Option<u32>) -> Cade
         }
     }
 }
-
-/// `spec.mediaNode.heartbeatTimeoutSeconds` when a pool leaves it out.
-const DEFAULT_TIMEOUT_SECONDS: u32 = 15;
 
 /// Renews the Lease forever, at the cadence of `set` or of the pool's heartbeat timeout as
 /// `timeouts` last said. A renewal that takes longer than the interval is abandoned for a

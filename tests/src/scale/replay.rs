@@ -311,8 +311,8 @@ struct Sums {
     reserved: f64,
     over: f64,
     peak_nodes: usize,
-    /// Time-weighted sums per hour of the day: time, nodes, draining, connected.
-    hours: Vec<[f64; 4]>,
+    /// Time-weighted sums per hour of the day (`time` the hour's seconds sampled).
+    hours: Vec<(f64, HourFigures)>,
 }
 
 impl Sums {
@@ -323,19 +323,19 @@ impl Sums {
         self.peak_nodes = self.peak_nodes.max(nodes.len());
         let hour = ((now - EPOCH) / 3600) as usize;
         if self.hours.len() <= hour {
-            self.hours.resize(hour + 1, [0.0; 4]);
+            self.hours.resize(hour + 1, (0.0, HourFigures::default()));
         }
-        let h = &mut self.hours[hour];
-        h[0] += dt;
-        h[1] += nodes.len() as f64 * dt;
+        let (time, h) = &mut self.hours[hour];
+        *time += dt;
+        h.nodes += nodes.len() as f64 * dt;
         for v in nodes {
             if v.draining {
                 self.draining_time += dt;
-                h[2] += dt;
+                h.draining += dt;
             }
             let connected = f64::from(v.reported.participants);
             self.connected += connected * dt;
-            h[3] += connected * dt;
+            h.connected += connected * dt;
             self.reserved += f64::from(v.reserved.at(now).participants) * dt;
             self.over += (connected - f64::from(v.capacity.participants)).max(0.0) * dt;
         }
@@ -358,10 +358,10 @@ impl Sums {
             hours: self
                 .hours
                 .iter()
-                .map(|[time, nodes, draining, connected]| HourFigures {
-                    nodes: nodes / time,
-                    draining: draining / time,
-                    connected: connected / time,
+                .map(|(time, sums)| HourFigures {
+                    nodes: sums.nodes / time,
+                    draining: sums.draining / time,
+                    connected: sums.connected / time,
                 })
                 .collect(),
             scheduled: day.iter().filter(|c| c.scheduled).count(),

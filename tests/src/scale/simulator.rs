@@ -2,9 +2,10 @@
 //! the pod is Running and the MediaNode has a public address (when the real media node starts
 //! reporting) until the pod or MediaNode goes away, it does what the media node's reporter
 //! does, under the field manager `conclave-media-node`: every heartbeat interval (what a media
-//! node renews at in the pool: a third of its heartbeat timeout) a renewal of its Lease; a server-side apply of `status.load` and `status.lastHeartbeat` when the load
-//! changed (500 ms after a change of its rooms) and at least every minute; and, in a task of
-//! its own, `status.participants` of each conference whose count changed. Participants join a
+//! node renews at in the pool: a third of its heartbeat timeout) a renewal of its Lease; a
+//! server-side apply of `status.load` and `status.lastHeartbeat` when the load changed (500 ms
+//! after a change of its rooms) and at least every minute; and, in a task of its own,
+//! `status.participants` of each conference whose count changed. Participants join a
 //! conference placed on the node (after a join delay) once it is Active or, if it is booked,
 //! at its startTime, as people open a meeting at its time (the media node opens the room at
 //! placement, so they need not wait for the operator to write Active); they leave when it is
