@@ -172,7 +172,10 @@ async fn a_drained_node_hands_its_conferences_over_at_the_evacuation_rate_and_go
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_node_loses_its_conference_within_seconds_of_its_heartbeat_going_stale() {
     let (env, ns, _operator) = common::start("failover").await;
-    let timeout = 6;
+    // The default timeout: the kubelet's readiness probe (every 2 s, 3 failures) sees the
+    // frozen pod unready before the heartbeat goes stale, so the node is back in Starting
+    // when it has to be failed, as a hung process's node is.
+    let timeout = 15;
     create(
         &ns,
         &pool(
@@ -199,12 +202,18 @@ async fn a_frozen_node_loses_its_conference_within_seconds_of_its_heartbeat_goin
     // The node's last heartbeat (its Lease's renew time), as seen while waiting (a renewal
     // in flight at the freeze may still land; once deleted, the last value seen stays).
     let last_heartbeat = Mutex::new(None);
+    let unready_first = Mutex::new(false);
     let leases = ns.api::<k8s_openapi::api::coordination::v1::Lease>();
     let moved = wait::until("the standup moved to another node", TIMEOUT, || async {
         if let Ok(Some(lease)) = leases.get_opt(&host).await
             && let Some(beat) = lease.spec.and_then(|s| s.renew_time)
         {
             *last_heartbeat.lock().unwrap() = Some(beat.0);
+        }
+        if let Ok(Some(node)) = ns.api::<MediaNode>().get_opt(&host).await
+            && node.status.and_then(|s| s.phase) == Some(MediaNodePhase::Starting)
+        {
+            *unready_first.lock().unwrap() = true;
         }
         let c = ns.api::<Conference>().get("standup").await.ok()?;
         let s = c.status?;
@@ -229,12 +238,17 @@ async fn a_frozen_node_loses_its_conference_within_seconds_of_its_heartbeat_goin
     );
     assert_eq!(moved.moves, 1);
     assert_ne!(Some(moved.join.unwrap().signaling_url), old_url);
+    assert!(
+        *unready_first.lock().unwrap(),
+        "the frozen node was not seen back in Starting (pod unready) before it was failed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_whose_heartbeats_all_stop_at_once_fails_no_node_and_moves_nothing() {
     let (env, ns, _operator) = common::start("stall").await;
-    let timeout = 6;
+    // As in the failover test, the pods go unready (Starting) before their heartbeats go stale.
+    let timeout = 15;
     create(
         &ns,
         &pool(
@@ -292,6 +306,14 @@ async fn a_pool_whose_heartbeats_all_stop_at_once_fails_no_node_and_moves_nothin
         assert_eq!(hosts(&ns, &names).await, placed, "a conference moved");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // The kubelet saw the frozen pods unready meanwhile: the guard held for nodes back in
+    // Starting too.
+    let starting = all_nodes(&ns)
+        .await
+        .iter()
+        .filter(|n| n.status.as_ref().and_then(|s| s.phase) == Some(MediaNodePhase::Starting))
+        .count();
+    assert_eq!(starting, 3, "every frozen node's pod went unready");
 
     drop(frozen);
     wait::until(

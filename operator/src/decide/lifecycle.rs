@@ -1,8 +1,8 @@
 //! A media node's phase from what is observed of its pod, its heartbeat and its load:
 //! Pending → Starting → Ready → Draining → Drained (Draining → Ready when a drain is taken
 //! back before the node drained), or Failed when the pod fails or goes
-//! away after starting, or the heartbeat of a running node goes stale (`liveness`, the rule
-//! the conference controller moves conferences by).
+//! away after starting, or the heartbeat of a node that heartbeated goes stale (`liveness`,
+//! the rule the conference controller moves conferences by).
 
 use conclave_crds::MediaNodePhase::{self, *};
 
@@ -269,10 +269,24 @@ mod tests {
     }
 
     #[test]
-    fn a_starting_node_with_an_old_heartbeat_is_not_failed() {
-        let mut o = obs(Some(Starting), Some(running()));
-        o.heartbeat_age = Some(100);
-        assert_eq!(phase(&o), (Starting, "NoHeartbeat"));
+    fn a_node_back_to_starting_that_stopped_heartbeating_fails_unless_its_pool_stalled() {
+        // A hung process: the kubelet's readiness probe times out first (Ready -> Starting),
+        // then its heartbeat goes stale. Its conferences must not wait on it forever.
+        let hung = PodObservation {
+            ready: false,
+            ..running()
+        };
+        let mut o = obs(Some(Ready), Some(hung));
+        assert_eq!(phase(&o), (Starting, "PodNotReady"));
+        o.current = Some(Starting);
+        o.heartbeat_age = Some(16);
+        assert_eq!(phase(&o), (Failed, "HeartbeatStale"));
+        o.pool_stalled = true;
+        assert_eq!(phase(&o), (Starting, "PodNotReady"));
+        // Starting for the first time: no heartbeat yet, nothing to lose.
+        o.pool_stalled = false;
+        o.heartbeat_age = None;
+        assert_eq!(phase(&o), (Starting, "PodNotReady"));
     }
 
     #[test]

@@ -24,8 +24,8 @@ pub enum Loss {
     Gone,
     /// Its phase is Failed.
     Failed,
-    /// It ran and its heartbeat is older than the timeout, while the rest of its pool's is
-    /// not.
+    /// It heartbeated and its heartbeat is older than the timeout, while the rest of its
+    /// pool's is not.
     HeartbeatLost,
 }
 
@@ -40,10 +40,12 @@ impl Loss {
     }
 }
 
-/// A running (Ready or Draining) node whose heartbeat is older than the timeout, unless its
-/// pool stalled together.
+/// A node that heartbeated (Ready, Draining, or Starting again because its pod stopped
+/// answering the kubelet's readiness probe, as a hung process does before its heartbeat goes
+/// stale) whose heartbeat is older than the timeout, unless its pool stalled together. A node
+/// starting for the first time has no heartbeat to lose.
 pub fn heartbeat_lost(node: &Liveness) -> bool {
-    matches!(node.phase, Ready | Draining)
+    matches!(node.phase, Starting | Ready | Draining)
         && node
             .heartbeat_age
             .is_some_and(|age| age > node.heartbeat_timeout)
@@ -90,7 +92,13 @@ mod tests {
             (Some(node(Ready, Some(15), false)), None),
             (Some(node(Ready, Some(60), true)), None),
             // Not running yet: no heartbeat to lose.
-            (Some(node(Starting, Some(60), false)), None),
+            (Some(node(Starting, None, false)), None),
+            // Ran, then its pod went unready and its heartbeat stopped: a hung process.
+            (
+                Some(node(Starting, Some(16), false)),
+                Some(Loss::HeartbeatLost),
+            ),
+            (Some(node(Starting, Some(60), true)), None),
             (Some(node(Pending, None, false)), None),
         ];
         for (n, want) in cases {

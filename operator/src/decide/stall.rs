@@ -23,7 +23,9 @@ pub struct Stall {
     /// were up to one heartbeat interval apart): the first to pass it must already see the
     /// others late, or it alone would be failed.
     pub stale: usize,
-    /// Nodes expected to heartbeat (Ready or Draining).
+    /// Nodes expected to heartbeat: Ready, Draining, or Starting after a heartbeat (a running
+    /// node goes back to Starting when its pod fails the kubelet's readiness probe, which a
+    /// node cut off with its pool may do before its heartbeat goes stale).
     pub heartbeating: usize,
 }
 
@@ -31,7 +33,11 @@ pub struct Stall {
 pub fn heartbeats_stalled(nodes: &[NodeView], timeout: i64, now: UnixSeconds) -> Option<Stall> {
     let heartbeating: Vec<_> = nodes
         .iter()
-        .filter(|n| matches!(n.phase, MediaNodePhase::Ready | MediaNodePhase::Draining))
+        .filter(|n| match n.phase {
+            MediaNodePhase::Ready | MediaNodePhase::Draining => true,
+            MediaNodePhase::Starting => n.last_heartbeat.is_some(),
+            _ => false,
+        })
         .collect();
     let stale = heartbeating
         .iter()
@@ -109,6 +115,22 @@ mod tests {
             n.last_heartbeat = None;
             nodes.push(n);
         }
+        assert_eq!(
+            heartbeats_stalled(&nodes, TIMEOUT, NOW),
+            Some(Stall {
+                stale: 3,
+                heartbeating: 3
+            })
+        );
+    }
+
+    #[test]
+    fn nodes_back_to_starting_after_heartbeating_still_count() {
+        // Two of three stalled nodes' pods went unready first (the kubelet's probe timed out):
+        // they are still part of the stall, and the third is not failed alone.
+        let mut nodes = pool(0, 3);
+        nodes[0].phase = MediaNodePhase::Starting;
+        nodes[1].phase = MediaNodePhase::Starting;
         assert_eq!(
             heartbeats_stalled(&nodes, TIMEOUT, NOW),
             Some(Stall {
