@@ -57,6 +57,22 @@ impl Error {
     }
 }
 
+impl Error {
+    /// True when the API server answered and refused the request (a 4xx: conflict, invalid,
+    /// not found, throttled), so a write did not land; false when the outcome is unknown
+    /// (the connection failed, the call timed out, or a 5xx, after which the write may have
+    /// been applied).
+    pub fn refused(&self) -> bool {
+        matches!(
+            self,
+            Error::Kube {
+                source: kube::Error::Api(s),
+                ..
+            } if (400..500).contains(&s.code)
+        ) || matches!(self, Error::Invalid(_) | Error::Serialize { .. })
+    }
+}
+
 /// Adds context naming the action to a kube result.
 pub trait KubeContext<T> {
     /// Wraps the error with `action`.
@@ -93,4 +109,32 @@ pub fn deleted<T>(
 /// True when `e` is the API's 409 AlreadyExists or Conflict.
 pub fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16) -> Error {
+        Error::Kube {
+            action: "applying status".into(),
+            source: kube::Error::Api(
+                kube::core::Status::failure("refused", "Reason")
+                    .with_code(code)
+                    .boxed(),
+            ),
+        }
+    }
+
+    #[test]
+    fn a_write_answered_with_a_4xx_did_not_land_one_without_an_answer_may_have() {
+        for code in [400, 404, 409, 422, 429] {
+            assert!(api(code).refused(), "{code}");
+        }
+        for code in [500, 503, 504] {
+            assert!(!api(code).refused(), "{code}");
+        }
+        assert!(!Error::Timeout("no answer in 10 s".into()).refused());
+        assert!(Error::Invalid("no namespace".into()).refused());
+    }
 }

@@ -3,7 +3,7 @@
 //! over-commits a node even before the API reflects earlier placements. It is rebuilt from
 //! conference status when the operator starts, and kept in step on every reconcile.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::decide::reservation::{Reservation, Reservations};
 
@@ -15,6 +15,9 @@ pub type Key = (String, String);
 pub struct Ledger {
     by_conference: HashMap<Key, Key>,
     by_node: HashMap<Key, BTreeMap<Key, Reservation>>,
+    /// Conferences whose placement write failed without an answer: it may have landed, so
+    /// the reservation stays until the API server says whether it did.
+    unsure: HashSet<Key>,
 }
 
 impl Ledger {
@@ -31,6 +34,7 @@ impl Ledger {
 
     /// Drops what `conference` holds; returns the node it was on.
     pub fn release(&mut self, conference: &Key) -> Option<Key> {
+        self.unsure.remove(conference);
         let node = self.by_conference.remove(conference)?;
         if let Some(held) = self.by_node.get_mut(&node) {
             held.remove(conference);
@@ -52,6 +56,23 @@ impl Ledger {
     /// The node `conference` holds a reservation on.
     pub fn node_of(&self, conference: &Key) -> Option<&Key> {
         self.by_conference.get(conference)
+    }
+
+    /// Records that the write publishing `conference`'s reservation failed without an answer.
+    pub fn mark_unsure(&mut self, conference: &Key) {
+        if self.by_conference.contains_key(conference) {
+            self.unsure.insert(conference.clone());
+        }
+    }
+
+    /// Whether `conference`'s reservation waits for the API server to say if its write landed.
+    pub fn is_unsure(&self, conference: &Key) -> bool {
+        self.unsure.contains(conference)
+    }
+
+    /// The API server showed `conference`'s reservation written.
+    pub fn confirm(&mut self, conference: &Key) {
+        self.unsure.remove(conference);
     }
 
     /// Conferences holding reservations on `node`, in name order.
@@ -108,6 +129,24 @@ mod tests {
         assert_eq!(l.reserved_on(&k("n1")), Reservations::default());
         assert_eq!(l.release(&k("b")), None);
         assert_eq!(l.conferences_on(&k("n2")), vec![k("a")]);
+    }
+
+    #[test]
+    fn an_unsure_reservation_keeps_its_capacity_until_confirmed_or_released() {
+        let mut l = Ledger::default();
+        l.mark_unsure(&k("a"));
+        assert!(!l.is_unsure(&k("a")), "nothing reserved, nothing unsure");
+        l.reserve(k("a"), k("n1"), conference(10));
+        l.mark_unsure(&k("a"));
+        assert!(l.is_unsure(&k("a")));
+        assert_eq!(l.reserved_on(&k("n1")).total().participants, 10);
+        l.confirm(&k("a"));
+        assert!(!l.is_unsure(&k("a")));
+        l.mark_unsure(&k("a"));
+        l.release(&k("a"));
+        assert!(!l.is_unsure(&k("a")));
+        l.reserve(k("a"), k("n2"), conference(10));
+        assert!(!l.is_unsure(&k("a")), "a new placement starts sure");
     }
 
     #[test]

@@ -52,6 +52,30 @@ pub async fn reconcile(conf: Arc<Conference>, ctx: Arc<Context>) -> Result<Actio
     taken
 }
 
+/// The ledger holds a placement the watch cache does not show. Usually the watch is just
+/// behind; after a placement write that failed without an answer, the API server says
+/// whether it landed: if not, the reservation goes and the conference is placed again.
+async fn await_cache(ctx: &Context, ckey: &Key) -> Result<Action> {
+    let behind = Action::requeue(Duration::from_millis(500));
+    if !lock(&ctx.ledger).is_unsure(ckey) {
+        return Ok(behind);
+    }
+    let api: Api<Conference> = Api::namespaced(ctx.client.clone(), &ckey.0);
+    let fresh = api
+        .get(&ckey.1)
+        .await
+        .action(|| format!("reading Conference {} back", ckey.1))?;
+    let written = fresh.status.and_then(|s| s.media_node);
+    let mut ledger = lock(&ctx.ledger);
+    if ledger.node_of(ckey).map(|(_, node)| node) == written.as_ref() {
+        ledger.confirm(ckey);
+        Ok(behind)
+    } else {
+        ledger.release(ckey);
+        Ok(Action::requeue(Duration::ZERO))
+    }
+}
+
 /// Gathers what is known of a conference and of the node holding its reservation, asks
 /// `decide::conference::step` for the one step to take, and applies it.
 async fn take_step(conf: Arc<Conference>, ctx: Arc<Context>) -> Result<Action> {
@@ -148,7 +172,7 @@ async fn take_step(conf: Arc<Conference>, ctx: Arc<Context>) -> Result<Action> {
                 .map_or(created, |start| created.max(start - facts.warmup_seconds));
             place_first(&ctx, &conf, status, &pools, phase, t - due, t).await
         }
-        Step::AwaitCache => Ok(Action::requeue(Duration::from_millis(500))),
+        Step::AwaitCache => await_cache(&ctx, &ckey).await,
         Step::Move { from, why } => {
             let from = (ckey.0.clone(), from);
             match (why, host_pool) {
@@ -202,7 +226,9 @@ fn adopt_reservation(
         return;
     }
     let mut ledger = lock(&ctx.ledger);
-    if ledger.node_of(ckey).is_none() {
+    if ledger.node_of(ckey).is_some_and(|(_, n)| n == node) {
+        ledger.confirm(ckey);
+    } else if ledger.node_of(ckey).is_none() {
         ledger.reserve(
             ckey.clone(),
             (ckey.0.clone(), node.clone()),
@@ -481,7 +507,15 @@ async fn settle(
     let label = Label::Set(label_for(node.as_deref(), node_name));
     let written = write(ctx, conf, status, label).await;
     if let Err(e) = written {
-        lock(&ctx.ledger).release(&key(conf));
+        // Refused: the capacity is free again. Unanswered: the placement may have landed, and
+        // giving its capacity away would over-commit the node once the watch shows it; the
+        // next reconcile asks the API server (`await_cache`).
+        let mut ledger = lock(&ctx.ledger);
+        if e.refused() {
+            ledger.release(&key(conf));
+        } else {
+            ledger.mark_unsure(&key(conf));
+        }
         return Err(e);
     }
     // Moves are worth an Event; a first placement is routine (hundreds a second at a peak)
