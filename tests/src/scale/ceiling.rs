@@ -1,11 +1,14 @@
-//! The API server's own ceiling for the writes one placement brings, measured in the same run
-//! as the placements it bounds: for each conference, the client's create, then the operator's
-//! status apply (phase, node, join info, the Placed condition, conditional on the
-//! resourceVersion), then the participant count
-//! its media node reports once people joined (the simulated media nodes write it for every
-//! conference of the placement run too), one after the other, with as many conferences in
-//! flight as the placement load, in a namespace nobody watches. The rate of conferences so
-//! written is what placement would reach if the operator cost nothing and reacted at once.
+//! The API server's own limits for the writes one placement brings, measured in the same run
+//! as the placements they bound. The ceiling: for each conference, the client's create, then
+//! the operator's status apply (phase, node, join info, the Placed condition, conditional on
+//! the resourceVersion), then the participant count its media node reports once people
+//! joined (the simulated media nodes write it for every conference of the placement run
+//! too), one after the other, with as many conferences in flight as the placement load, in a
+//! namespace nobody watches. The rate of conferences so written is what placement would reach
+//! if the operator cost nothing and reacted at once. The floor: the placement load generator's
+//! steady load, answered by an operator that costs nothing (a watch that writes each
+//! placement as soon as it sees the conference): the create → join delay no operator can go
+//! under on this API server at that rate.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,19 +16,25 @@ use std::time::{Duration, Instant};
 
 use conclave_crds::report::participants_report;
 use conclave_crds::{Conference, labels};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
+use crate::bench::placement::{self, Load, Outcome};
 use crate::bench::stats::Percentiles;
 use crate::error::{Context, Error};
 
 /// Namespace the ceiling is measured in.
 pub const NAMESPACE: &str = "ceiling";
+
+/// Namespace the floor is measured in.
+pub const FLOOR_NAMESPACE: &str = "floor";
 
 /// API writes of one placement: the create, the status apply and the media node's
 /// participant report.
@@ -49,15 +58,7 @@ pub struct Ceiling {
 
 /// Writes `count` conferences' placement writes with `in_flight` conferences at a time.
 pub async fn measure(client: &Client, count: usize, in_flight: usize) -> Result<Ceiling, Error> {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))
-        .context("a Namespace manifest")?;
-    match namespaces.create(&PostParams::default(), &ns).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => return Err(e).context("create the ceiling namespace"),
-    }
-    let api: Api<Conference> = Api::namespaced(client.clone(), NAMESPACE);
+    let api = scratch_namespace(client, NAMESPACE).await?;
     let permits = Arc::new(Semaphore::new(in_flight.max(1)));
     let errors = Arc::new(AtomicUsize::new(0));
     let began = Instant::now();
@@ -90,18 +91,7 @@ pub async fn measure(client: &Client, count: usize, in_flight: usize) -> Result<
     }
     let seconds = began.elapsed().as_secs_f64();
     let conferences = latencies.len();
-    // Its deletion (the namespace controller lists and deletes every kind) must not run
-    // beside the placements measured next.
-    namespaces
-        .delete(NAMESPACE, &DeleteParams::background())
-        .await
-        .context("delete the ceiling namespace")?;
-    crate::wait::until(
-        "the ceiling namespace to be deleted",
-        Duration::from_secs(300),
-        || async { matches!(namespaces.get_opt(NAMESPACE).await, Ok(None)).then_some(()) },
-    )
-    .await?;
+    delete_namespace(client, NAMESPACE).await?;
     Ok(Ceiling {
         conferences,
         errors: errors.load(Ordering::Relaxed),
@@ -114,6 +104,68 @@ pub async fn measure(client: &Client, count: usize, in_flight: usize) -> Result<
     })
 }
 
+/// Offers `load` (its pool is ignored) in a namespace of its own where a watch stands in for
+/// an operator that costs nothing: it writes each conference's placement (the status apply,
+/// then the participant report) as soon as it sees the conference.
+pub async fn floor(client: &Client, load: &Load) -> Result<Outcome, Error> {
+    let api = scratch_namespace(client, FLOOR_NAMESPACE).await?;
+    let stand_in = tokio::spawn(place_what_appears(api));
+    let outcome = placement::run(client, FLOOR_NAMESPACE, load, Duration::from_secs(600)).await;
+    stand_in.abort();
+    delete_namespace(client, FLOOR_NAMESPACE).await?;
+    outcome
+}
+
+/// The stand-in operator of `floor`: every conference that appears without a status is
+/// placed at once, each on a task of its own.
+async fn place_what_appears(api: Api<Conference>) {
+    let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
+    while let Some(event) = events.next().await {
+        let Ok(watcher::Event::Apply(c) | watcher::Event::InitApply(c)) = event else {
+            continue;
+        };
+        if c.status.is_some() {
+            continue;
+        }
+        let (api, name, version) = (api.clone(), c.name_any(), c.resource_version());
+        tokio::spawn(async move {
+            if let Err(e) = settle(&api, &name, version).await {
+                tracing::debug!(error = %e, conference = %name, "floor write failed");
+            }
+        });
+    }
+}
+
+/// Creates `name` (with every other kind of object, deleted with it later) and hands its
+/// Conference API.
+async fn scratch_namespace(client: &Client, name: &str) -> Result<Api<Conference>, Error> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))
+        .context("a Namespace manifest")?;
+    match namespaces.create(&PostParams::default(), &ns).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e).context(format!("create the {name} namespace")),
+    }
+    Ok(Api::namespaced(client.clone(), name))
+}
+
+/// Deletes namespace `name` and waits until it is gone: its deletion (the namespace
+/// controller lists and deletes every kind) must not run beside what is measured next.
+async fn delete_namespace(client: &Client, name: &str) -> Result<(), Error> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .delete(name, &DeleteParams::background())
+        .await
+        .context(format!("delete the {name} namespace"))?;
+    crate::wait::until(
+        &format!("the {name} namespace to be deleted"),
+        Duration::from_secs(300),
+        || async { matches!(namespaces.get_opt(name).await, Ok(None)).then_some(()) },
+    )
+    .await
+}
+
 /// The writes of one placement of conference `name`, as the load generator, the operator and
 /// the media node send them.
 async fn place(api: &Api<Conference>, name: &str) -> Result<(), kube::Error> {
@@ -124,6 +176,16 @@ async fn place(api: &Api<Conference>, name: &str) -> Result<(), kube::Error> {
     }))
     .map_err(kube::Error::SerdeError)?;
     let created = api.create(&PostParams::default(), &conference).await?;
+    settle(api, name, created.resource_version()).await
+}
+
+/// The writes that follow a conference's create: the operator's status apply at
+/// `resource_version`, then its media node's participant report.
+async fn settle(
+    api: &Api<Conference>,
+    name: &str,
+    resource_version: Option<String>,
+) -> Result<(), kube::Error> {
     let now = serde_json::to_value(Time(k8s_openapi::jiff::Timestamp::now()))
         .map_err(kube::Error::SerdeError)?;
     api.patch_status(
@@ -131,7 +193,7 @@ async fn place(api: &Api<Conference>, name: &str) -> Result<(), kube::Error> {
         &PatchParams::apply("bench-ceiling").force(),
         &Patch::Apply(json!({
             "apiVersion": "conclave.dev/v1alpha1", "kind": "Conference",
-            "metadata": {"resourceVersion": created.resource_version()},
+            "metadata": {"resourceVersion": resource_version},
             "status": {
                 "phase": "Active",
                 "mediaNode": "cost-00001",

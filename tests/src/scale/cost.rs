@@ -3,8 +3,9 @@
 //! Measures the operator's resident memory and CPU from /proc, API requests per placement
 //! from the API server's counters (minus what the simulator and the load generator sent),
 //! and how long a restarted operator takes to rebuild its state and place again. Before the
-//! placements it measures the API server's own ceiling for the writes they need (`ceiling`),
-//! with the same nodes heartbeating, so the placement rate is judged against that.
+//! placements it measures the API server's own ceiling for the writes they need, and the
+//! create → join delay of the steady load with an operator that costs nothing (`ceiling`),
+//! with the same nodes heartbeating, so the placement rate and delay are judged against them.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -83,6 +84,9 @@ pub struct CostOutcome {
     pub ceiling: Ceiling,
     /// The placement rate as a share of that ceiling.
     pub share_of_ceiling: f64,
+    /// The steady load answered by an operator that costs nothing, measured just before: the
+    /// create → join delay at that rate that no operator goes under here.
+    pub floor: Outcome,
     pub cpu_seconds_placements: f64,
     pub cpu_seconds_per_1000_placements: f64,
     /// Operator CPU while only heartbeats arrive (cores).
@@ -215,9 +219,6 @@ pub async fn run(
         "API server ceiling for placement writes"
     );
 
-    let cpu0 = cpu_seconds(pid).unwrap_or(0.0);
-    let api0 = apiserver::request_counts(client).await?;
-    let sim0 = writes(sim);
     // First a steady rate, then the rest as fast as the requests in flight allow.
     let steady_load = Load {
         run: "steady".into(),
@@ -227,6 +228,23 @@ pub async fn run(
         in_flight: settings.in_flight,
         max_participants: settings.participants,
     };
+    let floor = ceiling::floor(
+        client,
+        &Load {
+            run: "floor".into(),
+            ..steady_load.clone()
+        },
+    )
+    .await?;
+    tracing::info!(
+        p50_ms = floor.create_to_join.p50_ms,
+        p99_ms = floor.create_to_join.p99_ms,
+        "create → join with an operator that costs nothing"
+    );
+
+    let cpu0 = cpu_seconds(pid).unwrap_or(0.0);
+    let api0 = apiserver::request_counts(client).await?;
+    let sim0 = writes(sim);
     let steady = placement::run(client, namespace, &steady_load, Duration::from_secs(600)).await?;
     let load = Load {
         run: "burst".into(),
@@ -274,6 +292,7 @@ pub async fn run(
         cpu_seconds_per_1000_placements: cpu_seconds_placements * 1000.0 / placed.max(1) as f64,
         cpu_seconds_placements,
         share_of_ceiling: placement.placements_per_second / ceiling.placements_per_second.max(1e-9),
+        floor,
         steady,
         placement,
         ceiling,

@@ -338,7 +338,7 @@ pub fn cost_markdown(c: &CostOutcome, machine: &Machine, heartbeat_seconds: u64)
     );
     m.push_str("| figure | measured | goal |\n|---|---|---|\n");
     let ceiling = &c.ceiling;
-    let rows: [(&str, String, String); 12] = [
+    let rows: [(&str, String, String); 13] = [
         (
             "operator resident memory: nodes Ready / after placements / steady / peak",
             format!(
@@ -386,6 +386,17 @@ pub fn cost_markdown(c: &CostOutcome, machine: &Machine, heartbeat_seconds: u64)
                 "p99 < 50 ms: {}",
                 verdict(c.steady.create_to_join.p99_ms < 50.0)
             ),
+        ),
+        (
+            "the same load answered by an operator that costs nothing (a watch writing each \
+             placement at once; no operator), same run: create → join p50 / p99",
+            format!(
+                "{:.0} ms / {:.0} ms; the operator's p99 is {:.1}× this floor's",
+                c.floor.create_to_join.p50_ms,
+                c.floor.create_to_join.p99_ms,
+                c.steady.create_to_join.p99_ms / c.floor.create_to_join.p99_ms.max(1e-9)
+            ),
+            String::new(),
         ),
         (
             "API server ceiling for the writes a placement brings (create, status apply, \
