@@ -10,6 +10,7 @@
 //! placement as soon as it sees the conference): the create → join delay no operator can go
 //! under on this API server at that rate.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -106,18 +107,64 @@ pub async fn measure(client: &Client, count: usize, in_flight: usize) -> Result<
 
 /// Offers `load` (its pool is ignored) in a namespace of its own where a watch stands in for
 /// an operator that costs nothing: it writes each conference's placement (the status apply,
-/// then the participant report) as soon as it sees the conference.
-pub async fn floor(client: &Client, load: &Load) -> Result<Outcome, Error> {
-    let api = scratch_namespace(client, FLOOR_NAMESPACE).await?;
-    let stand_in = tokio::spawn(place_what_appears(api));
+/// then the participant report) as soon as it sees the conference. The stand-in has a thread,
+/// a runtime and an API client of its own, as the operator has a process of its own.
+pub async fn floor(client: &Client, kubeconfig: &Path, load: &Load) -> Result<Outcome, Error> {
+    scratch_namespace(client, FLOOR_NAMESPACE).await?;
+    let stand_in = StandIn::start(kubeconfig.to_owned())?;
     let outcome = placement::run(client, FLOOR_NAMESPACE, load, Duration::from_secs(600)).await;
-    stand_in.abort();
+    drop(stand_in);
     delete_namespace(client, FLOOR_NAMESPACE).await?;
     outcome
 }
 
-/// The stand-in operator of `floor`: every conference that appears without a status is
-/// placed at once, each on a task of its own.
+/// The stand-in operator of `floor`, on a thread of its own until dropped.
+struct StandIn {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StandIn {
+    fn start(kubeconfig: PathBuf) -> Result<StandIn, Error> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .context("a runtime for the stand-in operator")?;
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let client = match crate::client::from_kubeconfig(&kubeconfig).await {
+                    Ok(client) => client,
+                    Err(e) => return tracing::warn!(error = %e, "stand-in operator: no client"),
+                };
+                let api = Api::namespaced(client, FLOOR_NAMESPACE);
+                tokio::select! {
+                    () = place_what_appears(api) => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        Ok(StandIn {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Places every conference that appears without a status at once, each on a task of its
+/// own.
 async fn place_what_appears(api: Api<Conference>) {
     let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
     while let Some(event) = events.next().await {
@@ -136,8 +183,8 @@ async fn place_what_appears(api: Api<Conference>) {
     }
 }
 
-/// Creates `name` (with every other kind of object, deleted with it later) and hands its
-/// Conference API.
+/// Creates namespace `name` (with every other kind of object, deleted with it later) and
+/// hands its Conference API.
 async fn scratch_namespace(client: &Client, name: &str) -> Result<Api<Conference>, Error> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))

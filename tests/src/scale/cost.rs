@@ -30,6 +30,10 @@ use crate::wait;
 /// Name of the cost run's pool.
 pub const POOL: &str = "cost";
 
+/// Quiet time before each measurement, for the API server to finish the work of the one
+/// before (heartbeats go on).
+const SETTLE: Duration = Duration::from_secs(10);
+
 /// What to measure.
 #[derive(Clone, Debug, Serialize)]
 pub struct CostSettings {
@@ -208,7 +212,7 @@ pub async fn run(
         "media nodes Ready"
     );
     // Let the first heartbeats of every node settle before measuring.
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::time::sleep(SETTLE).await;
     let pid = operator.pid();
     let rss_mib_nodes_ready = rss_mib(pid).unwrap_or(0.0);
     let burst = settings.conferences.saturating_sub(settings.steady_count);
@@ -228,8 +232,12 @@ pub async fn run(
         in_flight: settings.in_flight,
         max_participants: settings.participants,
     };
+    // The API server settles after the ceiling's namespace went (its conferences deleted)
+    // before each timed load, as it did before the ceiling.
+    tokio::time::sleep(SETTLE).await;
     let floor = ceiling::floor(
         client,
+        kubeconfig,
         &Load {
             run: "floor".into(),
             ..steady_load.clone()
@@ -241,6 +249,7 @@ pub async fn run(
         p99_ms = floor.create_to_join.p99_ms,
         "create → join with an operator that costs nothing"
     );
+    tokio::time::sleep(SETTLE).await;
 
     let cpu0 = cpu_seconds(pid).unwrap_or(0.0);
     let api0 = apiserver::request_counts(client).await?;
