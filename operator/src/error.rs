@@ -55,9 +55,7 @@ impl Error {
             Error::Serialize { .. } => "serialize",
         }
     }
-}
 
-impl Error {
     /// True when the API server answered and refused the request (a 4xx: conflict, invalid,
     /// not found, throttled), so a write did not land; false when the outcome is unknown
     /// (the connection failed, the call timed out, or a 5xx, after which the write may have

@@ -226,14 +226,15 @@ fn adopt_reservation(
         return;
     }
     let mut ledger = lock(&ctx.ledger);
-    if ledger.node_of(ckey).is_some_and(|(_, n)| n == node) {
-        ledger.confirm(ckey);
-    } else if ledger.node_of(ckey).is_none() {
-        ledger.reserve(
+    match ledger.node_of(ckey).map(|(_, held)| held == node) {
+        // The watch shows the placement the ledger holds: its write landed.
+        Some(true) => ledger.confirm(ckey),
+        Some(false) => {}
+        None => ledger.reserve(
             ckey.clone(),
             (ckey.0.clone(), node.clone()),
             reservation_of(conf),
-        );
+        ),
     }
 }
 

@@ -40,12 +40,22 @@ impl Loss {
     }
 }
 
-/// A node that heartbeated (Ready, Draining, or Starting again because its pod stopped
-/// answering the kubelet's readiness probe, as a hung process does before its heartbeat goes
-/// stale) whose heartbeat is older than the timeout, unless its pool stalled together. A node
-/// starting for the first time has no heartbeat to lose.
+/// Whether a node in `phase` is expected to heartbeat: it runs (Ready or Draining), or it
+/// `heartbeated` and is back in Starting because its pod stopped answering the kubelet's
+/// readiness probe, as a hung process's does before its heartbeat goes stale. A node starting
+/// for the first time has no heartbeat yet. The stall guard counts the same nodes.
+pub fn expects_heartbeat(phase: MediaNodePhase, heartbeated: bool) -> bool {
+    match phase {
+        Ready | Draining => true,
+        Starting => heartbeated,
+        _ => false,
+    }
+}
+
+/// A node expected to heartbeat whose heartbeat is older than the timeout, unless its pool
+/// stalled together.
 pub fn heartbeat_lost(node: &Liveness) -> bool {
-    matches!(node.phase, Starting | Ready | Draining)
+    expects_heartbeat(node.phase, node.heartbeat_age.is_some())
         && node
             .heartbeat_age
             .is_some_and(|age| age > node.heartbeat_timeout)

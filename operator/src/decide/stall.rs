@@ -5,8 +5,8 @@
 //! is more writes to the API server that is already behind. Kubernetes' node lifecycle
 //! controller stops evicting from a zone that is mostly unreachable for the same reason.
 
+use super::liveness::expects_heartbeat;
 use super::{NodeView, UnixSeconds};
-use conclave_crds::MediaNodePhase;
 
 /// Fewer stale nodes than this are always treated as node failures: in a small pool one or
 /// two dead nodes are a majority, and they must be failed over.
@@ -23,9 +23,7 @@ pub struct Stall {
     /// were up to one heartbeat interval apart): the first to pass it must already see the
     /// others late, or it alone would be failed.
     pub stale: usize,
-    /// Nodes expected to heartbeat: Ready, Draining, or Starting after a heartbeat (a running
-    /// node goes back to Starting when its pod fails the kubelet's readiness probe, which a
-    /// node cut off with its pool may do before its heartbeat goes stale).
+    /// Nodes expected to heartbeat (`liveness::expects_heartbeat`).
     pub heartbeating: usize,
 }
 
@@ -33,11 +31,7 @@ pub struct Stall {
 pub fn heartbeats_stalled(nodes: &[NodeView], timeout: i64, now: UnixSeconds) -> Option<Stall> {
     let heartbeating: Vec<_> = nodes
         .iter()
-        .filter(|n| match n.phase {
-            MediaNodePhase::Ready | MediaNodePhase::Draining => true,
-            MediaNodePhase::Starting => n.last_heartbeat.is_some(),
-            _ => false,
-        })
+        .filter(|n| expects_heartbeat(n.phase, n.last_heartbeat.is_some()))
         .collect();
     let stale = heartbeating
         .iter()
@@ -54,6 +48,7 @@ pub fn heartbeats_stalled(nodes: &[NodeView], timeout: i64, now: UnixSeconds) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use conclave_crds::MediaNodePhase;
 
     const NOW: UnixSeconds = 1_000;
     const TIMEOUT: i64 = 15;
