@@ -100,6 +100,8 @@ pub struct NodeState {
     pool_nodes: RwLock<BTreeMap<String, String>>,
     conference_api: OnceLock<kube::Api<Conference>>,
     synced: AtomicBool,
+    /// The pool watch delivered the pool: the ICE servers clients get are known.
+    pool_known: AtomicBool,
     draining: AtomicBool,
     drained: AtomicBool,
     next_participant: AtomicU64,
@@ -136,6 +138,7 @@ impl NodeState {
             pool_nodes: RwLock::new(BTreeMap::new()),
             conference_api: OnceLock::new(),
             synced: AtomicBool::new(false),
+            pool_known: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             drained: AtomicBool::new(false),
             next_participant: AtomicU64::new(1),
@@ -190,6 +193,7 @@ impl NodeState {
     /// Records the pool's ICE servers.
     pub fn set_ice(&self, ice: IceConfig) {
         write(&self.ice, ice);
+        self.pool_known.store(true, Ordering::Relaxed);
     }
 
     /// Records this node's capacity (MediaNode spec.capacity).
@@ -257,9 +261,13 @@ impl NodeState {
         self.draining.load(Ordering::Relaxed)
     }
 
-    /// Ready to take rooms: address known, watch synced, not draining.
+    /// Ready to take rooms: address known, watches synced (its rooms and its pool's ICE
+    /// servers), not draining.
     pub fn is_ready(&self) -> bool {
-        self.public_ip().is_some() && self.synced.load(Ordering::Relaxed) && !self.is_draining()
+        self.public_ip().is_some()
+            && self.synced.load(Ordering::Relaxed)
+            && self.pool_known.load(Ordering::Relaxed)
+            && !self.is_draining()
     }
 
     /// For `/readyz`: whether the node serves its clients (what it serves), or why not. A
@@ -272,6 +280,8 @@ impl NodeState {
             Err("waiting for the operator to publish status.addresses.public")
         } else if !self.synced.load(Ordering::Relaxed) {
             Err("conference watch not synced yet")
+        } else if !self.pool_known.load(Ordering::Relaxed) {
+            Err("MediaPool not read yet: the ICE servers clients get are unknown")
         } else if self.is_draining() {
             Ok("ready: draining, serving its calls until they move; no new rooms")
         } else {

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use conclave_crds::token::{JoinClaims, mint};
 use conclave_media_node::client::{Client, ClientConfig, Publish};
 use conclave_media_node::media::{MediaSettings, TcpPort, UdpMux};
+use conclave_media_node::node::IceConfig;
 use conclave_media_node::room::MediaPolicy;
 use conclave_media_node::signaling::SignalingLimits;
 use conclave_media_node::{NodeSettings, NodeState, RoomSettings};
@@ -76,6 +77,7 @@ pub async fn start_limited(
     let node = NodeState::new(settings);
     node.set_public_ip(LOOPBACK);
     node.mark_synced();
+    node.set_ice(IceConfig::default());
     node.open_room(RoomSettings {
         conference: CONFERENCE.into(),
         max_participants,
