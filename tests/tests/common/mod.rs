@@ -3,9 +3,12 @@
 
 #![allow(dead_code, reason = "each test binary uses a subset")]
 
+pub mod api_proxy;
 pub mod call;
 pub mod fixtures;
 pub mod tls;
+
+use std::path::Path;
 
 use conclave_testenv::operator::Operator;
 use conclave_testenv::{TestEnv, TestNamespace, media_node_role};
@@ -17,8 +20,18 @@ pub fn start_operator(env: &TestEnv, ns: &TestNamespace) -> Operator {
 
 /// As `start_operator`, with `extra` arguments.
 pub fn start_operator_with(env: &TestEnv, ns: &TestNamespace, extra: &[&str]) -> Operator {
+    start_operator_at(env, ns, env.kubeconfig(), extra)
+}
+
+/// As `start_operator_with`, reaching the API server through `kubeconfig`.
+pub fn start_operator_at(
+    env: &TestEnv,
+    ns: &TestNamespace,
+    kubeconfig: &Path,
+    extra: &[&str],
+) -> Operator {
     let log = env.artifacts().join(format!("operator-{}.log", ns.name()));
-    Operator::start_with(env.kubeconfig(), ns.name(), &log, extra)
+    Operator::start_with(kubeconfig, ns.name(), &log, extra)
         .expect("conclave-operator is built (make build)")
 }
 

@@ -13,11 +13,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 
-/// A test CA and a certificate for `*.<domain>` it signed, in PEM.
+/// A test CA and a certificate it signed (for `*.<domain>`, or one name), in PEM.
 pub struct TestCa {
     /// The CA's certificate.
     pub ca: String,
-    /// The wildcard certificate.
+    /// The certificate it signed.
     pub cert: String,
     /// Its private key.
     pub key: String,
@@ -26,6 +26,11 @@ pub struct TestCa {
 impl TestCa {
     /// A fresh CA and a certificate for `*.<domain>`.
     pub fn issue(domain: &str) -> TestCa {
+        TestCa::issue_for(&format!("*.{domain}"))
+    }
+
+    /// A fresh CA and a certificate for `name` (a DNS name, a wildcard or an IP address).
+    pub fn issue_for(name: &str) -> TestCa {
         let ca_key = rcgen::KeyPair::generate().expect("a key pair");
         let mut ca_params =
             rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
@@ -39,11 +44,11 @@ impl TestCa {
         ];
         let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
         let key = rcgen::KeyPair::generate().expect("a key pair");
-        let mut params = rcgen::CertificateParams::new(vec![format!("*.{domain}")])
-            .expect("certificate parameters");
+        let mut params =
+            rcgen::CertificateParams::new(vec![name.to_owned()]).expect("certificate parameters");
         params
             .distinguished_name
-            .push(rcgen::DnType::CommonName, format!("*.{domain}"));
+            .push(rcgen::DnType::CommonName, name);
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
         let cert = params.signed_by(&key, &issuer).expect("certificate");
