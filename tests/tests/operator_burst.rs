@@ -15,11 +15,11 @@ use futures::StreamExt;
 use futures::future::join_all;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, ListParams, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 
 mod common;
 use common::api_proxy::ApiProxy;
-use common::fixtures::{conference, create, pool, ports, wait_for_ready_nodes};
+use common::fixtures::{conference, create, pool, ports, rfc3339, wait_for_ready_nodes};
 use common::{install_media_node_role, report, start_operator_at};
 use serde_json::json;
 
@@ -132,8 +132,7 @@ async fn a_placement_whose_answer_was_lost_keeps_its_room() {
     proxy.lose_next_placement_answer(Duration::from_secs(12));
     let start = Timestamp::from_second(Timestamp::now().as_second() + 10).unwrap();
     let end = start + SignedDuration::from_mins(10);
-    let at = |t: Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let booking = json!({"startTime": at(start), "endTime": at(end)});
+    let booking = json!({"startTime": rfc3339(start), "endTime": rfc3339(end)});
     for name in ["a", "b"] {
         create(&ns, &conference(name, "default", 5, booking.clone())).await;
     }
@@ -190,11 +189,14 @@ async fn a_placement_whose_answer_was_lost_keeps_its_room() {
 fn record_both_placed(ns: &conclave_testenv::TestNamespace) -> Arc<Mutex<Option<String>>> {
     let seen = Arc::new(Mutex::new(None));
     let record = seen.clone();
-    let events = watcher(ns.api::<Conference>(), watcher::Config::default());
+    let events = watcher(ns.api::<Conference>(), watcher::Config::default()).default_backoff();
     tokio::spawn(async move {
         let mut placed: HashMap<String, String> = HashMap::new();
         let mut events = std::pin::pin!(events);
-        while let Some(Ok(event)) = events.next().await {
+        while let Some(event) = events.next().await {
+            // A failed watch call is retried (with backoff) and re-lists; it does not end
+            // the record.
+            let Ok(event) = event else { continue };
             match event {
                 watcher::Event::Apply(c) | watcher::Event::InitApply(c) => {
                     let name = c.metadata.name.clone().unwrap_or_default();

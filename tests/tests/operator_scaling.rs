@@ -23,7 +23,7 @@ use serde_json::json;
 
 mod common;
 use common::fixtures::{
-    all_nodes, conference, create, pool, ports, ready_nodes, wait_for_ready_nodes,
+    all_nodes, conference, create, pool, ports, ready_nodes, rfc3339, wait_for_ready_nodes,
 };
 use common::report;
 
@@ -363,7 +363,6 @@ async fn a_scheduled_conference_has_a_ready_node_before_it_starts() {
         ),
     )
     .await;
-    let rfc3339 = |t: k8s_openapi::jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let now = k8s_openapi::jiff::Timestamp::now;
     wait::until("the pool reconciled with no node", TIMEOUT, || async {
         let p = ns.api::<MediaPool>().get("scheduled").await.ok()?;

@@ -58,7 +58,7 @@ struct Shared {
 struct Plan {
     /// Armed: lose the answer to the next placement and hold Conference watches this long.
     armed: Option<Duration>,
-    /// The conference whose placement answer was lost.
+    /// The conference whose placement landed and whose answer was lost.
     lost: Option<String>,
     /// Conference watch events wait until then.
     hold_until: Option<Instant>,
@@ -168,23 +168,29 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Takes the armed plan for the placement of `name`: its answer is to be lost.
-    fn take_placement(&self, name: &str) -> bool {
+    /// Takes the armed plan for a placement going up: true when its answer is to be lost.
+    fn take_placement(&self) -> bool {
         let mut plan = self.plan();
         let Some(hold) = plan.armed.take() else {
             return false;
         };
         // The hold starts before the write goes up, so the watch event it causes is held too.
         plan.hold_until = Some(Instant::now() + hold);
-        plan.lost = Some(name.to_owned());
         true
     }
 
-    fn note_read_back(&self, name: String) {
+    /// Records that `name`'s placement landed and its answer was dropped.
+    fn note_lost(&self, name: &str) {
+        self.plan().lost = Some(name.to_owned());
+        self.changed.notify_waiters();
+    }
+
+    fn note_read_back(&self, name: &str) {
         let mut plan = self.plan();
-        if plan.lost.is_some() {
-            plan.read_back.push(name);
+        if plan.lost.is_none() {
+            return;
         }
+        plan.read_back.push(name.to_owned());
         drop(plan);
         self.changed.notify_waiters();
     }
@@ -228,9 +234,12 @@ async fn forward(
         .path_and_query()
         .map_or_else(|| parts.uri.path().to_owned(), ToString::to_string);
     let resource = conference_path(&path);
+    // The conference whose placement answer is to be lost.
     let lose = match (&parts.method, resource) {
-        (&Method::PATCH, Some((name, "/status"))) if places(&body) => shared.take_placement(name),
-        _ => false,
+        (&Method::PATCH, Some((name, "/status"))) if places(&body) && shared.take_placement() => {
+            Some(name)
+        }
+        _ => None,
     };
     let mut upstream = http::Request::builder()
         .method(parts.method.clone())
@@ -244,8 +253,8 @@ async fn forward(
         .upstream
         .send(upstream.body(kube::client::Body::from(body))?)
         .await?;
-    if lose {
-        shared.changed.notify_waiters();
+    if let Some(name) = lose {
+        shared.note_lost(name);
         return Err("the answer to this placement is lost on purpose".into());
     }
     let watch = path.contains("watch=true") || path.contains("watch=1");
@@ -253,7 +262,7 @@ async fn forward(
         && !watch
         && let Some((name, "")) = resource
     {
-        shared.note_read_back(name.to_owned());
+        shared.note_read_back(name);
     }
     let (mut head, body) = answer.into_parts();
     head.headers.remove(CONNECTION);

@@ -74,6 +74,11 @@ pub fn conference(name: &str, pool: &str, max: u32, spec: Value) -> Conference {
     serde_json::from_value(manifest).expect("a Conference")
 }
 
+/// `t` as a Conference's `startTime` or `endTime` (whole seconds, as the operator reads them).
+pub fn rfc3339(t: k8s_openapi::jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
 /// Creates `object` in the test namespace.
 pub async fn create<K>(ns: &TestNamespace, object: &K) -> K
 where
